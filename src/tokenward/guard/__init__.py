@@ -1,0 +1,31 @@
+"""The validator every protected request goes through, and its RFC 6750 errors."""
+
+from tokenward.guard.errors import (
+    BearerError,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    MissingToken,
+    challenge,
+)
+from tokenward.guard.jwks import RemoteJwks
+from tokenward.guard.keys import KeyringKeySource, KeySource, StaticKeySource
+from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.guard.validator import Validator
+from tokenward.tokens.claims import AccessToken
+
+__all__ = [
+    "AccessToken",
+    "BearerError",
+    "InsufficientScope",
+    "InvalidRequest",
+    "InvalidToken",
+    "KeySource",
+    "KeyringKeySource",
+    "MissingToken",
+    "RemoteJwks",
+    "RevocationMirror",
+    "StaticKeySource",
+    "Validator",
+    "challenge",
+]

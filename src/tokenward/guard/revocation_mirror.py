@@ -1,0 +1,77 @@
+"""The in-memory view of revocations that every validator checks on every request.
+
+Lookups are plain dict reads; `generation` changes on every write so a cached token that was
+checked at the current generation needs no new lookups (ARCHITECTURE.md, Revocation).
+"""
+
+from __future__ import annotations
+
+from tokenward.store.records import Revocation, RevocationKind
+
+
+class RevocationMirror:
+    __slots__ = ("applied_seq", "clients", "generation", "jtis", "sessions", "subjects")
+
+    def __init__(self) -> None:
+        self.jtis: dict[str, float] = {}  # jti -> forget after
+        # watermark maps: value -> (issued_before, forget after)
+        self.subjects: dict[str, tuple[float, float]] = {}
+        self.sessions: dict[str, tuple[float, float]] = {}
+        self.clients: dict[str, tuple[float, float]] = {}
+        self.generation = 0
+        self.applied_seq = 0
+
+    def apply(self, revocation: Revocation, seq: int | None = None) -> None:
+        if revocation.kind == RevocationKind.JTI:
+            self.jtis[revocation.value] = max(
+                self.jtis.get(revocation.value, 0.0), revocation.expires_at
+            )
+        else:
+            table = self._watermarks(revocation.kind)
+            before = revocation.issued_before or 0.0
+            old = table.get(revocation.value)
+            if old is None or old[0] < before:  # watermarks only move forward
+                table[revocation.value] = (
+                    before,
+                    max(revocation.expires_at, old[1] if old else 0.0),
+                )
+        self.generation += 1
+        if seq is not None:
+            self.applied_seq = max(self.applied_seq, seq)
+
+    def reason(self, jti: str, sub: str, sid: str | None, client_id: str, iat: int) -> str | None:
+        """Why a token is revoked, or None. Called on every cache hit whose generation is old."""
+        if jti in self.jtis:
+            return "the access token was revoked"
+        mark = self.subjects.get(sub)
+        if mark is not None and iat < mark[0]:
+            return "the subject's tokens were revoked"
+        if sid is not None:
+            mark = self.sessions.get(sid)
+            if mark is not None and iat < mark[0]:
+                return "the session ended"
+        mark = self.clients.get(client_id)
+        if mark is not None and iat < mark[0]:
+            return "the client's tokens were revoked"
+        return None
+
+    def purge(self, now: float) -> int:
+        """Forget entries every matching token of which has expired. Returns how many went."""
+        dropped = 0
+        for jti in [jti for jti, until in self.jtis.items() if until <= now]:
+            del self.jtis[jti]
+            dropped += 1
+        for table in (self.subjects, self.sessions, self.clients):
+            for value in [value for value, (_, until) in table.items() if until <= now]:
+                del table[value]
+                dropped += 1
+        return dropped
+
+    def _watermarks(self, kind: str) -> dict[str, tuple[float, float]]:
+        if kind == RevocationKind.SUBJECT:
+            return self.subjects
+        if kind == RevocationKind.SESSION:
+            return self.sessions
+        if kind == RevocationKind.CLIENT:
+            return self.clients
+        raise ValueError(f"unknown revocation kind {kind!r}")

@@ -1,0 +1,206 @@
+"""The one validator every protected request goes through (ARCHITECTURE.md, Protected request).
+
+Checklist on a miss: bearer extraction → compact JWS parse → key by `kid` (one bounded refresh
+of a remote key set on an unknown kid) → signature with the key's own algorithm → `typ` → exp,
+nbf, iat with leeway → iss exact → aud contains ours → revocation. On a cache hit: exp and
+revocation again (the latter only when the revocation generation moved), then scopes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
+
+from tokenward.guard.cache import CacheEntry, TokenCache
+from tokenward.guard.errors import InsufficientScope, InvalidToken
+from tokenward.guard.extract import bearer_token, check_b64token
+from tokenward.guard.keys import KeySource
+from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.tokens.claims import AccessToken, access_token_from_claims
+from tokenward.tokens.errors import JoseError
+from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
+
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §2.1, §4
+NO_SCOPES: frozenset[str] = frozenset()
+
+
+class OpaqueResolver(Protocol):
+    """Turns an opaque (reference) token into claims: a local store or RFC 7662 introspection."""
+
+    async def resolve(self, token: str) -> AccessToken | None: ...
+
+    def resolve_sync(self, token: str) -> AccessToken | None: ...
+
+
+class Validator:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str | Iterable[str],
+        keys: KeySource,
+        revocations: RevocationMirror,
+        opaque: OpaqueResolver | None = None,
+        leeway: float = 30.0,
+        max_lifetime: float = 86400.0,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        token_types: Iterable[str] = ACCESS_TOKEN_TYPES,
+    ) -> None:
+        self.issuer = issuer
+        self.audiences = frozenset([audience] if isinstance(audience, str) else audience)
+        if not self.audiences:
+            raise ValueError("a validator needs at least one audience")
+        self.keys = keys
+        self.revocations = revocations
+        self._opaque = opaque
+        self._leeway = leeway
+        self._max_lifetime = max_lifetime
+        self._clock = clock
+        self._token_types = frozenset(kind.lower() for kind in token_types)
+        self.cache = TokenCache(cache_size)
+
+    # --- hot path ------------------------------------------------------------------------
+    def cached(self, authorization: str) -> AccessToken | None:
+        """The token for a credential seen before, after exp and revocation checks; else None."""
+        entry = self.cache.get(authorization)
+        if entry is None:
+            return None
+        if self._clock() >= entry.expires:
+            self.cache.discard(authorization)
+            raise InvalidToken("the access token expired")
+        mirror = self.revocations
+        generation = mirror.generation
+        if entry.generation != generation:
+            token = entry.token
+            reason = mirror.reason(token.jti, token.sub, token.sid, token.client_id, token.iat)
+            if reason is not None:
+                self.cache.discard(authorization)
+                raise InvalidToken(reason)
+            entry.generation = generation
+        return entry.token
+
+    def authenticate_sync(
+        self, authorization: str | None, required: frozenset[str] = NO_SCOPES
+    ) -> AccessToken:
+        """Validate an Authorization header value; raises a `BearerError` subclass."""
+        token = self.cached(authorization) if authorization is not None else None
+        if token is None:
+            token = self._miss_sync(authorization)
+        if required and not required <= token.scopes:
+            raise InsufficientScope(
+                "the access token lacks a required scope", scope=" ".join(sorted(required))
+            )
+        return token
+
+    async def authenticate(
+        self, authorization: str | None, required: frozenset[str] = NO_SCOPES
+    ) -> AccessToken:
+        token = self.cached(authorization) if authorization is not None else None
+        if token is None:
+            token = await self._miss(authorization)
+        if required and not required <= token.scopes:
+            raise InsufficientScope(
+                "the access token lacks a required scope", scope=" ".join(sorted(required))
+            )
+        return token
+
+    # --- misses --------------------------------------------------------------------------
+    async def _miss(self, authorization: str | None) -> AccessToken:
+        raw = bearer_token(authorization)
+        if "." not in raw:
+            return self._admit(authorization, await self._resolve_opaque(raw, self._opaque_async))
+        await self.keys.refresh(unknown_kid=False)  # no-op unless a remote set is past max-age
+        try:
+            token = self._verify_jwt(raw)
+        except UnknownKeyError:
+            if not await self.keys.refresh(unknown_kid=True):
+                raise InvalidToken("no key matches the token's kid") from None
+            token = self._verify_jwt_known_keys(raw)
+        return self._admit(authorization, token)
+
+    def _miss_sync(self, authorization: str | None) -> AccessToken:
+        raw = bearer_token(authorization)
+        if "." not in raw:
+            return self._admit(authorization, self._resolve_opaque_sync(raw))
+        self.keys.refresh_sync(unknown_kid=False)
+        try:
+            token = self._verify_jwt(raw)
+        except UnknownKeyError:
+            if not self.keys.refresh_sync(unknown_kid=True):
+                raise InvalidToken("no key matches the token's kid") from None
+            token = self._verify_jwt_known_keys(raw)
+        return self._admit(authorization, token)
+
+    def _opaque_async(self, raw: str) -> Awaitable[AccessToken | None]:
+        assert self._opaque is not None  # noqa: S101 - checked by the caller
+        return self._opaque.resolve(raw)
+
+    async def _resolve_opaque(
+        self, raw: str, resolve: Callable[[str], Awaitable[AccessToken | None]]
+    ) -> AccessToken:
+        if self._opaque is None:
+            raise InvalidToken("the access token is malformed")
+        check_b64token(raw)
+        token = await resolve(raw)
+        if token is None:
+            raise InvalidToken("the access token is not active")
+        self._check_claims(token)
+        return token
+
+    def _resolve_opaque_sync(self, raw: str) -> AccessToken:
+        if self._opaque is None:
+            raise InvalidToken("the access token is malformed")
+        check_b64token(raw)
+        token = self._opaque.resolve_sync(raw)
+        if token is None:
+            raise InvalidToken("the access token is not active")
+        self._check_claims(token)
+        return token
+
+    def _verify_jwt_known_keys(self, raw: str) -> AccessToken:
+        try:
+            return self._verify_jwt(raw)
+        except UnknownKeyError:
+            raise InvalidToken("no key matches the token's kid") from None
+
+    def _verify_jwt(self, raw: str) -> AccessToken:
+        try:
+            jws, _key = verify_compact(raw, self.keys.get)
+            typ = jws.header.get("typ")
+            if not isinstance(typ, str) or typ.lower() not in self._token_types:
+                raise InvalidToken("the token is not an access token (typ)")  # RFC 9068 §4
+            token = access_token_from_claims(payload_object(jws))
+        except UnknownKeyError:
+            raise
+        except JoseError as exc:
+            raise InvalidToken(str(exc)) from None
+        self._check_claims(token)
+        return token
+
+    def _check_claims(self, token: AccessToken) -> None:
+        now = self._clock()
+        leeway = self._leeway
+        if now >= token.exp + leeway:
+            raise InvalidToken("the access token expired")
+        if token.nbf is not None and token.nbf > now + leeway:
+            raise InvalidToken("the access token is not valid yet")
+        if token.iat > now + leeway:
+            raise InvalidToken("the access token was issued in the future")
+        if token.exp - token.iat > self._max_lifetime:
+            raise InvalidToken("the access token's lifetime is longer than allowed")
+        if token.iss != self.issuer:
+            raise InvalidToken("the access token has the wrong issuer")
+        if self.audiences.isdisjoint(token.aud):
+            raise InvalidToken("the access token is not for this audience")
+
+    def _admit(self, authorization: str | None, token: AccessToken) -> AccessToken:
+        mirror = self.revocations
+        generation = mirror.generation
+        reason = mirror.reason(token.jti, token.sub, token.sid, token.client_id, token.iat)
+        if reason is not None:
+            raise InvalidToken(reason)
+        if authorization is not None:
+            self.cache.put(authorization, CacheEntry(token, token.exp + self._leeway, generation))
+        return token

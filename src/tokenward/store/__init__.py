@@ -1,0 +1,1 @@
+"""Storage: small Protocols, each with memory and durable backends."""

@@ -1,0 +1,19 @@
+"""Errors raised by the JOSE layer. The guard maps every one of them to `invalid_token`."""
+
+from __future__ import annotations
+
+
+class JoseError(ValueError):
+    """A token, key or key set is malformed or fails a check. Messages never hold key material."""
+
+
+class KeyRejected(JoseError):
+    """A key is unusable: weak, inconsistent with its algorithm, or not a signing key."""
+
+
+class KeySetRejected(JoseError):
+    """A key set as a whole is unsafe: duplicate `kid`, or symmetric and asymmetric keys mixed."""
+
+
+class MasterKeyError(RuntimeError):
+    """The master key that seals private keys at rest is missing, malformed or wrong."""
