@@ -67,19 +67,19 @@ class Validator:
         entry = self.cache.get(authorization)
         if entry is None:
             return None
-        if self._clock() >= entry.expires:
+        token = entry.token
+        if self._clock() >= token.exp + self._leeway:
             self.cache.discard(authorization)
             raise InvalidToken("the access token expired")
         mirror = self.revocations
         generation = mirror.generation
         if entry.generation != generation:
-            token = entry.token
             reason = mirror.reason(token.jti, token.sub, token.sid, token.client_id, token.iat)
             if reason is not None:
                 self.cache.discard(authorization)
                 raise InvalidToken(reason)
             entry.generation = generation
-        return entry.token
+        return token
 
     def authenticate_sync(
         self, authorization: str | None, required: frozenset[str] = NO_SCOPES
@@ -202,5 +202,5 @@ class Validator:
         if reason is not None:
             raise InvalidToken(reason)
         if authorization is not None:
-            self.cache.put(authorization, CacheEntry(token, token.exp + self._leeway, generation))
+            self.cache.put(authorization, CacheEntry(token, generation))
         return token

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from tokenward.tokens.claims import AccessToken
 from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
@@ -81,7 +82,7 @@ class JwtAccessTokenStrategy:
         claims = access_token_for(grant, self._issuer, int(self._clock()), self._lifetime)
         key = self._keyring.active()
         header = {"alg": key.alg.name, "typ": "at+jwt", "kid": key.kid}
-        payload = json.dumps(claims_of(claims), separators=(",", ":")).encode()
+        payload = orjson.dumps(claims_of(claims))
         return IssuedAccessToken(sign_compact(header, payload, key.sign), claims, self._lifetime)
 
     async def mint(self, grant: TokenGrant) -> IssuedAccessToken:

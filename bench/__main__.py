@@ -1,0 +1,41 @@
+"""Run the benchmarks; end with one summary line per figure. `--only P1,P2` runs a subset."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+
+FIGURES = {
+    "P1": "bench.p1_cold",
+    "P2": "bench.p2_cached",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", default="", help="comma-separated figure names, e.g. P1,P2")
+    args = parser.parse_args()
+    wanted = [name.strip().upper() for name in args.only.split(",") if name.strip()] or list(
+        FIGURES
+    )
+    unknown = [name for name in wanted if name not in FIGURES]
+    if unknown:
+        parser.error(f"unknown figures {unknown}; known: {', '.join(FIGURES)}")
+    print(
+        f"tokenward bench on {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} cores"
+    )
+    lines = []
+    for name in wanted:
+        print(f"{name}:")
+        module = importlib.import_module(FIGURES[name])
+        lines.extend(figure.line() for figure in module.run())
+    print()
+    for line in lines:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
