@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from tokenward.guard.revocation_mirror import RevocationMirror
-from tokenward.store.records import Revocation, StoredKey
+from tokenward.store.protocols import Conflict
+from tokenward.store.records import ClientRecord, Revocation, StoredKey, UserRecord
 from tokenward.tokens.claims import AccessToken
 
 
@@ -74,3 +75,40 @@ class MemoryAccessTokenStore:
         if len(self._tokens) % 1024 == 0:  # amortised sweep, so the map cannot grow unbounded
             for digest in [d for d, t in self._tokens.items() if t.exp <= now]:
                 del self._tokens[digest]
+
+
+class MemoryClientStore:
+    def __init__(self) -> None:
+        self._clients: dict[str, ClientRecord] = {}
+
+    async def get(self, client_id: str) -> ClientRecord | None:
+        return self._clients.get(client_id)
+
+    async def put(self, client: ClientRecord) -> None:
+        self._clients[client.client_id] = client
+
+    async def list_all(self) -> Sequence[ClientRecord]:
+        return sorted(self._clients.values(), key=lambda client: client.client_id)
+
+    async def delete(self, client_id: str) -> bool:
+        return self._clients.pop(client_id, None) is not None
+
+
+class MemoryUserStore:
+    def __init__(self) -> None:
+        self._users: dict[str, UserRecord] = {}
+
+    async def get(self, user_id: str) -> UserRecord | None:
+        return self._users.get(user_id)
+
+    async def by_username(self, username: str) -> UserRecord | None:
+        return next((u for u in self._users.values() if u.username == username), None)
+
+    async def put(self, user: UserRecord) -> None:
+        owner = await self.by_username(user.username)
+        if owner is not None and owner.user_id != user.user_id:
+            raise Conflict(f"username {user.username!r} is taken")
+        self._users[user.user_id] = user
+
+    async def list_all(self) -> Sequence[UserRecord]:
+        return sorted(self._users.values(), key=lambda user: user.username)

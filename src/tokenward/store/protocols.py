@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from tokenward.store.records import Revocation, StoredKey
+from tokenward.store.records import ClientRecord, Revocation, StoredKey, UserRecord
 from tokenward.tokens.claims import AccessToken
 
 
@@ -43,3 +43,31 @@ class AccessTokenStore(Protocol):
         ...
 
     async def delete(self, digest: str) -> bool: ...
+
+
+class ClientStore(Protocol):
+    async def get(self, client_id: str) -> ClientRecord | None: ...
+
+    async def put(self, client: ClientRecord) -> None:
+        """Insert or replace by client_id."""
+        ...
+
+    async def list_all(self) -> Sequence[ClientRecord]: ...
+
+    async def delete(self, client_id: str) -> bool: ...
+
+
+class UserStore(Protocol):
+    async def get(self, user_id: str) -> UserRecord | None: ...
+
+    async def by_username(self, username: str) -> UserRecord | None: ...
+
+    async def put(self, user: UserRecord) -> None:
+        """Insert or replace by user_id; usernames are unique (a clash raises `Conflict`)."""
+        ...
+
+    async def list_all(self) -> Sequence[UserRecord]: ...
+
+
+class Conflict(Exception):
+    """A unique constraint was violated (username taken, client id in use)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from tokenward.tokens.errors import JoseError
 
@@ -114,6 +114,10 @@ def _cnf(value: Any) -> Mapping[str, Any] | None:
     return MappingProxyType(value)
 
 
+def _nonempty_str(value: Any) -> TypeGuard[str]:
+    return type(value) is str and value != ""
+
+
 def _shared(value: str) -> str:
     """One string object per distinct iss/client_id/aud value: cached tokens repeat them."""
     found = _SHARED.get(value)
@@ -146,9 +150,13 @@ def access_token_from_claims(claims: Mapping[str, Any]) -> AccessToken:
     """
     get = claims.get
     iss, sub, client_id, jti = get("iss"), get("sub"), get("client_id"), get("jti")
-    for name, value in (("iss", iss), ("sub", sub), ("client_id", client_id), ("jti", jti)):
-        if type(value) is not str or not value:
-            raise ClaimError(f"the {name} claim is missing or not a string")
+    if not (
+        _nonempty_str(iss)
+        and _nonempty_str(sub)
+        and _nonempty_str(client_id)
+        and _nonempty_str(jti)
+    ):
+        raise ClaimError("the iss, sub, client_id and jti claims must be non-empty strings")
     exp = numeric_date(claims, "exp", required=True)
     iat = numeric_date(claims, "iat", required=True)
     assert exp is not None  # noqa: S101 - required=True
