@@ -11,8 +11,8 @@ from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.grant import TokenGrant
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
 from tokenward.tokens.keyring import (
-    Keyring,
     KeyPolicy,
+    Keyring,
     KeyRotationError,
     KeyState,
     open_key,
@@ -51,7 +51,7 @@ def test_symmetric_keys_never_reach_the_jwks(clock: FrozenClock) -> None:
 
 def test_first_start_creates_active_and_next(clock: FrozenClock) -> None:
     keyring = ring(clock)
-    states = sorted(key.state for key in keyring.keys())
+    states = sorted(key.state for key in keyring.managed_keys())
     assert states == [KeyState.ACTIVE, KeyState.NEXT]
     assert keyring.ensure_ready() == []  # idempotent
 
@@ -67,14 +67,14 @@ def test_rotation_waits_until_next_key_was_published_long_enough(clock: FrozenCl
 def test_rotation_moves_every_state_forward(clock: FrozenClock) -> None:
     keyring = ring(clock)
     first = keyring.active()
-    upcoming = next(key for key in keyring.keys() if key.state == KeyState.NEXT)
+    upcoming = next(key for key in keyring.managed_keys() if key.state == KeyState.NEXT)
     clock.advance(3600)
     keyring.rotate()
     assert keyring.active() is upcoming
     assert first.state == KeyState.RETIRING
     assert first.retiring_at == clock()
     assert {jwk["kid"] for jwk in keyring.jwks()["keys"]} >= {first.kid, upcoming.kid}
-    assert len([key for key in keyring.keys() if key.state == KeyState.NEXT]) == 1
+    assert len([key for key in keyring.managed_keys() if key.state == KeyState.NEXT]) == 1
 
 
 def test_retiring_key_verifies_until_its_longest_token_expired(clock: FrozenClock) -> None:
@@ -146,7 +146,7 @@ def test_wrong_master_key_is_a_clear_error(clock: FrozenClock) -> None:
 def test_sealed_key_cannot_move_to_another_kid(clock: FrozenClock) -> None:
     sealer = KeySealer(generate_master_key())
     keyring = ring(clock)
-    active, upcoming = (seal_key(key, sealer) for key in keyring.keys())
+    active, upcoming = (seal_key(key, sealer) for key in keyring.managed_keys())
     moved = type(active)(**{**_fields(upcoming), "sealed_private": active.sealed_private})
     with pytest.raises(MasterKeyError):
         open_key(moved, sealer)

@@ -47,10 +47,13 @@ class Validator:
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
         token_types: Iterable[str] = ACCESS_TOKEN_TYPES,
+        any_audience: bool = False,
     ) -> None:
         self.issuer = issuer
         self.audiences = frozenset([audience] if isinstance(audience, str) else audience)
-        if not self.audiences:
+        # Only the issuer's own introspection and revocation endpoints accept every audience.
+        self._any_audience = any_audience
+        if not self.audiences and not any_audience:
             raise ValueError("a validator needs at least one audience")
         self.keys = keys
         self.revocations = revocations
@@ -192,7 +195,7 @@ class Validator:
             raise InvalidToken("the access token's lifetime is longer than allowed")
         if token.iss != self.issuer:
             raise InvalidToken("the access token has the wrong issuer")
-        if self.audiences.isdisjoint(token.aud):
+        if self.audiences.isdisjoint(token.aud) and not self._any_audience:
             raise InvalidToken("the access token is not for this audience")
 
     def _admit(self, authorization: str | None, token: AccessToken) -> AccessToken:

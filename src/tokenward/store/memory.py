@@ -112,3 +112,24 @@ class MemoryUserStore:
 
     async def list_all(self) -> Sequence[UserRecord]:
         return sorted(self._users.values(), key=lambda user: user.username)
+
+
+class MemoryReplayCache:
+    """Single-use markers (private_key_jwt jti, DPoP proof jti) for one process."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, max_entries: int = 100_000) -> None:
+        self._seen: dict[str, float] = {}
+        self._clock = clock
+        self._max_entries = max_entries
+
+    async def first_use(self, key: str, expires_at: float) -> bool:
+        now = self._clock()
+        if len(self._seen) >= self._max_entries:
+            self._seen = {k: until for k, until in self._seen.items() if until > now}
+            if len(self._seen) >= self._max_entries:
+                return False  # full of live markers: refuse rather than forget (fail closed)
+        until = self._seen.get(key)
+        if until is not None and until > now:
+            return False
+        self._seen[key] = expires_at
+        return True

@@ -50,14 +50,14 @@ class ClientRecord:
     redirect_uris: tuple[str, ...] = ()
     post_logout_redirect_uris: tuple[str, ...] = ()
     audience: tuple[str, ...] = ()  # default resource when the request names none
-    token_format: str = "jwt"  # noqa: S105 - jwt | opaque, not a secret
+    token_format: str = "jwt"
     access_token_lifetime: int = 900
     refresh_token_lifetime: int = 30 * 86400
     skip_consent: bool = False
     dpop_required: bool = False
     disabled: bool = False
     jwks: str | None = None  # JSON JWKS text for private_key_jwt
-    id_token_alg: str = "RS256"  # noqa: S105 - an algorithm name
+    id_token_alg: str = "RS256"
     name: str = ""
 
 

@@ -23,6 +23,7 @@ class TokenGrant:
     acr: str | None = None
     cnf: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    lifetime: int | None = None  # the client's own access-token lifetime, when it has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,4 +31,4 @@ class IssuedAccessToken:
     value: str = field(repr=False)  # the credential itself: never in a repr or a log
     claims: AccessToken
     expires_in: int
-    token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 scheme name, not a secret
+    token_type: str = "Bearer"

@@ -79,11 +79,14 @@ class JwtAccessTokenStrategy:
         self._clock = clock
 
     def mint_sync(self, grant: TokenGrant) -> IssuedAccessToken:
-        claims = access_token_for(grant, self._issuer, int(self._clock()), self._lifetime)
+        lifetime = self._lifetime if grant.lifetime is None else grant.lifetime
+        if not 0 < lifetime <= self._keyring.policy.max_token_lifetime:
+            raise ValueError("access token lifetime must be positive and within the key overlap")
+        claims = access_token_for(grant, self._issuer, int(self._clock()), lifetime)
         key = self._keyring.active()
         header = {"alg": key.alg.name, "typ": "at+jwt", "kid": key.kid}
         payload = orjson.dumps(claims_of(claims))
-        return IssuedAccessToken(sign_compact(header, payload, key.sign), claims, self._lifetime)
+        return IssuedAccessToken(sign_compact(header, payload, key.sign), claims, lifetime)
 
     async def mint(self, grant: TokenGrant) -> IssuedAccessToken:
         return self.mint_sync(grant)

@@ -101,7 +101,7 @@ class Keyring:
         self._reindex()
 
     # --- reading -------------------------------------------------------------------------
-    def keys(self) -> list[ManagedKey]:
+    def managed_keys(self) -> list[ManagedKey]:
         return sorted(self._keys.values(), key=lambda key: key.created_at)
 
     def active(self) -> ManagedKey:
@@ -118,7 +118,7 @@ class Keyring:
         """Public keys of every key a live token may carry, plus the next one; never secrets."""
         published = [
             dict(key.verification.public_jwk)
-            for key in self.keys()
+            for key in self.managed_keys()
             if key.state != KeyState.RETIRED and key.verification.public_jwk is not None
         ]
         return {"keys": published}

@@ -40,10 +40,11 @@ class OpaqueAccessTokenStrategy:
         self._clock = clock
 
     async def mint(self, grant: TokenGrant) -> IssuedAccessToken:
-        claims = access_token_for(grant, self._issuer, int(self._clock()), self._lifetime)
+        lifetime = self._lifetime if grant.lifetime is None else grant.lifetime
+        claims = access_token_for(grant, self._issuer, int(self._clock()), lifetime)
         value = PREFIX + secrets.token_urlsafe(32)
         await self._store.save(token_digest(value), claims)
-        return IssuedAccessToken(value, claims, self._lifetime)
+        return IssuedAccessToken(value, claims, lifetime)
 
 
 class StoreOpaqueResolver:

@@ -1,0 +1,170 @@
+"""Administrative actions shared by the CLI and (later) the admin API: clients, users, keys,
+revocation. Each returns plain data for JSON output."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from argon2 import PasswordHasher
+
+from tokenward.oauth.client_auth import METHODS, SecretHasher
+from tokenward.store.protocols import Conflict
+from tokenward.store.records import ClientRecord, Revocation, RevocationKind, UserRecord
+from tokenward.wiring import Services
+
+GRANT_TYPES = (
+    "authorization_code",
+    "client_credentials",
+    "refresh_token",
+    "urn:ietf:params:oauth:grant-type:device_code",
+)
+PASSWORDS = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+class AdminError(ValueError):
+    """A request the operator must correct; the message says how."""
+
+
+def client_view(client: ClientRecord) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "auth_method": client.auth_method,
+        "grant_types": list(client.grant_types),
+        "redirect_uris": list(client.redirect_uris),
+        "scope": " ".join(sorted(client.scopes)),
+        "token_format": client.token_format,
+        "skip_consent": client.skip_consent,
+        "disabled": client.disabled,
+    }
+
+
+async def create_client(
+    services: Services,
+    client_id: str,
+    *,
+    grant_types: list[str],
+    scope: str,
+    redirect_uris: list[str],
+    secret: str | None = None,
+    public: bool = False,
+    auth_method: str | None = None,
+    token_format: str = "jwt",
+    skip_consent: bool = False,
+    audience: list[str] | None = None,
+) -> dict[str, Any]:
+    if await services.stores.clients.get(client_id) is not None:
+        raise AdminError(f"client {client_id!r} exists already")
+    method = auth_method or ("none" if public else "client_secret_basic")
+    if method not in METHODS:
+        raise AdminError(f"auth method must be one of {', '.join(METHODS)}")
+    if public != (method == "none"):
+        raise AdminError("public clients use auth method none, and only they do")
+    unknown = [grant for grant in grant_types if grant not in GRANT_TYPES]
+    if unknown or not grant_types:
+        raise AdminError(f"grant types must be among {', '.join(GRANT_TYPES)}")
+    if token_format not in ("jwt", "opaque"):
+        raise AdminError("token format must be jwt or opaque")
+    if method in ("client_secret_basic", "client_secret_post"):
+        secret = secret or SecretHasher.generate()
+        if len(secret) < 32:
+            raise AdminError("client secrets need at least 32 characters (256 bits recommended)")
+    client = ClientRecord(
+        client_id=client_id,
+        auth_method=method,
+        grant_types=tuple(grant_types),
+        scopes=frozenset(scope.split()),
+        created_at=services.clock(),
+        secret_digest=services.hasher.digest(secret) if secret else None,
+        redirect_uris=tuple(redirect_uris),
+        audience=tuple(audience or ()),
+        token_format=token_format,
+        skip_consent=skip_consent,
+    )
+    await services.stores.clients.put(client)
+    view = client_view(client)
+    if secret and method != "none":
+        view["client_secret"] = secret  # shown once; only its digest is stored
+    return view
+
+
+async def set_client_disabled(services: Services, client_id: str, disabled: bool) -> dict[str, Any]:
+    client = await services.stores.clients.get(client_id)
+    if client is None:
+        raise AdminError(f"no client {client_id!r}")
+    await services.stores.clients.put(replace(client, disabled=disabled))
+    if disabled:
+        await revoke(services, client=client_id)
+    return client_view(replace(client, disabled=disabled))
+
+
+async def create_user(services: Services, username: str, password: str) -> dict[str, Any]:
+    check_password(password)
+    now = services.clock()
+    user = UserRecord(str(uuid.uuid4()), username, PASSWORDS.hash(password), now, now)
+    try:
+        await services.stores.users.put(user)
+    except Conflict:
+        raise AdminError(f"username {username!r} is taken") from None
+    return {"user_id": user.user_id, "username": user.username}
+
+
+async def set_password(services: Services, username: str, password: str) -> dict[str, Any]:
+    check_password(password)
+    user = await services.stores.users.by_username(username)
+    if user is None:
+        raise AdminError(f"no user {username!r}")
+    now = services.clock()
+    await services.stores.users.put(
+        replace(user, password_hash=PASSWORDS.hash(password), password_changed_at=now)
+    )
+    await revoke(services, subject=user.user_id)  # a password change ends every existing token
+    return {"user_id": user.user_id, "username": username, "tokens_revoked_before": now}
+
+
+def check_password(password: str) -> None:
+    if not 8 <= len(password) <= 1024:
+        raise AdminError("passwords need 8 to 1024 characters")
+
+
+async def revoke(
+    services: Services,
+    *,
+    jti: str | None = None,
+    subject: str | None = None,
+    session: str | None = None,
+    client: str | None = None,
+) -> dict[str, Any]:
+    """Watermarks revoke every token issued up to now; they are forgotten once those expired."""
+    now = services.clock()
+    forget_after = now + services.keys.keyring.policy.max_token_lifetime + services.settings.leeway
+    forget_after = max(forget_after, now + services.settings.refresh_token_lifetime)
+    targets = [
+        (RevocationKind.SUBJECT, subject),
+        (RevocationKind.SESSION, session),
+        (RevocationKind.CLIENT, client),
+    ]
+    done: list[dict[str, Any]] = []
+    if jti is not None:
+        seq = await services.revocations.revoke(
+            Revocation(RevocationKind.JTI, jti, None, forget_after)
+        )
+        done.append({"kind": "jti", "value": jti, "seq": seq})
+    for kind, value in targets:
+        if value is not None:
+            seq = await services.revocations.revoke(Revocation(kind, value, now, forget_after))
+            done.append({"kind": kind, "value": value, "issued_before": now, "seq": seq})
+    if not done:
+        raise AdminError("say what to revoke: --token, --subject, --session or --client")
+    return {"revoked": done, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+
+
+async def rotate_client_secret(services: Services, client_id: str) -> dict[str, Any]:
+    client = await services.stores.clients.get(client_id)
+    if client is None or client.auth_method not in ("client_secret_basic", "client_secret_post"):
+        raise AdminError(f"no confidential client {client_id!r} with a secret")
+    secret = SecretHasher.generate()
+    await services.stores.clients.put(replace(client, secret_digest=services.hasher.digest(secret)))
+    return {**client_view(client), "client_secret": secret}

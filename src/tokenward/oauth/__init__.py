@@ -1,0 +1,1 @@
+"""The protocol core: typed requests in, typed responses or OAuthError out. No web framework."""

@@ -1,0 +1,1 @@
+"""One handler per grant type, each behind the `GrantHandler` interface."""

@@ -1,0 +1,22 @@
+"""Mints access tokens in the format each client is registered for (JWT or opaque)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tokenward.store.records import ClientRecord
+from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
+
+
+class AccessTokenStrategy(Protocol):
+    format: str
+
+    async def mint(self, grant: TokenGrant) -> IssuedAccessToken: ...
+
+
+class AccessTokenIssuer:
+    def __init__(self, strategies: dict[str, AccessTokenStrategy]) -> None:
+        self._strategies = strategies
+
+    async def issue(self, client: ClientRecord, grant: TokenGrant) -> IssuedAccessToken:
+        return await self._strategies[client.token_format].mint(grant)

@@ -1,0 +1,59 @@
+"""The authorization server application: routes, error rendering, background key schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+
+from tokenward import __version__
+from tokenward.server.edge import install_error_handlers
+from tokenward.server.routes import oauth
+from tokenward.wiring import Services
+
+log = structlog.get_logger(__name__)
+KEY_SCHEDULE_SECONDS = 60.0
+
+
+def create_app(services: Services) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_key_schedule(services))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title="tokenward",
+        version=__version__,
+        description="OAuth 2.1 / OpenID Connect authorization server",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.tokenward_validator = services.validator
+    install_error_handlers(app)
+    app.include_router(oauth.router(services))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+async def _key_schedule(services: Services) -> None:
+    while True:
+        await asyncio.sleep(KEY_SCHEDULE_SECONDS)
+        try:
+            changed = await services.keys.tick()
+        except Exception as exc:  # noqa: BLE001 - the schedule must outlive one failed tick
+            log.error("key_schedule_failed", error=type(exc).__name__)  # noqa: TRY400 - no trace: it may hold secrets
+            continue
+        for key in changed:
+            log.info("signing_key_state", kid=key.kid, state=key.state.value)

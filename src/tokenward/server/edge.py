@@ -1,0 +1,92 @@
+"""Request reading and error rendering shared by every route: bounded bodies, one error format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from tokenward.oauth.errors import InvalidRequest, OAuthError
+from tokenward.oauth.form import Form, parse_form
+
+log = structlog.get_logger(__name__)
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than `limit` bytes without reading them all into memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise InvalidRequest("the request body is too large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidRequest("the request body is too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_form(request: Request, limit: int) -> Form:
+    return parse_form(await read_body(request, limit), request.headers.get("content-type"))
+
+
+def single_header(request: Request, name: str) -> str | None:
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        raise InvalidRequest(f"the {name} header is repeated")
+    return values[0] if values else None
+
+
+def oauth_error_response(error: OAuthError) -> JSONResponse:
+    headers = {"cache-control": "no-store", "pragma": "no-cache", **error.headers}
+    if error.status == 429:
+        headers.setdefault("retry-after", "1")
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_oauth_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OAuthError)  # noqa: S101 - registered for OAuthError only
+        return oauth_error_response(exc)
+
+    async def on_http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+        error = "not_found" if exc.status_code == 404 else "invalid_request"
+        return JSONResponse(
+            {"error": error, "error_description": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    async def on_validation_error(_request: Request, _exc: Exception) -> Response:
+        return oauth_error_response(InvalidRequest("the request parameters are malformed"))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Never a stack trace to the client; the log names the type, never request secrets.
+        log.error("unhandled_error", path=request.url.path, error=type(exc).__name__)
+        return oauth_error_response(_ServerError())
+
+    app.add_exception_handler(OAuthError, on_oauth_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+class _ServerError(OAuthError):
+    error = "server_error"
+    status = 500
+
+    def __init__(self) -> None:
+        super().__init__("the server hit an unexpected condition")

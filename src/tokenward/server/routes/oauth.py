@@ -1,0 +1,64 @@
+"""Token, introspection, revocation, JWKS and discovery endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from tokenward.oauth.token_endpoint import NO_STORE, TokenRequest
+from tokenward.server.edge import JSONResponse, read_form, single_header
+from tokenward.wiring import Services
+
+JWT_INTROSPECTION = "application/token-introspection+jwt"
+
+
+def router(services: Services) -> APIRouter:
+    api = APIRouter()
+    limit = services.settings.max_body_bytes
+
+    @api.post("/token", summary="Token endpoint (RFC 6749 §3.2)", tags=["oauth"])
+    async def token(request: Request) -> Response:
+        form = await read_form(request, limit)
+        token_request = TokenRequest(
+            params=form.params,
+            resources=form.resources,
+            authorization=single_header(request, "authorization"),
+            dpop=single_header(request, "dpop"),
+            client_ip=request.client.host if request.client else None,
+        )
+        result = await services.token_endpoint.handle(token_request)
+        return JSONResponse(result.body, headers=result.headers)
+
+    @api.post("/introspect", summary="Token introspection (RFC 7662, RFC 9701)", tags=["oauth"])
+    async def introspect(request: Request) -> Response:
+        form = await read_form(request, limit)
+        caller, body = await services.introspector.introspect(
+            form.params, single_header(request, "authorization")
+        )
+        if JWT_INTROSPECTION in request.headers.get("accept", ""):
+            jwt = services.introspector.as_jwt(caller, body)
+            return Response(jwt, media_type=JWT_INTROSPECTION, headers=NO_STORE)
+        return JSONResponse(body, headers=NO_STORE)
+
+    @api.post("/revoke", summary="Token revocation (RFC 7009)", tags=["oauth"])
+    async def revoke(request: Request) -> Response:
+        form = await read_form(request, limit)
+        await services.revoker.revoke(form.params, single_header(request, "authorization"))
+        return Response(status_code=200, headers=NO_STORE)
+
+    @api.get("/jwks", summary="Public signing keys (RFC 7517)", tags=["discovery"])
+    async def jwks() -> Response:
+        max_age = services.settings.jwks_max_age
+        return JSONResponse(
+            services.keys.keyring.jwks(), headers={"cache-control": f"public, max-age={max_age}"}
+        )
+
+    @api.get("/.well-known/oauth-authorization-server", tags=["discovery"])
+    async def oauth_metadata() -> Response:
+        return JSONResponse(services.metadata(openid=False))
+
+    @api.get("/.well-known/openid-configuration", tags=["discovery"])
+    async def openid_metadata() -> Response:
+        return JSONResponse(services.metadata(openid=True))
+
+    return api
