@@ -60,6 +60,12 @@ class RemoteJwks:
         return unknown_kid or self._fetched_at is None or now >= self._expires_at
 
     async def refresh(self, *, unknown_kid: bool) -> bool:
+        before = self._keys
+        if unknown_kid and self._lock.locked():
+            # A fetch is under way (cold start, rotation): its keys may be the ones this token
+            # needs, so wait for it instead of failing the token.
+            async with self._lock:
+                return self._keys is not before
         if not self._due(unknown_kid):
             return False
         async with self._lock:  # single flight: concurrent misses share one fetch
@@ -77,6 +83,10 @@ class RemoteJwks:
             return self._install(response)
 
     def refresh_sync(self, *, unknown_kid: bool) -> bool:
+        before = self._keys
+        if unknown_kid and self._sync_lock.locked():
+            with self._sync_lock:  # as in `refresh`: share the fetch under way
+                return self._keys is not before
         if not self._due(unknown_kid):
             return False
         with self._sync_lock:
@@ -97,7 +107,7 @@ class RemoteJwks:
             return False
         try:
             keys = key_set_from_jwks(json.loads(response.content))
-        except (ValueError, JoseError) as exc:
+        except (ValueError, RecursionError, JoseError) as exc:  # deep nesting: RecursionError
             # Keep the keys we had: a broken or unsafe key set must not lock everyone out.
             log.warning("jwks_rejected", url=self.url, reason=str(exc))
             return False

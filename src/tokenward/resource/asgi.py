@@ -1,0 +1,133 @@
+"""Pure-ASGI bearer authentication for a user's own API (RFC 6750), under any ASGI framework.
+
+A plain ASGI callable rather than Starlette's BaseHTTPMiddleware: it renders its own challenge
+(exception handlers sit inside the middleware stack, so they could not), it does not wrap the
+response stream, and a cache hit costs no await. Put CORS middleware *outside* this one, so
+preflight requests (which carry no credentials) are answered before authentication.
+
+The request-level checks shared by every integration (one Authorization header, no token in the
+URL, cache first) live here too, so FastAPI and Flask refuse exactly what this refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+from tokenward.guard.errors import BearerError, InvalidRequest, challenge
+from tokenward.guard.validator import Validator
+from tokenward.tokens.claims import AccessToken
+
+if TYPE_CHECKING:  # only type aliases: importing this module needs no Starlette at run time
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+TOKEN_IN_URL = "access tokens in the URL are not accepted; send an Authorization header"
+DUPLICATE_AUTHORIZATION = "more than one Authorization header"
+POLICY_VIOLATION = 1008  # RFC 6455 §7.4.1: the close code for a refused handshake
+STATE_KEY = "access_token"
+
+
+def _has_token_parameter(query_string: str) -> bool:
+    # parse_qsl percent-decodes names, so `access%5Ftoken=` is caught as well.
+    pairs = parse_qsl(query_string, keep_blank_values=True, errors="replace")
+    return any(name == "access_token" for name, _ in pairs)
+
+
+def authorization_header(values: Sequence[str], query_string: str) -> str | None:
+    """The single Authorization header value, or None; raises InvalidRequest for ambiguity.
+
+    RFC 6750 §2: a client must use one method only. A token in the URL (§2.3) is refused even
+    beside a good header: it leaks into logs, history and Referer, so the caller must learn of it.
+    """
+    if query_string and _has_token_parameter(query_string):
+        raise InvalidRequest(TOKEN_IN_URL)
+    if len(values) > 1:
+        raise InvalidRequest(DUPLICATE_AUTHORIZATION)
+    return values[0] if values else None
+
+
+async def authenticate(
+    validator: Validator, header: str | None, required: frozenset[str]
+) -> AccessToken:
+    """The validator's cache first, so a hit with enough scope never awaits.
+
+    A hit lacking a scope falls through to `Validator.authenticate`, which raises the canonical
+    InsufficientScope; that path is rare, so the second cache lookup does not matter.
+    """
+    token = validator.cached(header) if header is not None else None
+    if token is None or not required <= token.scopes:
+        token = await validator.authenticate(header, required)
+    return token
+
+
+async def send_challenge(send: Send, error: BearerError, realm: str) -> None:
+    rendered = challenge(error, realm=realm)
+    headers = [
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in rendered.headers
+    ]
+    headers.append((b"content-length", str(len(rendered.body)).encode("ascii")))
+    await send({"type": "http.response.start", "status": rendered.status, "headers": headers})
+    await send({"type": "http.response.body", "body": rendered.body})
+
+
+class BearerAuthMiddleware:
+    """Authenticate every http and websocket request; the token lands in `scope["state"]`.
+
+    Starlette and FastAPI expose it as `request.state.access_token` (see
+    `tokenward.resource.fastapi.current_token`). `exempt_paths` are exact `scope["path"]` values
+    (health checks, metadata) that pass through unauthenticated. Lifespan and any other scope
+    types pass through untouched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        validator: Validator,
+        *,
+        required_scopes: Iterable[str] = (),
+        realm: str = "tokenward",
+        exempt_paths: Iterable[str] = (),
+    ) -> None:
+        self.app = app
+        self.validator = validator
+        self.required_scopes = frozenset(required_scopes)
+        self.realm = realm
+        self.exempt_paths = frozenset(exempt_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket") or scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        try:
+            token = await self._authenticate(scope)
+        except BearerError as error:
+            if kind == "http":
+                await send_challenge(send, error, self.realm)
+            else:
+                await self._refuse_websocket(receive, send, error)
+            return
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state[STATE_KEY] = token
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> AccessToken:
+        values = [
+            value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"
+        ]
+        query = scope.get("query_string", b"").decode("latin-1")
+        header = authorization_header(values, query)
+        return await authenticate(self.validator, header, self.required_scopes)
+
+    @staticmethod
+    async def _refuse_websocket(receive: Receive, send: Send, error: BearerError) -> None:
+        # Take the handshake's connect event first, as the ASGI websocket protocol orders it; a
+        # close before accept makes the server answer the upgrade with 403 and no socket opens.
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return  # the client went away before we could refuse it
+        reason = error.error or "unauthorized"  # a fixed code: never token material
+        await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": reason})
