@@ -84,8 +84,11 @@ def test_retiring_key_verifies_until_its_longest_token_expired(clock: FrozenCloc
     old_kid = keyring.active().kid
     keyring.rotate(force=True)
     validator = Validator(
-        issuer=ISSUER, audience=AUDIENCE, keys=KeyringKeySource(keyring),
-        revocations=RevocationMirror(), clock=clock,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        keys=KeyringKeySource(keyring),
+        revocations=RevocationMirror(),
+        clock=clock,
     )
     assert validator.authenticate_sync("Bearer " + token).sub == "alice"
     policy = keyring.policy

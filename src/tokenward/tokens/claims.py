@@ -14,7 +14,7 @@ MAX_NUMERIC_DATE = 253_402_300_799
 MAX_SCOPE_LENGTH = 2048
 # Bounded interning of values that repeat across tokens, to keep cached tokens small.
 _SHARED: dict[str, str] = {}
-_AUDIENCES: dict[str, tuple[str, ...]] = {}
+_AUDIENCES: dict[str | tuple[str, ...], tuple[str, ...]] = {}
 _SHARED_LIMIT = 4096
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _REGISTERED = frozenset(
@@ -129,17 +129,18 @@ def _shared(value: str) -> str:
 
 
 def _shared_audience(value: Any) -> tuple[str, ...]:
+    key: str | tuple[str, ...]
     if type(value) is str:
         key = value
     elif type(value) is list and value and all(type(item) is str for item in value):
-        key = "\x00".join(value)
+        key = tuple(value)  # a tuple key: no string (say, with a NUL in it) can alias a list
     else:
         raise ClaimError("the aud claim is missing or malformed")
     found = _AUDIENCES.get(key)
     if found is None:
         if len(_AUDIENCES) >= _SHARED_LIMIT:
             _AUDIENCES.clear()
-        found = _AUDIENCES[key] = (value,) if type(value) is str else tuple(value)
+        found = _AUDIENCES[key] = key if isinstance(key, tuple) else (key,)
     return found
 
 
