@@ -103,7 +103,7 @@ def init() -> None:
             handle.write(generate_master_key() + "\n")
         created = True
     kids = _run(
-        lambda services: _async([key.kid for key in services.keys.keyring.managed_keys()]), settings
+        lambda services: _async([key.kid for key in services.keys.managed_keys()]), settings
     )
     _emit({"data_dir": str(settings.data_dir), "master_key_created": created, "keys": kids})
 
@@ -302,7 +302,7 @@ def keys_list() -> None:
                 "retiring_at": k.retiring_at,
                 "retired_at": k.retired_at,
             }
-            for k in services.keys.keyring.managed_keys()
+            for k in services.keys.managed_keys()
             if k
         ]
 

@@ -9,22 +9,38 @@ from typing import Any
 
 from tokenward.config import Settings
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
+from tokenward.oauth.authorize import AuthorizationValidator
 from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, SecretHasher
+from tokenward.oauth.device import DeviceAuthorization, DeviceCodeGrant
 from tokenward.oauth.discovery import metadata
+from tokenward.oauth.flow import AuthorizationFlow
+from tokenward.oauth.grants.authorization_code import AuthorizationCodeGrant
 from tokenward.oauth.grants.client_credentials import ClientCredentialsGrant
+from tokenward.oauth.grants.refresh_token import RefreshTokenGrant
+from tokenward.oauth.interaction import InteractionSealer
 from tokenward.oauth.introspection import Introspector
 from tokenward.oauth.issuance import AccessTokenIssuer
+from tokenward.oauth.refresh import RefreshAdmin, RefreshTokens
 from tokenward.oauth.revocation import Revoker
+from tokenward.oauth.sessions import SessionManager
+from tokenward.oauth.throttle import LoginThrottle
 from tokenward.oauth.token_endpoint import TokenEndpoint
-from tokenward.store import memory
+from tokenward.oauth.user_tokens import UserTokenMinter
+from tokenward.store import memory, memory_flows
 from tokenward.store.mirrored import MirroredRevocationStore
 from tokenward.store.protocols import (
     AccessTokenStore,
     ClientStore,
+    CodeStore,
+    ConsentStore,
+    DeviceStore,
+    GrantStore,
     KeyStore,
     RevocationStore,
+    SessionStore,
     UserStore,
 )
+from tokenward.tokens.id_token import IdTokenSigner
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
 from tokenward.tokens.key_manager import KeyManager
 from tokenward.tokens.keyring import KeyPolicy
@@ -42,6 +58,11 @@ class StoreSet:
     clients: ClientStore
     users: UserStore
     replay: ReplayCache
+    sessions: SessionStore
+    codes: CodeStore
+    grants: GrantStore
+    devices: DeviceStore
+    consents: ConsentStore
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -57,7 +78,18 @@ def memory_stores(clock: Clock = time.time) -> StoreSet:
         clients=memory.MemoryClientStore(),
         users=memory.MemoryUserStore(),
         replay=memory.MemoryReplayCache(clock),
+        **memory_flow_stores(),
     )
+
+
+def memory_flow_stores() -> dict[str, Any]:
+    return {
+        "sessions": memory_flows.MemorySessionStore(),
+        "codes": memory_flows.MemoryCodeStore(),
+        "grants": memory_flows.MemoryGrantStore(),
+        "devices": memory_flows.MemoryDeviceStore(),
+        "consents": memory_flows.MemoryConsentStore(),
+    }
 
 
 @dataclass
@@ -71,6 +103,14 @@ class Services:
     token_endpoint: TokenEndpoint
     introspector: Introspector
     revoker: Revoker
+    sessions: SessionManager
+    interactions: InteractionSealer
+    authorization: AuthorizationValidator
+    flow: AuthorizationFlow
+    device: DeviceAuthorization
+    login_throttle: LoginThrottle
+    userinfo: Validator  # any audience; /userinfo requires the openid scope itself
+    id_tokens: IdTokenSigner
     clock: Clock = field(default=time.time)
 
     def metadata(self, *, openid: bool) -> dict[str, Any]:
@@ -78,7 +118,7 @@ class Services:
             self.settings.issuer,
             self.token_endpoint.grant_types,
             sorted(SCOPES_SUPPORTED),
-            [self.keys.keyring.policy.algorithm],
+            list(self.keys.keyrings),
             openid=openid,
         )
 
@@ -91,13 +131,16 @@ async def build_services(
 ) -> Services:
     master_key = settings.resolved_master_key()
     sealer = KeySealer(master_key)
-    policy = KeyPolicy(
-        algorithm=settings.signing_alg,
-        rotation_period=settings.key_rotation_days * 86400,
-        publish_ahead=max(3600.0, settings.jwks_max_age * 2.0),
-        leeway=settings.leeway,
-    )
-    keys = await KeyManager.load(stores.keys, sealer, policy, clock)
+    policies = [
+        KeyPolicy(
+            algorithm=alg,
+            rotation_period=settings.key_rotation_days * 86400,
+            publish_ahead=max(3600.0, settings.jwks_max_age * 2.0),
+            leeway=settings.leeway,
+        )
+        for alg in dict.fromkeys([settings.signing_alg, "RS256"])  # OIDC: RS256 ID tokens
+    ]
+    keys = await KeyManager.load(stores.keys, sealer, policies, clock)
     hasher = SecretHasher(derive_subkey(master_key, "client-secret-digest"))
 
     mirror = RevocationMirror()
@@ -134,9 +177,32 @@ async def build_services(
             ),
         }
     )
-    token_endpoint = TokenEndpoint(
-        authenticator, [ClientCredentialsGrant(issuer, settings.audience)]
+    id_tokens = IdTokenSigner(keys.keyrings, settings.issuer, clock)
+    refresh = RefreshTokens(
+        stores.grants,
+        derive_subkey(master_key, "refresh-successor"),
+        grace=settings.refresh_reuse_grace,
+        clock=clock,
     )
+    minter = UserTokenMinter(issuer, refresh, id_tokens)
+    token_endpoint = TokenEndpoint(
+        authenticator,
+        [
+            ClientCredentialsGrant(issuer, settings.audience),
+            AuthorizationCodeGrant(
+                stores.codes, stores.grants, minter, revocations, mirror, settings.leeway, clock
+            ),
+            RefreshTokenGrant(minter, stores.users, revocations, mirror, settings.leeway, clock),
+            DeviceCodeGrant(stores.devices, minter, clock),
+        ],
+    )
+    introspector = Introspector(authenticator, any_audience, keys.keyring, settings.issuer, clock)
+    revoker = Revoker(
+        authenticator, any_audience, revocations, stores.access_tokens, settings.leeway
+    )
+    refresh_admin = RefreshAdmin(stores.grants, revocations, mirror, settings.leeway, clock)
+    introspector.refresh_lookup = refresh_admin.introspect
+    revoker.refresh_revoker = refresh_admin.revoke
     return Services(
         settings=settings,
         stores=stores,
@@ -145,12 +211,18 @@ async def build_services(
         revocations=revocations,
         validator=validator,
         token_endpoint=token_endpoint,
-        introspector=Introspector(
-            authenticator, any_audience, keys.keyring, settings.issuer, clock
+        introspector=introspector,
+        revoker=revoker,
+        sessions=SessionManager(stores.sessions, stores.users, clock),
+        interactions=InteractionSealer(derive_subkey(master_key, "interaction"), clock),
+        authorization=AuthorizationValidator(stores.clients, settings.issuer, settings.audience),
+        flow=AuthorizationFlow(stores.codes, stores.consents, settings.issuer, clock),
+        device=DeviceAuthorization(
+            authenticator, stores.devices, settings.issuer, settings.audience, clock
         ),
-        revoker=Revoker(
-            authenticator, any_audience, revocations, stores.access_tokens, settings.leeway
-        ),
+        login_throttle=LoginThrottle(clock),
+        userinfo=any_audience,
+        id_tokens=id_tokens,
         clock=clock,
     )
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
 
 from tests.conftest import FrozenClock
-from tokenward.admin import create_client
+from tests.server.flows import REDIRECT_URI
+from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
@@ -23,6 +24,7 @@ class Server:
     services: Services
     http: httpx.AsyncClient
     secret: str  # of the confidential client "service"
+    web_secret: str  # of the confidential browser client "web"
 
     async def token(self, **params: str) -> httpx.Response:
         data = {"grant_type": "client_credentials", **params}
@@ -40,6 +42,27 @@ async def server(clock: FrozenClock) -> AsyncIterator[Server]:
         scope="read write",
         redirect_uris=[],
     )
+    web = await create_client(
+        services,
+        "web",
+        grant_types=["authorization_code", "refresh_token"],
+        scope="openid profile email read write",
+        redirect_uris=[REDIRECT_URI],
+    )
+    registered = await services.stores.clients.get("web")
+    assert registered is not None
+    await services.stores.clients.put(
+        replace(registered, post_logout_redirect_uris=("https://app.example/bye",), name="Web App")
+    )
+    await create_client(
+        services,
+        "tv",
+        grant_types=["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+        scope="openid read",
+        redirect_uris=[],
+        public=True,
+    )
+    await create_user(services, "alice", "correct horse battery")
     transport = httpx.ASGITransport(app=create_app(services))
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
-        yield Server(services, http, created["client_secret"])
+        yield Server(services, http, created["client_secret"], web["client_secret"])

@@ -44,7 +44,7 @@ async def test_unknown_resource_is_invalid_target(server: Server) -> None:
     ("data", "error"),
     [
         ({"grant_type": "password", "username": "u", "password": "p"}, "unsupported_grant_type"),
-        ({"grant_type": "authorization_code"}, "unsupported_grant_type"),
+        ({"grant_type": "authorization_code"}, "unauthorized_client"),
         ({}, "invalid_request"),
     ],
 )
@@ -175,4 +175,5 @@ async def test_jwks_has_active_and_next_keys(server: Server) -> None:
     response = await server.http.get("/jwks")
     assert response.headers["cache-control"].startswith("public, max-age=")
     kids = {key["kid"] for key in response.json()["keys"]}
-    assert kids == {key.kid for key in server.services.keys.keyring.managed_keys()}
+    assert kids == {key.kid for key in server.services.keys.managed_keys()}
+    assert {key["alg"] for key in response.json()["keys"]} == {"ES256", "RS256"}

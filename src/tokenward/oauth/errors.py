@@ -58,7 +58,7 @@ class InvalidTarget(OAuthError):
 
 class AccessDenied(OAuthError):
     error = "access_denied"
-    status = 403
+    status = 400  # RFC 6749 §5.2 (device grant) and a redirect parameter elsewhere
 
 
 class UnsupportedResponseType(OAuthError):

@@ -3,14 +3,14 @@ the jti denylist until it would have expired anyway; a refresh token revokes its
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from tokenward.guard.errors import BearerError
 from tokenward.guard.validator import Validator
 from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import InvalidRequest, UnsupportedTokenType
 from tokenward.store.protocols import AccessTokenStore, RevocationStore
-from tokenward.store.records import ClientRecord, Revocation, RevocationKind
+from tokenward.store.records import ClientRecord, MintedToken, Revocation, RevocationKind
 from tokenward.tokens.opaque import PREFIX as OPAQUE_PREFIX
 from tokenward.tokens.opaque import token_digest
 
@@ -66,3 +66,13 @@ class Revoker:
             Revocation(RevocationKind.JTI, access.jti, None, access.exp + self._leeway)
         )
         return True
+
+
+async def deny_minted(
+    revocations: RevocationStore, minted: Sequence[MintedToken], leeway: float
+) -> None:
+    """Put access tokens a family or code minted on the denylist, until they would expire."""
+    for token in minted:
+        await revocations.revoke(
+            Revocation(RevocationKind.JTI, token.jti, None, token.expires_at + leeway)
+        )

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from tokenward import __version__
 from tokenward.server.edge import install_error_handlers
-from tokenward.server.routes import oauth
+from tokenward.server.routes import browser, device, oauth, oidc
 from tokenward.wiring import Services
 
 log = structlog.get_logger(__name__)
@@ -39,6 +39,9 @@ def create_app(services: Services) -> FastAPI:
     app.state.tokenward_validator = services.validator
     install_error_handlers(app)
     app.include_router(oauth.router(services))
+    app.include_router(browser.router(services))
+    app.include_router(device.router(services))
+    app.include_router(oidc.router(services))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from tokenward.store.records import ClientRecord, Revocation, StoredKey, UserRecord
+from tokenward.store.records import (
+    ClientRecord,
+    CodeRecord,
+    DeviceRecord,
+    FamilyRecord,
+    MintedToken,
+    RefreshRecord,
+    Revocation,
+    SessionRecord,
+    StoredKey,
+    UserRecord,
+)
 from tokenward.tokens.claims import AccessToken
 
 
@@ -71,3 +82,84 @@ class UserStore(Protocol):
 
 class Conflict(Exception):
     """A unique constraint was violated (username taken, client id in use)."""
+
+
+class SessionStore(Protocol):
+    async def put(self, session: SessionRecord) -> None: ...
+
+    async def get(self, session_id: str) -> SessionRecord | None: ...
+
+    async def by_secret(self, secret_digest: str) -> SessionRecord | None: ...
+
+    async def end(self, session_id: str, now: float) -> SessionRecord | None:
+        """Mark ended (idempotent); the record, or None if unknown."""
+        ...
+
+    async def for_user(self, user_id: str) -> Sequence[SessionRecord]: ...
+
+
+class CodeStore(Protocol):
+    async def save(self, code: CodeRecord) -> None: ...
+
+    async def consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
+        """Atomically mark used. (record, True) for the one first use; (record, False) for a
+        replay; (None, False) if unknown. Exactly one of concurrent callers gets True."""
+        ...
+
+    async def record_minted(
+        self, digest: str, family_id: str | None, access_jti: str, access_exp: float
+    ) -> None: ...
+
+
+class GrantStore(Protocol):
+    async def create(self, family: FamilyRecord, first: RefreshRecord) -> None: ...
+
+    async def rotate(
+        self, digest: str, successor: RefreshRecord, now: float, grace: float
+    ) -> tuple[str, FamilyRecord | None, RefreshRecord | None]:
+        """Atomic rotation: (RotationOutcome, family, the presented token's record).
+        Exactly one of concurrent rotations of one token gets ROTATED."""
+        ...
+
+    async def lookup(self, digest: str) -> tuple[RefreshRecord, FamilyRecord] | None: ...
+
+    async def revoke_family(self, family_id: str, now: float) -> Sequence[MintedToken]:
+        """Revoke (idempotent); returns the family's access tokens that may still be live."""
+        ...
+
+    async def add_minted(self, family_id: str, token: MintedToken) -> None: ...
+
+
+class DeviceStore(Protocol):
+    async def save(self, record: DeviceRecord) -> None: ...
+
+    async def by_user_code(self, user_code: str) -> DeviceRecord | None: ...
+
+    async def decide(
+        self,
+        user_code: str,
+        approved: bool,
+        user_id: str,
+        session_id: str,
+        auth_time: float,
+        now: float,
+    ) -> bool:
+        """Approve or deny a pending, unexpired request; False if it was not pending."""
+        ...
+
+    async def poll(
+        self, device_digest: str, now: float
+    ) -> tuple[DeviceRecord | None, float | None]:
+        """Record a poll atomically: (record as it was, previous poll time). An approved record
+        becomes consumed in the same step, so only one poll can redeem it."""
+        ...
+
+
+class ConsentStore(Protocol):
+    async def granted(self, user_id: str, client_id: str) -> frozenset[str]: ...
+
+    async def grant(self, user_id: str, client_id: str, scopes: frozenset[str]) -> None:
+        """Add to what the user granted this client."""
+        ...
+
+    async def withdraw(self, user_id: str, client_id: str) -> None: ...

@@ -70,3 +70,104 @@ class UserRecord:
     password_changed_at: float
     disabled: bool = False
     claims: str = "{}"  # JSON object of OIDC profile claims (name, email, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A browser login. `session_id` is public (the `sid` claim); the cookie holds a separate
+    256-bit secret, stored only as `secret_digest`."""
+
+    session_id: str
+    secret_digest: str
+    user_id: str
+    auth_time: float
+    expires_at: float
+    acr: str | None = None
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRecord:
+    """An authorization code (stored by digest), bound to everything the exchange must match."""
+
+    digest: str
+    client_id: str
+    redirect_uri: str
+    code_challenge: str  # S256 only
+    scopes: frozenset[str]
+    audience: tuple[str, ...]
+    user_id: str
+    session_id: str
+    auth_time: float
+    expires_at: float
+    nonce: str | None = None
+    acr: str | None = None
+    dpop_jkt: str | None = None
+    redirect_uri_given: bool = True  # RFC 6749 §4.1.3: then the exchange must repeat it
+    consumed_at: float | None = None
+    # What the first exchange minted, so a replay can revoke it (RFC 6749 §4.1.2).
+    family_id: str | None = None
+    access_jti: str | None = None
+    access_exp: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyRecord:
+    """A grant family: every refresh token descended from one authorization."""
+
+    family_id: str
+    client_id: str
+    user_id: str
+    scopes: frozenset[str]
+    audience: tuple[str, ...]
+    created_at: float
+    expires_at: float  # absolute end of the family, however often it rotates
+    session_id: str | None = None
+    auth_time: float | None = None
+    acr: str | None = None
+    dpop_jkt: str | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRecord:
+    digest: str
+    family_id: str
+    created_at: float
+    expires_at: float
+    rotated_at: float | None = None
+    successor_digest: str | None = None
+
+
+class RotationOutcome:
+    ROTATED = "rotated"  # the successor is stored and current
+    GRACE = "grace"  # a repeat of the immediate predecessor within the grace: same successor
+    REUSED = "reused"  # a rotated token came back: the family is revoked now
+    INVALID = "invalid"  # unknown, expired, or its family is revoked
+
+
+@dataclass(frozen=True, slots=True)
+class MintedToken:
+    """An access token a family or code minted: what revocation on reuse must deny."""
+
+    jti: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """An RFC 8628 device authorization, stored by the device code's digest."""
+
+    device_digest: str
+    user_code: str  # normalised: upper case, no separator
+    client_id: str
+    scopes: frozenset[str]
+    audience: tuple[str, ...]
+    created_at: float
+    expires_at: float
+    interval: int
+    status: str = "pending"  # pending | approved | denied | consumed
+    last_poll_at: float | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    auth_time: float | None = None

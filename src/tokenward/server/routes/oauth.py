@@ -50,7 +50,7 @@ def router(services: Services) -> APIRouter:
     async def jwks() -> Response:
         max_age = services.settings.jwks_max_age
         return JSONResponse(
-            services.keys.keyring.jwks(), headers={"cache-control": f"public, max-age={max_age}"}
+            services.keys.jwks(), headers={"cache-control": f"public, max-age={max_age}"}
         )
 
     @api.get("/.well-known/oauth-authorization-server", tags=["discovery"])

@@ -1,0 +1,107 @@
+"""Authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.6, OAuth 2.1 §4.1.3).
+
+The code is consumed atomically before anything else; a second use revokes whatever the first
+one minted (the family and its access tokens) and is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+
+from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.oauth import pkce
+from tokenward.oauth.errors import InvalidGrant, InvalidRequest
+from tokenward.oauth.revocation import deny_minted
+from tokenward.oauth.token_endpoint import TokenRequest, TokenResponse
+from tokenward.oauth.user_tokens import UserGrant, UserTokenMinter
+from tokenward.store.protocols import CodeStore, GrantStore, RevocationStore
+from tokenward.store.records import ClientRecord, CodeRecord, MintedToken
+
+CODE_LIFETIME = 60
+
+
+def code_digest(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8", "replace")).hexdigest()
+
+
+class AuthorizationCodeGrant:
+    grant_type = "authorization_code"
+
+    def __init__(
+        self,
+        codes: CodeStore,
+        grants: GrantStore,
+        minter: UserTokenMinter,
+        revocations: RevocationStore,
+        mirror: RevocationMirror,
+        leeway: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._codes = codes
+        self._grants = grants
+        self._minter = minter
+        self._revocations = revocations
+        self._mirror = mirror
+        self._leeway = leeway
+        self._clock = clock
+
+    async def handle(self, request: TokenRequest, client: ClientRecord) -> TokenResponse:
+        code = request.params.get("code")
+        if code is None:
+            raise InvalidRequest("code is required")
+        now = self._clock()
+        digest = code_digest(code)
+        record, first_use = await self._codes.consume(digest, now)
+        if record is None:
+            raise InvalidGrant("the code is invalid")
+        if not first_use:
+            await self._revoke_what_it_minted(record, now)
+            raise InvalidGrant("the code was already used")
+        self._check_binding(record, client, request, now)
+        grant = UserGrant(
+            user_id=record.user_id,
+            scopes=record.scopes,
+            audience=record.audience,
+            session_id=record.session_id,
+            auth_time=record.auth_time,
+            acr=record.acr,
+            nonce=record.nonce,
+            dpop_jkt=record.dpop_jkt,
+        )
+        response, access, family = await self._minter.respond(client, grant, with_id_token=True)
+        await self._codes.record_minted(
+            digest,
+            family.family_id if family else None,
+            access.claims.jti,
+            float(access.claims.exp),
+        )
+        return response
+
+    def _check_binding(
+        self, record: CodeRecord, client: ClientRecord, request: TokenRequest, now: float
+    ) -> None:
+        if record.client_id != client.client_id:
+            raise InvalidGrant("the code was issued to another client")
+        if record.expires_at <= now:
+            raise InvalidGrant("the code expired")
+        redirect_uri = request.params.get("redirect_uri")
+        if record.redirect_uri_given and redirect_uri != record.redirect_uri:
+            raise InvalidGrant("redirect_uri does not match the authorization request")
+        if redirect_uri is not None and redirect_uri != record.redirect_uri:
+            raise InvalidGrant("redirect_uri does not match the authorization request")
+        pkce.verify(request.params.get("code_verifier"), record.code_challenge)
+        issued_at = record.expires_at - CODE_LIFETIME
+        if self._mirror.reason(
+            "", record.user_id, record.session_id, client.client_id, int(issued_at)
+        ):
+            raise InvalidGrant("the authorization was revoked")
+
+    async def _revoke_what_it_minted(self, record: CodeRecord, now: float) -> None:
+        minted: list[MintedToken] = []
+        if record.family_id is not None:
+            minted.extend(await self._grants.revoke_family(record.family_id, now))
+        if record.access_jti is not None and record.access_exp is not None:
+            minted.append(MintedToken(record.access_jti, record.access_exp))
+        await deny_minted(self._revocations, minted, self._leeway)

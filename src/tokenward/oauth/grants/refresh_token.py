@@ -1,0 +1,88 @@
+"""Refresh token grant (RFC 6749 §6, OAuth 2.1 §4.3.1) with rotation and reuse detection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+
+from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope
+from tokenward.oauth.refresh import refresh_digest
+from tokenward.oauth.revocation import deny_minted
+from tokenward.oauth.scopes import parse_scope
+from tokenward.oauth.token_endpoint import TokenRequest, TokenResponse
+from tokenward.oauth.user_tokens import UserGrant, UserTokenMinter
+from tokenward.store.protocols import RevocationStore, UserStore
+from tokenward.store.records import ClientRecord, FamilyRecord, RotationOutcome
+
+log = structlog.get_logger(__name__)
+
+
+class RefreshTokenGrant:
+    grant_type = "refresh_token"
+
+    def __init__(
+        self,
+        minter: UserTokenMinter,
+        users: UserStore,
+        revocations: RevocationStore,
+        mirror: RevocationMirror,
+        leeway: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._minter = minter
+        self._refresh = minter.refresh
+        self._users = users
+        self._revocations = revocations
+        self._mirror = mirror
+        self._leeway = leeway
+        self._clock = clock
+
+    async def handle(self, request: TokenRequest, client: ClientRecord) -> TokenResponse:
+        value = request.params.get("refresh_token")
+        if value is None:
+            raise InvalidRequest("refresh_token is required")
+        found = await self._refresh.grants.lookup(refresh_digest(value))
+        if found is None or found[1].client_id != client.client_id:
+            raise InvalidGrant("the refresh token is invalid")
+        family = found[1]
+        await self._check_family(family, client)
+        scopes = parse_scope(request.params.get("scope"))
+        if scopes is not None and not scopes <= family.scopes:  # RFC 6749 §6: never widen
+            raise InvalidScope("a refresh may narrow the scope, never widen it")
+        rotation = await self._refresh.rotate(value, family, client)
+        if rotation.outcome == RotationOutcome.REUSED:
+            await self._revoke_family(family)
+            log.warning("refresh_token_reuse", family=family.family_id, client_id=client.client_id)
+            raise InvalidGrant("the refresh token was already used; the grant is revoked")
+        if rotation.outcome not in (RotationOutcome.ROTATED, RotationOutcome.GRACE):
+            raise InvalidGrant("the refresh token is invalid")
+        grant = UserGrant(
+            user_id=family.user_id,
+            scopes=scopes if scopes is not None else family.scopes,
+            audience=family.audience,
+            session_id=family.session_id,
+            auth_time=family.auth_time,
+            acr=family.acr,
+            dpop_jkt=family.dpop_jkt,
+        )
+        response, _access, _family = await self._minter.respond(
+            client, grant, refresh_value=rotation.successor, family=family
+        )
+        return response
+
+    async def _check_family(self, family: FamilyRecord, client: ClientRecord) -> None:
+        """Watermarks (password change, logout, admin, client disabled) apply to families too."""
+        reason = self._mirror.reason(
+            "", family.user_id, family.session_id, client.client_id, int(family.created_at)
+        )
+        user = await self._users.get(family.user_id)
+        if reason is not None or family.revoked_at is not None or user is None or user.disabled:
+            await self._revoke_family(family)
+            raise InvalidGrant("the refresh token is invalid")
+
+    async def _revoke_family(self, family: FamilyRecord) -> None:
+        minted = await self._refresh.grants.revoke_family(family.family_id, self._clock())
+        await deny_minted(self._revocations, minted, self._leeway)

@@ -1,0 +1,88 @@
+"""Mints the token response of a user grant: access token, refresh token, ID token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenward.oauth.issuance import AccessTokenIssuer
+from tokenward.oauth.refresh import RefreshTokens
+from tokenward.oauth.token_endpoint import TokenResponse, token_response
+from tokenward.store.records import ClientRecord, FamilyRecord, MintedToken
+from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
+from tokenward.tokens.id_token import IdTokenClaims, IdTokenSigner
+
+
+@dataclass(frozen=True, slots=True)
+class UserGrant:
+    user_id: str
+    scopes: frozenset[str]
+    audience: tuple[str, ...]
+    session_id: str | None
+    auth_time: float | None
+    acr: str | None = None
+    nonce: str | None = None
+    dpop_jkt: str | None = None
+
+
+class UserTokenMinter:
+    def __init__(
+        self, issuer: AccessTokenIssuer, refresh: RefreshTokens, id_tokens: IdTokenSigner
+    ) -> None:
+        self._issuer = issuer
+        self.refresh = refresh
+        self._id_tokens = id_tokens
+
+    async def access(self, client: ClientRecord, grant: UserGrant) -> IssuedAccessToken:
+        return await self._issuer.issue(
+            client,
+            TokenGrant(
+                subject=grant.user_id,
+                client_id=client.client_id,
+                audience=grant.audience,
+                scopes=grant.scopes,
+                session_id=grant.session_id,
+                auth_time=int(grant.auth_time) if grant.auth_time is not None else None,
+                acr=grant.acr,
+                cnf={"jkt": grant.dpop_jkt} if grant.dpop_jkt else None,
+                lifetime=client.access_token_lifetime,
+            ),
+        )
+
+    async def respond(
+        self,
+        client: ClientRecord,
+        grant: UserGrant,
+        *,
+        refresh_value: str | None = None,
+        family: FamilyRecord | None = None,
+        with_id_token: bool = False,
+    ) -> tuple[TokenResponse, IssuedAccessToken, FamilyRecord | None]:
+        """The response; starts a family when the client may refresh and none was given."""
+        access = await self.access(client, grant)
+        if refresh_value is None and "refresh_token" in client.grant_types:
+            refresh_value, family = await self.refresh.start(
+                client,
+                user_id=grant.user_id,
+                scopes=grant.scopes,
+                audience=grant.audience,
+                session_id=grant.session_id,
+                auth_time=grant.auth_time,
+                acr=grant.acr,
+                dpop_jkt=grant.dpop_jkt,
+            )
+        if family is not None:
+            await self.refresh.grants.add_minted(
+                family.family_id, MintedToken(access.claims.jti, float(access.claims.exp))
+            )
+        extra = {}
+        if with_id_token and "openid" in grant.scopes:
+            claims = IdTokenClaims(
+                subject=grant.user_id,
+                client_id=client.client_id,
+                auth_time=int(grant.auth_time) if grant.auth_time is not None else None,
+                session_id=grant.session_id,
+                nonce=grant.nonce,
+                acr=grant.acr,
+            )
+            extra["id_token"] = self._id_tokens.sign(claims, client.id_token_alg, access.value)
+        return token_response(access, refresh_value, **extra), access, family

@@ -1,0 +1,76 @@
+"""Form reading and password sign-in shared by the authorization and device pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import Request
+
+from tokenward.admin import PASSWORDS
+from tokenward.oauth.errors import InvalidRequest
+from tokenward.oauth.sessions import ActiveSession
+from tokenward.server.edge import read_body
+from tokenward.store.records import UserRecord
+from tokenward.wiring import Services
+
+# A real argon2 hash to verify against for unknown users, so both paths cost the same.
+_DUMMY_HASH = PASSWORDS.hash("tokenward-timing-equaliser")
+MAX_FORM_BYTES = 16 * 1024
+
+
+async def form_pairs(request: Request) -> list[tuple[str, str]]:
+    body = await read_body(request, MAX_FORM_BYTES)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise InvalidRequest("forms must be application/x-www-form-urlencoded")
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=32)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the form is malformed") from None
+
+
+def single(pairs: list[tuple[str, str]], name: str) -> str | None:
+    values = [value for key, value in pairs if key == name]
+    if len(values) > 1:
+        raise InvalidRequest(f"the field {name} is repeated")
+    return values[0] if values else None
+
+
+async def check_password(services: Services, username: str, password: str) -> UserRecord | None:
+    user = await services.stores.users.by_username(username)
+    try:
+        PASSWORDS.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return user if user is not None and not user.disabled else None
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    session: ActiveSession | None = None
+    cookie_secret: str | None = None
+    error: str | None = None
+    status: int = 200
+
+
+async def attempt_sign_in(
+    services: Services, request: Request, pairs: list[tuple[str, str]]
+) -> SignIn:
+    """Throttled per username and per IP; one message for unknown user and wrong password."""
+    username = (single(pairs, "username") or "")[:256]
+    password = (single(pairs, "password") or "")[:1024]
+    ip = request.client.host if request.client else "unknown"
+    wait = services.login_throttle.wait(username, ip)
+    if wait is not None:
+        return SignIn(
+            error=f"Too many failed sign-in attempts. Try again in {wait} seconds.", status=429
+        )
+    user = await check_password(services, username, password)
+    if user is None:
+        services.login_throttle.failed(username, ip)
+        return SignIn(error="Wrong username or password.", status=401)
+    services.login_throttle.succeeded(username, ip)
+    secret, record = await services.sessions.start(user)
+    return SignIn(ActiveSession(record, user), secret)

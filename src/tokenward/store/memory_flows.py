@@ -1,0 +1,178 @@
+"""In-process backends of the flow stores: sessions, codes, grant families, devices, consent.
+
+Single-threaded asyncio makes each method atomic (no await inside a read-modify-write).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from tokenward.store.records import (
+    CodeRecord,
+    DeviceRecord,
+    FamilyRecord,
+    MintedToken,
+    RefreshRecord,
+    RotationOutcome,
+    SessionRecord,
+)
+
+
+class MemorySessionStore:
+    def __init__(self) -> None:
+        self._sessions: dict[str, SessionRecord] = {}
+
+    async def put(self, session: SessionRecord) -> None:
+        self._sessions[session.session_id] = session
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        return self._sessions.get(session_id)
+
+    async def by_secret(self, secret_digest: str) -> SessionRecord | None:
+        return next((s for s in self._sessions.values() if s.secret_digest == secret_digest), None)
+
+    async def end(self, session_id: str, now: float) -> SessionRecord | None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        if session.ended_at is None:
+            session = self._sessions[session_id] = replace(session, ended_at=now)
+        return session
+
+    async def for_user(self, user_id: str) -> Sequence[SessionRecord]:
+        return [s for s in self._sessions.values() if s.user_id == user_id]
+
+
+class MemoryCodeStore:
+    def __init__(self) -> None:
+        self._codes: dict[str, CodeRecord] = {}
+
+    async def save(self, code: CodeRecord) -> None:
+        self._codes[code.digest] = code
+
+    async def consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
+        code = self._codes.get(digest)
+        if code is None:
+            return None, False
+        if code.consumed_at is not None:
+            return code, False
+        self._codes[digest] = replace(code, consumed_at=now)
+        return code, True
+
+    async def record_minted(
+        self, digest: str, family_id: str | None, access_jti: str, access_exp: float
+    ) -> None:
+        code = self._codes.get(digest)
+        if code is not None:
+            self._codes[digest] = replace(
+                code, family_id=family_id, access_jti=access_jti, access_exp=access_exp
+            )
+
+
+class MemoryGrantStore:
+    def __init__(self) -> None:
+        self._families: dict[str, FamilyRecord] = {}
+        self._tokens: dict[str, RefreshRecord] = {}
+        self._minted: dict[str, list[MintedToken]] = {}
+
+    async def create(self, family: FamilyRecord, first: RefreshRecord) -> None:
+        self._families[family.family_id] = family
+        self._tokens[first.digest] = first
+
+    async def rotate(
+        self, digest: str, successor: RefreshRecord, now: float, grace: float
+    ) -> tuple[str, FamilyRecord | None, RefreshRecord | None]:
+        token = self._tokens.get(digest)
+        family = self._families.get(token.family_id) if token else None
+        if token is None or family is None:
+            return RotationOutcome.INVALID, None, None
+        if family.revoked_at is not None or token.expires_at <= now or family.expires_at <= now:
+            return RotationOutcome.INVALID, family, token
+        if token.rotated_at is None:
+            self._tokens[digest] = replace(token, rotated_at=now, successor_digest=successor.digest)
+            self._tokens[successor.digest] = successor
+            return RotationOutcome.ROTATED, family, token
+        following = self._tokens.get(token.successor_digest or "")
+        if (
+            following is not None
+            and following.rotated_at is None
+            and now - token.rotated_at <= grace
+        ):
+            return RotationOutcome.GRACE, family, token
+        self._families[family.family_id] = replace(family, revoked_at=now)
+        return RotationOutcome.REUSED, family, token
+
+    async def lookup(self, digest: str) -> tuple[RefreshRecord, FamilyRecord] | None:
+        token = self._tokens.get(digest)
+        family = self._families.get(token.family_id) if token else None
+        return (token, family) if token is not None and family is not None else None
+
+    async def revoke_family(self, family_id: str, now: float) -> Sequence[MintedToken]:
+        family = self._families.get(family_id)
+        if family is not None and family.revoked_at is None:
+            self._families[family_id] = replace(family, revoked_at=now)
+        return [token for token in self._minted.get(family_id, []) if token.expires_at > now]
+
+    async def add_minted(self, family_id: str, token: MintedToken) -> None:
+        live = [
+            t for t in self._minted.get(family_id, []) if t.expires_at > token.expires_at - 86400
+        ]
+        self._minted[family_id] = [*live, token]
+
+
+class MemoryDeviceStore:
+    def __init__(self) -> None:
+        self._by_digest: dict[str, DeviceRecord] = {}
+
+    async def save(self, record: DeviceRecord) -> None:
+        self._by_digest[record.device_digest] = record
+
+    async def by_user_code(self, user_code: str) -> DeviceRecord | None:
+        return next((r for r in self._by_digest.values() if r.user_code == user_code), None)
+
+    async def decide(
+        self,
+        user_code: str,
+        approved: bool,
+        user_id: str,
+        session_id: str,
+        auth_time: float,
+        now: float,
+    ) -> bool:
+        record = await self.by_user_code(user_code)
+        if record is None or record.status != "pending" or record.expires_at <= now:
+            return False
+        self._by_digest[record.device_digest] = replace(
+            record,
+            status="approved" if approved else "denied",
+            user_id=user_id,
+            session_id=session_id,
+            auth_time=auth_time,
+        )
+        return True
+
+    async def poll(
+        self, device_digest: str, now: float
+    ) -> tuple[DeviceRecord | None, float | None]:
+        record = self._by_digest.get(device_digest)
+        if record is None:
+            return None, None
+        status = "consumed" if record.status == "approved" else record.status
+        self._by_digest[device_digest] = replace(record, last_poll_at=now, status=status)
+        return record, record.last_poll_at
+
+
+class MemoryConsentStore:
+    def __init__(self) -> None:
+        self._granted: dict[tuple[str, str], frozenset[str]] = {}
+
+    async def granted(self, user_id: str, client_id: str) -> frozenset[str]:
+        return self._granted.get((user_id, client_id), frozenset())
+
+    async def grant(self, user_id: str, client_id: str, scopes: frozenset[str]) -> None:
+        key = (user_id, client_id)
+        self._granted[key] = self._granted.get(key, frozenset()) | scopes
+
+    async def withdraw(self, user_id: str, client_id: str) -> None:
+        self._granted.pop((user_id, client_id), None)
