@@ -177,3 +177,26 @@ async def test_jwks_has_active_and_next_keys(server: Server) -> None:
     kids = {key["kid"] for key in response.json()["keys"]}
     assert kids == {key.kid for key in server.services.keys.managed_keys()}
     assert {key["alg"] for key in response.json()["keys"]} == {"ES256", "RS256"}
+
+
+async def test_demo_api_accepts_then_refuses_after_revocation(server: Server) -> None:
+    access = (await server.token(scope="read")).json()["access_token"]
+    headers = {"authorization": f"Bearer {access}"}
+    ok = await server.http.get("/api/hello", headers=headers)
+    assert ok.status_code == 200
+    assert ok.json()["hello"] == "service"
+    await server.http.post("/revoke", data={"token": access}, auth=("service", server.secret))
+    refused = await server.http.get("/api/hello", headers=headers)
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_token"
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+
+async def test_demo_api_scope_and_missing_token(server: Server) -> None:
+    missing = await server.http.get("/api/hello")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="tokenward"'
+    write_only = (await server.token(scope="write")).json()["access_token"]
+    refused = await server.http.get("/api/hello", headers={"authorization": f"Bearer {write_only}"})
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "insufficient_scope"

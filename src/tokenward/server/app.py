@@ -10,8 +10,9 @@ import structlog
 from fastapi import FastAPI
 
 from tokenward import __version__
+from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server.edge import install_error_handlers
-from tokenward.server.routes import browser, device, oauth, oidc
+from tokenward.server.routes import browser, demo, device, oauth, oidc
 from tokenward.wiring import Services
 
 log = structlog.get_logger(__name__)
@@ -38,10 +39,12 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     app.state.tokenward_validator = services.validator
     install_error_handlers(app)
+    install_bearer_error_handler(app)  # RFC 6750 bodies for the demo API
     app.include_router(oauth.router(services))
     app.include_router(browser.router(services))
     app.include_router(device.router(services))
     app.include_router(oidc.router(services))
+    app.include_router(demo.router(services))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
