@@ -184,7 +184,7 @@ async def test_private_key_jwt_once_only(
         {"aud": "https://elsewhere.example"},
         {"iss": "someone-else"},
         {"exp": 1},
-        {"exp": 1_800_000_000 + 86400},
+        {"exp": 1_800_000_000 + 7200},
         {"jti": 7},
     ],
 )

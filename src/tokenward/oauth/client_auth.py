@@ -28,7 +28,7 @@ from tokenward.tokens.jwk import key_set_from_jwks
 from tokenward.tokens.jws import loads_object, payload_bytes, verify_compact
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_ASSERTION_LIFETIME = 600.0
+MAX_ASSERTION_LIFETIME = 3600.0  # common client default (Authlib, Nimbus); jti kept until exp
 METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from tokenward.oauth.client_auth import METHODS
 
+ASSERTION_ALGS = ["ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"]
+
 
 def metadata(
     issuer: str,
@@ -30,7 +32,10 @@ def metadata(
         "grant_types_supported": list(grant_types),
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": list(METHODS),
-        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256", "PS256"],
+        # RFC 8414 §2: required wherever private_key_jwt is listed
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "introspection_endpoint_auth_methods_supported": [m for m in METHODS if m != "none"],
         "revocation_endpoint_auth_methods_supported": list(METHODS),
         "scopes_supported": list(scopes),

@@ -1,0 +1,69 @@
+"""The authorization server over real HTTP on loopback, with memory stores and real time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import pytest
+
+from tests.e2e.live import free_port, serve_in_thread
+from tokenward.admin import create_client, create_user
+from tokenward.config import Settings
+from tokenward.server.app import create_app
+from tokenward.tokens.sealing import generate_master_key
+from tokenward.wiring import Services, build_services, memory_stores
+
+CALLBACK = "http://127.0.0.1:9/callback"  # never contacted: the test reads the redirect itself
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Live:
+    base: str
+    services: Services
+    service_secret: str
+    web_secret: str
+
+
+async def _prepare(issuer: str) -> tuple[Services, str, str]:
+    services = await build_services(
+        Settings(issuer=issuer, master_key=generate_master_key()), memory_stores()
+    )
+    service = await create_client(
+        services,
+        "service",
+        grant_types=["client_credentials"],
+        scope="read write",
+        redirect_uris=[],
+    )
+    web = await create_client(
+        services,
+        "web",
+        grant_types=["authorization_code", "refresh_token"],
+        scope="openid profile email read",
+        redirect_uris=[CALLBACK],
+    )
+    registered = await services.stores.clients.get("web")
+    assert registered is not None
+    await services.stores.clients.put(replace(registered, post_logout_redirect_uris=(CALLBACK,)))
+    await create_client(
+        services,
+        "tv",
+        grant_types=["urn:ietf:params:oauth:grant-type:device_code"],
+        scope="openid read",
+        redirect_uris=[],
+        public=True,
+    )
+    await create_user(services, "alice", PASSWORD)
+    return services, service["client_secret"], web["client_secret"]
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    services, service_secret, web_secret = asyncio.run(_prepare(issuer))
+    with serve_in_thread(create_app(services), port) as base:
+        yield Live(base, services, service_secret, web_secret)
