@@ -29,7 +29,11 @@ def code_flow(live: Live, http: httpx.Client, pkce: Pkce) -> dict[str, str]:
     )
     done = http.post(
         f"{live.base}/login",
-        data={"interaction": hidden_interaction(page.text), "username": "alice", "password": PASSWORD},
+        data={
+            "interaction": hidden_interaction(page.text),
+            "username": "alice",
+            "password": PASSWORD,
+        },
     )
     if done.status_code == 200:  # consent is asked once per user and client
         done = http.post(
