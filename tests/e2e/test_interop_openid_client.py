@@ -29,7 +29,7 @@ def _node_ready() -> None:
             pytest.fail(message)
         pytest.skip(message)
     if not (NODE_DIR / "node_modules" / "openid-client").exists():
-        subprocess.run(  # noqa: S603 - fixed command, pinned by package-lock.json
+        subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],  # noqa: S607
             cwd=NODE_DIR,
             check=True,
@@ -66,7 +66,7 @@ def test_openid_client_full_life(live: Live) -> None:
             live.base,
             "web",
             live.web_secret,
-            CALLBACK,  # noqa: S607
+            CALLBACK,
             "service",
             live.service_secret,
         ],
