@@ -24,13 +24,13 @@ NODE_DIR = Path(__file__).parent / "node"
 
 def _node_ready() -> None:
     if shutil.which("node") is None or shutil.which("npm") is None:
-        message = "Node.js and npm are needed for the openid-client interop test (apt-get install nodejs npm)"
+        message = "the openid-client interop test needs Node.js and npm (apt-get install nodejs npm)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
     if not (NODE_DIR / "node_modules" / "openid-client").exists():
         subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],  # noqa: S607
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=NODE_DIR,
             check=True,
             timeout=240,
@@ -59,7 +59,7 @@ def _browser_callback(live: Live, url: str) -> str:
 
 def test_openid_client_full_life(live: Live) -> None:
     _node_ready()
-    with subprocess.Popen(  # noqa: S603
+    with subprocess.Popen(
         [
             "node",
             str(NODE_DIR / "interop.mjs"),
