@@ -1,0 +1,64 @@
+"""A benchmark server process: the authorization server on memory stores, or a bare ASGI app.
+
+`python -m bench.serve_as --port P --mode token|introspect|hello` prints one JSON line with
+what the load generator needs (credentials, a token), then serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+import uvicorn
+
+from tokenward.admin import create_client
+from tokenward.config import Settings
+from tokenward.server.app import create_app
+from tokenward.tokens.sealing import generate_master_key
+from tokenward.wiring import build_services, memory_stores
+
+SECRET = "bench-secret-" + "x" * 40
+
+
+async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The baseline: the smallest ASGI app that reads the body and answers JSON."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"hello":"world"}'})
+
+
+async def prepare(port: int, token_format: str) -> tuple[Any, dict[str, str]]:
+    issuer = f"http://127.0.0.1:{port}"
+    services = await build_services(Settings(issuer=issuer, master_key=generate_master_key()), memory_stores())
+    await create_client(services, "bench", grant_types=["client_credentials"], scope="read write",
+                        redirect_uris=[], secret=SECRET, token_format=token_format)
+    return create_app(services), {"client_id": "bench", "secret": SECRET}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mode", choices=["as", "as-opaque", "hello"], required=True)
+    args = parser.parse_args()
+    if args.mode == "hello":
+        app: Any = hello_app
+        info: dict[str, str] = {}
+    else:
+        app, info = asyncio.run(prepare(args.port, "opaque" if args.mode == "as-opaque" else "jwt"))
+    print(json.dumps(info), flush=True)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="error", access_log=False,
+                loop="uvloop", http="httptools", lifespan="on")
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Durable SQL backends of the store Protocols: SQLite (embedded default) and PostgreSQL.
+
+engine = create_engine("sqlite+aiosqlite:///var/tokenward.db")
+await migrate(engine)
+sessions = session_factory(engine)
+users = SqlUserStore(sessions)
+...
+await engine.dispose()
+"""
+
+from __future__ import annotations
+
+from tokenward.store.sql.access_tokens import SqlAccessTokenStore
+from tokenward.store.sql.clients import SqlClientStore
+from tokenward.store.sql.engine import alembic_config, create_engine, migrate, session_factory
+from tokenward.store.sql.keys import SqlKeyStore
+from tokenward.store.sql.revocations import SqlRevocationStore
+from tokenward.store.sql.users import SqlUserStore
+
+__all__ = [
+    "SqlAccessTokenStore",
+    "SqlClientStore",
+    "SqlKeyStore",
+    "SqlRevocationStore",
+    "SqlUserStore",
+    "alembic_config",
+    "create_engine",
+    "migrate",
+    "session_factory",
+]

@@ -1,0 +1,91 @@
+"""Engines, sessions and migrations for the two databases tokenward runs on.
+
+`sqlite+aiosqlite:///path` is the embedded default; `postgresql+asyncpg://...` is production.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+MIGRATIONS = "tokenward.store.sql:migrations"  # a package resource: no alembic.ini on disk
+# How long a SQLite writer waits for another writer's lock before failing with "locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Any fixed bigint names a PostgreSQL advisory lock; this one is the ASCII of "tokenw".
+_MIGRATION_LOCK = 0x746F6B656E77
+
+
+def create_engine(url: str, *, schema: str | None = None, echo: bool = False) -> AsyncEngine:
+    """An async engine for a SQLite file or a PostgreSQL database.
+
+    `schema` (PostgreSQL only) becomes the connection's search_path, so one database can hold
+    several independent tokenward schemas (tests run each in its own).
+    """
+    if url.startswith("sqlite+aiosqlite:"):
+        if schema is not None:
+            raise ValueError("SQLite has no schemas; leave `schema` unset")
+        engine = _create_async_engine(url, echo=echo)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql+asyncpg:"):
+        connect_args: dict[str, Any] = {}
+        if schema is not None:
+            connect_args["server_settings"] = {"search_path": schema}
+        # pre_ping: a server restart or failover must not surface as one failed request.
+        return _create_async_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+    raise ValueError(
+        "unsupported database URL: use sqlite+aiosqlite:///path or postgresql+asyncpg://..."
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    # First, so that even switching to WAL waits for a lock instead of failing: writers queue
+    # rather than fail at once (SQLite allows one writer at a time).
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # WAL: readers never block the writer and the writer never blocks readers.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite, on in PostgreSQL
+    # synchronous stays FULL (the default): a revocation must survive a power cut.
+    cursor.close()
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: an async session cannot reload an expired attribute implicitly
+    # (that would be hidden I/O), so loaded rows must stay readable after the commit.
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """The Alembic configuration, built in code; `connection` is what env.py migrates."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Upgrade the database to the newest schema. Safe to call from many processes at once."""
+    async with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            # Take the write lock before Alembic reads its version table: a second process
+            # waits here, then finds the schema at head. It also makes the DDL one transaction.
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            # PostgreSQL DDL is transactional already; the lock stops two servers starting at
+            # once from both creating the same tables (one would fail on "already exists").
+            lock = text("SELECT pg_advisory_xact_lock(:key)")
+            await connection.execute(lock, {"key": _MIGRATION_LOCK})
+        await connection.run_sync(_upgrade)
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")

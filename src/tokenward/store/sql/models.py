@@ -1,0 +1,155 @@
+"""The one schema both databases share (SQLite embedded, PostgreSQL in production).
+
+Migration 0001 must create exactly these tables; tests/store/test_migrations.py compares the
+migrated database with this metadata. Change both together, in a new migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.dml import Insert
+
+# Fixed constraint names, so a later migration can name what it alters on both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-assigns an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.
+SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Epoch seconds as DOUBLE PRECISION / REAL: sub-second precision on both databases.
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        float: Double(),
+        str: String(),
+        bytes: LargeBinary(),
+        bool: Boolean(),
+    }
+
+
+class SigningKeyRow(Base):
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(primary_key=True)
+    alg: Mapped[str]
+    state: Mapped[str]
+    created_at: Mapped[float]
+    activated_at: Mapped[float | None]
+    retiring_at: Mapped[float | None]
+    retired_at: Mapped[float | None]
+    sealed_private: Mapped[bytes]  # encrypted by tokens/sealing.py before it gets here
+
+
+class RevocationRow(Base):
+    __tablename__ = "revocations"
+    # AUTOINCREMENT: never reuse a seq after the newest rows are purged, or a mirror that has
+    # already applied that seq would skip the new entry (`since` is a cursor).
+    __table_args__ = (
+        Index("ix_revocations_expires_at", "expires_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: Mapped[int] = mapped_column(SEQUENCE, primary_key=True, autoincrement=True)
+    kind: Mapped[str]
+    value: Mapped[str]
+    issued_before: Mapped[float | None]
+    expires_at: Mapped[float]
+    created_at: Mapped[float]
+
+
+class AccessTokenRow(Base):
+    __tablename__ = "access_tokens"
+    __table_args__ = (Index("ix_access_tokens_expires_at", "expires_at"),)
+
+    digest: Mapped[str] = mapped_column(primary_key=True)  # SHA-256 of the token, never the token
+    token: Mapped[dict[str, Any]] = mapped_column(JSON())
+    expires_at: Mapped[float]
+
+
+class ClientRow(Base):
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(primary_key=True)
+    auth_method: Mapped[str]
+    grant_types: Mapped[str] = mapped_column(Text())  # JSON list
+    scopes: Mapped[str] = mapped_column(Text())  # JSON list, sorted
+    created_at: Mapped[float]
+    secret_digest: Mapped[str | None]
+    redirect_uris: Mapped[str] = mapped_column(Text())
+    post_logout_redirect_uris: Mapped[str] = mapped_column(Text())
+    audience: Mapped[str] = mapped_column(Text())
+    token_format: Mapped[str]
+    access_token_lifetime: Mapped[int]
+    refresh_token_lifetime: Mapped[int]
+    skip_consent: Mapped[bool]
+    dpop_required: Mapped[bool]
+    disabled: Mapped[bool]
+    jwks: Mapped[str | None] = mapped_column(Text())
+    id_token_alg: Mapped[str]
+    name: Mapped[str] = mapped_column(Text())
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    user_id: Mapped[str] = mapped_column(primary_key=True)
+    # The constraint, not a check in Python, is what keeps two concurrent sign-ups apart.
+    username: Mapped[str] = mapped_column(unique=True)
+    password_hash: Mapped[str]
+    created_at: Mapped[float]
+    password_changed_at: Mapped[float]
+    disabled: Mapped[bool]
+    claims: Mapped[str] = mapped_column(Text())  # JSON object, kept as the caller wrote it
+
+
+def dump_strings(values: Iterable[str], *, sort: bool = False) -> str:
+    """A tuple (order kept) or a frozenset (sorted, so equal sets store equal text) as JSON."""
+    items = sorted(values) if sort else list(values)
+    return orjson.dumps(items).decode()
+
+
+def load_strings(text: str) -> tuple[str, ...]:
+    values = orjson.loads(text)
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError("a stored string list is not a JSON list of strings")
+    return tuple(values)
+
+
+def upsert(
+    session: AsyncSession, row: type[Base], rows: Sequence[Mapping[str, Any]], key: str
+) -> Insert:
+    """INSERT ... ON CONFLICT (key) DO UPDATE: one atomic statement on both databases, so two
+    writers of one key cannot race between a SELECT and an INSERT."""
+    if session.get_bind().dialect.name == "postgresql":
+        pg = postgresql.insert(row).values(list(rows))
+        return pg.on_conflict_do_update(index_elements=[key], set_=_others(pg.excluded, key))
+    lite = sqlite.insert(row).values(list(rows))
+    return lite.on_conflict_do_update(index_elements=[key], set_=_others(lite.excluded, key))
+
+
+def _others(excluded: Any, key: str) -> dict[str, Any]:
+    return {column.name: column for column in excluded if column.name != key}

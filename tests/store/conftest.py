@@ -1,0 +1,166 @@
+"""One fixture, `backend`, that yields a fresh set of stores on memory, SQLite or PostgreSQL.
+
+PostgreSQL tests share one database across xdist workers: each test migrates into its own
+schema (tw_<random>) and drops it afterwards, so parallel workers never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.conftest import FrozenClock
+from tokenward.store import memory
+from tokenward.store.protocols import (
+    AccessTokenStore,
+    ClientStore,
+    KeyStore,
+    RevocationStore,
+    UserStore,
+)
+from tokenward.store.sql import (
+    SqlAccessTokenStore,
+    SqlClientStore,
+    SqlKeyStore,
+    SqlRevocationStore,
+    SqlUserStore,
+    create_engine,
+    migrate,
+    session_factory,
+)
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+PG_URL = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/test"
+PG_DOWN = (
+    f"PostgreSQL at {PG_HOST}:{PG_PORT} is not reachable: start it with "
+    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
+    "or run under CI=true"
+)
+
+
+@dataclass
+class Backend:
+    """A fresh, empty set of stores; `engine` is None for memory."""
+
+    name: str
+    clock: FrozenClock
+    keys: KeyStore
+    revocations: RevocationStore
+    access_tokens: AccessTokenStore
+    clients: ClientStore
+    users: UserStore
+    engine: AsyncEngine | None = None
+
+
+def memory_backend(clock: FrozenClock) -> Backend:
+    return Backend(
+        "memory",
+        clock,
+        memory.MemoryKeyStore(),
+        memory.MemoryRevocationStore(),
+        memory.MemoryAccessTokenStore(clock),
+        memory.MemoryClientStore(),
+        memory.MemoryUserStore(),
+    )
+
+
+def sql_backend(name: str, engine: AsyncEngine, clock: FrozenClock) -> Backend:
+    sessions = session_factory(engine)
+    return Backend(
+        name,
+        clock,
+        SqlKeyStore(sessions),
+        SqlRevocationStore(sessions, clock),
+        SqlAccessTokenStore(sessions, clock),
+        SqlClientStore(sessions),
+        SqlUserStore(sessions),
+        engine,
+    )
+
+
+def sqlite_url(directory: Path) -> str:
+    return f"sqlite+aiosqlite:///{directory / 'tokenward.db'}"
+
+
+@cache
+def _postgres_reachable() -> bool:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_postgres() -> None:
+    if not _postgres_reachable():
+        if os.environ.get("CI") == "true":
+            pytest.fail(PG_DOWN)
+        pytest.skip(PG_DOWN)
+
+
+@asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """A new, empty schema in the shared test database, dropped with everything in it."""
+    require_postgres()
+    schema = f"tw_{secrets.token_hex(6)}"
+    admin = create_engine(PG_URL)
+    try:
+        async with admin.begin() as connection:
+            await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            yield schema
+        finally:
+            async with admin.begin() as connection:
+                await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        await admin.dispose()
+
+
+@asynccontextmanager
+async def open_engine(
+    name: str, tmp_path: Path, *, migrated: bool = True
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh database of kind `name` (sqlite or postgres), disposed after."""
+    async with AsyncExitStack() as stack:
+        if name == "sqlite":
+            engine = create_engine(sqlite_url(tmp_path))
+        else:
+            schema = await stack.enter_async_context(postgres_schema())
+            engine = create_engine(PG_URL, schema=schema)
+        stack.push_async_callback(engine.dispose)  # runs before the schema is dropped
+        if migrated:
+            await migrate(engine)
+        yield engine
+
+
+SQL = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=["memory", *SQL])
+async def backend(
+    request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
+) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        yield memory_backend(clock)
+        return
+    async with open_engine(request.param, tmp_path) as engine:
+        yield sql_backend(request.param, engine, clock)
+
+
+@pytest.fixture(params=SQL)
+async def sql(
+    request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
+) -> AsyncIterator[Backend]:
+    """Only the durable backends: for what memory cannot fail at (transactions, schema)."""
+    async with open_engine(request.param, tmp_path) as engine:
+        yield sql_backend(request.param, engine, clock)
