@@ -329,9 +329,12 @@ def revoke_command(
     token: Annotated[
         str | None, typer.Option("--token", help="A JWT access token (its jti is denied)")
     ] = None,
-    subject: Annotated[str | None, typer.Option("--subject")] = None,
-    session: Annotated[str | None, typer.Option("--session")] = None,
-    client: Annotated[str | None, typer.Option("--client")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="A sub claim value")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="A username (its sub is looked up)")
+    ] = None,
+    session: Annotated[str | None, typer.Option("--session", help="A sid")] = None,
+    client: Annotated[str | None, typer.Option("--client", help="A client_id")] = None,
 ) -> None:
     """Revoke one token, or every token of a subject, session or client issued before now."""
 
@@ -346,7 +349,13 @@ def revoke_command(
             raise typer.Exit(1)
 
     async def action(services: Services) -> dict[str, Any]:
-        return await revoke(services, jti=jti, subject=subject, session=session, client=client)
+        target = subject
+        if user is not None:
+            record = await services.stores.users.by_username(user)
+            if record is None:
+                raise AdminError(f"no user {user!r}")
+            target = record.user_id
+        return await revoke(services, jti=jti, subject=target, session=session, client=client)
 
     _emit(_run(action))
 

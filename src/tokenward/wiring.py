@@ -26,7 +26,7 @@ from tokenward.oauth.sessions import SessionManager
 from tokenward.oauth.throttle import LoginThrottle
 from tokenward.oauth.token_endpoint import TokenEndpoint
 from tokenward.oauth.user_tokens import UserTokenMinter
-from tokenward.store import memory, memory_flows
+from tokenward.store import memory, memory_flows, sql
 from tokenward.store.mirrored import MirroredRevocationStore
 from tokenward.store.protocols import (
     AccessTokenStore,
@@ -228,5 +228,20 @@ async def build_services(
 
 
 async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
-    """The durable stores for these settings (SQL), migrated and ready."""
-    return memory_stores(clock)
+    """The durable stores for these settings (SQLite by default, PostgreSQL by URL), migrated."""
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = sql.create_engine(url)
+    await sql.migrate(engine)
+    sessions = sql.session_factory(engine)
+    return StoreSet(
+        keys=sql.SqlKeyStore(sessions),
+        revocations=sql.SqlRevocationStore(sessions, clock),
+        access_tokens=sql.SqlAccessTokenStore(sessions, clock),
+        clients=sql.SqlClientStore(sessions),
+        users=sql.SqlUserStore(sessions),
+        replay=memory.MemoryReplayCache(clock),
+        **memory_flow_stores(),
+        closers=[engine.dispose],
+    )

@@ -148,7 +148,7 @@ class Keyring:
             raise KeyRotationError(
                 f"key {upcoming.kid} has been published for {now - upcoming.created_at:.0f}s; "
                 f"caches may not know it until {self.policy.publish_ahead:.0f}s have passed. "
-                "Rotate later, or force it (validators refetch the JWKS on an unknown kid)"
+                "Rotate later, or use --force (validators refetch the JWKS on an unknown kid)"
             )
         current = self.active()
         current.state, current.retiring_at = KeyState.RETIRING, now
