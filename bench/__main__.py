@@ -10,6 +10,8 @@ import platform
 FIGURES = {
     "P1": "bench.p1_cold",
     "P2": "bench.p2_cached",
+    "P4": "bench.p4_issuance",
+    "P7": "bench.p7_signedurl",
 }
 
 

@@ -31,16 +31,30 @@ async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while more:
         message = await receive()
         more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"hello":"world"}'})
 
 
 async def prepare(port: int, token_format: str) -> tuple[Any, dict[str, str]]:
     issuer = f"http://127.0.0.1:{port}"
-    services = await build_services(Settings(issuer=issuer, master_key=generate_master_key()), memory_stores())
-    await create_client(services, "bench", grant_types=["client_credentials"], scope="read write",
-                        redirect_uris=[], secret=SECRET, token_format=token_format)
+    services = await build_services(
+        Settings(issuer=issuer, master_key=generate_master_key()), memory_stores()
+    )
+    await create_client(
+        services,
+        "bench",
+        grant_types=["client_credentials"],
+        scope="read write",
+        redirect_uris=[],
+        secret=SECRET,
+        token_format=token_format,
+    )
     return create_app(services), {"client_id": "bench", "secret": SECRET}
 
 
@@ -55,8 +69,16 @@ def main() -> None:
     else:
         app, info = asyncio.run(prepare(args.port, "opaque" if args.mode == "as-opaque" else "jwt"))
     print(json.dumps(info), flush=True)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="error", access_log=False,
-                loop="uvloop", http="httptools", lifespan="on")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="error",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+    )
     sys.exit(0)
 
 

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     leeway: float = 30.0
     default_audience: str | None = None  # default: issuer + "/api"
     token_cache_entries: int = 10_000
+    dpop_nonces: bool = True  # RFC 9449 §8 server nonces at the token endpoint
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     @field_validator("issuer")

@@ -40,6 +40,7 @@ from tokenward.store.protocols import (
     SessionStore,
     UserStore,
 )
+from tokenward.tokens.dpop import DpopNonces, DpopVerifier
 from tokenward.tokens.id_token import IdTokenSigner
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
 from tokenward.tokens.key_manager import KeyManager
@@ -185,6 +186,8 @@ async def build_services(
         clock=clock,
     )
     minter = UserTokenMinter(issuer, refresh, id_tokens)
+    nonces = DpopNonces(derive_subkey(master_key, "dpop-nonce"), clock)
+    dpop = DpopVerifier(stores.replay.first_use, nonces if settings.dpop_nonces else None, clock)
     token_endpoint = TokenEndpoint(
         authenticator,
         [
@@ -195,6 +198,8 @@ async def build_services(
             RefreshTokenGrant(minter, stores.users, revocations, mirror, settings.leeway, clock),
             DeviceCodeGrant(stores.devices, minter, clock),
         ],
+        dpop=dpop,
+        token_url=f"{base}/token",
     )
     introspector = Introspector(authenticator, any_audience, keys.keyring, settings.issuer, clock)
     revoker = Revoker(

@@ -24,7 +24,9 @@ NODE_DIR = Path(__file__).parent / "node"
 
 def _node_ready() -> None:
     if shutil.which("node") is None or shutil.which("npm") is None:
-        message = "the openid-client interop test needs Node.js and npm (apt-get install nodejs npm)"
+        message = (
+            "the openid-client interop test needs Node.js and npm (apt-get install nodejs npm)"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

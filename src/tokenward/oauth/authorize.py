@@ -63,6 +63,7 @@ class AuthorizationRequest:
     max_age: int | None = None
     acr_values: str | None = None
     login_hint: str | None = None
+    dpop_jkt: str | None = None  # RFC 9449 §10: binds the code to a DPoP key
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,6 +192,7 @@ class AuthorizationValidator:
             max_age=_max_age(params.get("max_age")),
             acr_values=_bounded(params.get("acr_values"), 256, "acr_values"),
             login_hint=_bounded(params.get("login_hint"), 256, "login_hint"),
+            dpop_jkt=_dpop_jkt(params.get("dpop_jkt")),
         )
 
 
@@ -217,3 +219,11 @@ def _max_age(value: str | None) -> int | None:
     if not value.isdigit() or len(value) > 10:
         raise InvalidRequest("max_age must be a non-negative integer")
     return int(value)
+
+
+def _dpop_jkt(value: str | None) -> str | None:
+    if value is not None and (
+        len(value) != 43 or not value.replace("-", "").replace("_", "").isalnum()
+    ):
+        raise InvalidRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint")
+    return value

@@ -131,6 +131,7 @@ class DeviceCodeGrant:
             audience=record.audience,
             session_id=record.session_id,
             auth_time=record.auth_time,
+            dpop_jkt=request.dpop_jkt,
         )
         response, _access, _family = await self._minter.respond(client, grant, with_id_token=True)
         return response

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tokenward.oauth.client_auth import METHODS
+from tokenward.tokens.dpop import PROOF_ALGS
 
 ASSERTION_ALGS = ["ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"]
 
@@ -41,6 +42,7 @@ def metadata(
         "scopes_supported": list(scopes),
         "authorization_response_iss_parameter_supported": True,  # RFC 9207
         "introspection_signing_alg_values_supported": list(signing_algs),
+        "dpop_signing_alg_values_supported": list(PROOF_ALGS),  # RFC 9449 §5.1
     }
     if openid:
         document.update(

@@ -114,3 +114,15 @@ class ServerError(OAuthError):
 class TemporarilyUnavailable(OAuthError):
     error = "temporarily_unavailable"
     status = 503
+
+
+class InvalidDpopProof(OAuthError):
+    """RFC 9449 §5.4."""
+
+    error = "invalid_dpop_proof"
+
+
+class UseDpopNonce(OAuthError):
+    """RFC 9449 §8: retry with the nonce in the DPoP-Nonce header."""
+
+    error = "use_dpop_nonce"

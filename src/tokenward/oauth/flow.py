@@ -114,6 +114,7 @@ class AuthorizationFlow:
                 expires_at=now + CODE_LIFETIME,
                 nonce=request.nonce,
                 acr=session.record.acr,
+                dpop_jkt=request.dpop_jkt,
             )
         )
         return redirect_to(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 from tokenward.store.records import ClientRecord
@@ -19,4 +20,7 @@ class AccessTokenIssuer:
         self._strategies = strategies
 
     async def issue(self, client: ClientRecord, grant: TokenGrant) -> IssuedAccessToken:
-        return await self._strategies[client.token_format].mint(grant)
+        issued = await self._strategies[client.token_format].mint(grant)
+        if grant.cnf and grant.cnf.get("jkt"):
+            return replace(issued, token_type="DPoP")  # RFC 9449 §5: bound tokens say so
+        return issued

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from tokenward.oauth.client_auth import ClientAuthenticator
-from tokenward.oauth.errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
+from tokenward.oauth.errors import (
+    InvalidDpopProof,
+    InvalidRequest,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UseDpopNonce,
+)
 from tokenward.oauth.scopes import format_scope
 from tokenward.store.records import ClientRecord
+from tokenward.tokens.dpop import DpopError, DpopVerifier
+from tokenward.tokens.errors import JoseError
 from tokenward.tokens.grant import IssuedAccessToken
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}  # RFC 6749 §5.1
@@ -22,6 +30,7 @@ class TokenRequest:
     authorization: str | None = field(default=None, repr=False)
     dpop: str | None = field(default=None, repr=False)
     client_ip: str | None = None
+    dpop_jkt: str | None = None  # set once the DPoP proof verified: what tokens get bound to
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +63,16 @@ class GrantHandler(Protocol):
 
 class TokenEndpoint:
     def __init__(
-        self, authenticator: ClientAuthenticator, handlers: Iterable[GrantHandler]
+        self,
+        authenticator: ClientAuthenticator,
+        handlers: Iterable[GrantHandler],
+        dpop: DpopVerifier | None = None,
+        token_url: str = "",
     ) -> None:
         self._authenticator = authenticator
         self._handlers = {handler.grant_type: handler for handler in handlers}
+        self.dpop = dpop
+        self._token_url = token_url
 
     @property
     def grant_types(self) -> list[str]:
@@ -73,4 +88,28 @@ class TokenEndpoint:
             raise UnsupportedGrantType("this server does not support that grant_type")
         if grant_type not in client.grant_types:
             raise UnauthorizedClient("the client may not use this grant_type")
-        return await handler.handle(request, client)
+        request = await self._bind_dpop(request, client)
+        response = await handler.handle(request, client)
+        nonce = self.dpop.nonce() if self.dpop else None
+        if nonce is not None:
+            response.headers["dpop-nonce"] = nonce  # RFC 9449 §8.2: the next nonce, ahead of time
+        return response
+
+    async def _bind_dpop(self, request: TokenRequest, client: ClientRecord) -> TokenRequest:
+        """RFC 9449 §5: a valid proof binds what this request mints to the proof's key."""
+        if request.dpop is None:
+            if client.dpop_required:
+                raise InvalidDpopProof("this client must send a DPoP proof")
+            return request
+        if self.dpop is None:
+            raise InvalidDpopProof("DPoP is not enabled on this server")
+        try:
+            proof = await self.dpop.verify(request.dpop, method="POST", url=self._token_url)
+        except DpopError as exc:
+            nonce = self.dpop.nonce()
+            if exc.use_nonce and nonce is not None:
+                raise UseDpopNonce(str(exc), headers={"dpop-nonce": nonce}) from None
+            raise InvalidDpopProof(str(exc)) from None
+        except JoseError:
+            raise InvalidDpopProof("the DPoP proof is malformed") from None
+        return replace(request, dpop_jkt=proof.jkt)

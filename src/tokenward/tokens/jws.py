@@ -97,13 +97,29 @@ def decode_segment(segment: str) -> bytes:
         raise JoseError("segment is not canonical base64url") from None
 
 
-def parse_compact(token: str) -> CompactJws:
+def parse_compact(token: str, *, embedded_jwk: bool = False) -> CompactJws:
+    """`embedded_jwk` is for DPoP proofs only (RFC 9449 §4.2), which carry their own public key;
+    such headers never enter the shared cache, so an access token can never borrow the leniency."""
     if len(token) > MAX_COMPACT_LENGTH or not token.isascii():
         raise JoseError("token is too long or not ASCII")
     segments = token.split(".")
     if len(segments) != 3:
         raise JoseError("a compact JWS has exactly three segments")
     header_segment, payload_segment, signature_segment = segments
+    if embedded_jwk:
+        header = loads_object(decode_segment(header_segment))
+        _check_header({name: value for name, value in header.items() if name != "jwk"})
+    else:
+        header = _cached_header(header_segment)
+    # RFC 7515 §5.2 step 6: the payload must be canonical base64url too, or a MAC over a lenient
+    # encoding verifies (Wycheproof 367-371, 375). Decoded once here; payload_object reuses it.
+    payload = decode_segment(payload_segment)
+    signature = decode_segment(signature_segment)
+    signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
+    return CompactJws(header, signing_input, payload_segment, signature, payload)
+
+
+def _cached_header(header_segment: str) -> dict[str, Any]:
     header = _HEADER_CACHE.get(header_segment)
     if header is None:
         header = loads_object(decode_segment(header_segment))
@@ -111,12 +127,7 @@ def parse_compact(token: str) -> CompactJws:
         if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
             _HEADER_CACHE.clear()
         _HEADER_CACHE[header_segment] = header
-    # RFC 7515 §5.2 step 6: the payload must be canonical base64url too, or a MAC over a lenient
-    # encoding verifies (Wycheproof 367-371, 375). Decoded once here; payload_object reuses it.
-    payload = decode_segment(payload_segment)
-    signature = decode_segment(signature_segment)
-    signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
-    return CompactJws(header, signing_input, payload_segment, signature, payload)
+    return header
 
 
 def _check_header(header: Mapping[str, Any]) -> None:

@@ -68,7 +68,7 @@ class AuthorizationCodeGrant:
             auth_time=record.auth_time,
             acr=record.acr,
             nonce=record.nonce,
-            dpop_jkt=record.dpop_jkt,
+            dpop_jkt=request.dpop_jkt,
         )
         response, access, family = await self._minter.respond(client, grant, with_id_token=True)
         await self._codes.record_minted(
@@ -92,6 +92,8 @@ class AuthorizationCodeGrant:
         if redirect_uri is not None and redirect_uri != record.redirect_uri:
             raise InvalidGrant("redirect_uri does not match the authorization request")
         pkce.verify(request.params.get("code_verifier"), record.code_challenge)
+        if record.dpop_jkt is not None and record.dpop_jkt != request.dpop_jkt:  # RFC 9449 §10
+            raise InvalidGrant("the code is bound to another DPoP key (dpop_jkt)")
         issued_at = record.expires_at - CODE_LIFETIME
         if self._mirror.reason(
             "", record.user_id, record.session_id, client.client_id, int(issued_at)

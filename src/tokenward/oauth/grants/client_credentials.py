@@ -28,5 +28,6 @@ class ClientCredentialsGrant:
             audience=audience_for(request.resources, client, self._default_audience),
             scopes=scopes,
             lifetime=client.access_token_lifetime,
+            cnf={"jkt": request.dpop_jkt} if request.dpop_jkt else None,
         )
         return token_response(await self._issuer.issue(client, grant))

@@ -49,6 +49,8 @@ class RefreshTokenGrant:
             raise InvalidGrant("the refresh token is invalid")
         family = found[1]
         await self._check_family(family, client)
+        if family.dpop_jkt is not None and family.dpop_jkt != request.dpop_jkt:
+            raise InvalidGrant("the refresh token is bound to another DPoP key")  # RFC 9449 §5
         scopes = parse_scope(request.params.get("scope"))
         if scopes is not None and not scopes <= family.scopes:  # RFC 6749 §6: never widen
             raise InvalidScope("a refresh may narrow the scope, never widen it")
@@ -66,7 +68,7 @@ class RefreshTokenGrant:
             session_id=family.session_id,
             auth_time=family.auth_time,
             acr=family.acr,
-            dpop_jkt=family.dpop_jkt,
+            dpop_jkt=request.dpop_jkt,
         )
         response, _access, _family = await self._minter.respond(
             client, grant, refresh_value=rotation.successor, family=family

@@ -1,0 +1,172 @@
+"""DPoP proofs (RFC 9449 §4.3), verified against the request they travel with.
+
+Pure checks, shared by the token endpoint and the resource side: `typ`, an asymmetric `alg` from
+the allow-list, an embedded public `jwk` (never private), the signature, `htm`, `htu` without query
+and fragment, `iat` inside a window, `jti` single use, `ath` at resources, `nonce` when required.
+Nonces are stateless: an HMAC of the current time window under a subkey of the master key, so
+every node that shares the master key accepts every other node's nonce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+
+from tokenward.tokens.b64 import b64url_encode
+from tokenward.tokens.errors import JoseError
+from tokenward.tokens.jwk import key_from_jwk
+from tokenward.tokens.jws import parse_compact, payload_object
+
+PROOF_ALGS = ("ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256")
+MAX_PROOF_LENGTH = 4096
+IAT_PAST = 120.0  # how old a proof may be (and how long its jti is remembered)
+IAT_FUTURE = 30.0  # clock skew a client may have
+NONCE_WINDOW = 300.0
+_THUMBPRINT_MEMBERS = {
+    "EC": ("crv", "kty", "x", "y"),
+    "RSA": ("e", "kty", "n"),
+    "OKP": ("crv", "kty", "x"),
+}
+
+FirstUse = Callable[[str, float], Awaitable[bool]]
+
+
+class DpopError(JoseError):
+    """A proof is missing, malformed or does not match; `use_nonce` asks for a (new) nonce."""
+
+    def __init__(self, message: str, *, use_nonce: bool = False) -> None:
+        super().__init__(message)
+        self.use_nonce = use_nonce
+
+
+@dataclass(frozen=True, slots=True)
+class DpopProof:
+    jkt: str  # RFC 7638 thumbprint of the proof's key: what tokens are bound to (cnf.jkt)
+    jti: str
+    iat: int
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    members = _THUMBPRINT_MEMBERS.get(str(jwk.get("kty")))
+    if members is None:
+        raise DpopError("the proof key type is not supported")
+    canonical = orjson.dumps({name: jwk[name] for name in members}, option=orjson.OPT_SORT_KEYS)
+    return b64url_encode(hashlib.sha256(canonical).digest())
+
+
+def access_token_hash(token: str) -> str:
+    """`ath`: base64url SHA-256 of the access token's ASCII (RFC 9449 §4.2)."""
+    return b64url_encode(hashlib.sha256(token.encode("ascii", "replace")).digest())
+
+
+def normalised_htu(url: str) -> str:
+    """Scheme and host lower-cased, default port dropped, no query or fragment (RFC 9449 §4.3)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise DpopError("the DPoP proof's htu is not a URL") from None
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6 literal
+    scheme = parts.scheme.lower()
+    if port is not None and (scheme, port) not in (("https", 443), ("http", 80)):
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, parts.path or "/", "", ""))
+
+
+class DpopNonces:
+    def __init__(self, key: bytes, clock: Callable[[], float] = time.time) -> None:
+        self._key = key
+        self._clock = clock
+
+    def current(self) -> str:
+        return self._for(int(self._clock() // NONCE_WINDOW))
+
+    def valid(self, nonce: str) -> bool:
+        window = int(self._clock() // NONCE_WINDOW)
+        return any(hmac.compare_digest(nonce, self._for(w)) for w in (window, window - 1))
+
+    def _for(self, window: int) -> str:
+        mac = hmac.new(self._key, f"dpop-nonce:{window}".encode(), hashlib.sha256).digest()
+        return b64url_encode(mac[:18])
+
+
+class DpopVerifier:
+    def __init__(
+        self,
+        first_use: FirstUse,
+        nonces: DpopNonces | None,
+        clock: Callable[[], float] = time.time,
+        algorithms: tuple[str, ...] = PROOF_ALGS,
+    ) -> None:
+        self._first_use = first_use
+        self._nonces = nonces  # None: nonces are not required here
+        self._clock = clock
+        self.algorithms = algorithms
+
+    async def verify(
+        self, proof: str | None, *, method: str, url: str, access_token: str | None = None
+    ) -> DpopProof:
+        if not proof or len(proof) > MAX_PROOF_LENGTH:
+            raise DpopError("a DPoP proof is required")
+        jws = parse_compact(proof, embedded_jwk=True)
+        jwk = self._header_key(jws.header)
+        key = key_from_jwk({**jwk, "alg": jws.header["alg"]})
+        if not key.verify(jws.signing_input, jws.signature):
+            raise DpopError("the DPoP proof signature does not verify")
+        claims = payload_object(jws)
+        jkt = jwk_thumbprint(jwk)
+        iat = self._check_claims(claims, method, url, access_token)
+        if not await self._first_use(f"dpop:{jkt}:{claims['jti']}", iat + IAT_PAST + IAT_FUTURE):
+            raise DpopError("the DPoP proof was already used (jti)")
+        return DpopProof(jkt, str(claims["jti"]), iat)
+
+    def nonce(self) -> str | None:
+        return self._nonces.current() if self._nonces else None
+
+    def _header_key(self, header: Mapping[str, Any]) -> dict[str, Any]:
+        if header.get("typ") != "dpop+jwt":
+            raise DpopError("the DPoP proof must have typ dpop+jwt")
+        if header.get("alg") not in self.algorithms:
+            raise DpopError("the DPoP proof algorithm is not allowed")
+        jwk = header.get("jwk")
+        if not isinstance(jwk, dict):
+            raise DpopError("the DPoP proof must carry its public key in jwk")
+        if jwk.get("alg") not in (None, header["alg"]):
+            raise DpopError("the proof key's alg differs from the proof's alg")
+        return jwk
+
+    def _check_claims(
+        self, claims: Mapping[str, Any], method: str, url: str, access_token: str | None
+    ) -> int:
+        jti, iat = claims.get("jti"), claims.get("iat")
+        if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
+            raise DpopError("the DPoP proof needs a jti")
+        if claims.get("htm") != method.upper():
+            raise DpopError("the DPoP proof is for another method (htm)")
+        htu = claims.get("htu")
+        if not isinstance(htu, str) or normalised_htu(htu) != normalised_htu(url):
+            raise DpopError("the DPoP proof is for another URL (htu)")
+        now = self._clock()
+        if type(iat) is not int or not now - IAT_PAST <= iat <= now + IAT_FUTURE:
+            raise DpopError(
+                "the DPoP proof is too old or from the future (iat)",
+                use_nonce=self._nonces is not None,
+            )
+        if access_token is not None and not hmac.compare_digest(
+            str(claims.get("ath", "")), access_token_hash(access_token)
+        ):
+            raise DpopError("the DPoP proof is not for this access token (ath)")
+        if self._nonces is not None:
+            nonce = claims.get("nonce")
+            if not isinstance(nonce, str) or not self._nonces.valid(nonce):
+                raise DpopError("a fresh DPoP nonce is required", use_nonce=True)
+        return iat
