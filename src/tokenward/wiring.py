@@ -158,6 +158,10 @@ async def build_services(
         "clock": clock,
         "cache_size": settings.token_cache_entries,
     }
+    nonces = DpopNonces(derive_subkey(master_key, "dpop-nonce"), clock)
+    dpop = DpopVerifier(stores.replay.first_use, nonces if settings.dpop_nonces else None, clock)
+    # Resources here (demo API, userinfo) accept DPoP proofs without requiring nonces.
+    common["dpop"] = DpopVerifier(stores.replay.first_use, None, clock)
     validator = Validator(audience=settings.audience, **common)
     any_audience = Validator(audience=(), any_audience=True, **common)
 
@@ -186,8 +190,6 @@ async def build_services(
         clock=clock,
     )
     minter = UserTokenMinter(issuer, refresh, id_tokens)
-    nonces = DpopNonces(derive_subkey(master_key, "dpop-nonce"), clock)
-    dpop = DpopVerifier(stores.replay.first_use, nonces if settings.dpop_nonces else None, clock)
     token_endpoint = TokenEndpoint(
         authenticator,
         [

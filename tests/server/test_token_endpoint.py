@@ -195,7 +195,9 @@ async def test_demo_api_accepts_then_refuses_after_revocation(server: Server) ->
 async def test_demo_api_scope_and_missing_token(server: Server) -> None:
     missing = await server.http.get("/api/hello")
     assert missing.status_code == 401
-    assert missing.headers["www-authenticate"] == 'Bearer realm="tokenward"'
+    challenges = missing.headers.get_list("www-authenticate")
+    assert challenges[0] == 'Bearer realm="tokenward"'
+    assert challenges[1].startswith('DPoP algs="ES256')  # RFC 9449 §7.1: DPoP is offered too
     write_only = (await server.token(scope="write")).json()["access_token"]
     refused = await server.http.get("/api/hello", headers={"authorization": f"Bearer {write_only}"})
     assert refused.status_code == 403

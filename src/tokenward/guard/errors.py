@@ -40,6 +40,24 @@ class InsufficientScope(BearerError):
     status = 403
 
 
+class InvalidDpopProof(BearerError):
+    """RFC 9449 §7.1: the DPoP proof is missing, malformed or does not fit the request."""
+
+    error = "invalid_dpop_proof"
+    status = 401
+
+
+class UseDpopNonce(BearerError):
+    """RFC 9449 §9: retry with the nonce in the DPoP-Nonce header."""
+
+    error = "use_dpop_nonce"
+    status = 401
+
+    def __init__(self, description: str, nonce: str) -> None:
+        super().__init__(description)
+        self.nonce = nonce
+
+
 class TemporarilyUnavailable(BearerError):
     """Revocation state is too stale to trust: fail closed (RFC 6749 §4.1.2.1 code)."""
 
@@ -60,7 +78,7 @@ def _quote(value: str) -> str:
     return '"' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def challenge(error: BearerError, realm: str = "tokenward", scheme: str = "Bearer") -> Challenge:
+def _auth_params(error: BearerError, realm: str) -> list[str]:
     params = [f"realm={_quote(realm)}"]
     if error.error is not None:
         params.append(f"error={_quote(error.error)}")
@@ -68,16 +86,38 @@ def challenge(error: BearerError, realm: str = "tokenward", scheme: str = "Beare
             params.append(f"error_description={_quote(error.description)}")
     if error.scope:
         params.append(f"scope={_quote(error.scope)}")
-    headers = [
-        ("www-authenticate", f"{scheme} " + ", ".join(params)),
-        ("content-type", "application/json"),
-        ("cache-control", "no-store"),
-    ]
+    return params
+
+
+def _body(error: BearerError) -> bytes:
     payload: dict[str, str] = {"error": error.error or "unauthorized"}
     if error.description:
         payload["error_description"] = error.description
     if error.scope:
         payload["scope"] = error.scope
+    return json.dumps(payload).encode()
+
+
+def challenge(
+    error: BearerError,
+    realm: str = "tokenward",
+    scheme: str = "Bearer",
+    dpop_algs: tuple[str, ...] = (),
+) -> Challenge:
+    """The response for an error. With `dpop_algs`, DPoP is offered too (RFC 9449 §7.1): DPoP
+    errors answer with the DPoP scheme only; others with both challenges."""
+    dpop_error = isinstance(error, InvalidDpopProof | UseDpopNonce)
+    scheme = "DPoP" if dpop_error else scheme
+    params = _auth_params(error, realm)
+    algs = f"algs={_quote(' '.join(dpop_algs))}"
+    if scheme == "DPoP" and dpop_algs:
+        params.append(algs)
+    headers = [("www-authenticate", f"{scheme} " + ", ".join(params))]
+    if dpop_algs and scheme != "DPoP":
+        headers.append(("www-authenticate", f"DPoP {algs}"))
+    headers += [("content-type", "application/json"), ("cache-control", "no-store")]
+    if isinstance(error, UseDpopNonce):
+        headers.append(("dpop-nonce", error.nonce))
     if isinstance(error, TemporarilyUnavailable):
         headers.append(("retry-after", "1"))
-    return Challenge(error.status, headers, json.dumps(payload).encode())
+    return Challenge(error.status, headers, _body(error))

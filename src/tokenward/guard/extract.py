@@ -38,3 +38,11 @@ def check_b64token(token: str) -> None:
     """RFC 6750 §2.1 charset. JWTs get the stricter base64url check per segment instead."""
     if _B64TOKEN.fullmatch(token) is None:
         raise InvalidToken("the access token has characters outside the b64token set")
+
+
+def credentials(authorization: str | None) -> tuple[str, str]:
+    """(scheme, token) for the Bearer or DPoP scheme (RFC 9449 §7.1), same framing rules."""
+    if authorization is not None and authorization[:5].lower() == "dpop ":
+        token = bearer_token("Bearer " + authorization[5:])
+        return "DPoP", token
+    return "Bearer", bearer_token(authorization)

@@ -13,16 +13,24 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from tokenward.guard.cache import CacheEntry, TokenCache
-from tokenward.guard.errors import InsufficientScope, InvalidToken
-from tokenward.guard.extract import bearer_token, check_b64token
+from tokenward.guard.errors import (
+    InsufficientScope,
+    InvalidDpopProof,
+    InvalidRequest,
+    InvalidToken,
+    UseDpopNonce,
+)
+from tokenward.guard.extract import bearer_token, check_b64token, credentials
 from tokenward.guard.keys import KeySource
 from tokenward.guard.revocation_mirror import RevocationMirror
 from tokenward.tokens.claims import AccessToken, access_token_from_claims
+from tokenward.tokens.dpop import DpopError, DpopVerifier
 from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §2.1, §4
 NO_SCOPES: frozenset[str] = frozenset()
+BEARER, DPOP, ANY = "bearer", "dpop", "any"  # which presentation a token must have (RFC 9449 §7)
 
 
 class OpaqueResolver(Protocol):
@@ -48,6 +56,7 @@ class Validator:
         clock: Callable[[], float] = time.time,
         token_types: Iterable[str] = ACCESS_TOKEN_TYPES,
         any_audience: bool = False,
+        dpop: DpopVerifier | None = None,
     ) -> None:
         self.issuer = issuer
         self.audiences = frozenset([audience] if isinstance(audience, str) else audience)
@@ -63,6 +72,10 @@ class Validator:
         self._clock = clock
         self._token_types = frozenset(kind.lower() for kind in token_types)
         self.cache = TokenCache(cache_size)
+        # DPoP-bound tokens live in their own cache: `cached()` never returns one, because a
+        # bound token is only good together with a fresh proof (RFC 9449 §7).
+        self.dpop = dpop
+        self._dpop_cache = TokenCache(cache_size)
 
     # --- hot path ------------------------------------------------------------------------
     def cached(self, authorization: str) -> AccessToken | None:
@@ -110,10 +123,18 @@ class Validator:
         return token
 
     # --- misses --------------------------------------------------------------------------
-    async def _miss(self, authorization: str | None) -> AccessToken:
-        raw = bearer_token(authorization)
+    async def inspect(self, raw: str) -> AccessToken:
+        """Every check but the scheme binding, and nothing cached: for our own introspection
+        and revocation endpoints, which answer for Bearer and DPoP-bound tokens alike."""
+        return await self._miss("Bearer " + raw, binding=ANY, cache=False)
+
+    async def _miss(
+        self, authorization: str | None, *, binding: str = BEARER, cache: bool = True
+    ) -> AccessToken:
+        raw = credentials(authorization)[1] if binding == DPOP else bearer_token(authorization)
         if "." not in raw:
-            return self._admit(authorization, await self._resolve_opaque(raw, self._opaque_async))
+            token = await self._resolve_opaque(raw, self._opaque_async)
+            return self._admit(authorization if cache else None, token, binding=binding)
         await self.keys.refresh(unknown_kid=False)  # no-op unless a remote set is past max-age
         try:
             token = self._verify_jwt(raw)
@@ -121,7 +142,7 @@ class Validator:
             if not await self.keys.refresh(unknown_kid=True):
                 raise InvalidToken("no key matches the token's kid") from None
             token = self._verify_jwt_known_keys(raw)
-        return self._admit(authorization, token)
+        return self._admit(authorization if cache else None, token, binding=binding)
 
     def _miss_sync(self, authorization: str | None) -> AccessToken:
         raw = bearer_token(authorization)
@@ -198,12 +219,74 @@ class Validator:
         if self.audiences.isdisjoint(token.aud) and not self._any_audience:
             raise InvalidToken("the access token is not for this audience")
 
-    def _admit(self, authorization: str | None, token: AccessToken) -> AccessToken:
+    def _admit(
+        self, authorization: str | None, token: AccessToken, *, binding: str = BEARER
+    ) -> AccessToken:
+        # RFC 9449 §7.2: a bound token is refused as Bearer; DPoP needs a bound token. Checked
+        # before caching, so a Bearer cache hit is unbound by construction (no cost per hit).
+        if token.jkt is not None and binding == BEARER:
+            raise InvalidToken("a DPoP-bound token must be sent with the DPoP scheme")
+        if binding == DPOP and token.jkt is None:
+            raise InvalidToken("the token is not DPoP-bound")
         mirror = self.revocations
         generation = mirror.generation
         reason = mirror.reason(token.jti, token.sub, token.sid, token.client_id, token.iat)
         if reason is not None:
             raise InvalidToken(reason)
         if authorization is not None:
-            self.cache.put(authorization, CacheEntry(token, generation))
+            cache = self._dpop_cache if binding == DPOP else self.cache
+            cache.put(authorization, CacheEntry(token, generation))
+        return token
+
+    # --- DPoP (RFC 9449 §7) --------------------------------------------------------------
+    async def authenticate_request(
+        self,
+        authorization: str | None,
+        required: frozenset[str] = NO_SCOPES,
+        *,
+        dpop_proof: str | None = None,
+        method: str = "GET",
+        url: str = "",
+    ) -> AccessToken:
+        """Bearer or DPoP. A DPoP token needs a fresh proof for this method and URL, every time."""
+        if authorization is None or authorization[:5].lower() != "dpop ":
+            return await self.authenticate(authorization, required)
+        if self.dpop is None:
+            raise InvalidRequest("the DPoP scheme is not accepted here")
+        token = self._cached_in(self._dpop_cache, authorization)
+        if token is None:
+            token = await self._miss(authorization, binding=DPOP)
+        try:
+            proof = await self.dpop.verify(
+                dpop_proof, method=method, url=url, access_token=authorization[5:]
+            )
+        except DpopError as exc:
+            nonce = self.dpop.nonce()
+            if exc.use_nonce and nonce is not None:
+                raise UseDpopNonce(str(exc), nonce) from None
+            raise InvalidDpopProof(str(exc)) from None
+        except JoseError:
+            raise InvalidDpopProof("the DPoP proof is malformed") from None
+        if proof.jkt != token.jkt:
+            raise InvalidDpopProof("the proof is not signed by the key the token is bound to")
+        if required and not required <= token.scopes:
+            raise InsufficientScope(
+                "the access token lacks a required scope", scope=" ".join(sorted(required))
+            )
+        return token
+
+    def _cached_in(self, cache: TokenCache, authorization: str) -> AccessToken | None:
+        entry = cache.get(authorization)
+        if entry is None:
+            return None
+        token = entry.token
+        if self._clock() >= token.exp + self._leeway:
+            cache.discard(authorization)
+            raise InvalidToken("the access token expired")
+        reason = self.revocations.reason(
+            token.jti, token.sub, token.sid, token.client_id, token.iat
+        )
+        if reason is not None:
+            cache.discard(authorization)
+            raise InvalidToken(reason)
         return token

@@ -62,7 +62,7 @@ class Introspector:
             if found is not None:
                 return client.client_id, found
         try:
-            access = await self._validator.authenticate("Bearer " + token)
+            access = await self._validator.inspect(token)
         except BearerError:
             access = None
         if access is not None:

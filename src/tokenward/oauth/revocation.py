@@ -55,7 +55,7 @@ class Revoker:
 
     async def _revoke_access(self, token: str, client: ClientRecord) -> bool:
         try:
-            access = await self._validator.authenticate("Bearer " + token)
+            access = await self._validator.inspect(token)
         except BearerError:
             return False  # unknown, malformed, expired or already revoked: 200 all the same
         if access.client_id != client.client_id:

@@ -48,21 +48,38 @@ def authorization_header(values: Sequence[str], query_string: str) -> str | None
 
 
 async def authenticate(
-    validator: Validator, header: str | None, required: frozenset[str]
+    validator: Validator,
+    header: str | None,
+    required: frozenset[str],
+    *,
+    dpop_proof: str | None = None,
+    method: str = "GET",
+    url: str = "",
 ) -> AccessToken:
     """The validator's cache first, so a hit with enough scope never awaits.
 
     A hit lacking a scope falls through to `Validator.authenticate`, which raises the canonical
-    InsufficientScope; that path is rare, so the second cache lookup does not matter.
+    InsufficientScope; that path is rare, so the second cache lookup does not matter. The DPoP
+    scheme always goes to the validator: every request needs its own proof checked.
     """
+    if header is not None and header[:5].lower() == "dpop ":
+        return await validator.authenticate_request(
+            header, required, dpop_proof=dpop_proof, method=method, url=url
+        )
     token = validator.cached(header) if header is not None else None
     if token is None or not required <= token.scopes:
         token = await validator.authenticate(header, required)
     return token
 
 
-async def send_challenge(send: Send, error: BearerError, realm: str) -> None:
-    rendered = challenge(error, realm=realm)
+def dpop_algs(validator: Validator) -> tuple[str, ...]:
+    return validator.dpop.algorithms if validator.dpop is not None else ()
+
+
+async def send_challenge(
+    send: Send, error: BearerError, realm: str, algs: tuple[str, ...] = ()
+) -> None:
+    rendered = challenge(error, realm=realm, dpop_algs=algs)
     headers = [
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in rendered.headers
     ]
@@ -88,12 +105,16 @@ class BearerAuthMiddleware:
         required_scopes: Iterable[str] = (),
         realm: str = "tokenward",
         exempt_paths: Iterable[str] = (),
+        public_url: str | None = None,
     ) -> None:
         self.app = app
         self.validator = validator
         self.required_scopes = frozenset(required_scopes)
         self.realm = realm
         self.exempt_paths = frozenset(exempt_paths)
+        # DPoP proofs name the URL they are for (htu). Behind a proxy, or to keep a proof made
+        # for another host from being accepted here, set the public base URL explicitly.
+        self.public_url = public_url.rstrip("/") if public_url else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -104,7 +125,7 @@ class BearerAuthMiddleware:
             token = await self._authenticate(scope)
         except BearerError as error:
             if kind == "http":
-                await send_challenge(send, error, self.realm)
+                await send_challenge(send, error, self.realm, dpop_algs(self.validator))
             else:
                 await self._refuse_websocket(receive, send, error)
             return
@@ -120,7 +141,31 @@ class BearerAuthMiddleware:
         ]
         query = scope.get("query_string", b"").decode("latin-1")
         header = authorization_header(values, query)
-        return await authenticate(self.validator, header, self.required_scopes)
+        if header is None or header[:5].lower() != "dpop ":
+            return await authenticate(self.validator, header, self.required_scopes)
+        proofs = [value.decode("latin-1") for name, value in scope["headers"] if name == b"dpop"]
+        if len(proofs) > 1:
+            raise InvalidRequest("more than one DPoP header")
+        return await authenticate(
+            self.validator,
+            header,
+            self.required_scopes,
+            dpop_proof=proofs[0] if proofs else None,
+            method=scope.get("method", "GET"),
+            url=self._url(scope),
+        )
+
+    def _url(self, scope: Scope) -> str:
+        path = str(scope.get("root_path", "")) + str(scope["path"])
+        if self.public_url is not None:
+            return self.public_url + path
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+        if host is None and scope.get("server"):
+            host = "{}:{}".format(*scope["server"])
+        scheme = {"ws": "http", "wss": "https"}.get(
+            scope.get("scheme", "http"), scope.get("scheme", "http")
+        )
+        return f"{scheme}://{host or 'localhost'}{path}"
 
     @staticmethod
     async def _refuse_websocket(receive: Receive, send: Send, error: BearerError) -> None:

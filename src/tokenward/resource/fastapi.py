@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 
-from tokenward.guard.errors import BearerError, Challenge, challenge
+from tokenward.guard.errors import BearerError, Challenge, InvalidRequest, challenge
 from tokenward.guard.validator import Validator
-from tokenward.resource.asgi import STATE_KEY, authenticate, authorization_header
+from tokenward.resource.asgi import STATE_KEY, authenticate, authorization_header, dpop_algs
 from tokenward.tokens.claims import AccessToken
 
 APP_STATE_KEY = "tokenward_validator"
@@ -33,9 +33,11 @@ APP_STATE_KEY = "tokenward_validator"
 class BearerHTTPException(HTTPException):
     """An HTTPException that still knows its RFC 6750 challenge, to be rendered verbatim."""
 
-    def __init__(self, error: BearerError, realm: str = "tokenward") -> None:
+    def __init__(
+        self, error: BearerError, realm: str = "tokenward", algs: tuple[str, ...] = ()
+    ) -> None:
         self.error = error
-        self.challenge: Challenge = challenge(error, realm=realm)
+        self.challenge: Challenge = challenge(error, realm=realm, dpop_algs=algs)
         super().__init__(
             status_code=self.challenge.status,
             detail=error.description or error.error or "unauthorized",
@@ -68,12 +70,23 @@ def require_scopes(
     required = frozenset(scopes)
 
     async def bearer_token(request: Request) -> AccessToken:
+        checker = _validator_for(request, validator)
         try:
             query = request.scope.get("query_string", b"").decode("latin-1")
             header = authorization_header(request.headers.getlist("authorization"), query)
-            return await authenticate(_validator_for(request, validator), header, required)
+            proofs = request.headers.getlist("dpop")
+            if len(proofs) > 1:
+                raise InvalidRequest("more than one DPoP header")
+            return await authenticate(
+                checker,
+                header,
+                required,
+                dpop_proof=proofs[0] if proofs else None,
+                method=request.method,
+                url=str(request.url),
+            )
         except BearerError as error:
-            raise BearerHTTPException(error, realm) from None
+            raise BearerHTTPException(error, realm, dpop_algs(checker)) from None
 
     return bearer_token
 
@@ -88,7 +101,10 @@ async def _render_challenge(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, BearerHTTPException):  # only registered for this class
         raise exc
     rendered = exc.challenge
-    return Response(rendered.body, status_code=rendered.status, headers=dict(rendered.headers))
+    response = Response(rendered.body, status_code=rendered.status)
+    for name, value in rendered.headers:  # append: Bearer and DPoP challenges may both be there
+        response.headers.append(name, value)
+    return response
 
 
 def install_bearer_error_handler(app: FastAPI) -> None:

@@ -33,7 +33,12 @@ def router(services: Services) -> APIRouter:
     async def userinfo(request: Request) -> Response:
         header = request.headers.get("authorization")
         try:
-            token = await services.userinfo.authenticate(header)
+            token = await services.userinfo.authenticate_request(
+                header,
+                dpop_proof=request.headers.get("dpop"),
+                method=request.method,
+                url=services.settings.issuer.rstrip("/") + "/userinfo",
+            )
             if "openid" not in token.scopes:
                 raise InsufficientScope("the access token lacks the openid scope", scope="openid")
         except BearerError as error:
