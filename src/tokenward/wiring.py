@@ -248,7 +248,11 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         access_tokens=sql.SqlAccessTokenStore(sessions, clock),
         clients=sql.SqlClientStore(sessions),
         users=sql.SqlUserStore(sessions),
-        replay=memory.MemoryReplayCache(clock),
-        **memory_flow_stores(),
+        replay=sql.SqlReplayCache(sessions, clock),
+        sessions=sql.SqlSessionStore(sessions, clock),
+        codes=sql.SqlCodeStore(sessions, clock),
+        grants=sql.SqlGrantStore(sessions, clock),
+        devices=sql.SqlDeviceStore(sessions, clock),
+        consents=sql.SqlConsentStore(sessions),
         closers=[engine.dispose],
     )

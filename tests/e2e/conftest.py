@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores
+from tokenward.wiring import Services, build_services, memory_stores, open_stores
 
 CALLBACK = "http://127.0.0.1:9/callback"  # never contacted: the test reads the redirect itself
 PASSWORD = "correct horse battery"
@@ -27,10 +28,10 @@ class Live:
     web_secret: str
 
 
-async def _prepare(issuer: str) -> tuple[Services, str, str]:
-    services = await build_services(
-        Settings(issuer=issuer, master_key=generate_master_key()), memory_stores()
-    )
+async def _prepare(issuer: str, backend: str, data_dir: Path) -> tuple[Services, str, str]:
+    settings = Settings(issuer=issuer, master_key=generate_master_key(), data_dir=data_dir)
+    stores = memory_stores() if backend == "memory" else await open_stores(settings)
+    services = await build_services(settings, stores)
     service = await create_client(
         services,
         "service",
@@ -57,13 +58,18 @@ async def _prepare(issuer: str) -> tuple[Services, str, str]:
         public=True,
     )
     await create_user(services, "alice", PASSWORD)
+    # Pooled SQL connections belong to this event loop; the server thread opens its own.
+    await stores.aclose()
     return services, service["client_secret"], web["client_secret"]
 
 
-@pytest.fixture(scope="module")
-def live() -> Iterator[Live]:
+@pytest.fixture(scope="module", params=["memory", "sqlite"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    services, service_secret, web_secret = asyncio.run(_prepare(issuer))
+    data_dir = tmp_path_factory.mktemp("tokenward")
+    services, service_secret, web_secret = asyncio.run(_prepare(issuer, request.param, data_dir))
     with serve_in_thread(create_app(services), port) as base:
         yield Live(base, services, service_secret, web_secret)

@@ -200,6 +200,8 @@ async def test_device_flow(server: Server, clock: FrozenClock) -> None:
     assert pending.json()["error"] == "authorization_pending"
     too_fast = await server.http.post("/token", data=poll)
     assert too_fast.json()["error"] == "slow_down"
+    clock.advance(11)  # the interval grew to 10 s: waiting it out is plain pending again
+    assert (await server.http.post("/token", data=poll)).json()["error"] == "authorization_pending"
     # The user signs in on another device and approves.
     page = await server.http.get("/device", params={"user_code": start["user_code"]})
     entered = await server.http.post(

@@ -20,19 +20,31 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FrozenClock
-from tokenward.store import memory
+from tokenward.oauth.client_auth import ReplayCache
+from tokenward.store import memory, memory_flows
 from tokenward.store.protocols import (
     AccessTokenStore,
     ClientStore,
+    CodeStore,
+    ConsentStore,
+    DeviceStore,
+    GrantStore,
     KeyStore,
     RevocationStore,
+    SessionStore,
     UserStore,
 )
 from tokenward.store.sql import (
     SqlAccessTokenStore,
     SqlClientStore,
+    SqlCodeStore,
+    SqlConsentStore,
+    SqlDeviceStore,
+    SqlGrantStore,
     SqlKeyStore,
+    SqlReplayCache,
     SqlRevocationStore,
+    SqlSessionStore,
     SqlUserStore,
     create_engine,
     migrate,
@@ -164,3 +176,72 @@ async def sql(
     """Only the durable backends: for what memory cannot fail at (transactions, schema)."""
     async with open_engine(request.param, tmp_path) as engine:
         yield sql_backend(request.param, engine, clock)
+
+
+@dataclass
+class Flows:
+    """A fresh, empty set of the flow stores (and a replay cache); `engine` is None for memory."""
+
+    name: str
+    clock: FrozenClock
+    sessions: SessionStore
+    codes: CodeStore
+    grants: GrantStore
+    devices: DeviceStore
+    consents: ConsentStore
+    replay: ReplayCache
+    engine: AsyncEngine | None = None
+
+
+def memory_flows_backend(clock: FrozenClock) -> Flows:
+    return Flows(
+        "memory",
+        clock,
+        memory_flows.MemorySessionStore(),
+        memory_flows.MemoryCodeStore(),
+        memory_flows.MemoryGrantStore(),
+        memory_flows.MemoryDeviceStore(),
+        memory_flows.MemoryConsentStore(),
+        memory.MemoryReplayCache(clock),
+    )
+
+
+def sql_flows_backend(name: str, engine: AsyncEngine, clock: FrozenClock) -> Flows:
+    sessions = session_factory(engine)
+    return Flows(
+        name,
+        clock,
+        SqlSessionStore(sessions, clock),
+        SqlCodeStore(sessions, clock),
+        SqlGrantStore(sessions, clock),
+        SqlDeviceStore(sessions, clock),
+        SqlConsentStore(sessions),
+        SqlReplayCache(sessions, clock),
+        engine,
+    )
+
+
+@pytest.fixture(params=["memory", *SQL])
+async def flows(
+    request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
+) -> AsyncIterator[Flows]:
+    if request.param == "memory":
+        yield memory_flows_backend(clock)
+        return
+    async with open_engine(request.param, tmp_path) as engine:
+        yield sql_flows_backend(request.param, engine, clock)
+
+
+@pytest.fixture(params=SQL)
+async def sql_flows(
+    request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
+) -> AsyncIterator[Flows]:
+    """Only the durable flow backends: purging, constraints, shared state."""
+    async with open_engine(request.param, tmp_path) as engine:
+        yield sql_flows_backend(request.param, engine, clock)
+
+
+async def count_rows(flows: Flows, table: str) -> int:
+    assert flows.engine is not None
+    async with flows.engine.connect() as connection:
+        return int(await connection.scalar(text(f"SELECT count(*) FROM {table}")) or 0)  # noqa: S608

@@ -1,4 +1,4 @@
-"""The schema: migration 0001 builds exactly the models on both databases, migrating is
+"""The schema: the migrations build exactly the models on both databases, migrating is
 idempotent and safe to race, and what SQLite stores survives closing and reopening the file."""
 
 from __future__ import annotations
@@ -28,7 +28,23 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-TABLES = {"signing_keys", "revocations", "access_tokens", "clients", "users"}
+HEAD = "0002"
+TABLES = {
+    "signing_keys",
+    "revocations",
+    "access_tokens",
+    "clients",
+    "users",
+    # 0002: the flow stores
+    "sessions",
+    "authorization_codes",
+    "grant_families",
+    "refresh_tokens",
+    "minted_tokens",
+    "device_codes",
+    "consents",
+    "replay_markers",
+}
 
 
 def schema_differences(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:
@@ -49,8 +65,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         )
 
 
-def test_the_migrations_have_one_head_0001() -> None:
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0001"]
+def test_the_migrations_have_one_head() -> None:
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == [HEAD]
 
 
 @pytest.mark.parametrize("database", SQL)
@@ -64,7 +80,7 @@ async def test_migrate_builds_exactly_the_models(database: str, tmp_path: Path) 
         async with engine.connect() as connection:
             assert await connection.run_sync(table_names) == TABLES
             assert await connection.run_sync(schema_differences) == []
-        assert await current_revision(engine) == "0001"
+        assert await current_revision(engine) == HEAD
 
 
 @pytest.mark.parametrize("database", SQL)
@@ -91,7 +107,7 @@ async def test_migrating_again_changes_nothing(database: str, tmp_path: Path) ->
 
         await migrate(engine)
 
-        assert await current_revision(engine) == "0001"
+        assert await current_revision(engine) == HEAD
         assert await stores.users.get("u1") == user("u1", "alice")
 
 
@@ -105,7 +121,7 @@ async def test_servers_starting_together_both_migrate_safely(database: str, tmp_
                 await asyncio.gather(migrate(engine), migrate(twin), migrate(engine))
         finally:
             await twin.dispose()
-        assert await current_revision(engine) == "0001"
+        assert await current_revision(engine) == HEAD
         async with engine.connect() as connection:
             assert await connection.run_sync(schema_differences) == []
 

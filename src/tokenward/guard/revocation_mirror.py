@@ -10,7 +10,15 @@ from tokenward.store.records import Revocation, RevocationKind
 
 
 class RevocationMirror:
-    __slots__ = ("applied_seq", "clients", "generation", "jtis", "sessions", "subjects")
+    __slots__ = (
+        "applied_seq",
+        "clients",
+        "fresh_until",
+        "generation",
+        "jtis",
+        "sessions",
+        "subjects",
+    )
 
     def __init__(self) -> None:
         self.jtis: dict[str, float] = {}  # jti -> forget after
@@ -19,7 +27,10 @@ class RevocationMirror:
         self.sessions: dict[str, tuple[float, float]] = {}
         self.clients: dict[str, tuple[float, float]] = {}
         self.generation = 0
-        self.applied_seq = 0
+        self.applied_seq = 0  # every entry up to this sequence number has been applied
+        # Past this instant the mirror may be missing revocations: validators fail closed.
+        # Infinite for a mirror that is the store itself (embedded, one process).
+        self.fresh_until = float("inf")
 
     def apply(self, revocation: Revocation, seq: int | None = None) -> None:
         if revocation.kind == RevocationKind.JTI:
@@ -37,6 +48,8 @@ class RevocationMirror:
                 )
         self.generation += 1
         if seq is not None:
+            # Only ever set by an in-order feed (since(), or a contiguous pub/sub message); a
+            # local write applies at once without a seq, so no gap can be skipped.
             self.applied_seq = max(self.applied_seq, seq)
 
     def reason(self, jti: str, sub: str, sid: str | None, client_id: str, iat: int) -> str | None:

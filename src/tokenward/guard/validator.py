@@ -18,6 +18,7 @@ from tokenward.guard.errors import (
     InvalidDpopProof,
     InvalidRequest,
     InvalidToken,
+    TemporarilyUnavailable,
     UseDpopNonce,
 )
 from tokenward.guard.extract import bearer_token, check_b64token, credentials
@@ -84,10 +85,13 @@ class Validator:
         if entry is None:
             return None
         token = entry.token
-        if self._clock() >= token.exp + self._leeway:
+        now = self._clock()
+        if now >= token.exp + self._leeway:
             self.cache.discard(authorization)
             raise InvalidToken("the access token expired")
         mirror = self.revocations
+        if now > mirror.fresh_until:
+            raise TemporarilyUnavailable("revocation state is stale; try again shortly")
         generation = mirror.generation
         if entry.generation != generation:
             reason = mirror.reason(token.jti, token.sub, token.sid, token.client_id, token.iat)
@@ -229,6 +233,8 @@ class Validator:
         if binding == DPOP and token.jkt is None:
             raise InvalidToken("the token is not DPoP-bound")
         mirror = self.revocations
+        if self._clock() > mirror.fresh_until:
+            raise TemporarilyUnavailable("revocation state is stale; try again shortly")
         generation = mirror.generation
         reason = mirror.reason(token.jti, token.sub, token.sid, token.client_id, token.iat)
         if reason is not None:

@@ -152,15 +152,17 @@ class MemoryDeviceStore:
         )
         return True
 
-    async def poll(
-        self, device_digest: str, now: float
-    ) -> tuple[DeviceRecord | None, float | None]:
+    async def poll(self, device_digest: str, now: float) -> tuple[DeviceRecord | None, bool]:
         record = self._by_digest.get(device_digest)
         if record is None:
-            return None, None
-        status = "consumed" if record.status == "approved" else record.status
-        self._by_digest[device_digest] = replace(record, last_poll_at=now, status=status)
-        return record, record.last_poll_at
+            return None, False
+        if record.status == "approved":
+            self._by_digest[device_digest] = replace(record, last_poll_at=now, status="consumed")
+            return record, False
+        too_fast = record.last_poll_at is not None and now - record.last_poll_at < record.interval
+        interval = record.interval + 5 if too_fast else record.interval
+        self._by_digest[device_digest] = replace(record, last_poll_at=now, interval=interval)
+        return record, too_fast
 
 
 class MemoryConsentStore:

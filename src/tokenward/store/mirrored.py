@@ -40,7 +40,9 @@ class MirroredRevocationStore:
     async def revoke(self, revocation: Revocation) -> int:
         seq = await self._durable.revoke(revocation)
         for mirror in self._mirrors:
-            mirror.apply(revocation, seq)
+            # Applied now, but without advancing applied_seq: another node's entry with a lower
+            # seq may still be in flight, and catch_up() must not skip it.
+            mirror.apply(revocation)
         return seq
 
     async def since(self, seq: int) -> Sequence[tuple[int, Revocation]]:

@@ -147,11 +147,10 @@ class DeviceStore(Protocol):
         """Approve or deny a pending, unexpired request; False if it was not pending."""
         ...
 
-    async def poll(
-        self, device_digest: str, now: float
-    ) -> tuple[DeviceRecord | None, float | None]:
-        """Record a poll atomically: (record as it was, previous poll time). An approved record
-        becomes consumed in the same step, so only one poll can redeem it."""
+    async def poll(self, device_digest: str, now: float) -> tuple[DeviceRecord | None, bool]:
+        """Record a poll atomically: (record as it was, too_fast). An approved record becomes
+        consumed in the same step, so only one poll redeems it; otherwise a poll sooner than
+        `interval` after the last one adds 5 s to the interval (RFC 8628 §3.5) and is too fast."""
         ...
 
 

@@ -12,16 +12,28 @@ from __future__ import annotations
 
 from tokenward.store.sql.access_tokens import SqlAccessTokenStore
 from tokenward.store.sql.clients import SqlClientStore
+from tokenward.store.sql.codes import SqlCodeStore
+from tokenward.store.sql.consents import SqlConsentStore
+from tokenward.store.sql.devices import SqlDeviceStore
 from tokenward.store.sql.engine import alembic_config, create_engine, migrate, session_factory
+from tokenward.store.sql.grants import SqlGrantStore
 from tokenward.store.sql.keys import SqlKeyStore
+from tokenward.store.sql.replay import SqlReplayCache
 from tokenward.store.sql.revocations import SqlRevocationStore
+from tokenward.store.sql.sessions import SqlSessionStore
 from tokenward.store.sql.users import SqlUserStore
 
 __all__ = [
     "SqlAccessTokenStore",
     "SqlClientStore",
+    "SqlCodeStore",
+    "SqlConsentStore",
+    "SqlDeviceStore",
+    "SqlGrantStore",
     "SqlKeyStore",
+    "SqlReplayCache",
     "SqlRevocationStore",
+    "SqlSessionStore",
     "SqlUserStore",
     "alembic_config",
     "create_engine",

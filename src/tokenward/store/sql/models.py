@@ -1,7 +1,8 @@
 """The one schema both databases share (SQLite embedded, PostgreSQL in production).
 
-Migration 0001 must create exactly these tables; tests/store/test_migrations.py compares the
-migrated database with this metadata. Change both together, in a new migration.
+The migrations (0001, then 0002 for the flow stores) must create exactly these tables;
+tests/store/test_migrations.py compares the migrated database with this metadata. Change both
+together, in a new migration.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Double,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -126,6 +129,131 @@ class UserRow(Base):
     claims: Mapped[str] = mapped_column(Text())  # JSON object, kept as the caller wrote it
 
 
+class SessionRow(Base):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        Index("ix_sessions_user_id", "user_id"),
+        Index("ix_sessions_expires_at", "expires_at"),
+    )
+
+    session_id: Mapped[str] = mapped_column(primary_key=True)  # public: the `sid` claim
+    # The cookie's secret, as a keyed digest; unique, and indexed by that constraint.
+    secret_digest: Mapped[str] = mapped_column(unique=True)
+    user_id: Mapped[str]
+    auth_time: Mapped[float]
+    expires_at: Mapped[float]
+    acr: Mapped[str | None]
+    ended_at: Mapped[float | None]
+
+
+class CodeRow(Base):
+    __tablename__ = "authorization_codes"
+    __table_args__ = (Index("ix_authorization_codes_expires_at", "expires_at"),)
+
+    digest: Mapped[str] = mapped_column(primary_key=True)  # of the code, never the code
+    client_id: Mapped[str]
+    redirect_uri: Mapped[str] = mapped_column(Text())
+    code_challenge: Mapped[str]
+    scopes: Mapped[str] = mapped_column(Text())  # JSON list, sorted
+    audience: Mapped[str] = mapped_column(Text())  # JSON list
+    user_id: Mapped[str]
+    session_id: Mapped[str]
+    auth_time: Mapped[float]
+    expires_at: Mapped[float]
+    nonce: Mapped[str | None] = mapped_column(Text())
+    acr: Mapped[str | None]
+    dpop_jkt: Mapped[str | None]
+    redirect_uri_given: Mapped[bool]
+    consumed_at: Mapped[float | None]
+    family_id: Mapped[str | None]
+    access_jti: Mapped[str | None]
+    access_exp: Mapped[float | None]
+
+
+class FamilyRow(Base):
+    __tablename__ = "grant_families"
+    __table_args__ = (Index("ix_grant_families_expires_at", "expires_at"),)
+
+    family_id: Mapped[str] = mapped_column(primary_key=True)
+    client_id: Mapped[str]
+    user_id: Mapped[str]
+    scopes: Mapped[str] = mapped_column(Text())  # JSON list, sorted
+    audience: Mapped[str] = mapped_column(Text())  # JSON list
+    created_at: Mapped[float]
+    expires_at: Mapped[float]
+    session_id: Mapped[str | None]
+    auth_time: Mapped[float | None]
+    acr: Mapped[str | None]
+    dpop_jkt: Mapped[str | None]
+    revoked_at: Mapped[float | None]
+
+
+class RefreshTokenRow(Base):
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (Index("ix_refresh_tokens_family_id", "family_id"),)
+
+    digest: Mapped[str] = mapped_column(primary_key=True)  # of the token, never the token
+    # CASCADE: purging an expired family takes its tokens with it.
+    family_id: Mapped[str] = mapped_column(
+        ForeignKey("grant_families.family_id", ondelete="CASCADE")
+    )
+    created_at: Mapped[float]
+    expires_at: Mapped[float]
+    rotated_at: Mapped[float | None]
+    successor_digest: Mapped[str | None]
+
+
+class MintedTokenRow(Base):
+    """Access tokens a family minted, kept while they may be live (what a reuse must deny).
+    No foreign key: like the memory backend, this list does not depend on the family row."""
+
+    __tablename__ = "minted_tokens"
+    __table_args__ = (Index("ix_minted_tokens_expires_at", "expires_at"),)
+
+    family_id: Mapped[str] = mapped_column(primary_key=True)
+    jti: Mapped[str] = mapped_column(primary_key=True)
+    expires_at: Mapped[float]
+
+
+class DeviceRow(Base):
+    __tablename__ = "device_codes"
+    __table_args__ = (Index("ix_device_codes_expires_at", "expires_at"),)
+
+    device_digest: Mapped[str] = mapped_column(primary_key=True)
+    user_code: Mapped[str] = mapped_column(unique=True)  # normalised; what the user types
+    client_id: Mapped[str]
+    scopes: Mapped[str] = mapped_column(Text())  # JSON list, sorted
+    audience: Mapped[str] = mapped_column(Text())  # JSON list
+    created_at: Mapped[float]
+    expires_at: Mapped[float]
+    poll_interval: Mapped[int]  # `interval` is a reserved word in PostgreSQL
+    status: Mapped[str]
+    last_poll_at: Mapped[float | None]
+    user_id: Mapped[str | None]
+    session_id: Mapped[str | None]
+    auth_time: Mapped[float | None]
+
+
+class ConsentRow(Base):
+    """One row per granted scope: a grant is INSERT ... ON CONFLICT DO NOTHING, so concurrent
+    grants to one user and client add up instead of overwriting each other's set."""
+
+    __tablename__ = "consents"
+
+    user_id: Mapped[str] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(primary_key=True)
+
+
+class ReplayMarkerRow(Base):
+    __tablename__ = "replay_markers"
+    __table_args__ = (Index("ix_replay_markers_expires_at", "expires_at"),)
+
+    # SHA-256 of the caller's key: keys embed client-chosen jti values of any length.
+    key_digest: Mapped[str] = mapped_column(primary_key=True)
+    expires_at: Mapped[float]
+
+
 def dump_strings(values: Iterable[str], *, sort: bool = False) -> str:
     """A tuple (order kept) or a frozenset (sorted, so equal sets store equal text) as JSON."""
     items = sorted(values) if sort else list(values)
@@ -153,3 +281,13 @@ def upsert(
 
 def _others(excluded: Any, key: str) -> dict[str, Any]:
     return {column.name: column for column in excluded if column.name != key}
+
+
+async def lock_for_writing(session: AsyncSession) -> None:
+    """Make a read-then-write transaction atomic on SQLite: BEGIN IMMEDIATE takes the database's
+    write lock before the first read, so no other writer can commit between this transaction's
+    read and its write (and the upgrade from reader to writer cannot fail with "locked").
+    Call it first in the transaction. On PostgreSQL it does nothing: there the caller locks the
+    rows it reads (SELECT ... FOR UPDATE), so writers of other rows are not held up."""
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(text("BEGIN IMMEDIATE"))
