@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     default_audience: str | None = None  # default: issuer + "/api"
     token_cache_entries: int = 10_000
     dpop_nonces: bool = True  # RFC 9449 §8 server nonces at the token endpoint
+    revocation_resync_seconds: float = 2.0  # re-read the revocation log this often
+    revocation_max_staleness: float = 30.0  # past this without a sync, validators answer 503
+    revocation_fail_open: bool = False  # True: keep serving on a stale mirror (and log it)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     @field_validator("issuer")

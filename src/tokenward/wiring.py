@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio import Redis
+
 from tokenward.config import Settings
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.oauth.authorize import AuthorizationValidator
@@ -27,7 +29,6 @@ from tokenward.oauth.throttle import LoginThrottle
 from tokenward.oauth.token_endpoint import TokenEndpoint
 from tokenward.oauth.user_tokens import UserTokenMinter
 from tokenward.store import memory, memory_flows, sql
-from tokenward.store.mirrored import MirroredRevocationStore
 from tokenward.store.protocols import (
     AccessTokenStore,
     ClientStore,
@@ -40,6 +41,8 @@ from tokenward.store.protocols import (
     SessionStore,
     UserStore,
 )
+from tokenward.store.redis_replay import RedisReplayCache
+from tokenward.store.revocation_feed import RevocationFeed
 from tokenward.tokens.dpop import DpopNonces, DpopVerifier
 from tokenward.tokens.id_token import IdTokenSigner
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
@@ -64,6 +67,7 @@ class StoreSet:
     grants: GrantStore
     devices: DeviceStore
     consents: ConsentStore
+    redis: Redis | None = None  # scale-out: pub/sub fan-out and shared hot state
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -99,7 +103,7 @@ class Services:
     stores: StoreSet
     keys: KeyManager
     hasher: SecretHasher
-    revocations: MirroredRevocationStore
+    revocations: RevocationFeed
     validator: Validator  # for this server's own protected APIs (audience = settings.audience)
     token_endpoint: TokenEndpoint
     introspector: Introspector
@@ -145,8 +149,15 @@ async def build_services(
     hasher = SecretHasher(derive_subkey(master_key, "client-secret-digest"))
 
     mirror = RevocationMirror()
-    revocations = MirroredRevocationStore(stores.revocations, [mirror])
-    await revocations.bootstrap(clock())
+    revocations = RevocationFeed(
+        stores.revocations,
+        [mirror],
+        redis=stores.redis,
+        clock=clock,
+        resync_interval=settings.revocation_resync_seconds,
+        max_staleness=settings.revocation_max_staleness,
+        fail_open=settings.revocation_fail_open,
+    )
     key_source = KeyringKeySource(keys.keyring)
     opaque = StoreOpaqueResolver(stores.access_tokens)
     common: dict[str, Any] = {
@@ -242,17 +253,22 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     engine = sql.create_engine(url)
     await sql.migrate(engine)
     sessions = sql.session_factory(engine)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    closers: list[Callable[[], Awaitable[Any]]] = [engine.dispose]
+    if redis is not None:
+        closers.append(redis.aclose)
     return StoreSet(
         keys=sql.SqlKeyStore(sessions),
         revocations=sql.SqlRevocationStore(sessions, clock),
         access_tokens=sql.SqlAccessTokenStore(sessions, clock),
         clients=sql.SqlClientStore(sessions),
         users=sql.SqlUserStore(sessions),
-        replay=sql.SqlReplayCache(sessions, clock),
+        replay=RedisReplayCache(redis, clock) if redis else sql.SqlReplayCache(sessions, clock),
         sessions=sql.SqlSessionStore(sessions, clock),
         codes=sql.SqlCodeStore(sessions, clock),
         grants=sql.SqlGrantStore(sessions, clock),
         devices=sql.SqlDeviceStore(sessions, clock),
         consents=sql.SqlConsentStore(sessions),
-        closers=[engine.dispose],
+        redis=redis,
+        closers=closers,
     )

@@ -22,6 +22,7 @@ KEY_SCHEDULE_SECONDS = 60.0
 def create_app(services: Services) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await services.revocations.start()  # bootstrap the mirror, then follow the log
         task = asyncio.create_task(_key_schedule(services))
         try:
             yield
@@ -29,6 +30,7 @@ def create_app(services: Services) -> FastAPI:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await services.revocations.stop()
 
     app = FastAPI(
         title="tokenward",

@@ -1,6 +1,6 @@
 """RevocationStore on SQL: an append-only log whose sequence number is the mirrors' cursor.
 
-This backend only records; feeding this process's mirrors is `store.mirrored`'s job.
+This backend only records; feeding the mirrors is `store.revocation_feed`'s job.
 """
 
 from __future__ import annotations

@@ -1,0 +1,23 @@
+"""Single-use markers shared by every node (DPoP proof jti, private_key_jwt jti): SET NX PX."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+PREFIX = "tokenward:replay:"
+
+
+class RedisReplayCache:
+    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
+        self._redis = redis
+        self._clock = clock
+
+    async def first_use(self, key: str, expires_at: float) -> bool:
+        ttl_ms = max(1, int((expires_at - self._clock()) * 1000))
+        # Keys hold client-chosen jti values of any length: store a digest.
+        name = PREFIX + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+        return bool(await self._redis.set(name, b"1", nx=True, px=ttl_ms))

@@ -1,0 +1,201 @@
+"""Keeps every validator's in-memory revocation mirror in step with the durable log.
+
+The database (SQLite embedded, PostgreSQL scaled out) is the source of truth; Redis pub/sub
+carries each new entry to every node within milliseconds. Entries carry their sequence number:
+a message that is not the next one means a gap, and the node re-reads the log from where it is.
+A periodic re-read bounds staleness even when messages are lost or Redis is down, and a
+revocation written while Redis is down is published once it is back. Past `max_staleness`
+without a successful sync the mirror stops vouching (validators answer 503), unless the operator
+chose `fail_open`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.store.protocols import RevocationStore
+from tokenward.store.records import Revocation
+
+log = structlog.get_logger(__name__)
+CHANNEL = "tokenward:revocations"
+
+
+def encode(seq: int, revocation: Revocation) -> bytes:
+    return orjson.dumps(
+        {
+            "seq": seq,
+            "kind": revocation.kind,
+            "value": revocation.value,
+            "issued_before": revocation.issued_before,
+            "expires_at": revocation.expires_at,
+        }
+    )
+
+
+def decode(message: bytes) -> tuple[int, Revocation]:
+    data = orjson.loads(message)
+    return int(data["seq"]), Revocation(
+        str(data["kind"]), str(data["value"]), data["issued_before"], float(data["expires_at"])
+    )
+
+
+class RevocationFeed:
+    """A RevocationStore for the server: writes go to the log, then to local mirrors and Redis."""
+
+    def __init__(
+        self,
+        durable: RevocationStore,
+        mirrors: Sequence[RevocationMirror],
+        *,
+        redis: Redis | None = None,
+        clock: Callable[[], float] = time.time,
+        resync_interval: float = 2.0,
+        max_staleness: float = 30.0,
+        fail_open: bool = False,
+        channel: str = CHANNEL,
+    ) -> None:
+        self._channel = channel  # one per deployment sharing a Redis (and per test)
+        self._durable = durable
+        self._mirrors = list(mirrors)
+        self._redis = redis
+        self._clock = clock
+        self._resync_interval = resync_interval
+        self._max_staleness = max_staleness
+        self._fail_open = fail_open
+        self._unpublished: list[tuple[int, Revocation]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sync_lock = asyncio.Lock()
+        self.synced_at: float | None = None
+        self.applied_seq = 0
+
+    # --- RevocationStore -----------------------------------------------------------------
+    async def revoke(self, revocation: Revocation) -> int:
+        seq = await self._durable.revoke(revocation)
+        for mirror in self._mirrors:
+            mirror.apply(revocation)  # at once here; the feed advances applied_seq in order
+        self._unpublished.append((seq, revocation))
+        await self._publish_pending()
+        return seq
+
+    async def since(self, seq: int) -> Sequence[tuple[int, Revocation]]:
+        return await self._durable.since(seq)
+
+    async def active(self, now: float) -> Sequence[tuple[int, Revocation]]:
+        return await self._durable.active(now)
+
+    # --- life cycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bootstrap from the log, then follow it (pub/sub and periodic re-reads)."""
+        entries = await self._durable.active(self._clock())
+        for seq, revocation in entries:
+            self._apply(seq, revocation, advance=False)
+        await self.resync()
+        self._tasks.append(asyncio.create_task(self._resync_loop()))
+        if self._redis is not None:
+            self._tasks.append(asyncio.create_task(self._listen_loop()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    def staleness(self) -> float:
+        """Seconds since the mirror was last known to be complete (the metric)."""
+        return self._clock() - self.synced_at if self.synced_at is not None else float("inf")
+
+    async def resync(self) -> int:
+        """Apply every entry after the last one applied, in order; mark the mirror fresh."""
+        async with self._sync_lock:
+            entries = await self._durable.since(self.applied_seq)
+            for seq, revocation in entries:
+                self._apply(seq, revocation)
+            self._mark_fresh()
+            return len(entries)
+
+    # --- internals -----------------------------------------------------------------------
+    def _apply(self, seq: int, revocation: Revocation, *, advance: bool = True) -> None:
+        for mirror in self._mirrors:
+            mirror.apply(revocation, seq if advance else None)
+        if advance:
+            self.applied_seq = max(self.applied_seq, seq)
+
+    def _mark_fresh(self) -> None:
+        self.synced_at = now = self._clock()
+        fresh_until = float("inf") if self._fail_open else now + self._max_staleness
+        for mirror in self._mirrors:
+            mirror.fresh_until = fresh_until
+
+    async def _on_message(self, payload: bytes) -> None:
+        try:
+            seq, revocation = decode(payload)
+        except (ValueError, KeyError, TypeError):
+            log.warning("revocation_message_malformed")
+            return
+        if seq == self.applied_seq + 1:
+            self._apply(seq, revocation)
+        elif seq > self.applied_seq:
+            await self.resync()  # a gap: a message was lost or arrived out of order
+
+    async def _publish_pending(self) -> None:
+        if self._redis is None:
+            self._unpublished.clear()  # other processes find it in the log on their next sync
+            return
+        try:
+            while self._unpublished:
+                seq, revocation = self._unpublished[0]
+                await self._redis.publish(self._channel, encode(seq, revocation))
+                self._unpublished.pop(0)
+        except (RedisError, OSError) as exc:
+            # Not lost: it is in the log, and it is published again when Redis is back.
+            log.warning(
+                "revocation_publish_deferred",
+                pending=len(self._unpublished),
+                error=type(exc).__name__,
+            )
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._resync_interval)
+            try:
+                await self.resync()
+                await self._publish_pending()
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive a failing database
+                log.warning(
+                    "revocation_resync_failed", error=type(exc).__name__, staleness=self.staleness()
+                )
+
+    async def _listen_loop(self) -> None:
+        assert self._redis is not None  # noqa: S101 - only started with Redis
+        backoff = 0.1
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    await self.resync()  # anything published while we were away
+                    await self._publish_pending()
+                    backoff = 0.1
+                    await self._consume(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reconnect whatever broke
+                log.warning("revocation_subscription_lost", error=type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _consume(self, pubsub: Any) -> None:
+        async for message in pubsub.listen():
+            if message.get("type") == "message":
+                await self._on_message(message["data"])

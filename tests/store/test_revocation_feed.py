@@ -1,0 +1,190 @@
+"""The revocation feed: the log is the truth, Redis pub/sub the fast path, resync the net."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.conftest import FrozenClock
+from tests.store.redis_server import need_shared_redis, private_redis
+from tokenward.guard import RevocationMirror
+from tokenward.guard.errors import TemporarilyUnavailable
+from tokenward.store.memory import MemoryRevocationStore
+from tokenward.store.records import Revocation, RevocationKind
+from tokenward.store.revocation_feed import RevocationFeed, encode
+
+pytestmark = pytest.mark.anyio
+
+
+def jti(value: str, clock: float) -> Revocation:
+    return Revocation(RevocationKind.JTI, value, None, clock + 3600)
+
+
+async def until(condition: object, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+async def test_without_redis_other_nodes_catch_up_by_resync() -> None:
+    log = MemoryRevocationStore()
+    a, b = RevocationMirror(), RevocationMirror()
+    node_a, node_b = RevocationFeed(log, [a]), RevocationFeed(log, [b])
+    await node_a.revoke(jti("t1", time.time()))
+    assert "t1" in a.jtis
+    assert "t1" not in b.jtis
+    assert await node_b.resync() == 1
+    assert "t1" in b.jtis
+    assert b.applied_seq == 1
+
+
+async def test_a_local_write_never_skips_an_earlier_entry() -> None:
+    log = MemoryRevocationStore()
+    a, b = RevocationMirror(), RevocationMirror()
+    node_a, node_b = RevocationFeed(log, [a]), RevocationFeed(log, [b])
+    await node_b.revoke(jti("from-b", time.time()))  # seq 1, A has not seen it yet
+    await node_a.revoke(jti("from-a", time.time()))  # seq 2, applied locally at A
+    assert node_a.applied_seq == 0  # the local apply did not advance past seq 1
+    await node_a.resync()
+    assert {"from-a", "from-b"} <= a.jtis.keys()
+
+
+async def test_pubsub_reaches_another_node_in_milliseconds() -> None:
+    url = need_shared_redis()
+    channel = f"test:{secrets.token_hex(8)}"
+    log = MemoryRevocationStore()
+    a, b = RevocationMirror(), RevocationMirror()
+    redis_a, redis_b = Redis.from_url(url), Redis.from_url(url)
+    node_a = RevocationFeed(log, [a], redis=redis_a, channel=channel, resync_interval=3600)
+    node_b = RevocationFeed(log, [b], redis=redis_b, channel=channel, resync_interval=3600)
+    await node_a.start()
+    await node_b.start()
+    try:
+        await asyncio.sleep(0.2)  # both subscribed
+        started = time.monotonic()
+        await node_a.revoke(jti("fast", time.time()))
+        await until(lambda: "fast" in b.jtis)
+        assert time.monotonic() - started < 0.5
+        assert b.applied_seq == 1
+    finally:
+        await node_a.stop()
+        await node_b.stop()
+        await redis_a.aclose()
+        await redis_b.aclose()
+
+
+async def test_a_gap_in_sequence_numbers_triggers_a_resync() -> None:
+    url = need_shared_redis()
+    channel = f"test:{secrets.token_hex(8)}"
+    log = MemoryRevocationStore()
+    await log.revoke(jti("missed-1", time.time()))
+    await log.revoke(jti("missed-2", time.time()))
+    mirror = RevocationMirror()
+    redis = Redis.from_url(url)
+    feed = RevocationFeed(log, [mirror], redis=redis, channel=channel, resync_interval=3600)
+    feed.applied_seq = 0
+    try:
+        await feed._on_message(encode(2, jti("missed-2", time.time())))
+        assert {"missed-1", "missed-2"} <= mirror.jtis.keys()
+        assert feed.applied_seq == 2
+    finally:
+        await redis.aclose()
+
+
+class FailingLog(MemoryRevocationStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def since(self, seq: int) -> Sequence[tuple[int, Revocation]]:
+        if self.down:
+            raise ConnectionError("database unavailable")
+        return await super().since(seq)
+
+
+async def test_stale_mirror_fails_closed_then_recovers(clock: FrozenClock) -> None:
+    log = FailingLog()
+    mirror = RevocationMirror()
+    feed = RevocationFeed(log, [mirror], clock=clock, max_staleness=30)
+    await feed.resync()
+    assert mirror.fresh_until == clock() + 30
+    log.down = True
+    with pytest.raises(ConnectionError):
+        await feed.resync()
+    clock.advance(31)
+    from tests.conftest import AUDIENCE, ISSUER
+    from tokenward.guard import KeyringKeySource, Validator
+    from tokenward.tokens.grant import TokenGrant
+    from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
+    from tokenward.tokens.keyring import KeyPolicy, Keyring
+
+    ring = Keyring(KeyPolicy(), clock)
+    ring.ensure_ready()
+    token = (
+        JwtAccessTokenStrategy(ring, ISSUER, clock=clock)
+        .mint_sync(TokenGrant("u", "c", (AUDIENCE,)))
+        .value
+    )
+    validator = Validator(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        keys=KeyringKeySource(ring),
+        revocations=mirror,
+        clock=clock,
+    )
+    with pytest.raises(TemporarilyUnavailable):
+        validator.authenticate_sync("Bearer " + token)
+    log.down = False
+    await feed.resync()
+    assert validator.authenticate_sync("Bearer " + token).sub == "u"
+    assert feed.staleness() == 0
+
+
+async def test_fail_open_keeps_serving(clock: FrozenClock) -> None:
+    mirror = RevocationMirror()
+    feed = RevocationFeed(MemoryRevocationStore(), [mirror], clock=clock, fail_open=True)
+    await feed.resync()
+    assert mirror.fresh_until == float("inf")
+
+
+async def test_revocation_while_redis_is_down_is_published_when_it_returns(tmp_path: Path) -> None:
+    channel = f"test:{secrets.token_hex(8)}"
+    with private_redis(str(tmp_path)) as server:
+        log = MemoryRevocationStore()
+        a, b = RevocationMirror(), RevocationMirror()
+        redis_a, redis_b = Redis.from_url(server.url), Redis.from_url(server.url)
+        node_a = RevocationFeed(log, [a], redis=redis_a, channel=channel, resync_interval=3600)
+        node_b = RevocationFeed(log, [b], redis=redis_b, channel=channel, resync_interval=0.2)
+        await node_a.start()
+        await node_b.start()
+        try:
+            await asyncio.sleep(0.2)
+            server.stop()
+            await node_a.revoke(jti("during-outage", time.time()))  # accepted: the log has it
+            assert "during-outage" in a.jtis
+            server.start()
+            await until(lambda: "during-outage" in b.jtis, within=10)
+            await until(lambda: not node_a._unpublished, within=10)
+        finally:
+            await node_a.stop()
+            await node_b.stop()
+            await redis_a.aclose()
+            await redis_b.aclose()
+
+
+async def test_validator_rejects_after_remote_revocation(clock: FrozenClock) -> None:
+    log = MemoryRevocationStore()
+    mirror = RevocationMirror()
+    other = RevocationFeed(log, [RevocationMirror()])
+    feed = RevocationFeed(log, [mirror])
+    await other.revoke(Revocation(RevocationKind.SUBJECT, "u", clock() + 1, clock() + 3600))
+    await feed.resync()
+    assert mirror.reason("j", "u", None, "c", int(clock())) is not None
