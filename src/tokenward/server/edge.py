@@ -8,13 +8,16 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from tokenward.oauth.errors import InvalidRequest, OAuthError
+from tokenward.oauth.errors import InvalidRequest, OAuthError, TemporarilyUnavailable
 from tokenward.oauth.form import Form, parse_form
 
 log = structlog.get_logger(__name__)
+STORAGE_ERRORS = (DBAPIError, DisconnectionError, RedisError, ConnectionError, TimeoutError)
 
 
 class JSONResponse(Response):
@@ -73,6 +76,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(_request: Request, _exc: Exception) -> Response:
         return oauth_error_response(InvalidRequest("the request parameters are malformed"))
 
+    async def on_storage_down(request: Request, exc: Exception) -> Response:
+        # The database or Redis is unreachable: a transient 503 the client may retry, not a 500.
+        log.warning("storage_unavailable", path=request.url.path, error=type(exc).__name__)
+        error = TemporarilyUnavailable("the service is briefly unavailable; retry shortly")
+        response = oauth_error_response(error)
+        response.headers["retry-after"] = "2"
+        return response
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Never a stack trace to the client; the log names the type, never request secrets.
         log.error("unhandled_error", path=request.url.path, error=type(exc).__name__)
@@ -81,6 +92,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OAuthError, on_oauth_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    for storage_error in STORAGE_ERRORS:
+        app.add_exception_handler(storage_error, on_storage_down)
     app.add_exception_handler(Exception, on_unexpected)
 
 
