@@ -5,6 +5,7 @@ Every field can be set as TOKENWARD_<NAME> (e.g. TOKENWARD_ISSUER) or in `<data_
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -20,6 +21,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     issuer: str = "http://127.0.0.1:8000"
     database_url: str | None = None  # default: sqlite file under data_dir
+    database_schema: str | None = None  # PostgreSQL search_path (several deployments, one db)
     redis_url: str | None = None
     master_key: SecretStr | None = None
     master_key_file: Path | None = None  # default: <data_dir>/master.key when it exists
@@ -56,6 +58,12 @@ class Settings(BaseSettings):
         if value not in GENERATED:
             raise ValueError(f"signing_alg must be one of {', '.join(GENERATED)}")
         return value
+
+    @property
+    def redis_namespace(self) -> str:
+        """Keys and channels of one deployment, so deployments sharing a Redis never mix."""
+        digest = hashlib.sha256(f"{self.issuer}|{self.database_schema}".encode()).hexdigest()
+        return f"tokenward:{digest[:16]}"
 
     @property
     def audience(self) -> str:

@@ -250,7 +250,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = sql.create_engine(url)
+    engine = sql.create_engine(url, schema=settings.database_schema)
     await sql.migrate(engine)
     sessions = sql.session_factory(engine)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
@@ -263,7 +263,11 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         access_tokens=sql.SqlAccessTokenStore(sessions, clock),
         clients=sql.SqlClientStore(sessions),
         users=sql.SqlUserStore(sessions),
-        replay=RedisReplayCache(redis, clock) if redis else sql.SqlReplayCache(sessions, clock),
+        replay=(
+            RedisReplayCache(redis, clock, prefix=settings.redis_namespace + ":replay:")
+            if redis
+            else sql.SqlReplayCache(sessions, clock)
+        ),
         sessions=sql.SqlSessionStore(sessions, clock),
         codes=sql.SqlCodeStore(sessions, clock),
         grants=sql.SqlGrantStore(sessions, clock),

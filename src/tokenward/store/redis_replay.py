@@ -12,12 +12,15 @@ PREFIX = "tokenward:replay:"
 
 
 class RedisReplayCache:
-    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, redis: Redis, clock: Callable[[], float] = time.time, prefix: str = PREFIX
+    ) -> None:
         self._redis = redis
         self._clock = clock
+        self._prefix = prefix
 
     async def first_use(self, key: str, expires_at: float) -> bool:
         ttl_ms = max(1, int((expires_at - self._clock()) * 1000))
         # Keys hold client-chosen jti values of any length: store a digest.
-        name = PREFIX + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+        name = self._prefix + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
         return bool(await self._redis.set(name, b"1", nx=True, px=ttl_ms))

@@ -66,8 +66,15 @@ class KeyManager:
         await self.save(changed)
         return changed
 
+    async def reload(self) -> None:
+        """Pick up rotations other nodes stored (they share the database)."""
+        keys = [open_key(stored, self._sealer) for stored in await self._store.load_all()]
+        for ring in self.keyrings.values():
+            ring.merge(keys)
+
     async def tick(self) -> list[ManagedKey]:
-        """The schedule: retire expired keys and rotate when the period is over."""
+        """The schedule: pick up other nodes' changes, retire expired keys, rotate when due."""
+        await self.reload()
         changed: list[ManagedKey] = []
         for ring in self.keyrings.values():
             changed += ring.advance()

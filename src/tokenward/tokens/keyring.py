@@ -174,6 +174,19 @@ class Keyring:
             self._reindex()
         return changed
 
+    def merge(self, stored: Iterable[ManagedKey]) -> None:
+        """Take in keys and states another node wrote (scale-out: one keyring, many nodes)."""
+        for key in stored:
+            if key.alg.name != self.policy.algorithm:
+                continue
+            mine = self._keys.get(key.kid)
+            if mine is None:
+                self._keys[key.kid] = key
+            else:
+                mine.state, mine.activated_at = key.state, key.activated_at
+                mine.retiring_at, mine.retired_at = key.retiring_at, key.retired_at
+        self._reindex()
+
     def _algorithm(self) -> algs.Algorithm:
         return algs.algorithm(self.policy.algorithm)
 
