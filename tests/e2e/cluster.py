@@ -1,0 +1,121 @@
+"""Several tokenward nodes as separate processes sharing PostgreSQL and Redis (scale-out)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.e2e.live import free_port
+from tests.store.conftest import PG_URL, require_postgres
+from tests.store.redis_server import need_shared_redis
+from tokenward.tokens.sealing import generate_master_key
+
+TOKENWARD = str(Path(sys.executable).parent / "tokenward")
+
+
+@dataclass
+class Cluster:
+    issuer: str
+    nodes: list[str]
+    env: dict[str, str]
+    data_dir: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [TOKENWARD, "--data-dir", str(self.data_dir), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            check=True,
+            timeout=120,
+        )
+        return result.stdout
+
+
+async def _schema(name: str, create: bool) -> None:
+    engine = create_async_engine(PG_URL)
+    async with engine.begin() as connection:
+        if create:
+            await connection.execute(text(f'CREATE SCHEMA "{name}"'))
+        else:
+            await connection.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    await engine.dispose()
+
+
+def _wait_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"node {base} exited with {process.returncode}")
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"node {base} did not become healthy")
+
+
+@contextmanager
+def cluster(tmp: Path, nodes: int = 2, **settings: str) -> Iterator[Cluster]:
+    require_postgres()
+    redis_url = need_shared_redis()
+    schema = "tw_" + secrets.token_hex(6)
+    asyncio.run(_schema(schema, create=True))
+    lb_port = free_port()  # the address a load balancer would have; the issuer of every node
+    env = {
+        **os.environ,
+        "TOKENWARD_DATABASE_URL": PG_URL,
+        "TOKENWARD_DATABASE_SCHEMA": schema,
+        "TOKENWARD_REDIS_URL": redis_url,
+        "TOKENWARD_MASTER_KEY": generate_master_key(),
+        "TOKENWARD_ISSUER": f"http://127.0.0.1:{lb_port}",
+        **{f"TOKENWARD_{name.upper()}": value for name, value in settings.items()},
+    }
+    group = Cluster(env["TOKENWARD_ISSUER"], [], env, tmp)
+    try:
+        group.cli("init")  # keys are created once, in the shared database
+        for _ in range(nodes):
+            port = free_port()
+            process = subprocess.Popen(
+                [
+                    TOKENWARD,
+                    "--data-dir",
+                    str(tmp),
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--issuer",
+                    group.issuer,
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            group.processes.append(process)
+            group.nodes.append(f"http://127.0.0.1:{port}")
+            _wait_healthy(group.nodes[-1], process)
+        yield group
+    finally:
+        for process in group.processes:
+            process.terminate()
+        for process in group.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        asyncio.run(_schema(schema, create=False))
