@@ -106,7 +106,8 @@ def run() -> list[Figure]:
     fed, embedded = asyncio.run(throughput())
     print(
         f"  P6: propagation over {len(latencies)} revocations: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-        f"max {latencies[-1] * 1000:.2f} ms; cached validation {fed:,.0f}/s Redis-fed vs {embedded:,.0f}/s"
+        f"max {latencies[-1] * 1000:.2f} ms; cached validation {fed:,.0f}/s Redis-fed "
+        f"vs {embedded:,.0f}/s"
     )
     return [
         Figure(
