@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 import uvicorn
 
+from tokenward import client_cli
 from tokenward.admin import (
     AdminError,
     client_view,
@@ -39,6 +40,9 @@ keys_app = typer.Typer(no_args_is_help=True, help="Signing keys")
 app.add_typer(client_app, name="client")
 app.add_typer(user_app, name="user")
 app.add_typer(keys_app, name="keys")
+app.command("login")(client_cli.login)
+app.command("call")(client_cli.call)
+app.add_typer(client_cli.token_app, name="token")
 
 DEMO_CLIENT = "demo-client"
 DEMO_USER = "demo"

@@ -60,8 +60,10 @@ class DpopKey:
         )
 
     @classmethod
-    def from_pem(cls, pem: bytes, password: bytes) -> DpopKey:
+    def from_pem(
+        cls, pem: bytes, password: bytes, *, clock: Callable[[], float] = time.time
+    ) -> DpopKey:
         key = serialization.load_pem_private_key(pem, password=password)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise TypeError("a DPoP key must be an EC P-256 private key")
-        return cls(key)
+        return cls(key, clock)

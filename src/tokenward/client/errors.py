@@ -1,0 +1,71 @@
+"""Errors the SDK raises. Messages are fixed phrases plus OAuth error codes: never a token.
+
+A server's `error_description` is passed on only after `safe_text` has cut it to printable
+ASCII, bounded its length and blanked anything shaped like a token or equal to a secret we sent,
+so even a careless server cannot make a token surface in a traceback or a log line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MAX_DESCRIPTION = 200
+# JWTs (three base64url segments) and our own opaque prefixes; long base64url runs as a backstop.
+_TOKEN_SHAPES = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*|tw[a-z]_[\w-]+|[\w-]{40,}")
+
+
+def safe_text(text: object, secrets: Iterable[str | None] = ()) -> str:
+    value = "".join(ch for ch in str(text) if " " <= ch <= "~")
+    for secret in secrets:
+        if secret:
+            value = value.replace(secret, "[redacted]")
+    value = _TOKEN_SHAPES.sub("[redacted]", value)
+    return value[:MAX_DESCRIPTION]
+
+
+class ClientError(Exception):
+    """The base of every error of `tokenward.client`."""
+
+
+class LoginRequired(ClientError):
+    """The grant is gone (revoked, expired, reused, or there never was one): sign in again."""
+
+    def __init__(self, message: str = "sign in again", *, error: str | None = None) -> None:
+        super().__init__(f"login required: {message}")
+        self.error = error
+
+
+class OAuthResponseError(ClientError):
+    """The authorization server answered with an OAuth error (RFC 6749 §5.2) or nonsense."""
+
+    def __init__(self, error: str, description: str = "", *, status_code: int = 0) -> None:
+        self.error = safe_text(error)[:64]
+        self.description = safe_text(description)
+        self.status_code = status_code
+        detail = f": {self.description}" if self.description else ""
+        super().__init__(f"{self.error} (HTTP {status_code}){detail}")
+
+
+class DiscoveryError(ClientError):
+    """The issuer's metadata could not be fetched or does not describe that issuer."""
+
+
+class AuthorizationError(ClientError):
+    """A sign-in did not complete: denied, timed out, or its response failed a check."""
+
+    def __init__(self, message: str, *, error: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class InsecureTransportError(ClientError):
+    """A token would have been sent over plain HTTP to a host other than this machine."""
+
+
+class StoreError(ClientError):
+    """Tokens could not be loaded or saved."""
+
+
+class InsecureStoreError(StoreError):
+    """The token file is readable or writable by others, or not ours: refused unread."""
