@@ -243,3 +243,27 @@ async def test_max_age_exceeded_forces_a_new_sign_in(server: Server, clock: Froz
         "/authorize", params=authorize_params(Pkce.new(), max_age="60")
     )
     assert 'action="/login"' in response.text
+
+
+async def test_loopback_redirect_may_use_any_port(server: Server) -> None:
+    """RFC 8252 §7.3: native apps listen on an ephemeral loopback port."""
+    from dataclasses import replace
+
+    record = await server.services.stores.clients.get("web")
+    assert record is not None
+    await server.services.stores.clients.put(
+        replace(record, redirect_uris=("http://127.0.0.1/cb",))
+    )
+    ok = await server.http.get(
+        "/authorize", params=authorize_params(Pkce.new(), redirect_uri="http://127.0.0.1:51234/cb")
+    )
+    assert ok.status_code == 200  # the sign-in page: the redirect was accepted
+    for bad in (
+        "http://127.0.0.1:51234/other",
+        "http://localhost:51234/cb",
+        "https://127.0.0.1:51234/cb",
+    ):
+        refused = await server.http.get(
+            "/authorize", params=authorize_params(Pkce.new(), redirect_uri=bad)
+        )
+        assert refused.status_code == 400

@@ -147,7 +147,7 @@ class AuthorizationValidator:
                     "The request names no redirect_uri and the application has several."
                 )
             return client.redirect_uris[0], False
-        if uri not in client.redirect_uris:  # exact string match (OAuth 2.1 §4.1.1)
+        if uri not in client.redirect_uris and not _loopback_match(uri, client.redirect_uris):
             raise ErrorPage("The redirect_uri is not registered for this application.")
         return uri, True
 
@@ -227,3 +227,20 @@ def _dpop_jkt(value: str | None) -> str | None:
     ):
         raise InvalidRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint")
     return value
+
+
+def _loopback_match(uri: str, registered: tuple[str, ...]) -> bool:
+    """RFC 8252 §7.3: for loopback IP literals, any port; everything else matches exactly."""
+    presented = urlsplit(uri)
+    if presented.scheme != "http" or presented.hostname not in ("127.0.0.1", "::1"):
+        return False
+    for candidate in registered:
+        allowed = urlsplit(candidate)
+        if (
+            (allowed.scheme, allowed.hostname, allowed.path, allowed.query)
+            == (presented.scheme, presented.hostname, presented.path, presented.query)
+            and not presented.fragment
+            and presented.username is None
+        ):
+            return True
+    return False
