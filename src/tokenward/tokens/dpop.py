@@ -21,7 +21,7 @@ import orjson
 
 from tokenward.tokens.b64 import b64url_encode
 from tokenward.tokens.errors import JoseError
-from tokenward.tokens.jwk import key_from_jwk
+from tokenward.tokens.jwk import PRIVATE_MEMBERS, VerificationKey, key_from_jwk
 from tokenward.tokens.jws import parse_compact, payload_object
 
 PROOF_ALGS = ("ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256")
@@ -29,6 +29,7 @@ MAX_PROOF_LENGTH = 4096
 IAT_PAST = 120.0  # how old a proof may be (and how long its jti is remembered)
 IAT_FUTURE = 30.0  # clock skew a client may have
 NONCE_WINDOW = 300.0
+_KEY_CACHE_SIZE = 10_000
 _THUMBPRINT_MEMBERS = {
     "EC": ("crv", "kty", "x", "y"),
     "RSA": ("e", "kty", "n"),
@@ -111,6 +112,7 @@ class DpopVerifier:
         self._nonces = nonces  # None: nonces are not required here
         self._clock = clock
         self.algorithms = algorithms
+        self._keys: dict[tuple[str, ...], tuple[VerificationKey, str]] = {}
 
     async def verify(
         self, proof: str | None, *, method: str, url: str, access_token: str | None = None
@@ -119,15 +121,27 @@ class DpopVerifier:
             raise DpopError("a DPoP proof is required")
         jws = parse_compact(proof, embedded_jwk=True)
         jwk = self._header_key(jws.header)
-        key = key_from_jwk({**jwk, "alg": jws.header["alg"]})
+        key, jkt = self._key(jwk, jws.header["alg"])
         if not key.verify(jws.signing_input, jws.signature):
             raise DpopError("the DPoP proof signature does not verify")
         claims = payload_object(jws)
-        jkt = jwk_thumbprint(jwk)
         iat = self._check_claims(claims, method, url, access_token)
         if not await self._first_use(f"dpop:{jkt}:{claims['jti']}", iat + IAT_PAST + IAT_FUTURE):
             raise DpopError("the DPoP proof was already used (jti)")
         return DpopProof(jkt, str(claims["jti"]), iat)
+
+    def _key(self, jwk: Mapping[str, Any], alg: str) -> tuple[VerificationKey, str]:
+        """Clients sign many proofs with one key: importing it (point checks, key objects) costs
+        as much as a verify, so imported keys are kept, by their exact public members."""
+        members = _THUMBPRINT_MEMBERS.get(str(jwk.get("kty")), ())
+        cache_key = (alg, *(str(jwk.get(name)) for name in members))
+        found = self._keys.get(cache_key)
+        if found is None:
+            found = (key_from_jwk({**jwk, "alg": alg}), jwk_thumbprint(jwk))
+            if len(self._keys) >= _KEY_CACHE_SIZE:
+                self._keys.clear()
+            self._keys[cache_key] = found
+        return found
 
     def nonce(self) -> str | None:
         return self._nonces.current() if self._nonces else None
@@ -142,6 +156,8 @@ class DpopVerifier:
             raise DpopError("the DPoP proof must carry its public key in jwk")
         if jwk.get("alg") not in (None, header["alg"]):
             raise DpopError("the proof key's alg differs from the proof's alg")
+        if PRIVATE_MEMBERS & jwk.keys() or jwk.get("use", "sig") != "sig":  # RFC 9449 §4.2
+            raise DpopError("the proof's jwk must be a public signing key")
         return jwk
 
     def _check_claims(

@@ -27,7 +27,7 @@ _DEFAULT_ALG = {
     ("OKP", "Ed25519"): "EdDSA",
     ("RSA", None): "RS256",
 }
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 MAX_KEYS_IN_SET = 64
 
 
@@ -54,7 +54,7 @@ def key_from_jwk(jwk: Mapping[str, Any], *, allow_secret: bool = False) -> Verif
             raise KeyRejected("symmetric keys are not accepted from a public key set")
         secret = _decode(jwk, "k")
         return VerificationKey(kid, alg, algs.verifier(alg, secret))
-    if _PRIVATE_MEMBERS & jwk.keys():
+    if PRIVATE_MEMBERS & jwk.keys():
         raise KeyRejected("a public key set must not hold private key members")
     public = _public_key(jwk, kty, alg)
     return VerificationKey(kid, alg, algs.verifier(alg, public), public_jwk(public, kid, alg.name))
