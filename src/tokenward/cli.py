@@ -364,5 +364,15 @@ def revoke_command(
     _emit(_run(action))
 
 
+@app.command()
+def gateway(
+    config: Annotated[Path, typer.Option("--config", help="gateway.yaml: routes, trust, limits")],
+) -> None:
+    """Run the gateway: a reverse proxy enforcing tokens, scopes, limits and IP rules per route."""
+    from tokenward.gateway.cli import run_gateway  # noqa: PLC0415 - only the gateway needs it
+
+    run_gateway(str(config))
+
+
 def main() -> None:
     app()

@@ -1,0 +1,302 @@
+"""The gateway as one pure-ASGI app: route → IP rules → token → scopes → rate limit → upstream.
+
+A plain ASGI callable rather than a Starlette app: the proxy needs no routing framework, and
+every layer of one costs on each request (docs/gateway.md, "What bounds the figures"). The
+config lives in one `Compiled` value that `reload` swaps whole: a request keeps the value it
+started with, so a reload never changes the rules under a request in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from starlette.types import Receive, Scope, Send
+
+from tokenward.gateway.admission import admit, check_url
+from tokenward.gateway.audit import AuditLog, AuditRecord
+from tokenward.gateway.bff import Bff, parse_cookies
+from tokenward.gateway.compiled import Compiled, check_reloadable
+from tokenward.gateway.headers import Incoming
+from tokenward.gateway.idempotency import (
+    UNSAFE,
+    Idempotency,
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+)
+from tokenward.gateway.metrics import GatewayMetrics
+from tokenward.gateway.model import GatewayConfig, Route
+from tokenward.gateway.policy import Denied, bearer_reason, check_token
+from tokenward.gateway.proxy import ClientGone, Proxy
+from tokenward.gateway.ratelimit import MemoryRateLimiter, RateLimiter, retry_after
+from tokenward.gateway.render import (
+    forwarding,
+    lifespan,
+    rate_key,
+    send_challenge,
+    send_empty,
+    send_json,
+)
+from tokenward.gateway.upstream import Pool, UpstreamError
+from tokenward.guard.errors import BearerError, InvalidRequest
+from tokenward.guard.introspection_client import IntrospectionResolver
+from tokenward.guard.validator import Validator
+from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
+from tokenward.tokens.claims import AccessToken
+
+log = structlog.get_logger(__name__)
+Headers = list[tuple[bytes, bytes]]
+CLIENT_CLOSED = 499  # the client left before an answer: logged, never sent
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        validator: Validator | None,
+        *,
+        limiter: RateLimiter | None = None,
+        metrics: GatewayMetrics | None = None,
+        audit: AuditLog | None = None,
+        pool: Pool | None = None,
+        introspection: IntrospectionResolver | None = None,
+        idempotency: IdempotencyStore | None = None,
+        bff: Bff | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if validator is None and any(route.auth != "none" for route in config.routes):
+            raise ValueError("routes with auth: bearer need a validator")
+        if bff is None and config.bff is not None:
+            raise ValueError("a config with bff: needs a Bff (tokenward.gateway.bff)")
+        self.bff = bff
+        self.compiled = Compiled(config, bff.cookie_names if bff else ())
+        self.validator = validator
+        self.limiter = limiter or MemoryRateLimiter()
+        # The memory backend answers without I/O: call it without a coroutine on the hot path.
+        self._limit_now = (
+            self.limiter.acquire_sync if isinstance(self.limiter, MemoryRateLimiter) else None
+        )
+        self.metrics = metrics or GatewayMetrics()
+        self.audit = audit
+        self.proxy = Proxy(pool or Pool())
+        self.introspection = introspection
+        self.clock = clock
+        self.idempotency = Idempotency(idempotency or MemoryIdempotencyStore(), clock)
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.compiled.config
+
+    def reload(self, config: GatewayConfig) -> None:
+        """Swap in a new config; raises ValueError (and keeps the old one) if it cannot apply."""
+        check_reloadable(self.compiled.config, config, has_validator=self.validator is not None)
+        self.compiled = Compiled(config, self.bff.cookie_names if self.bff else ())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # Upgrades are not proxied: refuse the handshake rather than half-support it.
+        elif kind == "websocket" and (await receive())["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 1008, "reason": "not supported"})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        audit = self.audit
+        await lifespan(
+            receive,
+            send,
+            on_start=audit.start if audit is not None else None,
+            on_stop=[self.proxy.pool.close, *([audit.stop] if audit is not None else [])],
+        )
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        compiled = self.compiled
+        record = AuditRecord(scope["method"])
+        hsts = compiled.hsts(scope.get("scheme", "http"))  # for answers made here
+        try:
+            status = await self._handle(compiled, scope, receive, send, record)
+        except Denied as denied:
+            record.reason = denied.reason
+            status = denied.status
+            body = {"error": denied.reason, "error_description": denied.message}
+            await send_json(send, status, body, denied.headers + hsts)
+        except BearerError as error:
+            record.reason = bearer_reason(error)
+            status = await send_challenge(send, error, hsts)
+        except UpstreamError as error:
+            record.reason = error.reason
+            status = error.status
+            self.metrics.upstream_error(record.route, error.reason)
+            body = {
+                "error": "bad_gateway" if status == 502 else "gateway_timeout",
+                "error_description": str(error),
+            }
+            await send_json(send, status, body, hsts)
+        except ClientGone:
+            record.reason = "client_closed"
+            status = CLIENT_CLOSED
+        except Exception as exc:  # noqa: BLE001 - a bug must still answer JSON and be counted
+            # The type only: a traceback's locals could hold the credential.
+            log.error("gateway_unexpected_error", route=record.route, error=type(exc).__name__)  # noqa: TRY400
+            record.reason, status = "internal_error", 500
+            body = {"error": "server_error", "error_description": "the gateway failed"}
+            with contextlib.suppress(Exception):  # the answer may have started already
+                await send_json(send, status, body, hsts)
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(
+            record.route, record.method, status, record.admitted, record.reason, elapsed
+        )
+        if self.audit is not None:
+            self.audit.write(record, status, self.clock(), elapsed)
+
+    async def _handle(
+        self, compiled: Compiled, scope: Scope, receive: Receive, send: Send, record: AuditRecord
+    ) -> int:
+        if self.bff is not None and scope["path"] in self.bff.paths:
+            return await self._bff_endpoint(compiled, scope, send, record)
+        route, incoming, peer, scheme = admit(compiled, scope, record)
+        added: Headers = []
+        token = None
+        if route.auth != "none":
+            token = await self._authenticate(route, await self._credential(route, scope, incoming))
+            record.token = token
+            added = compiled.identity(token)
+        else:
+            added = [(b"authorization", value) for value in incoming.authorization]
+        extra = compiled.hsts(scheme)
+        if route.rate_limit is not None:
+            extra = [*extra, *await self._rate_limit(compiled, route, token, record.ip)]
+        added.extend(forwarding(scheme, incoming, peer, compiled))
+        balancer = compiled.balancers[route.name]
+        record.admitted = True
+
+        async def forward(receive: Receive, send: Send) -> int:
+            return await self.proxy.forward(
+                scope, receive, send, route, balancer, incoming, added, extra
+            )
+
+        if route.idempotency_ttl is not None and token is not None and scope["method"] in UNSAFE:
+            keys = [value for name, value in incoming.headers if name == b"idempotency-key"]
+            if keys:
+                return await self._idempotent(
+                    scope, receive, send, route, token, keys, extra, forward, record
+                )
+        return await forward(receive, send)
+
+    async def _idempotent(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: Route,
+        token: AccessToken,
+        keys: list[bytes],
+        extra: Headers,
+        forward: Callable[[Receive, Send], Awaitable[int]],
+        record: AuditRecord,
+    ) -> int:
+        if len(keys) > 1:
+            raise Denied(400, "malformed", "more than one Idempotency-Key header")
+        assert route.idempotency_ttl is not None  # noqa: S101 - the caller checked
+        status, replayed = await self.idempotency.run(
+            scope,
+            receive,
+            send,
+            route.idempotency_ttl,
+            f"{route.name}\0{token.sub}",
+            keys[0],
+            extra,
+            forward,
+        )
+        if replayed:
+            record.reason = "idempotent_replay"
+        return status
+
+    async def _bff_endpoint(
+        self, compiled: Compiled, scope: Scope, send: Send, record: AuditRecord
+    ) -> int:
+        assert self.bff is not None  # noqa: S101 - the caller checked
+        record.route = "bff"
+        check_url(scope)
+        status, headers = await self.bff.endpoint(scope, parse_cookies(scope["headers"]))
+        record.admitted = True
+        hsts = compiled.hsts(compiled.scheme(scope, Incoming(), None))
+        await send_empty(send, status, [*headers, *hsts])
+        return status
+
+    async def _credential(self, route: Route, scope: Scope, incoming: Incoming) -> str | None:
+        """The Authorization value to validate: the client's, or the BFF session's."""
+        if route.auth == "bff":
+            assert self.bff is not None  # noqa: S101 - config validation requires it
+            return await self.bff.authorization(scope, parse_cookies(scope["headers"]))
+        values = incoming.authorization
+        if len(values) > 1:
+            raise InvalidRequest(DUPLICATE_AUTHORIZATION)
+        return values[0].decode("latin-1") if values else None
+
+    async def _authenticate(self, route: Route, header: str | None) -> AccessToken:
+        validator = self.validator
+        assert validator is not None  # noqa: S101 - checked in __init__ and reload
+        token = None
+        if header is not None:
+            if self.introspection is not None and "." not in header:
+                self._expire_opaque(validator, header)
+            token = validator.cached(header)
+        if token is None:
+            self.metrics.cache_miss.inc()
+            token = await validator.authenticate(header)
+        else:
+            self.metrics.cache_hit.inc()
+        check_token(route, token)
+        return token
+
+    def _expire_opaque(self, validator: Validator, header: str) -> None:
+        """An opaque token's validator-cache entry holds only while its introspection answer
+        is fresh (`max_ttl`); past that, drop it so the issuer is asked again."""
+        assert self.introspection is not None  # noqa: S101 - the caller checked
+        if not self.introspection.fresh(header[len("Bearer ") :]):
+            validator.cache.discard(header)
+
+    async def _rate_limit(
+        self, compiled: Compiled, route: Route, token: AccessToken | None, ip: str
+    ) -> Headers:
+        policy = route.rate_limit
+        assert policy is not None  # noqa: S101 - the caller checked
+        policy_value, state_prefix, key_prefix = compiled.rate[route.name]
+        key = key_prefix + rate_key(policy.key, token, ip)
+        now = self.clock()
+        limit_now = self._limit_now
+        if limit_now is not None:
+            decision = limit_now(key, policy, now)
+        else:
+            decision = await self.limiter.acquire(key, policy, now)
+        state = b"%b%d;t=%d" % (state_prefix, decision.remaining, math.ceil(decision.reset))
+        headers = [(b"ratelimit-policy", policy_value), (b"ratelimit", state)]
+        if not decision.allowed:
+            headers.append((b"retry-after", retry_after(decision)))
+            raise Denied(
+                429, "rate_limited", "too many requests; retry after the delay given", headers
+            )
+        return headers
+
+
+def create_gateway(
+    config: GatewayConfig,
+    validator: Validator | None,
+    *,
+    limiter: RateLimiter | None = None,
+    metrics: GatewayMetrics | None = None,
+    audit: AuditLog | None = None,
+    introspection: IntrospectionResolver | None = None,
+    bff: Bff | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Gateway:
+    """The gateway ASGI app for a loaded config. `validator` must accept every route's audience
+    (build it with those audiences, or any_audience=True: the gateway checks each route's)."""
+    return Gateway(config, validator, limiter=limiter, metrics=metrics, audit=audit, clock=clock)

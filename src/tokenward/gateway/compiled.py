@@ -1,0 +1,85 @@
+"""A loaded config turned into what the hot path reads: route table, balancers, header rules.
+
+Built once per load or reload, then never changed; `Gateway.reload` swaps the whole value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from starlette.types import Scope
+
+from tokenward.gateway.headers import IdentityHeaders, Incoming, RequestHeaderPolicy
+from tokenward.gateway.model import GatewayConfig
+from tokenward.gateway.policy import RouteTable
+from tokenward.gateway.proxy import Balancer
+from tokenward.gateway.ratelimit import policy_header, state_prefix
+
+Headers = list[tuple[bytes, bytes]]
+# Sections that shape the process itself (sockets, trust, sinks): a reload cannot change them.
+RESTART_ONLY = (
+    "trust", "host", "port", "tls", "audit_path", "metrics_host", "metrics_port", "bff",
+)  # fmt: skip
+
+
+class Compiled:
+    def __init__(self, config: GatewayConfig, session_cookies: tuple[str, ...] = ()) -> None:
+        self.config = config
+        self.routes = RouteTable(config.routes)
+        self.balancers = {route.name: Balancer(route.upstreams) for route in config.routes}
+        self.identity = IdentityHeaders(config.identity_headers)
+        self.headers = RequestHeaderPolicy(
+            config.identity_headers.values(), (*config.auth_cookies, *session_cookies)
+        )
+        self.trusted = config.trusted_proxies
+        self.require_tls = config.tls.require_tls
+        self._hsts: Headers = (
+            [(b"strict-transport-security", config.tls.hsts.encode("latin-1"))]
+            if config.tls.hsts
+            else []
+        )
+        # route name -> (RateLimit-Policy value, `"name";r=` prefix of RateLimit, key prefix)
+        self.rate: dict[str, tuple[bytes, bytes, str]] = {
+            route.name: (
+                policy_header(route.rate_limit),
+                state_prefix(route.rate_limit),
+                f"{route.rate_limit.name}|",
+            )
+            for route in config.routes
+            if route.rate_limit is not None
+        }
+        self._trusted_peers: dict[str | None, bool] = {}
+
+    def hsts(self, scheme: str) -> Headers:
+        # RFC 6797 §7.2: HSTS only over secure transport; a plain-HTTP answer must not carry it.
+        return self._hsts if scheme == "https" else []
+
+    def scheme(self, scope: Scope, incoming: Incoming, peer: str | None) -> str:
+        """The client's scheme: ours, or what a trusted TLS-terminating proxy says it was."""
+        proto = incoming.forwarded_proto
+        if proto is not None and self.peer_trusted(peer):
+            return "https" if proto.strip().lower() == b"https" else "http"
+        scheme: str = scope.get("scheme", "http")
+        return scheme
+
+    def peer_trusted(self, peer: str | None) -> bool:
+        if peer is None or not self.trusted:
+            return False
+        known = self._trusted_peers.get(peer)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(peer)
+            except ValueError:
+                return False
+            known = any(address.version == net.version and address in net for net in self.trusted)
+            if len(self._trusted_peers) < 4096:  # peers are few; bound it all the same
+                self._trusted_peers[peer] = known
+        return known
+
+
+def check_reloadable(old: GatewayConfig, new: GatewayConfig, *, has_validator: bool) -> None:
+    changed = [name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name)]
+    if changed:
+        raise ValueError(f"{', '.join(changed)} changed: these need a restart, not a reload")
+    if not has_validator and any(route.auth != "none" for route in new.routes):
+        raise ValueError("routes with auth: bearer need a validator: restart with trust set")

@@ -1,0 +1,262 @@
+"""The gateway's one config file: YAML, validated whole at load, errors with file, line and field.
+
+Everything is turned into frozen values here, so a loaded config is either entirely valid or
+refused; a reload swaps one complete value for another (see `reload.py`). The schema is in
+docs/gateway.md and examples/gateway.yaml.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tokenward.gateway import config_sections as sections
+from tokenward.gateway.model import (
+    AUTH_MODES,
+    DEFAULT_RATE,
+    METHODS,
+    NOT_YET,
+    RATE_KEYS,
+    GatewayConfig,
+    IpNetwork,
+    IpRules,
+    RatePolicy,
+    Route,
+    Upstream,
+)
+from tokenward.gateway.yamlnodes import ConfigError, Node, parse_document
+
+__all__ = ["ConfigError", "GatewayConfig", "load_config", "parse_config"]
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, None, "", f"cannot read the file: {exc}") from None
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
+    root = parse_document(text, source)
+    top = root.mapping(
+        frozenset(
+            {
+                "listen",
+                "tls",
+                "trust",
+                "identity_headers",
+                "auth_cookies",
+                "trusted_proxies",
+                "rate_limits",
+                "audit",
+                "metrics",
+                "routes",
+                "bff",
+            }
+        )
+    )
+    if "routes" not in top:
+        raise root.error("routes: is required (a list of at least one route)")
+    policies = _rate_policies(top.get("rate_limits"))
+    routes = tuple(_route(node, policies) for node in top["routes"].sequence())
+    if not routes:
+        raise top["routes"].error("needs at least one route")
+    _unique_names(routes, top["routes"])
+    host, port = sections.listen(top.get("listen"))
+    metrics_host, metrics_port = sections.metrics(top.get("metrics"))
+    trust = sections.trust(top.get("trust"))
+    bff_settings = sections.bff(top.get("bff"))
+    if bff_settings is None and any(route.auth == "bff" for route in routes):
+        raise root.error("bff: is required when a route uses auth: bff")
+    bearer = [route for route in routes if route.auth != "none"]
+    if bearer and trust.issuer is None:
+        raise root.error("trust.issuer is required when a route uses auth")
+    for route, node in zip(routes, top["routes"].sequence(), strict=True):
+        # No audience anywhere would admit tokens minted for any API: refuse that default.
+        if route.auth != "none" and route.audience is None and not trust.audiences:
+            raise node.error("needs audience: (or set trust.audience for every route)")
+    return GatewayConfig(
+        routes=routes,
+        trust=trust,
+        host=host,
+        port=port,
+        tls=sections.tls(top.get("tls")),
+        identity_headers=sections.identity_headers(top.get("identity_headers")),
+        auth_cookies=tuple(top["auth_cookies"].strings()) if "auth_cookies" in top else (),
+        trusted_proxies=networks(top.get("trusted_proxies")),
+        audit_path=sections.audit(top.get("audit")),
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        bff=bff_settings,
+        source=source,
+    )
+
+
+def _unique_names(routes: tuple[Route, ...], node: Node) -> None:
+    seen: set[str] = set()
+    for route, item in zip(routes, node.sequence(), strict=True):
+        if route.name in seen:
+            raise item.error(f"route name {route.name!r} is used twice")
+        seen.add(route.name)
+
+
+def _rate_policies(node: Node | None) -> dict[str, RatePolicy]:
+    # The documented default: 1,000 requests per hour per token (issue 4, source documents).
+    policies = {DEFAULT_RATE: RatePolicy(DEFAULT_RATE, 1000, 3600.0, "token")}
+    if node is None:
+        return policies
+    for key, value in node.items():
+        name = key.string()
+        policies[name] = _rate_policy(value, name)
+    return policies
+
+
+def _rate_policy(node: Node, name: str) -> RatePolicy:
+    fields = node.mapping(frozenset({"requests", "per", "key"}))
+    if "requests" not in fields or "per" not in fields:
+        raise node.error("needs requests: and per: (seconds)")
+    requests = fields["requests"].integer(minimum=1)
+    per = fields["per"].number(minimum=0.001)
+    key = fields["key"].choice(RATE_KEYS) if "key" in fields else "token"
+    return RatePolicy(name, requests, per, key)
+
+
+ROUTE_FIELDS = frozenset(
+    {
+        "name",
+        "prefix",
+        "methods",
+        "upstreams",
+        "auth",
+        "scopes",
+        "scope_match",
+        "audience",
+        "rate_limit",
+        "ip",
+        "timeouts",
+        "strip_prefix",
+        "idempotency",
+    }
+)
+
+
+def _route(node: Node, policies: dict[str, RatePolicy]) -> Route:
+    fields = node.mapping(ROUTE_FIELDS)
+    for required in ("prefix", "upstreams", "auth"):
+        if required not in fields:
+            raise node.error(f"{required}: is required")
+    prefix = fields["prefix"].string()
+    if not prefix.startswith("/"):
+        raise fields["prefix"].error("must start with /")
+    auth = fields["auth"].choice(AUTH_MODES)
+    if auth in NOT_YET:
+        raise fields["auth"].error(f"{NOT_YET[auth]}; use bearer or none")
+    connect, read = _timeouts(fields.get("timeouts"))
+    scopes = frozenset(fields["scopes"].strings()) if "scopes" in fields else frozenset()
+    if scopes and auth == "none":
+        raise fields["scopes"].error("scopes need auth: bearer")
+    return Route(
+        name=fields["name"].string() if "name" in fields else prefix,
+        prefix=prefix,
+        methods=_methods(fields.get("methods")),
+        upstreams=_upstreams(fields["upstreams"]),
+        auth=auth,
+        scopes=scopes,
+        scope_match=fields["scope_match"].choice(("all", "any"))
+        if "scope_match" in fields
+        else "all",
+        audience=fields["audience"].string() if "audience" in fields else None,
+        rate_limit=_route_rate(fields.get("rate_limit"), policies, auth),
+        ip=_ip_rules(fields.get("ip")),
+        connect_timeout=connect,
+        read_timeout=read,
+        strip_prefix=fields["strip_prefix"].boolean() if "strip_prefix" in fields else False,
+        idempotency_ttl=_idempotency(fields.get("idempotency"), auth),
+        line=node.line,
+    )
+
+
+def _upstreams(node: Node) -> tuple[Upstream, ...]:
+    items = node.listed()
+    if not items:
+        raise node.error("needs at least one upstream URL")
+    return tuple(_upstream(item) for item in items)
+
+
+def _methods(node: Node | None) -> frozenset[str] | None:
+    if node is None:
+        return None
+    methods = frozenset(method.upper() for method in node.strings())
+    unknown = methods - METHODS
+    if unknown:
+        raise node.error(f"unknown HTTP method(s): {', '.join(sorted(unknown))}")
+    return methods
+
+
+def _upstream(node: Node) -> Upstream:
+    url = node.string()
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        # TLS to the upstream is not implemented: refuse rather than silently downgrade.
+        raise node.error("must be an http:// URL (TLS to upstreams is not supported yet)")
+    if not parts.hostname or parts.query or parts.fragment or parts.username:
+        raise node.error("must be http://host[:port][/base-path] without query or credentials")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise node.error("has an invalid port") from None
+    return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+def _timeouts(node: Node | None) -> tuple[float, float]:
+    if node is None:
+        return 5.0, 30.0
+    fields = node.mapping(frozenset({"connect", "read"}))
+    connect = fields["connect"].number(minimum=0.001) if "connect" in fields else 5.0
+    read = fields["read"].number(minimum=0.001) if "read" in fields else 30.0
+    return connect, read
+
+
+def _route_rate(node: Node | None, policies: dict[str, RatePolicy], auth: str) -> RatePolicy | None:
+    if node is None:
+        # Token-keyed limits need a token; open routes get none unless they ask (e.g. key: ip).
+        return policies[DEFAULT_RATE] if auth != "none" else None
+    if node.is_null() or node.is_false():  # `rate_limit: off` (YAML reads off as false)
+        return None
+    if node.is_mapping:
+        return _rate_policy(node, node.path)
+    name = node.string()
+    if name not in policies:
+        raise node.error(f"no rate_limits policy named {name!r}")
+    return policies[name]
+
+
+def _ip_rules(node: Node | None) -> IpRules:
+    if node is None:
+        return IpRules()
+    fields = node.mapping(frozenset({"allow", "deny"}))
+    return IpRules(networks(fields.get("allow")), networks(fields.get("deny")))
+
+
+def networks(node: Node | None) -> tuple[IpNetwork, ...]:
+    if node is None:
+        return ()
+    networks = []
+    for item in node.listed():
+        try:
+            networks.append(ipaddress.ip_network(item.string(), strict=False))
+        except ValueError:
+            raise item.error("is not an IPv4 or IPv6 address or CIDR block") from None
+    return tuple(networks)
+
+
+def _idempotency(node: Node | None, auth: str) -> float | None:
+    if node is None or node.is_null():
+        return None
+    fields = node.mapping(frozenset({"ttl"}))
+    if auth == "none":
+        raise node.error("idempotency keys are scoped to the subject: they need auth: bearer")
+    return fields["ttl"].number(minimum=1.0) if "ttl" in fields else 86400.0

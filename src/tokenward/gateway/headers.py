@@ -1,0 +1,175 @@
+"""What crosses the gateway in each direction: hop-by-hop fields dropped (RFC 9110 §7.6.1),
+credentials stripped, client-sent identity headers removed, verified identity added.
+
+Identity values come from a verified token but are still data: anything outside printable
+ASCII, or containing `%`, is percent-encoded (UTF-8), so no claim can inject a header line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import quote
+
+from tokenward.tokens.claims import AccessToken
+
+# RFC 9110 §7.6.1 names these; Proxy-Authorization/-Authenticate are hop-by-hop by §11.7.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+IDENTITY_PREFIX = b"x-auth-"
+# Re-made by the gateway: forwarding fields from what it saw, framing from what it sends;
+# Expect is answered by the gateway's own server (100-continue) before the body is read.
+REWRITTEN = frozenset(
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"host",
+        b"content-length",
+        b"expect",
+    }
+)
+
+
+class Incoming:
+    """The fields of one request that go upstream, and what the gateway re-makes itself."""
+
+    __slots__ = (
+        "authorization",
+        "content_length",
+        "forwarded_for",
+        "forwarded_proto",
+        "has_body",
+        "headers",
+        "host",
+    )
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.forwarded_for: list[bytes] = []
+        self.host: bytes | None = None
+        self.content_length: bytes | None = None
+        self.has_body = False  # Content-Length > 0 or Transfer-Encoding present
+        self.authorization: list[bytes] = []
+        self.forwarded_proto: bytes | None = None
+
+
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Field names the sender listed in Connection: hop-by-hop for this one hop too."""
+    names = [
+        token.strip().lower()
+        for name, value in headers
+        if name == b"connection"
+        for token in value.split(b",")
+    ]
+    return frozenset(name for name in names if name)
+
+
+class RequestHeaderPolicy:
+    """Built once per config: which incoming fields go upstream."""
+
+    def __init__(self, identity_names: Iterable[str], auth_cookies: Iterable[str]) -> None:
+        self._identity = frozenset(name.lower().encode("latin-1") for name in identity_names)
+        self._cookies = frozenset(auth_cookies)
+        # Authorization is set aside, never forwarded as is: bearer routes consume it, and open
+        # routes (auth: none) get it back from the proxy, for upstreams with their own auth.
+        self._drop = HOP_BY_HOP | REWRITTEN | self._identity | {b"authorization"}
+
+    def upstream_headers(self, incoming: list[tuple[bytes, bytes]]) -> Incoming:
+        drop = self._drop
+        listed = connection_tokens(incoming) if any(n == b"connection" for n, _ in incoming) else ()
+        result = Incoming()
+        out = result.headers
+        for name, value in incoming:
+            if name in drop or name.startswith(IDENTITY_PREFIX) or name in listed:
+                self._keep_aside(result, name, value)
+                continue
+            if name == b"cookie" and self._cookies:
+                kept = self._strip_cookies(value)
+                if kept:
+                    out.append((name, kept))
+                continue
+            out.append((name, value))
+        return result
+
+    @staticmethod
+    def _keep_aside(result: Incoming, name: bytes, value: bytes) -> None:
+        if name == b"authorization":
+            result.authorization.append(value)
+        elif name == b"x-forwarded-for":
+            result.forwarded_for.append(value)
+        elif name == b"host":
+            result.host = value
+        elif name == b"x-forwarded-proto":
+            result.forwarded_proto = value
+        elif name == b"content-length":
+            result.content_length = value
+            result.has_body = value != b"0"
+        elif name == b"transfer-encoding":
+            result.has_body = True
+
+    def _strip_cookies(self, value: bytes) -> bytes:
+        kept = [
+            pair
+            for pair in value.split(b";")
+            if pair.strip().partition(b"=")[0].decode("latin-1") not in self._cookies
+        ]
+        return b";".join(kept).strip()
+
+
+class IdentityHeaders:
+    """Identity fields per token, remembered: a cached token is seen again and again. Keyed by
+    every value the fields are made of, so two tokens can never share an entry wrongly."""
+
+    def __init__(self, names: dict[str, str], max_entries: int = 10_000) -> None:
+        self._names = names
+        self._max_entries = max_entries
+        self._cache: dict[tuple[str, str, str, frozenset[str]], list[tuple[bytes, bytes]]] = {}
+
+    def __call__(self, token: AccessToken) -> list[tuple[bytes, bytes]]:
+        key = (token.jti, token.sub, token.client_id, token.scopes)
+        fields = self._cache.get(key)
+        if fields is None:
+            if len(self._cache) >= self._max_entries:
+                self._cache.clear()  # rebuilt from the next few requests
+            fields = self._cache[key] = identity_headers(self._names, token)
+        return list(fields)  # the caller appends to it
+
+
+def identity_headers(names: dict[str, str], token: AccessToken) -> list[tuple[bytes, bytes]]:
+    values = (
+        ("subject", token.sub),
+        ("client_id", token.client_id),
+        ("scope", token.scope),
+        ("jti", token.jti),
+    )
+    return [(names[claim].encode("latin-1"), _safe(value)) for claim, value in values if value]
+
+
+def _safe(value: str) -> bytes:
+    if value.isascii() and value.isprintable() and "%" not in value:
+        return value.encode("ascii")
+    return quote(value, safe=" !#$&'()*+,/:;<=>?@[]^`{|}~").encode("ascii")
+
+
+def response_headers(
+    upstream: list[tuple[bytes, bytes]], dechunked: bool
+) -> list[tuple[bytes, bytes]]:
+    listed = connection_tokens(upstream) if any(n == b"connection" for n, _ in upstream) else ()
+    return [
+        (name, value)
+        for name, value in upstream
+        if name not in HOP_BY_HOP
+        and name not in listed
+        and not (dechunked and name == b"content-length")
+    ]

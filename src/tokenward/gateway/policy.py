@@ -1,0 +1,150 @@
+"""Per-route policy: which route a request is for, who the client is, and what it may do.
+
+Each check raises `Denied` with a fixed reason code (audit, metrics) and a message for the
+client; nothing here sees or echoes the token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from tokenward.gateway.model import IpNetwork, IpRules, Route
+from tokenward.guard.errors import (
+    BearerError,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    MissingToken,
+)
+from tokenward.resource.asgi import TOKEN_IN_URL
+from tokenward.tokens.claims import AccessToken
+
+WRONG_AUDIENCE = "the access token is not for this audience"
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Denied(Exception):
+    """A refusal rendered by the gateway itself (not an RFC 6750 bearer challenge)."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.headers = list(headers)
+
+
+class RouteTable:
+    """First match wins in file order, except that longer prefixes are tried first, so a
+    specific route (`/api/admin`) is never shadowed by a general one (`/api`)."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        ordered = list(routes)
+        self._routes = sorted(ordered, key=lambda route: -len(route.prefix))
+
+    def match(self, path: str, method: str) -> Route:
+        path_matched = False
+        for route in self._routes:
+            if route.matches(path):
+                if route.methods is None or method in route.methods:
+                    return route
+                path_matched = True
+        if path_matched:
+            raise Denied(405, "method_not_allowed", "this method is not allowed on this route")
+        raise Denied(404, "no_route", "no route matches this path")
+
+
+def client_address(peer: str | None, forwarded: list[bytes], trusted: tuple[IpNetwork, ...]) -> str:
+    """The client's IP. X-Forwarded-For is believed only hop by hop from a trusted proxy:
+    walk it from the right, skipping trusted proxies; the first other address is the client."""
+    if peer is None:
+        return "-"
+    if not trusted or not forwarded or not _in(_parse(peer), trusted):
+        return peer
+    hops = [hop.strip() for value in forwarded for hop in value.decode("latin-1").split(",")]
+    client = peer
+    for hop in reversed(hops):
+        address = _parse(hop)
+        if address is None:
+            break  # garbage in the chain: stop at the last hop we could verify
+        client = str(address)
+        if not _in(address, trusted):
+            break
+    return client
+
+
+def check_ip(rules: IpRules, client: str) -> None:
+    address = _parse(client)
+    if address is None:
+        raise Denied(403, "ip_denied", "requests from this address are not allowed")
+    if rules.deny and _in(address, rules.deny):
+        raise Denied(403, "ip_denied", "requests from this address are not allowed")
+    if rules.allow and not _in(address, rules.allow):
+        raise Denied(403, "ip_denied", "requests from this address are not allowed")
+
+
+def check_token(route: Route, token: AccessToken) -> None:
+    """Audience and scopes for this route (the validator did signature, time, issuer)."""
+    if route.audience is not None and route.audience not in token.aud:
+        raise InvalidToken(WRONG_AUDIENCE)
+    if not route.scopes:
+        return
+    if route.scope_match == "all":
+        ok = route.scopes <= token.scopes
+    else:
+        ok = not route.scopes.isdisjoint(token.scopes)
+    if not ok:
+        raise InsufficientScope(
+            "the access token lacks a required scope", scope=" ".join(sorted(route.scopes))
+        )
+
+
+_REASONS = (
+    ("expired", "expired"),
+    ("revoked", "revoked"),
+    ("session ended", "revoked"),
+    ("audience", "wrong_audience"),
+    ("malformed", "malformed"),
+)
+
+
+def bearer_reason(error: BearerError) -> str:
+    """A fixed reason code for audit and metrics, from the error's class and fixed phrase."""
+    reason = error.error or "unauthorized"
+    if isinstance(error, MissingToken):
+        reason = "missing_token"
+    elif isinstance(error, InsufficientScope):
+        reason = "insufficient_scope"
+    elif isinstance(error, InvalidRequest):
+        reason = "token_in_query" if error.description == TOKEN_IN_URL else "malformed"
+    elif isinstance(error, InvalidToken):
+        found = (code for phrase, code in _REASONS if phrase in error.description)
+        reason = next(found, "invalid_token")
+    return reason
+
+
+def _parse(text: str | None) -> IpAddress | None:
+    if not text:
+        return None
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1 for every rule
+    return address
+
+
+def _in(address: IpAddress | None, networks: tuple[IpNetwork, ...]) -> bool:
+    if address is None:
+        return False
+    return any(address.version == net.version and address in net for net in networks)

@@ -1,0 +1,159 @@
+"""Whom the gateway believes: the issuer's keys (embedded keyring or remote JWKS found through
+discovery) and, for opaque tokens, the issuer's introspection endpoint.
+
+The validator is built with every audience a route names; each route then checks its own
+(`policy.check_token`), so one validator and one token cache serve all routes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+
+from tokenward.gateway.bff import Bff, Endpoints
+from tokenward.gateway.model import GatewayConfig, Trust
+from tokenward.guard import KeySource, RemoteJwks, RevocationMirror, StaticKeySource, Validator
+from tokenward.guard.introspection_client import IntrospectionResolver
+from tokenward.guard.validator import OpaqueResolver
+from tokenward.tokens.errors import JoseError
+from tokenward.tokens.jwk import key_set_from_jwks
+
+DISCOVERY_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
+
+
+class TrustError(RuntimeError):
+    """The issuer cannot be reached or described itself wrongly: the gateway will not start."""
+
+
+@dataclass
+class TrustSetup:
+    validator: Validator
+    introspection: IntrospectionResolver | None
+
+
+def audiences(config: GatewayConfig) -> tuple[str, ...]:
+    named = [*config.trust.audiences, *(r.audience for r in config.routes if r.audience)]
+    return tuple(dict.fromkeys(named))
+
+
+async def discover(issuer: str, http_timeout: float = 5.0) -> dict[str, object]:
+    """RFC 8414 §3 metadata (then OIDC discovery); the `issuer` in it must match exactly."""
+    base = issuer.rstrip("/")
+    async with httpx.AsyncClient(timeout=http_timeout) as client:
+        for path in DISCOVERY_PATHS:
+            try:
+                response = await client.get(base + path, headers={"accept": "application/json"})
+            except httpx.HTTPError as exc:
+                raise TrustError(
+                    f"cannot reach the issuer at {base}: {type(exc).__name__}"
+                ) from None
+            if response.status_code == 200:
+                metadata = orjson.loads(response.content)
+                if not isinstance(metadata, dict) or metadata.get("issuer") != issuer:
+                    raise TrustError(
+                        "the issuer's metadata names a different issuer (RFC 8414 §3.3)"
+                    )
+                return metadata
+    raise TrustError(f"the issuer at {base} publishes no discovery metadata")
+
+
+async def remote_trust(
+    trust: Trust, config: GatewayConfig, clock: Callable[[], float] = time.time
+) -> TrustSetup:
+    assert trust.issuer is not None  # noqa: S101 - config validation requires it
+    fixed_keys = trust.jwks_uri is not None or trust.jwks_file is not None
+    needs_metadata = not fixed_keys or (
+        trust.introspection_client_id is not None and trust.introspection_endpoint is None
+    )
+    metadata = await discover(trust.issuer) if needs_metadata else {}
+    keys: KeySource
+    if trust.jwks_file is not None:
+        keys = _key_file(trust.jwks_file)
+    else:
+        jwks_uri = trust.jwks_uri or metadata.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise TrustError("the issuer's metadata has no jwks_uri")
+        keys = RemoteJwks(jwks_uri)
+    resolver = _introspection(trust, metadata, clock)
+    validator = build_validator(config, keys, RevocationMirror(), resolver, clock)
+    return TrustSetup(validator, resolver)
+
+
+def _key_file(path: str) -> StaticKeySource:
+    try:
+        return StaticKeySource(key_set_from_jwks(orjson.loads(Path(path).read_bytes())))
+    except OSError as exc:
+        raise TrustError(f"cannot read trust.jwks_file {path}: {exc.strerror}") from None
+    except (orjson.JSONDecodeError, JoseError) as exc:
+        raise TrustError(f"trust.jwks_file {path} is not a usable JWKS: {exc}") from None
+
+
+def build_validator(
+    config: GatewayConfig,
+    keys: KeySource,
+    revocations: RevocationMirror,
+    opaque: OpaqueResolver | None,
+    clock: Callable[[], float] = time.time,
+) -> Validator:
+    assert config.trust.issuer is not None  # noqa: S101 - config validation requires it
+    return Validator(
+        issuer=config.trust.issuer,
+        audience=audiences(config),
+        keys=keys,
+        revocations=revocations,
+        opaque=opaque,
+        clock=clock,
+    )
+
+
+def _introspection(
+    trust: Trust, metadata: dict[str, object], clock: Callable[[], float]
+) -> IntrospectionResolver | None:
+    if trust.introspection_client_id is None:
+        return None
+    endpoint = trust.introspection_endpoint or metadata.get("introspection_endpoint")
+    if not isinstance(endpoint, str):
+        raise TrustError("the issuer's metadata has no introspection_endpoint")
+    return IntrospectionResolver(
+        endpoint,
+        trust.introspection_client_id,
+        read_secret(trust.introspection_secret_env, trust.introspection_secret_file),
+        max_ttl=trust.introspection_max_ttl,
+        negative_ttl=trust.introspection_negative_ttl,
+        clock=clock,
+    )
+
+
+def read_secret(env: str | None, file: str | None) -> str:
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            raise TrustError(f"the environment variable {env} is not set")
+        return value
+    assert file is not None  # noqa: S101 - config validation requires one of them
+    try:
+        return Path(file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise TrustError(f"cannot read the secret file {file}: {exc.strerror}") from None
+
+
+async def build_bff(config: GatewayConfig, clock: Callable[[], float] = time.time) -> Bff | None:
+    """Browser mode's client: the issuer's endpoints from discovery, its secret from env/file."""
+    settings = config.bff
+    if settings is None:
+        return None
+    assert config.trust.issuer is not None  # noqa: S101 - config validation requires it
+    metadata = await discover(config.trust.issuer)
+    authorize, token = metadata.get("authorization_endpoint"), metadata.get("token_endpoint")
+    if not isinstance(authorize, str) or not isinstance(token, str):
+        raise TrustError("the issuer's metadata lacks authorization_endpoint or token_endpoint")
+    revocation = metadata.get("revocation_endpoint")
+    endpoints = Endpoints(authorize, token, revocation if isinstance(revocation, str) else None)
+    secret = read_secret(settings.client_secret_env, settings.client_secret_file)
+    return Bff(settings, endpoints, secret, clock)

@@ -1,0 +1,167 @@
+"""Config loading: a good file becomes frozen values; a bad one is refused with line and field."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from tokenward.gateway.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gateway.yaml"
+GOOD = """\
+trust:
+  issuer: https://as.example
+  audience: https://api.example
+rate_limits:
+  hourly: {requests: 50, per: 3600, key: client}
+routes:
+  - name: orders
+    prefix: /orders
+    methods: [get, POST]
+    upstreams: [http://10.0.0.1:8000/v1, http://10.0.0.2:8000/v1]
+    auth: bearer
+    scopes: [orders:read]
+    rate_limit: hourly
+    ip: {allow: [10.0.0.0/8, "2001:db8::/32"], deny: [10.9.0.0/16]}
+    timeouts: {connect: 1.5, read: 10}
+  - name: health
+    prefix: /health
+    upstreams: http://10.0.0.1:8000
+    auth: none
+"""
+
+
+def test_good_config() -> None:
+    config = parse_config(GOOD, "gw.yaml")
+    orders, health = config.routes
+    assert orders.methods == frozenset({"GET", "POST"})
+    assert [u.host for u in orders.upstreams] == ["10.0.0.1", "10.0.0.2"]
+    assert orders.upstreams[0].base_path == "/v1"
+    assert orders.rate_limit is not None
+    assert (orders.rate_limit.requests, orders.rate_limit.key) == (50, "client")
+    assert ipaddress.ip_network("2001:db8::/32") in orders.ip.allow
+    assert (orders.connect_timeout, orders.read_timeout) == (1.5, 10.0)
+    assert health.rate_limit is None  # open routes get no token-keyed default
+    assert config.identity_headers["subject"] == "x-auth-subject"
+
+
+def test_bearer_routes_default_to_1000_per_hour_per_token() -> None:
+    config = parse_config(GOOD.replace("    rate_limit: hourly\n", ""))
+    limit = config.routes[0].rate_limit
+    assert limit is not None
+    assert (limit.requests, limit.per, limit.key) == (1000, 3600.0, "token")
+
+
+def test_example_file_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert config.routes
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field", "message"),
+    [
+        (
+            "    scopes: [orders:read]",
+            "    scope: [orders:read]",
+            12,
+            "routes[0].scope",
+            "unknown field",
+        ),
+        (
+            "    auth: bearer",
+            "    auth: dpop",
+            11,
+            "routes[0].auth",
+            "DPoP-bound routes are not available",
+        ),
+        (
+            "    auth: bearer",
+            "    auth: signed_url",
+            11,
+            "routes[0].auth",
+            "signed-URL routes are not available",
+        ),
+        ("    auth: bearer", "    auth: magic", 11, "routes[0].auth", "must be one of"),
+        ("10.9.0.0/16", "10.9.0.0/99", 14, "routes[0].ip.deny[0]", "not an IPv4 or IPv6"),
+        (
+            "http://10.0.0.2:8000/v1",
+            "https://10.0.0.2/v1",
+            10,
+            "routes[0].upstreams[1]",
+            "must be an http:// URL",
+        ),
+        (
+            "    methods: [get, POST]",
+            "    methods: [FETCH]",
+            9,
+            "routes[0].methods",
+            "unknown HTTP method",
+        ),
+        ("connect: 1.5", "connect: -1", 15, "routes[0].timeouts.connect", "at least"),
+        (
+            "rate_limit: hourly",
+            "rate_limit: daily",
+            13,
+            "routes[0].rate_limit",
+            "no rate_limits policy named 'daily'",
+        ),
+        ("    prefix: /orders", "    prefix: orders", 8, "routes[0].prefix", "must start with /"),
+        ("  - name: health", "  - name: orders", 16, "routes[1]", "used twice"),
+        ("  audience: https://api.example\n", "", 6, "routes[0]", "needs audience"),
+    ],
+)
+def test_bad_config_names_line_and_field(
+    old: str, new: str, line: int, field: str, message: str
+) -> None:
+    assert old in GOOD
+    with pytest.raises(ConfigError) as caught:
+        parse_config(GOOD.replace(old, new, 1), "gw.yaml")
+    error = caught.value
+    assert (error.line, error.field) == (line, field), str(error)
+    assert message in str(error)
+    assert str(error).startswith(f"gw.yaml:{line}: {field}: ")
+
+
+def test_duplicate_keys_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"gw.yaml:4: routes\[0\].auth: appears twice"):
+        parse_config(
+            "trust: {issuer: https://a, audience: b}\nroutes:\n"
+            "  - {prefix: /, upstreams: [http://h], auth: none,\n     auth: bearer}\n",
+            "gw.yaml",
+        )
+
+
+def test_not_yaml_and_empty_and_missing() -> None:
+    with pytest.raises(ConfigError, match=r"gw.yaml:3: not valid YAML"):
+        parse_config("routes:\n  - [unclosed\n", "gw.yaml")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        parse_config("", "gw.yaml")
+    with pytest.raises(ConfigError, match="routes: is required"):
+        parse_config("listen: {port: 80}\n", "gw.yaml")
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config("/nonexistent/gateway.yaml")
+
+
+def test_introspection_needs_one_secret_source() -> None:
+    text = GOOD.replace(
+        "  audience: https://api.example\n",
+        "  audience: https://api.example\n  introspection: {client_id: gw}\n",
+    )
+    with pytest.raises(ConfigError, match="exactly one of client_secret_env"):
+        parse_config(text)
+
+
+def test_bff_section_is_required_and_checked() -> None:
+    bff_route = GOOD.replace("    auth: bearer\n", "    auth: bff\n", 1)
+    with pytest.raises(ConfigError, match="bff: is required when a route uses auth: bff"):
+        parse_config(bff_route)
+    section = "bff:\n  client_id: web\n  redirect_uri: https://gw/cb\n  client_secret_env: S\n"
+    with pytest.raises(ConfigError, match=r"gw.yaml:2: bff: allowed_origins: is required"):
+        parse_config(section + bff_route, "gw.yaml")
+    config = parse_config(section + "  allowed_origins: https://app.example/\n" + bff_route)
+    assert config.bff is not None
+    assert config.bff.allowed_origins == ("https://app.example",)
+    assert config.bff.secure_cookies is True
+    assert config.routes[0].auth == "bff"
