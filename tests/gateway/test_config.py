@@ -71,17 +71,10 @@ def test_example_file_loads() -> None:
         ),
         (
             "    auth: bearer",
-            "    auth: dpop",
-            11,
-            "routes[0].auth",
-            "DPoP-bound routes are not available",
-        ),
-        (
-            "    auth: bearer",
             "    auth: signed_url",
-            11,
-            "routes[0].auth",
-            "signed-URL routes are not available",
+            12,
+            "routes[0].scopes",
+            "scopes need a token",
         ),
         ("    auth: bearer", "    auth: magic", 11, "routes[0].auth", "must be one of"),
         ("10.9.0.0/16", "10.9.0.0/99", 14, "routes[0].ip.deny[0]", "not an IPv4 or IPv6"),
@@ -165,3 +158,50 @@ def test_bff_section_is_required_and_checked() -> None:
     assert config.bff.allowed_origins == ("https://app.example",)
     assert config.bff.secure_cookies is True
     assert config.routes[0].auth == "bff"
+
+
+def test_dpop_route_public_url_and_nonces() -> None:
+    dpop_route = GOOD.replace("    auth: bearer\n", "    auth: dpop\n", 1)
+    config = parse_config(
+        "public_url: https://api.example/gw/\n"
+        "dpop: {algorithms: [ES256, EdDSA], nonce_secret_env: N}\n" + dpop_route
+    )
+    assert config.routes[0].auth == "dpop"
+    assert config.public_url == "https://api.example/gw"
+    assert config.dpop.algorithms == ("ES256", "EdDSA")
+    assert config.dpop.nonces
+    assert config.routes[0].rate_limit is not None  # token-keyed default, as for bearer
+    with pytest.raises(ConfigError, match=r"gw.yaml:1: public_url: must be an http"):
+        parse_config("public_url: ftp://x\n" + dpop_route, "gw.yaml")
+    with pytest.raises(ConfigError, match=r"gw.yaml:1: dpop.algorithms: must be some of"):
+        parse_config("dpop: {algorithms: [HS256]}\n" + dpop_route, "gw.yaml")
+    with pytest.raises(ConfigError, match=r"trust\.issuer is required"):
+        parse_config("routes:\n  - {prefix: /x, upstreams: [http://h], auth: dpop}\n")
+
+
+def test_signed_url_route_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TW_GW_TEST_LINK_KEY", "k" * 32)
+    head = "routes:\n  - name: media\n    prefix: /media\n    upstreams: [http://h]\n"
+    route = head + "    auth: signed_url\n"
+    good = route + (
+        "    signed_url:\n      leeway: 5\n      keys:\n"
+        "        - {kid: new, secret_env: TW_GW_TEST_LINK_KEY}\n"
+        "        - {kid: old, secret: " + "s" * 40 + "}\n"
+    )
+    config = parse_config(good)
+    settings = config.routes[0].signed_url
+    assert settings is not None
+    assert [kid for kid, _ in settings.keys] == ["new", "old"]
+    assert settings.leeway == 5
+    assert "k" * 32 not in repr(config)  # secrets never in a repr
+    assert config.routes[0].rate_limit is None  # no token: no token-keyed default
+    with pytest.raises(ConfigError, match=r"gw.yaml:2: routes\[0\]: signed_url: \{keys"):
+        parse_config(route, "gw.yaml")
+    short = good.replace("s" * 40, "short")
+    with pytest.raises(ConfigError, match=r"keys\[1\].secret: a signing secret needs at least 32"):
+        parse_config(short)
+    unset = good.replace("TW_GW_TEST_LINK_KEY", "TW_GW_TEST_UNSET")
+    with pytest.raises(ConfigError, match="TW_GW_TEST_UNSET is not set"):
+        parse_config(unset)
+    with pytest.raises(ConfigError, match=r"signed_url: needs auth: signed_url"):
+        parse_config(good.replace("auth: signed_url", "auth: none"))

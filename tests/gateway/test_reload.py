@@ -147,7 +147,7 @@ def test_cli_serves_reloads_on_sighup_and_exposes_metrics(
 
 def test_cli_refuses_a_bad_config_with_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
-    path.write_text("routes:\n  - {prefix: /x, upstreams: [http://h], auth: dpop}\n")
+    path.write_text("routes:\n  - {prefix: /x, upstreams: [http://h], auth: magic}\n")
     code = "import sys; from tokenward.gateway.cli import run_gateway; run_gateway(sys.argv[1])"
     result = subprocess.run(
         [sys.executable, "-c", code, str(path)],
@@ -157,7 +157,7 @@ def test_cli_refuses_a_bad_config_with_line_and_field(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert f"{path}:2: routes[0].auth: DPoP-bound routes are not available" in result.stderr
+    assert f"{path}:2: routes[0].auth: must be one of" in result.stderr
 
 
 def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import structlog
 from starlette.types import Receive, Scope, Send
@@ -20,7 +21,7 @@ from tokenward.gateway.admission import admit, check_url
 from tokenward.gateway.audit import AuditLog, AuditRecord
 from tokenward.gateway.bff import Bff, parse_cookies
 from tokenward.gateway.compiled import Compiled, check_reloadable
-from tokenward.gateway.headers import Incoming
+from tokenward.gateway.headers import Incoming, safe_header_value
 from tokenward.gateway.idempotency import (
     UNSAFE,
     Idempotency,
@@ -28,7 +29,7 @@ from tokenward.gateway.idempotency import (
     MemoryIdempotencyStore,
 )
 from tokenward.gateway.metrics import GatewayMetrics
-from tokenward.gateway.model import GatewayConfig, Route
+from tokenward.gateway.model import TOKEN_MODES, GatewayConfig, Route
 from tokenward.gateway.policy import Denied, bearer_reason, check_token
 from tokenward.gateway.proxy import ClientGone, Proxy
 from tokenward.gateway.ratelimit import MemoryRateLimiter, RateLimiter, retry_after
@@ -41,15 +42,40 @@ from tokenward.gateway.render import (
     send_json,
 )
 from tokenward.gateway.upstream import Pool, UpstreamError
-from tokenward.guard.errors import BearerError, InvalidRequest
+from tokenward.guard.errors import (
+    BearerError,
+    InvalidDpopProof,
+    InvalidRequest,
+    InvalidToken,
+    MissingToken,
+)
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import Validator
 from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
+from tokenward.signedurl import Reason
+from tokenward.signedurl.asgi import request_path, unsigned_query
 from tokenward.tokens.claims import AccessToken
 
 log = structlog.get_logger(__name__)
 Headers = list[tuple[bytes, bytes]]
+NOT_DPOP = "this route needs a DPoP-bound token sent with the DPoP scheme and a proof"
+SIGNATURE_REFUSALS = {
+    Reason.MISSING: "this route serves signed links only; the link has no signature",
+    Reason.MALFORMED: "the signed link is malformed or ambiguous",
+    Reason.UNKNOWN_KEY: "the link is signed with a key this gateway does not know",
+    Reason.BAD_SIGNATURE: "the link's signature does not match",
+    Reason.EXPIRED: "the link has expired",
+    Reason.NOT_YET_VALID: "the link is not valid yet",
+    Reason.WRONG_IP: "the link was issued for another client address",
+    Reason.WRONG_PATH: "the link does not cover this path",
+}
 CLIENT_CLOSED = 499  # the client left before an answer: logged, never sent
+
+
+class Background(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Gateway:
@@ -65,14 +91,18 @@ class Gateway:
         introspection: IntrospectionResolver | None = None,
         idempotency: IdempotencyStore | None = None,
         bff: Bff | None = None,
+        background: Sequence[Background] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if validator is None and any(route.auth != "none" for route in config.routes):
+        """`background`: started before the first request and stopped at shutdown, in order
+        (the revocation feed of `revocations:`, the Redis clients of the shared backends)."""
+        if validator is None and any(route.auth in TOKEN_MODES for route in config.routes):
             raise ValueError("routes with auth: bearer need a validator")
+        _check_dpop(config, validator)
         if bff is None and config.bff is not None:
             raise ValueError("a config with bff: needs a Bff (tokenward.gateway.bff)")
         self.bff = bff
-        self.compiled = Compiled(config, bff.cookie_names if bff else ())
+        self.compiled = Compiled(config, bff.cookie_names if bff else (), clock)
         self.validator = validator
         self.limiter = limiter or MemoryRateLimiter()
         # The memory backend answers without I/O: call it without a coroutine on the hot path.
@@ -85,6 +115,7 @@ class Gateway:
         self.introspection = introspection
         self.clock = clock
         self.idempotency = Idempotency(idempotency or MemoryIdempotencyStore(), clock)
+        self.background = list(background)
 
     @property
     def config(self) -> GatewayConfig:
@@ -93,7 +124,8 @@ class Gateway:
     def reload(self, config: GatewayConfig) -> None:
         """Swap in a new config; raises ValueError (and keeps the old one) if it cannot apply."""
         check_reloadable(self.compiled.config, config, has_validator=self.validator is not None)
-        self.compiled = Compiled(config, self.bff.cookie_names if self.bff else ())
+        _check_dpop(config, self.validator)
+        self.compiled = Compiled(config, self.bff.cookie_names if self.bff else (), self.clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -107,11 +139,16 @@ class Gateway:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         audit = self.audit
+        audits = [audit] if audit is not None else []
         await lifespan(
             receive,
             send,
-            on_start=audit.start if audit is not None else None,
-            on_stop=[self.proxy.pool.close, *([audit.stop] if audit is not None else [])],
+            on_start=[*(item.start for item in audits), *(item.start for item in self.background)],
+            on_stop=[
+                *(item.stop for item in reversed(self.background)),
+                self.proxy.pool.close,
+                *(item.stop for item in audits),
+            ],
         )
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -126,6 +163,9 @@ class Gateway:
             status = denied.status
             body = {"error": denied.reason, "error_description": denied.message}
             await send_json(send, status, body, denied.headers + hsts)
+        except DpopRefused as refused:
+            record.reason = bearer_reason(refused.error)
+            status = await send_challenge(send, refused.error, hsts, refused.algorithms)
         except BearerError as error:
             record.reason = bearer_reason(error)
             status = await send_challenge(send, error, hsts)
@@ -163,12 +203,20 @@ class Gateway:
         route, incoming, peer, scheme = admit(compiled, scope, record)
         added: Headers = []
         token = None
-        if route.auth != "none":
+        if route.auth == "dpop":
+            token = await self._authenticate_dpop(compiled, route, scope, incoming, scheme)
+            record.token = token
+            added = compiled.identity(token)
+        elif route.auth == "signed_url":
+            scope, added = self._check_signature(compiled, route, scope, record.ip)
+        elif route.auth != "none":
             token = await self._authenticate(route, await self._credential(route, scope, incoming))
             record.token = token
             added = compiled.identity(token)
         else:
             added = [(b"authorization", value) for value in incoming.authorization]
+        if incoming.dpop and route.auth != "dpop":
+            added.extend((b"dpop", value) for value in incoming.dpop)  # not ours to consume
         extra = compiled.hsts(scheme)
         if route.rate_limit is not None:
             extra = [*extra, *await self._rate_limit(compiled, route, token, record.ip)]
@@ -256,6 +304,55 @@ class Gateway:
         check_token(route, token)
         return token
 
+    async def _authenticate_dpop(
+        self, compiled: Compiled, route: Route, scope: Scope, incoming: Incoming, scheme: str
+    ) -> AccessToken:
+        """RFC 9449 §7: the DPoP scheme, a bound token and a fresh proof for this request."""
+        validator = self.validator
+        assert validator is not None  # noqa: S101 - checked in __init__ and reload
+        assert validator.dpop is not None  # noqa: S101 - checked in __init__ and reload
+        try:
+            values = incoming.authorization
+            if len(values) > 1:
+                raise InvalidRequest(DUPLICATE_AUTHORIZATION)
+            if not values:
+                raise MissingToken
+            header = values[0].decode("latin-1")
+            if header[:5].lower() != "dpop ":
+                raise InvalidToken(NOT_DPOP)  # a bound token as Bearer, or an unbound one
+            proofs = incoming.dpop
+            if len(proofs) > 1:
+                raise InvalidDpopProof("send exactly one DPoP proof")  # RFC 9449 §4.3 (1)
+            token = await validator.authenticate_request(
+                header,
+                dpop_proof=proofs[0].decode("latin-1") if proofs else None,
+                method=scope["method"],
+                url=compiled.htu(scope, incoming, scheme),
+            )
+            check_token(route, token)
+        except BearerError as error:
+            raise DpopRefused(error, validator.dpop.algorithms) from None
+        return token
+
+    def _check_signature(
+        self, compiled: Compiled, route: Route, scope: Scope, client_ip: str
+    ) -> tuple[Scope, Headers]:
+        """A signed link (docs/signed-urls.md): checked on the raw path, forwarded without its
+        `tw_` parameters; a subject bound into the link goes upstream as the subject header."""
+        query = scope["query_string"].decode("utf-8", "surrogateescape")
+        verdict = compiled.signatures[route.name](
+            request_path(scope), query, client_ip, self.clock()
+        )
+        if verdict.reason is not None:
+            reason = verdict.reason
+            raise Denied(verdict.status, str(reason), SIGNATURE_REFUSALS[reason])
+        kept = unsigned_query(query).encode("utf-8", "surrogateescape")
+        added: Headers = []
+        if verdict.subject:
+            name = compiled.config.identity_headers["subject"].encode("latin-1")
+            added.append((name, safe_header_value(verdict.subject)))
+        return {**scope, "query_string": kept}, added
+
     def _expire_opaque(self, validator: Validator, header: str) -> None:
         """An opaque token's validator-cache entry holds only while its introspection answer
         is fresh (`max_ttl`); past that, drop it so the issuer is asked again."""
@@ -286,6 +383,25 @@ class Gateway:
         return headers
 
 
+class DpopRefused(Exception):
+    """A refusal on a dpop route: answered with the DPoP challenge instead of Bearer."""
+
+    def __init__(self, error: BearerError, algorithms: tuple[str, ...]) -> None:
+        super().__init__(error.description)
+        self.error = error
+        self.algorithms = algorithms
+
+
+def _check_dpop(config: GatewayConfig, validator: Validator | None) -> None:
+    if any(route.auth == "dpop" for route in config.routes) and (
+        validator is None or validator.dpop is None
+    ):
+        raise ValueError(
+            "routes with auth: dpop need a validator with a DPoP verifier "
+            "(tokenward.gateway.trust.build_validator makes one)"
+        )
+
+
 def create_gateway(
     config: GatewayConfig,
     validator: Validator | None,
@@ -295,8 +411,19 @@ def create_gateway(
     audit: AuditLog | None = None,
     introspection: IntrospectionResolver | None = None,
     bff: Bff | None = None,
+    background: Sequence[Background] = (),
     clock: Callable[[], float] = time.time,
 ) -> Gateway:
     """The gateway ASGI app for a loaded config. `validator` must accept every route's audience
     (build it with those audiences, or any_audience=True: the gateway checks each route's)."""
-    return Gateway(config, validator, limiter=limiter, metrics=metrics, audit=audit, clock=clock)
+    return Gateway(
+        config,
+        validator,
+        limiter=limiter,
+        metrics=metrics,
+        audit=audit,
+        introspection=introspection,
+        bff=bff,
+        background=background,
+        clock=clock,
+    )

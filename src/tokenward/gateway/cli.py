@@ -15,12 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+from redis.asyncio import Redis
 
 from tokenward.config import Settings
-from tokenward.gateway.app import Gateway
+from tokenward.gateway.app import Background, Gateway
 from tokenward.gateway.audit import AuditLog
 from tokenward.gateway.config import ConfigError, GatewayConfig, load_config
+from tokenward.gateway.feed import GatewayFeed, deployment_namespace, namespace_for
 from tokenward.gateway.metrics import GatewayMetrics
+from tokenward.gateway.model import TOKEN_MODES
 from tokenward.gateway.reload import Reloader
 from tokenward.gateway.serving import http_protocol
 from tokenward.gateway.trust import (
@@ -30,6 +33,10 @@ from tokenward.gateway.trust import (
     build_validator,
     remote_trust,
 )
+from tokenward.guard import RevocationMirror
+from tokenward.store.redis_ratelimit import RedisRateLimiter
+from tokenward.store.redis_replay import RedisReplayCache
+from tokenward.tokens.dpop import FirstUse
 from tokenward.tokens.opaque import StoreOpaqueResolver
 from tokenward.wiring import Services, build_services, open_stores
 
@@ -61,12 +68,66 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-async def build_trust(config: GatewayConfig) -> TrustSetup | None:
-    if all(route.auth == "none" for route in config.routes):
+async def build_trust(
+    config: GatewayConfig,
+    *,
+    mirror: RevocationMirror | None = None,
+    first_use: FirstUse | None = None,
+) -> TrustSetup | None:
+    if not any(route.auth in TOKEN_MODES for route in config.routes):
         return None
     if config.trust.mode == "local":
         return await local_trust(config)
-    return await remote_trust(config.trust, config)
+    return await remote_trust(config.trust, config, mirror=mirror, first_use=first_use)
+
+
+class Shared:
+    """What gateways behind one balancer share: one Redis client (for the revocation feed, the
+    DPoP replay cache and, when configured, rate limits) and the revocation feed."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        revocations = config.revocations
+        url = revocations.redis_url if revocations is not None else None
+        self.redis = Redis.from_url(url) if url is not None else None
+        rate_url = config.rate_limit_redis_url
+        self.rate_redis = self.redis
+        if rate_url is not None and rate_url != url:
+            self.rate_redis = Redis.from_url(rate_url)
+        self.mirror = RevocationMirror() if revocations is not None else None
+        issuer = config.trust.issuer or ""
+        schema = revocations.database_schema if revocations is not None else None
+        self.namespace = (
+            namespace_for(revocations, issuer)
+            if revocations is not None
+            else deployment_namespace(issuer, schema)
+        )
+        self.feed = (
+            GatewayFeed(revocations, issuer, self.mirror, redis=self.redis)
+            if revocations is not None and self.mirror is not None
+            else None
+        )
+
+    def limiter(self, config: GatewayConfig) -> RedisRateLimiter | None:
+        """Rate limits in Redis (exact across gateways) when `rate_limits.redis_url` is set, or
+        else the revocations Redis; None: this process's memory."""
+        if self.rate_redis is None:
+            return None
+        prefix = config.rate_limit_redis_prefix or self.namespace + ":ratelimit:"
+        return RedisRateLimiter(self.rate_redis, prefix)
+
+    def first_use(self) -> FirstUse | None:
+        if self.redis is None:
+            return None
+        return RedisReplayCache(self.redis, prefix=self.namespace + ":gateway-replay:").first_use
+
+    def background(self) -> list[Background]:
+        return [self.feed] if self.feed is not None else []
+
+    async def close(self) -> None:
+        if self.rate_redis is not None and self.rate_redis is not self.redis:
+            await self.rate_redis.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 async def local_trust(config: GatewayConfig) -> TrustSetup:
@@ -86,12 +147,20 @@ def embedded_trust(services: Services, config: GatewayConfig) -> TrustSetup:
     (for mounting the gateway beside `tokenward serve`)."""
     own = services.validator
     opaque = StoreOpaqueResolver(services.stores.access_tokens)
-    validator = build_validator(config, own.keys, own.revocations, opaque, services.clock)
+    validator = build_validator(
+        config,
+        own.keys,
+        own.revocations,
+        opaque,
+        services.clock,
+        first_use=services.stores.replay.first_use,
+    )
     return TrustSetup(validator, None)
 
 
 async def serve_gateway(config: GatewayConfig, path: Path | None = None) -> None:
-    trust = await build_trust(config)
+    shared = Shared(config)
+    trust = await build_trust(config, mirror=shared.mirror, first_use=shared.first_use())
     bff = await build_bff(config)
     metrics = GatewayMetrics()
     audit = AuditLog.open(config.audit_path)
@@ -102,6 +171,8 @@ async def serve_gateway(config: GatewayConfig, path: Path | None = None) -> None
         audit=audit,
         introspection=trust.introspection if trust else None,
         bff=bff,
+        background=shared.background(),
+        limiter=shared.limiter(config),
     )
     metrics_server = (
         metrics.serve(config.metrics_host, config.metrics_port)
@@ -128,6 +199,7 @@ async def serve_gateway(config: GatewayConfig, path: Path | None = None) -> None
             metrics_server[0].shutdown()
         if audit is not None:
             audit.close()
+        await shared.close()
 
 
 def uvicorn_config(app: Gateway, config: GatewayConfig, *, coalesce: bool = True) -> uvicorn.Config:

@@ -6,24 +6,35 @@ Built once per load or reload, then never changed; `Gateway.reload` swaps the wh
 from __future__ import annotations
 
 import ipaddress
+import time
+from collections.abc import Callable
 
 from starlette.types import Scope
 
 from tokenward.gateway.headers import IdentityHeaders, Incoming, RequestHeaderPolicy
-from tokenward.gateway.model import GatewayConfig
-from tokenward.gateway.policy import RouteTable
+from tokenward.gateway.model import TOKEN_MODES, GatewayConfig
+from tokenward.gateway.policy import Denied, RouteTable
 from tokenward.gateway.proxy import Balancer
 from tokenward.gateway.ratelimit import policy_header, state_prefix
+from tokenward.signedurl import KeySet, Verdict, Verifier
+
+SignatureCheck = Callable[[str, str, str | None, float | None], Verdict]
 
 Headers = list[tuple[bytes, bytes]]
 # Sections that shape the process itself (sockets, trust, sinks): a reload cannot change them.
 RESTART_ONLY = (
-    "trust", "host", "port", "tls", "audit_path", "metrics_host", "metrics_port", "bff",
+    "trust", "host", "port", "tls", "audit_path", "metrics_host", "metrics_port", "bff", "dpop",
+    "revocations", "rate_limit_redis_url", "rate_limit_redis_prefix",
 )  # fmt: skip
 
 
 class Compiled:
-    def __init__(self, config: GatewayConfig, session_cookies: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        session_cookies: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.routes = RouteTable(config.routes)
         self.balancers = {route.name: Balancer(route.upstreams) for route in config.routes}
@@ -49,6 +60,18 @@ class Compiled:
             if route.rate_limit is not None
         }
         self._trusted_peers: dict[str | None, bool] = {}
+        # route name -> Verifier.verify_request, built once per load (keys pre-hashed).
+        self.signatures: dict[str, SignatureCheck] = {}
+        for route in config.routes:
+            if route.signed_url is not None:
+                settings = route.signed_url
+                keys = KeySet.from_secrets(dict(settings.keys), settings.keys[0][0])
+                self.signatures[route.name] = Verifier(
+                    keys,
+                    clock=clock,
+                    leeway=settings.leeway,
+                    allow_unsigned_query=settings.allow_unsigned_query,
+                ).verify_request
 
     def hsts(self, scheme: str) -> Headers:
         # RFC 6797 §7.2: HSTS only over secure transport; a plain-HTTP answer must not carry it.
@@ -61,6 +84,19 @@ class Compiled:
             return "https" if proto.strip().lower() == b"https" else "http"
         scheme: str = scope.get("scheme", "http")
         return scheme
+
+    def htu(self, scope: Scope, incoming: Incoming, scheme: str) -> str:
+        """This request's URL as the client addressed it, for DPoP's `htu` (RFC 9449 §4.3):
+        `public_url` + path when configured, else the client's scheme and Host + path."""
+        raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        path = raw.split(b"?", 1)[0].decode("latin-1")
+        base = self.config.public_url
+        if base is None:
+            host = incoming.host
+            if not host:
+                raise Denied(400, "malformed", "a Host header is required")
+            base = f"{scheme}://{host.decode('latin-1')}"
+        return base + path
 
     def peer_trusted(self, peer: str | None) -> bool:
         if peer is None or not self.trusted:
@@ -81,5 +117,5 @@ def check_reloadable(old: GatewayConfig, new: GatewayConfig, *, has_validator: b
     changed = [name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name)]
     if changed:
         raise ValueError(f"{', '.join(changed)} changed: these need a restart, not a reload")
-    if not has_validator and any(route.auth != "none" for route in new.routes):
+    if not has_validator and any(route.auth in TOKEN_MODES for route in new.routes):
         raise ValueError("routes with auth: bearer need a validator: restart with trust set")

@@ -18,6 +18,7 @@ from tokenward.gateway.model import (
     METHODS,
     NOT_YET,
     RATE_KEYS,
+    TOKEN_MODES,
     GatewayConfig,
     IpNetwork,
     IpRules,
@@ -55,12 +56,16 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
                 "metrics",
                 "routes",
                 "bff",
+                "public_url",
+                "dpop",
+                "revocations",
             }
         )
     )
     if "routes" not in top:
         raise root.error("routes: is required (a list of at least one route)")
     policies = _rate_policies(top.get("rate_limits"))
+    rate_redis, rate_prefix = _rate_backend(top.get("rate_limits"))
     routes = tuple(_route(node, policies) for node in top["routes"].sequence())
     if not routes:
         raise top["routes"].error("needs at least one route")
@@ -71,12 +76,15 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
     bff_settings = sections.bff(top.get("bff"))
     if bff_settings is None and any(route.auth == "bff" for route in routes):
         raise root.error("bff: is required when a route uses auth: bff")
-    bearer = [route for route in routes if route.auth != "none"]
+    revocations = sections.revocations(top.get("revocations"))
+    if revocations is not None and trust.mode == "local":
+        raise top["revocations"].error("trust.mode local follows its own revocations: remove it")
+    bearer = [route for route in routes if route.auth in TOKEN_MODES]
     if bearer and trust.issuer is None:
         raise root.error("trust.issuer is required when a route uses auth")
     for route, node in zip(routes, top["routes"].sequence(), strict=True):
         # No audience anywhere would admit tokens minted for any API: refuse that default.
-        if route.auth != "none" and route.audience is None and not trust.audiences:
+        if route.auth in TOKEN_MODES and route.audience is None and not trust.audiences:
             raise node.error("needs audience: (or set trust.audience for every route)")
     return GatewayConfig(
         routes=routes,
@@ -91,6 +99,11 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         bff=bff_settings,
+        public_url=sections.public_url(top.get("public_url")),
+        dpop=sections.dpop(top.get("dpop")),
+        revocations=revocations,
+        rate_limit_redis_url=rate_redis,
+        rate_limit_redis_prefix=rate_prefix,
         source=source,
     )
 
@@ -110,8 +123,24 @@ def _rate_policies(node: Node | None) -> dict[str, RatePolicy]:
         return policies
     for key, value in node.items():
         name = key.string()
-        policies[name] = _rate_policy(value, name)
+        if name not in RATE_BACKEND:
+            policies[name] = _rate_policy(value, name)
     return policies
+
+
+RATE_BACKEND = ("redis_url", "redis_prefix")  # reserved names under rate_limits:
+
+
+def _rate_backend(node: Node | None) -> tuple[str | None, str | None]:
+    """`rate_limits.redis_url` (and `redis_prefix`): limits shared by every gateway."""
+    found: dict[str, Node] = {}
+    for key, value in node.items() if node is not None else ():
+        if key.string() in RATE_BACKEND:
+            found[key.string()] = value
+    url = found["redis_url"].string() if "redis_url" in found else None
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise found["redis_url"].error("must be a redis://, rediss:// or unix:// URL")
+    return url, found["redis_prefix"].string() if "redis_prefix" in found else None
 
 
 def _rate_policy(node: Node, name: str) -> RatePolicy:
@@ -139,6 +168,7 @@ ROUTE_FIELDS = frozenset(
         "timeouts",
         "strip_prefix",
         "idempotency",
+        "signed_url",
     }
 )
 
@@ -156,8 +186,8 @@ def _route(node: Node, policies: dict[str, RatePolicy]) -> Route:
         raise fields["auth"].error(f"{NOT_YET[auth]}; use bearer or none")
     connect, read = _timeouts(fields.get("timeouts"))
     scopes = frozenset(fields["scopes"].strings()) if "scopes" in fields else frozenset()
-    if scopes and auth == "none":
-        raise fields["scopes"].error("scopes need auth: bearer")
+    if scopes and auth not in TOKEN_MODES:
+        raise fields["scopes"].error("scopes need a token: auth: bearer, dpop or bff")
     return Route(
         name=fields["name"].string() if "name" in fields else prefix,
         prefix=prefix,
@@ -175,6 +205,7 @@ def _route(node: Node, policies: dict[str, RatePolicy]) -> Route:
         read_timeout=read,
         strip_prefix=fields["strip_prefix"].boolean() if "strip_prefix" in fields else False,
         idempotency_ttl=_idempotency(fields.get("idempotency"), auth),
+        signed_url=sections.signed_url(fields.get("signed_url"), auth, node),
         line=node.line,
     )
 
@@ -223,7 +254,7 @@ def _timeouts(node: Node | None) -> tuple[float, float]:
 def _route_rate(node: Node | None, policies: dict[str, RatePolicy], auth: str) -> RatePolicy | None:
     if node is None:
         # Token-keyed limits need a token; open routes get none unless they ask (e.g. key: ip).
-        return policies[DEFAULT_RATE] if auth != "none" else None
+        return policies[DEFAULT_RATE] if auth in TOKEN_MODES else None
     if node.is_null() or node.is_false():  # `rate_limit: off` (YAML reads off as false)
         return None
     if node.is_mapping:
@@ -257,6 +288,6 @@ def _idempotency(node: Node | None, auth: str) -> float | None:
     if node is None or node.is_null():
         return None
     fields = node.mapping(frozenset({"ttl"}))
-    if auth == "none":
+    if auth not in TOKEN_MODES:
         raise node.error("idempotency keys are scoped to the subject: they need auth: bearer")
     return fields["ttl"].number(minimum=1.0) if "ttl" in fields else 86400.0

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from tokenward.gateway.model import IDENTITY_DEFAULTS, BffSettings, Tls, Trust
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tokenward.gateway.model import (
+    IDENTITY_DEFAULTS,
+    BffSettings,
+    DpopSettings,
+    RevocationSettings,
+    SignedUrlSettings,
+    Tls,
+    Trust,
+)
 from tokenward.gateway.yamlnodes import Node
+from tokenward.signedurl import KeySet
+from tokenward.tokens.dpop import PROOF_ALGS
 
 
 def listen(node: Node | None) -> tuple[str, int]:
@@ -166,3 +180,137 @@ def bff(node: Node | None) -> BffSettings | None:
 
 def _optional(fields: dict[str, Node], name: str) -> str | None:
     return fields[name].string() if name in fields else None
+
+
+def public_url(node: Node | None) -> str | None:
+    if node is None:
+        return None
+    url = node.string()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise node.error("must be an http:// or https:// URL (how clients reach this gateway)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise node.error("must be scheme://host[:port][/base-path] without query or credentials")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise node.error("has an invalid port") from None
+    return url.rstrip("/")
+
+
+def dpop(node: Node | None) -> DpopSettings:
+    if node is None:
+        return DpopSettings()
+    fields = node.mapping(frozenset({"algorithms", "nonce_secret_env", "nonce_secret_file"}))
+    algorithms: tuple[str, ...] = PROOF_ALGS
+    if "algorithms" in fields:
+        algorithms = tuple(fields["algorithms"].strings())
+        unknown = set(algorithms) - set(PROOF_ALGS)
+        if unknown or not algorithms:
+            raise fields["algorithms"].error(f"must be some of {', '.join(PROOF_ALGS)}")
+    if "nonce_secret_env" in fields and "nonce_secret_file" in fields:
+        raise node.error("give nonce_secret_env: or nonce_secret_file:, not both")
+    return DpopSettings(
+        algorithms=algorithms,
+        nonce_secret_env=_optional(fields, "nonce_secret_env"),
+        nonce_secret_file=_optional(fields, "nonce_secret_file"),
+    )
+
+
+def signed_url(node: Node | None, auth: str, route: Node) -> SignedUrlSettings | None:
+    if node is None:
+        if auth == "signed_url":
+            raise route.error("signed_url: {keys: [...]} is required with auth: signed_url")
+        return None
+    if auth != "signed_url":
+        raise node.error("needs auth: signed_url")
+    fields = node.mapping(frozenset({"keys", "leeway", "allow_unsigned_query"}))
+    if "keys" not in fields or not fields["keys"].listed():
+        raise node.error("keys: is required (a list of {kid, secret_env | secret_file | secret})")
+    keys = tuple(_signing_key(item) for item in fields["keys"].listed())
+    try:
+        KeySet.from_secrets(dict(keys), keys[0][0])  # the same checks as at serving time
+    except ValueError as exc:
+        raise fields["keys"].error(str(exc)) from None
+    if len({kid for kid, _ in keys}) != len(keys):
+        raise fields["keys"].error("a key id is used twice")
+    flag = fields.get("allow_unsigned_query")
+    return SignedUrlSettings(
+        keys=keys,
+        leeway=fields["leeway"].integer(minimum=0) if "leeway" in fields else 0,
+        allow_unsigned_query=flag.boolean() if flag is not None else False,
+    )
+
+
+def _signing_key(node: Node) -> tuple[str, bytes]:
+    fields = node.mapping(frozenset({"kid", "secret", "secret_env", "secret_file"}))
+    if "kid" not in fields:
+        raise node.error("kid: is required")
+    sources = [name for name in ("secret", "secret_env", "secret_file") if name in fields]
+    if len(sources) != 1:
+        raise node.error("give exactly one of secret:, secret_env: or secret_file:")
+    source = fields[sources[0]]
+    if sources[0] == "secret":
+        secret = source.string()
+    elif sources[0] == "secret_env":
+        secret = os.environ.get(source.string(), "")
+        if not secret:
+            raise source.error(f"the environment variable {source.string()} is not set")
+    else:
+        try:
+            secret = Path(source.string()).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise source.error(f"cannot read the file: {exc.strerror}") from None
+    encoded = secret.encode("utf-8")
+    if len(encoded) < 32:
+        raise source.error("a signing secret needs at least 32 bytes")
+    return fields["kid"].string(), encoded
+
+
+REVOCATION_FIELDS = frozenset(
+    {"database_url", "database_url_env", "database_schema", "redis_url", "redis_url_env",
+     "namespace", "resync_seconds", "max_staleness", "fail_open"}
+)  # fmt: skip
+
+
+def revocations(node: Node | None) -> RevocationSettings | None:
+    if node is None:
+        return None
+    fields = node.mapping(REVOCATION_FIELDS)
+    database = _url_or_env(fields, node, "database_url", required=True)
+    assert database is not None  # noqa: S101 - required above
+    if not database.startswith(("sqlite", "postgresql")):
+        raise node.error("database_url must be sqlite+aiosqlite:// or postgresql+asyncpg://")
+    redis = _url_or_env(fields, node, "redis_url", required=False)
+    if redis is not None and not redis.startswith(("redis://", "rediss://", "unix://")):
+        raise node.error("redis_url must be redis://, rediss:// or unix://")
+    return RevocationSettings(
+        database_url=database,
+        database_schema=_optional(fields, "database_schema"),
+        redis_url=redis,
+        namespace=_optional(fields, "namespace"),
+        resync_seconds=fields["resync_seconds"].number(minimum=0.05)
+        if "resync_seconds" in fields
+        else 2.0,
+        max_staleness=fields["max_staleness"].number(minimum=0.1)
+        if "max_staleness" in fields
+        else 30.0,
+        fail_open=fields["fail_open"].boolean() if "fail_open" in fields else False,
+    )
+
+
+def _url_or_env(fields: dict[str, Node], node: Node, name: str, *, required: bool) -> str | None:
+    """`name:` inline, or `name_env:` naming the variable that holds it (URLs carry passwords)."""
+    env = f"{name}_env"
+    if name in fields and env in fields:
+        raise node.error(f"give {name}: or {env}:, not both")
+    if env in fields:
+        value = os.environ.get(fields[env].string(), "")
+        if not value:
+            raise fields[env].error(f"the environment variable {fields[env].string()} is not set")
+        return value
+    if name in fields:
+        return fields[name].string()
+    if required:
+        raise node.error(f"{name}: (or {env}:) is required")
+    return None

@@ -47,6 +47,7 @@ class Incoming:
     __slots__ = (
         "authorization",
         "content_length",
+        "dpop",
         "forwarded_for",
         "forwarded_proto",
         "has_body",
@@ -61,6 +62,7 @@ class Incoming:
         self.content_length: bytes | None = None
         self.has_body = False  # Content-Length > 0 or Transfer-Encoding present
         self.authorization: list[bytes] = []
+        self.dpop: list[bytes] = []  # DPoP proofs (RFC 9449 §4.1): consumed on dpop routes
         self.forwarded_proto: bytes | None = None
 
 
@@ -83,7 +85,8 @@ class RequestHeaderPolicy:
         self._cookies = frozenset(auth_cookies)
         # Authorization is set aside, never forwarded as is: bearer routes consume it, and open
         # routes (auth: none) get it back from the proxy, for upstreams with their own auth.
-        self._drop = HOP_BY_HOP | REWRITTEN | self._identity | {b"authorization"}
+        # DPoP proofs likewise: dpop routes consume them, other routes get them back.
+        self._drop = HOP_BY_HOP | REWRITTEN | self._identity | {b"authorization", b"dpop"}
 
     def upstream_headers(self, incoming: list[tuple[bytes, bytes]]) -> Incoming:
         drop = self._drop
@@ -106,6 +109,8 @@ class RequestHeaderPolicy:
     def _keep_aside(result: Incoming, name: bytes, value: bytes) -> None:
         if name == b"authorization":
             result.authorization.append(value)
+        elif name == b"dpop":
+            result.dpop.append(value)
         elif name == b"x-forwarded-for":
             result.forwarded_for.append(value)
         elif name == b"host":
@@ -153,10 +158,14 @@ def identity_headers(names: dict[str, str], token: AccessToken) -> list[tuple[by
         ("scope", token.scope),
         ("jti", token.jti),
     )
-    return [(names[claim].encode("latin-1"), _safe(value)) for claim, value in values if value]
+    return [
+        (names[claim].encode("latin-1"), safe_header_value(value))
+        for claim, value in values
+        if value
+    ]
 
 
-def _safe(value: str) -> bytes:
+def safe_header_value(value: str) -> bytes:
     if value.isascii() and value.isprintable() and "%" not in value:
         return value.encode("ascii")
     return quote(value, safe=" !#$&'()*+,/:;<=>?@[]^`{|}~").encode("ascii")

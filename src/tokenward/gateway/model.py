@@ -5,14 +5,14 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from tokenward.tokens.dpop import PROOF_ALGS
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 AUTH_MODES = ("bearer", "bff", "none", "dpop", "signed_url")
+TOKEN_MODES = frozenset({"bearer", "bff", "dpop"})  # modes that validate an access token
 # Modes the config grammar knows but this build cannot enforce yet: refused at load, so a
 # route never runs with weaker checks than its author asked for.
-NOT_YET = {
-    "dpop": "DPoP-bound routes are not available in this gateway yet",
-    "signed_url": "signed-URL routes are not available in this gateway yet",
-}
+NOT_YET: dict[str, str] = {}
 RATE_KEYS = ("token", "subject", "client", "ip")
 METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
@@ -54,6 +54,15 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class SignedUrlSettings:
+    """`auth: signed_url` routes: the HMAC keys links are checked with (docs/signed-urls.md)."""
+
+    keys: tuple[tuple[str, bytes], ...] = field(repr=False)  # (kid, secret); the first signs
+    leeway: int = 0  # seconds of clock skew allowed between signer and gateway
+    allow_unsigned_query: bool = False  # prefix links only: extra query parameters pass
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     prefix: str
@@ -69,6 +78,7 @@ class Route:
     read_timeout: float = 30.0
     strip_prefix: bool = False
     idempotency_ttl: float | None = None
+    signed_url: SignedUrlSettings | None = None
     line: int = 0
 
     def matches(self, path: str) -> bool:
@@ -120,6 +130,32 @@ class BffSettings:
 
 
 @dataclass(frozen=True)
+class DpopSettings:
+    """`auth: dpop` routes (RFC 9449 §7): proof algorithms and optional server nonces (§9)."""
+
+    algorithms: tuple[str, ...] = PROOF_ALGS
+    nonce_secret_env: str | None = None  # set one of these to require server nonces
+    nonce_secret_file: str | None = None
+
+    @property
+    def nonces(self) -> bool:
+        return self.nonce_secret_env is not None or self.nonce_secret_file is not None
+
+
+@dataclass(frozen=True)
+class RevocationSettings:
+    """Revocations pushed from the authorization servers (docs/gateway.md, Revocation feed)."""
+
+    database_url: str = field(repr=False)  # the issuer's database (may hold a password)
+    database_schema: str | None = None
+    redis_url: str | None = field(default=None, repr=False)
+    namespace: str | None = None  # None: derived from trust.issuer and database_schema
+    resync_seconds: float = 2.0
+    max_staleness: float = 30.0
+    fail_open: bool = False
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     routes: tuple[Route, ...]
     trust: Trust = Trust()
@@ -133,4 +169,12 @@ class GatewayConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     bff: BffSettings | None = None
+    # How clients reach this gateway (scheme://host[:port][/base]): the `htu` DPoP proofs are
+    # checked against. None: the request's scheme and Host.
+    public_url: str | None = None
+    dpop: DpopSettings = DpopSettings()
+    revocations: RevocationSettings | None = None
+    # rate_limits.redis_url / redis_prefix: the shared backend (store.redis_ratelimit)
+    rate_limit_redis_url: str | None = field(default=None, repr=False)
+    rate_limit_redis_prefix: str | None = None
     source: str = "<config>"

@@ -57,8 +57,15 @@ async def send_json(send: Send, status: int, body: dict[str, str], headers: Head
     await send({"type": "http.response.body", "body": data})
 
 
-async def send_challenge(send: Send, error: BearerError, extra: Headers) -> int:
-    rendered = challenge(error, realm=REALM)
+async def send_challenge(
+    send: Send, error: BearerError, extra: Headers, dpop_algs: tuple[str, ...] = ()
+) -> int:
+    """RFC 6750 §3 (Bearer); with `dpop_algs`, a dpop route's challenge: the DPoP scheme with
+    its algorithms (RFC 9449 §7.1), and `DPoP-Nonce` for `use_dpop_nonce`."""
+    if dpop_algs:
+        rendered = challenge(error, realm=REALM, scheme="DPoP", dpop_algs=dpop_algs)
+    else:
+        rendered = challenge(error, realm=REALM)
     headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in rendered.headers]
     headers.append((b"content-length", str(len(rendered.body)).encode("ascii")))
     headers.extend(extra)
@@ -77,21 +84,35 @@ async def send_empty(send: Send, status: int, headers: Headers) -> None:
 async def lifespan(
     receive: Receive,
     send: Send,
-    on_start: Callable[[], None] | None,
+    on_start: list[Callable[[], object]],
     on_stop: list[Callable[[], object]],
 ) -> None:
-    """The ASGI lifespan protocol: start the audit flusher, and on shutdown close the pool and
-    flush the audit (stop callbacks may be sync or async)."""
+    """The ASGI lifespan protocol: start the audit flusher and background work (the revocation
+    feed), and on shutdown stop them, close the pool and flush the audit. Callbacks may be sync
+    or async; a start that fails reports `lifespan.startup.failed` (the server exits)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            if on_start is not None:
-                on_start()
+            try:
+                for start in on_start:
+                    await _call(start)
+            except Exception as exc:  # noqa: BLE001 - the server must hear why it cannot start
+                await send({"type": "lifespan.startup.failed", "message": _startup_error(exc)})
+                return
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for stop in on_stop:
-                result = stop()
-                if inspect.isawaitable(result):
-                    await result
+                await _call(stop)
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+async def _call(callback: Callable[[], object]) -> None:
+    result = callback()
+    if inspect.isawaitable(result):
+        await result
+
+
+def _startup_error(exc: Exception) -> str:
+    # The type only: a driver's message can hold a connection URL with its password.
+    return f"the gateway could not start: {type(exc).__name__}"

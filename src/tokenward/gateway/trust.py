@@ -7,6 +7,7 @@ The validator is built with every audience a route names; each route then checks
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -17,10 +18,12 @@ import httpx
 import orjson
 
 from tokenward.gateway.bff import Bff, Endpoints
-from tokenward.gateway.model import GatewayConfig, Trust
+from tokenward.gateway.model import DpopSettings, GatewayConfig, Trust
 from tokenward.guard import KeySource, RemoteJwks, RevocationMirror, StaticKeySource, Validator
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import OpaqueResolver
+from tokenward.store.memory import MemoryReplayCache
+from tokenward.tokens.dpop import DpopNonces, DpopVerifier, FirstUse
 from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jwk import key_set_from_jwks
 
@@ -64,8 +67,15 @@ async def discover(issuer: str, http_timeout: float = 5.0) -> dict[str, object]:
 
 
 async def remote_trust(
-    trust: Trust, config: GatewayConfig, clock: Callable[[], float] = time.time
+    trust: Trust,
+    config: GatewayConfig,
+    clock: Callable[[], float] = time.time,
+    *,
+    mirror: RevocationMirror | None = None,
+    first_use: FirstUse | None = None,
 ) -> TrustSetup:
+    """`mirror`: fed by a revocation feed (`revocations:`), else empty (revocations arrive with
+    `exp`). `first_use`: the DPoP replay cache, shared by gateways behind one balancer."""
     assert trust.issuer is not None  # noqa: S101 - config validation requires it
     fixed_keys = trust.jwks_uri is not None or trust.jwks_file is not None
     needs_metadata = not fixed_keys or (
@@ -81,7 +91,9 @@ async def remote_trust(
             raise TrustError("the issuer's metadata has no jwks_uri")
         keys = RemoteJwks(jwks_uri)
     resolver = _introspection(trust, metadata, clock)
-    validator = build_validator(config, keys, RevocationMirror(), resolver, clock)
+    validator = build_validator(
+        config, keys, mirror or RevocationMirror(), resolver, clock, first_use=first_use
+    )
     return TrustSetup(validator, resolver)
 
 
@@ -100,8 +112,16 @@ def build_validator(
     revocations: RevocationMirror,
     opaque: OpaqueResolver | None,
     clock: Callable[[], float] = time.time,
+    *,
+    first_use: FirstUse | None = None,
 ) -> Validator:
+    """With a DPoP verifier when a route uses `auth: dpop` (replay cache: `first_use`, else
+    this process's memory)."""
     assert config.trust.issuer is not None  # noqa: S101 - config validation requires it
+    dpop = None
+    if any(route.auth == "dpop" for route in config.routes):
+        replay = first_use or MemoryReplayCache(clock).first_use
+        dpop = dpop_verifier(config.dpop, replay, clock)
     return Validator(
         issuer=config.trust.issuer,
         audience=audiences(config),
@@ -109,7 +129,23 @@ def build_validator(
         revocations=revocations,
         opaque=opaque,
         clock=clock,
+        dpop=dpop,
     )
+
+
+def dpop_verifier(
+    settings: DpopSettings, first_use: FirstUse, clock: Callable[[], float] = time.time
+) -> DpopVerifier:
+    """Proof checks for `auth: dpop` routes; server nonces (RFC 9449 §9) when a secret is set.
+    Gateways sharing the secret accept each other's nonces (they are stateless HMACs)."""
+    nonces = None
+    if settings.nonces:
+        secret = read_secret(settings.nonce_secret_env, settings.nonce_secret_file)
+        if len(secret) < 16:
+            raise TrustError("the DPoP nonce secret needs at least 16 characters")
+        key = hashlib.sha256(b"tokenward-gateway-dpop-nonce\0" + secret.encode()).digest()
+        nonces = DpopNonces(key, clock)
+    return DpopVerifier(first_use, nonces, clock, settings.algorithms)
 
 
 def _introspection(

@@ -1,0 +1,93 @@
+"""The Redis rate-limit backend: two gateways over loopback sharing the machine's Redis hold a
+limit exactly across both (limit L, 3L requests spread over both, exactly L pass)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from redis.asyncio import Redis
+
+from tests.gateway.conftest import GatewayFactory, Running
+from tests.store.redis_server import need_shared_redis
+from tokenward.gateway.config import parse_config
+from tokenward.gateway.model import RatePolicy
+from tokenward.store.redis_ratelimit import RedisRateLimiter
+
+LIMIT = 7
+CONFIG = f"""
+rate_limits:
+  redis_url: REDIS
+  redis_prefix: "PREFIX"
+routes:
+  - name: open
+    prefix: /open
+    upstreams: [{{upstream}}]
+    auth: none
+    rate_limit: {{{{requests: {LIMIT}, per: 3600, key: ip}}}}
+"""
+
+
+def _config(prefix: str) -> str:
+    return CONFIG.replace("REDIS", need_shared_redis()).replace("PREFIX", prefix)
+
+
+def _node(gateway: GatewayFactory, text: str) -> Running:
+    config = parse_config(text.format(upstream="http://x"))
+    assert config.rate_limit_redis_url is not None
+    assert config.rate_limit_redis_prefix is not None
+    # Each gateway its own client, as separate processes would have (it connects on first use,
+    # in the gateway's own event loop), stopped with the gateway's lifespan.
+    limiter = RedisRateLimiter(
+        Redis.from_url(config.rate_limit_redis_url),
+        config.rate_limit_redis_prefix,
+        owns_client=True,
+    )
+    return gateway(text, limiter=limiter, background=[limiter])
+
+
+def test_limit_is_exact_across_two_gateways(gateway: GatewayFactory) -> None:
+    text = _config(f"tw-test:{secrets.token_hex(6)}:")
+    nodes = [_node(gateway, text), _node(gateway, text)]
+
+    def hit(index: int) -> httpx.Response:
+        return nodes[index % 2].http.get("/open/x")
+
+    with ThreadPoolExecutor(6) as pool:  # concurrent, interleaved over both gateways
+        responses = list(pool.map(hit, range(3 * LIMIT)))
+    passed = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(passed) == LIMIT
+    assert len(refused) == 2 * LIMIT
+    assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
+    assert {r.headers["ratelimit-policy"] for r in responses} == {
+        f'"routes[0].rate_limit";q={LIMIT};w=3600'
+    }
+    remaining = sorted(int(r.headers["ratelimit"].split("r=")[1].split(";")[0]) for r in passed)
+    assert remaining == list(range(LIMIT))  # every admitted request saw its own place
+
+
+def test_decisions_and_expiry_of_state() -> None:
+    url = need_shared_redis()
+    prefix = f"tw-test:{secrets.token_hex(6)}:"
+    policy = RatePolicy("p", 2, 0.2, "ip")
+
+    async def run() -> None:
+        redis = Redis.from_url(url)
+        limiter = RedisRateLimiter(redis, prefix, owns_client=True)
+        first = await limiter.acquire("k", policy, 0.0)
+        second = await limiter.acquire("k", policy, 0.0)
+        third = await limiter.acquire("k", policy, 0.0)
+        assert (first.allowed, first.remaining) == (True, 1)
+        assert (second.allowed, second.remaining) == (True, 0)
+        assert not third.allowed
+        assert 0 < third.retry_after <= 0.1 + 1e-3
+        assert await redis.pttl(prefix + "k") <= 201  # state expires once the debt is paid
+        await asyncio.sleep(0.25)  # Redis's clock: let the window pass for real
+        assert await redis.exists(prefix + "k") == 0
+        assert (await limiter.acquire("k", policy, 0.0)).allowed
+        await limiter.stop()
+
+    asyncio.run(run())
