@@ -157,6 +157,7 @@ async def build_services(
         resync_interval=settings.revocation_resync_seconds,
         max_staleness=settings.revocation_max_staleness,
         fail_open=settings.revocation_fail_open,
+        channel=settings.redis_namespace + ":revocations",  # the gateways listen here too
     )
     key_source = KeyringKeySource(keys.keyring)
     opaque = StoreOpaqueResolver(stores.access_tokens)

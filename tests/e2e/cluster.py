@@ -32,6 +32,8 @@ class Cluster:
     env: dict[str, str]
     data_dir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    schema: str = ""
+    redis_url: str = ""
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -56,13 +58,13 @@ async def _schema(name: str, create: bool) -> None:
     await engine.dispose()
 
 
-def _wait_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
+def wait_healthy(base: str, process: subprocess.Popen[bytes], path: str = "/healthz") -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"node {base} exited with {process.returncode}")
         try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(base + path, timeout=1).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
@@ -86,11 +88,13 @@ def cluster(tmp: Path, nodes: int = 2, **settings: str) -> Iterator[Cluster]:
         "TOKENWARD_ISSUER": f"http://127.0.0.1:{lb_port}",
         **{f"TOKENWARD_{name.upper()}": value for name, value in settings.items()},
     }
-    group = Cluster(env["TOKENWARD_ISSUER"], [], env, tmp)
+    group = Cluster(env["TOKENWARD_ISSUER"], [], env, tmp, schema=schema, redis_url=redis_url)
     try:
         group.cli("init")  # keys are created once, in the shared database
-        for _ in range(nodes):
-            port = free_port()
+        for index in range(nodes):
+            # The first node listens on the issuer's address, so discovery there works (a
+            # gateway in remote mode reads it); the others are reached directly.
+            port = lb_port if index == 0 else free_port()
             process = subprocess.Popen(
                 [
                     TOKENWARD,
@@ -108,7 +112,7 @@ def cluster(tmp: Path, nodes: int = 2, **settings: str) -> Iterator[Cluster]:
             )
             group.processes.append(process)
             group.nodes.append(f"http://127.0.0.1:{port}")
-            _wait_healthy(group.nodes[-1], process)
+            wait_healthy(group.nodes[-1], process)
         yield group
     finally:
         for process in group.processes:
