@@ -10,8 +10,12 @@ import platform
 FIGURES = {
     "P1": "bench.p1_cold",
     "P2": "bench.p2_cached",
+    "P3": "bench.p3_gateway",
     "P4": "bench.p4_issuance",
+    "P6": "bench.p6_propagation",
     "P7": "bench.p7_signedurl",
+    "P8": "bench.p8_monitoring",
+    "DPOP": "bench.p_dpop",
 }
 
 

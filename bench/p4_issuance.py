@@ -49,7 +49,9 @@ def server(mode: str) -> Iterator[tuple[str, dict[str, str]]]:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.serve_as", "--port", str(port), "--mode", mode],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
     )
     assert process.stdout is not None
     info = json.loads(process.stdout.readline())
@@ -75,7 +77,10 @@ def wrk(url: str, body: str, authorization: str) -> float:
     try:
         result = subprocess.run(
             ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}", "-s", script.name, url],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
     finally:
         os.unlink(script.name)
@@ -103,18 +108,33 @@ def run() -> list[Figure]:
             auth = _basic(info["client_id"], info["secret"])
             rates[mode] = wrk(base + "/token", "grant_type=client_credentials&scope=read", auth)
             if mode == "as":
-                token = httpx.post(base + "/token", data={"grant_type": "client_credentials"},
-                                   headers={"authorization": auth}).json()["access_token"]
+                token = httpx.post(
+                    base + "/token",
+                    data={"grant_type": "client_credentials"},
+                    headers={"authorization": auth},
+                ).json()["access_token"]
                 rates["introspect"] = wrk(base + "/introspect", f"token={token}", auth)
-    print(f"  P4: hello-world {hello:,.0f}/s, ES256 JWT issuance {rates['as']:,.0f}/s, "
-          f"opaque {rates['as-opaque']:,.0f}/s; P5: introspection {rates['introspect']:,.0f}/s")
+    print(
+        f"  P4: hello-world {hello:,.0f}/s, ES256 JWT issuance {rates['as']:,.0f}/s, "
+        f"opaque {rates['as-opaque']:,.0f}/s; P5: introspection {rates['introspect']:,.0f}/s"
+    )
     return [
-        Figure("P4", rates["as"], "client-credentials ES256 JWTs/s over HTTP, 1 server core", [
-            f"{rates['as'] / OIDC_PROVIDER_ES256:.2f}× oidc-provider's ~1.8k",
-            f"{rates['as'] / hello:.2f}× bare ASGI hello-world ({hello:,.0f}/s)",
-            f"opaque {rates['as-opaque']:,.0f}/s",
-        ]),
-        Figure("P5", rates["introspect"], "introspections/s over HTTP, 1 server core", [
-            f"{rates['introspect'] / hello:.2f}× bare ASGI hello-world",
-        ]),
+        Figure(
+            "P4",
+            rates["as"],
+            "client-credentials ES256 JWTs/s over HTTP, 1 server core",
+            [
+                f"{rates['as'] / OIDC_PROVIDER_ES256:.2f}× oidc-provider's ~1.8k",
+                f"{rates['as'] / hello:.2f}× bare ASGI hello-world ({hello:,.0f}/s)",
+                f"opaque {rates['as-opaque']:,.0f}/s",
+            ],
+        ),
+        Figure(
+            "P5",
+            rates["introspect"],
+            "introspections/s over HTTP, 1 server core",
+            [
+                f"{rates['introspect'] / hello:.2f}× bare ASGI hello-world",
+            ],
+        ),
     ]

@@ -80,6 +80,8 @@ def test_client_user_and_revocation_commands(data_dir: Path) -> None:
     )
     assert code == 0
     assert "tokens_revoked_before" in changed  # type: ignore[operator]
+    code, promoted = run(data_dir, "user", "admin", "--username", "carol")
+    assert code == 0, promoted
 
 
 def test_duplicate_client_is_a_clear_error(data_dir: Path) -> None:

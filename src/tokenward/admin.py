@@ -1,8 +1,9 @@
-"""Administrative actions shared by the CLI and (later) the admin API: clients, users, keys,
-revocation. Each returns plain data for JSON output."""
+"""Administrative actions shared by the CLI, the admin console and the admin API: clients, users,
+sessions, keys, revocation. Each returns plain data for JSON output."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import replace
@@ -168,3 +169,54 @@ async def rotate_client_secret(services: Services, client_id: str) -> dict[str, 
     secret = SecretHasher.generate()
     await services.stores.clients.put(replace(client, secret_digest=services.hasher.digest(secret)))
     return {**client_view(client), "client_secret": secret}
+
+
+# --- users and sessions for the admin console and API (issue 8) --------------------------------
+ADMIN_ROLE = "tokenward:admin"
+
+
+def is_admin(user: UserRecord) -> bool:
+    """An admin is a user whose stored claims list the role `tokenward:admin` under `roles`."""
+    try:
+        roles = json.loads(user.claims or "{}").get("roles", [])
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(roles, list) and ADMIN_ROLE in roles
+
+
+async def set_admin(services: Services, username: str, admin: bool) -> dict[str, Any]:
+    user = await services.stores.users.by_username(username)
+    if user is None:
+        raise AdminError(f"no user {username!r}")
+    claims = json.loads(user.claims or "{}")
+    roles = [role for role in claims.get("roles", []) if role != ADMIN_ROLE]
+    claims["roles"] = [*roles, ADMIN_ROLE] if admin else roles
+    await services.stores.users.put(replace(user, claims=json.dumps(claims)))
+    return {"user_id": user.user_id, "username": username, "admin": admin}
+
+
+async def end_session(services: Services, session_id: str) -> dict[str, Any]:
+    """End a browser session and revoke every token issued under it (the `sid` watermark)."""
+    if await services.sessions.end(session_id) is None:
+        raise AdminError(f"no session {session_id!r}")
+    return await revoke(services, session=session_id)
+
+
+async def force_logout(services: Services, user_id: str) -> dict[str, Any]:
+    """End every session of the user and revoke every token issued to them so far."""
+    if await services.stores.users.get(user_id) is None:
+        raise AdminError(f"no user {user_id!r}")
+    for session in await services.stores.sessions.for_user(user_id):
+        if session.ended_at is None:
+            await services.sessions.end(session.session_id)
+    return await revoke(services, subject=user_id)
+
+
+async def set_user_disabled(services: Services, user_id: str, disabled: bool) -> dict[str, Any]:
+    user = await services.stores.users.get(user_id)
+    if user is None:
+        raise AdminError(f"no user {user_id!r}")
+    await services.stores.users.put(replace(user, disabled=disabled))
+    if disabled:
+        await force_logout(services, user_id)
+    return {"user_id": user_id, "username": user.username, "disabled": disabled}

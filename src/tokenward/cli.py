@@ -21,6 +21,7 @@ from tokenward.admin import (
     create_user,
     revoke,
     rotate_client_secret,
+    set_admin,
     set_client_disabled,
     set_password,
 )
@@ -290,6 +291,15 @@ def user_set_password(
 
     password = _password_from_stdin()
     _emit(_run(lambda s: set_password(s, username, password)))
+
+
+@user_app.command("admin")
+def user_admin(
+    username: Annotated[str, typer.Option("--username")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="Take the admin role away")] = False,
+) -> None:
+    """Give a user the tokenward:admin role (the admin console and /admin/api)."""
+    _emit(_run(lambda s: set_admin(s, username, not revoke)))
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ from redis.asyncio import Redis
 
 from tokenward.config import Settings
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
+from tokenward.monitor.build import build_monitor
+from tokenward.monitor.config import MonitorSettings
+from tokenward.monitor.pipeline import Monitor
 from tokenward.oauth.authorize import AuthorizationValidator
 from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, SecretHasher
 from tokenward.oauth.device import DeviceAuthorization, DeviceCodeGrant
@@ -116,6 +119,7 @@ class Services:
     login_throttle: LoginThrottle
     userinfo: Validator  # any audience; /userinfo requires the openid scope itself
     id_tokens: IdTokenSigner
+    monitor: Monitor  # usage events, detectors, alerts; `monitor.blocklist.is_blocked(ip)`
     clock: Clock = field(default=time.time)
 
     def metadata(self, *, openid: bool) -> dict[str, Any]:
@@ -132,7 +136,10 @@ SCOPES_SUPPORTED = frozenset({"openid", "profile", "email", "offline_access"})
 
 
 async def build_services(
-    settings: Settings, stores: StoreSet, clock: Clock = time.time
+    settings: Settings,
+    stores: StoreSet,
+    clock: Clock = time.time,
+    monitor_settings: MonitorSettings | None = None,
 ) -> Services:
     master_key = settings.resolved_master_key()
     sealer = KeySealer(master_key)
@@ -158,6 +165,16 @@ async def build_services(
         max_staleness=settings.revocation_max_staleness,
         fail_open=settings.revocation_fail_open,
         channel=settings.redis_namespace + ":revocations",  # the gateways listen here too
+    )
+    monitor = build_monitor(
+        monitor_settings if monitor_settings is not None else MonitorSettings(),
+        revocations=revocations,
+        sessions=stores.sessions,
+        keep=max(
+            keys.keyring.policy.max_token_lifetime + settings.leeway,
+            settings.refresh_token_lifetime,
+        ),
+        clock=clock,
     )
     key_source = KeyringKeySource(keys.keyring)
     opaque = StoreOpaqueResolver(stores.access_tokens)
@@ -209,7 +226,9 @@ async def build_services(
             AuthorizationCodeGrant(
                 stores.codes, stores.grants, minter, revocations, mirror, settings.leeway, clock
             ),
-            RefreshTokenGrant(minter, stores.users, revocations, mirror, settings.leeway, clock),
+            RefreshTokenGrant(
+                minter, stores.users, revocations, mirror, settings.leeway, clock, events=monitor
+            ),
             DeviceCodeGrant(stores.devices, minter, clock),
         ],
         dpop=dpop,
@@ -242,6 +261,7 @@ async def build_services(
         login_throttle=LoginThrottle(clock),
         userinfo=any_audience,
         id_tokens=id_tokens,
+        monitor=monitor,
         clock=clock,
     )
 

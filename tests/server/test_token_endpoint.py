@@ -202,3 +202,9 @@ async def test_demo_api_scope_and_missing_token(server: Server) -> None:
     refused = await server.http.get("/api/hello", headers={"authorization": f"Bearer {write_only}"})
     assert refused.status_code == 403
     assert refused.json()["error"] == "insufficient_scope"
+
+
+async def test_openapi_document_renders(server: Server) -> None:
+    document = (await server.http.get("/openapi.json")).json()
+    assert "/token" in document["paths"]
+    assert {"get", "post"} <= document["paths"]["/userinfo"].keys()

@@ -51,6 +51,7 @@ from tokenward.guard.errors import (
 )
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import Validator
+from tokenward.monitor.events import ALLOW, DENY, UsageEvent, UsageSink
 from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
 from tokenward.signedurl import Reason
 from tokenward.signedurl.asgi import request_path, unsigned_query
@@ -93,9 +94,12 @@ class Gateway:
         bff: Bff | None = None,
         background: Sequence[Background] = (),
         clock: Callable[[], float] = time.time,
+        usage: UsageSink | None = None,
     ) -> None:
         """`background`: started before the first request and stopped at shutdown, in order
-        (the revocation feed of `revocations:`, the Redis clients of the shared backends)."""
+        (the revocation feed of `revocations:`, the Redis clients of the shared backends).
+        `usage`: the monitor's sink (tokenward.monitor): one non-blocking event per decision."""
+        self.usage = usage
         if validator is None and any(route.auth in TOKEN_MODES for route in config.routes):
             raise ValueError("routes with auth: bearer need a validator")
         _check_dpop(config, validator)
@@ -194,6 +198,30 @@ class Gateway:
         )
         if self.audit is not None:
             self.audit.write(record, status, self.clock(), elapsed)
+        if self.usage is not None:
+            self._emit_usage(record, status, scope)
+
+    def _emit_usage(self, record: AuditRecord, status: int, scope: Scope) -> None:
+        """Identity only from verified claims (record.token is set after validation)."""
+        assert self.usage is not None  # noqa: S101 - checked by the caller
+        token = record.token
+        agent = next((v for k, v in scope.get("headers", ()) if k == b"user-agent"), b"")
+        self.usage.emit(
+            UsageEvent(
+                time=self.clock(),
+                jti=token.jti if token else None,
+                sub=token.sub if token else None,
+                client_id=token.client_id if token else None,
+                route=record.route,
+                ip=record.ip,
+                user_agent=agent.decode("latin-1")[:256] or None,
+                status=status,
+                decision=ALLOW if record.admitted else DENY,
+                reason=record.reason,
+                sid=token.sid if token else None,
+                source="gateway",
+            )
+        )
 
     async def _handle(
         self, compiled: Compiled, scope: Scope, receive: Receive, send: Send, record: AuditRecord
@@ -413,6 +441,7 @@ def create_gateway(
     bff: Bff | None = None,
     background: Sequence[Background] = (),
     clock: Callable[[], float] = time.time,
+    usage: UsageSink | None = None,
 ) -> Gateway:
     """The gateway ASGI app for a loaded config. `validator` must accept every route's audience
     (build it with those audiences, or any_audience=True: the gateway checks each route's)."""
@@ -426,4 +455,5 @@ def create_gateway(
         bff=bff,
         background=background,
         clock=clock,
+        usage=usage,
     )

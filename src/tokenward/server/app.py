@@ -10,9 +10,10 @@ import structlog
 from fastapi import FastAPI
 
 from tokenward import __version__
+from tokenward.monitor.asgi import MonitorMiddleware
 from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server.edge import install_error_handlers
-from tokenward.server.routes import browser, demo, device, oauth, oidc
+from tokenward.server.routes import admin, admin_api, browser, demo, device, oauth, oidc
 from tokenward.wiring import Services
 
 log = structlog.get_logger(__name__)
@@ -24,12 +25,14 @@ def create_app(services: Services) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.revocations.start()  # bootstrap the mirror, then follow the log
         task = asyncio.create_task(_key_schedule(services))
+        await services.monitor.start()
         try:
             yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await services.monitor.stop()
             await services.revocations.stop()
 
     app = FastAPI(
@@ -47,6 +50,15 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(device.router(services))
     app.include_router(oidc.router(services))
     app.include_router(demo.router(services))
+    app.include_router(admin.router(services))
+    app.include_router(admin_api.router(services))
+    if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
+        app.add_middleware(
+            MonitorMiddleware,
+            monitor=services.monitor,
+            validators=(services.validator, services.userinfo),
+            prefixes=services.monitor.settings.api_prefixes,
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -9,6 +9,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
 
 from tokenward.admin import PASSWORDS
+from tokenward.monitor.events import LOGIN_FAILED, AuthEvent
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.oauth.sessions import ActiveSession
 from tokenward.server.edge import read_body
@@ -64,13 +65,21 @@ async def attempt_sign_in(
     ip = request.client.host if request.client else "unknown"
     wait = services.login_throttle.wait(username, ip)
     if wait is not None:
+        _report_failure(services, ip, username, "throttled")
         return SignIn(
             error=f"Too many failed sign-in attempts. Try again in {wait} seconds.", status=429
         )
     user = await check_password(services, username, password)
     if user is None:
         services.login_throttle.failed(username, ip)
+        _report_failure(services, ip, username, "wrong_credentials")
         return SignIn(error="Wrong username or password.", status=401)
     services.login_throttle.succeeded(username, ip)
     secret, record = await services.sessions.start(user)
     return SignIn(ActiveSession(record, user), secret)
+
+
+def _report_failure(services: Services, ip: str, username: str, reason: str) -> None:
+    """Tell the monitor (bursts of failed sign-ins from one address); never blocks."""
+    event = AuthEvent(services.clock(), LOGIN_FAILED, ip, username=username[:64], reason=reason)
+    services.monitor.emit(event)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import structlog
 
 from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.monitor.events import REFRESH_REUSE, AuthEvent, AuthEventSink
 from tokenward.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope
 from tokenward.oauth.refresh import refresh_digest
 from tokenward.oauth.revocation import deny_minted
@@ -31,6 +32,7 @@ class RefreshTokenGrant:
         mirror: RevocationMirror,
         leeway: float,
         clock: Callable[[], float] = time.time,
+        events: AuthEventSink | None = None,
     ) -> None:
         self._minter = minter
         self._refresh = minter.refresh
@@ -39,6 +41,7 @@ class RefreshTokenGrant:
         self._mirror = mirror
         self._leeway = leeway
         self._clock = clock
+        self._events = events
 
     async def handle(self, request: TokenRequest, client: ClientRecord) -> TokenResponse:
         value = request.params.get("refresh_token")
@@ -58,6 +61,7 @@ class RefreshTokenGrant:
         if rotation.outcome == RotationOutcome.REUSED:
             await self._revoke_family(family)
             log.warning("refresh_token_reuse", family=family.family_id, client_id=client.client_id)
+            self._report_reuse(family, request)
             raise InvalidGrant("the refresh token was already used; the grant is revoked")
         if rotation.outcome not in (RotationOutcome.ROTATED, RotationOutcome.GRACE):
             raise InvalidGrant("the refresh token is invalid")
@@ -74,6 +78,20 @@ class RefreshTokenGrant:
             client, grant, refresh_value=rotation.successor, family=family
         )
         return response
+
+    def _report_reuse(self, family: FamilyRecord, request: TokenRequest) -> None:
+        if self._events is not None:
+            self._events.emit(
+                AuthEvent(
+                    time=self._clock(),
+                    kind=REFRESH_REUSE,
+                    ip=request.client_ip,
+                    sub=family.user_id,
+                    client_id=family.client_id,
+                    sid=family.session_id,
+                    family_id=family.family_id,
+                )
+            )
 
     async def _check_family(self, family: FamilyRecord, client: ClientRecord) -> None:
         """Watermarks (password change, logout, admin, client disabled) apply to families too."""

@@ -56,13 +56,15 @@ def router(services: Services) -> APIRouter:
                 claims.update({name: stored[name] for name in names if name in stored})
         return JSONResponse(claims, headers={"cache-control": "no-store"})
 
-    api.add_api_route(
-        "/userinfo",
-        userinfo,
-        methods=["GET", "POST"],
-        tags=["oidc"],
-        summary="UserInfo (OIDC Core §5.3)",
-    )
+    for method in ("GET", "POST"):  # one route each: one OpenAPI operation id each
+        api.add_api_route(
+            "/userinfo",
+            userinfo,
+            methods=[method],
+            tags=["oidc"],
+            summary="UserInfo (OIDC Core §5.3)",
+            operation_id=f"userinfo_{method.lower()}",
+        )
 
     async def logout(request: Request) -> Response:
         if request.method == "POST":

@@ -1,0 +1,80 @@
+"""Addresses blocked for a while: the gateway and the authorization server ask `is_blocked(ip)`.
+
+`is_blocked` is synchronous and a dict read, because it runs on every request. A shared backend
+(Redis) keeps the same in-process view and updates it from pub/sub, like the revocation mirror.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+MAX_ENTRIES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEntry:
+    ip: str
+    until: float
+    reason: str
+    by: str  # "monitor:<detector>" or "admin:<name>"
+
+
+class IpBlocklist(Protocol):
+    def is_blocked(self, ip: str) -> bool: ...
+
+    def block(self, ip: str, seconds: float, reason: str, by: str) -> BlockEntry: ...
+
+    def unblock(self, ip: str) -> bool: ...
+
+    def entries(self) -> Sequence[BlockEntry]: ...
+
+
+def canonical_ip(ip: str) -> str:
+    """One spelling per address (IPv4-mapped IPv6 as IPv4), so a block cannot be sidestepped."""
+    try:
+        address = ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+class MemoryBlocklist:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._until: dict[str, BlockEntry] = {}
+
+    def is_blocked(self, ip: str) -> bool:
+        entry = self._until.get(ip)
+        if entry is None:
+            if not self._until:
+                return False
+            entry = self._until.get(canonical_ip(ip))
+            if entry is None:
+                return False
+        if entry.until <= self._clock():
+            self._until.pop(entry.ip, None)
+            return False
+        return True
+
+    def block(self, ip: str, seconds: float, reason: str, by: str) -> BlockEntry:
+        now = self._clock()
+        ip = canonical_ip(ip)
+        if len(self._until) >= MAX_ENTRIES:
+            self._until = {k: e for k, e in self._until.items() if e.until > now}
+        old = self._until.get(ip)
+        until = max(now + seconds, old.until if old else 0.0)
+        entry = self._until[ip] = BlockEntry(ip, until, reason, by)
+        return entry
+
+    def unblock(self, ip: str) -> bool:
+        return self._until.pop(canonical_ip(ip), None) is not None
+
+    def entries(self) -> Sequence[BlockEntry]:
+        now = self._clock()
+        return sorted((e for e in self._until.values() if e.until > now), key=lambda e: -e.until)

@@ -1,0 +1,93 @@
+"""Builds a `Monitor` from its settings and the stores it acts on (called by wiring.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from tokenward.monitor.alerts import AlertLog, SecurityAudit
+from tokenward.monitor.blocklist import IpBlocklist, MemoryBlocklist
+from tokenward.monitor.config import DetectorSettings, MonitorSettings
+from tokenward.monitor.detectors import (
+    Detector,
+    FailureBurstDetector,
+    IpSpreadDetector,
+    RateDetector,
+    RefreshReuseDetector,
+    SessionEndedDetector,
+)
+from tokenward.monitor.pipeline import Monitor
+from tokenward.monitor.responder import Responder, RevocationWriter
+from tokenward.monitor.stats import UsageStats
+from tokenward.monitor.webhook import WebhookSender
+from tokenward.monitor.windows import MemoryWindows, UsageWindows
+from tokenward.store.protocols import SessionStore
+
+
+def build_monitor(
+    settings: MonitorSettings,
+    *,
+    revocations: RevocationWriter,
+    sessions: SessionStore,
+    keep: float,
+    clock: Callable[[], float] = time.time,
+    windows: UsageWindows | None = None,
+    blocklist: IpBlocklist | None = None,
+    audit_stream: TextIO | None = None,
+) -> Monitor:
+    """`keep`: seconds a revocation must be remembered (longest token lifetime + leeway)."""
+    windows = windows if windows is not None else MemoryWindows(settings.max_keys)
+    detectors: list[Detector] = []
+    policies: dict[str, DetectorSettings] = {}
+    candidates: list[tuple[DetectorSettings, Detector]] = [
+        (settings.ip_spread, IpSpreadDetector(settings.ip_spread, windows)),
+        (settings.rate, RateDetector(settings.rate, windows)),
+        (settings.refresh_reuse, RefreshReuseDetector(settings.refresh_reuse)),
+        (settings.failures, FailureBurstDetector(settings.failures, windows)),
+        (
+            settings.session_ended,
+            SessionEndedDetector(settings.session_ended, sessions.get, clock),
+        ),
+    ]
+    for policy, detector in candidates:
+        policies[detector.name] = policy
+        if policy.enabled:
+            detectors.append(detector)
+    responder = Responder(
+        revocations,
+        sessions,
+        blocklist if blocklist is not None else MemoryBlocklist(clock),
+        keep=keep,
+        exempt=settings.failures.exempt_networks,
+        clock=clock,
+    )
+    audit = SecurityAudit(audit_stream) if audit_stream else SecurityAudit.open(settings.audit_log)
+    return Monitor(
+        settings,
+        detectors=detectors,
+        policies=policies,
+        alerts=AlertLog(settings.max_alerts, settings.cooldown, clock),
+        responder=responder,
+        stats=UsageStats(settings.stats_bucket, settings.stats_buckets),
+        audit=audit,
+        webhook=_webhook(settings),
+        clock=clock,
+    )
+
+
+def _webhook(settings: MonitorSettings) -> WebhookSender | None:
+    hook = settings.webhook
+    if hook.url is None:
+        return None
+    if hook.secret is None or len(hook.secret.get_secret_value()) < 16:
+        raise ValueError("a monitoring webhook needs a secret of at least 16 characters")
+    return WebhookSender(
+        hook.url,
+        hook.secret.get_secret_value().encode(),
+        timeout=hook.timeout,
+        max_attempts=hook.max_attempts,
+        base_delay=hook.base_delay,
+        max_delay=hook.max_delay,
+        capacity=hook.capacity,
+    )

@@ -1,0 +1,186 @@
+"""The admin JSON API: bearer tokens with scope tokenward:admin, the console's actions, audited,
+and described in OpenAPI."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import FrozenClock
+from tests.monitor.serving import Monitored
+from tests.monitor.test_server import sign_in as oauth_sign_in
+from tokenward.monitor.events import REFRESH_REUSE, AuthEvent
+from tokenward.tokens.grant import TokenGrant
+from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
+
+pytestmark = pytest.mark.anyio
+
+
+async def admin_token(server: Monitored) -> dict[str, str]:
+    response = await server.at("192.0.2.50").post(
+        "/token",
+        data={"grant_type": "client_credentials", "scope": "tokenward:admin"},
+        auth=("ops", server.admin_secret),
+    )
+    assert response.status_code == 200, response.text
+    return {"authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def user_token(server: Monitored, user_id: str, scope: str = "tokenward:admin") -> dict[str, str]:
+    services = server.services
+    strategy = JwtAccessTokenStrategy(
+        services.keys.keyring, services.settings.issuer, clock=services.clock
+    )
+    grant = TokenGrant(user_id, "web", (services.settings.audience,), frozenset(scope.split()))
+    return {"authorization": f"Bearer {strategy.mint_sync(grant).value}"}
+
+
+async def test_who_may_call(server: Monitored) -> None:
+    http = server.at("192.0.2.50")
+    missing = await http.get("/admin/api/clients")
+    assert missing.status_code == 401
+    assert "Bearer" in missing.headers["www-authenticate"]
+    plain = {"authorization": f"Bearer {await server.token(scope='read write')}"}
+    no_scope = await http.get("/admin/api/clients", headers=plain)
+    assert no_scope.status_code == 403
+    assert no_scope.json()["error"] == "insufficient_scope"
+    alice = await server.services.stores.users.by_username("alice")
+    root = await server.services.stores.users.by_username("root")
+    assert alice is not None
+    assert root is not None
+    # The scope alone is not enough: the subject must be an admin user (or an admin client).
+    assert (
+        await http.get("/admin/api/clients", headers=user_token(server, alice.user_id))
+    ).status_code == 403
+    assert (
+        await http.get("/admin/api/clients", headers=user_token(server, root.user_id))
+    ).status_code == 200
+    listed = await http.get("/admin/api/clients", headers=await admin_token(server))
+    assert {c["client_id"] for c in listed.json()} == {"service", "web", "ops"}
+    # Cookies do not count here: a console session is no bearer token.
+    assert (await http.get("/admin/api/users")).status_code == 401
+
+
+async def test_client_lifecycle_over_the_api(server: Monitored, clock: FrozenClock) -> None:
+    http, auth = server.at("192.0.2.50"), await admin_token(server)
+    created = await http.post(
+        "/admin/api/clients",
+        json={"client_id": "batch", "grant_types": ["client_credentials"], "scope": "read"},
+        headers=auth,
+    )
+    assert created.status_code == 201, created.text
+    secret = created.json()["client_secret"]
+    token = await http.post(
+        "/token", data={"grant_type": "client_credentials"}, auth=("batch", secret)
+    )
+    rotated = await http.post("/admin/api/clients/batch/rotate-secret", headers=auth)
+    assert rotated.json()["client_secret"] != secret
+    clock.advance(1)
+    disabled = await http.post("/admin/api/clients/batch/disable", headers=auth)
+    assert disabled.json()["disabled"] is True
+    assert (await server.hello(token.json()["access_token"])).status_code == 401
+    duplicate = await http.post(
+        "/admin/api/clients",
+        json={"client_id": "batch", "grant_types": ["client_credentials"]},
+        headers=auth,
+    )
+    assert duplicate.status_code == 400
+    assert "exists" in duplicate.json()["error_description"]
+    invalid = await http.post("/admin/api/clients", json={"client_id": "a b"}, headers=auth)
+    assert invalid.status_code == 400
+    audit = [x for x in server.audit_lines() if x["event"] == "admin_action"]
+    assert [a["action"] for a in audit] == [
+        "client.create",
+        "client.rotate_secret",
+        "client.disable",
+        "client.create",
+    ]
+    assert {a["actor"] for a in audit} == {"client:ops"}
+    assert {a["via"] for a in audit} == {"api"}
+    assert secret not in server.audit.getvalue()
+
+
+async def test_sessions_users_and_revocation(server: Monitored, clock: FrozenClock) -> None:
+    http, auth = server.at("192.0.2.50"), await admin_token(server)
+    tokens = await oauth_sign_in(server, "198.51.100.10")
+    [session] = (await http.get("/admin/api/sessions", headers=auth)).json()
+    assert session["username"] == "alice"
+    clock.advance(1)
+    revoked = await http.post(f"/admin/api/sessions/{session['session_id']}/revoke", headers=auth)
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked"][0]["kind"] == "sid"
+    assert (await server.hello(tokens["access_token"])).status_code == 401
+    assert (await http.get("/admin/api/sessions", headers=auth)).json() == []
+    users = {u["username"]: u for u in (await http.get("/admin/api/users", headers=auth)).json()}
+    assert users["root"]["admin"]
+    assert not users["alice"]["admin"]
+    alice_id = users["alice"]["user_id"]
+    out = await http.post(f"/admin/api/users/{alice_id}/logout", headers=auth)
+    assert out.json()["revoked"][0]["kind"] == "sub"
+    off = await http.post(f"/admin/api/users/{alice_id}/disable", headers=auth)
+    assert off.json() == {"user_id": alice_id, "username": "alice", "disabled": True}
+    token = await server.token()
+    jti_response = await server.hello(token)
+    assert jti_response.status_code == 200
+    await server.services.monitor.drain()
+    top = server.services.monitor.stats.snapshot(clock())["top_tokens"]
+    [jti] = [row["key"] for row in top if row["sub"] == "service"]
+    done = await http.post("/admin/api/revoke", json={"jti": jti}, headers=auth)
+    assert done.json()["revoked"][0] == {"kind": "jti", "value": jti, "seq": 4}
+    assert (await server.hello(token)).status_code == 401
+    nothing = await http.post("/admin/api/revoke", json={}, headers=auth)
+    assert nothing.status_code == 400
+
+
+async def test_keys_usage_alerts_blocklist(server: Monitored) -> None:
+    http, auth = server.at("192.0.2.50"), await admin_token(server)
+    keys = (await http.get("/admin/api/keys", headers=auth)).json()
+    assert {k["state"] for k in keys} >= {"active"}
+    assert {k["alg"] for k in keys} >= {"ES256"}
+    rotated = await http.post("/admin/api/keys/rotate", headers=auth)
+    assert rotated.status_code in (200, 400)
+    server.services.monitor.emit(
+        AuthEvent(server.services.clock(), REFRESH_REUSE, "203.0.113.8", sub="x", family_id="f")
+    )
+    await server.services.monitor.drain()
+    usage = (await http.get("/admin/api/usage", headers=auth)).json()
+    assert usage["health"]["open_alerts"] == 1
+    assert usage["usage"]["auth_events"] == [{"key": "refresh_reuse", "count": 1}]
+    [alert] = (await http.get("/admin/api/alerts", headers=auth)).json()
+    assert alert["actions"] == ["revoke_subject", "block_ip"]
+    answered = await http.post(
+        f"/admin/api/alerts/{alert['id']}/respond", json={"action": "block_ip"}, headers=auth
+    )
+    assert answered.json()["responses"][-1]["action"] == "block_ip"
+    assert [b["ip"] for b in (await http.get("/admin/api/blocklist", headers=auth)).json()] == [
+        "203.0.113.8"
+    ]
+    await http.post(
+        "/admin/api/blocklist", json={"ip": "198.51.100.99", "seconds": 30}, headers=auth
+    )
+    assert server.services.monitor.is_blocked("198.51.100.99")
+    assert (await http.delete("/admin/api/blocklist/198.51.100.99", headers=auth)).json()[
+        "unblocked"
+    ]
+    missing = await http.post(
+        "/admin/api/alerts/nope/respond", json={"action": "resolve"}, headers=auth
+    )
+    assert missing.status_code == 400
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate Operation ID")  # /userinfo GET+POST (not ours)
+async def test_openapi_documents_the_admin_api(server: Monitored) -> None:
+    schema = (await server.at("192.0.2.1").get("/openapi.json")).json()
+    paths = {p: v for p, v in schema["paths"].items() if p.startswith("/admin")}
+    assert all(p.startswith("/admin/api/") for p in paths)  # console pages are not in it
+    assert {
+        "/admin/api/clients",
+        "/admin/api/sessions/{session_id}/revoke",
+        "/admin/api/alerts/{alert_id}/respond",
+        "/admin/api/keys/rotate",
+        "/admin/api/usage",
+        "/admin/api/blocklist",
+    } <= set(paths)
+    listed = paths["/admin/api/clients"]["get"]["responses"]["200"]["content"]
+    assert listed["application/json"]["schema"]["items"]["$ref"].endswith("/Client")
+    assert {"401", "403"} <= set(paths["/admin/api/users"]["get"]["responses"])
+    assert "AlertOut" in schema["components"]["schemas"]

@@ -1,0 +1,264 @@
+"""The admin console: admin-only sign-in, CSRF and Origin checks, actions that work and are
+audited, and a revoked session's token refused on the next API call."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.admin.conftest import Console
+from tests.conftest import FrozenClock
+from tests.monitor.serving import PASSWORD, Monitored
+from tests.monitor.test_server import sign_in as oauth_sign_in
+from tokenward.monitor.events import REFRESH_REUSE, AuthEvent
+
+pytestmark = pytest.mark.anyio
+
+
+def actions(server: Monitored) -> list[dict[str, object]]:
+    return [line for line in server.audit_lines() if line["event"] == "admin_action"]
+
+
+async def test_non_admins_and_wrong_passwords_are_refused(server: Monitored) -> None:
+    console = Console(server.at("192.0.2.1"))
+    refused = await console.sign_in("alice")
+    assert refused.status_code == 403
+    assert "may not use the admin console" in refused.text
+    assert "tw_admin=" not in refused.headers.get("set-cookie", "").replace("tw_admin_csrf", "")
+    wrong = await console.sign_in("root", "not the password")
+    assert wrong.status_code == 401
+    assert (await console.get("/admin/dashboard")).headers["location"] == "/admin/login"
+    assert [a["error"] for a in actions(server)] == ["no role", "failed"]
+
+
+async def test_the_login_form_needs_csrf_and_origin(server: Monitored) -> None:
+    console = Console(server.at("192.0.2.1"))
+    await console.get("/admin/login")
+    cross = await console.post(
+        "/admin/login", origin="https://evil.example", username="root", password=PASSWORD
+    )
+    assert cross.status_code == 403
+    assert "Origin" in cross.text
+    console.csrf = "forged-but-long-enough-value-1234567890"
+    forged = await console.post("/admin/login", username="root", password=PASSWORD)
+    assert forged.status_code == 403
+    assert "expired" in forged.text
+
+
+async def test_pages_render_for_the_admin(console: Console) -> None:
+    for page, marker in [
+        ("/admin/dashboard", 'id="chart-requests"'),
+        ("/admin/clients", 'data-client="service"'),
+        ("/admin/users", 'data-user="alice"'),
+        ("/admin/sessions", "Active sessions"),
+        ("/admin/keys", "state-active"),
+        ("/admin/alerts", "Blocked addresses"),
+    ]:
+        response = await console.get(page)
+        assert response.status_code == 200, page
+        assert marker in response.text, page
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+        assert response.headers["x-frame-options"] == "DENY"
+    cookie = (await console.http.get("/admin/login")).headers["set-cookie"]
+    assert "httponly" in cookie.lower()
+    assert "samesite=strict" in cookie.lower()
+    assert "path=/admin" in cookie.lower()
+    assert "secure" in cookie.lower()
+
+
+async def test_static_assets_are_served_locally(console: Console) -> None:
+    chart = await console.http.get("/admin/static/chart.js")
+    assert chart.status_code == 200
+    assert "TinyChart" in chart.text
+    assert chart.headers["content-type"].startswith("text/javascript")
+    assert (await console.http.get("/admin/static/../app.py")).status_code == 404
+    page = (await console.get("/admin/dashboard")).text
+    assert "http://" not in page.replace("http://www.w3.org", "")
+    assert "cdn" not in page.lower()
+
+
+async def test_state_changes_need_csrf_and_origin(server: Monitored, console: Console) -> None:
+    cross = await console.post(
+        "/admin/clients", origin="https://evil.example", op="disable", client_id="service"
+    )
+    assert cross.status_code == 403
+    good_csrf, console.csrf = console.csrf, "x" * 43
+    forged = await console.post("/admin/clients", op="disable", client_id="service")
+    assert forged.status_code == 403
+    console.csrf = good_csrf
+    no_origin = await console.http.post(
+        "/admin/clients", data={"csrf": good_csrf, "op": "disable", "client_id": "service"}
+    )
+    assert no_origin.status_code == 403
+    client = await server.services.stores.clients.get("service")
+    assert client is not None
+    assert not client.disabled
+    referer = await console.http.post(
+        "/admin/clients",
+        data={"csrf": good_csrf, "op": "disable", "client_id": "service"},
+        headers={"referer": "https://as.example/admin/clients"},
+    )
+    assert referer.status_code == 200  # Referer stands in for a missing Origin
+
+
+async def test_clients_create_disable_rotate(
+    server: Monitored, console: Console, clock: FrozenClock
+) -> None:
+    await console.get("/admin/clients")
+    created = await console.http.post(
+        "/admin/clients",
+        data={
+            "csrf": console.csrf,
+            "op": "create",
+            "client_id": "reports",
+            "grant_types": ["client_credentials"],
+            "scope": "read",
+        },
+        headers={"origin": "https://as.example"},
+    )
+    assert created.status_code == 200, created.text[:500]
+    secret = re.search(r'id="new-secret">([^<]+)<', created.text)
+    assert secret is not None
+    token = await server.at("192.0.2.9").post(
+        "/token", data={"grant_type": "client_credentials"}, auth=("reports", secret.group(1))
+    )
+    assert token.status_code == 200
+    rotated = await console.post("/admin/clients", op="rotate", client_id="reports")
+    assert "Secret rotated" in rotated.text
+    clock.advance(1)
+    disabled = await console.post("/admin/clients", op="disable", client_id="reports")
+    assert "Client disabled" in disabled.text
+    assert (await server.hello(token.json()["access_token"])).status_code == 401
+    bad = await console.post("/admin/clients", op="create", client_id="reports")
+    assert bad.status_code == 400
+    assert "exists already" in bad.text
+    logged = actions(server)
+    assert [a["action"] for a in logged[-4:]] == [
+        "client.create",
+        "client.rotate_secret",
+        "client.disable",
+        "client.create",
+    ]
+    assert all(a["actor"] == "user:root" and a["via"] == "console" for a in logged[-4:])
+    assert secret.group(1) not in server.audit.getvalue()  # secrets never reach the audit log
+
+
+async def test_revoking_a_session_refuses_its_token_next(
+    server: Monitored, console: Console, clock: FrozenClock
+) -> None:
+    tokens = await oauth_sign_in(server, "198.51.100.10")
+    assert (await server.hello(tokens["access_token"])).status_code == 200
+    clock.advance(1)
+    page = await console.get("/admin/sessions")
+    alice_sid = re.findall(r'data-session="([^"]+)">\s*<td>alice</td>', page.text)
+    assert len(alice_sid) == 1
+    assert len(re.findall("data-session=", page.text)) == 2
+    done = await console.post("/admin/sessions", op="revoke", session_id=alice_sid[0])
+    assert "Session ended" in done.text
+    refused = await server.hello(tokens["access_token"])
+    assert refused.status_code == 401
+    assert "session ended" in refused.headers["www-authenticate"]
+    assert actions(server)[-1]["action"] == "session.revoke"
+
+
+async def test_users_force_logout_and_disable(
+    server: Monitored, console: Console, clock: FrozenClock
+) -> None:
+    tokens = await oauth_sign_in(server, "198.51.100.10")
+    alice = await server.services.stores.users.by_username("alice")
+    assert alice is not None
+    clock.advance(1)
+    out = await console.post("/admin/users", op="logout", user_id=alice.user_id)
+    assert "signed out everywhere" in out.text
+    assert (await server.hello(tokens["access_token"])).status_code == 401
+    disabled = await console.post("/admin/users", op="disable", user_id=alice.user_id)
+    assert "User disabled" in disabled.text
+    user = await server.services.stores.users.get(alice.user_id)
+    assert user is not None
+    assert user.disabled
+
+
+async def test_grants_are_listed_and_revoked(
+    server: Monitored, console: Console, clock: FrozenClock
+) -> None:
+    tokens = await oauth_sign_in(server, "198.51.100.10")
+    alice = await server.services.stores.users.by_username("alice")
+    assert alice is not None
+    page = await console.get("/admin/sessions")
+    assert "openid profile read" in page.text
+    clock.advance(1)
+    done = await console.post(
+        "/admin/sessions", op="revoke_grant", user_id=alice.user_id, client_id="web"
+    )
+    assert "Consent withdrawn" in done.text
+    assert await server.services.stores.consents.granted(alice.user_id, "web") == frozenset()
+    assert (await server.hello(tokens["access_token"])).status_code == 401
+
+
+async def test_keys_show_states_and_rotate(server: Monitored, console: Console) -> None:
+    before = {key.kid for key in server.services.keys.managed_keys()}
+    done = await console.post("/admin/keys", op="rotate")
+    assert done.status_code in (200, 400)
+    if done.status_code == 200:
+        assert {key.kid for key in server.services.keys.managed_keys()} != before
+    assert actions(server)[-1]["action"] == "key.rotate"
+
+
+async def test_alerts_one_click_response(
+    server: Monitored, console: Console, clock: FrozenClock
+) -> None:
+    token = await server.token()
+    assert (await server.hello(token, ip="203.0.113.7")).status_code == 200
+    await server.services.monitor.drain()
+    jti = server.services.monitor.stats.snapshot(server.services.clock())["top_tokens"][0]["key"]
+    server.services.monitor.emit(
+        AuthEvent(
+            server.services.clock(),
+            REFRESH_REUSE,
+            "203.0.113.7",
+            sub="service",
+            client_id="service",
+            family_id="fam-1",
+        )
+    )
+    await server.services.monitor.drain()
+    page = await console.get("/admin/alerts")
+    assert "Refresh token reused" in page.text
+    assert "Revoke subject" in page.text
+    [alert] = server.services.monitor.alerts.recent()
+    blocked = await console.post(
+        "/admin/alerts", op="respond", alert_id=alert.id, action="block_ip"
+    )
+    assert "Response carried out" in blocked.text
+    assert server.services.monitor.is_blocked("203.0.113.7")
+    assert (await server.hello(token, ip="203.0.113.7")).status_code == 403
+    clock.advance(1)
+    await console.post("/admin/alerts", op="respond", alert_id=alert.id, action="revoke_subject")
+    assert (await server.hello(token, ip="192.0.2.1")).status_code == 401
+    assert jti
+    unblocked = await console.post("/admin/alerts", op="unblock", ip="203.0.113.7")
+    assert "Address unblocked" in unblocked.text
+    resolved = await console.post(
+        "/admin/alerts", op="respond", alert_id=alert.id, action="resolve"
+    )
+    assert "resolved" in resolved.text
+    wrong = await console.post(
+        "/admin/alerts", op="respond", alert_id=alert.id, action="revoke_token"
+    )
+    assert wrong.status_code == 400  # no jti on a refresh-reuse alert
+    responses = [x for x in server.audit_lines() if x["event"] == "security_response"]
+    assert [r["action"] for r in responses] == ["block_ip", "revoke_subject", "resolve"]
+
+
+async def test_usage_json_needs_the_console_session(server: Monitored, console: Console) -> None:
+    assert (await console.http.get("/admin/usage.json")).json()["usage"]["bucket"] == 60
+    assert (await server.at("192.0.2.99").get("/admin/usage.json")).status_code == 401
+
+
+async def test_sign_out(server: Monitored, console: Console) -> None:
+    out = await console.post("/admin/logout")
+    assert out.status_code == 303
+    assert (await console.http.get("/admin/clients")).status_code == 303
