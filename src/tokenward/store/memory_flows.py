@@ -97,6 +97,7 @@ class MemoryGrantStore:
         if (
             following is not None
             and following.rotated_at is None
+            and grace > 0  # no grace configured: every repeat is reuse, even a simultaneous one
             and now - token.rotated_at <= grace
         ):
             return RotationOutcome.GRACE, family, token

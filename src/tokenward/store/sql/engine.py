@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 from alembic import command
@@ -50,8 +52,19 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     # First, so that even switching to WAL waits for a lock instead of failing: writers queue
     # rather than fail at once (SQLite allows one writer at a time).
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    # WAL: readers never block the writer and the writer never blocks readers.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL: readers never block the writer and the writer never blocks readers. Switching needs
+    # the database to itself and does not always wait on busy_timeout (two servers starting at
+    # once), so it is retried for a bounded while; a database already in WAL skips it.
+    cursor.execute("PRAGMA journal_mode")
+    if cursor.fetchone()[0] != "wal":
+        for attempt in range(200):
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError:
+                if attempt == 199:
+                    raise
+                time.sleep(0.05)
     cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite, on in PostgreSQL
     # synchronous stays FULL (the default): a revocation must survive a power cut.
     cursor.close()

@@ -169,6 +169,7 @@ async def _rotate_locked(
         following is not None
         and following.rotated_at is None  # the successor is still the family's current token
         and token.rotated_at is not None
+        and grace > 0  # no grace configured: every repeat is reuse, even a simultaneous one
         and now - token.rotated_at <= grace
     ):
         return RotationOutcome.GRACE, token
