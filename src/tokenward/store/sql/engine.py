@@ -56,7 +56,8 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     # the database to itself and does not always wait on busy_timeout (two servers starting at
     # once), so it is retried for a bounded while; a database already in WAL skips it.
     cursor.execute("PRAGMA journal_mode")
-    if cursor.fetchone()[0] != "wal":
+    mode = cursor.fetchone()
+    if mode is None or mode[0] != "wal":
         for attempt in range(200):
             try:
                 cursor.execute("PRAGMA journal_mode=WAL")
