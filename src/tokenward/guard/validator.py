@@ -77,6 +77,7 @@ class Validator:
         # bound token is only good together with a fresh proof (RFC 9449 §7).
         self.dpop = dpop
         self._dpop_cache = TokenCache(cache_size)
+        self._inspect_cache = TokenCache(cache_size)  # introspection/revocation, by raw token
 
     # --- hot path ------------------------------------------------------------------------
     def cached(self, authorization: str) -> AccessToken | None:
@@ -130,7 +131,12 @@ class Validator:
     async def inspect(self, raw: str) -> AccessToken:
         """Every check but the scheme binding, and nothing cached: for our own introspection
         and revocation endpoints, which answer for Bearer and DPoP-bound tokens alike."""
-        return await self._miss("Bearer " + raw, binding=ANY, cache=False)
+        token = self._cached_in(self._inspect_cache, raw)
+        if token is None:
+            generation = self.revocations.generation
+            token = await self._miss("Bearer " + raw, binding=ANY, cache=False)
+            self._inspect_cache.put(raw, CacheEntry(token, generation))
+        return token
 
     async def _miss(
         self, authorization: str | None, *, binding: str = BEARER, cache: bool = True
