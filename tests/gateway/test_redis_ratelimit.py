@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from tests.gateway.conftest import GatewayFactory, Running
 from tests.store.redis_server import need_shared_redis
 from tokenward.gateway.config import parse_config
-from tokenward.gateway.model import RatePolicy
+from tokenward.store.ratelimits import RatePolicy
 from tokenward.store.redis_ratelimit import RedisRateLimiter
 
 LIMIT = 7

@@ -22,11 +22,11 @@ from tokenward.gateway.model import (
     GatewayConfig,
     IpNetwork,
     IpRules,
-    RatePolicy,
     Route,
     Upstream,
 )
 from tokenward.gateway.yamlnodes import ConfigError, Node, parse_document
+from tokenward.store.ratelimits import RatePolicy
 
 __all__ = ["ConfigError", "GatewayConfig", "load_config", "parse_config"]
 

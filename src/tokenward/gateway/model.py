@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from tokenward.store.ratelimits import RatePolicy
 from tokenward.tokens.dpop import PROOF_ALGS
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -24,14 +25,6 @@ IDENTITY_DEFAULTS = {
     "scope": "x-auth-scope",
     "jti": "x-auth-jti",
 }
-
-
-@dataclass(frozen=True)
-class RatePolicy:
-    name: str
-    requests: int
-    per: float  # seconds
-    key: str  # one of RATE_KEYS
 
 
 @dataclass(frozen=True)

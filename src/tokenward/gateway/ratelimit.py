@@ -21,18 +21,9 @@ The draft-ietf-httpapi-ratelimit-headers-10 fields are rendered here:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-from tokenward.gateway.model import RatePolicy
-
-
-class RateDecision(NamedTuple):
-    """A NamedTuple: built on every request, and a frozen dataclass costs 3x to construct."""
-
-    allowed: bool
-    remaining: int  # requests that would be admitted right now
-    reset: float  # seconds until the whole quota is available again
-    retry_after: float  # seconds until the next request may pass; 0 when allowed
+from tokenward.store.ratelimits import RateDecision, RatePolicy
 
 
 class RateLimiter(Protocol):

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from tokenward.gateway.model import RatePolicy
-from tokenward.gateway.ratelimit import RateDecision
+from tokenward.store.ratelimits import RateDecision, RatePolicy
 
 PREFIX = "tokenward:ratelimit:"
 
