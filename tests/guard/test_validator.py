@@ -171,3 +171,19 @@ def test_cache_is_bounded(keyring: Keyring, clock: FrozenClock, mint: Callable[.
     assert len(small.cache) == 3
     assert small.cache.get(headers[0]) is None
     assert small.cache.get(headers[4]) is not None
+
+
+@pytest.mark.anyio
+async def test_every_cache_fails_closed_on_a_stale_mirror(
+    validator: Validator, mint: Callable[..., str], clock: FrozenClock
+) -> None:
+    from tokenward.guard.errors import TemporarilyUnavailable
+
+    raw = mint()
+    await validator.authenticate("Bearer " + raw)
+    await validator.inspect(raw)  # the introspection cache holds it too
+    validator.revocations.fresh_until = clock() - 1
+    with pytest.raises(TemporarilyUnavailable):
+        validator.authenticate_sync("Bearer " + raw)
+    with pytest.raises(TemporarilyUnavailable):
+        await validator.inspect(raw)

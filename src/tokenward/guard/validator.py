@@ -82,25 +82,7 @@ class Validator:
     # --- hot path ------------------------------------------------------------------------
     def cached(self, authorization: str) -> AccessToken | None:
         """The token for a credential seen before, after exp and revocation checks; else None."""
-        entry = self.cache.get(authorization)
-        if entry is None:
-            return None
-        token = entry.token
-        now = self._clock()
-        if now >= token.exp + self._leeway:
-            self.cache.discard(authorization)
-            raise InvalidToken("the access token expired")
-        mirror = self.revocations
-        if now > mirror.fresh_until:
-            raise TemporarilyUnavailable("revocation state is stale; try again shortly")
-        generation = mirror.generation
-        if entry.generation != generation:
-            reason = mirror.reason(token.jti, token.sub, token.sid, token.client_id, token.iat)
-            if reason is not None:
-                self.cache.discard(authorization)
-                raise InvalidToken(reason)
-            entry.generation = generation
-        return token
+        return self._cached_in(self.cache, authorization)
 
     def authenticate_sync(
         self, authorization: str | None, required: frozenset[str] = NO_SCOPES
@@ -288,17 +270,24 @@ class Validator:
         return token
 
     def _cached_in(self, cache: TokenCache, authorization: str) -> AccessToken | None:
+        """One hit path for every cache (Bearer, DPoP-bound, introspection): exp, staleness of
+        the revocation mirror, and revocation (re-run only when the generation moved)."""
         entry = cache.get(authorization)
         if entry is None:
             return None
         token = entry.token
-        if self._clock() >= token.exp + self._leeway:
+        now = self._clock()
+        if now >= token.exp + self._leeway:
             cache.discard(authorization)
             raise InvalidToken("the access token expired")
-        reason = self.revocations.reason(
-            token.jti, token.sub, token.sid, token.client_id, token.iat
-        )
-        if reason is not None:
-            cache.discard(authorization)
-            raise InvalidToken(reason)
+        mirror = self.revocations
+        if now > mirror.fresh_until:
+            raise TemporarilyUnavailable("revocation state is stale; try again shortly")
+        generation = mirror.generation
+        if entry.generation != generation:
+            reason = mirror.reason(token.jti, token.sub, token.sid, token.client_id, token.iat)
+            if reason is not None:
+                cache.discard(authorization)
+                raise InvalidToken(reason)
+            entry.generation = generation
         return token
