@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 from redis.asyncio import Redis
 
 from tests.gateway.conftest import GatewayFactory, Running
-from tests.store.redis_server import need_shared_redis
+from tests.store.redis_server import need_shared_redis, private_redis
 from tokenward.gateway.config import parse_config
 from tokenward.store.ratelimits import RatePolicy
 from tokenward.store.redis_ratelimit import RedisRateLimiter
@@ -91,3 +92,16 @@ def test_decisions_and_expiry_of_state() -> None:
         await limiter.stop()
 
     asyncio.run(run())
+
+
+def test_unreachable_redis_fails_closed_with_503(gateway: GatewayFactory, tmp_path: Path) -> None:
+    with private_redis(str(tmp_path)) as server:
+        text = CONFIG.replace("REDIS", server.url).replace("PREFIX", "tw-test:")
+        node = _node(gateway, text)
+        assert node.http.get("/open/x").status_code == 200
+        server.stop()
+        down = node.http.get("/open/x")
+        assert (down.status_code, down.json()["error"]) == (503, "temporarily_unavailable")
+        assert down.headers["retry-after"] == "1"
+        server.start()
+        assert node.http.get("/open/x").status_code == 200  # recovers by itself

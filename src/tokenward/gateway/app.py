@@ -55,6 +55,7 @@ from tokenward.monitor.events import ALLOW, DENY, UsageEvent, UsageSink
 from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
 from tokenward.signedurl import Reason
 from tokenward.signedurl.asgi import request_path, unsigned_query
+from tokenward.store.errors import STORAGE_ERRORS
 from tokenward.tokens.claims import AccessToken
 
 log = structlog.get_logger(__name__)
@@ -185,6 +186,17 @@ class Gateway:
         except ClientGone:
             record.reason = "client_closed"
             status = CLIENT_CLOSED
+        except STORAGE_ERRORS as exc:
+            # Shared state (rate limits, idempotency records in Redis) is unreachable: fail
+            # closed with a retryable answer rather than let a limit or a key go unenforced.
+            log.warning("gateway_shared_state_unavailable", error=type(exc).__name__)
+            record.reason, status = "shared_state_unavailable", 503
+            body = {
+                "error": "temporarily_unavailable",
+                "error_description": "the gateway's shared state is unreachable; retry shortly",
+            }
+            with contextlib.suppress(Exception):  # the answer may have started already
+                await send_json(send, status, body, [(b"retry-after", b"1"), *hsts])
         except Exception as exc:  # noqa: BLE001 - a bug must still answer JSON and be counted
             # The type only: a traceback's locals could hold the credential.
             log.error("gateway_unexpected_error", route=record.route, error=type(exc).__name__)  # noqa: TRY400

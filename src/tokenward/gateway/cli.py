@@ -34,6 +34,7 @@ from tokenward.gateway.trust import (
     remote_trust,
 )
 from tokenward.guard import RevocationMirror
+from tokenward.store.redis_idempotency import RedisIdempotencyStore
 from tokenward.store.redis_ratelimit import RedisRateLimiter
 from tokenward.store.redis_replay import RedisReplayCache
 from tokenward.tokens.dpop import FirstUse
@@ -83,7 +84,7 @@ async def build_trust(
 
 class Shared:
     """What gateways behind one balancer share: one Redis client (for the revocation feed, the
-    DPoP replay cache and, when configured, rate limits) and the revocation feed."""
+    DPoP replay cache, idempotency records and rate limits) and the revocation feed."""
 
     def __init__(self, config: GatewayConfig) -> None:
         revocations = config.revocations
@@ -114,6 +115,13 @@ class Shared:
             return None
         prefix = config.rate_limit_redis_prefix or self.namespace + ":ratelimit:"
         return RedisRateLimiter(self.rate_redis, prefix)
+
+    def idempotency(self) -> RedisIdempotencyStore | None:
+        """Idempotency records in the shared Redis, so a retry that lands on another gateway
+        meets the first answer; None: this process's memory."""
+        if self.rate_redis is None:
+            return None
+        return RedisIdempotencyStore(self.rate_redis, self.namespace + ":idempotency:")
 
     def first_use(self) -> FirstUse | None:
         if self.redis is None:
@@ -173,6 +181,7 @@ async def serve_gateway(config: GatewayConfig, path: Path | None = None) -> None
         bff=bff,
         background=shared.background(),
         limiter=shared.limiter(config),
+        idempotency=shared.idempotency(),
     )
     metrics_server = (
         metrics.serve(config.metrics_host, config.metrics_port)

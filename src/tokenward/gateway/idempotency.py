@@ -16,26 +16,25 @@ failures (502, 504, a client that left) release the key as well, so the client m
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
 from starlette.types import Message, Receive, Scope, Send
 
 from tokenward.gateway.policy import Denied
+from tokenward.store.errors import STORAGE_ERRORS
+from tokenward.store.idempotency_records import Headers, Stored
+
+log = structlog.get_logger(__name__)
 
 MAX_BODY = 1024 * 1024
 MAX_KEY_LENGTH = 255
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-Headers = list[tuple[bytes, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    status: int
-    headers: Headers
-    body: bytes
 
 
 @dataclass(slots=True)
@@ -46,13 +45,16 @@ class _Entry:
 
 
 class IdempotencyStore(Protocol):
-    def begin(self, key: str, fingerprint: bytes, now: float, ttl: float) -> str | Stored:
+    """Async so that a shared backend (`tokenward.store.redis_idempotency`) can implement it:
+    gateways behind one balancer must see each other's keys."""
+
+    async def begin(self, key: str, fingerprint: bytes, now: float, ttl: float) -> str | Stored:
         """ "new" (go ahead), "busy" (in flight: 409), "mismatch" (422), or the stored answer."""
         ...
 
-    def complete(self, key: str, response: Stored, now: float, ttl: float) -> None: ...
+    async def complete(self, key: str, response: Stored, now: float, ttl: float) -> None: ...
 
-    def release(self, key: str) -> None: ...
+    async def release(self, key: str) -> None: ...
 
 
 class MemoryIdempotencyStore:
@@ -62,7 +64,7 @@ class MemoryIdempotencyStore:
         self._entries: dict[str, _Entry] = {}
         self._max_entries = max_entries
 
-    def begin(self, key: str, fingerprint: bytes, now: float, ttl: float) -> str | Stored:
+    async def begin(self, key: str, fingerprint: bytes, now: float, ttl: float) -> str | Stored:
         entry = self._entries.get(key)
         if entry is not None and entry.expires_at <= now:
             del self._entries[key]
@@ -75,14 +77,16 @@ class MemoryIdempotencyStore:
             return "mismatch"
         return entry.response if entry.response is not None else "busy"
 
-    def complete(self, key: str, response: Stored, now: float, ttl: float) -> None:
+    async def complete(self, key: str, response: Stored, now: float, ttl: float) -> None:
         entry = self._entries.get(key)
         if entry is not None:
             entry.response = response
             entry.expires_at = now + ttl
 
-    def release(self, key: str) -> None:
-        self._entries.pop(key, None)
+    async def release(self, key: str) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.response is None:  # a stored answer stands
+            del self._entries[key]
 
     def _make_room(self, now: float) -> None:
         entries = self._entries
@@ -201,7 +205,7 @@ class Idempotency:
         if body is None:
             raise Denied(413, "body_too_large", "bodies over 1 MiB cannot use Idempotency-Key")
         key = f"{scope_key}\0{value.decode('latin-1')}"
-        state = self.store.begin(key, fingerprint(scope, body), self._clock(), ttl)
+        state = await self.store.begin(key, fingerprint(scope, body), self._clock(), ttl)
         if state == "busy":
             raise Denied(
                 409,
@@ -221,11 +225,19 @@ class Idempotency:
         try:
             status = await forward(replay_receive(body), recorder)
         except BaseException:
-            self.store.release(key)  # a gateway-made failure: let the client retry
+            # A gateway-made failure: let the client retry. Shielded: a cancelled request must
+            # still release its key, or the key stays "busy" until the in-flight limit.
+            with contextlib.suppress(*STORAGE_ERRORS):
+                await asyncio.shield(self.store.release(key))
             raise
         stored = recorder.stored()
-        if stored is None:
-            self.store.release(key)
-        else:
-            self.store.complete(key, stored, self._clock(), ttl)
+        try:
+            if stored is None:
+                await self.store.release(key)
+            else:
+                await self.store.complete(key, stored, self._clock(), ttl)
+        except STORAGE_ERRORS as exc:
+            # The answer has gone out already; a repeat meets "busy" (409) until the in-flight
+            # marker expires, never a second forward.
+            log.warning("idempotency_record_lost", error=type(exc).__name__)
         return status, False

@@ -8,16 +8,14 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError, DisconnectionError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from tokenward.oauth.errors import InvalidRequest, OAuthError, TemporarilyUnavailable
 from tokenward.oauth.form import Form, parse_form
+from tokenward.store.errors import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
-STORAGE_ERRORS = (DBAPIError, DisconnectionError, RedisError, ConnectionError, TimeoutError)
 
 
 class JSONResponse(Response):
