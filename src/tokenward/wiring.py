@@ -14,6 +14,7 @@ from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.monitor.build import build_monitor
 from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.pipeline import Monitor
+from tokenward.monitor.relay import EventConsumer, usage_stream
 from tokenward.oauth.authorize import AuthorizationValidator
 from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, SecretHasher
 from tokenward.oauth.device import DeviceAuthorization, DeviceCodeGrant
@@ -44,7 +45,9 @@ from tokenward.store.protocols import (
     SessionStore,
     UserStore,
 )
+from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_replay import RedisReplayCache
+from tokenward.store.redis_windows import RedisWindows
 from tokenward.store.revocation_feed import RevocationFeed
 from tokenward.tokens.dpop import DpopNonces, DpopVerifier
 from tokenward.tokens.id_token import IdTokenSigner
@@ -166,6 +169,12 @@ async def build_services(
         fail_open=settings.revocation_fail_open,
         channel=settings.redis_namespace + ":revocations",  # the gateways listen here too
     )
+    # One blocklist for the deployment: a block decided on any node is refused on every node.
+    shared_blocklist = (
+        RedisBlocklist(stores.redis, settings.redis_namespace + ":", clock=clock)
+        if stores.redis is not None
+        else None
+    )
     monitor = build_monitor(
         monitor_settings if monitor_settings is not None else MonitorSettings(),
         revocations=revocations,
@@ -175,7 +184,18 @@ async def build_services(
             settings.refresh_token_lifetime,
         ),
         clock=clock,
+        # Scale-out: every node counts in the same windows, and reads the gateways' events.
+        windows=RedisWindows(stores.redis, settings.redis_namespace + ":windows:")
+        if stores.redis is not None
+        else None,
+        blocklist=shared_blocklist,
     )
+    if stores.redis is not None:
+        monitor.companions.append(
+            EventConsumer(stores.redis, usage_stream(settings.redis_namespace), monitor.emit)
+        )
+    if shared_blocklist is not None:
+        monitor.companions.append(shared_blocklist)
     key_source = KeyringKeySource(keys.keyring)
     opaque = StoreOpaqueResolver(stores.access_tokens)
     common: dict[str, Any] = {

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 from sqlalchemy import text
@@ -73,9 +74,19 @@ def wait_healthy(base: str, process: subprocess.Popen[bytes], path: str = "/heal
 
 
 @contextmanager
-def cluster(tmp: Path, nodes: int = 2, **settings: str) -> Iterator[Cluster]:
+def cluster(
+    tmp: Path,
+    nodes: int = 2,
+    *,
+    redis_url: str | None = None,
+    log_dir: Path | None = None,
+    **settings: str,
+) -> Iterator[Cluster]:
+    """`redis_url`: a Redis of the test's own (a fault test stops it); default the shared one.
+    `log_dir`: keep each node's output there (server<i>.log) instead of discarding it."""
     require_postgres()
-    redis_url = need_shared_redis()
+    if redis_url is None:
+        redis_url = need_shared_redis()
     schema = "tw_" + secrets.token_hex(6)
     asyncio.run(_schema(schema, create=True))
     lb_port = free_port()  # the address a load balancer would have; the issuer of every node
@@ -89,12 +100,15 @@ def cluster(tmp: Path, nodes: int = 2, **settings: str) -> Iterator[Cluster]:
         **{f"TOKENWARD_{name.upper()}": value for name, value in settings.items()},
     }
     group = Cluster(env["TOKENWARD_ISSUER"], [], env, tmp, schema=schema, redis_url=redis_url)
+    logs: list[IO[bytes]] = []
     try:
         group.cli("init")  # keys are created once, in the shared database
         for index in range(nodes):
             # The first node listens on the issuer's address, so discovery there works (a
             # gateway in remote mode reads it); the others are reached directly.
             port = lb_port if index == 0 else free_port()
+            if log_dir is not None:
+                logs.append((log_dir / f"server{index}.log").open("wb"))
             process = subprocess.Popen(
                 [
                     TOKENWARD,
@@ -107,8 +121,8 @@ def cluster(tmp: Path, nodes: int = 2, **settings: str) -> Iterator[Cluster]:
                     group.issuer,
                 ],
                 env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=logs[-1] if log_dir is not None else subprocess.DEVNULL,
+                stderr=subprocess.STDOUT if log_dir is not None else subprocess.DEVNULL,
             )
             group.processes.append(process)
             group.nodes.append(f"http://127.0.0.1:{port}")
@@ -122,4 +136,6 @@ def cluster(tmp: Path, nodes: int = 2, **settings: str) -> Iterator[Cluster]:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+        for log in logs:
+            log.close()
         asyncio.run(_schema(schema, create=False))

@@ -51,7 +51,8 @@ from tokenward.guard.errors import (
 )
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import Validator
-from tokenward.monitor.events import ALLOW, DENY, UsageEvent, UsageSink
+from tokenward.monitor.blocklist import IpBlocklist
+from tokenward.monitor.events import ALLOW, DENY, IP_BLOCKED, UsageEvent, UsageSink
 from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
 from tokenward.signedurl import Reason
 from tokenward.signedurl.asgi import request_path, unsigned_query
@@ -96,11 +97,14 @@ class Gateway:
         background: Sequence[Background] = (),
         clock: Callable[[], float] = time.time,
         usage: UsageSink | None = None,
+        blocklist: IpBlocklist | None = None,
     ) -> None:
         """`background`: started before the first request and stopped at shutdown, in order
         (the revocation feed of `revocations:`, the Redis clients of the shared backends).
-        `usage`: the monitor's sink (tokenward.monitor): one non-blocking event per decision."""
+        `usage`: the monitor's sink (tokenward.monitor): one non-blocking event per decision.
+        `blocklist`: addresses the monitor or an admin blocked, refused with 403 ip_blocked."""
         self.usage = usage
+        self.blocklist = blocklist
         if validator is None and any(route.auth in TOKEN_MODES for route in config.routes):
             raise ValueError("routes with auth: bearer need a validator")
         _check_dpop(config, validator)
@@ -241,20 +245,11 @@ class Gateway:
         if self.bff is not None and scope["path"] in self.bff.paths:
             return await self._bff_endpoint(compiled, scope, send, record)
         route, incoming, peer, scheme = admit(compiled, scope, record)
-        added: Headers = []
-        token = None
-        if route.auth == "dpop":
-            token = await self._authenticate_dpop(compiled, route, scope, incoming, scheme)
-            record.token = token
-            added = compiled.identity(token)
-        elif route.auth == "signed_url":
-            scope, added = self._check_signature(compiled, route, scope, record.ip)
-        elif route.auth != "none":
-            token = await self._authenticate(route, await self._credential(route, scope, incoming))
-            record.token = token
-            added = compiled.identity(token)
-        else:
-            added = [(b"authorization", value) for value in incoming.authorization]
+        if self.blocklist is not None and self.blocklist.is_blocked(record.ip):
+            raise Denied(403, IP_BLOCKED, "requests from this address are blocked for a while")
+        scope, token, added = await self._authorize(
+            compiled, route, scope, incoming, scheme, record
+        )
         if incoming.dpop and route.auth != "dpop":
             added.extend((b"dpop", value) for value in incoming.dpop)  # not ours to consume
         extra = compiled.hsts(scheme)
@@ -276,6 +271,28 @@ class Gateway:
                     scope, receive, send, route, token, keys, extra, forward, record
                 )
         return await forward(receive, send)
+
+    async def _authorize(
+        self,
+        compiled: Compiled,
+        route: Route,
+        scope: Scope,
+        incoming: Incoming,
+        scheme: str,
+        record: AuditRecord,
+    ) -> tuple[Scope, AccessToken | None, Headers]:
+        """The route's check: the (possibly rewritten) scope, the token, headers to add."""
+        if route.auth == "signed_url":
+            scope, added = self._check_signature(compiled, route, scope, record.ip)
+            return scope, None, added
+        if route.auth == "none":
+            return scope, None, [(b"authorization", value) for value in incoming.authorization]
+        if route.auth == "dpop":
+            token = await self._authenticate_dpop(compiled, route, scope, incoming, scheme)
+        else:
+            token = await self._authenticate(route, await self._credential(route, scope, incoming))
+        record.token = token
+        return scope, token, compiled.identity(token)
 
     async def _idempotent(
         self,
@@ -454,6 +471,7 @@ def create_gateway(
     background: Sequence[Background] = (),
     clock: Callable[[], float] = time.time,
     usage: UsageSink | None = None,
+    blocklist: IpBlocklist | None = None,
 ) -> Gateway:
     """The gateway ASGI app for a loaded config. `validator` must accept every route's audience
     (build it with those audiences, or any_audience=True: the gateway checks each route's)."""
@@ -468,4 +486,5 @@ def create_gateway(
         background=background,
         clock=clock,
         usage=usage,
+        blocklist=blocklist,
     )

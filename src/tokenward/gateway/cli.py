@@ -34,6 +34,8 @@ from tokenward.gateway.trust import (
     remote_trust,
 )
 from tokenward.guard import RevocationMirror
+from tokenward.monitor.relay import EventRelay, usage_stream
+from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_idempotency import RedisIdempotencyStore
 from tokenward.store.redis_ratelimit import RedisRateLimiter
 from tokenward.store.redis_replay import RedisReplayCache
@@ -95,6 +97,7 @@ class Shared:
         if rate_url is not None and rate_url != url:
             self.rate_redis = Redis.from_url(rate_url)
         self.mirror = RevocationMirror() if revocations is not None else None
+        self.monitor_redis: Redis | None = None
         issuer = config.trust.issuer or ""
         schema = revocations.database_schema if revocations is not None else None
         self.namespace = (
@@ -123,6 +126,25 @@ class Shared:
             return None
         return RedisIdempotencyStore(self.rate_redis, self.namespace + ":idempotency:")
 
+    def monitoring(self, config: GatewayConfig) -> tuple[EventRelay | None, RedisBlocklist | None]:
+        """With `monitor:`, usage events go to the servers' monitors over a Redis stream, and
+        the deployment's blocklist is enforced here; without it, neither."""
+        settings = config.monitor
+        if settings is None:
+            return None, None
+        redis = self.redis
+        if settings.redis_url is not None:
+            redis = self.monitor_redis = Redis.from_url(settings.redis_url)
+        assert redis is not None  # noqa: S101 - config validation requires one Redis URL
+        relay = EventRelay(
+            redis,
+            settings.stream or usage_stream(self.namespace),
+            capacity=settings.buffer,
+            interval=settings.interval,
+        )
+        blocklist = RedisBlocklist(redis, self.namespace + ":") if settings.blocklist else None
+        return relay, blocklist
+
     def first_use(self) -> FirstUse | None:
         if self.redis is None:
             return None
@@ -132,6 +154,8 @@ class Shared:
         return [self.feed] if self.feed is not None else []
 
     async def close(self) -> None:
+        if self.monitor_redis is not None:
+            await self.monitor_redis.aclose()
         if self.rate_redis is not None and self.rate_redis is not self.redis:
             await self.rate_redis.aclose()
         if self.redis is not None:
@@ -172,6 +196,8 @@ async def serve_gateway(config: GatewayConfig, path: Path | None = None) -> None
     bff = await build_bff(config)
     metrics = GatewayMetrics()
     audit = AuditLog.open(config.audit_path)
+    relay, blocklist = shared.monitoring(config)
+    companions = [item for item in (relay, blocklist) if item is not None]
     gateway = Gateway(
         config,
         trust.validator if trust else None,
@@ -179,9 +205,11 @@ async def serve_gateway(config: GatewayConfig, path: Path | None = None) -> None
         audit=audit,
         introspection=trust.introspection if trust else None,
         bff=bff,
-        background=shared.background(),
+        background=[*shared.background(), *companions],
         limiter=shared.limiter(config),
         idempotency=shared.idempotency(),
+        usage=relay,
+        blocklist=blocklist,
     )
     metrics_server = (
         metrics.serve(config.metrics_host, config.metrics_port)

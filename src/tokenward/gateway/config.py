@@ -59,6 +59,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
                 "public_url",
                 "dpop",
                 "revocations",
+                "monitor",
             }
         )
     )
@@ -79,6 +80,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
     revocations = sections.revocations(top.get("revocations"))
     if revocations is not None and trust.mode == "local":
         raise top["revocations"].error("trust.mode local follows its own revocations: remove it")
+    monitor = sections.monitor(top.get("monitor"), revocations)
     bearer = [route for route in routes if route.auth in TOKEN_MODES]
     if bearer and trust.issuer is None:
         raise root.error("trust.issuer is required when a route uses auth")
@@ -102,6 +104,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         public_url=sections.public_url(top.get("public_url")),
         dpop=sections.dpop(top.get("dpop")),
         revocations=revocations,
+        monitor=monitor,
         rate_limit_redis_url=rate_redis,
         rate_limit_redis_prefix=rate_prefix,
         source=source,

@@ -10,6 +10,7 @@ from tokenward.gateway.model import (
     IDENTITY_DEFAULTS,
     BffSettings,
     DpopSettings,
+    MonitorRelaySettings,
     RevocationSettings,
     SignedUrlSettings,
     Tls,
@@ -314,3 +315,32 @@ def _url_or_env(fields: dict[str, Node], node: Node, name: str, *, required: boo
     if required:
         raise node.error(f"{name}: (or {env}:) is required")
     return None
+
+
+MONITOR_FIELDS = frozenset(
+    {"redis_url", "redis_url_env", "stream", "buffer", "interval", "blocklist"}
+)
+
+
+def monitor(
+    node: Node | None, revocations: RevocationSettings | None
+) -> MonitorRelaySettings | None:
+    if node is None:
+        return None
+    fields = node.mapping(MONITOR_FIELDS)
+    redis = _url_or_env(fields, node, "redis_url", required=False)
+    if redis is None and (revocations is None or revocations.redis_url is None):
+        raise node.error(
+            "monitor: needs redis_url: (or revocations.redis_url) to reach the servers"
+        )
+    if redis is not None and not redis.startswith(("redis://", "rediss://", "unix://")):
+        raise node.error("redis_url must be redis://, rediss:// or unix://")
+    return MonitorRelaySettings(
+        redis_url=redis,
+        stream=_optional(fields, "stream"),
+        buffer=int(fields["buffer"].number(minimum=1, integer=True))
+        if "buffer" in fields
+        else 10_000,
+        interval=fields["interval"].number(minimum=0.01) if "interval" in fields else 0.2,
+        blocklist=fields["blocklist"].boolean() if "blocklist" in fields else True,
+    )

@@ -149,6 +149,17 @@ class RevocationSettings:
 
 
 @dataclass(frozen=True)
+class MonitorRelaySettings:
+    """Usage events shipped to the authorization servers' monitors (docs/monitoring.md)."""
+
+    redis_url: str | None = field(default=None, repr=False)  # None: the revocations' Redis
+    stream: str | None = None  # None: `<namespace>:usage`, where the servers read
+    buffer: int = 10_000  # events queued between shipments; beyond it they are dropped
+    interval: float = 0.2  # seconds between shipments
+    blocklist: bool = True  # refuse addresses the deployment's monitor or an admin blocked
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     routes: tuple[Route, ...]
     trust: Trust = Trust()
@@ -167,6 +178,7 @@ class GatewayConfig:
     public_url: str | None = None
     dpop: DpopSettings = DpopSettings()
     revocations: RevocationSettings | None = None
+    monitor: MonitorRelaySettings | None = None
     # rate_limits.redis_url / redis_prefix: the shared backend (store.redis_ratelimit)
     rate_limit_redis_url: str | None = field(default=None, repr=False)
     rate_limit_redis_prefix: str | None = None

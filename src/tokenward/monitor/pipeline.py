@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -85,6 +85,12 @@ def _usage(item: UsageEvent | RawUsage) -> UsageEvent:
     )
 
 
+class Companion(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Monitor:
     def __init__(
         self,
@@ -114,6 +120,8 @@ class Monitor:
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
         self.detector_errors = 0
+        # Started and stopped with the monitor: the gateways' event stream, a shared blocklist.
+        self.companions: list[Companion] = []
 
     # --- the sink (request path) ---------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -208,8 +216,13 @@ class Monitor:
             self._task = asyncio.get_running_loop().create_task(self._run())
         if self.webhook is not None:
             self.webhook.start()
+        if self.enabled:
+            for companion in self.companions:
+                await companion.start()
 
     async def stop(self) -> None:
+        for companion in reversed(self.companions):
+            await companion.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
