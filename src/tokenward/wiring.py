@@ -46,6 +46,7 @@ from tokenward.store.protocols import (
     UserStore,
 )
 from tokenward.store.redis_blocklist import RedisBlocklist
+from tokenward.store.redis_client import connect
 from tokenward.store.redis_replay import RedisReplayCache
 from tokenward.store.redis_windows import RedisWindows
 from tokenward.store.revocation_feed import RevocationFeed
@@ -294,7 +295,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     engine = sql.create_engine(url, schema=settings.database_schema)
     await sql.migrate(engine)
     sessions = sql.session_factory(engine)
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = connect(settings.redis_url) if settings.redis_url else None
     closers: list[Callable[[], Awaitable[Any]]] = [engine.dispose]
     if redis is not None:
         closers.append(redis.aclose)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -105,3 +106,35 @@ def test_unreachable_redis_fails_closed_with_503(gateway: GatewayFactory, tmp_pa
         assert down.headers["retry-after"] == "1"
         server.start()
         assert node.http.get("/open/x").status_code == 200  # recovers by itself
+
+
+def test_implicit_default_limit_keeps_serving_without_redis(
+    gateway: GatewayFactory, tmp_path: Path, mint: Callable[..., str]
+) -> None:
+    """Nobody asked for the default 1,000/h per token: losing Redis counts it per node instead
+    of refusing every bearer route; an explicit limit still fails closed."""
+    with private_redis(str(tmp_path)) as server:
+        text = (
+            "trust: {{issuer: {issuer}, audience: {audience}}}\n"
+            + CONFIG.replace("REDIS", server.url).replace("PREFIX", "tw-test:")
+            + "  - {{name: items, prefix: /items, upstreams: [{upstream}], auth: bearer}}\n"
+        )
+        config = parse_config(
+            text.format(upstream="http://x", issuer="https://i", audience="https://a")
+        )
+        assert config.rate_limit_redis_url is not None
+        limiter = RedisRateLimiter(
+            Redis.from_url(config.rate_limit_redis_url), "tw-test:", owns_client=True
+        )
+        node = gateway(text, limiter=limiter, background=[limiter])
+        bearer = {"authorization": f"Bearer {mint()}"}
+        assert node.http.get("/items", headers=bearer).headers["ratelimit"] == '"default";r=999;t=4'
+        server.stop()
+        degraded = node.http.get("/items", headers=bearer)
+        assert degraded.status_code == 200
+        assert degraded.headers["ratelimit"].startswith('"default";r=999;')  # this node's count
+        assert node.http.get("/open/x").status_code == 503
+        server.start()
+        back = node.http.get("/items", headers=bearer)
+        # The shared count again (this Redis keeps nothing across a restart: it starts afresh).
+        assert back.headers["ratelimit"].startswith('"default";r=999;')

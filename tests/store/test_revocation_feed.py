@@ -17,7 +17,8 @@ from tokenward.guard import RevocationMirror
 from tokenward.guard.errors import TemporarilyUnavailable
 from tokenward.store.memory import MemoryRevocationStore
 from tokenward.store.records import Revocation, RevocationKind
-from tokenward.store.revocation_feed import RevocationFeed, encode
+from tokenward.store.redis_client import connect
+from tokenward.store.revocation_feed import RevocationFeed, decode, encode
 
 pytestmark = pytest.mark.anyio
 
@@ -188,3 +189,65 @@ async def test_validator_rejects_after_remote_revocation(clock: FrozenClock) -> 
     await other.revoke(Revocation(RevocationKind.SUBJECT, "u", clock() + 1, clock() + 3600))
     await feed.resync()
     assert mirror.reason("j", "u", None, "c", int(clock())) is not None
+
+
+async def test_concurrent_revocations_are_each_published_once() -> None:
+    """revoke(), the resync loop and the listen loop publish concurrently: one at a time, or
+    they pop each other's entries (a 500 at /revoke) or publish one twice."""
+    url = need_shared_redis()
+    channel = f"test:{secrets.token_hex(8)}"
+    log = MemoryRevocationStore()
+    a = RevocationMirror()
+    redis_a, listener = connect(url), Redis.from_url(url)
+    node_a = RevocationFeed(log, [a], redis=redis_a, channel=channel, resync_interval=0.001)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(channel)
+    await node_a.start()
+    try:
+        now = time.time()
+        seqs = await asyncio.gather(*(node_a.revoke(jti(f"c{i}", now)) for i in range(50)))
+        assert sorted(seqs) == list(range(1, 51))
+        received: list[int] = []
+        deadline = time.monotonic() + 5
+        while len(received) < 50 and time.monotonic() < deadline:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if message is not None:
+                received.append(decode(message["data"])[0])
+        await asyncio.sleep(0.1)  # nothing more arrives
+        while (message := await pubsub.get_message(ignore_subscribe_messages=True)) is not None:
+            received.append(decode(message["data"])[0])
+        assert sorted(received) == list(range(1, 51))
+    finally:
+        await node_a.stop()
+        await pubsub.aclose()
+        await redis_a.aclose()
+        await listener.aclose()
+
+
+async def test_an_unresponsive_redis_delays_revoke_by_half_a_second_at_most() -> None:
+    """A Redis that accepts connections and never answers: /revoke still answers, the
+    revocation is in the log and this node's mirror, and stays queued for publishing."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = connect(f"redis://127.0.0.1:{port}/0")
+    log = MemoryRevocationStore()
+    a = RevocationMirror()
+    node = RevocationFeed(log, [a], redis=redis, channel="test:silent", resync_interval=3600)
+    try:
+        started = time.monotonic()
+        await node.revoke(jti("stuck", time.time()))
+        assert time.monotonic() - started < 0.5 + 0.3
+        assert "stuck" in a.jtis
+        assert [seq for seq, _ in await log.since(0)] == [1]
+        assert node._unpublished  # published once Redis answers again
+    finally:
+        await redis.aclose()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()

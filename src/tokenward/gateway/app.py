@@ -57,6 +57,7 @@ from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
 from tokenward.signedurl import Reason
 from tokenward.signedurl.asgi import request_path, unsigned_query
 from tokenward.store.errors import STORAGE_ERRORS
+from tokenward.store.ratelimits import RateDecision, RatePolicy
 from tokenward.tokens.claims import AccessToken
 
 log = structlog.get_logger(__name__)
@@ -118,6 +119,7 @@ class Gateway:
         self._limit_now = (
             self.limiter.acquire_sync if isinstance(self.limiter, MemoryRateLimiter) else None
         )
+        self._fallback_limiter: MemoryRateLimiter | None = None  # best-effort limits, outage
         self.metrics = metrics or GatewayMetrics()
         self.audit = audit
         self.proxy = Proxy(pool or Pool())
@@ -429,7 +431,16 @@ class Gateway:
         if limit_now is not None:
             decision = limit_now(key, policy, now)
         else:
-            decision = await self.limiter.acquire(key, policy, now)
+            try:
+                decision = await self.limiter.acquire(key, policy, now)
+            except STORAGE_ERRORS as exc:
+                if not policy.best_effort:
+                    raise  # an explicit limit fails closed: 503, never unlimited
+                decision = self._degraded_limit(key, policy, now, exc)
+            else:
+                if self._fallback_limiter is not None:
+                    log.info("rate_limit_shared_store_recovered")
+                    self._fallback_limiter = None
         state = b"%b%d;t=%d" % (state_prefix, decision.remaining, math.ceil(decision.reset))
         headers = [(b"ratelimit-policy", policy_value), (b"ratelimit", state)]
         if not decision.allowed:
@@ -438,6 +449,15 @@ class Gateway:
                 429, "rate_limited", "too many requests; retry after the delay given", headers
             )
         return headers
+
+    def _degraded_limit(
+        self, key: str, policy: RatePolicy, now: float, error: Exception
+    ) -> RateDecision:
+        """The implicit default limit while the shared store is down: counted per node."""
+        if self._fallback_limiter is None:
+            log.warning("rate_limit_shared_store_unavailable", error=type(error).__name__)
+            self._fallback_limiter = MemoryRateLimiter()
+        return self._fallback_limiter.acquire_sync(key, policy, now)
 
 
 class DpopRefused(Exception):

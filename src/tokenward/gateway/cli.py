@@ -36,6 +36,7 @@ from tokenward.gateway.trust import (
 from tokenward.guard import RevocationMirror
 from tokenward.monitor.relay import EventRelay, usage_stream
 from tokenward.store.redis_blocklist import RedisBlocklist
+from tokenward.store.redis_client import connect
 from tokenward.store.redis_idempotency import RedisIdempotencyStore
 from tokenward.store.redis_ratelimit import RedisRateLimiter
 from tokenward.store.redis_replay import RedisReplayCache
@@ -91,11 +92,11 @@ class Shared:
     def __init__(self, config: GatewayConfig) -> None:
         revocations = config.revocations
         url = revocations.redis_url if revocations is not None else None
-        self.redis = Redis.from_url(url) if url is not None else None
+        self.redis = connect(url) if url is not None else None
         rate_url = config.rate_limit_redis_url
         self.rate_redis = self.redis
         if rate_url is not None and rate_url != url:
-            self.rate_redis = Redis.from_url(rate_url)
+            self.rate_redis = connect(rate_url)
         self.mirror = RevocationMirror() if revocations is not None else None
         self.monitor_redis: Redis | None = None
         issuer = config.trust.issuer or ""
@@ -134,7 +135,7 @@ class Shared:
             return None, None
         redis = self.redis
         if settings.redis_url is not None:
-            redis = self.monitor_redis = Redis.from_url(settings.redis_url)
+            redis = self.monitor_redis = connect(settings.redis_url)
         assert redis is not None  # noqa: S101 - config validation requires one Redis URL
         relay = EventRelay(
             redis,

@@ -121,7 +121,7 @@ def _unique_names(routes: tuple[Route, ...], node: Node) -> None:
 
 def _rate_policies(node: Node | None) -> dict[str, RatePolicy]:
     # The documented default: 1,000 requests per hour per token (issue 4, source documents).
-    policies = {DEFAULT_RATE: RatePolicy(DEFAULT_RATE, 1000, 3600.0, "token")}
+    policies = {DEFAULT_RATE: RatePolicy(DEFAULT_RATE, 1000, 3600.0, "token", best_effort=True)}
     if node is None:
         return policies
     for key, value in node.items():

@@ -22,6 +22,7 @@ from tokenward.config import Settings
 from tokenward.gateway.model import RevocationSettings
 from tokenward.guard import RevocationMirror
 from tokenward.store import sql
+from tokenward.store.redis_client import connect
 from tokenward.store.revocation_feed import RevocationFeed
 
 
@@ -52,7 +53,7 @@ class GatewayFeed:
         self.engine = sql.create_engine(settings.database_url, schema=settings.database_schema)
         self._own_redis = redis is None and settings.redis_url is not None
         if redis is None and settings.redis_url is not None:
-            redis = Redis.from_url(settings.redis_url)
+            redis = connect(settings.redis_url)
         self.redis = redis
         self.channel = namespace_for(settings, issuer) + ":revocations"
         self.feed = RevocationFeed(

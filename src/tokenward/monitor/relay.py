@@ -168,7 +168,7 @@ class EventConsumer:
         stream: str,
         emit: Callable[[UsageEvent], None],
         *,
-        block_ms: int = 1000,
+        block_ms: int = 500,  # under the client's socket timeout (store/redis_client.py)
         count: int = 20,
         retry: float = 1.0,
     ) -> None:

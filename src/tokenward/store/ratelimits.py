@@ -13,6 +13,9 @@ class RatePolicy:
     requests: int
     per: float  # seconds
     key: str  # what is limited: token, subject, client or ip
+    # The implicit default limit, which nobody asked for: with the shared store unreachable it
+    # is counted in the process's memory (per node) rather than turning every route into 503.
+    best_effort: bool = False
 
 
 class RateDecision(NamedTuple):

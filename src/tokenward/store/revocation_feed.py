@@ -28,6 +28,9 @@ from tokenward.store.records import Revocation
 
 log = structlog.get_logger(__name__)
 CHANNEL = "tokenward:revocations"
+# How long /revoke waits for the push before it answers anyway: the revocation is already in
+# the log and in this node's mirrors, and the loops publish it when Redis answers again.
+PUBLISH_WAIT = 0.5
 
 
 def encode(seq: int, revocation: Revocation) -> bytes:
@@ -75,6 +78,9 @@ class RevocationFeed:
         self._unpublished: list[tuple[int, Revocation]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._sync_lock = asyncio.Lock()
+        # One publisher at a time: revoke(), the resync loop and the listen loop all publish,
+        # and must neither publish an entry twice over nor pop each other's.
+        self._publish_lock = asyncio.Lock()
         self.synced_at: float | None = None
         self.applied_seq = 0
 
@@ -84,7 +90,11 @@ class RevocationFeed:
         for mirror in self._mirrors:
             mirror.apply(revocation)  # at once here; the feed advances applied_seq in order
         self._unpublished.append((seq, revocation))
-        await self._publish_pending()
+        try:
+            async with asyncio.timeout(PUBLISH_WAIT):
+                await self._publish_pending()
+        except TimeoutError:
+            log.warning("revocation_publish_deferred", pending=len(self._unpublished), error="slow")
         return seq
 
     async def since(self, seq: int) -> Sequence[tuple[int, Revocation]]:
@@ -154,10 +164,13 @@ class RevocationFeed:
             self._unpublished.clear()  # other processes find it in the log on their next sync
             return
         try:
-            while self._unpublished:
-                seq, revocation = self._unpublished[0]
-                await self._redis.publish(self._channel, encode(seq, revocation))
-                self._unpublished.pop(0)
+            async with self._publish_lock:
+                while self._unpublished:
+                    seq, revocation = self._unpublished[0]
+                    # Cancelled mid-publish (PUBLISH_WAIT), the entry stays and goes out again:
+                    # subscribers ignore a sequence number they already applied.
+                    await self._redis.publish(self._channel, encode(seq, revocation))
+                    self._unpublished.pop(0)
         except (RedisError, OSError) as exc:
             # Not lost: it is in the log, and it is published again when Redis is back.
             log.warning(
