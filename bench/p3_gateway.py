@@ -47,6 +47,7 @@ class Sample:
     p50: float  # seconds
     p99: float
     cpu: float = 0.0  # CPU seconds the server under test spent per request (user + system)
+    requests: int = 0  # how many wrk completed
 
 
 def _free_port() -> int:
@@ -191,7 +192,7 @@ def _wrk(url: str, token: str | None, seconds: int, pid: int | None = None) -> S
 
     count = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
     cpu = (_cpu_seconds(pids) - before) / count if pids else 0.0
-    return Sample(rps, percentile("50"), percentile("99"), cpu)
+    return Sample(rps, percentile("50"), percentile("99"), cpu, count)
 
 
 def _stack() -> str:

@@ -1,13 +1,14 @@
-"""P8: request-path throughput with monitoring on ÷ off (goal ≥ 0.95).
+"""P8: throughput with monitoring on ÷ off (goal ≥ 0.95), at the gateway and at the server.
 
-The gateway does not emit usage events yet, so this measures the authorization server's own
-protected API, GET /api/hello with a cached bearer token, over real HTTP: one uvicorn process
-(uvloop + httptools) on one core, wrk with one thread on the other. "on" is the server as
-shipped (the monitor middleware emits one event per request; the monitor's task drains them in
-the same process and runs every detector, so the analytics' CPU is paid in this figure too);
-"off" is the same server with `TOKENWARD_MONITOR_ENABLED=false` (no middleware, no events).
-Rounds alternate the order (off, on / on, off); the figure is the geometric mean of the
-per-round ratios, so a bias towards the first or second run of a round cancels.
+The issue's figure is the gateway's (bench/p8_gateway.py): "P8". This module adds "P8s", the
+authorization server's own protected API, GET /api/hello with a cached bearer token, over real
+HTTP: one uvicorn process (uvloop + httptools) on one core, wrk with one thread on the other.
+"on" is the server as shipped (the monitor middleware emits one event per request; the
+monitor's task drains them in the same process and runs every detector, so the analytics' CPU
+is paid in this figure too, unlike at the gateway); "off" is the same server with
+`TOKENWARD_MONITOR_ENABLED=false` (no middleware, no events). Rounds alternate the order (off,
+on / on, off); the figure is the geometric mean of the per-round ratios, so a bias towards the
+first or second run of a round cancels.
 
 `python -m bench.p8_monitoring --serve --port P --monitor on|off` is the server process.
 """
@@ -33,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from bench import p8_gateway
 from bench.harness import Figure
 
 DURATION = "3s"
@@ -107,8 +109,12 @@ def wrk(url: str, token: str) -> float:
 
 
 def run() -> list[Figure]:
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is needed for P8: apt-get install -y wrk")
+    if shutil.which("wrk") is None or shutil.which("nginx") is None:
+        raise RuntimeError("wrk and nginx are needed for P8: apt-get install -y wrk nginx")
+    return [*p8_gateway.run(), *_server()]
+
+
+def _server() -> list[Figure]:
     rates: dict[str, list[float]] = {"off": [], "on": []}
     with server("off") as off_server, server("on") as on_server:
         urls = {"off": off_server, "on": on_server}
@@ -130,9 +136,9 @@ def run() -> list[Figure]:
     )
     return [
         Figure(
-            "P8",
+            "P8s",
             ratio,
-            "throughput with monitoring on ÷ off, /api/hello over HTTP",
+            "server throughput with monitoring on ÷ off, /api/hello over HTTP",
             [
                 "goal ≥ 0.95",
                 f"off {off:,.0f}/s, on {on:,.0f}/s",
