@@ -206,7 +206,9 @@ class RevocationFeed:
             except Exception as exc:  # noqa: BLE001 - reconnect whatever broke
                 log.warning("revocation_subscription_lost", error=type(exc).__name__)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                # Capped at 1 s: a reconnect attempt is cheap, and every second without the
+                # subscription is a second of revocations arriving by re-read only.
+                backoff = min(backoff * 2, 1.0)
 
     async def _consume(self, pubsub: Any) -> None:
         async for message in pubsub.listen():
