@@ -182,6 +182,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         stores = await open_stores(settings)
         try:
             services = await build_services(settings, stores)
+            if settings.redis_url:
+                # What gateways put in `revocations.namespace` / `monitor.namespace` when they
+                # cannot derive it (docs/gateway.md).
+                typer.echo(f"redis_namespace={settings.redis_namespace}")
             config = uvicorn.Config(
                 create_app(services),
                 host=host,

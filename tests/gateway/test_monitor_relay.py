@@ -43,7 +43,8 @@ def test_monitor_section_uses_the_revocations_redis_or_its_own() -> None:
         True,
     )
     own = parse_config(
-        ROUTES + "monitor: {redis_url: 'redis://events:6379/1', interval: 0.5, blocklist: no}\n",
+        ROUTES + "monitor: {redis_url: 'redis://events:6379/1', interval: 0.5, blocklist: no,"
+        " namespace: 'tokenward:abc'}\n",
         "gw.yaml",
     )
     assert own.monitor is not None
@@ -52,6 +53,7 @@ def test_monitor_section_uses_the_revocations_redis_or_its_own() -> None:
         0.5,
         False,
     )
+    assert own.monitor.namespace == "tokenward:abc"
     assert parse_config(ROUTES, "gw.yaml").monitor is None
 
 

@@ -137,13 +137,14 @@ class Shared:
         if settings.redis_url is not None:
             redis = self.monitor_redis = connect(settings.redis_url)
         assert redis is not None  # noqa: S101 - config validation requires one Redis URL
+        namespace = settings.namespace or self.namespace
         relay = EventRelay(
             redis,
-            settings.stream or usage_stream(self.namespace),
+            settings.stream or usage_stream(namespace),
             capacity=settings.buffer,
             interval=settings.interval,
         )
-        blocklist = RedisBlocklist(redis, self.namespace + ":") if settings.blocklist else None
+        blocklist = RedisBlocklist(redis, namespace + ":") if settings.blocklist else None
         return relay, blocklist
 
     def first_use(self) -> FirstUse | None:

@@ -318,7 +318,7 @@ def _url_or_env(fields: dict[str, Node], node: Node, name: str, *, required: boo
 
 
 MONITOR_FIELDS = frozenset(
-    {"redis_url", "redis_url_env", "stream", "buffer", "interval", "blocklist"}
+    {"redis_url", "redis_url_env", "namespace", "stream", "buffer", "interval", "blocklist"}
 )
 
 
@@ -337,6 +337,7 @@ def monitor(
         raise node.error("redis_url must be redis://, rediss:// or unix://")
     return MonitorRelaySettings(
         redis_url=redis,
+        namespace=_optional(fields, "namespace"),
         stream=_optional(fields, "stream"),
         buffer=int(fields["buffer"].number(minimum=1, integer=True))
         if "buffer" in fields

@@ -153,6 +153,9 @@ class MonitorRelaySettings:
     """Usage events shipped to the authorization servers' monitors (docs/monitoring.md)."""
 
     redis_url: str | None = field(default=None, repr=False)  # None: the revocations' Redis
+    # The servers' `redis_namespace` (their log line `redis_namespace=` at start). None: the
+    # revocations' namespace, or the one derived from trust.issuer and no database schema.
+    namespace: str | None = None
     stream: str | None = None  # None: `<namespace>:usage`, where the servers read
     buffer: int = 10_000  # events queued between shipments; beyond it they are dropped
     interval: float = 0.2  # seconds between shipments
