@@ -45,6 +45,7 @@ from tokenward.store.protocols import (
     SessionStore,
     UserStore,
 )
+from tokenward.store.redis_alert_claims import RedisAlertClaims
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_replay import RedisReplayCache
@@ -197,6 +198,8 @@ async def build_services(
         )
     if shared_blocklist is not None:
         monitor.companions.append(shared_blocklist)
+    if stores.redis is not None:
+        monitor.claims = RedisAlertClaims(stores.redis, settings.redis_namespace + ":alerted:")
     key_source = KeyringKeySource(keys.keyring)
     opaque = StoreOpaqueResolver(stores.access_tokens)
     common: dict[str, Any] = {

@@ -98,6 +98,11 @@ class AlertLog:
         self._alerts: OrderedDict[str, Alert] = OrderedDict()
         self._recent: dict[tuple[str, str], str] = {}  # (detector, key) -> alert id
 
+    def is_repeat(self, finding: Finding) -> bool:
+        """Whether `add` would count this finding as a repeat of an alert raised here."""
+        previous = self._alerts.get(self._recent.get((finding.detector, finding.key), ""))
+        return previous is not None and self._clock() - previous.last_seen < self._cooldown
+
     def add(self, finding: Finding) -> Alert | None:
         """The new alert, or None when it only counted as a repeat of an open one."""
         now = self._clock()

@@ -28,6 +28,7 @@ from tokenward.monitor.events import AuthEvent, Event, EventBuffer, Queued, RawU
 from tokenward.monitor.responder import Responder, ResponseError
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender
+from tokenward.store.errors import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +92,12 @@ class Companion(Protocol):
     async def stop(self) -> None: ...
 
 
+class AlertClaims(Protocol):
+    """Shared across servers: the first to claim (detector, key) raises the alert."""
+
+    async def claim(self, detector: str, key: str, seconds: float) -> bool: ...
+
+
 class Monitor:
     def __init__(
         self,
@@ -122,6 +129,9 @@ class Monitor:
         self.detector_errors = 0
         # Started and stopped with the monitor: the gateways' event stream, a shared blocklist.
         self.companions: list[Companion] = []
+        # Scaled out: one alert per (detector, target) for the deployment, not one per server.
+        self.claims: AlertClaims | None = None
+        self.claimed_elsewhere = 0
 
     # --- the sink (request path) ---------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -167,6 +177,18 @@ class Monitor:
                 await self.raise_alert(finding)
 
     async def raise_alert(self, finding: Finding) -> Alert | None:
+        if self.claims is not None and not self.alerts.is_repeat(finding):
+            try:
+                first = await self.claims.claim(
+                    finding.detector, finding.key, self.settings.cooldown
+                )
+            except STORAGE_ERRORS as exc:
+                # Unreachable: raise it here. A duplicate alert beats a missed one.
+                log.warning("alert_claim_unavailable", error=type(exc).__name__)
+                first = True
+            if not first:
+                self.claimed_elsewhere += 1
+                return None
         alert = self.alerts.add(finding)
         if alert is None:
             return None

@@ -7,7 +7,8 @@ Redis stream every `interval`, as one entry per batch (one round trip for up to 
 events). Every authorization server runs an `EventConsumer` in one consumer group: each batch
 reaches exactly one server's monitor, whose detectors count in the shared Redis windows, so a
 token used at gateway A from one network and at gateway B from another is one token seen from
-two networks, and the alert is in the console of every node.
+two networks. One server raises the alert (a claim in Redis, store/redis_alert_claims.py), and
+it is in that server's console, audit log and webhook.
 
 Delivery is at most once (`XREADGROUP NOACK`, `MAXLEN ~`): monitoring may lose events under
 overload or outage, counted in `dropped`, but the request path never waits for Redis and the

@@ -32,6 +32,12 @@ class UserTokenMinter:
         self.refresh = refresh
         self._id_tokens = id_tokens
 
+    async def record(self, family: FamilyRecord, access: IssuedAccessToken) -> None:
+        """Remember an access token on its family, so revoking the family denies it."""
+        await self.refresh.grants.add_minted(
+            family.family_id, MintedToken(access.claims.jti, float(access.claims.exp))
+        )
+
     async def access(self, client: ClientRecord, grant: UserGrant) -> IssuedAccessToken:
         return await self._issuer.issue(
             client,
@@ -56,9 +62,12 @@ class UserTokenMinter:
         refresh_value: str | None = None,
         family: FamilyRecord | None = None,
         with_id_token: bool = False,
+        access: IssuedAccessToken | None = None,
     ) -> tuple[TokenResponse, IssuedAccessToken, FamilyRecord | None]:
-        """The response; starts a family when the client may refresh and none was given."""
-        access = await self.access(client, grant)
+        """The response; starts a family when the client may refresh and none was given.
+        `access`: already minted (and recorded on its family) by the caller."""
+        if access is None:
+            access = await self.access(client, grant)
         if refresh_value is None and "refresh_token" in client.grant_types:
             refresh_value, family = await self.refresh.start(
                 client,
@@ -71,9 +80,7 @@ class UserTokenMinter:
                 dpop_jkt=grant.dpop_jkt,
             )
         if family is not None:
-            await self.refresh.grants.add_minted(
-                family.family_id, MintedToken(access.claims.jti, float(access.claims.exp))
-            )
+            await self.record(family, access)
         extra = {}
         if with_id_token and "openid" in grant.scopes:
             claims = IdTokenClaims(

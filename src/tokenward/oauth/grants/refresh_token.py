@@ -57,14 +57,6 @@ class RefreshTokenGrant:
         scopes = parse_scope(request.params.get("scope"))
         if scopes is not None and not scopes <= family.scopes:  # RFC 6749 §6: never widen
             raise InvalidScope("a refresh may narrow the scope, never widen it")
-        rotation = await self._refresh.rotate(value, family, client)
-        if rotation.outcome == RotationOutcome.REUSED:
-            await self._revoke_family(family)
-            log.warning("refresh_token_reuse", family=family.family_id, client_id=client.client_id)
-            self._report_reuse(family, request)
-            raise InvalidGrant("the refresh token was already used; the grant is revoked")
-        if rotation.outcome not in (RotationOutcome.ROTATED, RotationOutcome.GRACE):
-            raise InvalidGrant("the refresh token is invalid")
         grant = UserGrant(
             user_id=family.user_id,
             scopes=scopes if scopes is not None else family.scopes,
@@ -74,8 +66,22 @@ class RefreshTokenGrant:
             acr=family.acr,
             dpop_jkt=request.dpop_jkt,
         )
+        # Mint and record the access token before rotating: once the rotation commits, nothing
+        # may fail before the answer, or the client never sees the successor and its retry
+        # counts as reuse (the family revoked, the user signed out). A token minted here for a
+        # request that then fails is never delivered, and dies with the family if it is revoked.
+        access = await self._minter.access(client, grant)
+        await self._minter.record(family, access)
+        rotation = await self._refresh.rotate(value, family, client)
+        if rotation.outcome == RotationOutcome.REUSED:
+            await self._revoke_family(family)
+            log.warning("refresh_token_reuse", family=family.family_id, client_id=client.client_id)
+            self._report_reuse(family, request)
+            raise InvalidGrant("the refresh token was already used; the grant is revoked")
+        if rotation.outcome not in (RotationOutcome.ROTATED, RotationOutcome.GRACE):
+            raise InvalidGrant("the refresh token is invalid")
         response, _access, _family = await self._minter.respond(
-            client, grant, refresh_value=rotation.successor, family=family
+            client, grant, refresh_value=rotation.successor, access=access
         )
         return response
 

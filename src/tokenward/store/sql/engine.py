@@ -24,6 +24,11 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 _MIGRATION_LOCK = 0x746F6B656E77
 
 
+PG_CONNECT_TIMEOUT = 2.0  # seconds to open a connection
+PG_COMMAND_TIMEOUT = 4.0  # seconds one statement may take (point lookups take ms)
+PG_POOL_TIMEOUT = 3.0  # seconds to wait for a free pooled connection
+
+
 def create_engine(url: str, *, schema: str | None = None, echo: bool = False) -> AsyncEngine:
     """An async engine for a SQLite file or a PostgreSQL database.
 
@@ -37,11 +42,22 @@ def create_engine(url: str, *, schema: str | None = None, echo: bool = False) ->
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql+asyncpg:"):
-        connect_args: dict[str, Any] = {}
+        # Bounded waits, as for Redis (store/redis_client.py): a database that stops answering
+        # costs a request seconds and then a 503, not a minute and then a 500.
+        connect_args: dict[str, Any] = {
+            "timeout": PG_CONNECT_TIMEOUT,
+            "command_timeout": PG_COMMAND_TIMEOUT,
+        }
         if schema is not None:
             connect_args["server_settings"] = {"search_path": schema}
         # pre_ping: a server restart or failover must not surface as one failed request.
-        return _create_async_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+        return _create_async_engine(
+            url,
+            echo=echo,
+            pool_pre_ping=True,
+            pool_timeout=PG_POOL_TIMEOUT,
+            connect_args=connect_args,
+        )
     raise ValueError(
         "unsupported database URL: use sqlite+aiosqlite:///path or postgresql+asyncpg://..."
     )
