@@ -8,8 +8,8 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -139,3 +139,42 @@ def cluster(
         for log in logs:
             log.close()
         asyncio.run(_schema(schema, create=False))
+
+
+@contextmanager
+def gateway_processes(
+    group: Cluster, tmp: Path, count: int, config: Callable[[int], str]
+) -> Iterator[list[str]]:
+    """`count` `tokenward gateway` processes, the i-th on a free port with the YAML
+    `config(port)`, logging to tmp/gateway<i>.log; their base URLs once each is healthy."""
+    with ExitStack() as stack:
+        processes: list[subprocess.Popen[bytes]] = []
+
+        def terminate() -> None:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+
+        stack.callback(terminate)
+        bases: list[str] = []
+        for index in range(count):
+            port = free_port()
+            path = tmp / f"gateway{index}.yaml"
+            path.write_text(config(port))
+            log = stack.enter_context((tmp / f"gateway{index}.log").open("wb"))
+            processes.append(
+                subprocess.Popen(
+                    [TOKENWARD, "gateway", "--config", str(path)],
+                    env=group.env,
+                    stdout=log,  # structlog: warnings help when a test fails
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            bases.append(f"http://127.0.0.1:{port}")
+            wait_healthy(bases[-1], processes[-1], path="/healthz")
+        yield bases

@@ -20,7 +20,6 @@ import contextlib
 import json
 import math
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,8 +30,7 @@ from pathlib import Path
 import httpx
 from redis import Redis
 
-from tests.e2e.cluster import TOKENWARD, Cluster, cluster, wait_healthy
-from tests.e2e.live import free_port
+from tests.e2e.cluster import Cluster, cluster, gateway_processes
 from tests.store.conftest import PG_HOST, PG_PORT, PG_URL, require_postgres
 from tests.store.redis_server import private_redis
 from tokenward.gateway.feed import deployment_namespace
@@ -140,26 +138,9 @@ def gateways(
     it needs no Redis), and /limited/healthz to the same under a roomy rate limit, kept in
     the gateways' Redis when they have one."""
     redis_line = f'  redis_url: "{redis_url}"\n' if redis_url is not None else ""
-    with ExitStack() as stack:
-        processes: list[subprocess.Popen[bytes]] = []
-        bases: list[str] = []
 
-        def terminate() -> None:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
-
-        stack.callback(terminate)
-        for index in range(count):
-            port = free_port()
-            config = tmp / f"gateway{index}.yaml"
-            config.write_text(
-                f"""
+    def config(port: int) -> str:
+        return f"""
 listen: {{host: 127.0.0.1, port: {port}}}
 trust: {{issuer: "{group.issuer}", audience: "{group.issuer}/api"}}
 revocations:
@@ -185,18 +166,8 @@ routes:
     scopes: [read]
     rate_limit: roomy
 """
-            )
-            log = stack.enter_context((tmp / f"gateway{index}.log").open("wb"))
-            processes.append(
-                subprocess.Popen(
-                    [TOKENWARD, "gateway", "--config", str(config)],
-                    env=group.env,
-                    stdout=log,  # structlog: warnings help when a fault test fails
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            bases.append(f"http://127.0.0.1:{port}")
-            wait_healthy(bases[-1], processes[-1], path="/healthz")
+
+    with gateway_processes(group, tmp, count, config) as bases:
         yield bases
 
 

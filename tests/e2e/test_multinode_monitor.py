@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -33,8 +32,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from tests.e2e.cluster import TOKENWARD, Cluster, cluster, wait_healthy
-from tests.e2e.live import free_port
+from tests.e2e.cluster import Cluster, cluster, gateway_processes
 from tests.store.conftest import PG_URL
 from tokenward.gateway.feed import deployment_namespace
 from tokenward.monitor.relay import GROUP, usage_stream
@@ -99,36 +97,7 @@ routes:
 def _gateways(group: Cluster, tmp: Path, count: int) -> Iterator[list[str]]:
     """`count` gateway processes proxying a bearer-protected /healthz to the last server (whose
     own monitor does not watch /healthz: every event the detectors see came from a gateway)."""
-    with ExitStack() as stack:
-        processes: list[subprocess.Popen[bytes]] = []
-
-        def terminate() -> None:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
-
-        stack.callback(terminate)
-        bases = []
-        for index in range(count):
-            port = free_port()
-            config = tmp / f"gateway{index}.yaml"
-            config.write_text(_gateway_config(group, port))
-            log = stack.enter_context((tmp / f"gateway{index}.log").open("wb"))
-            processes.append(
-                subprocess.Popen(
-                    [TOKENWARD, "gateway", "--config", str(config)],
-                    env=group.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            bases.append(f"http://127.0.0.1:{port}")
-            wait_healthy(bases[-1], processes[-1], path="/healthz")
+    with gateway_processes(group, tmp, count, lambda port: _gateway_config(group, port)) as bases:
         yield bases
 
 
