@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -47,6 +48,22 @@ class Cluster:
             timeout=120,
         )
         return result.stdout
+
+    def service_client(self, client_id: str = "svc", scope: str = "read") -> tuple[str, str]:
+        """A client_credentials client created through the CLI: (client_id, secret)."""
+        created = json.loads(
+            self.cli(
+                "client",
+                "create",
+                "--client-id",
+                client_id,
+                "--grant-type",
+                "client_credentials",
+                "--scope",
+                scope,
+            )
+        )
+        return client_id, str(created["client_secret"])
 
 
 async def _schema(name: str, create: bool) -> None:

@@ -24,19 +24,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def service(group: Cluster) -> tuple[str, str]:
     if not hasattr(group, "_service"):
-        created = json.loads(
-            group.cli(
-                "client",
-                "create",
-                "--client-id",
-                "svc",
-                "--grant-type",
-                "client_credentials",
-                "--scope",
-                "read",
-            )
-        )
-        group._service = ("svc", created["client_secret"])  # type: ignore[attr-defined]
+        group._service = group.service_client()  # type: ignore[attr-defined]
     return group._service  # type: ignore[attr-defined,no-any-return]
 
 

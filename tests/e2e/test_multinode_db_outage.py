@@ -181,18 +181,6 @@ def _until(condition: Callable[[], bool], within: float, what: str) -> float:
 
 def _clients(group: Cluster) -> tuple[tuple[str, str], tuple[str, str]]:
     """A service client (client_credentials), a web client (code + refresh), and a user."""
-    service = json.loads(
-        group.cli(
-            "client",
-            "create",
-            "--client-id",
-            "svc",
-            "--grant-type",
-            "client_credentials",
-            "--scope",
-            "read",
-        )
-    )
     web = json.loads(
         group.cli(
             "client",
@@ -211,7 +199,7 @@ def _clients(group: Cluster) -> tuple[tuple[str, str], tuple[str, str]]:
         )
     )
     group.cli("user", "create", "--username", "erin", "--password-stdin", stdin=PASSWORD + "\n")
-    return ("svc", service["client_secret"]), ("web", web["client_secret"])
+    return group.service_client(), ("web", web["client_secret"])
 
 
 def _sign_in(node: str, web: tuple[str, str]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ catching up on the revocation it missed meanwhile.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import socket
 import threading
@@ -171,22 +170,6 @@ routes:
         yield bases
 
 
-def _service(group: Cluster) -> tuple[str, str]:
-    created = json.loads(
-        group.cli(
-            "client",
-            "create",
-            "--client-id",
-            "svc",
-            "--grant-type",
-            "client_credentials",
-            "--scope",
-            "read",
-        )
-    )
-    return "svc", created["client_secret"]
-
-
 def _token(node: str, auth: tuple[str, str]) -> str:
     response = httpx.post(f"{node}/token", data={"grant_type": "client_credentials"}, auth=auth)
     assert response.status_code == 200, response.text
@@ -330,7 +313,7 @@ def test_redis_stopped_mid_load_then_restarted(tmp_path: Path) -> None:
         )
         gws = stack.enter_context(gateways(group, tmp_path, 2, redis_url=redis.url))
         a, b = group.nodes
-        auth = _service(group)
+        auth = group.service_client()
         tokens = {name: _token(a, auth) for name in ("t1", "t2", "keep1", "keep2")}
         channel = deployment_namespace(group.issuer, group.schema) + ":revocations"
         _until(lambda: _subscribers(redis.url, channel) == 4, within=10)  # 2 servers, 2 gateways
@@ -501,7 +484,7 @@ def test_gateway_cut_off_from_the_database_fails_closed_then_recovers(tmp_path: 
             )
         )
         a = group.nodes[0]
-        auth = _service(group)
+        auth = group.service_client()
         tokens = {"keep": _token(a, auth), "victim": _token(a, auth)}
         load = Load({"gw": f"{gw}/healthz"}, tokens, threads=2)
         with load.running(), httpx.Client() as http:

@@ -101,22 +101,6 @@ def _gateways(group: Cluster, tmp: Path, count: int) -> Iterator[list[str]]:
         yield bases
 
 
-def _create_client(group: Cluster, client_id: str, scope: str) -> tuple[str, str]:
-    created = json.loads(
-        group.cli(
-            "client",
-            "create",
-            "--client-id",
-            client_id,
-            "--grant-type",
-            "client_credentials",
-            "--scope",
-            scope,
-        )
-    )
-    return client_id, created["client_secret"]
-
-
 def _token(node: str, auth: tuple[str, str], scope: str | None = None) -> str:
     data = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
     response = httpx.post(f"{node}/token", data=data, auth=auth, timeout=30)
@@ -189,8 +173,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             what="the servers' consumer group on the usage stream",
         )
         gws = stack.enter_context(_gateways(group, tmp, 2))
-        service = _create_client(group, "svc", "read")
-        ops = _create_client(group, "ops", "tokenward:admin")
+        service = group.service_client()
+        ops = group.service_client("ops", "tokenward:admin")
         admin = {"authorization": f"Bearer {_token(group.nodes[0], ops, 'tokenward:admin')}"}
         assert httpx.get(f"{group.nodes[1]}/admin/api/alerts", headers=admin).status_code == 200
         yield Deployment(group, gws, namespace, service, admin)
