@@ -29,8 +29,8 @@ from tokenward.gateway.idempotency import (
     MemoryIdempotencyStore,
 )
 from tokenward.gateway.metrics import GatewayMetrics
-from tokenward.gateway.paths import resolve_scope
 from tokenward.gateway.model import TOKEN_MODES, GatewayConfig, Route
+from tokenward.gateway.paths import resolve_scope
 from tokenward.gateway.policy import Denied, bearer_reason, check_token
 from tokenward.gateway.proxy import ClientGone, Proxy
 from tokenward.gateway.ratelimit import MemoryRateLimiter, RateLimiter, retry_after

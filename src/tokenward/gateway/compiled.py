@@ -89,7 +89,8 @@ class Compiled:
         """This request's URL as the client addressed it, for DPoP's `htu` (RFC 9449 §4.3):
         `public_url` + path when configured, else the client's scheme and Host + path. The path
         is the resolved one, as forwarded (gateway/paths.py): a proof names what is served."""
-        path = scope["raw_path"].decode("ascii")
+        raw: bytes = scope["raw_path"]
+        path = raw.decode("ascii")
         base = self.config.public_url
         if base is None:
             host = incoming.host

@@ -48,7 +48,7 @@ def _hex_table() -> dict[bytes, int]:
     """Every two-digit escape, in any mix of case, to its byte."""
     table: dict[bytes, int] = {}
     for value in range(256):
-        high, low = f"{value:02x}"
+        high, low = f"{value:02x}"[0], f"{value:02x}"[1]
         for spelling in (high + low, high.upper() + low, high + low.upper(), (high + low).upper()):
             table[spelling.encode("ascii")] = value
     return table
