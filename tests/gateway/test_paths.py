@@ -24,7 +24,7 @@ from tokenward.gateway.audit import AuditRecord
 from tokenward.gateway.compiled import Compiled
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.model import Route
-from tokenward.gateway.paths import MAX_PATH, ResolvedPath, resolve_scope
+from tokenward.gateway.paths import MAX_PATH, resolve_scope
 from tokenward.gateway.policy import Denied
 from tokenward.gateway.proxy import request_target
 
@@ -248,21 +248,22 @@ def test_routing_agrees_with_every_upstream_reading(target: str) -> None:
     if isinstance(decision, Denied):
         assert (decision.status, decision.reason) == (400, "invalid_path")
         return
-    path, route = decision
-    forwarded = request_target({"raw_path": path.target}, route, route.upstreams[0])
+    target, route = decision
+    forwarded = request_target({"raw_path": target}, route, route.upstreams[0])
     text = forwarded.decode("ascii")
     assert {route_for(routes, reading) for reading in upstream_readings(text)} == {route.name}
-    assert resolve_scope({"raw_path": forwarded}).target == forwarded
+    assert resolve_scope({"raw_path": forwarded})[1] == forwarded
 
 
-def _decide(scope: dict[str, Any]) -> tuple[ResolvedPath, Route] | Denied:
-    """What the gateway's first two steps make of a request: its path and route, or a refusal."""
+def _decide(scope: dict[str, Any]) -> tuple[bytes, Route] | Denied:
+    """What the gateway's first two steps make of a request: its target and route, or a
+    refusal."""
     try:
-        path = resolve_scope(scope)
-        route, *_ = admit(COMPILED, scope, path, AuditRecord("GET"))
+        path, target, readings = resolve_scope(scope)
+        route, *_ = admit(COMPILED, scope, path, readings, AuditRecord("GET"))
     except Denied as denied:
         return denied
-    return path, route
+    return target, route
 
 
 @PROPERTY

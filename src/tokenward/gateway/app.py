@@ -245,14 +245,14 @@ class Gateway:
     async def _handle(
         self, compiled: Compiled, scope: Scope, receive: Receive, send: Send, record: AuditRecord
     ) -> int:
-        path = resolve_scope(scope)
-        if path.route != scope.get("path") or path.target != scope.get("raw_path"):
+        path, target, readings = resolve_scope(scope)
+        if path != scope.get("path") or target != scope.get("raw_path"):
             # From here on the scope carries the resolved path: whatever reads it (signed
             # links, DPoP's htu, the upstream target, idempotency) sees what is routed on.
-            scope = {**scope, "path": path.route, "raw_path": path.target}
-        if self.bff is not None and path.route in self.bff.paths:
+            scope = {**scope, "path": path, "raw_path": target}
+        if self.bff is not None and path in self.bff.paths:
             return await self._bff_endpoint(compiled, scope, send, record)
-        route, incoming, peer, scheme = admit(compiled, scope, path, record)
+        route, incoming, peer, scheme = admit(compiled, scope, path, readings, record)
         if self.blocklist is not None and self.blocklist.is_blocked(record.ip):
             raise Denied(403, IP_BLOCKED, "requests from this address are blocked for a while")
         scope, token, added = await self._authorize(

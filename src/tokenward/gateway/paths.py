@@ -3,12 +3,12 @@
 A proxy that routes on one reading of a path and forwards another lets a client pick the
 policy with one spelling and the upstream resource with another (`/public/../admin`). So
 every request's raw path (ASGI `raw_path`, never the server's decoded `path`) is resolved
-once, here, into:
+once, here, into a `Resolved` (a plain tuple: this runs on every request):
 
-- `target`: the path forwarded upstream: dot segments removed (RFC 3986 §5.2.4), runs of `/`
-  merged, percent-escapes kept as the client spelled them;
 - `route`: `target` percent-decoded once, as the upstream will decode it: the text routes are
   matched on;
+- `target`: the path forwarded upstream: dot segments removed (RFC 3986 §5.2.4), runs of `/`
+  merged, percent-escapes kept as the client spelled them;
 - `readings`: when a segment carries a `;` parameter, the same path as upstreams that strip
   parameters read it (Tomcat, Jetty, Spring): admission refuses the request unless every
   reading selects the route `route` selects.
@@ -25,7 +25,6 @@ decodes once, so `%252e` reaches it as the text `%2e`, never as a dot. docs/gate
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 from urllib.parse import quote
 
 from starlette.types import Scope
@@ -34,9 +33,12 @@ from tokenward.gateway.policy import Denied
 
 MAX_PATH = 8192  # bytes of raw path; longer is refused before any other work
 REASON = "invalid_path"
-# Paths made only of these bytes, with no `//` and no segment starting with `.`, are their
-# own resolution: one regex scan and two substring scans, then no other work.
-_FAST = re.compile(rb"/[A-Za-z0-9\-._~!$&'()*+,=:@/]*")
+# Paths made only of these bytes, with no `//` and no segment starting with `.`, are their own
+# resolution: one regex scan (no backtracking: `/` never occurs inside a segment), no other work.
+_FAST = re.compile(
+    rb"/(?:[A-Za-z0-9\-_~!$&'()*+,=:@][A-Za-z0-9\-._~!$&'()*+,=:@]*"
+    rb"(?:/[A-Za-z0-9\-_~!$&'()*+,=:@][A-Za-z0-9\-._~!$&'()*+,=:@]*)*/?)?"
+)
 # Raw bytes refused anywhere: controls, space, DEL, non-ASCII, `\` (a separator to some
 # servers) and `#` (never part of a request target; a naive upstream would cut the path there).
 _RAW_REFUSED = re.compile(rb"[^\x21-\x7e]|[\\#]")
@@ -48,8 +50,8 @@ def _hex_table() -> dict[bytes, int]:
     """Every two-digit escape, in any mix of case, to its byte."""
     table: dict[bytes, int] = {}
     for value in range(256):
-        high, low = f"{value:02x}"[0], f"{value:02x}"[1]
-        for spelling in (high + low, high.upper() + low, high + low.upper(), (high + low).upper()):
+        pair = f"{value:02x}"
+        for spelling in (pair, pair.upper(), pair[0].upper() + pair[1], pair[0] + pair[1].upper()):
             table[spelling.encode("ascii")] = value
     return table
 
@@ -61,17 +63,15 @@ _ENCODED_SEPARATORS = frozenset({0x2F, 0x5C})
 _ENCODED_CONTROLS = frozenset({*range(0x20), 0x7F})
 
 
-class ResolvedPath(NamedTuple):
-    route: str  # matched against route prefixes: `target` decoded once, UTF-8
-    target: bytes  # what goes upstream (before strip_prefix and the upstream's base path)
-    readings: tuple[str, ...]  # other plausible upstream readings; () without `;`
+# (route, target, readings) as above; `target` is before strip_prefix and the upstream's base.
+Resolved = tuple[str, bytes, tuple[str, ...]]
 
 
 def refuse(message: str, status: int = 400) -> Denied:
     return Denied(status, REASON, message, error="invalid_request")
 
 
-def resolve_scope(scope: Scope) -> ResolvedPath:
+def resolve_scope(scope: Scope) -> Resolved:
     """The request's path, resolved; raises Denied (400/414) for a path refused above."""
     raw = scope.get("raw_path")
     if not isinstance(raw, bytes):
@@ -81,15 +81,15 @@ def resolve_scope(scope: Scope) -> ResolvedPath:
     return resolve(raw)
 
 
-def resolve(raw: bytes) -> ResolvedPath:
+def resolve(raw: bytes) -> Resolved:
     if len(raw) > MAX_PATH:
         raise refuse(f"the path is longer than {MAX_PATH} bytes", 414)
-    if _FAST.fullmatch(raw) and b"//" not in raw and b"/." not in raw:
-        return ResolvedPath(raw.decode("ascii"), raw, ())
+    if _FAST.fullmatch(raw):
+        return raw.decode("ascii"), raw, ()
     return _resolve_slowly(raw)
 
 
-def _resolve_slowly(raw: bytes) -> ResolvedPath:
+def _resolve_slowly(raw: bytes) -> Resolved:
     raw = raw.partition(b"?")[0]  # some servers leave the query in raw_path
     if not raw.startswith(b"/"):
         raise refuse("the path must start with /")
@@ -118,7 +118,7 @@ def _resolve_slowly(raw: bytes) -> ResolvedPath:
     target = b"/" + b"/".join(kept) + end
     route = _text(b"/" + b"/".join(decoded) + end)
     readings = _parameter_readings(kept, decoded, end) if ";" in route else ()
-    return ResolvedPath(route, target, readings)
+    return route, target, readings
 
 
 def _decode(segment: bytes) -> bytes:
