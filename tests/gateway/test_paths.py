@@ -27,6 +27,7 @@ from tokenward.gateway.model import Route
 from tokenward.gateway.paths import MAX_PATH, resolve_scope
 from tokenward.gateway.policy import Denied
 from tokenward.gateway.proxy import request_target
+from tokenward.gateway.yamlnodes import ConfigError
 
 CONFIG = """
 trust: {{issuer: {issuer}, audience: {audience}}}
@@ -291,3 +292,13 @@ def test_forwarded_target_routes_where_the_gateway_routed(
         assert {route_for(routes, reading) for reading in readings} == {audit["route"]}
     else:
         assert (response.status_code, audit["reason"]) == (400, "invalid_path"), audit
+
+
+@pytest.mark.parametrize(
+    "prefix", ["/a//b", "/a/../b", "/a/./b", "/..", "/a;b", "/a%2Fb", "/a\\\\b"]
+)
+def test_a_prefix_no_resolved_path_could_match_is_refused_at_load(prefix: str) -> None:
+    text = f'routes:\n  - {{name: r, prefix: "{prefix}", upstreams: [http://u], auth: none}}\n'
+    with pytest.raises(ConfigError, match="prefix: must be a plain path"):
+        parse_config(text)
+    parse_config(text.replace(prefix, "/a/b/"))  # a trailing `/` is fine
