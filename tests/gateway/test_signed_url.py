@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import FrozenClock
 from tests.gateway.conftest import GatewayFactory, Running
+from tests.gateway.upstream_app import Upstream
 from tokenward.signedurl import KeySet, SigningKey, UrlSigner
 
 SECRET = "a-signing-secret-of-at-least-32-bytes"
@@ -98,3 +99,18 @@ def test_wrong_ip_missing_and_malformed(running: Running, signer: UrlSigner) -> 
 def test_access_token_in_query_is_still_refused(running: Running, signer: UrlSigner) -> None:
     url = signer.sign_url(f"{running.base}/media/a.ts?access_token=x", ttl=60)
     assert running.http.get(url).status_code == 400
+
+
+def test_link_is_checked_on_the_resolved_path(
+    running: Running, signer: UrlSigner, upstream: Upstream
+) -> None:
+    """Checked on the path the upstream is sent (gateway/paths.py): dot segments on the request
+    line neither break a link nor stretch it to another file."""
+    query = signer.sign_url(f"{running.base}/media/a.ts", ttl=60).split("?", 1)[1]
+    same = running.http.get("/", extensions={"target": f"/media/x/../a.ts?{query}".encode()})
+    assert same.status_code == 200, same.text
+    assert same.json()["raw_path"] == "/media/a.ts"
+    before = upstream.requests
+    other = running.http.get("/", extensions={"target": f"/media/a.ts/../b.ts?{query}".encode()})
+    assert other.status_code == 403
+    assert upstream.requests == before

@@ -37,7 +37,9 @@ def admit(
     record.route = route.name
     for reading in readings:
         if compiled.routes.lookup(reading, method) is not route:
-            raise refuse("a ';' parameter in the path would route it elsewhere upstream")
+            raise refuse(
+                "a ';' parameter in the path: servers that strip them would route it elsewhere"
+            )
     incoming = compiled.headers.upstream_headers(scope["headers"])
     client = scope.get("client")
     peer = client[0] if client else None
