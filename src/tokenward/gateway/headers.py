@@ -41,8 +41,10 @@ REWRITTEN = frozenset(
 )
 # Never from the client: upstreams read these as the client's address (Forwarded, X-Real-IP
 # and kin), or as the request's real URL, scheme or port (X-Original-URL and X-Rewrite-URL
-# override the path in IIS and Symfony). The gateway speaks X-Forwarded-For/-Proto/-Host only,
-# and builds those itself, so none is kept, even from a trusted proxy.
+# override the path in IIS and Symfony), or as the request's real method (the method-override
+# fields of Rails, Symfony, Express and ASP.NET: a route's `methods:` decided on GET must not
+# become a DELETE upstream). The gateway speaks X-Forwarded-For/-Proto/-Host only, and builds
+# those itself, so none is kept, even from a trusted proxy.
 UNTRUSTED = frozenset(
     {
         b"forwarded",
@@ -58,6 +60,9 @@ UNTRUSTED = frozenset(
         b"x-forwarded-scheme",
         b"x-forwarded-server",
         b"x-forwarded-ssl",
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
     }
 )
 # Not passed back to the client: the upstream's software (Server) and a second Date next to
