@@ -8,6 +8,7 @@ real spans. Everything that needs the SDK lives in `tokenward.ops.otel`.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -35,17 +36,24 @@ def sdk_disabled() -> bool:
 
 def provider_for(service_name: str) -> TracerProvider:
     """A tracer provider exporting over OTLP as the standard OTEL_* variables configure it."""
-    try:
-        from tokenward.ops import otel  # noqa: PLC0415 - the optional extra, only when asked for
+    try:  # the optional extra, imported only when asked for
+        otel = importlib.import_module("tokenward.ops.otel")
     except ImportError:
         raise TracingUnavailable(MISSING_EXTRA) from None
-    return otel.otlp_provider(service_name)
+    provider: TracerProvider = otel.otlp_provider(service_name)
+    return provider
 
 
 def enable(provider: TracerProvider) -> None:
     """Let `span()` start spans from `provider` (start-up, once per process)."""
     global _tracer  # noqa: PLW0603 - one tracer per process, as OpenTelemetry's own globals
     _tracer = provider.get_tracer("tokenward")
+
+
+def disable() -> None:
+    """Back to no spans (tests that enabled tracing restore the default)."""
+    global _tracer  # noqa: PLW0603
+    _tracer = None
 
 
 def span(name: str, attributes: Mapping[str, str | int | bool] | None = None) -> Any:
