@@ -17,6 +17,9 @@ from tokenward.oauth.errors import OAuthError
 
 log = structlog.get_logger("tokenward.refusals")
 MAX_CLIENT_ID = 64  # an unknown client's id is whatever it sent: keep log lines bounded
+# Answers a well-behaved client gets in the normal course of its protocol (a device poll before
+# approval, the first DPoP request learning the nonce): not refusals, and one per poll.
+PROTOCOL_SIGNALS = frozenset({"authorization_pending", "use_dpop_nonce"})
 
 
 def log_refusal(
@@ -27,6 +30,8 @@ def log_refusal(
     client_id: str | None,
     client_ip: str | None,
 ) -> None:
+    if error in PROTOCOL_SIGNALS:
+        return
     log.info(
         "oauth_refused",
         endpoint=endpoint,
