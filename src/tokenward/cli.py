@@ -26,6 +26,7 @@ from tokenward.admin import (
     set_password,
 )
 from tokenward.config import Settings
+from tokenward.ops.tracing import TracingUnavailable
 from tokenward.server.app import create_app
 from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.jws import parse_compact, payload_object
@@ -200,7 +201,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
     try:
         asyncio.run(main())
-    except MasterKeyError as exc:
+    except (MasterKeyError, TracingUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 

@@ -61,6 +61,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
                 "dpop",
                 "revocations",
                 "monitor",
+                "tracing",
             }
         )
     )
@@ -108,6 +109,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         monitor=monitor,
         rate_limit_redis_url=rate_redis,
         rate_limit_redis_prefix=rate_prefix,
+        tracing=sections.tracing(top.get("tracing")),
         source=source,
     )
 
