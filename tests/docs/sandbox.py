@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,24 +72,16 @@ class Sandbox:
 
     def stop_background(self) -> None:
         for process in self.background:
-            with _ignore_gone():
+            with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
         for process in self.background:
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
-                with _ignore_gone():
+                with suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
         self.background.clear()
-
-
-@contextmanager
-def _ignore_gone() -> Iterator[None]:
-    try:
-        yield
-    except ProcessLookupError:
-        pass
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, limit: float = 120) -> None:
@@ -124,11 +116,10 @@ def protected_api(issuer: str, audience: str) -> FastAPI:
         revocations=RevocationMirror(),
     )
     app = FastAPI()
+    reader = Depends(require_scopes("orders:read", validator=validator))
 
     @app.get("/orders")
-    async def orders(
-        token: AccessToken = Depends(require_scopes("orders:read", validator=validator)),
-    ) -> dict[str, object]:
+    async def orders(token: AccessToken = reader) -> dict[str, object]:
         return {"subject": token.sub, "scopes": sorted(token.scopes)}
 
     return app

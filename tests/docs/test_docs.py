@@ -194,8 +194,8 @@ def _run_printed_curls(box: Sandbox, output: str) -> None:
 def test_shell_blocks_run(page: str, tmp_path: Path) -> None:
     with sandbox(tmp_path, CLIENTS) as box:
         for block in runnable(ROOT / page, "sh"):
-            for command in commands(block):
-                command = box.substitute(command)
+            for written in commands(block):
+                command = box.substitute(written)
                 if SERVING.match(command):
                     _run_serving(box, command)
                     continue
@@ -258,7 +258,7 @@ NGINX_BLOCKS = [block for page in PAGES for block in runnable(ROOT / page, "ngin
 
 @pytest.mark.parametrize("block", NGINX_BLOCKS, ids=[block.where for block in NGINX_BLOCKS])
 def test_nginx_blocks_pass_nginx_t(block: Block, tmp_path: Path) -> None:
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
     if nginx is None:
         if IN_CI:
             pytest.fail("nginx is not installed (.ci/run installs it)")
