@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -28,6 +29,9 @@ from tokenward.tokens.claims import AccessToken
 BIN = Path(sys.executable).parent
 AUTH_PLACEHOLDER = "https://auth.example.com"
 API_PLACEHOLDER = "https://api.example.com"
+LOOPBACK_PORT = re.compile(
+    r"(?P<before>(?:127\.0\.0\.1|localhost|\[::1\]):|--port[ =])(?P<port>\d{2,5})\b"
+)
 
 
 @dataclass
@@ -38,9 +42,19 @@ class Sandbox:
     api: str  # an API that accepts this server's tokens with scope orders:read
     secrets: dict[str, str] = field(default_factory=dict)  # client_id -> secret
     background: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ports: dict[str, str] = field(default_factory=dict)  # a port the page names -> ours
 
     def substitute(self, text: str) -> str:
-        return text.replace(AUTH_PLACEHOLDER, self.auth).replace(API_PLACEHOLDER, self.api)
+        """The page's placeholders, and every loopback port it names mapped to a free one
+        (the same one each time), so pages run side by side."""
+        text = text.replace(AUTH_PLACEHOLDER, self.auth).replace(API_PLACEHOLDER, self.api)
+        return LOOPBACK_PORT.sub(self._port, text)
+
+    def _port(self, match: re.Match[str]) -> str:
+        written = match.group("port")
+        if written not in self.ports:
+            self.ports[written] = str(free_port())
+        return match.group("before") + self.ports[written]
 
     def run(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -53,7 +67,7 @@ class Sandbox:
             check=False,
         )
 
-    def start(self, command: str, health: str) -> str:
+    def start(self, command: str, health: str, env: dict[str, str] | None = None) -> str:
         """A command that serves until stopped: started in its own process group, returns
         its output so far once `health` answers."""
         log = self.cwd / f"background{len(self.background)}.log"
@@ -61,7 +75,7 @@ class Sandbox:
             process = subprocess.Popen(
                 ["bash", "-c", command],
                 cwd=self.cwd,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

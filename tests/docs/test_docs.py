@@ -17,16 +17,19 @@ Blocks another test runs say so (`covered-by`), and that test must exist.
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
 import os
 import re
 import secrets
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -140,7 +143,10 @@ def test_python_blocks_run(page: str, tmp_path: Path) -> None:
 
 # --- shell -----------------------------------------------------------------------------------
 
-SERVING = re.compile(r"^(make run\b|tokenward\b.*\b(serve|demo|gateway)\b)")
+SERVING = re.compile(
+    r"^(?:[A-Z_]+=\S+ )*(make run\b|tokenward\b.*\b(serve|demo|gateway)\b)(?P<bg>.*?)\s*&?$"
+)
+EXTRA_INSTALL = re.compile(r"^pip install '?tokenward\[(?P<extras>[\w,]+)\]'?$")
 
 
 def commands(block: Block) -> list[str]:
@@ -154,8 +160,9 @@ def commands(block: Block) -> list[str]:
 
 
 def _run_serving(box: Sandbox, command: str) -> None:
-    port = free_port()
+    command = command.rstrip(" &")  # `&` or not, it runs in the background here
     if command.startswith("make run"):
+        port = free_port()
         # The Makefile's HOST/PORT/DATA_DIR are `?=`: the reader's environment may set them.
         box.env.update({"PORT": str(port), "DATA_DIR": str(box.cwd / "demo-var")})
         output = box.start(f"cd {ROOT} && {command}", f"http://127.0.0.1:{port}/healthz")
@@ -163,12 +170,32 @@ def _run_serving(box: Sandbox, command: str) -> None:
         return
     gateway = re.search(r"tokenward gateway --config (\S+)", command)
     if gateway is not None:
+        port = free_port()
         config = box.cwd / gateway.group(1)
         if not config.exists():  # the reader starts from the example
             config.write_text(_example_gateway(box, port))
         box.start(command, f"http://127.0.0.1:{port}/")
         return
+    serving = re.search(r"--port[ =](\d+)", command)
+    if serving is not None and " serve" in command:
+        box.start(command, f"http://127.0.0.1:{serving.group(1)}/healthz")
+        return
     raise AssertionError(f"no way to run {command!r} in the docs sandbox yet")
+
+
+def _check_extras(command: str) -> None:
+    """tokenward is installed from this checkout, not from an index: `pip install
+    'tokenward[x]'` holds when the extra is declared and what it names is installed here."""
+    match = EXTRA_INSTALL.match(command)
+    assert match is not None
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for extra in match.group("extras").split(","):
+        assert extra in declared, f"no extra {extra!r} in pyproject.toml"
+        for requirement in declared[extra]:
+            name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+            importlib.metadata.distribution(name)  # raises when it is not installed
 
 
 def _example_gateway(box: Sandbox, port: int) -> str:
@@ -198,6 +225,9 @@ def test_shell_blocks_run(page: str, tmp_path: Path) -> None:
                 command = box.substitute(written)
                 if SERVING.match(command):
                     _run_serving(box, command)
+                    continue
+                if EXTRA_INSTALL.match(command):
+                    _check_extras(command)
                     continue
                 result = box.run(command)
                 assert result.returncode == 0, (
@@ -239,10 +269,31 @@ YAML_BLOCKS = [block for page in PAGES for block in runnable(ROOT / page, "yaml"
 
 
 @pytest.mark.parametrize("block", YAML_BLOCKS, ids=[block.where for block in YAML_BLOCKS])
-def test_gateway_config_blocks_load(
-    block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_yaml_blocks_load(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gateway configs by default; `<!-- docs-test: prometheus -->` marks a scrape config."""
+    if block.directive == "prometheus":
+        _scrape_as_configured(block, tmp_path)
+        return
     parse_config(_gateway_config(block, tmp_path, monkeypatch), block.where)
+
+
+def _scrape_as_configured(block: Block, tmp: Path) -> None:
+    """A server started with TOKENWARD_METRICS at each target answers the scrape."""
+    with sandbox(tmp, {}) as box:
+        config = yaml.safe_load(box.substitute(block.text))
+        for job in config["scrape_configs"]:
+            path = job.get("metrics_path", "/metrics")
+            for static in job["static_configs"]:
+                for target in static["targets"]:
+                    port = free_port()
+                    box.start(
+                        f"tokenward serve --port {port}",
+                        f"http://127.0.0.1:{port}/healthz",
+                        env={"TOKENWARD_METRICS": target},
+                    )
+                    scraped = httpx.get(f"http://{target}{path}", timeout=10)
+                    assert scraped.status_code == 200, f"{block.where}: {target}"
+                    assert "tokenward_" in scraped.text
 
 
 JSON_BLOCKS = [block for page in PAGES for block in runnable(ROOT / page, "json")]
