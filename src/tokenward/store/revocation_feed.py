@@ -83,12 +83,14 @@ class RevocationFeed:
         self._publish_lock = asyncio.Lock()
         self.synced_at: float | None = None
         self.applied_seq = 0
+        self._changed = asyncio.Event()
 
     # --- RevocationStore -----------------------------------------------------------------
     async def revoke(self, revocation: Revocation) -> int:
         seq = await self._durable.revoke(revocation)
         for mirror in self._mirrors:
             mirror.apply(revocation)  # at once here; the feed advances applied_seq in order
+        self._notify()
         self._unpublished.append((seq, revocation))
         try:
             async with asyncio.timeout(PUBLISH_WAIT):
@@ -102,6 +104,17 @@ class RevocationFeed:
 
     async def active(self, now: float) -> Sequence[tuple[int, Revocation]]:
         return await self._durable.active(now)
+
+    async def page(
+        self, after: int, now: float, limit: int
+    ) -> tuple[int, Sequence[tuple[int, Revocation]]]:
+        return await self._durable.page(after, now, limit)
+
+    def changed(self) -> asyncio.Event:
+        """Set as soon as this node learns of a new entry (written here, pushed by Redis or
+        re-read from the log): what a long-poll on GET /revocations waits on. Take it before
+        reading the log, so an entry that lands in between still wakes the reader."""
+        return self._changed
 
     # --- life cycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -141,6 +154,11 @@ class RevocationFeed:
             mirror.apply(revocation, seq if advance else None)
         if advance:
             self.applied_seq = max(self.applied_seq, seq)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def _mark_fresh(self) -> None:
         self.synced_at = now = self._clock()
