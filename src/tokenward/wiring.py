@@ -28,6 +28,7 @@ from tokenward.oauth.introspection import Introspector
 from tokenward.oauth.issuance import AccessTokenIssuer
 from tokenward.oauth.refresh import RefreshAdmin, RefreshTokens
 from tokenward.oauth.revocation import Revoker
+from tokenward.oauth.revocation_publisher import RevocationPublisher
 from tokenward.oauth.sessions import SessionManager
 from tokenward.oauth.throttle import LoginThrottle
 from tokenward.oauth.token_endpoint import TokenEndpoint
@@ -125,6 +126,7 @@ class Services:
     userinfo: Validator  # any audience; /userinfo requires the openid scope itself
     id_tokens: IdTokenSigner
     monitor: Monitor  # usage events, detectors, alerts; `monitor.blocklist.is_blocked(ip)`
+    revocation_publisher: RevocationPublisher  # GET /revocations, for remote resource servers
     clock: Clock = field(default=time.time)
 
     def metadata(self, *, openid: bool) -> dict[str, Any]:
@@ -134,6 +136,7 @@ class Services:
             sorted(SCOPES_SUPPORTED),
             list(self.keys.keyrings),
             openid=openid,
+            revocation_feed=self.settings.revocation_feed,
         )
 
 
@@ -286,6 +289,7 @@ async def build_services(
         userinfo=any_audience,
         id_tokens=id_tokens,
         monitor=monitor,
+        revocation_publisher=RevocationPublisher(revocations, clock),
         clock=clock,
     )
 

@@ -14,6 +14,7 @@ from tokenward.monitor.asgi import MonitorMiddleware
 from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server.edge import install_error_handlers
 from tokenward.server.routes import admin, admin_api, browser, demo, device, oauth, oidc
+from tokenward.server.routes import revocations as revocation_feed
 from tokenward.wiring import Services
 
 log = structlog.get_logger(__name__)
@@ -52,6 +53,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(demo.router(services))
     app.include_router(admin.router(services))
     app.include_router(admin_api.router(services))
+    if services.settings.revocation_feed:
+        app.include_router(revocation_feed.router(services))
     if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
         app.add_middleware(
             MonitorMiddleware,
