@@ -123,6 +123,9 @@ class Validator:
     async def _miss(
         self, authorization: str | None, *, binding: str = BEARER, cache: bool = True
     ) -> AccessToken:
+        following = self.revocations.ensure_following()  # None unless a remote mirror starts
+        if following is not None:
+            await following
         raw = credentials(authorization)[1] if binding == DPOP else bearer_token(authorization)
         if "." not in raw:
             token = await self._resolve_opaque(raw, self._opaque_async)
@@ -137,6 +140,7 @@ class Validator:
         return self._admit(authorization if cache else None, token, binding=binding)
 
     def _miss_sync(self, authorization: str | None) -> AccessToken:
+        self.revocations.ensure_following_sync()
         raw = bearer_token(authorization)
         if "." not in raw:
             return self._admit(authorization, self._resolve_opaque_sync(raw))
