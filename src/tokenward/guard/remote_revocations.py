@@ -294,7 +294,9 @@ class RemoteRevocations(RevocationMirror):
             self.applied_seq, self._caught_up = 0, False
             return 0.0
         self._install(page)
-        return 0.0 if page.more else page.retry
+        if page.more or (wait == 0 and self._wait > 0):
+            return 0.0  # more to read, or caught up and about to long-poll: ask at once
+        return page.retry
 
     def _install(self, page: FeedPage) -> None:
         held = len(self.jtis) + len(self.subjects) + len(self.sessions) + len(self.clients)
