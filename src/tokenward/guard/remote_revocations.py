@@ -9,9 +9,9 @@ server learns of it. Until the first complete sync, and again `max_staleness` af
 one, validators answer 503 `temporarily_unavailable` (fail closed). Apps with a lifespan may
 `await start()` / `await stop()` or use `async with`.
 
-Entries are digests (guard/revocation_wire.py): `reason()` hashes the token's jti, sub, sid and
-client_id before each lookup, memoised per value so a cached token is hashed once; the cached
-path with an unchanged generation does no more than with any other mirror.
+Entries are digests (guard/revocation_wire.py): `reason()` looks up the digests of the token's
+jti, sub, sid and client_id, computed once per token and memoised; the cached path with an
+unchanged generation does no more than with any other mirror.
 """
 
 from __future__ import annotations
@@ -57,8 +57,12 @@ log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 1024 * 1024  # a full page is about 170 kB
 MAX_PAUSE = 10.0  # seconds: no server hint or backoff keeps us away longer
 PURGE_EVERY = 60.0
-MEMO_SIZE = 16_384  # per kind: digests of the values of recently seen tokens
+MEMO_SIZE = 20_000  # tokens whose claims' digests are kept (twice a validator's default cache)
 _DIGEST = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+_Claims = tuple[str, str, str | None, str]  # jti, sub, sid, client_id
+_Keys = tuple[str, str, str | None, str]  # their digests
 
 
 class FeedError(Exception):
@@ -111,7 +115,7 @@ class RemoteRevocations(RevocationMirror):
         self._max_entries = max_entries
         self._clock = clock
         self._transport = transport
-        self._memos: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
+        self._memo: dict[_Claims, _Keys] = {}
         self._caught_up = False  # a page with more=false since the cursor was last reset
         self._purged_at = time.monotonic()
         # Who follows: a task in an app's event loop, or a thread with its own loop.
@@ -127,21 +131,24 @@ class RemoteRevocations(RevocationMirror):
 
     # --- what validators call ------------------------------------------------------------
     def reason(self, jti: str, sub: str, sid: str | None, client_id: str, iat: int) -> str | None:
-        # As RevocationMirror.reason, by digest; an empty table costs no hashing.
-        if self.jtis and self._hashed(JTI, jti) in self.jtis:
+        # RevocationMirror.reason, by digest. The digests of a token's claims are computed once
+        # and memoised, so a re-check after a revocation costs one more dict lookup, no hashing.
+        claims = (jti, sub, sid, client_id)
+        keys = self._memo.get(claims)
+        if keys is None:
+            keys = self._remember(claims)
+        if keys[0] in self.jtis:
             return REVOKED_JTI
-        if self.subjects:
-            mark = self.subjects.get(self._hashed(SUBJECT, sub))
-            if mark is not None and iat < mark[0]:
-                return REVOKED_SUBJECT
-        if sid is not None and self.sessions:
-            mark = self.sessions.get(self._hashed(SESSION, sid))
+        mark = self.subjects.get(keys[1])
+        if mark is not None and iat < mark[0]:
+            return REVOKED_SUBJECT
+        if keys[2] is not None:
+            mark = self.sessions.get(keys[2])
             if mark is not None and iat < mark[0]:
                 return REVOKED_SESSION
-        if self.clients:
-            mark = self.clients.get(self._hashed(CLIENT, client_id))
-            if mark is not None and iat < mark[0]:
-                return REVOKED_CLIENT
+        mark = self.clients.get(keys[3])
+        if mark is not None and iat < mark[0]:
+            return REVOKED_CLIENT
         return None
 
     def ensure_following(self) -> Awaitable[None] | None:
@@ -188,7 +195,8 @@ class RemoteRevocations(RevocationMirror):
                     await task
             else:
                 task.get_loop().call_soon_threadsafe(task.cancel)
-        await asyncio.to_thread(self.close)
+        if self._thread is not None:
+            await asyncio.to_thread(self.close)  # it joins the thread: not on the event loop
 
     def close(self) -> None:
         """Stop the follower thread that synchronous validation started (if any), and wait."""
@@ -329,14 +337,18 @@ class RemoteRevocations(RevocationMirror):
             self._purged_at = time.monotonic()
             self.purge(self._clock())
 
-    def _hashed(self, kind: str, value: str) -> str:
-        memo = self._memos[kind]
-        found = memo.get(value)
-        if found is None:
-            if len(memo) >= MEMO_SIZE:
-                memo.clear()
-            found = memo[value] = digest(kind, value)
-        return found
+    def _remember(self, claims: _Claims) -> _Keys:
+        jti, sub, sid, client_id = claims
+        keys = (
+            digest(JTI, jti),
+            digest(SUBJECT, sub),
+            None if sid is None else digest(SESSION, sid),
+            digest(CLIENT, client_id),
+        )
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()  # bounded; the tokens still in use are hashed again
+        self._memo[claims] = keys
+        return keys
 
 
 # --- the wire ----------------------------------------------------------------------------
