@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import flask
 import httpx
 import orjson
 import pytest
@@ -24,6 +25,7 @@ from tokenward.guard.errors import TemporarilyUnavailable
 from tokenward.guard.remote_revocations import FeedError, parse_page
 from tokenward.guard.revocation_wire import KINDS, digest
 from tokenward.oauth.revocation_publisher import RevocationPublisher, parse_query
+from tokenward.resource.flask import bearer_required
 from tokenward.store.memory import MemoryRevocationStore
 from tokenward.store.records import Revocation, RevocationKind
 from tokenward.store.revocation_feed import RevocationFeed
@@ -300,7 +302,7 @@ async def test_async_context_manager(server: FakeServer, clock: FrozenClock) -> 
 def test_synchronous_validation_follows_from_a_thread(
     keyring: Keyring, clock: FrozenClock, mint: Callable[..., str]
 ) -> None:
-    """The Flask decorator's path: no event loop; a daemon thread follows."""
+    """Behind the Flask decorator: no event loop, so a daemon thread follows."""
     revoked_value = {"revoked": False}
 
     async def handle(request: httpx.Request) -> httpx.Response:
@@ -329,14 +331,22 @@ def test_synchronous_validation_follows_from_a_thread(
         revocations=follower,
         clock=clock,
     )
-    header = "Bearer " + mint()
+    app = flask.Flask(__name__)
+
+    @app.get("/items")
+    @bearer_required("read", validator=validator)
+    def items() -> dict[str, str]:
+        return {"sub": flask.g.access_token.sub}
+
+    headers = {"authorization": "Bearer " + mint()}
     try:
-        assert validator.authenticate_sync(header).sub == "alice"
-        revoked_value["revoked"] = True
-        deadline = time.monotonic() + 5
-        while not refused(validator, header):
-            assert time.monotonic() < deadline, "the revocation never arrived"
-            time.sleep(0.01)
+        with app.test_client() as http:
+            assert http.get("/items", headers=headers).json == {"sub": "alice"}
+            revoked_value["revoked"] = True
+            deadline = time.monotonic() + 5
+            while http.get("/items", headers=headers).status_code != 401:
+                assert time.monotonic() < deadline, "the revocation never arrived"
+                time.sleep(0.01)
     finally:
         follower.close()
     assert follower._thread is not None
@@ -446,3 +456,20 @@ async def test_an_oversized_answer_is_refused(server: FakeServer, clock: FrozenC
         assert not await follower.start()
     finally:
         await follower.stop()
+
+
+def test_gaps_in_sequence_numbers_are_entries_that_expired() -> None:
+    parsed = parse_page(page(head=9, next=9, entries=[entry(seq=2), entry(seq=7)]), 1)
+    assert [e[0] for e in parsed.entries] == [2, 7]
+    assert parsed.next == 9  # the cursor moves past what was skipped
+
+
+async def test_expired_entries_on_the_server_do_not_hold_the_cursor_back(
+    server: FakeServer, remote: RemoteRevocations, clock: FrozenClock
+) -> None:
+    await server.feed.revoke(Revocation("jti", "expired", None, clock() - 1))
+    await server.revoke(RevocationKind.JTI, "live")
+    await server.feed.revoke(Revocation("jti", "expired-too", None, clock() - 1))
+    assert await remote.start()
+    assert remote.applied_seq == 3
+    assert set(remote.jtis) == {digest("jti", "live")}
