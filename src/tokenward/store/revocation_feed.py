@@ -145,6 +145,8 @@ class RevocationFeed:
             entries = await self._durable.since(self.applied_seq)
             for seq, revocation in entries:
                 self._apply(seq, revocation)
+            if entries:
+                self._notify()
             self._mark_fresh()
             return len(entries)
 
@@ -154,7 +156,6 @@ class RevocationFeed:
             mirror.apply(revocation, seq if advance else None)
         if advance:
             self.applied_seq = max(self.applied_seq, seq)
-        self._notify()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -174,6 +175,7 @@ class RevocationFeed:
             return
         if seq == self.applied_seq + 1:
             self._apply(seq, revocation)
+            self._notify()
         elif seq > self.applied_seq:
             await self.resync()  # a gap: a message was lost or arrived out of order
 
