@@ -28,6 +28,7 @@ from tokenward.admin import (
 from tokenward.config import Settings
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.server.app import create_app
+from tokenward.server.serving import Server
 from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.jws import parse_compact, payload_object
 from tokenward.tokens.keyring import KeyRotationError
@@ -195,7 +196,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 proxy_headers=False,
                 server_header=False,
             )
-            await uvicorn.Server(config).serve()
+            await Server(config, services.revocation_publisher.close).serve()
         finally:
             await stores.aclose()
 

@@ -18,6 +18,7 @@ from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server import tracing
 from tokenward.server.edge import install_error_handlers
 from tokenward.server.routes import admin, admin_api, browser, demo, device, oauth, oidc, ops
+from tokenward.server.routes import revocations as revocation_feed
 from tokenward.wiring import Services
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ def create_app(services: Services, *, tracer_provider: TracerProvider | None = N
     app.include_router(admin.router(services))
     app.include_router(admin_api.router(services))
     app.include_router(ops.router(services))  # /readyz; /metrics when TOKENWARD_METRICS=on
+    if services.settings.revocation_feed:
+        app.include_router(revocation_feed.router(services))
     if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
         app.add_middleware(
             MonitorMiddleware,
