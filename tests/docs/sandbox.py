@@ -47,8 +47,8 @@ class Sandbox:
     def substitute(self, text: str) -> str:
         """The page's placeholders, and every loopback port it names mapped to a free one
         (the same one each time), so pages run side by side."""
-        text = text.replace(AUTH_PLACEHOLDER, self.auth).replace(API_PLACEHOLDER, self.api)
-        return LOOPBACK_PORT.sub(self._port, text)
+        text = LOOPBACK_PORT.sub(self._port, text)  # before the placeholders bring ours in
+        return text.replace(AUTH_PLACEHOLDER, self.auth).replace(API_PLACEHOLDER, self.api)
 
     def _port(self, match: re.Match[str]) -> str:
         written = match.group("port")
