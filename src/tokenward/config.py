@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tokenward.serving.limits import HeadLimits
 from tokenward.tokens.algorithms import GENERATED
 from tokenward.tokens.errors import MasterKeyError
 
@@ -40,6 +41,12 @@ class Settings(BaseSettings):
     revocation_max_staleness: float = 30.0  # past this without a sync, validators answer 503
     revocation_fail_open: bool = False  # True: keep serving on a stale mirror (and log it)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Request heads and connections: defaults, bounds and why in tokenward.serving.limits.
+    max_header_bytes: int = HeadLimits.max_header_bytes
+    max_url_bytes: int = HeadLimits.max_url_bytes
+    max_header_fields: int = HeadLimits.max_header_fields
+    header_timeout: float = HeadLimits.header_timeout
+    max_connections: int | None = None  # None: 1024, or fewer if the fd limit is lower
 
     @field_validator("issuer")
     @classmethod
@@ -58,6 +65,20 @@ class Settings(BaseSettings):
         if value not in GENERATED:
             raise ValueError(f"signing_alg must be one of {', '.join(GENERATED)}")
         return value
+
+    @model_validator(mode="after")
+    def _head_limits_in_bounds(self) -> Settings:
+        self.head_limits()  # LimitError (a ValueError) names the setting out of bounds
+        return self
+
+    def head_limits(self) -> HeadLimits:
+        return HeadLimits(
+            max_header_bytes=self.max_header_bytes,
+            max_url_bytes=self.max_url_bytes,
+            max_header_fields=self.max_header_fields,
+            header_timeout=self.header_timeout,
+            max_connections=self.max_connections,
+        )
 
     @property
     def redis_namespace(self) -> str:

@@ -60,6 +60,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
                 "dpop",
                 "revocations",
                 "monitor",
+                "limits",
             }
         )
     )
@@ -107,6 +108,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         monitor=monitor,
         rate_limit_redis_url=rate_redis,
         rate_limit_redis_prefix=rate_prefix,
+        limits=sections.limits(top.get("limits")),
         source=source,
     )
 

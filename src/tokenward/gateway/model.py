@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from tokenward.serving.limits import HeadLimits
 from tokenward.store.ratelimits import RatePolicy
 from tokenward.tokens.dpop import PROOF_ALGS
 
@@ -185,4 +186,5 @@ class GatewayConfig:
     # rate_limits.redis_url / redis_prefix: the shared backend (store.redis_ratelimit)
     rate_limit_redis_url: str | None = field(default=None, repr=False)
     rate_limit_redis_prefix: str | None = None
+    limits: HeadLimits = field(default_factory=HeadLimits)  # request heads, connections
     source: str = "<config>"

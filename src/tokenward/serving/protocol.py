@@ -1,0 +1,335 @@
+"""uvicorn's HTTP/1.1 protocols with a bounded request head, a head deadline and a connection cap.
+
+The libraries' own knobs are used where they do the job: h11 bounds its buffer
+(`h11_max_incomplete_event_size`), uvicorn closes idle keep-alive connections
+(`timeout_keep_alive`) and answers 503 past `limit_concurrency` running requests. What they
+lack is added here, in the few methods the transport and the parsers call:
+
+- httptools (llhttp) keeps a header of any size in memory, and neither parser counts header
+  fields: head bytes are counted in `data_received` as they arrive, before the parser sees
+  them, and the head is cut at the limit (431, or 414 when the URL is what is long);
+- uvicorn gives a connection that sends nothing, or a head a byte at a time, all the time it
+  wants: one timer per connection closes it (with a 408 if part of a head came);
+- uvicorn accepts connections until the process runs out of file descriptors: past the
+  limit a new connection is closed at once, before any work is spent on it. Closing beats a
+  503 there: answering before reading the request makes the client's kernel reset the
+  connection anyway, and a flood must cost us as little as possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from tokenward.serving.limits import HeadLimits, connection_limit
+
+ProtocolClass = type[asyncio.Protocol]
+
+# After a refusal, what the client still sends is read and dropped for a while (nginx's
+# lingering close): closing with unread data makes the kernel reset the connection, and the
+# client would lose the answer before reading it.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
+
+
+def _answer(status: int, reason: str, text: str) -> bytes:
+    body = text.encode("ascii") + b"\n"
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+ANSWERS = {
+    408: _answer(408, "Request Timeout", "the request head took too long"),
+    414: _answer(414, "URI Too Long", "the request URL is too long"),
+    431: _answer(431, "Request Header Fields Too Large", "the request header is too large"),
+}
+
+
+class _Throttled:
+    """At most one log line per kind and interval: an attack must not flood the log."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self._interval = interval
+        self._next: dict[str, float] = {}
+        self._missed: dict[str, int] = {}
+        self._log = logging.getLogger("uvicorn.error")
+
+    def warning(self, now: float, kind: str, message: str) -> None:
+        if now < self._next.get(kind, 0.0):
+            self._missed[kind] = self._missed.get(kind, 0) + 1
+            return
+        self._next[kind] = now + self._interval
+        missed = self._missed.pop(kind, 0)
+        suffix = f" ({missed} more since the last line)" if missed else ""
+        self._log.warning("%s%s", message, suffix)
+
+
+_warnings = _Throttled()
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop the parser; the answer is `_refusal`."""
+
+
+class _Guard(asyncio.Protocol):
+    """Mixed in before a uvicorn HTTP protocol class by `limited`."""
+
+    # From HeadLimits, set on each class `limited` makes.
+    max_head: int
+    max_url: int
+    max_fields: int
+    head_timeout: float
+    max_connections: int
+
+    # uvicorn's, in both of its protocols.
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    connections: set[Any]
+    cycle: Any
+
+    _rejected: bool
+    _draining: bool
+    _refusal: int  # the status a parser callback refused the head with; 0: none
+    _drained: int
+    _in_head: bool  # the next bytes belong to a request head
+    _head_bytes: int
+    _lines: int
+    _deadline: float  # when the pending head must be complete; 0.0: no head pending
+    _timer: asyncio.TimerHandle
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self.connections) >= self.max_connections:
+            self._rejected = True
+            transport.close()
+            _warnings.warning(
+                self.loop.time(),
+                "connections",
+                f"Connection limit ({self.max_connections}) reached: new connections are closed.",
+            )
+            return
+        self._rejected = False
+        self._draining = False
+        self._refusal = 0
+        self._drained = 0
+        self._reset_head()
+        # The first head is timed from the accept: a connection that sends nothing is closed.
+        self._deadline = self.loop.time() + self.head_timeout
+        self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._rejected:
+            return  # uvicorn never saw this connection
+        self._timer.cancel()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._draining:
+            self._drained += len(data)
+            if self._drained > LINGER_BYTES:
+                self.transport.close()
+            return
+        while self._in_head:
+            size = self._head_bytes + len(data)
+            if size <= self.max_head:
+                self._head_bytes = size
+                super().data_received(data)
+                if self._in_head and self._head_bytes:
+                    self._incomplete(data)
+                return
+            # This chunk would take the head past the limit: the parser gets only what fits
+            # (the head may end there); if the head goes on, the rest is refused unseen.
+            room = self.max_head - self._head_bytes
+            if room <= 0:
+                self._refuse(self._too_large())
+                return
+            self._head_bytes = self.max_head
+            super().data_received(data[:room])
+            if self._draining or self.transport.is_closing():
+                return
+            data = data[room:]
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers every parser error with 400, including the ones our callbacks raise.
+        if self._refusal:
+            self._refuse(self._refusal)
+        else:
+            cast(Any, super()).send_400_response(msg)
+
+    def _incomplete(self, data: bytes) -> None:
+        """The head goes on past this chunk: bound its fields as they come (httptools keeps
+        every parsed field until the head ends) and start its clock."""
+        self._lines += data.count(b"\n")
+        if self._lines > self.max_fields + 1:  # the request line, then one line per field
+            self._refuse(431)
+        elif not self._deadline:
+            self._deadline = self.loop.time() + self.head_timeout
+
+    def _head_done(self, url: int, fields: int) -> int:
+        """A parser has the whole head: the status to refuse it with, or 0 to serve it."""
+        if url > self.max_url:
+            return 414
+        if fields > self.max_fields:
+            return 431
+        self._in_head = False
+        return 0
+
+    def _reset_head(self) -> None:
+        """A request message ended: what comes next is a new head."""
+        self._in_head = True
+        self._head_bytes = 0
+        self._lines = 0
+        self._deadline = 0.0
+
+    def _too_large(self) -> int:
+        return 414 if self._partial_url() > self.max_url else 431
+
+    def _partial_url(self) -> int:
+        raise NotImplementedError
+
+    def _responding(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and not cycle.response_complete
+
+    def _check_deadline(self) -> None:
+        # One timer per connection, moved forward lazily: nothing is scheduled per request.
+        if self._draining or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        deadline = self._deadline
+        if self._in_head and deadline and now >= deadline and not self._responding():
+            if self._head_bytes:
+                self._refuse(408)
+            else:
+                self.transport.close()  # connected and sent nothing: nobody to answer
+            return
+        wake = deadline if self._in_head and deadline > now else now + self.head_timeout
+        self._timer = self.loop.call_at(wake, self._check_deadline)
+
+    def _refuse(self, status: int) -> None:
+        self._in_head = False
+        self._draining = True
+        self._timer.cancel()
+        _warnings.warning(self.loop.time(), str(status), f"Request head refused: {status}.")
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if self._responding():
+            transport.close()  # an answer is under way: a second one would corrupt it
+            return
+        transport.write(ANSWERS[status])
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._timer = self.loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
+
+
+class _HttpToolsGuard(_Guard):
+    url: bytes
+    headers: list[tuple[bytes, bytes]]
+
+    def on_headers_complete(self) -> None:
+        status = self._head_done(len(self.url), len(self.headers))
+        if status:
+            self._refusal = status
+            raise _Refused  # stops llhttp; uvicorn answers through send_400_response
+        cast(Any, super()).on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        cast(Any, super()).on_message_complete()
+        self._reset_head()
+
+    def _partial_url(self) -> int:
+        return len(getattr(self, "url", b""))  # set from the first byte of a request on
+
+
+class _H11Guard(_Guard):
+    conn: h11.Connection
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        cast(Any, super()).__init__(*args, **kwargs)
+        self.conn = _Connection(self, self.max_head)
+
+    def _partial_url(self) -> int:
+        buffered, _ = self.conn.trailing_data
+        parts = buffered.split(b"\n", 1)[0].split(b" ", 2)
+        return len(parts[1]) if len(parts) > 1 else 0
+
+
+class _Connection(h11.Connection):
+    """h11's connection, telling the guard where each request head and message ends."""
+
+    def __init__(self, guard: _H11Guard, max_incomplete_event_size: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
+        self._guard = guard
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if isinstance(event, h11.Request):
+            status = self._guard._head_done(len(event.target), len(event.headers))
+            if status:
+                self._guard._refusal = status
+                raise h11.RemoteProtocolError("request head over the limits", status)
+        elif isinstance(event, h11.EndOfMessage):
+            self._guard._reset_head()
+        return event
+
+
+def parser_protocol() -> ProtocolClass:
+    """uvicorn's httptools protocol when httptools is installed (about twice h11's rate),
+    else its h11 one."""
+    if importlib.util.find_spec("httptools") is not None:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
+
+        return HttpToolsProtocol
+    return H11Protocol
+
+
+def limited(base: ProtocolClass, limits: HeadLimits, max_connections: int) -> ProtocolClass:
+    """`base` (a uvicorn HTTP protocol class, or a subclass of one) enforcing `limits`."""
+    if issubclass(base, H11Protocol):
+        guard: type[_Guard] = _H11Guard
+    elif hasattr(base, "on_headers_complete"):
+        guard = _HttpToolsGuard
+    else:
+        raise TypeError(f"{base.__name__} is not one of uvicorn's HTTP/1.1 protocols")
+    namespace = {
+        "max_head": limits.max_header_bytes,
+        "max_url": limits.max_url_bytes,
+        "max_fields": limits.max_header_fields,
+        "head_timeout": limits.header_timeout,
+        "max_connections": max_connections,
+    }
+    return type(f"Limited{base.__name__}", (guard, base), namespace)
+
+
+def server_options(
+    limits: HeadLimits,
+    *,
+    fds_per_connection: int,
+    wrap: Callable[[ProtocolClass], ProtocolClass] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.Config` that enforce `limits` (`wrap`: a further change
+    to the protocol class, like the gateway's coalesced writes). Raises the soft
+    RLIMIT_NOFILE to the hard limit; LimitError when max_connections cannot fit under it."""
+    connections = connection_limit(limits, fds_per_connection)
+    base = parser_protocol()
+    return {
+        "http": limited(wrap(base) if wrap is not None else base, limits, connections),
+        "h11_max_incomplete_event_size": limits.max_header_bytes,
+        # uvicorn answers 503 once this many requests run, counting those whose client left
+        # (each may still hold an upstream or database connection); connections stay below it,
+        # so it only bounds those orphans, and with them the descriptors they hold.
+        "limit_concurrency": connections + 1,
+    }
