@@ -15,8 +15,11 @@ Defaults, by what widely deployed servers accept:
 from __future__ import annotations
 
 import math
-import resource
+import sys
 from dataclasses import dataclass
+
+if sys.platform != "win32":  # Windows has no RLIMIT_NOFILE to read or raise
+    import resource
 
 DEFAULT_MAX_CONNECTIONS = 1024
 # Descriptors kept out of the connection budget: listening sockets, database and Redis pools,
@@ -68,6 +71,8 @@ def raise_open_files_limit() -> int:
     """Raise the soft RLIMIT_NOFILE to the hard one (as Go's runtime and systemd's guidance
     do: the low soft default only protects select(), which asyncio and uvloop do not use);
     the soft limit in force afterwards."""
+    if sys.platform == "win32":
+        return UNLIMITED_TARGET
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = UNLIMITED_TARGET if hard == resource.RLIM_INFINITY else hard
     if soft != resource.RLIM_INFINITY and soft < target:
