@@ -168,6 +168,12 @@ def target(request: pytest.FixtureRequest) -> Target:
     return found
 
 
+@pytest.fixture(params=["server", "gateway"])
+def kind(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
 @contextmanager
 def configured(kind: str, tmp: Path, upstream: Target, **limits: Any) -> Iterator[Target]:
     """A process of `kind` with these limits: TOKENWARD_* for the server, `limits:` for the
@@ -265,12 +271,6 @@ def test_a_slow_head_is_answered_408_and_closed(
         assert target.healthy()
         silent.close()
         slow.close()
-
-
-@pytest.fixture(params=["server", "gateway"])
-def kind(request: pytest.FixtureRequest) -> str:
-    value: str = request.param
-    return value
 
 
 def test_connections_beyond_the_limit_are_closed_and_existing_ones_served(
