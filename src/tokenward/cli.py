@@ -29,6 +29,8 @@ from tokenward.config import Settings
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.server.app import create_app
 from tokenward.server.serving import Server
+from tokenward.serving.limits import LimitError
+from tokenward.serving.protocol import server_options
 from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.jws import parse_compact, payload_object
 from tokenward.tokens.keyring import KeyRotationError
@@ -195,6 +197,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 log_level="info",
                 proxy_headers=False,
                 server_header=False,
+                # Bounded request heads, a head deadline, a connection cap (TOKENWARD_MAX_*).
+                **server_options(settings.head_limits(), fds_per_connection=1),
             )
             await Server(config, services.revocation_publisher.close).serve()
         finally:
@@ -202,7 +206,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
     try:
         asyncio.run(main())
-    except (MasterKeyError, TracingUnavailable) as exc:
+    except (MasterKeyError, TracingUnavailable, LimitError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tokenward.serving.limits import HeadLimits
 from tokenward.tokens.algorithms import GENERATED
 from tokenward.tokens.errors import MasterKeyError
 
@@ -45,6 +46,12 @@ class Settings(BaseSettings):
     # HOST:PORT for a listener of its own (docs/operations.md). Off unless asked: never public.
     metrics: str = "off"
     otel_enabled: bool = False  # OpenTelemetry tracing; needs the `otel` extra (OTEL_* env vars)
+    # Request heads and connections: defaults, bounds and why in tokenward.serving.limits.
+    max_header_bytes: int = HeadLimits.max_header_bytes
+    max_url_bytes: int = HeadLimits.max_url_bytes
+    max_header_fields: int = HeadLimits.max_header_fields
+    header_timeout: float = HeadLimits.header_timeout
+    max_connections: int | None = None  # None: 1024, or fewer if the fd limit is lower
 
     @field_validator("issuer")
     @classmethod
@@ -69,6 +76,20 @@ class Settings(BaseSettings):
         if value not in GENERATED:
             raise ValueError(f"signing_alg must be one of {', '.join(GENERATED)}")
         return value
+
+    @model_validator(mode="after")
+    def _head_limits_in_bounds(self) -> Settings:
+        self.head_limits()  # LimitError (a ValueError) names the setting out of bounds
+        return self
+
+    def head_limits(self) -> HeadLimits:
+        return HeadLimits(
+            max_header_bytes=self.max_header_bytes,
+            max_url_bytes=self.max_url_bytes,
+            max_header_fields=self.max_header_fields,
+            header_timeout=self.header_timeout,
+            max_connections=self.max_connections,
+        )
 
     @property
     def metrics_listener(self) -> tuple[str, int] | None:

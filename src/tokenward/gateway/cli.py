@@ -26,7 +26,7 @@ from tokenward.gateway.feed import GatewayFeed, deployment_namespace, namespace_
 from tokenward.gateway.metrics import GatewayMetrics
 from tokenward.gateway.model import TOKEN_MODES
 from tokenward.gateway.reload import Reloader
-from tokenward.gateway.serving import http_protocol
+from tokenward.gateway.serving import coalescing
 from tokenward.gateway.tracing import app_for
 from tokenward.gateway.trust import (
     TrustError,
@@ -38,6 +38,8 @@ from tokenward.gateway.trust import (
 from tokenward.guard import RevocationMirror
 from tokenward.monitor.relay import EventRelay, usage_stream
 from tokenward.ops.tracing import TracingUnavailable
+from tokenward.serving.limits import LimitError
+from tokenward.serving.protocol import server_options
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_idempotency import RedisIdempotencyStore
@@ -58,7 +60,7 @@ def run_gateway(config_path: str | Path) -> None:
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(serve_gateway(config, Path(config_path)))
-    except (TrustError, TracingUnavailable) as exc:
+    except (TrustError, TracingUnavailable, LimitError) as exc:
         print(f"tokenward gateway: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -216,12 +218,13 @@ async def serve_gateway(config: GatewayConfig, path: Path | None = None) -> None
         usage=relay,
         blocklist=blocklist,
     )
+    # LimitError and TracingUnavailable before anything runs.
+    server = uvicorn.Server(uvicorn_config(app_for(gateway, config), config))
     metrics_server = (
         metrics.serve(config.metrics_host, config.metrics_port)
         if config.metrics_port is not None
         else None
     )
-    server = uvicorn.Server(uvicorn_config(app_for(gateway, config), config))
     watcher = None
     if path is not None:
         reloader = Reloader(gateway, path)
@@ -255,9 +258,13 @@ def uvicorn_config(app: ASGIApp, config: GatewayConfig, *, coalesce: bool = True
         # uvicorn's own rewriting of the client address would pre-empt that.
         proxy_headers=False,
         server_header=False,
-        http=http_protocol() if coalesce else "auto",
         lifespan="on",
         log_level="warning",
         access_log=False,  # the audit log is the access log, without query strings
         timeout_graceful_shutdown=10,
+        # `limits:`: bounded request heads, a head deadline, a connection cap. Two descriptors
+        # per connection: the client's and one to the upstream.
+        **server_options(
+            config.limits, fds_per_connection=2, wrap=coalescing if coalesce else None
+        ),
     )

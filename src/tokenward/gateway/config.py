@@ -62,6 +62,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
                 "revocations",
                 "monitor",
                 "tracing",
+                "limits",
             }
         )
     )
@@ -110,6 +111,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         rate_limit_redis_url=rate_redis,
         rate_limit_redis_prefix=rate_prefix,
         tracing=sections.tracing(top.get("tracing")),
+        limits=sections.limits(top.get("limits")),
         source=source,
     )
 

@@ -1,9 +1,10 @@
-"""Config sections other than routes: listen, metrics, audit, TLS, identity headers, trust."""
+"""Config sections other than routes: listen, limits, metrics, audit, TLS, identity, trust."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from tokenward.gateway.model import (
@@ -17,6 +18,7 @@ from tokenward.gateway.model import (
     Trust,
 )
 from tokenward.gateway.yamlnodes import Node
+from tokenward.serving.limits import HeadLimits, LimitError
 from tokenward.signedurl import KeySet
 from tokenward.tokens.dpop import PROOF_ALGS
 
@@ -28,6 +30,26 @@ def listen(node: Node | None) -> tuple[str, int]:
     host = fields["host"].string() if "host" in fields else "127.0.0.1"
     port = fields["port"].integer(minimum=0) if "port" in fields else 8080
     return host, port
+
+
+LIMIT_INTEGERS = ("max_header_bytes", "max_url_bytes", "max_header_fields", "max_connections")
+
+
+def limits(node: Node | None) -> HeadLimits:
+    """`limits:` request heads and connections (tokenward.serving.limits has the defaults)."""
+    if node is None:
+        return HeadLimits()
+    fields = node.mapping(frozenset({*LIMIT_INTEGERS, "header_timeout"}))
+    values: dict[str, Any] = {
+        name: fields[name].integer(minimum=1) for name in LIMIT_INTEGERS if name in fields
+    }
+    if "header_timeout" in fields:
+        values["header_timeout"] = fields["header_timeout"].number()
+    try:
+        return HeadLimits(**values)
+    except LimitError as exc:
+        at_fault = fields.get(exc.field or "")
+        raise (at_fault or node).error(exc.detail) from None
 
 
 def metrics(node: Node | None) -> tuple[str, int | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from tokenward.serving.limits import HeadLimits
 from tokenward.store.ratelimits import RatePolicy
 from tokenward.tokens.dpop import PROOF_ALGS
 
@@ -186,4 +187,5 @@ class GatewayConfig:
     rate_limit_redis_url: str | None = field(default=None, repr=False)
     rate_limit_redis_prefix: str | None = None
     tracing: bool = False  # OpenTelemetry spans (the `otel` extra); OTEL_* variables configure
+    limits: HeadLimits = field(default_factory=HeadLimits)  # request heads, connections
     source: str = "<config>"

@@ -11,10 +11,10 @@ streamed body is unaffected (each chunk is still written within the step that pr
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from tokenward.serving.limits import DEFAULT_MAX_CONNECTIONS, HeadLimits
+from tokenward.serving.protocol import limited, parser_protocol
 
 
 class CoalescingTransport:
@@ -56,6 +56,10 @@ class CoalescingTransport:
         self._flush()  # what was written before close must still go out
         self._transport.close()
 
+    def write_eof(self) -> None:
+        self._flush()  # likewise before the half-close (a refused head's answer)
+        self._transport.write_eof()
+
     def abort(self) -> None:
         self._buffer.clear()
         self._transport.abort()
@@ -64,7 +68,7 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-def _coalescing(base: type[Any]) -> type[asyncio.Protocol]:
+def coalescing(base: type[Any]) -> type[asyncio.Protocol]:
     class Coalescing(base):  # type: ignore[misc]
         def connection_made(self, transport: asyncio.Transport) -> None:
             loop = asyncio.get_running_loop()
@@ -74,11 +78,8 @@ def _coalescing(base: type[Any]) -> type[asyncio.Protocol]:
     return Coalescing
 
 
-def http_protocol() -> type[asyncio.Protocol]:
+def http_protocol(limits: HeadLimits | None = None) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol when httptools is installed (about twice h11's rate on
-    this path), else h11; either with coalesced writes."""
-    if importlib.util.find_spec("httptools") is not None:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
-
-        return _coalescing(HttpToolsProtocol)
-    return _coalescing(H11Protocol)
+    this path), else h11; either with coalesced writes and bounded request heads
+    (tokenward.serving: `limits`, default HeadLimits())."""
+    return limited(coalescing(parser_protocol()), limits or HeadLimits(), DEFAULT_MAX_CONNECTIONS)
