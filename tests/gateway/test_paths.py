@@ -200,9 +200,9 @@ def test_strip_prefix_counts_segments_of_the_resolved_path(gateway: GatewayFacto
 def test_path_length_is_bounded(running: Running, upstream: Upstream) -> None:
     before = upstream.requests
     response = send(running, "/public/" + "a" * MAX_PATH)
+    # Refused by the request-head limits (tokenward.serving) before the app sees it.
     assert response.status_code == 414
     assert response.json()["error"] == "invalid_request"
-    assert running.last_audit()["reason"] == "invalid_path"
     assert upstream.requests == before
 
 

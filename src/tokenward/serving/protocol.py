@@ -40,9 +40,10 @@ LINGER_BYTES = 1 << 20
 
 
 def _answer(status: int, reason: str, text: str) -> bytes:
-    body = text.encode("ascii") + b"\n"
+    # The error shape of every other refusal (RFC 6749 §5.2 style), so clients parse one format.
+    body = b'{"error":"invalid_request","error_description":"%s"}' % text.encode("ascii")
     head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
