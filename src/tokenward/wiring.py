@@ -96,10 +96,11 @@ def memory_stores(clock: Clock = time.time) -> StoreSet:
 
 
 def memory_flow_stores() -> dict[str, Any]:
+    grants = memory_flows.MemoryGrantStore()
     return {
         "sessions": memory_flows.MemorySessionStore(),
-        "codes": memory_flows.MemoryCodeStore(),
-        "grants": memory_flows.MemoryGrantStore(),
+        "codes": memory_flows.MemoryCodeStore(grants),
+        "grants": grants,
         "devices": memory_flows.MemoryDeviceStore(),
         "consents": memory_flows.MemoryConsentStore(),
     }
