@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tokenward.proxies import IpNetwork, parse_networks
 from tokenward.tokens.algorithms import GENERATED
 from tokenward.tokens.errors import MasterKeyError
 
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     revocation_max_staleness: float = 30.0  # past this without a sync, validators answer 503
     revocation_fail_open: bool = False  # True: keep serving on a stale mirror (and log it)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Comma-separated CIDRs of the reverse proxies (load balancers) in front of this server:
+    # their X-Forwarded-For is believed, hop by hop. Empty: the peer is the client.
+    trusted_proxies: str = ""
 
     @field_validator("issuer")
     @classmethod
@@ -58,6 +62,16 @@ class Settings(BaseSettings):
         if value not in GENERATED:
             raise ValueError(f"signing_alg must be one of {', '.join(GENERATED)}")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        split_networks(value)  # a typo must stop the server, not trust nobody (or everybody)
+        return value
+
+    @property
+    def trusted_networks(self) -> tuple[IpNetwork, ...]:
+        return split_networks(self.trusted_proxies)
 
     @property
     def redis_namespace(self) -> str:
@@ -85,3 +99,7 @@ class Settings(BaseSettings):
                 f"no master key: set TOKENWARD_MASTER_KEY or create {path} "
                 "(`tokenward init` does both for a new deployment)"
             ) from None
+
+
+def split_networks(text: str) -> tuple[IpNetwork, ...]:
+    return parse_networks(item for item in text.split(",") if item.strip())

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from tokenward import __version__
 from tokenward.monitor.asgi import MonitorMiddleware
 from tokenward.resource.fastapi import install_bearer_error_handler
+from tokenward.server.client_address import ClientAddressMiddleware
 from tokenward.server.edge import install_error_handlers
 from tokenward.server.routes import admin, admin_api, browser, demo, device, oauth, oidc
 from tokenward.wiring import Services
@@ -59,6 +60,9 @@ def create_app(services: Services) -> FastAPI:
             validators=(services.validator, services.userinfo),
             prefixes=services.monitor.settings.api_prefixes,
         )
+
+    # Added last, so outermost: every layer inside sees the client behind trusted proxies.
+    app.add_middleware(ClientAddressMiddleware, trusted=services.settings.trusted_networks)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
