@@ -13,6 +13,7 @@ import pytest
 from tests.store.conftest import Flows, count_rows
 from tokenward.store.records import CodeRecord, FamilyRecord, MintedToken, RefreshRecord
 from tokenward.store.sql import codes as sql_codes
+from tokenward.store.sql import grants as sql_grants
 
 pytestmark = pytest.mark.anyio
 
@@ -255,3 +256,21 @@ async def test_sql_purges_codes_long_expired(
     assert await count_rows(sql_flows, "authorization_codes") == 2
     assert await sql_flows.codes.consume("old", sql_flows.clock()) == (None, False)
     assert (await sql_flows.codes.consume("live", sql_flows.clock()))[1]
+
+
+async def test_sql_redeem_purges_families_long_over(
+    sql_flows: Flows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Code exchanges start most families, so they also purge, as GrantStore.create does.
+    monkeypatch.setattr(sql_grants, "PURGE_EVERY", 2)
+    old = dataclasses.replace(family("old"), expires_at=NOW + 5)
+    await sql_flows.grants.create(old, first("o1", "old"))
+    sql_flows.clock.advance(5 + sql_grants.PURGE_AFTER)
+    for i in range(2):
+        await sql_flows.codes.save(code(f"c{i}"))
+        await sql_flows.codes.consume(f"c{i}", NOW)
+        grant = (family(f"f{i}"), first(f"r{i}", f"f{i}"))
+        assert await sql_flows.codes.redeem(f"c{i}", MintedToken(f"j{i}", NOW + 900), grant)
+
+    assert await sql_flows.grants.lookup("o1") is None
+    assert await sql_flows.grants.lookup("r1") is not None

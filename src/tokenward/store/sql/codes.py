@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenward.store.records import CodeRecord, FamilyRecord, MintedToken, RefreshRecord
+from tokenward.store.sql import grants as sql_grants
 from tokenward.store.sql.grants import insert_family
 from tokenward.store.sql.models import CodeRow, dump_strings, load_strings, upsert
 
@@ -34,6 +35,7 @@ class SqlCodeStore:
         self._sessions = sessions
         self._clock = clock
         self._saves = 0
+        self._redeems = 0
 
     async def save(self, code: CodeRecord) -> None:
         self._saves += 1
@@ -92,6 +94,9 @@ class SqlCodeStore:
                 return False
             if grant is not None:
                 await insert_family(session, grant[0], grant[1], minted)
+                self._redeems += 1  # most families start here: they purge as creates do
+                if self._redeems % sql_grants.PURGE_EVERY == 0:
+                    await sql_grants.purge_families(session, self._clock())
             return True
 
 

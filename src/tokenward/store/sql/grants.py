@@ -53,13 +53,7 @@ class SqlGrantStore:
         async with self._sessions.begin() as session:
             await insert_family(session, family, first)
             if self._creates % PURGE_EVERY == 0:
-                now = self._clock()
-                await session.execute(
-                    delete(FamilyRow).where(FamilyRow.expires_at <= now - PURGE_AFTER)
-                )
-                await session.execute(
-                    delete(MintedTokenRow).where(MintedTokenRow.expires_at <= now)
-                )
+                await purge_families(session, self._clock())
 
     async def rotate(
         self, digest: str, successor: RefreshRecord, now: float, grace: float
@@ -127,6 +121,13 @@ async def insert_family(
     if minted is not None:
         values = {"family_id": family.family_id, "jti": minted.jti, "expires_at": minted.expires_at}
         await session.execute(insert(MintedTokenRow).values(values))
+
+
+async def purge_families(session: AsyncSession, now: float) -> None:
+    """Families that ended over PURGE_AFTER ago (their refresh tokens go with them, ON DELETE
+    CASCADE) and minted tokens that have expired: run by whatever creates families."""
+    await session.execute(delete(FamilyRow).where(FamilyRow.expires_at <= now - PURGE_AFTER))
+    await session.execute(delete(MintedTokenRow).where(MintedTokenRow.expires_at <= now))
 
 
 async def _locked(session: AsyncSession, digest: str) -> tuple[RefreshRecord, FamilyRecord] | None:
