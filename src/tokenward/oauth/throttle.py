@@ -160,6 +160,8 @@ class MemorySignInThrottle:
     def forgive_now(self, attempt: Attempt, *, clear_pair: bool) -> None:
         if attempt.wait is not None:
             return  # refused: nothing was counted
-        keys = throttle_keys(attempt.username, attempt.ip)
-        for log, key in zip(self._logs, keys, strict=True):
-            log.forget(key, None if clear_pair and log is self._logs[0] else attempt.ticket)
+        pair, ip, user = throttle_keys(attempt.username, attempt.ip)
+        pair_log, ip_log, user_log = self._logs
+        pair_log.forget(pair, None if clear_pair else attempt.ticket)
+        ip_log.forget(ip, attempt.ticket)
+        user_log.forget(user, attempt.ticket)
