@@ -147,7 +147,6 @@ async def test_forgiving_takes_back_one_attempt(nodes: Factory) -> None:
     assert await refused(throttle, "device:u1", "203.0.113.66") is not None
 
 
-@pytest.mark.redis
 async def test_redis_down_falls_back_to_this_process(clock: FrozenClock) -> None:
     unreachable = connect("redis://127.0.0.1:9/0", timeout=0.2)  # discard port: refused
     throttle = RedisSignInThrottle(
