@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tokenward.proxies import IpNetwork, parse_networks
 from tokenward.serving.limits import HeadLimits
 from tokenward.tokens.algorithms import GENERATED
 from tokenward.tokens.errors import MasterKeyError
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     max_header_fields: int = HeadLimits.max_header_fields
     header_timeout: float = HeadLimits.header_timeout
     max_connections: int | None = None  # None: 1024, or fewer if the fd limit is lower
+    # Comma-separated CIDRs of the reverse proxies (load balancers) in front of this server:
+    # their X-Forwarded-For is believed, hop by hop. Empty: the peer is the client.
+    trusted_proxies: str = ""
 
     @field_validator("issuer")
     @classmethod
@@ -96,6 +100,16 @@ class Settings(BaseSettings):
         """(host, port) of the separate metrics listener, or None."""
         return metrics_listener(self.metrics)
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        split_networks(value)  # a typo must stop the server, not trust nobody (or everybody)
+        return value
+
+    @property
+    def trusted_networks(self) -> tuple[IpNetwork, ...]:
+        return split_networks(self.trusted_proxies)
+
     @property
     def redis_namespace(self) -> str:
         """Keys and channels of one deployment, so deployments sharing a Redis never mix."""
@@ -133,3 +147,7 @@ def metrics_listener(value: str) -> tuple[str, int] | None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("metrics must be off, on, or HOST:PORT (e.g. 127.0.0.1:9464)")
     return host, int(port)
+
+
+def split_networks(text: str) -> tuple[IpNetwork, ...]:
+    return parse_networks(item for item in text.split(",") if item.strip())

@@ -31,7 +31,7 @@ from tokenward.oauth.refresh import RefreshAdmin, RefreshTokens
 from tokenward.oauth.revocation import Revoker
 from tokenward.oauth.revocation_publisher import RevocationPublisher
 from tokenward.oauth.sessions import SessionManager
-from tokenward.oauth.throttle import LoginThrottle
+from tokenward.oauth.throttle import MemorySignInThrottle, SignInThrottle
 from tokenward.oauth.token_endpoint import TokenEndpoint
 from tokenward.oauth.user_tokens import UserTokenMinter
 from tokenward.ops.metrics import ServerMetrics
@@ -52,6 +52,7 @@ from tokenward.store.redis_alert_claims import RedisAlertClaims
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_replay import RedisReplayCache
+from tokenward.store.redis_signin_throttle import RedisSignInThrottle
 from tokenward.store.redis_windows import RedisWindows
 from tokenward.store.revocation_feed import RevocationFeed
 from tokenward.tokens.dpop import DpopNonces, DpopVerifier
@@ -100,10 +101,11 @@ def memory_stores(clock: Clock = time.time) -> StoreSet:
 
 
 def memory_flow_stores() -> dict[str, Any]:
+    grants = memory_flows.MemoryGrantStore()
     return {
         "sessions": memory_flows.MemorySessionStore(),
-        "codes": memory_flows.MemoryCodeStore(),
-        "grants": memory_flows.MemoryGrantStore(),
+        "codes": memory_flows.MemoryCodeStore(grants),
+        "grants": grants,
         "devices": memory_flows.MemoryDeviceStore(),
         "consents": memory_flows.MemoryConsentStore(),
     }
@@ -125,7 +127,7 @@ class Services:
     authorization: AuthorizationValidator
     flow: AuthorizationFlow
     device: DeviceAuthorization
-    login_throttle: LoginThrottle
+    login_throttle: SignInThrottle
     userinfo: Validator  # any audience; /userinfo requires the openid scope itself
     id_tokens: IdTokenSigner
     monitor: Monitor  # usage events, detectors, alerts; `monitor.blocklist.is_blocked(ip)`
@@ -292,7 +294,7 @@ async def build_services(
         device=DeviceAuthorization(
             authenticator, stores.devices, settings.issuer, settings.audience, clock
         ),
-        login_throttle=LoginThrottle(clock),
+        login_throttle=sign_in_throttle(settings, stores, clock),
         userinfo=any_audience,
         id_tokens=id_tokens,
         monitor=monitor,
@@ -300,6 +302,15 @@ async def build_services(
         clock=clock,
         metrics=server_metrics,
     )
+
+
+def sign_in_throttle(settings: Settings, stores: StoreSet, clock: Clock) -> SignInThrottle:
+    """Scale-out: one allowance for every node, kept across restarts (in Redis)."""
+    memory = MemorySignInThrottle(clock)
+    if stores.redis is None:
+        return memory
+    prefix = settings.redis_namespace + ":signin:"
+    return RedisSignInThrottle(stores.redis, prefix, fallback=memory, clock=clock)
 
 
 async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:

@@ -37,6 +37,45 @@ class Cluster:
     schema: str = ""
     redis_url: str = ""
 
+    logs: list[IO[bytes] | None] = field(default_factory=list)
+
+    def start(self, index: int) -> subprocess.Popen[bytes]:
+        """Start node `index` on its port (a restart after `stop`); returns once it is healthy."""
+        log = self.logs[index]
+        process = subprocess.Popen(
+            [
+                TOKENWARD,
+                "--data-dir",
+                str(self.data_dir),
+                "serve",
+                "--port",
+                self.nodes[index].rsplit(":", 1)[1],
+                "--issuer",
+                self.issuer,
+            ],
+            env=self.env,
+            stdout=log if log is not None else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+        )
+        try:
+            wait_healthy(self.nodes[index], process)
+        except BaseException:
+            process.kill()  # not yet in `processes`: nobody else would stop it
+            process.wait(5)
+            raise
+        return process
+
+    def restart(self, index: int) -> None:
+        """Stop node `index` (as an operator would: SIGTERM) and start it again."""
+        process = self.processes[index]
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        self.processes[index] = self.start(index)
+
     def cli(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
             [TOKENWARD, "--data-dir", str(self.data_dir), *args],
@@ -126,24 +165,9 @@ def cluster(
             port = lb_port if index == 0 else free_port()
             if log_dir is not None:
                 logs.append((log_dir / f"server{index}.log").open("wb"))
-            process = subprocess.Popen(
-                [
-                    TOKENWARD,
-                    "--data-dir",
-                    str(tmp),
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--issuer",
-                    group.issuer,
-                ],
-                env=env,
-                stdout=logs[-1] if log_dir is not None else subprocess.DEVNULL,
-                stderr=subprocess.STDOUT if log_dir is not None else subprocess.DEVNULL,
-            )
-            group.processes.append(process)
+            group.logs.append(logs[-1] if log_dir is not None else None)
             group.nodes.append(f"http://127.0.0.1:{port}")
-            wait_healthy(group.nodes[-1], process)
+            group.processes.append(group.start(index))
         yield group
     finally:
         for process in group.processes:

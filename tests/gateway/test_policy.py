@@ -8,7 +8,8 @@ import pytest
 
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.model import IpRules
-from tokenward.gateway.policy import Denied, RouteTable, check_ip, client_address
+from tokenward.gateway.policy import Denied, RouteTable, check_ip
+from tokenward.proxies import client_address
 
 ROUTES = """
 routes:

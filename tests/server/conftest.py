@@ -1,20 +1,24 @@
-"""An authorization server on memory stores and a frozen clock, reached through ASGI."""
+"""An authorization server on memory stores and a frozen clock, reached through ASGI; and the
+same server on SQLite or PostgreSQL (`sql_server`) for what only a real database can race."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import FrozenClock
 from tests.server.flows import REDIRECT_URI
+from tests.store.conftest import PG_URL, SQL, postgres_schema
 from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores
+from tokenward.wiring import Services, StoreSet, build_services, memory_stores, open_stores
 
 ISSUER = "https://as.example"
 
@@ -31,10 +35,12 @@ class Server:
         return await self.http.post("/token", data=data, auth=("service", self.secret))
 
 
-@pytest.fixture
-async def server(clock: FrozenClock) -> AsyncIterator[Server]:
-    settings = Settings(issuer=ISSUER, master_key=generate_master_key())
-    services = await build_services(settings, memory_stores(clock), clock)
+@asynccontextmanager
+async def running_server(
+    settings: Settings, stores: StoreSet, clock: FrozenClock
+) -> AsyncIterator[Server]:
+    """The server with its test clients ("service", "web", "tv") and the user alice."""
+    services = await build_services(settings, stores, clock)
     created = await create_client(
         services,
         "service",
@@ -66,3 +72,27 @@ async def server(clock: FrozenClock) -> AsyncIterator[Server]:
     transport = httpx.ASGITransport(app=create_app(services))
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
         yield Server(services, http, created["client_secret"], web["client_secret"])
+
+
+@pytest.fixture
+async def server(clock: FrozenClock) -> AsyncIterator[Server]:
+    settings = Settings(issuer=ISSUER, master_key=generate_master_key())
+    async with running_server(settings, memory_stores(clock), clock) as running:
+        yield running
+
+
+@pytest.fixture(params=SQL)
+async def sql_server(
+    request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
+) -> AsyncIterator[Server]:
+    """The server on the durable stores: SQLite in tmp_path, or a private PostgreSQL schema."""
+    settings = Settings(issuer=ISSUER, master_key=generate_master_key(), data_dir=tmp_path)
+    async with AsyncExitStack() as stack:
+        if request.param == "postgres":
+            schema = await stack.enter_async_context(postgres_schema())
+            settings = settings.model_copy(
+                update={"database_url": PG_URL, "database_schema": schema}
+            )
+        stores = await open_stores(settings, clock)
+        stack.push_async_callback(stores.aclose)  # before the schema is dropped
+        yield await stack.enter_async_context(running_server(settings, stores, clock))

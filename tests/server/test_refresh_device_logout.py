@@ -16,9 +16,10 @@ pytestmark = pytest.mark.anyio
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-async def signed_in_tokens(server: Server) -> dict[str, str]:
+async def signed_in_tokens(server: Server, **credentials: str) -> dict[str, str]:
+    """Sign in (alice, or `username` and `password`) and exchange the code."""
     pkce = Pkce.new()
-    code = (await sign_in_and_consent(server.http, pkce))["code"]
+    code = (await sign_in_and_consent(server.http, pkce, **credentials))["code"]
     response = await server.http.post(
         "/token",
         data={

@@ -194,12 +194,13 @@ class Flows:
 
 
 def memory_flows_backend(clock: FrozenClock) -> Flows:
+    grants = memory_flows.MemoryGrantStore()
     return Flows(
         "memory",
         clock,
         memory_flows.MemorySessionStore(),
-        memory_flows.MemoryCodeStore(),
-        memory_flows.MemoryGrantStore(),
+        memory_flows.MemoryCodeStore(grants),
+        grants,
         memory_flows.MemoryDeviceStore(),
         memory_flows.MemoryConsentStore(),
         memory.MemoryReplayCache(clock),

@@ -1,16 +1,19 @@
 """CodeStore contract: authorization codes by digest, each consumed at most once -- even by
-twenty exchanges at the same moment -- and remembering what their first exchange minted."""
+twenty exchanges at the same moment -- and remembering what their first exchange minted; a
+replay and that record meet atomically, whichever comes first (RFC 9700 §4.5)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable
 
 import pytest
 
 from tests.store.conftest import Flows, count_rows
-from tokenward.store.records import CodeRecord
+from tokenward.store.records import CodeRecord, FamilyRecord, MintedToken, RefreshRecord
 from tokenward.store.sql import codes as sql_codes
+from tokenward.store.sql import grants as sql_grants
 
 pytestmark = pytest.mark.anyio
 
@@ -33,6 +36,17 @@ def code(digest: str = "c1", **changes: object) -> CodeRecord:
     return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
 
 
+def family(family_id: str = "f1") -> FamilyRecord:
+    return FamilyRecord(family_id, "client-1", "u1", frozenset({"openid"}), (), NOW, NOW + 86400)
+
+
+def first(digest: str = "r1", family_id: str = "f1") -> RefreshRecord:
+    return RefreshRecord(digest, family_id, NOW, NOW + 3600)
+
+
+MINTED = MintedToken("jti-1", NOW + 900.5)
+ROUNDS = 12
+
 EVERY_FIELD = code(
     "c-full",
     redirect_uri="https://app.example/cb?x=ü&y=1",
@@ -45,13 +59,15 @@ EVERY_FIELD = code(
     family_id="f1",
     access_jti="j1",
     access_exp=NOW + 900.125,
+    replayed_at=NOW + 2.5,
 )
 
 
 async def test_an_unknown_code_is_none_and_unused(flows: Flows) -> None:
     assert await flows.codes.consume("nothing", NOW) == (None, False)
-    await flows.codes.record_minted("nothing", "f1", "j1", NOW + 900)  # no error, no row
+    assert not await flows.codes.redeem("nothing", MINTED, (family(), first()))  # nothing made
     assert await flows.codes.consume("nothing", NOW) == (None, False)
+    assert await flows.grants.lookup("r1") is None
 
 
 async def test_the_first_consume_wins_and_returns_the_record_as_saved(flows: Flows) -> None:
@@ -60,38 +76,79 @@ async def test_the_first_consume_wins_and_returns_the_record_as_saved(flows: Flo
     assert await flows.codes.consume("c-full", NOW + 1) == (EVERY_FIELD, True)
 
 
-async def test_every_replay_is_refused_and_shows_when_it_was_used(flows: Flows) -> None:
+async def test_every_replay_is_refused_and_marks_the_code(flows: Flows) -> None:
     await flows.codes.save(code())
     await flows.codes.consume("c1", NOW + 1)
 
     replay = await flows.codes.consume("c1", NOW + 2)
     later = await flows.codes.consume("c1", NOW + 3600)
 
-    assert replay == (code(consumed_at=NOW + 1), False)
-    assert later == replay  # the first use time stays
+    assert replay == (code(consumed_at=NOW + 1, replayed_at=NOW + 2), False)
+    assert later == replay  # the first use and the first replay times stay
 
 
 async def test_a_replay_sees_what_the_first_exchange_minted(flows: Flows) -> None:
     await flows.codes.save(code())
     await flows.codes.consume("c1", NOW)
-    await flows.codes.record_minted("c1", "f1", "jti-1", NOW + 900.5)
+    assert await flows.codes.redeem("c1", MINTED, (family(), first()))
 
-    record, first = await flows.codes.consume("c1", NOW + 1)
+    record, first_use = await flows.codes.consume("c1", NOW + 1)
 
-    assert not first
+    assert not first_use
     assert record == code(
-        consumed_at=NOW, family_id="f1", access_jti="jti-1", access_exp=NOW + 900.5
+        consumed_at=NOW,
+        family_id="f1",
+        access_jti="jti-1",
+        access_exp=NOW + 900.5,
+        replayed_at=NOW + 1,
     )
 
 
-async def test_record_minted_without_a_family(flows: Flows) -> None:
+async def test_redeem_creates_the_family_with_its_first_tokens(flows: Flows) -> None:
     await flows.codes.save(code())
     await flows.codes.consume("c1", NOW)
-    await flows.codes.record_minted("c1", None, "jti-1", NOW + 900)
+
+    assert await flows.codes.redeem("c1", MINTED, (family(), first()))
+
+    assert await flows.grants.lookup("r1") == (first(), family())
+    assert await flows.grants.revoke_family("f1", NOW + 1) == [MINTED]
+
+
+async def test_redeem_without_a_family(flows: Flows) -> None:
+    await flows.codes.save(code())
+    await flows.codes.consume("c1", NOW)
+    assert await flows.codes.redeem("c1", MINTED, None)
 
     record, _ = await flows.codes.consume("c1", NOW + 1)
 
-    assert record == code(consumed_at=NOW, access_jti="jti-1", access_exp=NOW + 900)
+    assert record == code(
+        consumed_at=NOW, access_jti="jti-1", access_exp=NOW + 900.5, replayed_at=NOW + 1
+    )
+
+
+async def test_after_a_replay_redeem_refuses_and_creates_nothing(flows: Flows) -> None:
+    await flows.codes.save(code())
+    await flows.codes.consume("c1", NOW)
+    await flows.codes.consume("c1", NOW + 1)  # the replay comes before the winner records
+
+    assert not await flows.codes.redeem("c1", MINTED, (family(), first()))
+
+    assert await flows.grants.lookup("r1") is None
+    record, _ = await flows.codes.consume("c1", NOW + 2)
+    assert record == code(consumed_at=NOW, replayed_at=NOW + 1)  # nothing recorded
+
+
+async def test_redeem_needs_a_consumed_code_and_works_once(flows: Flows) -> None:
+    await flows.codes.save(code())
+    assert not await flows.codes.redeem("c1", MINTED, None)  # not consumed yet
+    await flows.codes.consume("c1", NOW)
+    assert await flows.codes.redeem("c1", MINTED, None)
+
+    assert not await flows.codes.redeem("c1", MintedToken("jti-2", NOW + 900), None)
+
+    record, _ = await flows.codes.consume("c1", NOW + 1)
+    assert record is not None
+    assert record.access_jti == "jti-1"
 
 
 async def test_save_replaces_and_codes_are_independent(flows: Flows) -> None:
@@ -122,6 +179,60 @@ async def test_twenty_concurrent_exchanges_of_one_code_have_one_winner(flows: Fl
     assert sum(1 for record, _ in results if record is None) == 0
 
 
+async def exchange(flows: Flows, digest: str, now: float) -> tuple[bool, CodeRecord | None]:
+    """What the grant does with the store: consume; the winner redeems, a loser reads the
+    record to revoke. (True, redeemed?) for the winner, (False, the record read) for a loser."""
+    record, first_use = await flows.codes.consume(digest, now)
+    if not first_use:
+        return False, record
+    grant = (family(f"f-{digest}"), first(f"r-{digest}", f"f-{digest}"))
+    return True, await flows.codes.redeem(digest, MintedToken(f"j-{digest}", NOW + 900), grant)
+
+
+async def test_a_replay_racing_the_first_exchange_always_finds_or_stops_it(flows: Flows) -> None:
+    # Whichever of (the winner's redeem, a replay's mark) comes second sees the other: either
+    # every replay reads the family and access token to revoke, or the redeem refused and
+    # created nothing. There is no third outcome (a live family that some replay missed).
+    for round_ in range(ROUNDS):
+        digest = f"c{round_}"
+        await flows.codes.save(code(digest))
+
+        results = await asyncio.gather(*(exchange(flows, digest, NOW + i) for i in range(6)))
+
+        [redeemed] = [outcome for won, outcome in results if won]
+        seen = [(r.family_id, r.access_jti) for won, r in results if isinstance(r, CodeRecord)]
+        expected = (f"f-{digest}", f"j-{digest}") if redeemed else (None, None)
+        assert seen == [expected] * 5
+        assert (await flows.grants.lookup(f"r-{digest}") is not None) == redeemed
+
+
+async def test_a_redeem_racing_replays_records_for_all_of_them_or_for_none(flows: Flows) -> None:
+    # The winner has consumed; its redeem and five replays then start together, the redeem at
+    # each position in turn, so that on SQL both orders happen.
+    for round_ in range(ROUNDS):
+        digest = f"c{round_}"
+        await flows.codes.save(code(digest))
+        await flows.codes.consume(digest, NOW)
+
+        async def replay(now: float, digest: str = digest) -> CodeRecord | None:
+            return (await flows.codes.consume(digest, now))[0]
+
+        grant = (family(f"f{round_}"), first(f"r{round_}", f"f{round_}"))
+        calls: list[Awaitable[object]] = [replay(NOW + 1 + i) for i in range(5)]
+        position = round_ % 6
+        calls.insert(
+            position, flows.codes.redeem(digest, MintedToken(f"j{round_}", NOW + 900), grant)
+        )
+
+        results = await asyncio.gather(*calls)
+
+        redeemed = results.pop(position)
+        seen = [(r.family_id, r.access_jti) for r in results if isinstance(r, CodeRecord)]
+        expected = (f"f{round_}", f"j{round_}") if redeemed else (None, None)
+        assert seen == [expected] * 5
+        assert (await flows.grants.lookup(f"r{round_}") is not None) == redeemed
+
+
 async def test_concurrent_exchanges_of_different_codes_all_win(flows: Flows) -> None:
     for i in range(10):
         await flows.codes.save(code(f"c{i}"))
@@ -145,3 +256,21 @@ async def test_sql_purges_codes_long_expired(
     assert await count_rows(sql_flows, "authorization_codes") == 2
     assert await sql_flows.codes.consume("old", sql_flows.clock()) == (None, False)
     assert (await sql_flows.codes.consume("live", sql_flows.clock()))[1]
+
+
+async def test_sql_redeem_purges_families_long_over(
+    sql_flows: Flows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Code exchanges start most families, so they also purge, as GrantStore.create does.
+    monkeypatch.setattr(sql_grants, "PURGE_EVERY", 2)
+    old = dataclasses.replace(family("old"), expires_at=NOW + 5)
+    await sql_flows.grants.create(old, first("o1", "old"))
+    sql_flows.clock.advance(5 + sql_grants.PURGE_AFTER)
+    for i in range(2):
+        await sql_flows.codes.save(code(f"c{i}"))
+        await sql_flows.codes.consume(f"c{i}", NOW)
+        grant = (family(f"f{i}"), first(f"r{i}", f"f{i}"))
+        assert await sql_flows.codes.redeem(f"c{i}", MintedToken(f"j{i}", NOW + 900), grant)
+
+    assert await sql_flows.grants.lookup("o1") is None
+    assert await sql_flows.grants.lookup("r1") is not None

@@ -11,7 +11,8 @@ from tokenward.gateway.compiled import Compiled
 from tokenward.gateway.headers import Incoming
 from tokenward.gateway.model import Route
 from tokenward.gateway.paths import refuse
-from tokenward.gateway.policy import Denied, check_ip, client_address
+from tokenward.gateway.policy import Denied, check_ip
+from tokenward.proxies import client_address
 from tokenward.resource.asgi import authorization_header
 
 

@@ -6,10 +6,9 @@ client; nothing here sees or echoes the token.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 
-from tokenward.gateway.model import IpNetwork, IpRules, Route
+from tokenward.gateway.model import IpRules, Route
 from tokenward.guard.errors import (
     BearerError,
     InsufficientScope,
@@ -17,11 +16,11 @@ from tokenward.guard.errors import (
     InvalidToken,
     MissingToken,
 )
+from tokenward.proxies import in_networks, parse_ip
 from tokenward.resource.asgi import TOKEN_IN_URL
 from tokenward.tokens.claims import AccessToken
 
 WRONG_AUDIENCE = "the access token is not for this audience"
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Denied(Exception):
@@ -72,32 +71,13 @@ class RouteTable:
         return None
 
 
-def client_address(peer: str | None, forwarded: list[bytes], trusted: tuple[IpNetwork, ...]) -> str:
-    """The client's IP. X-Forwarded-For is believed only hop by hop from a trusted proxy:
-    walk it from the right, skipping trusted proxies; the first other address is the client."""
-    if peer is None:
-        return "-"
-    if not trusted or not forwarded or not _in(_parse(peer), trusted):
-        return peer
-    hops = [hop.strip() for value in forwarded for hop in value.decode("latin-1").split(",")]
-    client = peer
-    for hop in reversed(hops):
-        address = _parse(hop)
-        if address is None:
-            break  # garbage in the chain: stop at the last hop we could verify
-        client = str(address)
-        if not _in(address, trusted):
-            break
-    return client
-
-
 def check_ip(rules: IpRules, client: str) -> None:
-    address = _parse(client)
+    address = parse_ip(client)
     if address is None:
         raise Denied(403, "ip_denied", "requests from this address are not allowed")
-    if rules.deny and _in(address, rules.deny):
+    if rules.deny and in_networks(address, rules.deny):
         raise Denied(403, "ip_denied", "requests from this address are not allowed")
-    if rules.allow and not _in(address, rules.allow):
+    if rules.allow and not in_networks(address, rules.allow):
         raise Denied(403, "ip_denied", "requests from this address are not allowed")
 
 
@@ -139,23 +119,3 @@ def bearer_reason(error: BearerError) -> str:
         found = (code for phrase, code in _REASONS if phrase in error.description)
         reason = next(found, "invalid_token")
     return reason
-
-
-def _parse(text: str | None) -> IpAddress | None:
-    if not text:
-        return None
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1 for every rule
-    return address
-
-
-def _in(address: IpAddress | None, networks: tuple[IpNetwork, ...]) -> bool:
-    if address is None:
-        return False
-    return any(address.version == net.version and address in net for net in networks)

@@ -41,6 +41,13 @@ class Rotation:
     successor: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NewFamily:
+    value: str  # the first refresh token, for the client; only its digest is stored
+    family: FamilyRecord
+    first: RefreshRecord
+
+
 class RefreshTokens:
     def __init__(
         self,
@@ -59,7 +66,7 @@ class RefreshTokens:
         mac = hmac.new(self._key, value.encode("utf-8", "replace"), hashlib.sha256).digest()
         return PREFIX + b64url_encode(mac)
 
-    async def start(
+    def new_family(
         self,
         client: ClientRecord,
         *,
@@ -70,7 +77,8 @@ class RefreshTokens:
         auth_time: float | None,
         acr: str | None = None,
         dpop_jkt: str | None = None,
-    ) -> tuple[str, FamilyRecord]:
+    ) -> NewFamily:
+        """A family and its first refresh token, not stored yet (the caller stores them)."""
         now = self._clock()
         family = FamilyRecord(
             family_id=secrets.token_urlsafe(16),
@@ -86,8 +94,7 @@ class RefreshTokens:
             dpop_jkt=dpop_jkt,
         )
         value = PREFIX + secrets.token_urlsafe(32)
-        await self.grants.create(family, self._record(value, family, client, now))
-        return value, family
+        return NewFamily(value, family, self._record(value, family, client, now))
 
     async def rotate(self, value: str, family: FamilyRecord, client: ClientRecord) -> Rotation:
         now = self._clock()

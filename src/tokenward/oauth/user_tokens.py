@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenward.oauth.issuance import AccessTokenIssuer
-from tokenward.oauth.refresh import RefreshTokens
+from tokenward.oauth.refresh import NewFamily, RefreshTokens
 from tokenward.oauth.token_endpoint import TokenResponse, token_response
 from tokenward.store.records import ClientRecord, FamilyRecord, MintedToken
 from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
@@ -38,6 +38,22 @@ class UserTokenMinter:
             family.family_id, MintedToken(access.claims.jti, float(access.claims.exp))
         )
 
+    def new_family(self, client: ClientRecord, grant: UserGrant) -> NewFamily | None:
+        """The family this grant would start, not stored yet; None if the client may not
+        refresh. `respond(refresh_value=...)` then answers with its refresh token."""
+        if "refresh_token" not in client.grant_types:
+            return None
+        return self.refresh.new_family(
+            client,
+            user_id=grant.user_id,
+            scopes=grant.scopes,
+            audience=grant.audience,
+            session_id=grant.session_id,
+            auth_time=grant.auth_time,
+            acr=grant.acr,
+            dpop_jkt=grant.dpop_jkt,
+        )
+
     async def access(self, client: ClientRecord, grant: UserGrant) -> IssuedAccessToken:
         return await self._issuer.issue(
             client,
@@ -68,17 +84,10 @@ class UserTokenMinter:
         `access`: already minted (and recorded on its family) by the caller."""
         if access is None:
             access = await self.access(client, grant)
-        if refresh_value is None and "refresh_token" in client.grant_types:
-            refresh_value, family = await self.refresh.start(
-                client,
-                user_id=grant.user_id,
-                scopes=grant.scopes,
-                audience=grant.audience,
-                session_id=grant.session_id,
-                auth_time=grant.auth_time,
-                acr=grant.acr,
-                dpop_jkt=grant.dpop_jkt,
-            )
+        new = self.new_family(client, grant) if refresh_value is None else None
+        if new is not None:
+            await self.refresh.grants.create(new.family, new.first)
+            refresh_value, family = new.value, new.family
         if family is not None:
             await self.record(family, access)
         extra = {}

@@ -16,6 +16,7 @@ from tokenward.ops.metrics_listener import start_metrics_listener
 from tokenward.ops.request_metrics import RequestMetrics
 from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server import tracing
+from tokenward.server.client_address import ClientAddressMiddleware
 from tokenward.server.edge import install_error_handlers
 from tokenward.server.routes import admin, admin_api, browser, demo, device, oauth, oidc, ops
 from tokenward.server.routes import revocations as revocation_feed
@@ -81,7 +82,9 @@ def create_app(services: Services, *, tracer_provider: TracerProvider | None = N
     app.add_middleware(RequestMetrics, metrics=services.metrics)  # times all that is below
     provider = tracer_provider or tracing.configured_provider(services.settings)
     if provider is not None:
-        tracing.install(app, provider)  # outermost: the request span covers everything
+        tracing.install(app, provider)  # the request span covers everything below
+    # Added last, so outermost: every layer inside sees the client behind trusted proxies.
+    app.add_middleware(ClientAddressMiddleware, trusted=services.settings.trusted_networks)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

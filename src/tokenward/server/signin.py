@@ -59,22 +59,23 @@ class SignIn:
 async def attempt_sign_in(
     services: Services, request: Request, pairs: list[tuple[str, str]]
 ) -> SignIn:
-    """Throttled per username and per IP; one message for unknown user and wrong password."""
+    """Throttled per (username, IP), per IP and per username (oauth/throttle.py); one message
+    for unknown user and wrong password."""
     username = (single(pairs, "username") or "")[:256]
     password = (single(pairs, "password") or "")[:1024]
-    ip = request.client.host if request.client else "unknown"
-    wait = services.login_throttle.wait(username, ip)
-    if wait is not None:
+    ip = request.client.host if request.client else "unknown"  # behind trusted proxies: theirs
+    attempt = await services.login_throttle.attempt(username, ip)
+    if attempt.wait is not None:
         _report_failure(services, ip, username, "throttled")
         return SignIn(
-            error=f"Too many failed sign-in attempts. Try again in {wait} seconds.", status=429
+            error=f"Too many failed sign-in attempts. Try again in {attempt.wait} seconds.",
+            status=429,
         )
     user = await check_password(services, username, password)
     if user is None:
-        services.login_throttle.failed(username, ip)
         _report_failure(services, ip, username, "wrong_credentials")
         return SignIn(error="Wrong username or password.", status=401)
-    services.login_throttle.succeeded(username, ip)
+    await services.login_throttle.succeeded(attempt)
     secret, record = await services.sessions.start(user)
     return SignIn(ActiveSession(record, user), secret)
 

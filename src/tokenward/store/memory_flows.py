@@ -45,8 +45,11 @@ class MemorySessionStore:
 
 
 class MemoryCodeStore:
-    def __init__(self) -> None:
+    """`grants`: where `redeem` creates the family, in the same synchronous step."""
+
+    def __init__(self, grants: MemoryGrantStore) -> None:
         self._codes: dict[str, CodeRecord] = {}
+        self._grants = grants
 
     async def save(self, code: CodeRecord) -> None:
         self._codes[code.digest] = code
@@ -56,18 +59,32 @@ class MemoryCodeStore:
         if code is None:
             return None, False
         if code.consumed_at is not None:
+            if code.replayed_at is None:
+                code = self._codes[digest] = replace(code, replayed_at=now)
             return code, False
         self._codes[digest] = replace(code, consumed_at=now)
         return code, True
 
-    async def record_minted(
-        self, digest: str, family_id: str | None, access_jti: str, access_exp: float
-    ) -> None:
+    async def redeem(
+        self, digest: str, minted: MintedToken, grant: tuple[FamilyRecord, RefreshRecord] | None
+    ) -> bool:
         code = self._codes.get(digest)
-        if code is not None:
-            self._codes[digest] = replace(
-                code, family_id=family_id, access_jti=access_jti, access_exp=access_exp
-            )
+        if (
+            code is None
+            or code.consumed_at is None
+            or code.replayed_at is not None
+            or code.access_jti is not None
+        ):
+            return False
+        family_id = None
+        if grant is not None:
+            family, first = grant
+            family_id = family.family_id
+            self._grants.start(family, first, minted)  # no await: nothing runs in between
+        self._codes[digest] = replace(
+            code, family_id=family_id, access_jti=minted.jti, access_exp=minted.expires_at
+        )
+        return True
 
 
 class MemoryGrantStore:
@@ -77,8 +94,16 @@ class MemoryGrantStore:
         self._minted: dict[str, list[MintedToken]] = {}
 
     async def create(self, family: FamilyRecord, first: RefreshRecord) -> None:
+        self.start(family, first)
+
+    def start(
+        self, family: FamilyRecord, first: RefreshRecord, minted: MintedToken | None = None
+    ) -> None:
+        """`create` (and `add_minted`) without suspending: what MemoryCodeStore.redeem needs."""
         self._families[family.family_id] = family
         self._tokens[first.digest] = first
+        if minted is not None:
+            self._minted[family.family_id] = [minted]
 
     async def rotate(
         self, digest: str, successor: RefreshRecord, now: float, grace: float

@@ -107,16 +107,25 @@ class SessionStore(Protocol):
 
 
 class CodeStore(Protocol):
+    """Codes are used once. The first exchange and any replay meet on the code row, atomically,
+    so whichever comes second sees the other: a replay after `redeem` reads what to revoke, and
+    a `redeem` after a replay's mark refuses (the exchange then revokes what it minted)."""
+
     async def save(self, code: CodeRecord) -> None: ...
 
     async def consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
         """Atomically mark used. (record, True) for the one first use; (record, False) for a
-        replay; (None, False) if unknown. Exactly one of concurrent callers gets True."""
+        replay, which also marks the code replayed (the first replay's time is kept) and returns
+        it as marked; (None, False) if unknown. Exactly one of concurrent callers gets True."""
         ...
 
-    async def record_minted(
-        self, digest: str, family_id: str | None, access_jti: str, access_exp: float
-    ) -> None: ...
+    async def redeem(
+        self, digest: str, minted: MintedToken, grant: tuple[FamilyRecord, RefreshRecord] | None
+    ) -> bool:
+        """In one transaction: record on a consumed code what its exchange minted, and create the
+        grant family that starts with it (`GrantStore.create` plus `add_minted`). False, writing
+        nothing, if the code is unknown, was redeemed already, or a replay has marked it."""
+        ...
 
 
 class GrantStore(Protocol):

@@ -109,6 +109,8 @@ class CodeRecord:
     family_id: str | None = None
     access_jti: str | None = None
     access_exp: float | None = None
+    # When a second exchange came: from then on the first may no longer record what it minted.
+    replayed_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

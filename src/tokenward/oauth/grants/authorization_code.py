@@ -1,7 +1,10 @@
 """Authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.6, OAuth 2.1 §4.1.3).
 
 The code is consumed atomically before anything else; a second use revokes whatever the first
-one minted (the family and its access tokens) and is refused.
+one minted (the family and its access tokens) and is refused (RFC 9700 §4.5). A replay marks the
+code; the first exchange records what it minted only on an unmarked code, in the transaction
+that creates its family. So a replay that comes before the record makes the first exchange
+revoke its own tokens and fail too, and one that comes after finds everything to revoke.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+
+import structlog
 
 from tokenward.guard.revocation_mirror import RevocationMirror
 from tokenward.oauth import pkce
@@ -19,6 +24,7 @@ from tokenward.oauth.user_tokens import UserGrant, UserTokenMinter
 from tokenward.store.protocols import CodeStore, GrantStore, RevocationStore
 from tokenward.store.records import ClientRecord, CodeRecord, MintedToken
 
+log = structlog.get_logger(__name__)
 CODE_LIFETIME = 60
 
 
@@ -58,6 +64,7 @@ class AuthorizationCodeGrant:
             raise InvalidGrant("the code is invalid")
         if not first_use:
             await self._revoke_what_it_minted(record, now)
+            log.warning("authorization_code_reuse", client_id=client.client_id, race=False)
             raise InvalidGrant("the code was already used")
         self._check_binding(record, client, request, now)
         grant = UserGrant(
@@ -70,12 +77,23 @@ class AuthorizationCodeGrant:
             nonce=record.nonce,
             dpop_jkt=request.dpop_jkt,
         )
-        response, access, family = await self._minter.respond(client, grant, with_id_token=True)
-        await self._codes.record_minted(
-            digest,
-            family.family_id if family else None,
-            access.claims.jti,
-            float(access.claims.exp),
+        access = await self._minter.access(client, grant)
+        minted = MintedToken(access.claims.jti, float(access.claims.exp))
+        new = self._minter.new_family(client, grant)
+        # One transaction records what this exchange minted on the code and creates the family:
+        # a replay either finds both (and revokes them) or has marked the code first.
+        if not await self._codes.redeem(
+            digest, minted, (new.family, new.first) if new is not None else None
+        ):
+            await deny_minted(self._revocations, [minted], self._leeway)  # never handed out
+            log.warning("authorization_code_reuse", client_id=client.client_id, race=True)
+            raise InvalidGrant("the code was already used")
+        response, _access, _family = await self._minter.respond(
+            client,
+            grant,
+            refresh_value=new.value if new is not None else None,
+            with_id_token=True,
+            access=access,
         )
         return response
 

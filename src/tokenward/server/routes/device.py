@@ -117,9 +117,9 @@ def router(services: Services) -> APIRouter:
             pairs, _state, session = await checked(request, "device")
         except (OAuthError, _SessionEnded):
             return browser.message("Please start again", "The form expired or your session ended.")
-        throttle_key = f"device:{session.user.user_id}"
         ip = request.client.host if request.client else "unknown"
-        if services.login_throttle.wait(throttle_key, ip) is not None:
+        attempt = await services.login_throttle.attempt(f"device:{session.user.user_id}", ip)
+        if attempt.wait is not None:
             return _code_page(
                 services,
                 browser,
@@ -132,8 +132,8 @@ def router(services: Services) -> APIRouter:
         code = normalise_user_code(single(pairs, "user_code") or "")
         record = await services.stores.devices.by_user_code(code) if code else None
         if record is None or record.status != "pending" or record.expires_at <= services.clock():
-            services.login_throttle.failed(throttle_key, ip)
             return _code_page(services, browser, request, session, "", status=400, error=BAD_CODE)
+        await services.login_throttle.forgive(attempt)  # a right code is no failure
         client = await services.stores.clients.get(record.client_id)
         csrf = csrf_for(request.cookies.get(CSRF_COOKIE))
         sealed = services.interactions.seal(

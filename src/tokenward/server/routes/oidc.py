@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,13 +13,12 @@ from starlette.responses import Response
 from tokenward.guard.errors import BearerError, InsufficientScope, challenge
 from tokenward.oauth.authorize import redirect_to
 from tokenward.oauth.errors import OAuthError
+from tokenward.oauth.logout import IdTokenHint, ends, read_id_token_hint
 from tokenward.ops.refusals import log_refusal
 from tokenward.server.edge import JSONResponse, client_ip
 from tokenward.server.pages import CSRF_COOKIE, SESSION_COOKIE, Browser, csrf_for
 from tokenward.server.signin import form_pairs
 from tokenward.store.records import Revocation, RevocationKind
-from tokenward.tokens.errors import JoseError
-from tokenward.tokens.jws import payload_object, verify_compact
 from tokenward.wiring import Services
 
 PROFILE_CLAIMS = {
@@ -84,19 +84,22 @@ def router(services: Services) -> APIRouter:
             except OAuthError as exc:
                 return browser.message("Sign-out failed", exc.description)
         else:
-            pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=16)
+            try:
+                pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=16)
+            except ValueError:
+                return browser.message("Sign-out failed", "The request has too many parameters.")
         params = {name: value for name, value in pairs if value}
         try:
-            target = await post_logout_target(params)
+            hint = await id_token_hint(params.get("id_token_hint"))
+            client_id, target = await post_logout_target(params, hint)
         except ValueError as exc:
             return browser.message("Sign-out failed", str(exc))
-        confirmed = params.get("confirm") == "yes" and params.get("csrf") == request.cookies.get(
-            CSRF_COOKIE
-        )
-        if "id_token_hint" not in params and not confirmed:
-            return confirm_page(request, params)  # no proof the RP asked: ask the user (CSRF)
         session = await services.sessions.current(request.cookies.get(SESSION_COOKIE))
         if session is not None:
+            # Only the RP of this very session, or the user on our own form, may end it: a
+            # hint for another session (or any other token we signed) asks the user (CSRF).
+            if not (ends(hint, session) or confirmed(request, params)):
+                return confirm_page(request, params, client_id)
             await end_session(session.record.session_id)
         response = (
             browser.redirect(target)
@@ -106,34 +109,49 @@ def router(services: Services) -> APIRouter:
         browser.clear_session(response)
         return response
 
-    async def post_logout_target(params: dict[str, str]) -> str | None:
+    async def id_token_hint(value: str | None) -> IdTokenHint | None:
+        """The hint if it is an ID token of ours for a known client; ValueError if not ours."""
+        if value is None:
+            return None
+        hint = read_id_token_hint(value, services.keys.verification_key, services.settings.issuer)
+        if hint is None or await services.stores.clients.get(hint.client_id) is None:
+            return None  # another kind of token, or for no client we know: proves nothing
+        return hint
+
+    def confirmed(request: Request, params: dict[str, str]) -> bool:
+        """The user pressed "Sign out" on our confirmation page: a POST carrying the token of
+        this browser's CSRF cookie (SameSite=Strict, so another site's form cannot send it)."""
+        csrf, cookie = params.get("csrf"), request.cookies.get(CSRF_COOKIE)
+        return (
+            request.method == "POST"
+            and params.get("confirm") == "yes"
+            and csrf is not None
+            and cookie is not None
+            and hmac.compare_digest(csrf.encode(), cookie.encode())
+        )
+
+    async def post_logout_target(
+        params: dict[str, str], hint: IdTokenHint | None
+    ) -> tuple[str | None, str | None]:
+        """(the client, where to send the browser afterwards); ValueError if that is not allowed."""
         uri = params.get("post_logout_redirect_uri")
         client_id = params.get("client_id")
-        hint = params.get("id_token_hint")
         if hint is not None:
-            try:
-                jws, _ = verify_compact(hint, services.keys.verification_key)
-                claims = payload_object(jws)
-            except JoseError:
-                raise ValueError("The id_token_hint is not one of ours.") from None
-            if claims.get("iss") != services.settings.issuer:
-                raise ValueError("The id_token_hint is not one of ours.")
-            aud = claims.get("aud")
-            client_id = client_id or (aud if isinstance(aud, str) else None)
+            if client_id is not None and client_id != hint.client_id:  # §2: they must agree
+                raise ValueError("The id_token_hint was issued to another application.")
+            client_id = hint.client_id
         if uri is None:
-            return None
+            return client_id, None
         client = await services.stores.clients.get(client_id) if client_id else None
         if client is None or uri not in client.post_logout_redirect_uris:  # exact match
             raise ValueError("The post_logout_redirect_uri is not registered for this application.")
-        return redirect_to(uri, {"state": params.get("state")})
+        return client_id, redirect_to(uri, {"state": params.get("state")})
 
-    def confirm_page(request: Request, params: dict[str, str]) -> Response:
+    def confirm_page(request: Request, params: dict[str, str], client_id: str | None) -> Response:
         csrf = csrf_for(request.cookies.get(CSRF_COOKIE))
-        fields = [
-            (k, v)
-            for k, v in params.items()
-            if k in ("post_logout_redirect_uri", "client_id", "state")
-        ]
+        fields = [(k, v) for k, v in params.items() if k in ("post_logout_redirect_uri", "state")]
+        if client_id is not None:  # also when it came from the hint, which the form leaves out
+            fields.append(("client_id", client_id))
         return browser.page(
             "message.html",
             200,

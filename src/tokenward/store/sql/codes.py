@@ -3,7 +3,8 @@
 `consume` is one conditional UPDATE (... WHERE consumed_at IS NULL RETURNING ...): of any number
 of concurrent exchanges the database lets exactly one match, on PostgreSQL (a second UPDATE waits
 for the first's row lock, then re-checks the condition and matches nothing) and on SQLite (one
-writer at a time).
+writer at a time). A replay and the winner's `redeem` meet the same way on the code row: each is
+an UPDATE of it, so the second waits for the first to commit and sees what it wrote.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenward.store.records import CodeRecord
+from tokenward.store.records import CodeRecord, FamilyRecord, MintedToken, RefreshRecord
+from tokenward.store.sql import grants as sql_grants
+from tokenward.store.sql.grants import insert_family
 from tokenward.store.sql.models import CodeRow, dump_strings, load_strings, upsert
 
 # Every this many saves (per process) also deletes codes that expired over PURGE_AFTER ago: kept
@@ -32,6 +35,7 @@ class SqlCodeStore:
         self._sessions = sessions
         self._clock = clock
         self._saves = 0
+        self._redeems = 0
 
     async def save(self, code: CodeRecord) -> None:
         self._saves += 1
@@ -53,19 +57,47 @@ class SqlCodeStore:
             if first is not None:
                 # The record as it was before this use, as the memory backend returns it.
                 return replace(_record(first), consumed_at=None), True
-            replayed = await session.scalar(select(CodeRow).where(CodeRow.digest == digest))
-            return (None if replayed is None else _record(replayed)), False
-
-    async def record_minted(
-        self, digest: str, family_id: str | None, access_jti: str, access_exp: float
-    ) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
+            # A replay: mark the code (under its row lock) and read what the first exchange
+            # recorded. A redeem that has not committed yet waits for this mark and refuses.
+            replayed = await session.scalar(
                 update(CodeRow)
                 .where(CodeRow.digest == digest)
-                .values(family_id=family_id, access_jti=access_jti, access_exp=access_exp)
+                .values(replayed_at=func.coalesce(CodeRow.replayed_at, now))
+                .returning(CodeRow)
                 .execution_options(synchronize_session=False)
             )
+            return (None if replayed is None else _record(replayed)), False
+
+    async def redeem(
+        self, digest: str, minted: MintedToken, grant: tuple[FamilyRecord, RefreshRecord] | None
+    ) -> bool:
+        async with self._sessions.begin() as session:
+            # The row lock this UPDATE takes (PostgreSQL; SQLite has one writer) is held until the
+            # family below is committed too, so a replay reads both or neither.
+            recorded = await session.scalar(
+                update(CodeRow)
+                .where(
+                    CodeRow.digest == digest,
+                    CodeRow.consumed_at.is_not(None),
+                    CodeRow.replayed_at.is_(None),
+                    CodeRow.access_jti.is_(None),
+                )
+                .values(
+                    family_id=grant[0].family_id if grant else None,
+                    access_jti=minted.jti,
+                    access_exp=minted.expires_at,
+                )
+                .returning(CodeRow.digest)
+                .execution_options(synchronize_session=False)
+            )
+            if recorded is None:
+                return False
+            if grant is not None:
+                await insert_family(session, grant[0], grant[1], minted)
+                self._redeems += 1  # most families start here: they purge as creates do
+                if self._redeems % sql_grants.PURGE_EVERY == 0:
+                    await sql_grants.purge_families(session, self._clock())
+            return True
 
 
 def _values(code: CodeRecord) -> dict[str, Any]:
@@ -88,6 +120,7 @@ def _values(code: CodeRecord) -> dict[str, Any]:
         "family_id": code.family_id,
         "access_jti": code.access_jti,
         "access_exp": code.access_exp,
+        "replayed_at": code.replayed_at,
     }
 
 
@@ -111,4 +144,5 @@ def _record(row: CodeRow) -> CodeRecord:
         family_id=row.family_id,
         access_jti=row.access_jti,
         access_exp=row.access_exp,
+        replayed_at=row.replayed_at,
     )

@@ -51,17 +51,9 @@ class SqlGrantStore:
     async def create(self, family: FamilyRecord, first: RefreshRecord) -> None:
         self._creates += 1
         async with self._sessions.begin() as session:
-            # Plain INSERTs: ids are random, and a clash must fail rather than reset a family.
-            await session.execute(insert(FamilyRow).values(_family_values(family)))
-            await session.execute(insert(RefreshTokenRow).values(_token_values(first)))
+            await insert_family(session, family, first)
             if self._creates % PURGE_EVERY == 0:
-                now = self._clock()
-                await session.execute(
-                    delete(FamilyRow).where(FamilyRow.expires_at <= now - PURGE_AFTER)
-                )
-                await session.execute(
-                    delete(MintedTokenRow).where(MintedTokenRow.expires_at <= now)
-                )
+                await purge_families(session, self._clock())
 
     async def rotate(
         self, digest: str, successor: RefreshRecord, now: float, grace: float
@@ -114,6 +106,28 @@ class SqlGrantStore:
             )
             values = {"family_id": family_id, "jti": token.jti, "expires_at": token.expires_at}
             await session.execute(_add_minted(session, values))
+
+
+async def insert_family(
+    session: AsyncSession,
+    family: FamilyRecord,
+    first: RefreshRecord,
+    minted: MintedToken | None = None,
+) -> None:
+    """A new family, its first refresh token and its first access token, in the caller's
+    transaction. Plain INSERTs: ids are random, and a clash must fail rather than reset one."""
+    await session.execute(insert(FamilyRow).values(_family_values(family)))
+    await session.execute(insert(RefreshTokenRow).values(_token_values(first)))
+    if minted is not None:
+        values = {"family_id": family.family_id, "jti": minted.jti, "expires_at": minted.expires_at}
+        await session.execute(insert(MintedTokenRow).values(values))
+
+
+async def purge_families(session: AsyncSession, now: float) -> None:
+    """Families that ended over PURGE_AFTER ago (their refresh tokens go with them, ON DELETE
+    CASCADE) and minted tokens that have expired: run by whatever creates families."""
+    await session.execute(delete(FamilyRow).where(FamilyRow.expires_at <= now - PURGE_AFTER))
+    await session.execute(delete(MintedTokenRow).where(MintedTokenRow.expires_at <= now))
 
 
 async def _locked(session: AsyncSession, digest: str) -> tuple[RefreshRecord, FamilyRecord] | None:

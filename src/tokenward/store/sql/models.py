@@ -1,8 +1,8 @@
 """The one schema both databases share (SQLite embedded, PostgreSQL in production).
 
-The migrations (0001, then 0002 for the flow stores) must create exactly these tables;
-tests/store/test_migrations.py compares the migrated database with this metadata. Change both
-together, in a new migration.
+The migrations (0001, 0002 for the flow stores, then one per change) must create exactly these
+tables; tests/store/test_migrations.py compares the migrated database with this metadata. Change
+both together, in a new migration.
 """
 
 from __future__ import annotations
@@ -168,6 +168,7 @@ class CodeRow(Base):
     family_id: Mapped[str | None]
     access_jti: Mapped[str | None]
     access_exp: Mapped[float | None]
+    replayed_at: Mapped[float | None]  # 0003
 
 
 class FamilyRow(Base):
