@@ -106,12 +106,12 @@ def test_wrong_master_key_fails_at_start_with_a_clear_error(
 ) -> None:
     monkeypatch.setenv("TOKENWARD_MASTER_KEY", "A" * 43)
     code, out = run(data_dir, "keys", "list")
-    assert code == 1
+    assert code == 2  # tokenward cannot start as configured
     assert "wrong master key" in str(out)
     assert "Traceback" not in str(out)
 
 
 def test_missing_master_key_is_a_clear_error(tmp_path: Path) -> None:
     code, out = run(tmp_path, "keys", "list")
-    assert code == 1
+    assert code == 2
     assert "no master key" in str(out)
