@@ -92,13 +92,30 @@ def test_duplicate_client_is_a_clear_error(data_dir: Path) -> None:
     assert "exists already" in str(out)
 
 
-def test_rotation_needs_force_until_next_key_is_published(data_dir: Path) -> None:
+def test_the_readme_rotation_works_on_a_fresh_install(data_dir: Path) -> None:
+    code, rotated = run(data_dir, "keys", "rotate")
+    assert code == 0, rotated
+    assert {k["state"] for k in rotated} == {"retiring", "active", "next"}  # type: ignore[union-attr]
+
+
+def test_a_second_rotation_needs_force_until_the_new_next_key_is_published(
+    data_dir: Path,
+) -> None:
+    assert run(data_dir, "keys", "rotate")[0] == 0
     code, out = run(data_dir, "keys", "rotate")
     assert code == 1
     assert "--force" in str(out)
     code, rotated = run(data_dir, "keys", "rotate", "--force")
     assert code == 0
     assert {k["state"] for k in rotated} == {"retiring", "active", "next"}  # type: ignore[union-attr]
+    _, keys = run(data_dir, "keys", "list")
+    # The keys that signed live tokens still verify (retiring), so --force breaks none of them.
+    assert sorted(k["state"] for k in keys if k["alg"] == "ES256") == [  # type: ignore[union-attr,index]
+        "active",
+        "next",
+        "retiring",
+        "retiring",
+    ]
 
 
 def test_wrong_master_key_fails_at_start_with_a_clear_error(
