@@ -19,11 +19,13 @@ from tokenward.admin import (
     client_view,
     create_client,
     create_user,
+    iso_time,
     revoke,
     rotate_client_secret,
     set_admin,
     set_client_disabled,
     set_password,
+    user_view,
 )
 from tokenward.config import Settings, loopback_issuer
 from tokenward.server.app import create_app
@@ -284,9 +286,17 @@ def client_create(
     token_format: Annotated[str, typer.Option("--token-format")] = "jwt",
     skip_consent: Annotated[bool, typer.Option("--skip-consent")] = False,
     audience: Annotated[list[str] | None, typer.Option("--audience", help="Repeatable")] = None,
+    jwks: Annotated[
+        Path | None,
+        typer.Option(
+            "--jwks",
+            help="A JSON file of the client's public keys (a JWKS): makes it private_key_jwt",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Register a client; prints its secret once."""
-
+    key_set = _read_text(jwks) if jwks is not None else None
     _emit(
         _run(
             lambda s: create_client(
@@ -301,9 +311,18 @@ def client_create(
                 token_format=token_format,
                 skip_consent=skip_consent,
                 audience=audience,
+                jwks=key_set,
             )
         )
     )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: cannot read {path}: {getattr(exc, 'strerror', None) or exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @client_app.command("list")
@@ -350,6 +369,16 @@ def user_create(
     _emit(_run(lambda s: create_user(s, username, password)))
 
 
+@user_app.command("list")
+def user_list() -> None:
+    """Every user: id, username, disabled, admin, dates (never a password hash)."""
+
+    async def action(services: Services) -> list[dict[str, Any]]:
+        return [user_view(user) for user in await services.stores.users.list_all()]
+
+    _emit(_run(action))
+
+
 @user_app.command("set-password")
 def user_set_password(
     username: Annotated[str, typer.Option("--username")],
@@ -379,10 +408,10 @@ def keys_list() -> None:
                 "kid": k.kid,
                 "alg": k.alg.name,
                 "state": k.state.value,
-                "created_at": k.created_at,
-                "activated_at": k.activated_at,
-                "retiring_at": k.retiring_at,
-                "retired_at": k.retired_at,
+                "created_at": iso_time(k.created_at),
+                "activated_at": iso_time(k.activated_at),
+                "retiring_at": iso_time(k.retiring_at),
+                "retired_at": iso_time(k.retired_at),
             }
             for k in services.keys.managed_keys()
             if k
