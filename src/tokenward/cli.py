@@ -14,6 +14,7 @@ import typer
 import uvicorn
 
 from tokenward import __version__, client_cli, startup
+from tokenward import demo as demo_accounts
 from tokenward.admin import (
     AdminError,
     client_view,
@@ -46,9 +47,6 @@ app.add_typer(keys_app, name="keys")
 app.command("login")(client_cli.login)
 app.command("call")(client_cli.call)
 app.add_typer(client_cli.token_app, name="token")
-
-DEMO_CLIENT = "demo-client"
-DEMO_USER = "demo"
 
 
 class State:
@@ -194,48 +192,17 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
 ) -> None:
-    """`make run`: init, a demo client and user if absent, print a first-token curl, serve."""
+    """`make run`: init, demo client, user and admin; print their logins and a first call; serve."""
     init()
     settings = _server_settings(host, port, None)
-    secret = _run(_ensure_demo, settings)
-    base = settings.issuer.rstrip("/")
-    typer.echo("\ntokenward is starting. Get a first token (client credentials):\n")
-    if secret:
-        typer.echo(
-            f"  curl -s -u {DEMO_CLIENT}:{secret} -d grant_type=client_credentials {base}/token\n"
-        )
-        typer.echo("The demo client's secret is shown once; it is stored only as a digest.")
-    else:
-        typer.echo(
-            f"  curl -s -u {DEMO_CLIENT}:<secret printed on the first run> "
-            f"-d grant_type=client_credentials {base}/token\n"
-        )
-        typer.echo(
-            f"(lost it? `tokenward --data-dir {settings.data_dir} "
-            f"client rotate-secret {DEMO_CLIENT}`)"
-        )
+    logins = _run(demo_accounts.prepare, settings)
+    program = sys.argv[0] if Path(sys.argv[0]).name == "tokenward" else "tokenward"
     typer.echo(
-        f"Then call the demo API: curl -H 'Authorization: Bearer <access_token>' {base}/api/hello"
-    )
-    typer.echo(f"Discovery: {base}/.well-known/openid-configuration   API docs: {base}/docs\n")
-    _serve(settings, host, port)
-
-
-async def _ensure_demo(services: Any) -> str | None:
-
-    secret = None
-    if await services.stores.clients.get(DEMO_CLIENT) is None:
-        created = await create_client(
-            services,
-            DEMO_CLIENT,
-            grant_types=["client_credentials"],
-            scope="read write",
-            redirect_uris=[],
+        demo_accounts.banner(
+            settings.issuer, logins, program=program, data_dir=str(settings.data_dir)
         )
-        secret = created["client_secret"]
-    if await services.stores.users.by_username(DEMO_USER) is None:
-        await create_user(services, DEMO_USER, "demo-password")
-    return secret
+    )
+    _serve(settings, host, port)
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
