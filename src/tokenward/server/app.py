@@ -13,7 +13,7 @@ from tokenward import __version__
 from tokenward.monitor.asgi import MonitorMiddleware
 from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server.edge import install_error_handlers
-from tokenward.server.routes import admin, admin_api, browser, demo, device, oauth, oidc
+from tokenward.server.routes import admin, admin_api, browser, demo, device, docs, oauth, oidc
 from tokenward.wiring import Services
 
 log = structlog.get_logger(__name__)
@@ -40,6 +40,8 @@ def create_app(services: Services) -> FastAPI:
         version=__version__,
         description="OAuth 2.1 / OpenID Connect authorization server",
         lifespan=lifespan,
+        docs_url=None,  # served by routes.docs from local assets, not FastAPI's CDN page
+        redoc_url=None,  # ReDoc would load from a CDN too
     )
     app.state.services = services
     app.state.tokenward_validator = services.validator
@@ -52,6 +54,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(demo.router(services))
     app.include_router(admin.router(services))
     app.include_router(admin_api.router(services))
+    app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
     if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
         app.add_middleware(
             MonitorMiddleware,
