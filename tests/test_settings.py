@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from tokenward.config import ENV_FILE, load_settings, loopback_issuer
+from tokenward.config import ENV_FILE, Settings, load_settings, loopback_issuer
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TOKENWARD_DATA_DIR", "TOKENWARD_ISSUER", "TOKENWARD_LEEWAY"):
-        monkeypatch.delenv(name, raising=False)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"TOKENWARD_{name.upper()}", raising=False)
 
 
 def test_the_env_file_in_the_data_dir_is_read(tmp_path: Path) -> None:
@@ -65,3 +66,43 @@ def test_loopback_issuers() -> None:
     assert loopback_issuer("::1", 8002) == "http://[::1]:8002"
     assert loopback_issuer("0.0.0.0", 8000) is None  # noqa: S104 - the address under test
     assert loopback_issuer("10.0.0.5", 8000) is None
+
+
+# A value other than the default for every setting, as the environment spells it.
+SAMPLES = {
+    "data_dir": "/srv/tokenward",
+    "issuer": "https://auth.example.com",
+    "database_url": "postgresql+asyncpg://tw@db.example:5432/tw",
+    "database_schema": "tenant_a",
+    "redis_url": "redis://cache.example:6379/1",
+    "master_key": "B" * 43,
+    "master_key_file": "/run/secrets/master.key",
+    "signing_alg": "EdDSA",
+    "key_rotation_days": "7",
+    "jwks_max_age": "60",
+    "access_token_lifetime": "300",
+    "refresh_token_lifetime": "86400",
+    "refresh_reuse_grace": "0",
+    "leeway": "5",
+    "default_audience": "https://api.example.com",
+    "token_cache_entries": "50",
+    "dpop_nonces": "false",
+    "revocation_resync_seconds": "1",
+    "revocation_max_staleness": "10",
+    "revocation_fail_open": "true",
+    "max_body_bytes": "2048",
+}
+
+
+def test_every_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(SAMPLES) == set(Settings.model_fields)  # a new setting needs a sample here
+    for name, value in SAMPLES.items():
+        monkeypatch.setenv(f"TOKENWARD_{name.upper()}", value)
+    settings = load_settings()
+    for name, value in SAMPLES.items():
+        read = getattr(settings, name)
+        if isinstance(read, SecretStr):
+            read = read.get_secret_value()
+        default = Settings.model_fields[name].default
+        assert read != default, name
+        assert str(read).lower() == value.lower() or float(read) == float(value), name

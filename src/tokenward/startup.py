@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from tokenward.config import ENV_FILE, Settings, load_settings
+from tokenward.monitor.config import MonitorSettings
 from tokenward.store.sql import create_engine
 from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.sealing import KeySealer
@@ -47,13 +48,22 @@ def settings(**flags: Any) -> Settings:
         raise StartupError(f"cannot read {exc.filename or ENV_FILE}: {_reason(exc)}") from None
 
 
-def validation_line(error: ValidationError) -> str:
+def monitor_settings(settings: Settings) -> MonitorSettings:
+    """TOKENWARD_MONITOR_* from the environment, else the same tokenward.env as `settings`."""
+    try:
+        return MonitorSettings(_env_file=settings.data_dir / ENV_FILE)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise StartupError(validation_line(exc, prefix="TOKENWARD_MONITOR_")) from None
+
+
+def validation_line(error: ValidationError, prefix: str = "TOKENWARD_") -> str:
     """`TOKENWARD_<FIELD>: what is wrong` per invalid field. Never the value: it may be secret."""
     problems = []
     for item in error.errors(include_url=False, include_input=False):
-        field = str(item["loc"][0]) if item["loc"] else "?"
+        # Nested fields (the monitor's detectors) are set as SECTION__FIELD.
+        field = "__".join(str(part) for part in item["loc"] if isinstance(part, str)) or "?"
         message = str(item["msg"]).removeprefix("Value error, ")
-        problems.append(f"TOKENWARD_{field.upper()}: {message}")
+        problems.append(f"{prefix}{field.upper()}: {message}")
     return "; ".join(problems) + f" ({SETTINGS_DOC} lists every setting)"
 
 
@@ -63,6 +73,7 @@ async def open_services(settings: Settings, *, create_schema: bool = False) -> S
     if settings.resolved_database_url.startswith("sqlite"):
         check_data_dir(settings.data_dir)  # first: the master key file is usually in it too
     _check_master_key(settings)
+    monitor = monitor_settings(settings)
     await check_database(settings, create_schema=create_schema)
     try:
         stores = await open_stores(settings)
@@ -74,7 +85,7 @@ async def open_services(settings: Settings, *, create_schema: bool = False) -> S
     try:
         await _check_redis(stores, settings)
         try:
-            return await build_services(settings, stores)
+            return await build_services(settings, stores, monitor_settings=monitor)
         except MasterKeyError as exc:
             raise StartupError(f"{_master_key_source(settings)}: {exc}") from None
         except (SQLAlchemyError, OSError) as exc:
