@@ -134,9 +134,7 @@ def cluster(
                     "serve",
                     "--port",
                     str(port),
-                    "--issuer",
-                    group.issuer,
-                ],
+                ],  # the issuer comes from TOKENWARD_ISSUER, as docs/deployment.md says
                 env=env,
                 stdout=logs[-1] if log_dir is not None else subprocess.DEVNULL,
                 stderr=subprocess.STDOUT if log_dir is not None else subprocess.DEVNULL,
