@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +30,21 @@ async def test_protect_an_api_example() -> None:
     assert missing.headers["www-authenticate"] == 'Bearer realm="tokenward"'
     assert malformed.status_code == 401
     assert 'error="invalid_token"' in malformed.headers["www-authenticate"]
+
+
+def test_the_readme_admin_commands_run_as_written_on_a_fresh_data_dir(tmp_path: Path) -> None:
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), flags=re.S)
+    [commands] = [block for block in blocks if "tokenward keys rotate" in block]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
+    done = subprocess.run(
+        ["/bin/sh", "-e", "-c", commands],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"revoked"' in done.stdout
