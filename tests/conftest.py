@@ -92,8 +92,11 @@ def mint(strategy: JwtAccessTokenStrategy) -> Callable[..., str]:
         scopes: tuple[str, ...] = ("read",),
         audience: tuple[str, ...] = (AUDIENCE,),
         session_id: str | None = None,
+        cnf: dict[str, str] | None = None,
     ) -> str:
-        grant = TokenGrant(subject, client_id, audience, frozenset(scopes), session_id=session_id)
+        grant = TokenGrant(
+            subject, client_id, audience, frozenset(scopes), session_id=session_id, cnf=cnf
+        )
         return strategy.mint_sync(grant).value
 
     return _mint

@@ -91,6 +91,8 @@ SAMPLES = {
     "revocation_max_staleness": "10",
     "revocation_fail_open": "true",
     "max_body_bytes": "2048",
+    "metrics": "127.0.0.1:9464",
+    "otel_enabled": "true",
 }
 
 

@@ -29,6 +29,7 @@ from tokenward.admin import (
     user_view,
 )
 from tokenward.config import Settings, loopback_issuer
+from tokenward.ops.tracing import TracingUnavailable
 from tokenward.server.app import create_app
 from tokenward.startup import StartupError
 from tokenward.tokens.jws import parse_compact, payload_object
@@ -236,6 +237,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         asyncio.run(main())
     except StartupError as exc:
         _startup_failed(exc)
+    except TracingUnavailable as exc:  # TOKENWARD_OTEL_ENABLED without the otel extra
+        _startup_failed(StartupError(f"TOKENWARD_OTEL_ENABLED: {exc}"))
 
 
 # --- clients -------------------------------------------------------------------------------

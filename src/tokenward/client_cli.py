@@ -31,6 +31,8 @@ from tokenward.client import (
     TokenAuth,
     TokenSet,
 )
+from tokenward.client._flow import HTTP_FAILURES
+from tokenward.client.errors import unreachable
 from tokenward.client.keys import keyring_module
 from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jws import parse_compact, payload_object
@@ -131,8 +133,6 @@ def login(
         tokens_store.save(profile, tokens)
     except ClientError as exc:
         _fail(str(exc))
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach the authorization server ({type(exc).__name__})")
     _emit({"signed_in": True, "profile": profile, **_summary(tokens)})
 
 
@@ -214,8 +214,8 @@ def call(
         _fail(f"{exc}: run `tokenward login --issuer {tokens.issuer} --client-id ...`")
     except ClientError as exc:
         _fail(str(exc))
-    except httpx.HTTPError as exc:
-        _fail(f"the request failed ({type(exc).__name__})")
+    except HTTP_FAILURES as exc:  # the API itself (the SDK maps its own calls already)
+        _fail(str(unreachable(url, exc)))
     typer.echo(f"HTTP {response.status_code}", err=True)
     typer.echo(response.text)
     if response.status_code >= 400:

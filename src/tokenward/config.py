@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     revocation_max_staleness: float = 30.0  # past this without a sync, validators answer 503
     revocation_fail_open: bool = False  # True: keep serving on a stale mirror (and log it)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Prometheus /metrics: off; "on" (main listener, loopback peers without proxy headers); or
+    # HOST:PORT for a listener of its own (docs/operations.md). Off unless asked: never public.
+    metrics: str = "off"
+    otel_enabled: bool = False  # OpenTelemetry tracing; needs the `otel` extra (OTEL_* env vars)
 
     @field_validator("issuer")
     @classmethod
@@ -57,12 +61,23 @@ class Settings(BaseSettings):
             raise ValueError("the issuer must be an https URL (http only on loopback)")
         return value
 
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_exposure(cls, value: str) -> str:
+        metrics_listener(value)  # raises ValueError when neither off, on nor HOST:PORT
+        return value
+
     @field_validator("signing_alg")
     @classmethod
     def _known_alg(cls, value: str) -> str:
         if value not in GENERATED:
             raise ValueError(f"signing_alg must be one of {', '.join(GENERATED)}")
         return value
+
+    @property
+    def metrics_listener(self) -> tuple[str, int] | None:
+        """(host, port) of the separate metrics listener, or None."""
+        return metrics_listener(self.metrics)
 
     @property
     def redis_namespace(self) -> str:
@@ -121,3 +136,14 @@ def loopback_issuer(host: str, port: int) -> str | None:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def metrics_listener(value: str) -> tuple[str, int] | None:
+    """None for "off" and "on"; (host, port) for HOST:PORT ([::1]:9464 for IPv6)."""
+    if value in ("off", "on"):
+        return None
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("metrics must be off, on, or HOST:PORT (e.g. 127.0.0.1:9464)")
+    return host, int(port)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenward.config import Settings
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
@@ -32,6 +33,7 @@ from tokenward.oauth.sessions import SessionManager
 from tokenward.oauth.throttle import LoginThrottle
 from tokenward.oauth.token_endpoint import TokenEndpoint
 from tokenward.oauth.user_tokens import UserTokenMinter
+from tokenward.ops.metrics import ServerMetrics
 from tokenward.store import memory, memory_flows, sql
 from tokenward.store.protocols import (
     AccessTokenStore,
@@ -76,6 +78,7 @@ class StoreSet:
     devices: DeviceStore
     consents: ConsentStore
     redis: Redis | None = None  # scale-out: pub/sub fan-out and shared hot state
+    engine: AsyncEngine | None = None  # the SQL stores' engine, for readiness probes
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -126,6 +129,7 @@ class Services:
     id_tokens: IdTokenSigner
     monitor: Monitor  # usage events, detectors, alerts; `monitor.blocklist.is_blocked(ip)`
     clock: Clock = field(default=time.time)
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
 
     def metadata(self, *, openid: bool) -> dict[str, Any]:
         return metadata(
@@ -161,6 +165,7 @@ async def build_services(
     hasher = SecretHasher(derive_subkey(master_key, "client-secret-digest"))
 
     mirror = RevocationMirror()
+    server_metrics = ServerMetrics()
     revocations = RevocationFeed(
         stores.revocations,
         [mirror],
@@ -170,6 +175,7 @@ async def build_services(
         max_staleness=settings.revocation_max_staleness,
         fail_open=settings.revocation_fail_open,
         channel=settings.redis_namespace + ":revocations",  # the gateways listen here too
+        on_revoke=server_metrics.revoked,
     )
     # One blocklist for the deployment: a block decided on any node is refused on every node.
     shared_blocklist = (
@@ -258,6 +264,7 @@ async def build_services(
         dpop=dpop,
         token_url=f"{base}/token",
     )
+    server_metrics.grant_types = frozenset(token_endpoint.grant_types)
     introspector = Introspector(authenticator, any_audience, keys.keyring, settings.issuer, clock)
     revoker = Revoker(
         authenticator, any_audience, revocations, stores.access_tokens, settings.leeway
@@ -287,6 +294,7 @@ async def build_services(
         id_tokens=id_tokens,
         monitor=monitor,
         clock=clock,
+        metrics=server_metrics,
     )
 
 
@@ -319,5 +327,6 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         devices=sql.SqlDeviceStore(sessions, clock),
         consents=sql.SqlConsentStore(sessions),
         redis=redis,
+        engine=engine,
         closers=closers,
     )

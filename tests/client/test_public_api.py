@@ -28,6 +28,7 @@ PUBLIC = {
     "OAuthResponseError",
     "RefreshToken",
     "ServerMetadata",
+    "ServerUnreachable",
     "StoreError",
     "TokenAuth",
     "TokenSet",

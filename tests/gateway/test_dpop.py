@@ -232,3 +232,19 @@ def test_public_url_is_the_htu(start: Start, issuer: Issuer) -> None:
     assert running.http.get("/bound/x?q=2", headers=headers).status_code == 200
     # A proof for the address the gateway happens to listen on is not for its public URL.
     _refused(call(running, key, token), "invalid_dpop_proof")
+
+
+def test_htu_names_the_resolved_path(start: Start, issuer: Issuer) -> None:
+    """The proof names the path the upstream is sent (gateway/paths.py), whatever dot
+    segments the request line held."""
+    running = start()
+    key = issuer.key()
+    token = issuer.dpop_token(key)
+    proof = key.proof("GET", running.base + "/bound/x", access_token=token)
+    response = running.http.get(
+        "/",
+        headers={"authorization": f"DPoP {token}", "dpop": proof},
+        extensions={"target": b"/bound/a/../x"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["raw_path"] == "/bound/x"

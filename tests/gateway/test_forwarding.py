@@ -114,7 +114,9 @@ def test_strip_prefix_and_base_path(gateway: GatewayFactory) -> None:
 routes:
   - {{name: v1, prefix: /api/v1, upstreams: ["{upstream}/base"], auth: none, strip_prefix: true}}
 """)
-    assert running.http.get("/api/v1/users%2F7?q=1").json()["raw_path"] == "/base/users%2F7"
+    # Escapes reach the upstream as the client spelled them; only the prefix's segments go.
+    assert running.http.get("/api/v1/users%3A7?q=1").json()["raw_path"] == "/base/users%3A7"
+    assert running.http.get("/api/%76%31/x").json()["raw_path"] == "/base/x"
     assert running.http.get("/api/v1x").status_code == 404
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import FrozenClock
 from tests.gateway.conftest import GatewayFactory, Running
+from tests.gateway.upstream_app import Upstream
 from tokenward.signedurl import KeySet, SigningKey, UrlSigner
 
 SECRET = "a-signing-secret-of-at-least-32-bytes"
@@ -86,10 +87,30 @@ def test_wrong_ip_missing_and_malformed(running: Running, signer: UrlSigner) -> 
     url = signer.sign_url(f"{running.base}/media/a.ts", ttl=60, client_ip="203.0.113.7")
     _refused(running, url, 403, "wrong_ip")
     _refused(running, f"{running.base}/media/a.ts", 403, "missing")
-    encoded_slash = signer.sign_url(f"{running.base}/media/x/a.ts", ttl=60)
-    _refused(running, encoded_slash.replace("/x/a.ts", "/x%2Fa.ts"), 400, "malformed")
+    signed = signer.sign_url(f"{running.base}/media/x/a.ts", ttl=60)
+    # `%25` passes the gateway's path rules (gateway/paths.py) but not a link's (no `%25`).
+    _refused(running, signed.replace("/x/a.ts", "/x/a%252e.ts"), 400, "malformed")
+    # An encoded slash is refused before the link is looked at, like on every route.
+    refused = running.http.get(signed.replace("/x/a.ts", "/x%2Fa.ts"))
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_request")
+    assert running.last_audit()["reason"] == "invalid_path"
 
 
 def test_access_token_in_query_is_still_refused(running: Running, signer: UrlSigner) -> None:
     url = signer.sign_url(f"{running.base}/media/a.ts?access_token=x", ttl=60)
     assert running.http.get(url).status_code == 400
+
+
+def test_link_is_checked_on_the_resolved_path(
+    running: Running, signer: UrlSigner, upstream: Upstream
+) -> None:
+    """Checked on the path the upstream is sent (gateway/paths.py): dot segments on the request
+    line neither break a link nor stretch it to another file."""
+    query = signer.sign_url(f"{running.base}/media/a.ts", ttl=60).split("?", 1)[1]
+    same = running.http.get("/", extensions={"target": f"/media/x/../a.ts?{query}".encode()})
+    assert same.status_code == 200, same.text
+    assert same.json()["raw_path"] == "/media/a.ts"
+    before = upstream.requests
+    other = running.http.get("/", extensions={"target": f"/media/a.ts/../b.ts?{query}".encode()})
+    assert other.status_code == 403
+    assert upstream.requests == before

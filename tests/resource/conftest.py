@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import FrozenClock
+from tokenward.guard import Validator
+from tokenward.store.records import Revocation, RevocationKind
+from tokenward.tokens.jws import parse_compact, payload_object
 
 REALM = "test-api"
 REQUIRED = "read"  # every integration protects /items with this scope
@@ -16,6 +19,10 @@ EXPIRED = "the access token expired"
 WRONG_AUDIENCE = "the access token is not for this audience"
 TAMPERED = "signature does not verify"
 REVOKED = "the access token was revoked"
+MALFORMED = "the access token is malformed"
+SCHEME_ONLY = "the Bearer scheme needs a token"
+DPOP_NOT_ACCEPTED = "the DPoP scheme is not accepted here"
+BOUND_AS_BEARER = "a DPoP-bound token must be sent with the DPoP scheme"
 LACKS_SCOPE = "the access token lacks a required scope"
 IN_URL = "access tokens in the URL are not accepted; send an Authorization header"
 TWO_HEADERS = "more than one Authorization header"
@@ -70,6 +77,7 @@ class Case:
     expected: Refusal
     secrets: tuple[str, ...] = ()
     query: str = ""
+    revoke: str | None = None  # a token to revoke before the request
 
     @property
     def target(self) -> str:
@@ -89,6 +97,12 @@ def bearer(token: str) -> list[tuple[str, str]]:
 
 
 Mint = Callable[..., str]
+
+
+def revoke(validator: Validator, token: str) -> None:
+    """Revoke a token in the validator's mirror, as the revocation feed would."""
+    jti = payload_object(parse_compact(token))["jti"]
+    validator.revocations.apply(Revocation(RevocationKind.JTI, jti, None, 2_000_000_000.0))
 
 
 def _missing(mint: Mint, clock: FrozenClock, good: str) -> Case:
@@ -130,6 +144,28 @@ def _two_headers(mint: Mint, clock: FrozenClock, good: str) -> Case:
     return Case(headers, invalid_request(TWO_HEADERS), (good, other))
 
 
+def _revoked(mint: Mint, clock: FrozenClock, good: str) -> Case:
+    token = mint(scopes=("read",))
+    return Case(bearer(token), invalid_token(REVOKED), (token,), revoke=token)
+
+
+def _scheme_only(mint: Mint, clock: FrozenClock, good: str) -> Case:
+    return Case([("authorization", "Bearer")], invalid_request(SCHEME_ONLY))
+
+
+def _malformed(mint: Mint, clock: FrozenClock, good: str) -> Case:
+    return Case(bearer("not-a-jwt"), invalid_token(MALFORMED), ("not-a-jwt",))
+
+
+def _dpop_scheme(mint: Mint, clock: FrozenClock, good: str) -> Case:
+    return Case([("authorization", "DPoP " + good)], invalid_request(DPOP_NOT_ACCEPTED), (good,))
+
+
+def _bound_as_bearer(mint: Mint, clock: FrozenClock, good: str) -> Case:
+    bound = mint(cnf={"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})
+    return Case(bearer(bound), invalid_token(BOUND_AS_BEARER), (bound,))
+
+
 REFUSALS: dict[str, Callable[[Mint, FrozenClock, str], Case]] = {
     "missing": _missing,
     "expired": _expired,
@@ -139,14 +175,24 @@ REFUSALS: dict[str, Callable[[Mint, FrozenClock, str], Case]] = {
     "token_in_query": _token_in_query,
     "token_in_query_percent_encoded": _token_in_query_encoded,
     "two_headers": _two_headers,
+    "revoked": _revoked,
+    "scheme_only": _scheme_only,
+    "malformed": _malformed,
+    "dpop_scheme_without_verifier": _dpop_scheme,
+    "dpop_bound_as_bearer": _bound_as_bearer,
 }
 
 
 @pytest.fixture(params=sorted(REFUSALS))
-def refusal(request: pytest.FixtureRequest, mint: Mint, clock: FrozenClock) -> Case:
+def refusal(
+    request: pytest.FixtureRequest, mint: Mint, clock: FrozenClock, validator: Validator
+) -> Case:
     """Each way a request to /items must be refused, built from real signed tokens."""
     good = mint(scopes=("read", "write"))
-    return REFUSALS[request.param](mint, clock, good)
+    case = REFUSALS[request.param](mint, clock, good)
+    if case.revoke is not None:
+        revoke(validator, case.revoke)
+    return case
 
 
 def assert_refused(

@@ -17,6 +17,7 @@ from tokenward.client.errors import (
     InsecureTransportError,
     LoginRequired,
     OAuthResponseError,
+    ServerUnreachable,
     StoreError,
 )
 from tokenward.client.loopback import AuthorizationCodePKCE
@@ -44,6 +45,7 @@ __all__ = [
     "OAuthResponseError",
     "RefreshToken",
     "ServerMetadata",
+    "ServerUnreachable",
     "StoreError",
     "TokenAuth",
     "TokenSet",

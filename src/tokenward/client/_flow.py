@@ -18,8 +18,12 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from tokenward.client.errors import unreachable
+
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
+# Everything httpx raises for a request it could not complete: the SDK answers ServerUnreachable.
+HTTP_FAILURES = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +126,10 @@ class Http:
             return None
         if isinstance(step, Blocking):
             return step.call()
-        return self.client.send(step)
+        try:
+            return self.client.send(step)
+        except HTTP_FAILURES as exc:
+            raise unreachable(step.url, exc) from exc
 
     async def _ado(self, step: Step) -> Any:
         if isinstance(step, Sleep):
@@ -130,7 +137,10 @@ class Http:
             return None
         if isinstance(step, Blocking):
             return await anyio.to_thread.run_sync(step.call, abandon_on_cancel=True)
-        return await self.async_client.send(step)
+        try:
+            return await self.async_client.send(step)
+        except HTTP_FAILURES as exc:
+            raise unreachable(step.url, exc) from exc
 
     def close(self) -> None:
         if self._own_client and self._client is not None:

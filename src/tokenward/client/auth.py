@@ -26,6 +26,7 @@ from tokenward.client.errors import (
     InsecureTransportError,
     LoginRequired,
     OAuthResponseError,
+    ServerUnreachable,
     StoreError,
 )
 from tokenward.client.nonces import NonceCache
@@ -173,7 +174,7 @@ class TokenAuth(httpx.Auth):
         except LoginRequired:
             self._forget(current)
             raise
-        except (httpx.TransportError, OAuthResponseError) as exc:
+        except (ServerUnreachable, OAuthResponseError) as exc:
             return self._fallback(current, exc, proactive)
         return self._keep(newer)
 
@@ -186,7 +187,7 @@ class TokenAuth(httpx.Auth):
         except LoginRequired:
             self._forget(current)
             raise
-        except (httpx.TransportError, OAuthResponseError) as exc:
+        except (ServerUnreachable, OAuthResponseError) as exc:
             return self._fallback(current, exc, proactive)
         return self._keep(newer)
 
@@ -210,7 +211,7 @@ class TokenAuth(httpx.Auth):
 
     def _fallback(self, current: TokenSet | None, exc: Exception, proactive: bool) -> TokenSet:
         """A renewal ahead of expiry that failed for a passing reason keeps the old token."""
-        passing = isinstance(exc, httpx.TransportError) or (
+        passing = isinstance(exc, ServerUnreachable) or (
             isinstance(exc, OAuthResponseError) and exc.status_code >= 500
         )
         alive = current is not None and not current.expires_within(0.0, self._clock())

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import httpx
+
 MAX_DESCRIPTION = 200
 # JWTs (three base64url segments) and our own opaque prefixes; long base64url runs as a backstop.
 _TOKEN_SHAPES = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*|tw[a-z]_[\w-]+|[\w-]{40,}")
@@ -61,6 +63,36 @@ class AuthorizationError(ClientError):
 
 class InsecureTransportError(ClientError):
     """A token would have been sent over plain HTTP to a host other than this machine."""
+
+
+class ServerUnreachable(ClientError):
+    """The server could not be reached, or did not answer in time (the original error is the
+    `__cause__`). Its message names the origin only: a URL's path and query may hold a code."""
+
+    def __init__(self, origin: str, reason: str) -> None:
+        super().__init__(f"cannot reach {origin}: {reason}")
+        self.origin = origin
+        self.reason = reason
+
+
+def unreachable(url: httpx.URL | str, error: Exception) -> ServerUnreachable:
+    """The SDK's error for an httpx failure (raise it `from error`)."""
+    try:
+        parsed = httpx.URL(str(url))
+        origin = f"{parsed.scheme}://{parsed.netloc.decode('ascii', 'replace')}"
+    except httpx.InvalidURL:
+        origin = "the server (invalid URL)"
+    if isinstance(error, httpx.TimeoutException):
+        reason = "timed out"
+    elif isinstance(error, httpx.ConnectError):
+        reason = "connection failed"
+    elif isinstance(error, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        reason = "not an http or https URL"
+    elif isinstance(error, httpx.RemoteProtocolError):
+        reason = "the server broke off the HTTP exchange"
+    else:
+        reason = f"transport error ({type(error).__name__})"
+    return ServerUnreachable(safe_text(origin), reason)
 
 
 class StoreError(ClientError):

@@ -74,7 +74,12 @@ class LoopbackReceiver:
         self.path = path
         self.params: dict[str, str] | None = None
         self.done = threading.Event()
-        self._server = _Server((host, port), _Handler)
+        try:
+            self._server = _Server((host, port), _Handler)
+        except OSError as exc:
+            raise AuthorizationError(
+                f"cannot listen on {host}:{port} for the sign-in redirect", error="listen_failed"
+            ) from exc
         self._server.receiver = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

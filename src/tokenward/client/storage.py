@@ -97,23 +97,32 @@ class FileStore:
 
     def load(self, key: str) -> TokenSet | None:
         with self._lock:
-            entry = self._read().get(key)
+            with self._file_errors("read"):
+                entry = self._read().get(key)
             return TokenSet.from_json(entry, self._wrap(), self._clock) if entry else None
 
     def save(self, key: str, tokens: TokenSet) -> None:
-        with self._lock, self._exclusive():
+        with self._lock, self._file_errors("save"), self._exclusive():
             entries = self._read()
             entries[key] = tokens.to_json(self._wrap())
             self._write(entries)
 
     def delete(self, key: str) -> None:
-        with self._lock, self._exclusive():
+        with self._lock, self._file_errors("update"), self._exclusive():
             entries = self._read()
             if entries.pop(key, None) is not None:
                 self._write(entries)
 
+    @contextmanager
+    def _file_errors(self, doing: str) -> Iterator[None]:
+        """A full disk, a read-only or missing directory: StoreError, the OSError its cause."""
+        try:
+            yield
+        except OSError as exc:
+            raise StoreError(f"cannot {doing} the token file {self.path} ({exc.strerror})") from exc
+
     def keys(self) -> list[str]:
-        with self._lock:
+        with self._lock, self._file_errors("read"):
             return sorted(self._read())
 
     # --- file ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from tokenward.gateway.audit import AuditRecord
 from tokenward.gateway.compiled import Compiled
 from tokenward.gateway.headers import Incoming
 from tokenward.gateway.model import Route
+from tokenward.gateway.paths import refuse
 from tokenward.gateway.policy import Denied, check_ip, client_address
 from tokenward.resource.asgi import authorization_header
 
@@ -22,12 +23,23 @@ def check_url(scope: Scope) -> None:
 
 
 def admit(
-    compiled: Compiled, scope: Scope, record: AuditRecord
+    compiled: Compiled,
+    scope: Scope,
+    path: str,
+    readings: tuple[str, ...],
+    record: AuditRecord,
 ) -> tuple[Route, Incoming, str | None, str]:
-    """(route, the request's forwardable fields, peer address, the client's scheme)."""
+    """(route, the request's forwardable fields, peer address, the client's scheme) for the
+    resolved `path` and its `readings` (gateway/paths.py)."""
     check_url(scope)
-    route = compiled.routes.match(scope["path"], scope["method"])
+    method: str = scope["method"]
+    route = compiled.routes.match(path, method)
     record.route = route.name
+    for reading in readings:
+        if compiled.routes.lookup(reading, method) is not route:
+            raise refuse(
+                "a ';' parameter in the path: servers that strip them would route it elsewhere"
+            )
     incoming = compiled.headers.upstream_headers(scope["headers"])
     client = scope.get("client")
     peer = client[0] if client else None

@@ -30,6 +30,7 @@ from tokenward.gateway.idempotency import (
 )
 from tokenward.gateway.metrics import GatewayMetrics
 from tokenward.gateway.model import TOKEN_MODES, GatewayConfig, Route
+from tokenward.gateway.paths import resolve_scope
 from tokenward.gateway.policy import Denied, bearer_reason, check_token
 from tokenward.gateway.proxy import ClientGone, Proxy
 from tokenward.gateway.ratelimit import MemoryRateLimiter, RateLimiter, retry_after
@@ -172,7 +173,7 @@ class Gateway:
         except Denied as denied:
             record.reason = denied.reason
             status = denied.status
-            body = {"error": denied.reason, "error_description": denied.message}
+            body = {"error": denied.error, "error_description": denied.message}
             await send_json(send, status, body, denied.headers + hsts)
         except DpopRefused as refused:
             record.reason = bearer_reason(refused.error)
@@ -244,9 +245,14 @@ class Gateway:
     async def _handle(
         self, compiled: Compiled, scope: Scope, receive: Receive, send: Send, record: AuditRecord
     ) -> int:
-        if self.bff is not None and scope["path"] in self.bff.paths:
+        path, target, readings = resolve_scope(scope)
+        if path != scope.get("path") or target != scope.get("raw_path"):
+            # From here on the scope carries the resolved path: whatever reads it (signed
+            # links, DPoP's htu, the upstream target, idempotency) sees what is routed on.
+            scope = {**scope, "path": path, "raw_path": target}
+        if self.bff is not None and path in self.bff.paths:
             return await self._bff_endpoint(compiled, scope, send, record)
-        route, incoming, peer, scheme = admit(compiled, scope, record)
+        route, incoming, peer, scheme = admit(compiled, scope, path, readings, record)
         if self.blocklist is not None and self.blocklist.is_blocked(record.ip):
             raise Denied(403, IP_BLOCKED, "requests from this address are blocked for a while")
         scope, token, added = await self._authorize(
@@ -396,7 +402,8 @@ class Gateway:
     def _check_signature(
         self, compiled: Compiled, route: Route, scope: Scope, client_ip: str
     ) -> tuple[Scope, Headers]:
-        """A signed link (docs/signed-urls.md): checked on the raw path, forwarded without its
+        """A signed link (docs/signed-urls.md): checked on the resolved path (the one forwarded,
+        gateway/paths.py; `request_path` reads it from the scope), forwarded without its
         `tw_` parameters; a subject bound into the link goes upstream as the subject header."""
         query = scope["query_string"].decode("utf-8", "surrogateescape")
         verdict = compiled.signatures[route.name](

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 from redis.asyncio import Redis
+from starlette.types import ASGIApp
 
 from tokenward.config import Settings
 from tokenward.gateway.app import Background, Gateway
@@ -26,6 +27,7 @@ from tokenward.gateway.metrics import GatewayMetrics
 from tokenward.gateway.model import TOKEN_MODES
 from tokenward.gateway.reload import Reloader
 from tokenward.gateway.serving import http_protocol
+from tokenward.gateway.tracing import app_for
 from tokenward.gateway.trust import (
     TrustError,
     TrustSetup,
@@ -35,6 +37,7 @@ from tokenward.gateway.trust import (
 )
 from tokenward.guard import RevocationMirror
 from tokenward.monitor.relay import EventRelay, usage_stream
+from tokenward.ops.tracing import TracingUnavailable
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_idempotency import RedisIdempotencyStore
@@ -55,7 +58,7 @@ def run_gateway(config_path: str | Path) -> None:
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(serve_gateway(config, Path(config_path)))
-    except TrustError as exc:
+    except (TrustError, TracingUnavailable) as exc:
         print(f"tokenward gateway: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -218,7 +221,7 @@ async def serve_gateway(config: GatewayConfig, path: Path | None = None) -> None
         if config.metrics_port is not None
         else None
     )
-    server = uvicorn.Server(uvicorn_config(gateway, config))
+    server = uvicorn.Server(uvicorn_config(app_for(gateway, config), config))
     watcher = None
     if path is not None:
         reloader = Reloader(gateway, path)
@@ -241,7 +244,7 @@ async def serve_gateway(config: GatewayConfig, path: Path | None = None) -> None
         await shared.close()
 
 
-def uvicorn_config(app: Gateway, config: GatewayConfig, *, coalesce: bool = True) -> uvicorn.Config:
+def uvicorn_config(app: ASGIApp, config: GatewayConfig, *, coalesce: bool = True) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=config.host,

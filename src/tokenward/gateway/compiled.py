@@ -24,7 +24,7 @@ Headers = list[tuple[bytes, bytes]]
 # Sections that shape the process itself (sockets, trust, sinks): a reload cannot change them.
 RESTART_ONLY = (
     "trust", "host", "port", "tls", "audit_path", "metrics_host", "metrics_port", "bff", "dpop",
-    "revocations", "rate_limit_redis_url", "rate_limit_redis_prefix",
+    "revocations", "rate_limit_redis_url", "rate_limit_redis_prefix", "tracing",
 )  # fmt: skip
 
 
@@ -87,9 +87,10 @@ class Compiled:
 
     def htu(self, scope: Scope, incoming: Incoming, scheme: str) -> str:
         """This request's URL as the client addressed it, for DPoP's `htu` (RFC 9449 §4.3):
-        `public_url` + path when configured, else the client's scheme and Host + path."""
-        raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-        path = raw.split(b"?", 1)[0].decode("latin-1")
+        `public_url` + path when configured, else the client's scheme and Host + path. The path
+        is the resolved one, as forwarded (gateway/paths.py): a proof names what is served."""
+        raw: bytes = scope["raw_path"]
+        path = raw.decode("ascii")
         base = self.config.public_url
         if base is None:
             host = incoming.host

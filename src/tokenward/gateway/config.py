@@ -25,6 +25,7 @@ from tokenward.gateway.model import (
     Route,
     Upstream,
 )
+from tokenward.gateway.paths import prefix_is_resolved
 from tokenward.gateway.yamlnodes import ConfigError, Node, parse_document
 from tokenward.store.ratelimits import RatePolicy
 
@@ -60,6 +61,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
                 "dpop",
                 "revocations",
                 "monitor",
+                "tracing",
             }
         )
     )
@@ -107,6 +109,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         monitor=monitor,
         rate_limit_redis_url=rate_redis,
         rate_limit_redis_prefix=rate_prefix,
+        tracing=sections.tracing(top.get("tracing")),
         source=source,
     )
 
@@ -184,6 +187,12 @@ def _route(node: Node, policies: dict[str, RatePolicy]) -> Route:
     prefix = fields["prefix"].string()
     if not prefix.startswith("/"):
         raise fields["prefix"].error("must start with /")
+    if not prefix_is_resolved(prefix):
+        # Requests are matched on resolved paths (gateway/paths.py): such a prefix never would.
+        raise fields["prefix"].error(
+            "must be a plain path: no '//', no '.' or '..' segment, none of ; % \\ # ? "
+            "or control characters"
+        )
     auth = fields["auth"].choice(AUTH_MODES)
     if auth in NOT_YET:
         raise fields["auth"].error(f"{NOT_YET[auth]}; use bearer or none")

@@ -40,6 +40,13 @@ def metrics(node: Node | None) -> tuple[str, int | None]:
     return host, fields["port"].integer(minimum=0)
 
 
+def tracing(node: Node | None) -> bool:
+    if node is None:
+        return False
+    fields = node.mapping(frozenset({"enabled"}))
+    return fields["enabled"].boolean() if "enabled" in fields else True
+
+
 def audit(node: Node | None) -> str | None:
     if node is None:
         return "-"

@@ -39,6 +39,41 @@ REWRITTEN = frozenset(
         b"expect",
     }
 )
+# Never from the client: upstreams read these as the client's address (Forwarded, X-Real-IP
+# and kin), or as the request's real URL, scheme or port (X-Original-URL and X-Rewrite-URL
+# override the path in IIS and Symfony), or as the request's real method (the method-override
+# fields of Rails, Symfony, Express and ASP.NET: a route's `methods:` decided on GET must not
+# become a DELETE upstream). The gateway speaks X-Forwarded-For/-Proto/-Host only, and builds
+# those itself, so none is kept, even from a trusted proxy.
+UNTRUSTED = frozenset(
+    {
+        b"forwarded",
+        b"x-real-ip",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+        b"x-original-url",
+        b"x-original-uri",
+        b"x-rewrite-url",
+        b"x-forwarded-prefix",
+        b"x-forwarded-port",
+        b"x-forwarded-scheme",
+        b"x-forwarded-server",
+        b"x-forwarded-ssl",
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
+    }
+)
+# Not passed back to the client: the upstream's software (Server) and a second Date next to
+# the one the gateway's own server stamps on every answer.
+RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
+
+
+def fold(name: bytes) -> bytes:
+    """A field name as servers that map `_` to `-` (CGI, WSGI, nginx with underscores on)
+    read it: `X_Auth_Subject` is `x-auth-subject` to them."""
+    return name.lower().replace(b"_", b"-")
 
 
 class Incoming:
@@ -81,12 +116,18 @@ class RequestHeaderPolicy:
     """Built once per config: which incoming fields go upstream."""
 
     def __init__(self, identity_names: Iterable[str], auth_cookies: Iterable[str]) -> None:
-        self._identity = frozenset(name.lower().encode("latin-1") for name in identity_names)
+        identity = {name.encode("latin-1") for name in identity_names}
+        self._identity = frozenset({*(name.lower() for name in identity), *map(fold, identity)})
         self._cookies = frozenset(auth_cookies)
         # Authorization is set aside, never forwarded as is: bearer routes consume it, and open
         # routes (auth: none) get it back from the proxy, for upstreams with their own auth.
         # DPoP proofs likewise: dpop routes consume them, other routes get them back.
-        self._drop = HOP_BY_HOP | REWRITTEN | self._identity | {b"authorization", b"dpop"}
+        self._drop = (
+            HOP_BY_HOP | REWRITTEN | UNTRUSTED | self._identity | {b"authorization", b"dpop"}
+        )
+        # A name with `_` that folds onto one of these is a spoof of it: dropped outright
+        # (never set aside: `x_forwarded_for` is not a forwarding chain).
+        self._folded_drop = frozenset(map(fold, self._drop))
 
     def upstream_headers(self, incoming: list[tuple[bytes, bytes]]) -> Incoming:
         drop = self._drop
@@ -97,6 +138,8 @@ class RequestHeaderPolicy:
             if name in drop or name.startswith(IDENTITY_PREFIX) or name in listed:
                 self._keep_aside(result, name, value)
                 continue
+            if b"_" in name and self._folds_onto_dropped(name):
+                continue
             if name == b"cookie" and self._cookies:
                 kept = self._strip_cookies(value)
                 if kept:
@@ -104,6 +147,10 @@ class RequestHeaderPolicy:
                 continue
             out.append((name, value))
         return result
+
+    def _folds_onto_dropped(self, name: bytes) -> bool:
+        folded = fold(name)
+        return folded in self._folded_drop or folded.startswith(IDENTITY_PREFIX)
 
     @staticmethod
     def _keep_aside(result: Incoming, name: bytes, value: bytes) -> None:
@@ -178,7 +225,7 @@ def response_headers(
     return [
         (name, value)
         for name, value in upstream
-        if name not in HOP_BY_HOP
+        if name not in RESPONSE_DROP
         and name not in listed
         and not (dechunked and name == b"content-length")
     ]

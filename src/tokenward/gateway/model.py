@@ -185,4 +185,5 @@ class GatewayConfig:
     # rate_limits.redis_url / redis_prefix: the shared backend (store.redis_ratelimit)
     rate_limit_redis_url: str | None = field(default=None, repr=False)
     rate_limit_redis_prefix: str | None = None
+    tracing: bool = False  # OpenTelemetry spans (the `otel` extra); OTEL_* variables configure
     source: str = "<config>"

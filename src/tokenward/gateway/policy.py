@@ -33,10 +33,14 @@ class Denied(Exception):
         reason: str,
         message: str,
         headers: Iterable[tuple[bytes, bytes]] = (),
+        *,
+        error: str | None = None,
     ) -> None:
+        """`error` is the JSON body's `error` when it differs from the audit `reason`."""
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.error = error or reason
         self.message = message
         self.headers = list(headers)
 
@@ -59,6 +63,13 @@ class RouteTable:
         if path_matched:
             raise Denied(405, "method_not_allowed", "this method is not allowed on this route")
         raise Denied(404, "no_route", "no route matches this path")
+
+    def lookup(self, path: str, method: str) -> Route | None:
+        """The route `match` would pick, or None where it would refuse."""
+        for route in self._routes:
+            if route.matches(path) and (route.methods is None or method in route.methods):
+                return route
+        return None
 
 
 def client_address(peer: str | None, forwarded: list[bytes], trusted: tuple[IpNetwork, ...]) -> str:

@@ -16,6 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 from tokenward.gateway.deadline import Deadline
 from tokenward.gateway.headers import Incoming, response_headers
 from tokenward.gateway.model import Route, Upstream
+from tokenward.gateway.paths import strip_segments
 from tokenward.gateway.upstream import (
     BadUpstream,
     ConnectFailed,
@@ -54,13 +55,10 @@ class Balancer:
 
 
 def request_target(scope: Scope, route: Route, upstream: Upstream) -> bytes:
-    path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+    # `raw_path` is the resolved path the route was chosen on (gateway/paths.py, set by the app).
+    path: bytes = scope["raw_path"]
     if route.strip_prefix:
-        prefix = route.prefix.rstrip("/").encode("utf-8")
-        if path.startswith(prefix):
-            path = path[len(prefix) :]
-        if not path.startswith(b"/"):
-            path = b"/" + path
+        path = strip_segments(path, route.prefix)
     target = upstream.base_path.encode("utf-8") + path
     query: bytes = scope.get("query_string", b"")
     return target + b"?" + query if query else target

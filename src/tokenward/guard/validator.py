@@ -31,6 +31,7 @@ from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §2.1, §4
 NO_SCOPES: frozenset[str] = frozenset()
+DPOP_NOT_ACCEPTED = "the DPoP scheme is not accepted here"
 BEARER, DPOP, ANY = "bearer", "dpop", "any"  # which presentation a token must have (RFC 9449 §7)
 
 
@@ -246,7 +247,7 @@ class Validator:
         if authorization is None or authorization[:5].lower() != "dpop ":
             return await self.authenticate(authorization, required)
         if self.dpop is None:
-            raise InvalidRequest("the DPoP scheme is not accepted here")
+            raise InvalidRequest(DPOP_NOT_ACCEPTED)
         token = self._cached_in(self._dpop_cache, authorization)
         if token is None:
             token = await self._miss(authorization, binding=DPOP)

@@ -11,6 +11,9 @@ Usage::
 
 Flask views are synchronous, so this uses `Validator.authenticate_sync` (a remote JWKS refetch,
 when one is due, is then a blocking call on that worker). Only plain (sync) views are supported.
+Bearer only: a proof's single-use check is asynchronous, so the DPoP scheme is refused exactly as
+the ASGI and FastAPI integrations refuse it for a validator without a DPoP verifier. Refusals are
+rendered by `tokenward.guard.errors.challenge`, as everywhere else: one shape for all three.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import ParamSpec, TypeVar
 from flask import Response, current_app, g, request
 
 from tokenward.guard.errors import BearerError, InvalidRequest, challenge
-from tokenward.guard.validator import Validator
+from tokenward.guard.validator import DPOP_NOT_ACCEPTED, Validator
 from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION, authorization_header
 
 EXTENSION_KEY = "tokenward"
@@ -52,6 +55,8 @@ def _header() -> str | None:
     # part of a bearer credential, so a Bearer value holding one was two headers.
     if header is not None and header[:7].lower() == "bearer " and "," in header:
         raise InvalidRequest(DUPLICATE_AUTHORIZATION)
+    if header is not None and header[:5].lower() == "dpop ":
+        raise InvalidRequest(DPOP_NOT_ACCEPTED)
     return header
 
 

@@ -5,30 +5,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI
 
 from tokenward import __version__
 from tokenward.monitor.asgi import MonitorMiddleware
+from tokenward.ops.metrics_listener import start_metrics_listener
+from tokenward.ops.request_metrics import RequestMetrics
 from tokenward.resource.fastapi import install_bearer_error_handler
+from tokenward.server import tracing
 from tokenward.server.edge import install_error_handlers
-from tokenward.server.routes import admin, admin_api, browser, demo, device, docs, oauth, oidc
+from tokenward.server.routes import (
+    admin,
+    admin_api,
+    browser,
+    demo,
+    device,
+    docs,
+    oauth,
+    oidc,
+    ops,
+)
 from tokenward.wiring import Services
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = structlog.get_logger(__name__)
 KEY_SCHEDULE_SECONDS = 60.0
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """`tracer_provider`: trace with it (tests); else as TOKENWARD_OTEL_ENABLED says."""
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.revocations.start()  # bootstrap the mirror, then follow the log
         task = asyncio.create_task(_key_schedule(services))
         await services.monitor.start()
+        listener = services.settings.metrics_listener
+        registry = services.metrics.registry
+        stop_metrics = start_metrics_listener(*listener, registry) if listener else None
         try:
             yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -54,6 +78,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(demo.router(services))
     app.include_router(admin.router(services))
     app.include_router(admin_api.router(services))
+    app.include_router(ops.router(services))  # /readyz; /metrics when TOKENWARD_METRICS=on
     app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
     if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
         app.add_middleware(
@@ -62,6 +87,11 @@ def create_app(services: Services) -> FastAPI:
             validators=(services.validator, services.userinfo),
             prefixes=services.monitor.settings.api_prefixes,
         )
+
+    app.add_middleware(RequestMetrics, metrics=services.metrics)  # times all that is below
+    provider = tracer_provider or tracing.configured_provider(services.settings)
+    if provider is not None:
+        tracing.install(app, provider)  # outermost: the request span covers everything
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -13,6 +13,8 @@ from starlette.responses import Response
 
 from tokenward.oauth.errors import InvalidRequest, OAuthError, TemporarilyUnavailable
 from tokenward.oauth.form import Form, parse_form
+from tokenward.ops.metrics import ServerMetrics
+from tokenward.ops.refusals import asserted_client_id, log_refusal
 from tokenward.store.errors import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -39,8 +41,38 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+FORM_STATE = "oauth_form"  # where read_form leaves the form, for the refusal log
+
+
 async def read_form(request: Request, limit: int) -> Form:
-    return parse_form(await read_body(request, limit), request.headers.get("content-type"))
+    form = parse_form(await read_body(request, limit), request.headers.get("content-type"))
+    setattr(request.state, FORM_STATE, form)
+    return form
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _log_refusal(request: Request, error: OAuthError) -> None:
+    form = getattr(request.state, FORM_STATE, None)
+    client_id = None
+    if isinstance(form, Form):
+        # The Authorization header goes in only to read the client_id part; nothing of it is kept.
+        client_id = asserted_client_id(form.params, request.headers.get("authorization"))
+    log_refusal(
+        request.url.path,
+        error.error,
+        error.description,
+        client_id=client_id,
+        client_ip=client_ip(request),
+    )
+
+
+def _metrics(request: Request) -> ServerMetrics | None:
+    services = getattr(request.app.state, "services", None)
+    metrics = getattr(services, "metrics", None)
+    return metrics if isinstance(metrics, ServerMetrics) else None
 
 
 def single_header(request: Request, name: str) -> str | None:
@@ -57,26 +89,35 @@ def oauth_error_response(error: OAuthError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
+async def _on_oauth_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, OAuthError):  # registered for OAuthError only
+        raise exc
+    if exc.status < 500:
+        _log_refusal(request, exc)
+    return oauth_error_response(exc)
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, StarletteHTTPException):  # registered for this class only
+        raise exc
+    error = "not_found" if exc.status_code == 404 else "invalid_request"
+    return JSONResponse(
+        {"error": error, "error_description": str(exc.detail)},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_oauth_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, OAuthError)  # noqa: S101 - registered for OAuthError only
-        return oauth_error_response(exc)
-
-    async def on_http_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)  # noqa: S101
-        error = "not_found" if exc.status_code == 404 else "invalid_request"
-        return JSONResponse(
-            {"error": error, "error_description": str(exc.detail)},
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
-
     async def on_validation_error(_request: Request, _exc: Exception) -> Response:
         return oauth_error_response(InvalidRequest("the request parameters are malformed"))
 
     async def on_storage_down(request: Request, exc: Exception) -> Response:
         # The database or Redis is unreachable: a transient 503 the client may retry, not a 500.
         log.warning("storage_unavailable", path=request.url.path, error=type(exc).__name__)
+        metrics = _metrics(request)
+        if metrics is not None:
+            metrics.storage_error(exc)
         error = TemporarilyUnavailable("the service is briefly unavailable; retry shortly")
         response = oauth_error_response(error)
         response.headers["retry-after"] = "2"
@@ -87,8 +128,8 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("unhandled_error", path=request.url.path, error=type(exc).__name__)
         return oauth_error_response(_ServerError())
 
-    app.add_exception_handler(OAuthError, on_oauth_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(OAuthError, _on_oauth_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     for storage_error in STORAGE_ERRORS:
         app.add_exception_handler(storage_error, on_storage_down)

@@ -81,5 +81,6 @@ async def attempt_sign_in(
 
 def _report_failure(services: Services, ip: str, username: str, reason: str) -> None:
     """Tell the monitor (bursts of failed sign-ins from one address); never blocks."""
+    services.metrics.sign_in_failed(reason)
     event = AuthEvent(services.clock(), LOGIN_FAILED, ip, username=username[:64], reason=reason)
     services.monitor.emit(event)

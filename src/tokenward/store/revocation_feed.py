@@ -66,6 +66,7 @@ class RevocationFeed:
         max_staleness: float = 30.0,
         fail_open: bool = False,
         channel: str = CHANNEL,
+        on_revoke: Callable[[str], None] | None = None,
     ) -> None:
         self._channel = channel  # one per deployment sharing a Redis (and per test)
         self._durable = durable
@@ -75,6 +76,7 @@ class RevocationFeed:
         self._resync_interval = resync_interval
         self._max_staleness = max_staleness
         self._fail_open = fail_open
+        self._on_revoke = on_revoke  # told the kind of each revocation written (metrics)
         self._unpublished: list[tuple[int, Revocation]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._sync_lock = asyncio.Lock()
@@ -87,6 +89,8 @@ class RevocationFeed:
     # --- RevocationStore -----------------------------------------------------------------
     async def revoke(self, revocation: Revocation) -> int:
         seq = await self._durable.revoke(revocation)
+        if self._on_revoke is not None:
+            self._on_revoke(revocation.kind)
         for mirror in self._mirrors:
             mirror.apply(revocation)  # at once here; the feed advances applied_seq in order
         self._unpublished.append((seq, revocation))

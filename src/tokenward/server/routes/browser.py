@@ -11,6 +11,8 @@ from starlette.responses import Response
 from tokenward.oauth.authorize import AuthorizationRequest, ErrorPage, RedirectError
 from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.flow import Redirect, ShowLogin, Step
+from tokenward.ops.refusals import log_refusal
+from tokenward.server.edge import client_ip
 from tokenward.server.pages import CSRF_COOKIE, SESSION_COOKIE, Browser, csrf_for
 from tokenward.server.routes.device import device_after_login
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
@@ -62,9 +64,19 @@ def router(services: Services) -> APIRouter:
                 await flow.next_step(auth_request, client, session), client, request
             )
         except ErrorPage as exc:
+            refused(request, pairs, "invalid_request", exc.description)
             return browser.message("This sign-in link is not valid", exc.description)
         except RedirectError as exc:
+            refused(request, pairs, exc.error.error, exc.error.description)
             return browser.redirect(exc.location)
+
+    def refused(
+        request: Request, pairs: list[tuple[str, str]], error: str, description: str
+    ) -> None:
+        client_id = next((value for name, value in pairs if name == "client_id"), None)
+        log_refusal(
+            "/authorize", error, description, client_id=client_id, client_ip=client_ip(request)
+        )
 
     @api.get("/authorize")
     async def authorize_get(request: Request) -> Response:

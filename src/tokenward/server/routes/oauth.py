@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from tokenward.oauth.token_endpoint import NO_STORE, TokenRequest
+from tokenward.ops import tracing
 from tokenward.server.edge import JSONResponse, read_form, single_header
 from tokenward.wiring import Services
 
@@ -18,23 +19,29 @@ def router(services: Services) -> APIRouter:
 
     @api.post("/token", summary="Token endpoint (RFC 6749 §3.2)", tags=["oauth"])
     async def token(request: Request) -> Response:
-        form = await read_form(request, limit)
-        token_request = TokenRequest(
-            params=form.params,
-            resources=form.resources,
-            authorization=single_header(request, "authorization"),
-            dpop=single_header(request, "dpop"),
-            client_ip=request.client.host if request.client else None,
-        )
-        result = await services.token_endpoint.handle(token_request)
+        with services.metrics.token_request() as labels:
+            form = await read_form(request, limit)
+            labels.grant_type = form.params.get("grant_type")
+            token_request = TokenRequest(
+                params=form.params,
+                resources=form.resources,
+                authorization=single_header(request, "authorization"),
+                dpop=single_header(request, "dpop"),
+                client_ip=request.client.host if request.client else None,
+            )
+            grant = services.metrics.grant_label(labels.grant_type)  # bounded, as in metrics
+            with tracing.span("tokenward.token", {"oauth.grant_type": grant}):
+                result = await services.token_endpoint.handle(token_request)
         return JSONResponse(result.body, headers=result.headers)
 
     @api.post("/introspect", summary="Token introspection (RFC 7662, RFC 9701)", tags=["oauth"])
     async def introspect(request: Request) -> Response:
-        form = await read_form(request, limit)
-        caller, body = await services.introspector.introspect(
-            form.params, single_header(request, "authorization")
-        )
+        with services.metrics.introspection() as result:
+            form = await read_form(request, limit)
+            caller, body = await services.introspector.introspect(
+                form.params, single_header(request, "authorization")
+            )
+            result["active"] = body.get("active") is True
         if JWT_INTROSPECTION in request.headers.get("accept", ""):
             jwt = services.introspector.as_jwt(caller, body)
             return Response(jwt, media_type=JWT_INTROSPECTION, headers=NO_STORE)

@@ -12,7 +12,8 @@ from starlette.responses import Response
 from tokenward.guard.errors import BearerError, InsufficientScope, challenge
 from tokenward.oauth.authorize import redirect_to
 from tokenward.oauth.errors import OAuthError
-from tokenward.server.edge import JSONResponse
+from tokenward.ops.refusals import log_refusal
+from tokenward.server.edge import JSONResponse, client_ip
 from tokenward.server.pages import CSRF_COOKIE, SESSION_COOKIE, Browser, csrf_for
 from tokenward.server.signin import form_pairs
 from tokenward.store.records import Revocation, RevocationKind
@@ -30,8 +31,20 @@ def router(services: Services) -> APIRouter:
     api = APIRouter()
     browser = Browser(services.settings.issuer)
 
+    def refuse(request: Request, error: BearerError, client_id: str | None = None) -> Response:
+        log_refusal(
+            "/userinfo",
+            error.error or "missing_token",
+            error.description,
+            client_id=client_id,
+            client_ip=client_ip(request),
+        )
+        rendered = challenge(error)
+        return Response(rendered.body, rendered.status, headers=dict(rendered.headers))
+
     async def userinfo(request: Request) -> Response:
         header = request.headers.get("authorization")
+        token = None
         try:
             token = await services.userinfo.authenticate_request(
                 header,
@@ -42,12 +55,10 @@ def router(services: Services) -> APIRouter:
             if "openid" not in token.scopes:
                 raise InsufficientScope("the access token lacks the openid scope", scope="openid")
         except BearerError as error:
-            rendered = challenge(error)
-            return Response(rendered.body, rendered.status, headers=dict(rendered.headers))
+            return refuse(request, error, token.client_id if token is not None else None)
         user = await services.stores.users.get(token.sub)
         if user is None or user.disabled:
-            rendered = challenge(InvalidTokenForUser())
-            return Response(rendered.body, rendered.status, headers=dict(rendered.headers))
+            return refuse(request, InvalidTokenForUser(), token.client_id)
         stored: dict[str, Any] = orjson.loads(user.claims or "{}")
         stored.setdefault("preferred_username", user.username)
         claims: dict[str, Any] = {"sub": user.user_id}

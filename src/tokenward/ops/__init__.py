@@ -1,0 +1,1 @@
+"""Operations: readiness, Prometheus metrics, refusal logs and optional tracing."""

@@ -1,0 +1,19 @@
+"""The separate metrics listener (`TOKENWARD_METRICS=HOST:PORT`), as the gateway has one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+
+def start_metrics_listener(host: str, port: int, registry: CollectorRegistry) -> Callable[[], None]:
+    """Serve `registry` at http://HOST:PORT/metrics from a thread; returns the stop function."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
