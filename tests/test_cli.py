@@ -275,3 +275,30 @@ def test_a_jwks_file_with_private_or_unsafe_keys_is_refused(
     assert problem in str(out)
     code, clients = run(data_dir, "client", "list")
     assert clients == []
+
+
+def test_a_private_key_jwt_client_can_name_its_jwks_uri(data_dir: Path) -> None:
+    base = ("client", "create", "--grant-type", "client_credentials")
+    code, created = run(
+        data_dir, *base, "--client-id", "robot", "--jwks-uri", "https://robot.example/jwks.json"
+    )
+    assert code == 0, created
+    assert created["auth_method"] == "private_key_jwt"  # type: ignore[index]
+    assert created["jwks_uri"] == "https://robot.example/jwks.json"  # type: ignore[index]
+    code, out = run(data_dir, *base, "--client-id", "r2", "--jwks-uri", "http://robot.example/k")
+    assert code == 1
+    assert "https" in str(out)
+    path = data_dir / "keys.json"
+    path.write_text(json.dumps({"keys": [_client_key()[1]]}))
+    code, out = run(
+        data_dir,
+        *base,
+        "--client-id",
+        "r3",
+        "--jwks",
+        str(path),
+        "--jwks-uri",
+        "https://x.example/k",
+    )
+    assert code == 1
+    assert "--jwks-uri" in str(out)

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 
@@ -43,6 +44,7 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "token_format": client.token_format,
         "skip_consent": client.skip_consent,
         "disabled": client.disabled,
+        "jwks_uri": client.jwks_uri,
     }
 
 
@@ -60,12 +62,18 @@ async def create_client(
     skip_consent: bool = False,
     audience: list[str] | None = None,
     jwks: str | None = None,
+    jwks_uri: str | None = None,
 ) -> dict[str, Any]:
-    """`jwks`: the client's public keys (JWKS JSON text), for private_key_jwt, which needs them."""
+    """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys a
+    private_key_jwt client signs its assertions with; that method needs one of them."""
     if await services.stores.clients.get(client_id) is not None:
         raise AdminError(f"client {client_id!r} exists already")
-    method = _auth_method(auth_method, public=public, keys=jwks is not None)
+    if jwks is not None and jwks_uri is not None:
+        raise AdminError("give the client's keys (--jwks) or where to fetch them (--jwks-uri)")
+    method = _auth_method(auth_method, public=public, keys=jwks is not None or jwks_uri is not None)
     key_set = public_key_set(jwks) if jwks is not None else None
+    if jwks_uri is not None:
+        check_jwks_uri(jwks_uri)
     unknown = [grant for grant in grant_types if grant not in GRANT_TYPES]
     if unknown or not grant_types:
         raise AdminError(f"grant types must be among {', '.join(GRANT_TYPES)}")
@@ -87,6 +95,7 @@ async def create_client(
         token_format=token_format,
         skip_consent=skip_consent,
         jwks=key_set,
+        jwks_uri=jwks_uri,
     )
     await services.stores.clients.put(client)
     view = client_view(client)
@@ -103,10 +112,20 @@ def _auth_method(requested: str | None, *, public: bool, keys: bool) -> str:
     if method not in METHODS:
         raise AdminError(f"auth method must be one of {', '.join(METHODS)}")
     if (method == "private_key_jwt") != keys:
-        raise AdminError("private_key_jwt clients need their public keys (--jwks), and only they")
+        raise AdminError(
+            "private_key_jwt clients need their public keys (--jwks or --jwks-uri), and only they"
+        )
     if public != (method == "none"):
         raise AdminError("public clients use auth method none, and only they do")
     return method
+
+
+def check_jwks_uri(url: str) -> None:
+    """https, as for issuers (RFC 7591 §2 asks TLS of it); plain http only on loopback."""
+    parts = urlsplit(url)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if (parts.scheme != "https" and not loopback) or not parts.hostname or parts.fragment:
+        raise AdminError("the jwks_uri must be an https URL without a fragment (http on loopback)")
 
 
 def public_key_set(document: str) -> str:

@@ -264,6 +264,13 @@ def client_create(
             dir_okay=False,
         ),
     ] = None,
+    jwks_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--jwks-uri",
+            help="Where the client publishes its public keys (https): makes it private_key_jwt",
+        ),
+    ] = None,
 ) -> None:
     """Register a client; prints its secret once."""
     key_set = _read_text(jwks) if jwks is not None else None
@@ -282,6 +289,7 @@ def client_create(
                 skip_consent=skip_consent,
                 audience=audience,
                 jwks=key_set,
+                jwks_uri=jwks_uri,
             )
         )
     )

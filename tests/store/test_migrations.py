@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0002"
+HEAD = "0003"
 TABLES = {
     "signing_keys",
     "revocations",
