@@ -90,6 +90,7 @@ SAMPLES = {
     "revocation_resync_seconds": "1",
     "revocation_max_staleness": "10",
     "revocation_fail_open": "true",
+    "revocation_feed": "false",
     "max_body_bytes": "2048",
     "metrics": "127.0.0.1:9464",
     "otel_enabled": "true",

@@ -31,6 +31,7 @@ from tokenward.admin import (
 from tokenward.config import Settings, loopback_issuer
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.server.app import create_app
+from tokenward.server.serving import Server
 from tokenward.startup import StartupError
 from tokenward.tokens.jws import parse_compact, payload_object
 from tokenward.tokens.keyring import KeyRotationError
@@ -229,7 +230,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 proxy_headers=False,
                 server_header=False,
             )
-            await uvicorn.Server(config).serve(sockets=[sock])
+            await Server(config, services.revocation_publisher.close).serve(sockets=[sock])
         finally:
             await services.stores.aclose()
 

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     revocation_resync_seconds: float = 2.0  # re-read the revocation log this often
     revocation_max_staleness: float = 30.0  # past this without a sync, validators answer 503
     revocation_fail_open: bool = False  # True: keep serving on a stale mirror (and log it)
+    revocation_feed: bool = True  # publish GET /revocations (digests) to remote resource servers
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Prometheus /metrics: off; "on" (main listener, loopback peers without proxy headers); or
     # HOST:PORT for a listener of its own (docs/operations.md). Off unless asked: never public.

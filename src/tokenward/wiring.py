@@ -29,6 +29,7 @@ from tokenward.oauth.introspection import Introspector
 from tokenward.oauth.issuance import AccessTokenIssuer
 from tokenward.oauth.refresh import RefreshAdmin, RefreshTokens
 from tokenward.oauth.revocation import Revoker
+from tokenward.oauth.revocation_publisher import RevocationPublisher
 from tokenward.oauth.sessions import SessionManager
 from tokenward.oauth.throttle import LoginThrottle
 from tokenward.oauth.token_endpoint import TokenEndpoint
@@ -128,6 +129,7 @@ class Services:
     userinfo: Validator  # any audience; /userinfo requires the openid scope itself
     id_tokens: IdTokenSigner
     monitor: Monitor  # usage events, detectors, alerts; `monitor.blocklist.is_blocked(ip)`
+    revocation_publisher: RevocationPublisher  # GET /revocations, for remote resource servers
     clock: Clock = field(default=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
 
@@ -138,6 +140,7 @@ class Services:
             sorted(SCOPES_SUPPORTED),
             list(self.keys.keyrings),
             openid=openid,
+            revocation_feed=self.settings.revocation_feed,
         )
 
 
@@ -293,6 +296,7 @@ async def build_services(
         userinfo=any_audience,
         id_tokens=id_tokens,
         monitor=monitor,
+        revocation_publisher=RevocationPublisher(revocations, clock),
         clock=clock,
         metrics=server_metrics,
     )

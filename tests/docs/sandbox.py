@@ -22,7 +22,7 @@ import httpx
 from fastapi import Depends, FastAPI
 
 from tests.e2e.live import free_port, serve_in_thread
-from tokenward.guard import RemoteJwks, RevocationMirror, Validator
+from tokenward.guard import RemoteJwks, RemoteRevocations, Validator
 from tokenward.resource.fastapi import require_scopes
 from tokenward.tokens.claims import AccessToken
 
@@ -127,7 +127,7 @@ def protected_api(issuer: str, audience: str) -> FastAPI:
         issuer=issuer,
         audience=audience,
         keys=RemoteJwks(issuer + "/jwks"),
-        revocations=RevocationMirror(),
+        revocations=RemoteRevocations(issuer),
     )
     app = FastAPI()
     reader = Depends(require_scopes("orders:read", validator=validator))

@@ -126,3 +126,38 @@ async def test_concurrent_revocations_get_distinct_numbers_and_a_tail_misses_non
     assert len(set(seqs)) == 20
     assert tailed == dict(zip(seqs, entries, strict=True))
     assert sorted(await backend.revocations.since(0)) == sorted(zip(seqs, entries, strict=True))
+
+
+async def test_page_of_an_empty_log_has_head_zero(backend: Backend) -> None:
+    assert await backend.revocations.page(0, NOW, 10) == (0, [])
+
+
+async def test_page_skips_expired_entries_and_reports_the_head(backend: Backend) -> None:
+    entries = [jti("gone", NOW - 1), jti("live-1"), jti("ends-now", NOW), jti("live-2")]
+    seqs = await revoke_all(backend, entries)
+
+    head, page = await backend.revocations.page(0, NOW, 10)
+
+    assert head == seqs[-1]
+    assert list(page) == [(seqs[1], entries[1]), (seqs[3], entries[3])]
+
+
+async def test_page_is_bounded_and_exclusive_of_its_cursor(backend: Backend) -> None:
+    entries = [jti(f"j{i}") for i in range(5)]
+    seqs = await revoke_all(backend, entries)
+
+    head, first = await backend.revocations.page(0, NOW, 2)
+    _, second = await backend.revocations.page(first[-1][0], NOW, 2)
+    _, rest = await backend.revocations.page(second[-1][0], NOW, 2)
+
+    assert head == seqs[-1]
+    assert [seq for seq, _ in [*first, *second, *rest]] == seqs
+    assert await backend.revocations.page(seqs[-1], NOW, 2) == (seqs[-1], [])
+    assert await backend.revocations.page(seqs[-1] + 100, NOW, 2) == (seqs[-1], [])
+
+
+async def test_page_carries_watermarks_exactly(backend: Backend) -> None:
+    mark = watermark(RevocationKind.SESSION, "s-ü", NOW - 0.123456, NOW + 3600.5)
+    seq = await backend.revocations.revoke(mark)
+
+    assert await backend.revocations.page(0, NOW, 1) == (seq, [(seq, mark)])

@@ -251,3 +251,22 @@ async def test_an_unresponsive_redis_delays_revoke_by_half_a_second_at_most() ->
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_changed_is_set_by_a_local_write_and_by_a_resync_of_another_nodes() -> None:
+    log = MemoryRevocationStore()
+    node_a, node_b = RevocationFeed(log, [RevocationMirror()]), RevocationFeed(log, [])
+    before_write = node_a.changed()
+    await node_a.revoke(jti("local", time.time()))
+    assert before_write.is_set()
+    before_resync = node_a.changed()
+    assert not before_resync.is_set()  # a fresh event for the next change
+    assert await node_a.resync() == 1  # its own entry, now in order: a change too
+    before_remote = node_a.changed()
+    await node_b.revoke(jti("remote", time.time()))
+    assert not before_remote.is_set()
+    assert await node_a.resync() == 1
+    assert before_remote.is_set()
+    quiet = node_a.changed()
+    assert await node_a.resync() == 0
+    assert not quiet.is_set()  # a re-read that finds nothing wakes nobody

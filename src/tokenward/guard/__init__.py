@@ -10,6 +10,7 @@ from tokenward.guard.errors import (
 )
 from tokenward.guard.jwks import RemoteJwks
 from tokenward.guard.keys import KeyringKeySource, KeySource, StaticKeySource
+from tokenward.guard.remote_revocations import RemoteRevocations
 from tokenward.guard.revocation_mirror import RevocationMirror
 from tokenward.guard.validator import Validator
 from tokenward.tokens.claims import AccessToken
@@ -24,6 +25,7 @@ __all__ = [
     "KeyringKeySource",
     "MissingToken",
     "RemoteJwks",
+    "RemoteRevocations",
     "RevocationMirror",
     "StaticKeySource",
     "Validator",

@@ -6,7 +6,14 @@ checked at the current generation needs no new lookups (ARCHITECTURE.md, Revocat
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from tokenward.store.records import Revocation, RevocationKind
+
+REVOKED_JTI = "the access token was revoked"
+REVOKED_SUBJECT = "the subject's tokens were revoked"
+REVOKED_SESSION = "the session ended"
+REVOKED_CLIENT = "the client's tokens were revoked"
 
 
 class RevocationMirror:
@@ -33,19 +40,27 @@ class RevocationMirror:
         self.fresh_until = float("inf")
 
     def apply(self, revocation: Revocation, seq: int | None = None) -> None:
-        if revocation.kind == RevocationKind.JTI:
-            self.jtis[revocation.value] = max(
-                self.jtis.get(revocation.value, 0.0), revocation.expires_at
-            )
+        self.record(
+            revocation.kind, revocation.value, revocation.issued_before, revocation.expires_at, seq
+        )
+
+    def record(
+        self,
+        kind: str,
+        value: str,
+        issued_before: float | None,
+        expires_at: float,
+        seq: int | None = None,
+    ) -> None:
+        """`apply` by fields: for a follower that speaks the wire format, not the store's."""
+        if kind == RevocationKind.JTI:
+            self.jtis[value] = max(self.jtis.get(value, 0.0), expires_at)
         else:
-            table = self._watermarks(revocation.kind)
-            before = revocation.issued_before or 0.0
-            old = table.get(revocation.value)
+            table = self._watermarks(kind)
+            before = issued_before or 0.0
+            old = table.get(value)
             if old is None or old[0] < before:  # watermarks only move forward
-                table[revocation.value] = (
-                    before,
-                    max(revocation.expires_at, old[1] if old else 0.0),
-                )
+                table[value] = (before, max(expires_at, old[1] if old else 0.0))
         self.generation += 1
         if seq is not None:
             # Only ever set by an in-order feed (since(), or a contiguous pub/sub message); a
@@ -55,18 +70,27 @@ class RevocationMirror:
     def reason(self, jti: str, sub: str, sid: str | None, client_id: str, iat: int) -> str | None:
         """Why a token is revoked, or None. Called on every cache hit whose generation is old."""
         if jti in self.jtis:
-            return "the access token was revoked"
+            return REVOKED_JTI
         mark = self.subjects.get(sub)
         if mark is not None and iat < mark[0]:
-            return "the subject's tokens were revoked"
+            return REVOKED_SUBJECT
         if sid is not None:
             mark = self.sessions.get(sid)
             if mark is not None and iat < mark[0]:
-                return "the session ended"
+                return REVOKED_SESSION
         mark = self.clients.get(client_id)
         if mark is not None and iat < mark[0]:
-            return "the client's tokens were revoked"
+            return REVOKED_CLIENT
         return None
+
+    def ensure_following(self) -> Awaitable[None] | None:
+        """Called on every validator miss. A mirror fed from elsewhere (the server's feed, a
+        gateway's) has nothing to do here; `RemoteRevocations` starts following on first use,
+        and returns something to await while its first snapshot is on the way."""
+        return None
+
+    def ensure_following_sync(self) -> None:
+        """`ensure_following` for synchronous validation: it may block for the first snapshot."""
 
     def purge(self, now: float) -> int:
         """Forget entries every matching token of which has expired. Returns how many went."""

@@ -127,27 +127,33 @@ class Validator:
         raw = credentials(authorization)[1] if binding == DPOP else bearer_token(authorization)
         if "." not in raw:
             token = await self._resolve_opaque(raw, self._opaque_async)
-            return self._admit(authorization if cache else None, token, binding=binding)
-        await self.keys.refresh(unknown_kid=False)  # no-op unless a remote set is past max-age
-        try:
-            token = self._verify_jwt(raw)
-        except UnknownKeyError:
-            if not await self.keys.refresh(unknown_kid=True):
-                raise InvalidToken("no key matches the token's kid") from None
-            token = self._verify_jwt_known_keys(raw)
+        else:
+            await self.keys.refresh(unknown_kid=False)  # no-op unless a remote set is past max-age
+            try:
+                token = self._verify_jwt(raw)
+            except UnknownKeyError:
+                if not await self.keys.refresh(unknown_kid=True):
+                    raise InvalidToken("no key matches the token's kid") from None
+                token = self._verify_jwt_known_keys(raw)
+        # A remote mirror starts following on the first token worth checking (not on garbage).
+        following = self.revocations.ensure_following()
+        if following is not None:
+            await following
         return self._admit(authorization if cache else None, token, binding=binding)
 
     def _miss_sync(self, authorization: str | None) -> AccessToken:
         raw = bearer_token(authorization)
         if "." not in raw:
-            return self._admit(authorization, self._resolve_opaque_sync(raw))
-        self.keys.refresh_sync(unknown_kid=False)
-        try:
-            token = self._verify_jwt(raw)
-        except UnknownKeyError:
-            if not self.keys.refresh_sync(unknown_kid=True):
-                raise InvalidToken("no key matches the token's kid") from None
-            token = self._verify_jwt_known_keys(raw)
+            token = self._resolve_opaque_sync(raw)
+        else:
+            self.keys.refresh_sync(unknown_kid=False)
+            try:
+                token = self._verify_jwt(raw)
+            except UnknownKeyError:
+                if not self.keys.refresh_sync(unknown_kid=True):
+                    raise InvalidToken("no key matches the token's kid") from None
+                token = self._verify_jwt_known_keys(raw)
+        self.revocations.ensure_following_sync()
         return self._admit(authorization, token)
 
     def _opaque_async(self, raw: str) -> Awaitable[AccessToken | None]:

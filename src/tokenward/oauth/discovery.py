@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tokenward.guard.revocation_wire import METADATA_FIELD, PATH
 from tokenward.oauth.client_auth import METHODS
 from tokenward.tokens.dpop import PROOF_ALGS
 
@@ -18,6 +19,7 @@ def metadata(
     signing_algs: Sequence[str],
     *,
     openid: bool,
+    revocation_feed: bool = True,
 ) -> dict[str, Any]:
     base = issuer.rstrip("/")
     document: dict[str, Any] = {
@@ -44,6 +46,8 @@ def metadata(
         "introspection_signing_alg_values_supported": list(signing_algs),
         "dpop_signing_alg_values_supported": list(PROOF_ALGS),  # RFC 9449 §5.1
     }
+    if revocation_feed:  # a tokenward extension: the log RemoteRevocations follows
+        document[METADATA_FIELD] = base + PATH
     if openid:
         document.update(
             {

@@ -41,6 +41,7 @@ ENDPOINTS = frozenset(
         "/consent",
         "/logout",
         "/jwks",
+        "/revocations",  # long-polls: its latency is the hold time, by design
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",
         "/healthz",

@@ -28,6 +28,7 @@ from tokenward.server.routes import (
     oidc,
     ops,
 )
+from tokenward.server.routes import revocations as revocation_feed
 from tokenward.wiring import Services
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ def create_app(services: Services, *, tracer_provider: TracerProvider | None = N
     app.include_router(admin.router(services))
     app.include_router(admin_api.router(services))
     app.include_router(ops.router(services))  # /readyz; /metrics when TOKENWARD_METRICS=on
+    if services.settings.revocation_feed:
+        app.include_router(revocation_feed.router(services))
     app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
     if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
         app.add_middleware(

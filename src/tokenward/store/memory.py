@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -46,6 +47,12 @@ class MemoryRevocationStore:
 
     async def active(self, now: float) -> Sequence[tuple[int, Revocation]]:
         return [(seq, rev) for seq, rev in self._log if rev.expires_at > now]
+
+    async def page(
+        self, after: int, now: float, limit: int
+    ) -> tuple[int, Sequence[tuple[int, Revocation]]]:
+        live = (entry for entry in self._log[after:] if entry[1].expires_at > now)
+        return len(self._log), list(itertools.islice(live, limit))
 
 
 class MemoryAccessTokenStore:

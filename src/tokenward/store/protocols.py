@@ -41,6 +41,14 @@ class RevocationStore(Protocol):
         """Every revocation that can still match a live token: how a mirror starts."""
         ...
 
+    async def page(
+        self, after: int, now: float, limit: int
+    ) -> tuple[int, Sequence[tuple[int, Revocation]]]:
+        """The log's head (its highest sequence number, 0 when empty), read first, and up to
+        `limit` entries with `after < seq <= head` still live at `now`, oldest first: how a
+        remote follower pages from a snapshot (after=0) to the tail."""
+        ...
+
 
 class AccessTokenStore(Protocol):
     """Opaque access tokens by digest."""

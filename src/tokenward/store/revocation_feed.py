@@ -85,6 +85,7 @@ class RevocationFeed:
         self._publish_lock = asyncio.Lock()
         self.synced_at: float | None = None
         self.applied_seq = 0
+        self._changed = asyncio.Event()
 
     # --- RevocationStore -----------------------------------------------------------------
     async def revoke(self, revocation: Revocation) -> int:
@@ -93,6 +94,7 @@ class RevocationFeed:
             self._on_revoke(revocation.kind)
         for mirror in self._mirrors:
             mirror.apply(revocation)  # at once here; the feed advances applied_seq in order
+        self._notify()
         self._unpublished.append((seq, revocation))
         try:
             async with asyncio.timeout(PUBLISH_WAIT):
@@ -106,6 +108,17 @@ class RevocationFeed:
 
     async def active(self, now: float) -> Sequence[tuple[int, Revocation]]:
         return await self._durable.active(now)
+
+    async def page(
+        self, after: int, now: float, limit: int
+    ) -> tuple[int, Sequence[tuple[int, Revocation]]]:
+        return await self._durable.page(after, now, limit)
+
+    def changed(self) -> asyncio.Event:
+        """Set as soon as this node learns of a new entry (written here, pushed by Redis or
+        re-read from the log): what a long-poll on GET /revocations waits on. Take it before
+        reading the log, so an entry that lands in between still wakes the reader."""
+        return self._changed
 
     # --- life cycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -136,6 +149,8 @@ class RevocationFeed:
             entries = await self._durable.since(self.applied_seq)
             for seq, revocation in entries:
                 self._apply(seq, revocation)
+            if entries:
+                self._notify()
             self._mark_fresh()
             return len(entries)
 
@@ -145,6 +160,10 @@ class RevocationFeed:
             mirror.apply(revocation, seq if advance else None)
         if advance:
             self.applied_seq = max(self.applied_seq, seq)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def _mark_fresh(self) -> None:
         self.synced_at = now = self._clock()
@@ -160,6 +179,7 @@ class RevocationFeed:
             return
         if seq == self.applied_seq + 1:
             self._apply(seq, revocation)
+            self._notify()
         elif seq > self.applied_seq:
             await self.resync()  # a gap: a message was lost or arrived out of order
 

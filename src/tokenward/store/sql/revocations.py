@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Select, insert, select, text
+from sqlalchemy import Select, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenward.store.records import Revocation
@@ -53,6 +53,29 @@ class SqlRevocationStore:
 
     async def active(self, now: float) -> Sequence[tuple[int, Revocation]]:
         return await self._entries(select(RevocationRow).where(RevocationRow.expires_at > now))
+
+    async def page(
+        self, after: int, now: float, limit: int
+    ) -> tuple[int, Sequence[tuple[int, Revocation]]]:
+        async with self._sessions() as session:
+            # Head first, entries bounded by it: writers commit in seq order (see revoke), so
+            # every seq up to a visible head is committed and a follower that moves its cursor
+            # to the head skips nothing.
+            head = await session.scalar(select(func.max(RevocationRow.seq))) or 0
+            rows = await session.scalars(
+                select(RevocationRow)
+                .where(
+                    RevocationRow.seq > after,
+                    RevocationRow.seq <= head,
+                    RevocationRow.expires_at > now,
+                )
+                .order_by(RevocationRow.seq)
+                .limit(limit)
+            )
+            return head, [
+                (row.seq, Revocation(row.kind, row.value, row.issued_before, row.expires_at))
+                for row in rows
+            ]
 
     async def _entries(self, query: Select[RevocationRow]) -> list[tuple[int, Revocation]]:
         async with self._sessions() as session:
