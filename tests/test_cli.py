@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
+from tokenward import __version__
 from tokenward.cli import app
 from tokenward.config import load_settings
 from tokenward.oauth.client_auth import ASSERTION_TYPE, ClientAuthenticator
@@ -302,3 +303,9 @@ def test_a_private_key_jwt_client_can_name_its_jwks_uri(data_dir: Path) -> None:
     )
     assert code == 1
     assert "--jwks-uri" in str(out)
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"tokenward {__version__}"
