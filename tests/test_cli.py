@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import time
 from pathlib import Path
 
+import jwt
+import jwt.algorithms
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
+from tokenward import __version__
 from tokenward.cli import app
+from tokenward.config import load_settings
+from tokenward.oauth.client_auth import ASSERTION_TYPE, ClientAuthenticator
+from tokenward.startup import open_services
+from tokenward.tokens.jwk import public_jwk
+from tokenward.wiring import Services
 
 runner = CliRunner()
 
@@ -92,13 +104,30 @@ def test_duplicate_client_is_a_clear_error(data_dir: Path) -> None:
     assert "exists already" in str(out)
 
 
-def test_rotation_needs_force_until_next_key_is_published(data_dir: Path) -> None:
+def test_the_readme_rotation_works_on_a_fresh_install(data_dir: Path) -> None:
+    code, rotated = run(data_dir, "keys", "rotate")
+    assert code == 0, rotated
+    assert {k["state"] for k in rotated} == {"retiring", "active", "next"}  # type: ignore[union-attr]
+
+
+def test_a_second_rotation_needs_force_until_the_new_next_key_is_published(
+    data_dir: Path,
+) -> None:
+    assert run(data_dir, "keys", "rotate")[0] == 0
     code, out = run(data_dir, "keys", "rotate")
     assert code == 1
     assert "--force" in str(out)
     code, rotated = run(data_dir, "keys", "rotate", "--force")
     assert code == 0
     assert {k["state"] for k in rotated} == {"retiring", "active", "next"}  # type: ignore[union-attr]
+    _, keys = run(data_dir, "keys", "list")
+    # The keys that signed live tokens still verify (retiring), so --force breaks none of them.
+    assert sorted(k["state"] for k in keys if k["alg"] == "ES256") == [  # type: ignore[union-attr,index]
+        "active",
+        "next",
+        "retiring",
+        "retiring",
+    ]
 
 
 def test_wrong_master_key_fails_at_start_with_a_clear_error(
@@ -106,12 +135,177 @@ def test_wrong_master_key_fails_at_start_with_a_clear_error(
 ) -> None:
     monkeypatch.setenv("TOKENWARD_MASTER_KEY", "A" * 43)
     code, out = run(data_dir, "keys", "list")
-    assert code == 1
+    assert code == 2  # tokenward cannot start as configured
     assert "wrong master key" in str(out)
     assert "Traceback" not in str(out)
 
 
 def test_missing_master_key_is_a_clear_error(tmp_path: Path) -> None:
     code, out = run(tmp_path, "keys", "list")
-    assert code == 1
+    assert code == 2
     assert "no master key" in str(out)
+
+
+def test_keys_list_prints_iso_8601_utc_times(data_dir: Path) -> None:
+    code, keys = run(data_dir, "keys", "list")
+    assert code == 0
+    for key in keys:  # type: ignore[union-attr]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", key["created_at"]), key  # type: ignore[index]
+
+
+def test_user_list_shows_users_without_password_hashes(data_dir: Path) -> None:
+    run(data_dir, "user", "create", "--username", "erin", "--password-stdin", stdin="erin's pw 1\n")
+    run(data_dir, "user", "admin", "--username", "erin")
+    code, users = run(data_dir, "user", "list")
+    assert code == 0, users
+    [erin] = users  # type: ignore[misc]
+    assert erin["username"] == "erin"
+    assert erin["admin"] is True
+    assert set(erin) == {
+        "user_id",
+        "username",
+        "disabled",
+        "admin",
+        "created_at",
+        "password_changed_at",
+    }
+    assert "argon2" not in json.dumps(users)
+
+
+def _client_key(kid: str = "k1") -> tuple[ec.EllipticCurvePrivateKey, dict[str, str]]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key, public_jwk(key.public_key(), kid, "ES256")
+
+
+def test_a_private_key_jwt_client_registered_from_a_jwks_file_authenticates(
+    data_dir: Path,
+) -> None:
+    key, jwk = _client_key()
+    path = data_dir / "client-jwks.json"
+    path.write_text(json.dumps({"keys": [jwk]}))
+    code, created = run(
+        data_dir,
+        "client",
+        "create",
+        "--client-id",
+        "robot",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "read",
+        "--jwks",
+        str(path),
+    )
+    assert code == 0, created
+    assert created["auth_method"] == "private_key_jwt"  # type: ignore[index]
+    assert created["jwks_kids"] == ["k1"]  # type: ignore[index]
+    assert "client_secret" not in created  # type: ignore[operator]
+    assertion = jwt.encode(
+        {
+            "iss": "robot",
+            "sub": "robot",
+            "aud": "http://127.0.0.1:8000/token",
+            "jti": "once",
+            "exp": int(time.time()) + 60,
+        },
+        key,
+        algorithm="ES256",
+        headers={"kid": "k1"},
+    )
+
+    async def authenticate(services: Services) -> str:
+        authenticator = ClientAuthenticator(
+            services.stores.clients,
+            services.hasher,
+            services.stores.replay,
+            frozenset({"http://127.0.0.1:8000/token"}),
+        )
+        params = {"client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
+        return (await authenticator.authenticate(params, None)).client_id
+
+    settings = load_settings(data_dir=data_dir)
+
+    async def main() -> str:
+        services = await open_services(settings)
+        try:
+            return await authenticate(services)
+        finally:
+            await services.stores.aclose()
+
+    assert asyncio.run(main()) == "robot"
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ("private", "private or secret key members"),
+        (
+            '{"keys": [{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "alg": "HS256"}]}',
+            "private or secret key members",
+        ),
+        ('{"keys": [], "keys": []}', "JSON object"),
+        ('{"keys": []}', "no signature key"),
+        ("dup", "duplicate kid"),
+    ],
+)
+def test_a_jwks_file_with_private_or_unsafe_keys_is_refused(
+    data_dir: Path, document: str, problem: str
+) -> None:
+    key, jwk = _client_key()
+    if document == "private":
+        private = json.loads(
+            jwt.algorithms.ECAlgorithm.to_jwk(key)  # the full private JWK, with "d"
+        )
+        document = json.dumps({"keys": [private]})
+    elif document == "dup":
+        document = json.dumps({"keys": [jwk, _client_key()[1]]})
+    path = data_dir / "client-jwks.json"
+    path.write_text(document)
+    code, out = run(
+        data_dir,
+        "client",
+        "create",
+        "--client-id",
+        "robot",
+        "--grant-type",
+        "client_credentials",
+        "--jwks",
+        str(path),
+    )
+    assert code == 1
+    assert problem in str(out)
+    code, clients = run(data_dir, "client", "list")
+    assert clients == []
+
+
+def test_a_private_key_jwt_client_can_name_its_jwks_uri(data_dir: Path) -> None:
+    base = ("client", "create", "--grant-type", "client_credentials")
+    code, created = run(
+        data_dir, *base, "--client-id", "robot", "--jwks-uri", "https://robot.example/jwks.json"
+    )
+    assert code == 0, created
+    assert created["auth_method"] == "private_key_jwt"  # type: ignore[index]
+    assert created["jwks_uri"] == "https://robot.example/jwks.json"  # type: ignore[index]
+    code, out = run(data_dir, *base, "--client-id", "r2", "--jwks-uri", "http://robot.example/k")
+    assert code == 1
+    assert "https" in str(out)
+    path = data_dir / "keys.json"
+    path.write_text(json.dumps({"keys": [_client_key()[1]]}))
+    code, out = run(
+        data_dir,
+        *base,
+        "--client-id",
+        "r3",
+        "--jwks",
+        str(path),
+        "--jwks-uri",
+        "https://x.example/k",
+    )
+    assert code == 1
+    assert "--jwks-uri" in str(out)
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"tokenward {__version__}"

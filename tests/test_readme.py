@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +134,21 @@ def test_the_example_refuses_tokens_revoked_at_a_real_server(
         # The CLI writes the log directly; the server reads it back within its 2 s resync.
         by_cli = refused_within(api, headers, bound=3.0)
         print(f"revoked → refused by the example: /revoke {by_endpoint:.3f} s, CLI {by_cli:.3f} s")
+
+
+def test_the_readme_admin_commands_run_as_written_on_a_fresh_data_dir(tmp_path: Path) -> None:
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), flags=re.S)
+    [commands] = [block for block in blocks if "tokenward keys rotate" in block]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
+    done = subprocess.run(
+        ["/bin/sh", "-e", "-c", commands],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"revoked"' in done.stdout

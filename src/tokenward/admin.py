@@ -6,14 +6,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 
 from tokenward.oauth.client_auth import METHODS, SecretHasher
 from tokenward.store.protocols import Conflict
 from tokenward.store.records import ClientRecord, Revocation, RevocationKind, UserRecord
+from tokenward.tokens.errors import JoseError
+from tokenward.tokens.jwk import PRIVATE_MEMBERS, key_set_from_jwks
+from tokenward.tokens.jws import loads_object
 from tokenward.wiring import Services
 
 GRANT_TYPES = (
@@ -39,6 +44,7 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "token_format": client.token_format,
         "skip_consent": client.skip_consent,
         "disabled": client.disabled,
+        "jwks_uri": client.jwks_uri,
     }
 
 
@@ -55,14 +61,19 @@ async def create_client(
     token_format: str = "jwt",
     skip_consent: bool = False,
     audience: list[str] | None = None,
+    jwks: str | None = None,
+    jwks_uri: str | None = None,
 ) -> dict[str, Any]:
+    """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys a
+    private_key_jwt client signs its assertions with; that method needs one of them."""
     if await services.stores.clients.get(client_id) is not None:
         raise AdminError(f"client {client_id!r} exists already")
-    method = auth_method or ("none" if public else "client_secret_basic")
-    if method not in METHODS:
-        raise AdminError(f"auth method must be one of {', '.join(METHODS)}")
-    if public != (method == "none"):
-        raise AdminError("public clients use auth method none, and only they do")
+    if jwks is not None and jwks_uri is not None:
+        raise AdminError("give the client's keys (--jwks) or where to fetch them (--jwks-uri)")
+    method = _auth_method(auth_method, public=public, keys=jwks is not None or jwks_uri is not None)
+    key_set = public_key_set(jwks) if jwks is not None else None
+    if jwks_uri is not None:
+        check_jwks_uri(jwks_uri)
     unknown = [grant for grant in grant_types if grant not in GRANT_TYPES]
     if unknown or not grant_types:
         raise AdminError(f"grant types must be among {', '.join(GRANT_TYPES)}")
@@ -83,12 +94,64 @@ async def create_client(
         audience=tuple(audience or ()),
         token_format=token_format,
         skip_consent=skip_consent,
+        jwks=key_set,
+        jwks_uri=jwks_uri,
     )
     await services.stores.clients.put(client)
     view = client_view(client)
+    if key_set is not None:
+        view["jwks_kids"] = [key.get("kid") for key in json.loads(key_set)["keys"]]
     if secret and method != "none":
         view["client_secret"] = secret  # shown once; only its digest is stored
     return view
+
+
+def _auth_method(requested: str | None, *, public: bool, keys: bool) -> str:
+    default = "private_key_jwt" if keys else "none" if public else "client_secret_basic"
+    method = requested or default
+    if method not in METHODS:
+        raise AdminError(f"auth method must be one of {', '.join(METHODS)}")
+    if (method == "private_key_jwt") != keys:
+        raise AdminError(
+            "private_key_jwt clients need their public keys (--jwks or --jwks-uri), and only they"
+        )
+    if public != (method == "none"):
+        raise AdminError("public clients use auth method none, and only they do")
+    return method
+
+
+def check_jwks_uri(url: str) -> None:
+    """https, as for issuers (RFC 7591 §2 asks TLS of it); plain http only on loopback."""
+    parts = urlsplit(url)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if (parts.scheme != "https" and not loopback) or not parts.hostname or parts.fragment:
+        raise AdminError("the jwks_uri must be an https URL without a fragment (http on loopback)")
+
+
+def public_key_set(document: str) -> str:
+    """A client's JWKS, loaded as the token endpoint will load it (tokens.jwk: pinned algorithms,
+    no weak keys, no duplicate kids) and kept as public keys only. Private or secret members
+    are refused: the server must never hold a client's private key."""
+    try:
+        parsed = loads_object(document.encode())
+    except JoseError:
+        raise AdminError("the JWKS must be a JSON object (strict: no duplicate members)") from None
+    entries = parsed.get("keys")
+    if isinstance(entries, list) and any(
+        isinstance(entry, Mapping) and PRIVATE_MEMBERS & entry.keys() for entry in entries
+    ):
+        raise AdminError(
+            "the JWKS holds private or secret key members "
+            f"({', '.join(sorted(PRIVATE_MEMBERS))}): register the public keys only"
+        )
+    try:
+        keys = key_set_from_jwks(parsed)
+    except JoseError as exc:
+        raise AdminError(f"the JWKS is refused: {exc}") from None
+    public = [dict(key.public_jwk) for key in keys.values() if key.public_jwk is not None]
+    if not public:
+        raise AdminError("the JWKS holds no signature key")
+    return json.dumps({"keys": public}, sort_keys=True)
 
 
 async def set_client_disabled(services: Services, client_id: str, disabled: bool) -> dict[str, Any]:
@@ -110,6 +173,25 @@ async def create_user(services: Services, username: str, password: str) -> dict[
     except Conflict:
         raise AdminError(f"username {username!r} is taken") from None
     return {"user_id": user.user_id, "username": user.username}
+
+
+def user_view(user: UserRecord) -> dict[str, Any]:
+    """What an operator may see of a user: never the password hash."""
+    return {
+        "user_id": user.user_id,
+        "username": user.username,
+        "disabled": user.disabled,
+        "admin": is_admin(user),
+        "created_at": iso_time(user.created_at),
+        "password_changed_at": iso_time(user.password_changed_at),
+    }
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """ISO 8601 in UTC, to the second: `2026-12-04T17:51:00Z`."""
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 async def set_password(services: Services, username: str, password: str) -> dict[str, Any]:
@@ -159,7 +241,7 @@ async def revoke(
             done.append({"kind": kind, "value": value, "issued_before": now, "seq": seq})
     if not done:
         raise AdminError("say what to revoke: --token, --subject, --session or --client")
-    return {"revoked": done, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+    return {"revoked": done, "at": iso_time(now)}
 
 
 async def rotate_client_secret(services: Services, client_id: str) -> dict[str, Any]:

@@ -8,34 +8,37 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 import uvicorn
 
-from tokenward import client_cli
+from tokenward import __version__, client_cli, startup
+from tokenward import demo as demo_accounts
 from tokenward.admin import (
     AdminError,
     client_view,
     create_client,
     create_user,
+    iso_time,
     revoke,
     rotate_client_secret,
     set_admin,
     set_client_disabled,
     set_password,
+    user_view,
 )
-from tokenward.config import Settings
+from tokenward.config import Settings, loopback_issuer
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.server.app import create_app
 from tokenward.server.serving import Server
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
-from tokenward.tokens.errors import MasterKeyError
+from tokenward.startup import StartupError
 from tokenward.tokens.jws import parse_compact, payload_object
 from tokenward.tokens.keyring import KeyRotationError
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, open_stores
+from tokenward.wiring import Services
 
 T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -49,51 +52,79 @@ app.command("login")(client_cli.login)
 app.command("call")(client_cli.call)
 app.add_typer(client_cli.token_app, name="token")
 
-DEMO_CLIENT = "demo-client"
-DEMO_USER = "demo"
-
 
 class State:
-    data_dir: Path = Path("var")
+    data_dir: Path | None = None  # None: TOKENWARD_DATA_DIR, else ./var
     issuer: str | None = None
 
 
 def _settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"data_dir": State.data_dir}
-    if State.issuer:
-        values["issuer"] = State.issuer
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+    """Flag > TOKENWARD_* environment > <data_dir>/tokenward.env > default (config.load_settings);
+    a bad setting is one line and exit 2."""
+    overrides.setdefault("issuer", State.issuer)
+    try:
+        return startup.settings(data_dir=State.data_dir, **overrides)
+    except StartupError as exc:
+        _startup_failed(exc)
+
+
+def _startup_failed(exc: StartupError) -> NoReturn:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
 
 
 def _emit(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def _run(action: Callable[[Any], Awaitable[T]], settings: Settings | None = None) -> T:
-    """Open the stores and services, run one action, close. Clear errors, exit 1, no traces."""
+def _run(
+    action: Callable[[Any], Awaitable[T]],
+    settings: Settings | None = None,
+    *,
+    create_schema: bool = False,
+) -> T:
+    """Open the stores and services, run one action, close. Clear errors, no traces: exit 2 when
+    tokenward cannot start as configured, 1 when the action itself is refused."""
+
+    resolved = settings or _settings()
 
     async def main() -> T:
-        resolved = settings or _settings()
-        stores = await open_stores(resolved)
+        services = await startup.open_services(resolved, create_schema=create_schema)
         try:
-            return await action(await build_services(resolved, stores))
+            return await action(services)
         finally:
-            await stores.aclose()
+            await services.stores.aclose()
 
     try:
         return asyncio.run(main())
-    except (AdminError, MasterKeyError, KeyRotationError) as exc:
+    except StartupError as exc:
+        _startup_failed(exc)
+    except (AdminError, KeyRotationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tokenward {__version__}")
+        raise typer.Exit
 
 
 @app.callback()
 def main_options(
     data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="Where the database and keys live")
-    ] = Path("var"),
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where the database and keys live [default: TOKENWARD_DATA_DIR, else ./var]",
+            show_default=False,
+        ),
+    ] = None,
     issuer: Annotated[str | None, typer.Option("--issuer", help="Exact issuer URL")] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version"),
+    ] = False,
 ) -> None:
     State.data_dir = data_dir
     State.issuer = issuer
@@ -101,20 +132,36 @@ def main_options(
 
 @app.command()
 def init() -> None:
-    """Create the data directory, a master key file (0600) and the database, if absent."""
+    """Create the data directory, a master key file (0600), the database (and its PostgreSQL
+    schema) and the first keys, where absent."""
     settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     key_file = settings.master_key_file or settings.data_dir / "master.key"
     created = False
-    if settings.master_key is None and not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(generate_master_key() + "\n")
-        created = True
+    try:
+        startup.check_data_dir(settings.data_dir)
+        if settings.master_key is None and not key_file.exists():
+            _write_master_key(key_file)
+            created = True
+    except StartupError as exc:
+        _startup_failed(exc)
     kids = _run(
-        lambda services: _async([key.kid for key in services.keys.managed_keys()]), settings
+        lambda services: _async([key.kid for key in services.keys.managed_keys()]),
+        settings,
+        create_schema=True,
     )
     _emit({"data_dir": str(settings.data_dir), "master_key_created": created, "keys": kids})
+
+
+def _write_master_key(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the master key file {path}: {exc.strerror} "
+            "(TOKENWARD_MASTER_KEY_FILE, or set TOKENWARD_MASTER_KEY instead)"
+        ) from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generate_master_key() + "\n")
 
 
 async def _async(value: T) -> T:
@@ -127,8 +174,21 @@ def serve(
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     issuer: Annotated[str | None, typer.Option("--issuer", help="Exact issuer URL")] = None,
 ) -> None:
-    """Serve the authorization server."""
-    _serve(_settings(issuer=issuer or State.issuer or f"http://{host}:{port}"), host, port)
+    """Serve the authorization server. The issuer is --issuer, else TOKENWARD_ISSUER, else
+    http://HOST:PORT on a loopback address."""
+    _serve(_server_settings(host, port, issuer), host, port)
+
+
+def _server_settings(host: str, port: int, issuer: str | None) -> Settings:
+    settings = _settings(issuer=issuer or State.issuer, default_issuer=loopback_issuer(host, port))
+    if "issuer" not in settings.model_fields_set:
+        _startup_failed(
+            StartupError(
+                f"serving on {host} needs TOKENWARD_ISSUER: set it (or --issuer) to the https URL "
+                "clients reach this server at, e.g. TOKENWARD_ISSUER=https://auth.example.com"
+            )
+        )
+    return settings
 
 
 @app.command()
@@ -136,60 +196,34 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
 ) -> None:
-    """`make run`: init, a demo client and user if absent, print a first-token curl, serve."""
+    """`make run`: init, demo client, user and admin; print their logins and a first call; serve."""
     init()
-    settings = _settings(issuer=State.issuer or f"http://{host}:{port}")
-    secret = _run(_ensure_demo, settings)
-    base = settings.issuer.rstrip("/")
-    typer.echo("\ntokenward is starting. Get a first token (client credentials):\n")
-    if secret:
-        typer.echo(
-            f"  curl -s -u {DEMO_CLIENT}:{secret} -d grant_type=client_credentials {base}/token\n"
-        )
-        typer.echo("The demo client's secret is shown once; it is stored only as a digest.")
-    else:
-        typer.echo(
-            f"  curl -s -u {DEMO_CLIENT}:<secret printed on the first run> "
-            f"-d grant_type=client_credentials {base}/token\n"
-        )
-        typer.echo(
-            f"(lost it? `tokenward --data-dir {settings.data_dir} "
-            f"client rotate-secret {DEMO_CLIENT}`)"
-        )
+    settings = _server_settings(host, port, None)
+    logins = _run(demo_accounts.prepare, settings)
+    program = sys.argv[0] if Path(sys.argv[0]).name == "tokenward" else "tokenward"
     typer.echo(
-        f"Then call the demo API: curl -H 'Authorization: Bearer <access_token>' {base}/api/hello"
-    )
-    typer.echo(f"Discovery: {base}/.well-known/openid-configuration   API docs: {base}/docs\n")
-    _serve(settings, host, port)
-
-
-async def _ensure_demo(services: Any) -> str | None:
-
-    secret = None
-    if await services.stores.clients.get(DEMO_CLIENT) is None:
-        created = await create_client(
-            services,
-            DEMO_CLIENT,
-            grant_types=["client_credentials"],
-            scope="read write",
-            redirect_uris=[],
+        demo_accounts.banner(
+            settings.issuer, logins, program=program, data_dir=str(settings.data_dir)
         )
-        secret = created["client_secret"]
-    if await services.stores.users.by_username(DEMO_USER) is None:
-        await create_user(services, DEMO_USER, "demo-password")
-    return secret
+    )
+    _serve(settings, host, port)
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
 
     async def main() -> None:
-        stores = await open_stores(settings)
+        sock = startup.listen(host, port)
         try:
-            services = await build_services(settings, stores)
+            services = await startup.open_services(settings)
+        except BaseException:
+            sock.close()
+            raise
+        try:
             if settings.redis_url:
                 # What gateways put in `revocations.namespace` / `monitor.namespace` when they
                 # cannot derive it (docs/gateway.md).
                 typer.echo(f"redis_namespace={settings.redis_namespace}")
+            typer.echo(f"listening on {host}:{port}, issuer {settings.issuer}")
             config = uvicorn.Config(
                 create_app(services),
                 host=host,
@@ -200,15 +234,18 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 # Bounded request heads, a head deadline, a connection cap (TOKENWARD_MAX_*).
                 **server_options(settings.head_limits(), fds_per_connection=1),
             )
-            await Server(config, services.revocation_publisher.close).serve()
+            await Server(config, services.revocation_publisher.close).serve(sockets=[sock])
         finally:
-            await stores.aclose()
+            await services.stores.aclose()
 
     try:
         asyncio.run(main())
-    except (MasterKeyError, TracingUnavailable, LimitError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except StartupError as exc:
+        _startup_failed(exc)
+    except TracingUnavailable as exc:  # TOKENWARD_OTEL_ENABLED without the otel extra
+        _startup_failed(StartupError(f"TOKENWARD_OTEL_ENABLED: {exc}"))
+    except LimitError as exc:  # TOKENWARD_MAX_CONNECTIONS does not fit the fd limit
+        _startup_failed(StartupError(str(exc)))
 
 
 # --- clients -------------------------------------------------------------------------------
@@ -226,9 +263,24 @@ def client_create(
     token_format: Annotated[str, typer.Option("--token-format")] = "jwt",
     skip_consent: Annotated[bool, typer.Option("--skip-consent")] = False,
     audience: Annotated[list[str] | None, typer.Option("--audience", help="Repeatable")] = None,
+    jwks: Annotated[
+        Path | None,
+        typer.Option(
+            "--jwks",
+            help="A JSON file of the client's public keys (a JWKS): makes it private_key_jwt",
+            dir_okay=False,
+        ),
+    ] = None,
+    jwks_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--jwks-uri",
+            help="Where the client publishes its public keys (https): makes it private_key_jwt",
+        ),
+    ] = None,
 ) -> None:
     """Register a client; prints its secret once."""
-
+    key_set = _read_text(jwks) if jwks is not None else None
     _emit(
         _run(
             lambda s: create_client(
@@ -243,9 +295,19 @@ def client_create(
                 token_format=token_format,
                 skip_consent=skip_consent,
                 audience=audience,
+                jwks=key_set,
+                jwks_uri=jwks_uri,
             )
         )
     )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: cannot read {path}: {getattr(exc, 'strerror', None) or exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @client_app.command("list")
@@ -292,6 +354,16 @@ def user_create(
     _emit(_run(lambda s: create_user(s, username, password)))
 
 
+@user_app.command("list")
+def user_list() -> None:
+    """Every user: id, username, disabled, admin, dates (never a password hash)."""
+
+    async def action(services: Services) -> list[dict[str, Any]]:
+        return [user_view(user) for user in await services.stores.users.list_all()]
+
+    _emit(_run(action))
+
+
 @user_app.command("set-password")
 def user_set_password(
     username: Annotated[str, typer.Option("--username")],
@@ -321,10 +393,10 @@ def keys_list() -> None:
                 "kid": k.kid,
                 "alg": k.alg.name,
                 "state": k.state.value,
-                "created_at": k.created_at,
-                "activated_at": k.activated_at,
-                "retiring_at": k.retiring_at,
-                "retired_at": k.retired_at,
+                "created_at": iso_time(k.created_at),
+                "activated_at": iso_time(k.activated_at),
+                "retiring_at": iso_time(k.retiring_at),
+                "retired_at": iso_time(k.retired_at),
             }
             for k in services.keys.managed_keys()
             if k

@@ -1,12 +1,14 @@
 """Settings, read once by the composition root (wiring.py). Nothing else reads the environment.
 
-Every field can be set as TOKENWARD_<NAME> (e.g. TOKENWARD_ISSUER) or in `<data_dir>/tokenward.env`.
+Every field can be set as TOKENWARD_<NAME> (e.g. TOKENWARD_ISSUER) or in `<data_dir>/tokenward.env`
+(docs/configuration.md lists them all). `load_settings` applies the precedence.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +17,9 @@ from tokenward.proxies import IpNetwork, parse_networks
 from tokenward.serving.limits import HeadLimits
 from tokenward.tokens.algorithms import GENERATED
 from tokenward.tokens.errors import MasterKeyError
+
+ENV_FILE = "tokenward.env"  # in the data directory; the environment overrides it
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 class Settings(BaseSettings):
@@ -136,6 +141,37 @@ class Settings(BaseSettings):
                 f"no master key: set TOKENWARD_MASTER_KEY or create {path} "
                 "(`tokenward init` does both for a new deployment)"
             ) from None
+
+
+class _DataDir(BaseSettings):
+    """The data directory alone, read first: it says where tokenward.env is."""
+
+    model_config = SettingsConfigDict(env_prefix="TOKENWARD_", extra="ignore")
+
+    data_dir: Path = Path("var")
+
+
+def load_settings(*, default_issuer: str | None = None, **flags: Any) -> Settings:
+    """Settings by precedence: flag (a non-None keyword) > TOKENWARD_* environment >
+    `<data_dir>/tokenward.env` > `default_issuer` (issuer only) > the field's default."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    data_dir = Path(given.pop("data_dir", None) or _DataDir().data_dir)
+    # data_dir is passed on, so a TOKENWARD_DATA_DIR inside tokenward.env cannot move the file.
+    settings = Settings(_env_file=data_dir / ENV_FILE, data_dir=data_dir, **given)  # type: ignore[call-arg]
+    if default_issuer is not None and "issuer" not in settings.model_fields_set:
+        given["issuer"] = default_issuer
+        settings = Settings(_env_file=data_dir / ENV_FILE, data_dir=data_dir, **given)  # type: ignore[call-arg]
+    return settings
+
+
+def loopback_issuer(host: str, port: int) -> str | None:
+    """The development issuer for a loopback bind; None for any other address, which needs
+    TOKENWARD_ISSUER (the https URL clients reach, usually a load balancer's)."""
+    if host not in LOOPBACK_HOSTS:
+        return None
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def metrics_listener(value: str) -> tuple[str, int] | None:

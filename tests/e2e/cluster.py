@@ -50,9 +50,7 @@ class Cluster:
                 "serve",
                 "--port",
                 self.nodes[index].rsplit(":", 1)[1],
-                "--issuer",
-                self.issuer,
-            ],
+            ],  # the issuer comes from TOKENWARD_ISSUER, as docs/deployment.md says
             env=self.env,
             stdout=log if log is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,

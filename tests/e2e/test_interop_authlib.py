@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 
 import httpx
 import orjson
@@ -122,11 +121,8 @@ def test_client_credentials_with_post_and_private_key_jwt(live: Live) -> None:
             grant_types=["client_credentials"],
             scope="read",
             redirect_uris=[],
-            auth_method="private_key_jwt",
+            jwks=orjson.dumps(jwks).decode(),
         )
-        record = await live.services.stores.clients.get("pkjwt")
-        assert record is not None
-        await live.services.stores.clients.put(replace(record, jwks=orjson.dumps(jwks).decode()))
         return str(created["client_id"])
 
     asyncio.run(register())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import replace
 from urllib.parse import quote
 
+import httpx
 import orjson
 import pytest
 
@@ -16,6 +18,7 @@ from tokenward.oauth.client_auth import (
     SecretHasher,
     presented_credentials,
 )
+from tokenward.oauth.client_keys import ClientKeys
 from tokenward.oauth.errors import InvalidClient, InvalidRequest
 from tokenward.store.memory import MemoryClientStore, MemoryReplayCache
 from tokenward.store.records import ClientRecord
@@ -223,3 +226,44 @@ async def test_private_key_jwt_signed_by_another_key_refused(
     }
     with pytest.raises(InvalidClient):
         await authenticator.authenticate(params, None)
+
+
+@pytest.mark.anyio
+async def test_private_key_jwt_keys_from_the_clients_jwks_uri_follow_its_rotation(
+    store: MemoryClientStore, hasher: SecretHasher, clock: FrozenClock
+) -> None:
+    published = Keyring(KeyPolicy(), clock)
+    published.ensure_ready()
+    fetched: list[str] = []
+
+    def serve_jwks(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        return httpx.Response(200, json=published.jwks())
+
+    authenticator = ClientAuthenticator(
+        store,
+        hasher,
+        MemoryReplayCache(clock),
+        frozenset({ISSUER + "/token"}),
+        clock,
+        keys=ClientKeys(httpx.MockTransport(serve_jwks), clock=clock),
+    )
+    await store.put(
+        replace(
+            await register(store, hasher, "private_key_jwt"),
+            jwks_uri="https://app.example/jwks.json",
+        )
+    )
+
+    def params(jti: str) -> dict[str, str]:
+        assertion = _assertion(published, clock, jti=jti)
+        return {"client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
+
+    assert (await authenticator.authenticate(params("a"), None)).client_id == "app:1"
+    assert (await authenticator.authenticate(params("b"), None)).client_id == "app:1"
+    assert fetched == ["https://app.example/jwks.json"]  # cached
+    clock.advance(31)  # past the refetch interval
+    published.rotate(force=True)
+    published.rotate(force=True)  # the client signs with a key the cache does not hold
+    assert (await authenticator.authenticate(params("c"), None)).client_id == "app:1"
+    assert len(fetched) == 2

@@ -40,6 +40,7 @@ EVERY_FIELD = client(
     dpop_required=True,
     disabled=True,
     jwks='{"keys":[{"kty":"EC","crv":"P-256","x":"…","y":"…"}]}',
+    jwks_uri="https://app.example/jwks.json",
     id_token_alg="ES256",
     name="Die Küche — 台所",
 )

@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0003"
+HEAD = "0004"
 TABLES = {
     "signing_keys",
     "revocations",

@@ -56,11 +56,22 @@ def test_first_start_creates_active_and_next(clock: FrozenClock) -> None:
     assert keyring.ensure_ready() == []  # idempotent
 
 
+def test_a_fresh_keyring_rotates_at_once(clock: FrozenClock) -> None:
+    # `next` was created with the first active key: no JWKS without it was ever served.
+    keyring = ring(clock)
+    clock.advance(1)
+    upcoming = next(key for key in keyring.managed_keys() if key.state == KeyState.NEXT)
+    keyring.rotate()
+    assert keyring.active() is upcoming
+
+
 def test_rotation_waits_until_next_key_was_published_long_enough(clock: FrozenClock) -> None:
     keyring = ring(clock)
+    keyring.rotate()  # fresh: at once; the new `next` is younger than the keys cached before it
+    clock.advance(1)
     with pytest.raises(KeyRotationError, match="published"):
         keyring.rotate()
-    clock.advance(keyring.policy.publish_ahead)
+    clock.advance(keyring.policy.publish_ahead - 1)
     keyring.rotate()
 
 

@@ -20,12 +20,12 @@ from urllib.parse import unquote
 
 import orjson
 
+from tokenward.oauth.client_keys import ClientKeys
 from tokenward.oauth.errors import InvalidClient, InvalidRequest
 from tokenward.store.protocols import ClientStore
 from tokenward.store.records import ClientRecord
 from tokenward.tokens.errors import JoseError
-from tokenward.tokens.jwk import key_set_from_jwks
-from tokenward.tokens.jws import loads_object, payload_bytes, verify_compact
+from tokenward.tokens.jws import loads_object, parse_compact, payload_bytes, verify_compact
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 3600.0  # common client default (Authlib, Nimbus); jti kept until exp
@@ -129,7 +129,9 @@ class ClientAuthenticator:
         replay: ReplayCache,
         audiences: frozenset[str],
         clock: Callable[[], float] = time.time,
+        keys: ClientKeys | None = None,
     ) -> None:
+        self._keys = keys or ClientKeys()
         self._clients = clients
         self._hasher = hasher
         self._replay = replay
@@ -155,10 +157,9 @@ class ClientAuthenticator:
 
     async def _check_assertion(self, client: ClientRecord, assertion: str) -> None:
         try:
-            keys = key_set_from_jwks(orjson.loads(client.jwks or '{"keys": []}'))
-            jws, _key = verify_compact(
-                assertion, lambda kid: keys.get(kid) or (keys.get(None) if kid is None else None)
-            )
+            kid = parse_compact(assertion).header.get("kid")
+            lookup = await self._keys.lookup(client, kid if isinstance(kid, str) else None)
+            jws, _key = verify_compact(assertion, lookup)
             claims = loads_object(payload_bytes(jws))
         except (JoseError, orjson.JSONDecodeError):
             raise InvalidClient("client authentication failed") from None

@@ -18,7 +18,17 @@ from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server import tracing
 from tokenward.server.client_address import ClientAddressMiddleware
 from tokenward.server.edge import install_error_handlers
-from tokenward.server.routes import admin, admin_api, browser, demo, device, oauth, oidc, ops
+from tokenward.server.routes import (
+    admin,
+    admin_api,
+    browser,
+    demo,
+    device,
+    docs,
+    oauth,
+    oidc,
+    ops,
+)
 from tokenward.server.routes import revocations as revocation_feed
 from tokenward.wiring import Services
 
@@ -56,6 +66,8 @@ def create_app(services: Services, *, tracer_provider: TracerProvider | None = N
         version=__version__,
         description="OAuth 2.1 / OpenID Connect authorization server",
         lifespan=lifespan,
+        docs_url=None,  # served by routes.docs from local assets, not FastAPI's CDN page
+        redoc_url=None,  # ReDoc would load from a CDN too
     )
     app.state.services = services
     app.state.tokenward_validator = services.validator
@@ -71,6 +83,7 @@ def create_app(services: Services, *, tracer_provider: TracerProvider | None = N
     app.include_router(ops.router(services))  # /readyz; /metrics when TOKENWARD_METRICS=on
     if services.settings.revocation_feed:
         app.include_router(revocation_feed.router(services))
+    app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
     if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
         app.add_middleware(
             MonitorMiddleware,

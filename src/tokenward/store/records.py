@@ -57,6 +57,7 @@ class ClientRecord:
     dpop_required: bool = False
     disabled: bool = False
     jwks: str | None = None  # JSON JWKS text for private_key_jwt
+    jwks_uri: str | None = None  # or where the client publishes it (fetched, cached)
     id_token_alg: str = "RS256"
     name: str = ""
 

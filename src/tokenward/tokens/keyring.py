@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -139,16 +140,29 @@ class Keyring:
         return changed + self.advance()
 
     def rotate(self, *, force: bool = False) -> list[ManagedKey]:
-        """Promote `next` to active, move active to retiring and publish a new `next`."""
+        """Promote `next` to active, move active to retiring and publish a new `next`.
+
+        `next` may sign once every cached JWKS can know it: it has been published for
+        `publish_ahead`, or the keyring never rotated and `next` is as old as its active key
+        (created together, so no JWKS without it was ever served: a fresh install rotates at
+        once). `force` skips the wait; the old active key still verifies as retiring, and
+        validators refetch the JWKS on an unknown kid, so only a validator that cannot refetch
+        would refuse new tokens."""
         now = self._clock()
         changed = self.ensure_ready()
         upcoming = next(key for key in self._keys.values() if key.state == KeyState.NEXT)
         ready_at = upcoming.created_at + self.policy.publish_ahead
-        if now < ready_at and not force:
+        never_rotated = all(
+            key.state in (KeyState.ACTIVE, KeyState.NEXT) and key.created_at >= upcoming.created_at
+            for key in self._keys.values()
+        )
+        if now < ready_at and not never_rotated and not force:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ready_at))
             raise KeyRotationError(
                 f"key {upcoming.kid} has been published for {now - upcoming.created_at:.0f}s; "
-                f"caches may not know it until {self.policy.publish_ahead:.0f}s have passed. "
-                "Rotate later, or use --force (validators refetch the JWKS on an unknown kid)"
+                f"caches may not know it until {self.policy.publish_ahead:.0f}s have passed "
+                f"({when}). Rotate then, or use --force (the current key keeps verifying, and "
+                "validators refetch the JWKS on an unknown kid)"
             )
         current = self.active()
         current.state, current.retiring_at = KeyState.RETIRING, now

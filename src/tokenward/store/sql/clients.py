@@ -60,6 +60,7 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "dpop_required": client.dpop_required,
         "disabled": client.disabled,
         "jwks": client.jwks,
+        "jwks_uri": client.jwks_uri,
         "id_token_alg": client.id_token_alg,
         "name": client.name,
     }
@@ -83,6 +84,7 @@ def _record(row: ClientRow) -> ClientRecord:
         dpop_required=row.dpop_required,
         disabled=row.disabled,
         jwks=row.jwks,
+        jwks_uri=row.jwks_uri,
         id_token_alg=row.id_token_alg,
         name=row.name,
     )

@@ -112,6 +112,7 @@ class ClientRow(Base):
     dpop_required: Mapped[bool]
     disabled: Mapped[bool]
     jwks: Mapped[str | None] = mapped_column(Text())
+    jwks_uri: Mapped[str | None] = mapped_column(Text())
     id_token_alg: Mapped[str]
     name: Mapped[str] = mapped_column(Text())
 

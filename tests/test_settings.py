@@ -1,0 +1,111 @@
+"""Settings precedence: flag > TOKENWARD_* environment > <data_dir>/tokenward.env > default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from tokenward.config import ENV_FILE, Settings, load_settings, loopback_issuer
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"TOKENWARD_{name.upper()}", raising=False)
+
+
+def test_the_env_file_in_the_data_dir_is_read(tmp_path: Path) -> None:
+    (tmp_path / ENV_FILE).write_text("TOKENWARD_ISSUER=https://file.example\nTOKENWARD_LEEWAY=5\n")
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.issuer == "https://file.example"
+    assert settings.leeway == 5
+
+
+def test_environment_beats_the_env_file_and_flags_beat_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ENV_FILE).write_text("TOKENWARD_ISSUER=https://file.example\n")
+    monkeypatch.setenv("TOKENWARD_ISSUER", "https://env.example")
+    assert load_settings(data_dir=tmp_path).issuer == "https://env.example"
+    assert load_settings(data_dir=tmp_path, issuer="https://flag.example").issuer == (
+        "https://flag.example"
+    )
+    assert load_settings(data_dir=tmp_path, issuer=None).issuer == "https://env.example"
+
+
+def test_data_dir_flag_beats_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_env, from_flag = tmp_path / "env", tmp_path / "flag"
+    from_env.mkdir()
+    (from_env / ENV_FILE).write_text("TOKENWARD_LEEWAY=7\n")
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(from_env))
+    assert load_settings().data_dir == from_env
+    assert load_settings().leeway == 7  # the env file of the environment's data dir
+    assert load_settings(data_dir=from_flag).data_dir == from_flag
+    assert load_settings(data_dir=from_flag).leeway == 30.0
+
+
+def test_the_default_issuer_applies_only_when_nothing_sets_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = "http://127.0.0.1:9000"
+    assert load_settings(data_dir=tmp_path, default_issuer=default).issuer == default
+    monkeypatch.setenv("TOKENWARD_ISSUER", "https://env.example")
+    # `serve --port 9000` must not override the issuer the environment sets (docs/deployment.md)
+    assert load_settings(data_dir=tmp_path, default_issuer=default).issuer == (
+        "https://env.example"
+    )
+
+
+def test_loopback_issuers() -> None:
+    assert loopback_issuer("127.0.0.1", 8000) == "http://127.0.0.1:8000"
+    assert loopback_issuer("localhost", 8001) == "http://localhost:8001"
+    assert loopback_issuer("::1", 8002) == "http://[::1]:8002"
+    assert loopback_issuer("0.0.0.0", 8000) is None  # noqa: S104 - the address under test
+    assert loopback_issuer("10.0.0.5", 8000) is None
+
+
+# A value other than the default for every setting, as the environment spells it.
+SAMPLES = {
+    "data_dir": "/srv/tokenward",
+    "issuer": "https://auth.example.com",
+    "database_url": "postgresql+asyncpg://tw@db.example:5432/tw",
+    "database_schema": "tenant_a",
+    "redis_url": "redis://cache.example:6379/1",
+    "master_key": "B" * 43,
+    "master_key_file": "/run/secrets/master.key",
+    "signing_alg": "EdDSA",
+    "key_rotation_days": "7",
+    "jwks_max_age": "60",
+    "access_token_lifetime": "300",
+    "refresh_token_lifetime": "86400",
+    "refresh_reuse_grace": "0",
+    "leeway": "5",
+    "default_audience": "https://api.example.com",
+    "token_cache_entries": "50",
+    "dpop_nonces": "false",
+    "revocation_resync_seconds": "1",
+    "revocation_max_staleness": "10",
+    "revocation_fail_open": "true",
+    "revocation_feed": "false",
+    "max_body_bytes": "2048",
+    "metrics": "127.0.0.1:9464",
+    "otel_enabled": "true",
+}
+
+
+def test_every_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(SAMPLES) == set(Settings.model_fields)  # a new setting needs a sample here
+    for name, value in SAMPLES.items():
+        monkeypatch.setenv(f"TOKENWARD_{name.upper()}", value)
+    settings = load_settings()
+    for name, value in SAMPLES.items():
+        read = getattr(settings, name)
+        if isinstance(read, SecretStr):
+            read = read.get_secret_value()
+        default = Settings.model_fields[name].default
+        assert read != default, name
+        assert str(read).lower() == value.lower() or float(read) == float(value), name
