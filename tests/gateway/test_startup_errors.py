@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -202,3 +203,17 @@ def test_an_unreachable_redis_does_not_stop_the_start(
             "status": "degraded",
             "checks": {"serving": "ok", "revocations": "ok", "redis": "unreachable"},
         }
+
+
+def test_sigterm_runs_the_lifespan_shutdown(tmp_path: Path, env: Mapping[str, str]) -> None:
+    """uvicorn re-raises a caught SIGTERM once it has shut down; the gateway's own shutdown
+    (background stop, audit flush, stores closed) must have run by then. The audit line of a
+    request made just before is only flushed by it (the periodic flush is 0.5 s away)."""
+    audit = tmp_path / "audit.jsonl"
+    config = _write(tmp_path, f"listen: {{port: 0}}\naudit: {{path: {audit}}}\n" + OPEN_ROUTE)
+    with gateway_process(config, env) as gateway:
+        assert httpx.get(gateway.base + "/nowhere").status_code == 404
+        gateway.process.send_signal(signal.SIGTERM)
+        assert gateway.process.wait(20) in (0, -signal.SIGTERM)
+    assert json.loads(audit.read_text())["reason"] == "no_route"
+    assert gateway.stderr.read_text().count("\n") == 1  # the listening line, nothing else

@@ -31,6 +31,7 @@ from tokenward.gateway.model import TOKEN_MODES
 from tokenward.gateway.reload import Reloader
 from tokenward.gateway.serving import http_protocol
 from tokenward.gateway.startup import (
+    GatewayServer,
     Lifespan,
     StartupError,
     StartupFailed,
@@ -196,40 +197,66 @@ async def serve_gateway(
     # Checks and sockets first: a bad certificate or a busy port is reported before the
     # gateway connects to anything (startup.py says why the sockets are bound here).
     check_tls(config.tls)
-    with contextlib.ExitStack() as sockets:
-        listener = sockets.enter_context(bind(config.host, config.port, "listen"))
+    # Everything opened below is closed through `resources`, last opened first: when serving
+    # ends by a signal, from inside the server's shutdown (uvicorn then re-raises the signal,
+    # which ends the process before this function could clean up); otherwise on the way out.
+    async with contextlib.AsyncExitStack() as resources:
+        listener = resources.enter_context(bind(config.host, config.port, "listen"))
         admin_socket = (
-            sockets.enter_context(bind(config.metrics_host, config.metrics_port, "metrics"))
+            resources.enter_context(bind(config.metrics_host, config.metrics_port, "metrics"))
             if config.metrics_port is not None
             else None
         )
         shared = Shared(config)
-        try:
-            await _serve(config, path, settings, shared, listener, admin_socket)
-        finally:
-            await shared.close()
+        resources.push_async_callback(shared.close)
+        trust = await build_trust(
+            config, mirror=shared.mirror, first_use=shared.first_use(), settings=settings
+        )
+        gateway = await _gateway(config, shared, trust, resources)
+        server = GatewayServer(uvicorn_config(gateway, config), resources.aclose)
+        # The gateway's lifespan (background start/stop) is driven here rather than by uvicorn,
+        # so a background that cannot start is reported as one line (startup.Lifespan).
+        server.config.lifespan = "off"
+        lifespan = Lifespan(gateway)
+        await lifespan.startup()
+        resources.push_async_callback(lifespan.shutdown)
+        if admin_socket is not None:
+            health = Health(
+                asyncio.get_running_loop(),
+                lambda: lifespan.started and server.started and not server.should_exit,
+                mirrors=[trust.validator.revocations] if trust else [],
+                redis=[*shared.clients(), *(trust.redis if trust else ())],
+            )
+            admin = AdminListener(admin_socket, admin_app(gateway.metrics.registry, health))
+            admin.start()
+            resources.callback(admin.close)
+        if path is not None:
+            reloader = Reloader(gateway, path)
+            reloader.install_sighup()
+            resources.push_async_callback(_cancel, asyncio.create_task(reloader.watch()))
+        print(listening(config, listener, admin_socket), file=sys.stderr, flush=True)
+        # Everything built so far lives as long as the process: keep it out of every GC pass.
+        gc.collect()
+        gc.freeze()
+        await server.serve(sockets=[listener])
 
 
-async def _serve(
+async def _gateway(
     config: GatewayConfig,
-    path: Path | None,
-    settings: Callable[[], Settings],
     shared: Shared,
-    listener: socket.socket,
-    admin_socket: socket.socket | None,
-) -> None:
-    trust = await build_trust(
-        config, mirror=shared.mirror, first_use=shared.first_use(), settings=settings
-    )
+    trust: TrustSetup | None,
+    resources: contextlib.AsyncExitStack,
+) -> Gateway:
     bff = await build_bff(config)
-    metrics = GatewayMetrics()
     audit = AuditLog.open(config.audit_path)
+    if audit is not None:
+        resources.callback(audit.close)
     relay, blocklist = shared.monitoring(config)
     companions = [item for item in (relay, blocklist) if item is not None]
-    gateway = Gateway(
+    return Gateway(
         config,
         trust.validator if trust else None,
-        metrics=metrics,
+        metrics=GatewayMetrics(),
         audit=audit,
         introspection=trust.introspection if trust else None,
         bff=bff,
@@ -240,44 +267,12 @@ async def _serve(
         usage=relay,
         blocklist=blocklist,
     )
-    server = uvicorn.Server(uvicorn_config(gateway, config))
-    # The gateway's lifespan (background start/stop) is driven here rather than by uvicorn,
-    # so a background that cannot start is reported as one line (startup.Lifespan).
-    server.config.lifespan = "off"
-    lifespan = Lifespan(gateway)
-    admin = None
-    if admin_socket is not None:
-        health = Health(
-            asyncio.get_running_loop(),
-            lambda: lifespan.started and server.started and not server.should_exit,
-            mirrors=[trust.validator.revocations] if trust else [],
-            redis=[*shared.clients(), *(trust.redis if trust else ())],
-        )
-        admin = AdminListener(admin_socket, admin_app(metrics.registry, health))
-    watcher = None
-    try:
-        await lifespan.startup()
-        if admin is not None:
-            admin.start()
-        if path is not None:
-            reloader = Reloader(gateway, path)
-            reloader.install_sighup()
-            watcher = asyncio.create_task(reloader.watch())
-        print(listening(config, listener, admin_socket), file=sys.stderr, flush=True)
-        # Everything built so far lives as long as the process: keep it out of every GC pass.
-        gc.collect()
-        gc.freeze()
-        await server.serve(sockets=[listener])
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        await lifespan.shutdown()
-        if admin is not None:
-            admin.close()
-        if audit is not None:
-            audit.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def listening(config: GatewayConfig, listener: socket.socket, admin: socket.socket | None) -> str:

@@ -16,6 +16,8 @@ import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import uvicorn
+
 from tokenward.gateway.model import Tls
 
 ASGIApp = Callable[
@@ -114,6 +116,23 @@ def url(scheme: str, sock: socket.socket) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}"
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, running `after_shutdown` at the end of its shutdown: when a signal
+    stopped it, `serve()` re-raises that signal as it returns, and the process ends there."""
+
+    def __init__(
+        self, config: uvicorn.Config, after_shutdown: Callable[[], Awaitable[object]]
+    ) -> None:
+        super().__init__(config)
+        self._after_shutdown = after_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await self._after_shutdown()
 
 
 class StartupFailed(Exception):
