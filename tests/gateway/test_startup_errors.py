@@ -4,6 +4,7 @@ listens. Real `tokenward gateway` processes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,8 +17,10 @@ import pytest
 
 from tests.e2e.live import free_port
 from tests.gateway.processes import cli, gateway_process, refused
+from tokenward.config import Settings
 from tokenward.tokens.keyring import KeyPolicy, Keyring
 from tokenward.tokens.sealing import generate_master_key
+from tokenward.wiring import open_stores
 
 ISSUER = "http://127.0.0.1:9"  # nothing listens on the discard port
 OPEN_ROUTE = (
@@ -123,9 +126,48 @@ def _local(tmp_path: Path) -> Path:
 
 
 def test_local_mode_without_a_master_key(tmp_path: Path, env: dict[str, str]) -> None:
-    env |= {"TOKENWARD_ISSUER": ISSUER, "TOKENWARD_DATA_DIR": str(tmp_path / "empty")}
-    _one_line(*refused(_local(tmp_path), env), "TOKENWARD_MASTER_KEY", "no master key")
-    assert not (tmp_path / "empty").exists()  # refused before a database was created
+    data_dir = tmp_path / "data"
+    cli(data_dir, env, "init")
+    (data_dir / "master.key").unlink()  # kept elsewhere, and not given to the gateway
+    env |= {"TOKENWARD_ISSUER": ISSUER}
+    _one_line(
+        *refused(_local(tmp_path), env, global_args=("--data-dir", str(data_dir))),
+        "TOKENWARD_MASTER_KEY",
+        "no master key",
+    )
+
+
+def test_local_mode_on_a_data_directory_without_a_database(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A wrong data directory must not become a new deployment beside the servers' one."""
+    empty = tmp_path / "empty"
+    env |= {"TOKENWARD_ISSUER": ISSUER, "TOKENWARD_MASTER_KEY": generate_master_key()}
+    status, stderr = refused(_local(tmp_path), env, global_args=("--data-dir", str(empty)))
+    _one_line(status, stderr, "TOKENWARD_DATA_DIR", "no tokenward database", "--data-dir")
+    assert not empty.exists()
+
+
+def test_local_mode_on_a_database_without_keys(tmp_path: Path, env: dict[str, str]) -> None:
+    data_dir = tmp_path / "data"
+    settings = Settings(issuer=ISSUER, master_key=generate_master_key(), data_dir=data_dir)
+    asyncio.run(_migrated_only(settings))
+    env |= {"TOKENWARD_ISSUER": ISSUER, "TOKENWARD_MASTER_KEY": settings.resolved_master_key()}
+    status, stderr = refused(_local(tmp_path), env, global_args=("--data-dir", str(data_dir)))
+    _one_line(status, stderr, "TOKENWARD_DATABASE_URL", "no signing keys")
+    assert asyncio.run(_key_count(settings)) == 0  # the gateway created none
+
+
+async def _migrated_only(settings: Settings) -> None:
+    await (await open_stores(settings)).aclose()
+
+
+async def _key_count(settings: Settings) -> int:
+    stores = await open_stores(settings)
+    try:
+        return len(await stores.keys.load_all())
+    finally:
+        await stores.aclose()
 
 
 def test_local_mode_with_the_wrong_master_key(tmp_path: Path, env: dict[str, str]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import structlog
@@ -34,6 +35,7 @@ log = structlog.get_logger(__name__)
 # published `max(1 h, 2 x JWKS max-age)` before it signs, so a minute is early enough; an
 # unknown kid reloads at once besides (guard.keys.KeyringKeySource).
 KEY_RELOAD_SECONDS = 60.0
+SQLITE = "sqlite+aiosqlite:///"
 DATABASE_FIX = (
     "set TOKENWARD_DATABASE_URL to postgresql+asyncpg://user@host:5432/db (the servers' "
     "database, running) or leave it unset for the SQLite file under the data directory"
@@ -89,8 +91,9 @@ async def local_trust(config: GatewayConfig, settings: Callable[[], Settings]) -
             f"trust.issuer: {config.trust.issuer!r} is not this deployment's issuer "
             f"{resolved.issuer!r} (TOKENWARD_ISSUER); make them the same"
         )
+    _require_sqlite_file(resolved)
     try:
-        resolved.resolved_master_key()  # before the database is touched (or created)
+        resolved.resolved_master_key()  # before the database is touched
         stores = await _open(resolved)
     except MasterKeyError as exc:
         raise _master_key_error(exc) from None
@@ -158,9 +161,26 @@ def _settings(settings: Callable[[], Settings]) -> Settings:
     return resolved
 
 
+def _require_sqlite_file(settings: Settings) -> None:
+    """Not created here: a missing file is a wrong data directory, and creating it would
+    start a new deployment beside the servers' one."""
+    url = settings.resolved_database_url
+    if url.startswith(SQLITE) and not Path(url[len(SQLITE) :]).is_file():
+        raise StartupError(
+            "TOKENWARD_DATA_DIR",
+            f"no tokenward database at {url[len(SQLITE) :]}",
+            "give the gateway the servers' data directory (tokenward --data-dir D gateway ...) "
+            "or their TOKENWARD_DATABASE_URL",
+        )
+
+
 async def _open(settings: Settings) -> StoreSet:
+    """The servers' stores. A gateway reads a deployment, it never starts one: a database
+    without signing keys is a wrong URL or schema, and would otherwise get a new keyring that
+    no server signs with (every token 401)."""
     try:
-        return await open_stores(settings)
+        stores = await open_stores(settings)
+        keys = await stores.keys.load_all()
     except (ValueError, ImportError, SQLAlchemyError, OSError, *STORAGE_ERRORS) as exc:
         # The type only: a driver's message may hold the URL with its password.
         raise StartupError(
@@ -168,3 +188,12 @@ async def _open(settings: Settings) -> StoreSet:
             f"cannot open the database ({type(exc).__name__})",
             DATABASE_FIX,
         ) from None
+    if not keys:
+        await stores.aclose()
+        raise StartupError(
+            "TOKENWARD_DATABASE_URL",
+            "the database holds no signing keys",
+            "point the gateway at the servers' database (and TOKENWARD_DATABASE_SCHEMA), "
+            "or run `tokenward init` there first",
+        )
+    return stores
