@@ -4,7 +4,8 @@ The listening sockets are bound here, before anything else, rather than by uvico
 logs a bind error itself and exits 1 with its own wording, so the gateway could neither name
 the setting nor keep to one line. Binding first also means a busy port is reported before the
 gateway connects to any database. The app's lifespan is driven here too (`Lifespan`), so a
-background task that cannot start (the revocation feed's database) is reported the same way.
+background task that cannot start (the revocation feed's database) is reported the same way;
+`GatewayServer` stops it again from inside uvicorn's shutdown.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
     except (socket.gaierror, UnicodeError):
         raise StartupError(
             f"{setting}.host",
-            f"{host!r} is not an address of this machine",
+            f"{host!r} does not resolve",
             f"set {setting}.host to an IP address or a resolvable name (127.0.0.1, 0.0.0.0)",
         ) from None
     try:
