@@ -463,7 +463,7 @@ def gateway(
     """Run the gateway: a reverse proxy enforcing tokens, scopes, limits and IP rules per route."""
     from tokenward.gateway.cli import run_gateway  # noqa: PLC0415 - only the gateway needs it
 
-    run_gateway(str(config))
+    run_gateway(str(config), settings=_settings)  # local trust mode: same settings as serve
 
 
 def main() -> None:

@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import uvicorn
 from redis.asyncio import Redis
@@ -23,18 +25,23 @@ from tokenward.gateway.app import Background, Gateway
 from tokenward.gateway.audit import AuditLog
 from tokenward.gateway.config import ConfigError, GatewayConfig, load_config
 from tokenward.gateway.feed import GatewayFeed, deployment_namespace, namespace_for
+from tokenward.gateway.health import AdminListener, Health, admin_app
+from tokenward.gateway.local import embedded_trust, local_trust
 from tokenward.gateway.metrics import GatewayMetrics
 from tokenward.gateway.model import TOKEN_MODES
 from tokenward.gateway.reload import Reloader
 from tokenward.gateway.serving import coalescing
-from tokenward.gateway.tracing import app_for
-from tokenward.gateway.trust import (
-    TrustError,
-    TrustSetup,
-    build_bff,
-    build_validator,
-    remote_trust,
+from tokenward.gateway.startup import (
+    GatewayServer,
+    Lifespan,
+    StartupError,
+    StartupFailed,
+    bind,
+    check_tls,
+    url,
 )
+from tokenward.gateway.tracing import app_for
+from tokenward.gateway.trust import TrustError, TrustSetup, build_bff, remote_trust
 from tokenward.guard import RevocationMirror
 from tokenward.monitor.relay import EventRelay, usage_stream
 from tokenward.ops.tracing import TracingUnavailable
@@ -46,23 +53,34 @@ from tokenward.store.redis_idempotency import RedisIdempotencyStore
 from tokenward.store.redis_ratelimit import RedisRateLimiter
 from tokenward.store.redis_replay import RedisReplayCache
 from tokenward.tokens.dpop import FirstUse
-from tokenward.tokens.opaque import StoreOpaqueResolver
-from tokenward.wiring import Services, build_services, open_stores
+
+__all__ = ["embedded_trust", "run_gateway", "serve_gateway"]  # embedded_trust: docs/gateway.md
 
 
-def run_gateway(config_path: str | Path) -> None:
-    """Serve the gateway until SIGINT/SIGTERM. Exits 2 with a clear message on a bad config."""
+def run_gateway(config_path: str | Path, settings: Callable[[], Settings] = Settings) -> None:
+    """Serve the gateway until SIGINT/SIGTERM. Anything that stops it from starting (a bad
+    config, a busy port, an unreadable certificate, an unreachable issuer or database) is one
+    line on stderr naming the setting and the fix, and exit status 2. `settings`: the
+    `TOKENWARD_*` settings, read only in `trust.mode: local` (the CLI passes its `--data-dir`)."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        print(f"tokenward gateway: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(str(exc))
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(serve_gateway(config, Path(config_path)))
-    except (TrustError, TracingUnavailable, LimitError) as exc:
-        print(f"tokenward gateway: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+            runner.run(serve_gateway(config, Path(config_path), settings=settings))
+    except (TrustError, StartupError, StartupFailed, TracingUnavailable, LimitError) as exc:
+        _refuse(f"{config.source}: {exc}" if _names_yaml(exc) else str(exc))
+
+
+def _refuse(message: str) -> NoReturn:
+    print(f"tokenward gateway: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _names_yaml(exc: Exception) -> bool:
+    """Settings of the YAML file are prefixed with its path; TOKENWARD_* ones are not."""
+    return not str(exc).startswith("TOKENWARD_")
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -82,11 +100,12 @@ async def build_trust(
     *,
     mirror: RevocationMirror | None = None,
     first_use: FirstUse | None = None,
+    settings: Callable[[], Settings] = Settings,
 ) -> TrustSetup | None:
     if not any(route.auth in TOKEN_MODES for route in config.routes):
         return None
     if config.trust.mode == "local":
-        return await local_trust(config)
+        return await local_trust(config, settings)
     return await remote_trust(config.trust, config, mirror=mirror, first_use=first_use)
 
 
@@ -160,6 +179,11 @@ class Shared:
     def background(self) -> list[Background]:
         return [self.feed] if self.feed is not None else []
 
+    def clients(self) -> list[Redis]:
+        """Every Redis client this gateway opened (for the readiness probe)."""
+        candidates = (self.redis, self.rate_redis, self.monitor_redis)
+        return [client for client in candidates if client is not None]
+
     async def close(self) -> None:
         if self.monitor_redis is not None:
             await self.monitor_redis.aclose()
@@ -169,82 +193,103 @@ class Shared:
             await self.redis.aclose()
 
 
-async def local_trust(config: GatewayConfig) -> TrustSetup:
-    """Embedded mode: this process loads the issuer's keyring and revocations itself."""
-    settings = Settings()
-    if settings.issuer != config.trust.issuer:
-        raise TrustError(
-            f"trust.issuer {config.trust.issuer!r} is not this deployment's issuer "
-            f"{settings.issuer!r} (TOKENWARD_ISSUER)"
+async def serve_gateway(
+    config: GatewayConfig,
+    path: Path | None = None,
+    *,
+    settings: Callable[[], Settings] = Settings,
+) -> None:
+    # Checks and sockets first: a bad certificate or a busy port is reported before the
+    # gateway connects to anything (startup.py says why the sockets are bound here).
+    check_tls(config.tls)
+    # Everything opened below is closed through `resources`, last opened first: when serving
+    # ends by a signal, from inside the server's shutdown (uvicorn then re-raises the signal,
+    # which ends the process before this function could clean up); otherwise on the way out.
+    async with contextlib.AsyncExitStack() as resources:
+        listener = resources.enter_context(bind(config.host, config.port, "listen"))
+        admin_socket = (
+            resources.enter_context(bind(config.metrics_host, config.metrics_port, "metrics"))
+            if config.metrics_port is not None
+            else None
         )
-    services = await build_services(settings, await open_stores(settings))
-    return embedded_trust(services, config)
+        shared = Shared(config)
+        resources.push_async_callback(shared.close)
+        trust = await build_trust(
+            config, mirror=shared.mirror, first_use=shared.first_use(), settings=settings
+        )
+        gateway = await _gateway(config, shared, trust, resources)
+        # LimitError (limits: beyond the fd limit) and TracingUnavailable before serving.
+        server = GatewayServer(uvicorn_config(app_for(gateway, config), config), resources.aclose)
+        # The gateway's lifespan (background start/stop) is driven here rather than by uvicorn,
+        # so a background that cannot start is reported as one line (startup.Lifespan).
+        server.config.lifespan = "off"
+        lifespan = Lifespan(gateway)
+        await lifespan.startup()
+        resources.push_async_callback(lifespan.shutdown)
+        if admin_socket is not None:
+            health = Health(
+                asyncio.get_running_loop(),
+                lambda: lifespan.started and server.started and not server.should_exit,
+                mirrors=[trust.validator.revocations] if trust else [],
+                redis=[*shared.clients(), *(trust.redis if trust else ())],
+            )
+            admin = AdminListener(admin_socket, admin_app(gateway.metrics.registry, health))
+            admin.start()
+            resources.callback(admin.close)
+        if path is not None:
+            reloader = Reloader(gateway, path)
+            reloader.install_sighup()
+            resources.push_async_callback(_cancel, asyncio.create_task(reloader.watch()))
+        print(listening(config, listener, admin_socket), file=sys.stderr, flush=True)
+        # Everything built so far lives as long as the process: keep it out of every GC pass.
+        gc.collect()
+        gc.freeze()
+        await server.serve(sockets=[listener])
 
 
-def embedded_trust(services: Services, config: GatewayConfig) -> TrustSetup:
-    """Trust the keyring and revocation mirror of an authorization server in this process
-    (for mounting the gateway beside `tokenward serve`)."""
-    own = services.validator
-    opaque = StoreOpaqueResolver(services.stores.access_tokens)
-    validator = build_validator(
-        config,
-        own.keys,
-        own.revocations,
-        opaque,
-        services.clock,
-        first_use=services.stores.replay.first_use,
-    )
-    return TrustSetup(validator, None)
-
-
-async def serve_gateway(config: GatewayConfig, path: Path | None = None) -> None:
-    shared = Shared(config)
-    trust = await build_trust(config, mirror=shared.mirror, first_use=shared.first_use())
+async def _gateway(
+    config: GatewayConfig,
+    shared: Shared,
+    trust: TrustSetup | None,
+    resources: contextlib.AsyncExitStack,
+) -> Gateway:
     bff = await build_bff(config)
-    metrics = GatewayMetrics()
     audit = AuditLog.open(config.audit_path)
+    if audit is not None:
+        resources.callback(audit.close)
     relay, blocklist = shared.monitoring(config)
     companions = [item for item in (relay, blocklist) if item is not None]
-    gateway = Gateway(
+    return Gateway(
         config,
         trust.validator if trust else None,
-        metrics=metrics,
+        metrics=GatewayMetrics(),
         audit=audit,
         introspection=trust.introspection if trust else None,
         bff=bff,
-        background=[*shared.background(), *companions],
+        # The trust's own followers first: what relays and blocklists act on must be current.
+        background=[*(trust.background if trust else ()), *shared.background(), *companions],
         limiter=shared.limiter(config),
         idempotency=shared.idempotency(),
         usage=relay,
         blocklist=blocklist,
     )
-    # LimitError and TracingUnavailable before anything runs.
-    server = uvicorn.Server(uvicorn_config(app_for(gateway, config), config))
-    metrics_server = (
-        metrics.serve(config.metrics_host, config.metrics_port)
-        if config.metrics_port is not None
-        else None
-    )
-    watcher = None
-    if path is not None:
-        reloader = Reloader(gateway, path)
-        reloader.install_sighup()
-        watcher = asyncio.create_task(reloader.watch())
-    # Everything built so far lives as long as the process: keep it out of every GC pass.
-    gc.collect()
-    gc.freeze()
-    try:
-        await server.serve()
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        if metrics_server is not None:
-            metrics_server[0].shutdown()
-        if audit is not None:
-            audit.close()
-        await shared.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def listening(config: GatewayConfig, listener: socket.socket, admin: socket.socket | None) -> str:
+    """The one line the gateway prints once it listens (on stderr: stdout is the audit log's
+    default)."""
+    scheme = "https" if config.tls.cert is not None else "http"
+    line = f"tokenward gateway listening on {url(scheme, listener)}"
+    if admin is not None:
+        base = url("http", admin)
+        line += f" (metrics on {base}/metrics, health on {base}/healthz and {base}/readyz)"
+    return line
 
 
 def uvicorn_config(app: ASGIApp, config: GatewayConfig, *, coalesce: bool = True) -> uvicorn.Config:

@@ -17,9 +17,11 @@ import time
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from sqlalchemy.exc import ArgumentError
 
 from tokenward.config import Settings
 from tokenward.gateway.model import RevocationSettings
+from tokenward.gateway.startup import StartupError
 from tokenward.guard import RevocationMirror
 from tokenward.store import sql
 from tokenward.store.redis_client import connect
@@ -50,7 +52,15 @@ class GatewayFeed:
         redis: Redis | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.engine = sql.create_engine(settings.database_url, schema=settings.database_schema)
+        try:
+            self.engine = sql.create_engine(settings.database_url, schema=settings.database_schema)
+        except (ValueError, ArgumentError):
+            raise StartupError(
+                "revocations.database_url",
+                "is not a database URL tokenward can use",
+                "give postgresql+asyncpg://user@host:5432/db or sqlite+aiosqlite:///path "
+                "(database_schema only with PostgreSQL)",
+            ) from None
         self._own_redis = redis is None and settings.redis_url is not None
         if redis is None and settings.redis_url is not None:
             redis = connect(settings.redis_url)
@@ -71,10 +81,22 @@ class GatewayFeed:
         mirror.fresh_until = float("-inf")
 
     async def start(self) -> None:
-        await self.feed.start()
+        try:
+            await self.feed.start()
+        except Exception as exc:
+            await self._close()
+            raise StartupError(
+                "revocations.database_url",
+                f"cannot read the issuer's revocation log ({type(exc).__name__})",
+                "check that the database is up and that database_url and database_schema are "
+                "the issuer's TOKENWARD_DATABASE_URL and TOKENWARD_DATABASE_SCHEMA",
+            ) from exc
 
     async def stop(self) -> None:
         await self.feed.stop()
+        await self._close()
+
+    async def _close(self) -> None:
         if self.redis is not None and self._own_redis:
             await self.redis.aclose()
         await self.engine.dispose()

@@ -1,4 +1,4 @@
-"""Prometheus metrics for the gateway, served on a separate port.
+"""Prometheus metrics for the gateway, served on a separate port (health.py, with the probes).
 
 The hot path does not touch prometheus_client objects: each of their updates takes a mutex and
 validates labels, which cost more than the rest of the policy together (docs/gateway.md). It
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -127,10 +126,6 @@ class GatewayMetrics(Collector):
                 buckets.append((_bound(bound), running))
             family.add_metric([route], buckets, sum_value=cells[-1])
         return family
-
-    def serve(self, host: str, port: int) -> Any:
-        """Start the metrics endpoint in a thread; returns (server, thread) to shut it down."""
-        return start_http_server(port, addr=host, registry=self.registry)
 
 
 def _bound(value: float) -> str:

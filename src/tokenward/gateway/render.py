@@ -10,6 +10,7 @@ from starlette.types import Receive, Send
 
 from tokenward.gateway.compiled import Compiled
 from tokenward.gateway.headers import Incoming
+from tokenward.gateway.startup import StartupError
 from tokenward.guard.errors import BearerError, challenge
 from tokenward.tokens.claims import AccessToken
 
@@ -114,5 +115,7 @@ async def _call(callback: Callable[[], object]) -> None:
 
 
 def _startup_error(exc: Exception) -> str:
+    if isinstance(exc, StartupError):
+        return str(exc)  # written by us: names the setting and the fix, never a secret
     # The type only: a driver's message can hold a connection URL with its password.
     return f"the gateway could not start: {type(exc).__name__}"

@@ -11,11 +11,13 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
+from redis.asyncio import Redis
 
 from tokenward.gateway.bff import Bff, Endpoints
 from tokenward.gateway.model import DpopSettings, GatewayConfig, Trust
@@ -26,6 +28,9 @@ from tokenward.store.memory import MemoryReplayCache
 from tokenward.tokens.dpop import DpopNonces, DpopVerifier, FirstUse
 from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jwk import key_set_from_jwks
+
+if TYPE_CHECKING:
+    from tokenward.gateway.app import Background
 
 DISCOVERY_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
 
@@ -38,6 +43,10 @@ class TrustError(RuntimeError):
 class TrustSetup:
     validator: Validator
     introspection: IntrospectionResolver | None
+    # What keeps the trust current (local mode: the revocation feed and the key reloads):
+    # started and stopped by the gateway's lifespan.
+    background: list[Background] = field(default_factory=list)
+    redis: list[Redis] = field(default_factory=list)  # clients the trust uses (readiness)
 
 
 def audiences(config: GatewayConfig) -> tuple[str, ...]:
@@ -54,16 +63,25 @@ async def discover(issuer: str, http_timeout: float = 5.0) -> dict[str, object]:
                 response = await client.get(base + path, headers={"accept": "application/json"})
             except httpx.HTTPError as exc:
                 raise TrustError(
-                    f"cannot reach the issuer at {base}: {type(exc).__name__}"
+                    f"trust.issuer: cannot reach the issuer at {base} ({type(exc).__name__}); "
+                    "start the authorization server first, or correct trust.issuer "
+                    "(or set trust.jwks_file to start without it)"
                 ) from None
             if response.status_code == 200:
-                metadata = orjson.loads(response.content)
+                try:
+                    metadata = orjson.loads(response.content)
+                except orjson.JSONDecodeError:
+                    metadata = None  # refused just below, as a wrong answer
                 if not isinstance(metadata, dict) or metadata.get("issuer") != issuer:
                     raise TrustError(
-                        "the issuer's metadata names a different issuer (RFC 8414 §3.3)"
+                        "trust.issuer: the issuer's metadata names a different issuer "
+                        "(RFC 8414 §3.3); set trust.issuer to its exact TOKENWARD_ISSUER"
                     )
                 return metadata
-    raise TrustError(f"the issuer at {base} publishes no discovery metadata")
+    raise TrustError(
+        f"trust.issuer: {base} publishes no discovery metadata; "
+        "set trust.issuer to the authorization server's issuer URL"
+    )
 
 
 async def remote_trust(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from tokenward.tokens.jwk import VerificationKey
@@ -22,19 +23,48 @@ class KeySource(Protocol):
 
 
 class KeyringKeySource:
-    """The embedded case: the issuer's own keyring, shared in memory."""
+    """The embedded case: the issuer's own keyring, shared in memory.
 
-    def __init__(self, keyring: Keyring) -> None:
+    `reload` (e.g. `KeyManager.reload`): on an unknown `kid`, re-read the keyring from the
+    database, at most once per `min_interval` seconds, so a key another process rotated in
+    (`tokenward keys rotate`, another node) is trusted before the periodic reload comes round,
+    and a flood of made-up kids costs one database read per interval. Without it, the keyring
+    changes only when its owner changes it.
+    """
+
+    def __init__(
+        self,
+        keyring: Keyring,
+        reload: Callable[[], Awaitable[None]] | None = None,
+        *,
+        min_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._keyring = keyring
+        self._reload = reload
+        self._min_interval = min_interval
+        self._clock = clock
+        self._reloaded_at: float | None = None
 
     def get(self, kid: str | None) -> VerificationKey | None:
         return self._keyring.verification_key(kid)
 
     async def refresh(self, *, unknown_kid: bool) -> bool:
-        return False
+        if not unknown_kid or self._reload is None:
+            return False
+        now = self._clock()
+        if self._reloaded_at is not None and now - self._reloaded_at < self._min_interval:
+            return False
+        self._reloaded_at = now
+        before = self._kids()
+        await self._reload()  # a storage error propagates: the caller answers 503, not 401
+        return self._kids() != before
 
     def refresh_sync(self, *, unknown_kid: bool) -> bool:
-        return False
+        return False  # no blocking database read on the synchronous path
+
+    def _kids(self) -> frozenset[str]:
+        return frozenset(key.kid for key in self._keyring.managed_keys())
 
 
 class StaticKeySource:

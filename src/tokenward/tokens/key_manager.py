@@ -6,6 +6,7 @@ requires ID tokens to be available in. The JWKS publishes all of them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 from tokenward.store.protocols import KeyStore
@@ -20,6 +21,10 @@ class KeyManager:
         self._sealer = sealer
         self.keyrings = {ring.policy.algorithm: ring for ring in keyrings}
         self.keyring = keyrings[0]  # the access-token keyring
+        # One change at a time: a reload (a gateway's, on an unknown kid) merging stored
+        # states while the schedule's tick is between its change and its save would write
+        # back the states it just replaced.
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def load(
@@ -62,23 +67,29 @@ class KeyManager:
             await self._store.save([seal_key(key, self._sealer) for key in changed])
 
     async def rotate(self, *, force: bool = False) -> list[ManagedKey]:
-        changed = [key for ring in self.keyrings.values() for key in ring.rotate(force=force)]
-        await self.save(changed)
-        return changed
+        async with self._lock:
+            changed = [key for ring in self.keyrings.values() for key in ring.rotate(force=force)]
+            await self.save(changed)
+            return changed
 
     async def reload(self) -> None:
         """Pick up rotations other nodes stored (they share the database)."""
+        async with self._lock:
+            await self._reload()
+
+    async def _reload(self) -> None:
         keys = [open_key(stored, self._sealer) for stored in await self._store.load_all()]
         for ring in self.keyrings.values():
             ring.merge(keys)
 
     async def tick(self) -> list[ManagedKey]:
         """The schedule: pick up other nodes' changes, retire expired keys, rotate when due."""
-        await self.reload()
-        changed: list[ManagedKey] = []
-        for ring in self.keyrings.values():
-            changed += ring.advance()
-            if ring.rotation_due():
-                changed += ring.rotate()
-        await self.save(changed)
-        return changed
+        async with self._lock:
+            await self._reload()
+            changed: list[ManagedKey] = []
+            for ring in self.keyrings.values():
+                changed += ring.advance()
+                if ring.rotation_due():
+                    changed += ring.rotate()
+            await self.save(changed)
+            return changed
