@@ -68,7 +68,10 @@ def router(services: Services) -> APIRouter:
 
     @api.get("/authorize")
     async def authorize_get(request: Request) -> Response:
-        pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=64)
+        try:
+            pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=64)
+        except ValueError:  # more than 64 fields
+            return browser.message("This sign-in link is not valid", "It has too many parameters.")
         return await authorize(request, pairs)
 
     @api.post("/authorize")
