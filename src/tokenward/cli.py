@@ -26,7 +26,9 @@ from tokenward.admin import (
     set_password,
 )
 from tokenward.config import Settings
+from tokenward.datadir import DataDirError, secure_dir
 from tokenward.server.app import create_app
+from tokenward.server.outer import uvicorn_log_config
 from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.jws import parse_compact, payload_object
 from tokenward.tokens.keyring import KeyRotationError
@@ -79,7 +81,7 @@ def _run(action: Callable[[Any], Awaitable[T]], settings: Settings | None = None
 
     try:
         return asyncio.run(main())
-    except (AdminError, MasterKeyError, KeyRotationError) as exc:
+    except (AdminError, MasterKeyError, KeyRotationError, DataDirError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -99,7 +101,11 @@ def main_options(
 def init() -> None:
     """Create the data directory, a master key file (0600) and the database, if absent."""
     settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        secure_dir(settings.data_dir)  # 0700 when new
+    except DataDirError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     key_file = settings.master_key_file or settings.data_dir / "master.key"
     created = False
     if settings.master_key is None and not key_file.exists():
@@ -191,6 +197,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 host=host,
                 port=port,
                 log_level="info",
+                access_log=False,  # ours (server/outer.py) never prints a query
+                log_config=uvicorn_log_config(),
                 proxy_headers=False,
                 server_header=False,
             )
@@ -200,7 +208,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
     try:
         asyncio.run(main())
-    except MasterKeyError as exc:
+    except (MasterKeyError, DataDirError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -389,4 +397,7 @@ def gateway(
 
 
 def main() -> None:
+    # Whatever this process writes (database, keys, audit lines, token files) is its own only;
+    # the data directory's files are also given their modes explicitly (tokenward.datadir).
+    os.umask(0o077)
     app()

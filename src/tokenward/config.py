@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     revocation_max_staleness: float = 30.0  # past this without a sync, validators answer 503
     revocation_fail_open: bool = False  # True: keep serving on a stale mirror (and log it)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Strict-Transport-Security on every response when the issuer is https (never over http).
+    hsts_max_age: int = Field(default=2 * 365 * 86400, ge=0)
+    hsts_include_subdomains: bool = True
 
     @field_validator("issuer")
     @classmethod
@@ -64,6 +67,13 @@ class Settings(BaseSettings):
         """Keys and channels of one deployment, so deployments sharing a Redis never mix."""
         digest = hashlib.sha256(f"{self.issuer}|{self.database_schema}".encode()).hexdigest()
         return f"tokenward:{digest[:16]}"
+
+    @property
+    def hsts_header(self) -> str | None:
+        if not self.issuer.startswith("https://"):
+            return None
+        subdomains = "; includeSubDomains" if self.hsts_include_subdomains else ""
+        return f"max-age={self.hsts_max_age}{subdomains}"
 
     @property
     def audience(self) -> str:

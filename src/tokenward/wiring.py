@@ -10,6 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from tokenward.config import Settings
+from tokenward.datadir import secure_file, secure_sqlite
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.monitor.build import build_monitor
 from tokenward.monitor.config import MonitorSettings
@@ -293,8 +294,8 @@ async def build_services(
 async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     """The durable stores for these settings (SQLite by default, PostgreSQL by URL), migrated."""
     url = settings.resolved_database_url
-    if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_sqlite(url)  # a 0600 database (so -wal/-shm/-journal too), in a new 0700 directory
+    secure_file(settings.data_dir / "master.key")  # 0600 if it is there
     engine = sql.create_engine(url, schema=settings.database_schema)
     await sql.migrate(engine)
     sessions = sql.session_factory(engine)

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from tokenward import __version__
 from tokenward.monitor.asgi import MonitorMiddleware
 from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server.edge import install_error_handlers
+from tokenward.server.outer import Outer
 from tokenward.server.routes import admin, admin_api, browser, demo, device, oauth, oidc
 from tokenward.wiring import Services
 
@@ -35,12 +37,13 @@ def create_app(services: Services) -> FastAPI:
             await services.monitor.stop()
             await services.revocations.stop()
 
-    app = FastAPI(
+    app = _ServerApp(
         title="tokenward",
         version=__version__,
         description="OAuth 2.1 / OpenID Connect authorization server",
         lifespan=lifespan,
     )
+    app.hsts = services.settings.hsts_header
     app.state.services = services
     app.state.tokenward_validator = services.validator
     install_error_handlers(app)
@@ -65,6 +68,15 @@ def create_app(services: Services) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+class _ServerApp(FastAPI):
+    """FastAPI with `Outer` around the whole stack, Starlette's error middleware included."""
+
+    hsts: str | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Outer(super().build_middleware_stack(), hsts=self.hsts)
 
 
 async def _key_schedule(services: Services) -> None:
