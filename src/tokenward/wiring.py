@@ -18,6 +18,7 @@ from tokenward.monitor.pipeline import Monitor
 from tokenward.monitor.relay import EventConsumer, usage_stream
 from tokenward.oauth.authorize import AuthorizationValidator
 from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, SecretHasher
+from tokenward.oauth.csrf import CsrfTokens
 from tokenward.oauth.device import DeviceAuthorization, DeviceCodeGrant
 from tokenward.oauth.discovery import metadata
 from tokenward.oauth.flow import AuthorizationFlow
@@ -119,6 +120,7 @@ class Services:
     revoker: Revoker
     sessions: SessionManager
     interactions: InteractionSealer
+    csrf: CsrfTokens  # the browser pages' and the console's CSRF cookies: issued here only
     authorization: AuthorizationValidator
     flow: AuthorizationFlow
     device: DeviceAuthorization
@@ -278,6 +280,7 @@ async def build_services(
         revoker=revoker,
         sessions=SessionManager(stores.sessions, stores.users, clock),
         interactions=InteractionSealer(derive_subkey(master_key, "interaction"), clock),
+        csrf=CsrfTokens(derive_subkey(master_key, "csrf"), clock),
         authorization=AuthorizationValidator(stores.clients, settings.issuer, settings.audience),
         flow=AuthorizationFlow(stores.codes, stores.consents, settings.issuer, clock),
         device=DeviceAuthorization(

@@ -22,10 +22,6 @@ INTERACTION_LIFETIME = 600
 MAX_SEALED_LENGTH = 16 * 1024
 
 
-def new_csrf_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
 class InteractionSealer:
     def __init__(self, key: bytes, clock: Callable[[], float] = time.time) -> None:
         self._aead = AESGCM(key)

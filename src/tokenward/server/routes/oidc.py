@@ -13,7 +13,7 @@ from tokenward.guard.errors import BearerError, InsufficientScope, challenge
 from tokenward.oauth.authorize import redirect_to
 from tokenward.oauth.errors import OAuthError
 from tokenward.server.edge import JSONResponse
-from tokenward.server.pages import CSRF_COOKIE, SESSION_COOKIE, Browser, csrf_for
+from tokenward.server.pages import Browser
 from tokenward.server.signin import form_pairs
 from tokenward.store.records import Revocation, RevocationKind
 from tokenward.tokens.errors import JoseError
@@ -28,7 +28,7 @@ PROFILE_CLAIMS = {
 
 def router(services: Services) -> APIRouter:
     api = APIRouter()
-    browser = Browser(services.settings.issuer)
+    browser = Browser(services.settings.issuer, services.csrf)
 
     async def userinfo(request: Request) -> Response:
         header = request.headers.get("authorization")
@@ -79,12 +79,10 @@ def router(services: Services) -> APIRouter:
             target = await post_logout_target(params)
         except ValueError as exc:
             return browser.message("Sign-out failed", str(exc))
-        confirmed = params.get("confirm") == "yes" and params.get("csrf") == request.cookies.get(
-            CSRF_COOKIE
-        )
+        confirmed = params.get("confirm") == "yes" and browser.csrf_ok(request, params.get("csrf"))
         if "id_token_hint" not in params and not confirmed:
             return confirm_page(request, params)  # no proof the RP asked: ask the user (CSRF)
-        session = await services.sessions.current(request.cookies.get(SESSION_COOKIE))
+        session = await services.sessions.current(browser.session_of(request))
         if session is not None:
             await end_session(session.record.session_id)
         response = (
@@ -117,7 +115,7 @@ def router(services: Services) -> APIRouter:
         return redirect_to(uri, {"state": params.get("state")})
 
     def confirm_page(request: Request, params: dict[str, str]) -> Response:
-        csrf = csrf_for(request.cookies.get(CSRF_COOKIE))
+        csrf = browser.csrf(request)
         fields = [
             (k, v)
             for k, v in params.items()
