@@ -279,7 +279,9 @@ async def build_services(
         introspector=introspector,
         revoker=revoker,
         sessions=SessionManager(stores.sessions, stores.users, clock),
-        interactions=InteractionSealer(derive_subkey(master_key, "interaction"), clock),
+        interactions=InteractionSealer(
+            derive_subkey(master_key, "interaction"), stores.replay.first_use, clock
+        ),
         csrf=CsrfTokens(derive_subkey(master_key, "csrf"), clock),
         authorization=AuthorizationValidator(stores.clients, settings.issuer, settings.audience),
         flow=AuthorizationFlow(stores.codes, stores.consents, settings.issuer, clock),

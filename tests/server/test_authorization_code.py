@@ -6,7 +6,14 @@ import pytest
 
 from tests.conftest import FrozenClock
 from tests.server.conftest import ISSUER, Server
-from tests.server.flows import REDIRECT_URI, Pkce, authorize_params, query_of, sign_in_and_consent
+from tests.server.flows import (
+    REDIRECT_URI,
+    Pkce,
+    authorize_params,
+    hidden_interaction,
+    query_of,
+    sign_in_and_consent,
+)
 from tokenward.guard import InvalidToken
 from tokenward.tokens.id_token import token_hash
 from tokenward.tokens.jws import payload_object, verify_compact
@@ -176,6 +183,7 @@ async def test_wrong_password_then_throttled(server: Server) -> None:
             "/login", data={"interaction": interaction, "username": "alice", "password": "wrong!!!"}
         )
         statuses.append(response.status_code)
+        interaction = hidden_interaction(response.text)  # each form is good for one try
     assert statuses[:5] == [401] * 5
     assert statuses[5] == 429
     assert "Too many failed sign-in attempts" in response.text

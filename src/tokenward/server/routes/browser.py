@@ -89,7 +89,7 @@ def router(services: Services) -> APIRouter:
     async def login(request: Request) -> Response:
         try:
             pairs = await form_pairs(request)
-            state = services.interactions.open(
+            state = await services.interactions.open(
                 "login", single(pairs, "interaction"), browser.csrf_cookie_of(request)
             )
         except OAuthError as exc:
@@ -123,7 +123,7 @@ def router(services: Services) -> APIRouter:
     async def consent(request: Request) -> Response:
         try:
             pairs = await form_pairs(request)
-            state = services.interactions.open(
+            state = await services.interactions.open(
                 "consent", single(pairs, "interaction"), browser.csrf_cookie_of(request)
             )
             auth_request, client = await resume(state)

@@ -103,7 +103,7 @@ def router(services: Services) -> APIRouter:
         request: Request, kind: str
     ) -> tuple[list[tuple[str, str]], dict[str, Any], ActiveSession]:
         pairs = await form_pairs(request)
-        state = services.interactions.open(
+        state = await services.interactions.open(
             kind, single(pairs, "interaction"), browser.csrf_cookie_of(request)
         )
         session = await services.sessions.current(browser.session_of(request))
