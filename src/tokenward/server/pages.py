@@ -78,7 +78,8 @@ class Browser:
 
     @staticmethod
     def redirect(location: str) -> RedirectResponse:
-        return RedirectResponse(location, status_code=302, headers={"cache-control": "no-store"})
+        headers = {"cache-control": "no-store", "pragma": "no-cache"}
+        return RedirectResponse(location, status_code=302, headers=headers)
 
     def set_session(self, response: Response, secret: str) -> None:
         self.set_cookie(response, self.session_cookie, secret, max_age=None, same_site="lax")

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from tokenward import admin as actions
 from tokenward.oauth.errors import OAuthError
+from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.server.edge import JSONResponse
 from tokenward.server.pages import Browser, cookie_name
 from tokenward.server.routes.admin_support import (
@@ -157,12 +158,12 @@ def router(services: Services) -> APIRouter:
     @api.get("/usage.json", name="admin_usage")
     async def usage(request: Request) -> Response:
         if await console_admin(services, request) is None:
-            return JSONResponse({"error": "sign in"}, status_code=401)
+            return JSONResponse({"error": "sign in"}, status_code=401, headers=NO_STORE)
         body = {
             "usage": services.monitor.stats.snapshot(services.clock()),
             "health": services.monitor.health(),
         }
-        return JSONResponse(body, headers={"cache-control": "no-store"})
+        return JSONResponse(body, headers=NO_STORE)
 
     @api.get("/static/{name}")
     async def static(name: str) -> Response:
