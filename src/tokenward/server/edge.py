@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from tokenward.oauth.errors import InvalidRequest, OAuthError, TemporarilyUnavailable
 from tokenward.oauth.form import Form, parse_form
+from tokenward.server.outer import logged_path
 from tokenward.store.errors import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -76,7 +77,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_storage_down(request: Request, exc: Exception) -> Response:
         # The database or Redis is unreachable: a transient 503 the client may retry, not a 500.
-        log.warning("storage_unavailable", path=request.url.path, error=type(exc).__name__)
+        log.warning(
+            "storage_unavailable", path=logged_path(request.scope), error=type(exc).__name__
+        )
         error = TemporarilyUnavailable("the service is briefly unavailable; retry shortly")
         response = oauth_error_response(error)
         response.headers["retry-after"] = "2"
@@ -84,7 +87,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Never a stack trace to the client; the log names the type, never request secrets.
-        log.error("unhandled_error", path=request.url.path, error=type(exc).__name__)
+        log.error("unhandled_error", path=logged_path(request.scope), error=type(exc).__name__)
         return oauth_error_response(_ServerError())
 
     app.add_exception_handler(OAuthError, on_oauth_error)
