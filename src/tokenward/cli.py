@@ -31,6 +31,7 @@ from tokenward.admin import (
 from tokenward.config import Settings, loopback_issuer
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.server.app import create_app
+from tokenward.server.outer import uvicorn_log_config
 from tokenward.server.serving import Server
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
@@ -229,6 +230,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 host=host,
                 port=port,
                 log_level="info",
+                access_log=False,  # ours (server/outer.py) never prints a query
+                log_config=uvicorn_log_config(),
                 proxy_headers=False,
                 server_header=False,
                 # Bounded request heads, a head deadline, a connection cap (TOKENWARD_MAX_*).
@@ -467,4 +470,7 @@ def gateway(
 
 
 def main() -> None:
+    # Whatever this process writes (database, keys, audit lines, token files) is its own only;
+    # the data directory's files are also given their modes explicitly (tokenward.datadir).
+    os.umask(0o077)
     app()

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # Comma-separated CIDRs of the reverse proxies (load balancers) in front of this server:
     # their X-Forwarded-For is believed, hop by hop. Empty: the peer is the client.
     trusted_proxies: str = ""
+    # Strict-Transport-Security on every response when the issuer is https (never over http).
+    hsts_max_age: int = Field(default=2 * 365 * 86400, ge=0)
+    hsts_include_subdomains: bool = True
 
     @field_validator("issuer")
     @classmethod
@@ -120,6 +123,13 @@ class Settings(BaseSettings):
         """Keys and channels of one deployment, so deployments sharing a Redis never mix."""
         digest = hashlib.sha256(f"{self.issuer}|{self.database_schema}".encode()).hexdigest()
         return f"tokenward:{digest[:16]}"
+
+    @property
+    def hsts_header(self) -> str | None:
+        if not self.issuer.startswith("https://"):
+            return None
+        subdomains = "; includeSubDomains" if self.hsts_include_subdomains else ""
+        return f"max-age={self.hsts_max_age}{subdomains}"
 
     @property
     def audience(self) -> str:

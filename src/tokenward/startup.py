@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from tokenward.config import ENV_FILE, Settings, load_settings
+from tokenward.datadir import DataDirError, secure_dir
 from tokenward.monitor.config import MonitorSettings
 from tokenward.store.sql import create_engine
 from tokenward.tokens.errors import MasterKeyError
@@ -77,6 +78,8 @@ async def open_services(settings: Settings, *, create_schema: bool = False) -> S
     await check_database(settings, create_schema=create_schema)
     try:
         stores = await open_stores(settings)
+    except DataDirError as exc:  # a database file that cannot be made owner-only
+        raise StartupError(f"{exc} (fix its owner or permissions)") from None
     except (SQLAlchemyError, CommandError, OSError) as exc:
         raise StartupError(
             f"migrating the database at {safe_url(settings.resolved_database_url)} failed: "
@@ -156,11 +159,10 @@ async def check_database(settings: Settings, *, create_schema: bool = False) -> 
 
 def check_data_dir(data_dir: Path) -> None:
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+        secure_dir(data_dir)  # 0700 when new; a warning when others may enter it
+    except DataDirError as exc:
         raise StartupError(
-            f"cannot create the data directory {data_dir}: {_reason(exc)} "
-            "(choose another with --data-dir or TOKENWARD_DATA_DIR)"
+            f"the data directory: {exc} (choose another with --data-dir or TOKENWARD_DATA_DIR)"
         ) from None
     if not os.access(data_dir, os.W_OK | os.X_OK):
         raise StartupError(

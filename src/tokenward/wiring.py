@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenward.config import Settings
+from tokenward.datadir import secure_file, secure_sqlite
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.monitor.build import build_monitor
 from tokenward.monitor.config import MonitorSettings
@@ -18,6 +19,7 @@ from tokenward.monitor.pipeline import Monitor
 from tokenward.monitor.relay import EventConsumer, usage_stream
 from tokenward.oauth.authorize import AuthorizationValidator
 from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, SecretHasher
+from tokenward.oauth.csrf import CsrfTokens
 from tokenward.oauth.device import DeviceAuthorization, DeviceCodeGrant
 from tokenward.oauth.discovery import metadata
 from tokenward.oauth.flow import AuthorizationFlow
@@ -124,6 +126,7 @@ class Services:
     revoker: Revoker
     sessions: SessionManager
     interactions: InteractionSealer
+    csrf: CsrfTokens  # the browser pages' and the console's CSRF cookies: issued here only
     authorization: AuthorizationValidator
     flow: AuthorizationFlow
     device: DeviceAuthorization
@@ -288,7 +291,10 @@ async def build_services(
         introspector=introspector,
         revoker=revoker,
         sessions=SessionManager(stores.sessions, stores.users, clock),
-        interactions=InteractionSealer(derive_subkey(master_key, "interaction"), clock),
+        interactions=InteractionSealer(
+            derive_subkey(master_key, "interaction"), stores.replay.first_use, clock
+        ),
+        csrf=CsrfTokens(derive_subkey(master_key, "csrf"), clock),
         authorization=AuthorizationValidator(stores.clients, settings.issuer, settings.audience),
         flow=AuthorizationFlow(stores.codes, stores.consents, settings.issuer, clock),
         device=DeviceAuthorization(
@@ -316,8 +322,8 @@ def sign_in_throttle(settings: Settings, stores: StoreSet, clock: Clock) -> Sign
 async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     """The durable stores for these settings (SQLite by default, PostgreSQL by URL), migrated."""
     url = settings.resolved_database_url
-    if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_sqlite(url)  # a 0600 database (so -wal/-shm/-journal too), in a new 0700 directory
+    secure_file(settings.data_dir / "master.key")  # 0600 if it is there
     engine = sql.create_engine(url, schema=settings.database_schema)
     await sql.migrate(engine)
     sessions = sql.session_factory(engine)

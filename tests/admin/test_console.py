@@ -65,7 +65,9 @@ async def test_pages_render_for_the_admin(console: Console) -> None:
     cookie = (await console.http.get("/admin/login")).headers["set-cookie"]
     assert "httponly" in cookie.lower()
     assert "samesite=strict" in cookie.lower()
-    assert "path=/admin" in cookie.lower()
+    assert cookie.startswith("__Host-tw_admin_csrf=")  # https: Secure, Path=/, no Domain
+    assert "; path=/;" in cookie.lower()
+    assert "domain" not in cookie.lower()
     assert "secure" in cookie.lower()
 
 

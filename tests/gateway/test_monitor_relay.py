@@ -14,7 +14,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from tests.conftest import FrozenClock
-from tests.gateway.conftest import GatewayFactory
+from tests.gateway.conftest import BASE_CONFIG, GatewayFactory
 from tests.store.redis_server import need_shared_redis
 from tokenward.gateway.config import ConfigError, parse_config
 from tokenward.monitor.blocklist import MemoryBlocklist
@@ -27,6 +27,8 @@ trust: {issuer: https://as.example, audience: https://api.example}
 routes:
   - {name: items, prefix: /items, upstreams: [http://10.0.0.1:80], auth: bearer}
 """
+TRUSTING_LOOPBACK = BASE_CONFIG.replace("routes:", "trusted_proxies: [127.0.0.1/32]\nroutes:", 1)
+CLIENT = {"x-forwarded-for": "198.51.100.23"}
 REVOCATIONS = """
 revocations:
   database_url: postgresql+asyncpg://db/tokenward
@@ -81,16 +83,17 @@ def test_blocked_address_is_refused_before_the_token_is_read(
         def emit(self, event: object) -> None:
             events.append(event)
 
-    running = gateway(blocklist=blocklist, usage=Sink())
-    headers = {"authorization": f"Bearer {mint()}"}
+    # Loopback cannot be blocked: the client is the address our loopback proxy forwards for.
+    running = gateway(TRUSTING_LOOPBACK, blocklist=blocklist, usage=Sink())
+    headers = {"authorization": f"Bearer {mint()}", **CLIENT}
     assert running.http.get("/items", headers=headers).status_code == 200
-    blocklist.block("127.0.0.1", 60, "ip_spread", "monitor")
+    blocklist.block(CLIENT["x-forwarded-for"], 60, "ip_spread", "monitor")
     refused = running.http.get("/items", headers=headers)
     assert refused.status_code == 403
     assert refused.json()["error"] == IP_BLOCKED
     assert running.last_audit()["reason"] == IP_BLOCKED
     # Unauthenticated requests from there are refused the same way (no token oracle).
-    assert running.http.get("/items").status_code == 403
+    assert running.http.get("/items", headers=CLIENT).status_code == 403
     clock.advance(61)  # the block ends by itself
     assert running.http.get("/items", headers=headers).status_code == 200
     deadline = time.monotonic() + 5
@@ -110,13 +113,15 @@ def test_events_reach_the_stream_and_a_shared_block_is_enforced(
     redis = Redis.from_url(url)
     relay = EventRelay(redis, stream, interval=0.02, owns_client=True)  # stopped last
     shared = RedisBlocklist(redis, namespace + ":", refresh_interval=0.05)
-    running = gateway(usage=relay, blocklist=shared, background=[relay, shared])
+    running = gateway(TRUSTING_LOOPBACK, usage=relay, blocklist=shared, background=[relay, shared])
     reader = SyncRedis.from_url(url)
     try:
         token = mint(subject="carol")
         for _ in range(3):
             assert (
-                running.http.get("/items", headers={"authorization": f"Bearer {token}"}).status_code
+                running.http.get(
+                    "/items", headers={"authorization": f"Bearer {token}", **CLIENT}
+                ).status_code
                 == 200
             )
         deadline = time.monotonic() + 5
@@ -135,14 +140,14 @@ def test_events_reach_the_stream_and_a_shared_block_is_enforced(
             other = Redis.from_url(url)
             try:
                 elsewhere = RedisBlocklist(other, namespace + ":")
-                elsewhere.block("127.0.0.1", 30, "ip_spread", "monitor")
+                elsewhere.block(CLIENT["x-forwarded-for"], 30, "ip_spread", "monitor")
                 await elsewhere.flush()
             finally:
                 await other.aclose()
 
         asyncio.run(block_elsewhere())
         started = time.monotonic()
-        while running.http.get("/items").status_code != 403:
+        while running.http.get("/items", headers=CLIENT).status_code != 403:
             assert time.monotonic() - started < 2, "the shared block never reached the gateway"
             time.sleep(0.02)
     finally:

@@ -8,6 +8,7 @@ second webhook). Alerts are kept in a bounded log for the console.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import time
@@ -168,7 +169,9 @@ class SecurityAudit:
             return None
         if path is None:
             return cls()
-        return cls(open(path, "a", buffering=1, encoding="utf-8"))  # kept open for the process
+        # 0600 when we create it: alerts name addresses, users and token ids.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return cls(open(fd, "a", buffering=1, encoding="utf-8"))  # kept open for the process
 
     def alert(self, alert: Alert) -> None:
         self._logger.warning("security_alert", **alert.as_dict())

@@ -33,6 +33,44 @@ class IpBlocklist(Protocol):
     def entries(self) -> Sequence[BlockEntry]: ...
 
 
+class BlockRefused(ValueError):
+    """Not an address that may be blocked; the message says why (an admin sees it as a 400)."""
+
+
+def blockable_ip(text: str) -> str:
+    """The canonical address to block, or BlockRefused. Every `block` goes through here.
+
+    Blocks match one address (a dict read per request), so a network would silently match
+    nothing: only one address, or its /32 (/128) host prefix, is accepted. Addresses no real
+    client sends from (unspecified, multicast, broadcast) are refused, and so is loopback: a
+    local proxy, health checks and the server's own tools come from there, and blocking it
+    would refuse everyone behind them.
+    """
+    value = text.strip() if isinstance(text, str) else ""
+    if not value:
+        raise BlockRefused("ip is required: one IPv4 or IPv6 address")
+    if len(value) > 64:
+        raise BlockRefused("ip must be one IPv4 or IPv6 address")
+    try:
+        network = ipaddress.ip_network(value.removeprefix("[").removesuffix("]"), strict=True)
+    except ValueError:
+        raise BlockRefused(
+            "ip must be one IPv4 or IPv6 address (a network is not blockable)"
+        ) from None
+    if network.num_addresses != 1:
+        raise BlockRefused(
+            f"ip must be one address, not a /{network.prefixlen} network: blocks match one address"
+        )
+    address = network.network_address
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_unspecified or address.is_multicast or str(address) == "255.255.255.255":
+        raise BlockRefused("ip must be a unicast client address")
+    if address.is_loopback:
+        raise BlockRefused("loopback addresses cannot be blocked (local proxies and tools)")
+    return str(address)
+
+
 def canonical_ip(ip: str) -> str:
     """One spelling per address (IPv4-mapped IPv6 as IPv4), so a block cannot be sidestepped."""
     try:
@@ -63,8 +101,8 @@ class MemoryBlocklist:
         return True
 
     def block(self, ip: str, seconds: float, reason: str, by: str) -> BlockEntry:
+        ip = blockable_ip(ip)
         now = self._clock()
-        ip = canonical_ip(ip)
         if len(self._until) >= MAX_ENTRIES:
             self._until = {k: e for k, e in self._until.items() if e.until > now}
         old = self._until.get(ip)

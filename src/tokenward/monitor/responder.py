@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from tokenward.monitor.alerts import Target
-from tokenward.monitor.blocklist import IpBlocklist
+from tokenward.monitor.blocklist import BlockRefused, IpBlocklist
 from tokenward.store.protocols import SessionStore
 from tokenward.store.records import Revocation, RevocationKind
 
@@ -82,7 +82,10 @@ class Responder:
     def _block(self, ip: str, seconds: float, reason: str, by: str) -> str:
         if _exempt(ip, self._exempt):
             return f"{ip} is in an exempt network: not blocked"
-        entry = self.blocklist.block(ip, seconds, reason, by)
+        try:
+            entry = self.blocklist.block(ip, seconds, reason, by)
+        except BlockRefused as exc:
+            raise ResponseError(str(exc)) from None
         return f"{entry.ip} blocked for {seconds:g} s"
 
 

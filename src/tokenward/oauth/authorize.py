@@ -7,6 +7,7 @@ redirected: that would make us an open redirector); afterwards they go back to t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,6 +29,35 @@ from tokenward.store.records import ClientRecord
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 MAX_STATE = 1024
 MAX_NONCE = 512
+MAX_PARAMS = 64  # parameters per request, repeats included
+MAX_RESOURCES = 16
+MAX_NAME = 64
+# The longest value each parameter may have; any other (an extension we ignore) gets
+# DEFAULT_MAX. They travel sealed through the sign-in forms and back in redirects, so all are
+# bounded, not just the ones we read.
+LIMITS = {
+    "client_id": 256,
+    "redirect_uri": 2048,
+    "response_type": 64,
+    "response_mode": 32,
+    "scope": 2048,
+    "state": MAX_STATE,
+    "nonce": MAX_NONCE,
+    "code_challenge": 128,
+    "code_challenge_method": 16,
+    "prompt": 64,
+    "max_age": 10,
+    "acr_values": 256,
+    "login_hint": 256,
+    "dpop_jkt": 64,
+    "resource": 2048,
+    "display": 32,
+    "ui_locales": 256,
+    "claims_locales": 256,
+}
+DEFAULT_MAX = 2048
+# RFC 8252 §7.3: a loopback IP literal with an optional port, 1-65535, digits only.
+_LOOPBACK_NETLOC = re.compile(r"(?:127\.0\.0\.1|\[::1\])(?::([1-9][0-9]{0,4}))?")
 
 
 class ErrorPage(Exception):
@@ -110,6 +140,8 @@ class AuthorizationValidator:
     async def validate(
         self, pairs: Sequence[tuple[str, str]]
     ) -> tuple[AuthorizationRequest, ClientRecord]:
+        if len(pairs) > MAX_PARAMS:
+            raise ErrorPage("The sign-in link has too many parameters.")
         params, repeated = _single(pairs)
         resources = tuple(value for name, value in pairs if name == "resource" and value)
         repeated.discard("resource")  # RFC 8707: resource may repeat
@@ -127,6 +159,8 @@ class AuthorizationValidator:
         if "client_id" in repeated:
             raise ErrorPage("The client_id parameter is repeated.")
         client_id = params.get("client_id")
+        if client_id is not None and len(client_id) > LIMITS["client_id"]:
+            raise ErrorPage("The client_id parameter is too long.")
         client = await self._clients.get(client_id) if client_id else None
         if client is None or client.disabled:
             raise ErrorPage(
@@ -141,6 +175,8 @@ class AuthorizationValidator:
         if "redirect_uri" in repeated:
             raise ErrorPage("The redirect_uri parameter is repeated.")
         uri = params.get("redirect_uri")
+        if uri is not None and len(uri) > LIMITS["redirect_uri"]:
+            raise ErrorPage("The redirect_uri parameter is too long.")
         if uri is None:
             if len(client.redirect_uris) != 1:
                 raise ErrorPage(
@@ -160,6 +196,7 @@ class AuthorizationValidator:
         redirect_uri: str,
         given: bool,
     ) -> AuthorizationRequest:
+        _check_sizes(params, resources)
         response_type = params.get("response_type")
         if response_type is None:
             raise InvalidRequest("response_type is required")
@@ -194,6 +231,17 @@ class AuthorizationValidator:
             login_hint=_bounded(params.get("login_hint"), 256, "login_hint"),
             dpop_jkt=_dpop_jkt(params.get("dpop_jkt")),
         )
+
+
+def _check_sizes(params: dict[str, str], resources: tuple[str, ...]) -> None:
+    """Every parameter bounded (RFC 6749 §4.1.2.1: invalid_request), known or not."""
+    if len(resources) > MAX_RESOURCES:
+        raise InvalidRequest("too many resource parameters")
+    for name, value in [*params.items(), *(("resource", r) for r in resources)]:
+        if len(name) > MAX_NAME:
+            raise InvalidRequest("a parameter name is too long")
+        if len(value) > LIMITS.get(name, DEFAULT_MAX):
+            raise InvalidRequest(f"{name} is too long")
 
 
 def _bounded(value: str | None, limit: int, name: str) -> str | None:
@@ -232,7 +280,11 @@ def _dpop_jkt(value: str | None) -> str | None:
 def _loopback_match(uri: str, registered: tuple[str, ...]) -> bool:
     """RFC 8252 §7.3: for loopback IP literals, any port; everything else matches exactly."""
     presented = urlsplit(uri)
-    if presented.scheme != "http" or presented.hostname not in ("127.0.0.1", "::1"):
+    # The whole netloc: no userinfo; a port of digits only, 1-65535, not zero-padded.
+    loopback = _LOOPBACK_NETLOC.fullmatch(presented.netloc)
+    if presented.scheme != "http" or loopback is None:
+        return False
+    if loopback.group(1) is not None and int(loopback.group(1)) > 65535:
         return False
     for candidate in registered:
         allowed = urlsplit(candidate)

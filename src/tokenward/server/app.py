@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from tokenward import __version__
 from tokenward.monitor.asgi import MonitorMiddleware
@@ -18,6 +19,7 @@ from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server import tracing
 from tokenward.server.client_address import ClientAddressMiddleware
 from tokenward.server.edge import install_error_handlers
+from tokenward.server.outer import Outer
 from tokenward.server.routes import (
     admin,
     admin_api,
@@ -61,7 +63,7 @@ def create_app(services: Services, *, tracer_provider: TracerProvider | None = N
             await services.monitor.stop()
             await services.revocations.stop()
 
-    app = FastAPI(
+    app = _ServerApp(
         title="tokenward",
         version=__version__,
         description="OAuth 2.1 / OpenID Connect authorization server",
@@ -69,6 +71,7 @@ def create_app(services: Services, *, tracer_provider: TracerProvider | None = N
         docs_url=None,  # served by routes.docs from local assets, not FastAPI's CDN page
         redoc_url=None,  # ReDoc would load from a CDN too
     )
+    app.hsts = services.settings.hsts_header
     app.state.services = services
     app.state.tokenward_validator = services.validator
     install_error_handlers(app)
@@ -104,6 +107,15 @@ def create_app(services: Services, *, tracer_provider: TracerProvider | None = N
         return {"status": "ok"}
 
     return app
+
+
+class _ServerApp(FastAPI):
+    """FastAPI with `Outer` around the whole stack, Starlette's error middleware included."""
+
+    hsts: str | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Outer(super().build_middleware_stack(), hsts=self.hsts)
 
 
 async def _key_schedule(services: Services) -> None:

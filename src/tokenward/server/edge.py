@@ -15,6 +15,7 @@ from tokenward.oauth.errors import InvalidRequest, OAuthError, TemporarilyUnavai
 from tokenward.oauth.form import Form, parse_form
 from tokenward.ops.metrics import ServerMetrics
 from tokenward.ops.refusals import asserted_client_id, log_refusal
+from tokenward.server.outer import logged_path
 from tokenward.store.errors import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -114,7 +115,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_storage_down(request: Request, exc: Exception) -> Response:
         # The database or Redis is unreachable: a transient 503 the client may retry, not a 500.
-        log.warning("storage_unavailable", path=request.url.path, error=type(exc).__name__)
+        log.warning(
+            "storage_unavailable", path=logged_path(request.scope), error=type(exc).__name__
+        )
         metrics = _metrics(request)
         if metrics is not None:
             metrics.storage_error(exc)
@@ -125,7 +128,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Never a stack trace to the client; the log names the type, never request secrets.
-        log.error("unhandled_error", path=request.url.path, error=type(exc).__name__)
+        log.error("unhandled_error", path=logged_path(request.scope), error=type(exc).__name__)
         return oauth_error_response(_ServerError())
 
     app.add_exception_handler(OAuthError, _on_oauth_error)

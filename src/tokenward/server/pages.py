@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from tokenward.oauth.interaction import new_csrf_token
+from tokenward.oauth.csrf import CsrfTokens
 
 SESSION_COOKIE = "tw_session"
 CSRF_COOKIE = "tw_csrf"
+CSRF_PURPOSE = "browser"  # the sign-in, consent, device and logout pages (the console has its own)
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),
@@ -19,6 +21,7 @@ _TEMPLATES = Environment(
 )
 PAGE_HEADERS = {
     "cache-control": "no-store",
+    "pragma": "no-cache",
     "content-security-policy": (
         "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
     ),
@@ -28,11 +31,36 @@ PAGE_HEADERS = {
 }
 
 
-class Browser:
-    """Cookie attributes follow the issuer: Secure whenever it is served over https."""
+def cookie_name(name: str, secure: bool) -> str:
+    """`__Host-` over https (Secure, Path=/, no Domain): no sibling domain and no plain-http
+    page can set or overwrite it. Over http, which the issuer allows on loopback only, the
+    prefix is impossible (it requires Secure, and most clients keep no Secure cookie over
+    http), so there the bare name."""
+    return f"__Host-{name}" if secure else name
 
-    def __init__(self, issuer: str) -> None:
+
+class Browser:
+    """Cookie names and attributes follow the issuer: `__Host-` and Secure over https."""
+
+    def __init__(self, issuer: str, csrf: CsrfTokens) -> None:
         self.secure = issuer.startswith("https://")
+        self.session_cookie = cookie_name(SESSION_COOKIE, self.secure)
+        self.csrf_cookie = cookie_name(CSRF_COOKIE, self.secure)
+        self._csrf = csrf
+
+    def session_of(self, request: HTTPConnection) -> str | None:
+        return request.cookies.get(self.session_cookie)
+
+    def csrf_cookie_of(self, request: HTTPConnection) -> str | None:
+        return request.cookies.get(self.csrf_cookie)
+
+    def csrf(self, request: HTTPConnection) -> str:
+        """The browser's CSRF token if we issued it (several tabs share it), else a new one."""
+        return self._csrf.issue(self.csrf_cookie_of(request), CSRF_PURPOSE)
+
+    def csrf_ok(self, request: HTTPConnection, field: str | None) -> bool:
+        """A form's `csrf` field equals this browser's cookie, and the cookie is one of ours."""
+        return self._csrf.matches(self.csrf_cookie_of(request), field, CSRF_PURPOSE)
 
     def page(
         self, template: str, status: int = 200, csrf: str | None = None, **context: Any
@@ -40,7 +68,7 @@ class Browser:
         html = _TEMPLATES.get_template(template).render(**context)
         response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
         if csrf is not None:
-            self.set_cookie(response, CSRF_COOKIE, csrf, max_age=3600, same_site="strict")
+            self.set_cookie(response, self.csrf_cookie, csrf, max_age=3600, same_site="strict")
         return response
 
     def message(
@@ -50,14 +78,15 @@ class Browser:
 
     @staticmethod
     def redirect(location: str) -> RedirectResponse:
-        return RedirectResponse(location, status_code=302, headers={"cache-control": "no-store"})
+        headers = {"cache-control": "no-store", "pragma": "no-cache"}
+        return RedirectResponse(location, status_code=302, headers=headers)
 
     def set_session(self, response: Response, secret: str) -> None:
-        self.set_cookie(response, SESSION_COOKIE, secret, max_age=None, same_site="lax")
+        self.set_cookie(response, self.session_cookie, secret, max_age=None, same_site="lax")
 
     def clear_session(self, response: Response) -> None:
         response.delete_cookie(
-            SESSION_COOKIE, path="/", secure=self.secure, httponly=True, samesite="lax"
+            self.session_cookie, path="/", secure=self.secure, httponly=True, samesite="lax"
         )
 
     def set_cookie(
@@ -72,8 +101,3 @@ class Browser:
             httponly=True,
             samesite=same_site,  # type: ignore[arg-type]
         )
-
-
-def csrf_for(cookie: str | None) -> str:
-    """Reuse the browser's CSRF token when it has one, so several tabs keep working."""
-    return cookie if cookie and 20 <= len(cookie) <= 128 else new_csrf_token()

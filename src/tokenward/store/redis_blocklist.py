@@ -41,7 +41,7 @@ import orjson
 import structlog
 from redis.asyncio import Redis
 
-from tokenward.monitor.blocklist import MAX_ENTRIES, BlockEntry, canonical_ip
+from tokenward.monitor.blocklist import MAX_ENTRIES, BlockEntry, blockable_ip, canonical_ip
 
 log = structlog.get_logger(__name__)
 
@@ -151,8 +151,8 @@ class RedisBlocklist:
     def block(self, ip: str, seconds: float, reason: str, by: str) -> BlockEntry:
         if math.isnan(seconds):
             raise ValueError("seconds is NaN")
+        ip = blockable_ip(ip)
         now = self._clock()
-        ip = canonical_ip(ip)
         old = self._view.get(ip)
         until = max(now + min(seconds, MAX_SECONDS), old.until if old else 0.0)
         entry = BlockEntry(ip, until, reason, by)

@@ -1,14 +1,14 @@
 """The admin console under /admin: server-rendered pages, a session cookie of its own, and
 every state change a POST form guarded by double-submit CSRF and an Origin check, then audited.
 
-Cookies: `tw_admin` (the session secret) and `tw_admin_csrf`, both HttpOnly, SameSite=Strict,
-Path=/admin, Secure when the issuer is https. Pages allow scripts and styles from this origin
-only (the chart library is served from /admin/static, no CDN).
+Cookies: `tw_admin` (the session secret) and `tw_admin_csrf` (a token only this server issues),
+both HttpOnly, SameSite=Strict, Path=/; over https they are `__Host-` prefixed and Secure. Pages
+allow scripts and styles from this origin only (the chart library is served from /admin/static,
+no CDN).
 """
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,16 @@ from starlette.responses import Response
 
 from tokenward import admin as actions
 from tokenward.oauth.errors import OAuthError
+from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.server.edge import JSONResponse
-from tokenward.server.pages import Browser
+from tokenward.server.pages import Browser, cookie_name
 from tokenward.server.routes.admin_support import (
     ADMIN_COOKIE,
     ADMIN_CSRF_COOKIE,
+    ADMIN_CSRF_PURPOSE,
     CONSOLE_CSP,
     ActionError,
     console_admin,
-    csrf_matches,
     list_clients,
     list_grants,
     list_keys,
@@ -58,9 +59,11 @@ LIST_FIELDS = ("grant_types", "redirect_uris")
 
 def router(services: Services) -> APIRouter:
     api = APIRouter(prefix="/admin", include_in_schema=False)
-    browser = Browser(services.settings.issuer)
+    browser = Browser(services.settings.issuer, services.csrf)
     origin = origin_of(services.settings.issuer)
     secure = browser.secure
+    session_cookie = cookie_name(ADMIN_COOKIE, secure)
+    csrf_cookie = cookie_name(ADMIN_CSRF_COOKIE, secure)
     assets = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.suffix in STATIC_TYPES}
 
     def cookie(response: Response, name: str, value: str, max_age: int | None) -> None:
@@ -68,21 +71,19 @@ def router(services: Services) -> APIRouter:
             name,
             value,
             max_age=max_age,
-            path="/admin",
+            path="/",  # `__Host-` requires it
             secure=secure,
             httponly=True,
             samesite="strict",
         )
 
     def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
-        csrf = request.cookies.get(ADMIN_CSRF_COOKIE)
-        if not csrf or len(csrf) < 20:
-            csrf = secrets.token_urlsafe(32)
+        csrf = services.csrf.issue(request.cookies.get(csrf_cookie), ADMIN_CSRF_PURPOSE)
         response = browser.page(f"admin/{template}", status, csrf=None, csrf_token=csrf, **context)
         response.headers["content-security-policy"] = CONSOLE_CSP
         # Not no-referrer: under it, browsers send `Origin: null` on our own form posts.
         response.headers["referrer-policy"] = "same-origin"
-        cookie(response, ADMIN_CSRF_COOKIE, csrf, 8 * 3600)
+        cookie(response, csrf_cookie, csrf, 8 * 3600)
         return response
 
     async def checked_form(request: Request) -> tuple[list[tuple[str, str]] | None, str | None]:
@@ -94,7 +95,7 @@ def router(services: Services) -> APIRouter:
         except OAuthError as exc:
             return None, exc.description
         field = next((v for k, v in pairs if k == "csrf"), None)
-        if not csrf_matches(request.cookies.get(ADMIN_CSRF_COOKIE), field):
+        if not services.csrf.matches(request.cookies.get(csrf_cookie), field, ADMIN_CSRF_PURPOSE):
             return None, "The form expired or was not sent by this console; reload and retry."
         return pairs, None
 
@@ -138,7 +139,7 @@ def router(services: Services) -> APIRouter:
             audit.admin_action(f"user:{username}", "console.login", "console")
         response = browser.redirect("/admin/dashboard")
         response.status_code = 303
-        cookie(response, ADMIN_COOKIE, attempt.cookie_secret, None)
+        cookie(response, session_cookie, attempt.cookie_secret, None)
         return response
 
     @api.post("/logout")
@@ -150,19 +151,19 @@ def router(services: Services) -> APIRouter:
         response = browser.redirect("/admin/login")
         response.status_code = 303
         response.delete_cookie(
-            ADMIN_COOKIE, path="/admin", secure=secure, httponly=True, samesite="strict"
+            session_cookie, path="/", secure=secure, httponly=True, samesite="strict"
         )
         return response
 
     @api.get("/usage.json", name="admin_usage")
     async def usage(request: Request) -> Response:
         if await console_admin(services, request) is None:
-            return JSONResponse({"error": "sign in"}, status_code=401)
+            return JSONResponse({"error": "sign in"}, status_code=401, headers=NO_STORE)
         body = {
             "usage": services.monitor.stats.snapshot(services.clock()),
             "health": services.monitor.health(),
         }
-        return JSONResponse(body, headers={"cache-control": "no-store"})
+        return JSONResponse(body, headers=NO_STORE)
 
     @api.get("/static/{name}")
     async def static(name: str) -> Response:

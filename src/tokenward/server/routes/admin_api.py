@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from tokenward.guard.errors import InsufficientScope
+from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.resource.fastapi import BearerHTTPException, require_scopes
 from tokenward.server.edge import JSONResponse
 from tokenward.server.routes.admin_support import (
@@ -156,8 +157,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+async def _no_store(response: Response) -> None:
+    """Every answer here may carry a new client secret or live security data: never cached."""
+    response.headers.update(NO_STORE)
+
+
 def router(services: Services) -> APIRouter:
-    api = APIRouter(prefix="/admin/api", tags=["admin"], responses=ERRORS)
+    api = APIRouter(
+        prefix="/admin/api", tags=["admin"], responses=ERRORS, dependencies=[Depends(_no_store)]
+    )
     scoped = require_scopes(ADMIN_SCOPE, validator=services.validator)
 
     async def actor(token: AccessToken = Depends(scoped)) -> str:  # noqa: B008
@@ -172,7 +180,9 @@ def router(services: Services) -> APIRouter:
             return await perform(services, who, "api", action, params)
         except ActionError as exc:
             return JSONResponse(
-                {"error": "invalid_request", "error_description": str(exc)}, status_code=400
+                {"error": "invalid_request", "error_description": str(exc)},
+                status_code=400,
+                headers=NO_STORE,
             )
 
     admin = Depends(actor)

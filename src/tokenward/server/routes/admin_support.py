@@ -8,7 +8,6 @@ or a client (client credentials) registered with that scope.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ from tokenward.admin import AdminError
 from tokenward.monitor.alerts import without_secrets
 from tokenward.monitor.responder import ResponseError
 from tokenward.oauth.sessions import ActiveSession
+from tokenward.server.pages import cookie_name
 from tokenward.store.records import SessionRecord
 from tokenward.tokens.claims import AccessToken
 from tokenward.tokens.keyring import KeyRotationError
@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 ADMIN_SCOPE = admin.ADMIN_ROLE
 ADMIN_COOKIE = "tw_admin"
 ADMIN_CSRF_COOKIE = "tw_admin_csrf"
+ADMIN_CSRF_PURPOSE = "admin"  # a CSRF token of the sign-in pages is none for the console
 CONSOLE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -55,15 +56,9 @@ def same_origin(request: Request, expected: str) -> bool:
     return referer is not None and origin_of(referer) == expected
 
 
-def csrf_matches(cookie: str | None, field: str | None) -> bool:
-    """Double submit: the form field must equal the cookie only our pages could have read."""
-    if not cookie or not field or len(cookie) < 20:
-        return False
-    return hmac.compare_digest(cookie.encode(), field.encode())
-
-
 async def console_admin(services: Services, request: Request) -> ActiveSession | None:
-    session = await services.sessions.current(request.cookies.get(ADMIN_COOKIE))
+    name = cookie_name(ADMIN_COOKIE, services.settings.issuer.startswith("https://"))
+    session = await services.sessions.current(request.cookies.get(name))
     return session if session is not None and admin.is_admin(session.user) else None
 
 

@@ -13,7 +13,7 @@ from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.flow import Redirect, ShowLogin, Step
 from tokenward.ops.refusals import log_refusal
 from tokenward.server.edge import client_ip
-from tokenward.server.pages import CSRF_COOKIE, SESSION_COOKIE, Browser, csrf_for
+from tokenward.server.pages import Browser
 from tokenward.server.routes.device import device_after_login
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
 from tokenward.store.records import ClientRecord
@@ -22,13 +22,13 @@ from tokenward.wiring import Services
 
 def router(services: Services) -> APIRouter:
     api = APIRouter(include_in_schema=False)
-    browser = Browser(services.settings.issuer)
+    browser = Browser(services.settings.issuer, services.csrf)
     flow = services.flow
 
     async def render(step: Step, client: ClientRecord, request: Request, **extra: Any) -> Response:
         if isinstance(step, Redirect):
             return browser.redirect(step.location)
-        csrf = csrf_for(request.cookies.get(CSRF_COOKIE))
+        csrf = browser.csrf(request)
         if isinstance(step, ShowLogin):
             sealed = services.interactions.seal(
                 "login", {"authorize": step.request.to_dict()}, csrf
@@ -59,7 +59,7 @@ def router(services: Services) -> APIRouter:
     async def authorize(request: Request, pairs: list[tuple[str, str]]) -> Response:
         try:
             auth_request, client = await services.authorization.validate(pairs)
-            session = await services.sessions.current(request.cookies.get(SESSION_COOKIE))
+            session = await services.sessions.current(browser.session_of(request))
             return await render(
                 await flow.next_step(auth_request, client, session), client, request
             )
@@ -80,7 +80,10 @@ def router(services: Services) -> APIRouter:
 
     @api.get("/authorize")
     async def authorize_get(request: Request) -> Response:
-        pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=64)
+        try:
+            pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=64)
+        except ValueError:  # more than 64 fields
+            return browser.message("This sign-in link is not valid", "It has too many parameters.")
         return await authorize(request, pairs)
 
     @api.post("/authorize")
@@ -98,8 +101,8 @@ def router(services: Services) -> APIRouter:
     async def login(request: Request) -> Response:
         try:
             pairs = await form_pairs(request)
-            state = services.interactions.open(
-                "login", single(pairs, "interaction"), request.cookies.get(CSRF_COOKIE)
+            state = await services.interactions.open(
+                "login", single(pairs, "interaction"), browser.csrf_cookie_of(request)
             )
         except OAuthError as exc:
             return browser.message("Please start again", exc.description)
@@ -132,15 +135,15 @@ def router(services: Services) -> APIRouter:
     async def consent(request: Request) -> Response:
         try:
             pairs = await form_pairs(request)
-            state = services.interactions.open(
-                "consent", single(pairs, "interaction"), request.cookies.get(CSRF_COOKIE)
+            state = await services.interactions.open(
+                "consent", single(pairs, "interaction"), browser.csrf_cookie_of(request)
             )
             auth_request, client = await resume(state)
         except (OAuthError, ErrorPage) as exc:
             return browser.message(
                 "Please start again", getattr(exc, "description", "The form expired.")
             )
-        session = await services.sessions.current(request.cookies.get(SESSION_COOKIE))
+        session = await services.sessions.current(browser.session_of(request))
         if session is None or session.user.user_id != state["user_id"]:
             return browser.message("Please start again", "Your session ended; sign in again.")
         if single(pairs, "decision") != "approve":

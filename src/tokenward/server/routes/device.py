@@ -12,7 +12,7 @@ from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.sessions import ActiveSession
 from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.server.edge import JSONResponse, read_form, single_header
-from tokenward.server.pages import CSRF_COOKIE, SESSION_COOKIE, Browser, csrf_for
+from tokenward.server.pages import Browser
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
 from tokenward.wiring import Services
 
@@ -22,7 +22,7 @@ BAD_CODE = "That code is not valid or has expired. Check your device and try aga
 def _login_page(
     services: Services, browser: Browser, request: Request, user_code: str, **extra: Any
 ) -> Response:
-    csrf = csrf_for(request.cookies.get(CSRF_COOKIE))
+    csrf = browser.csrf(request)
     sealed = services.interactions.seal("login", {"device": {"user_code": user_code}}, csrf)
     return browser.page(
         "login.html",
@@ -44,7 +44,7 @@ def _code_page(
     user_code: str,
     **extra: Any,
 ) -> Response:
-    csrf = csrf_for(request.cookies.get(CSRF_COOKIE))
+    csrf = browser.csrf(request)
     sealed = services.interactions.seal("device", {"user_id": session.user.user_id}, csrf)
     return browser.page(
         "device.html",
@@ -78,7 +78,7 @@ async def device_after_login(
 
 def router(services: Services) -> APIRouter:
     api = APIRouter()
-    browser = Browser(services.settings.issuer)
+    browser = Browser(services.settings.issuer, services.csrf)
     limit = services.settings.max_body_bytes
 
     @api.post(
@@ -94,7 +94,7 @@ def router(services: Services) -> APIRouter:
     @api.get("/device", include_in_schema=False)
     async def device_page(request: Request) -> Response:
         user_code = request.query_params.get("user_code", "")[:32]
-        session = await services.sessions.current(request.cookies.get(SESSION_COOKIE))
+        session = await services.sessions.current(browser.session_of(request))
         if session is None:
             return _login_page(services, browser, request, user_code)
         return _code_page(services, browser, request, session, user_code)
@@ -103,10 +103,10 @@ def router(services: Services) -> APIRouter:
         request: Request, kind: str
     ) -> tuple[list[tuple[str, str]], dict[str, Any], ActiveSession]:
         pairs = await form_pairs(request)
-        state = services.interactions.open(
-            kind, single(pairs, "interaction"), request.cookies.get(CSRF_COOKIE)
+        state = await services.interactions.open(
+            kind, single(pairs, "interaction"), browser.csrf_cookie_of(request)
         )
-        session = await services.sessions.current(request.cookies.get(SESSION_COOKIE))
+        session = await services.sessions.current(browser.session_of(request))
         if session is None or session.user.user_id != state["user_id"]:
             raise _SessionEnded
         return pairs, state, session
@@ -135,7 +135,7 @@ def router(services: Services) -> APIRouter:
             return _code_page(services, browser, request, session, "", status=400, error=BAD_CODE)
         await services.login_throttle.forgive(attempt)  # a right code is no failure
         client = await services.stores.clients.get(record.client_id)
-        csrf = csrf_for(request.cookies.get(CSRF_COOKIE))
+        csrf = browser.csrf(request)
         sealed = services.interactions.seal(
             "device-confirm", {"user_id": session.user.user_id, "user_code": code}, csrf
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -16,7 +15,7 @@ from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.logout import IdTokenHint, ends, read_id_token_hint
 from tokenward.ops.refusals import log_refusal
 from tokenward.server.edge import JSONResponse, client_ip
-from tokenward.server.pages import CSRF_COOKIE, SESSION_COOKIE, Browser, csrf_for
+from tokenward.server.pages import Browser
 from tokenward.server.signin import form_pairs
 from tokenward.store.records import Revocation, RevocationKind
 from tokenward.wiring import Services
@@ -29,7 +28,7 @@ PROFILE_CLAIMS = {
 
 def router(services: Services) -> APIRouter:
     api = APIRouter()
-    browser = Browser(services.settings.issuer)
+    browser = Browser(services.settings.issuer, services.csrf)
 
     def refuse(request: Request, error: BearerError, client_id: str | None = None) -> Response:
         log_refusal(
@@ -94,7 +93,7 @@ def router(services: Services) -> APIRouter:
             client_id, target = await post_logout_target(params, hint)
         except ValueError as exc:
             return browser.message("Sign-out failed", str(exc))
-        session = await services.sessions.current(request.cookies.get(SESSION_COOKIE))
+        session = await services.sessions.current(browser.session_of(request))
         if session is not None:
             # Only the RP of this very session, or the user on our own form, may end it: a
             # hint for another session (or any other token we signed) asks the user (CSRF).
@@ -120,14 +119,12 @@ def router(services: Services) -> APIRouter:
 
     def confirmed(request: Request, params: dict[str, str]) -> bool:
         """The user pressed "Sign out" on our confirmation page: a POST carrying the token of
-        this browser's CSRF cookie (SameSite=Strict, so another site's form cannot send it)."""
-        csrf, cookie = params.get("csrf"), request.cookies.get(CSRF_COOKIE)
+        this browser's CSRF cookie (SameSite=Strict, so another site's form cannot send it),
+        a token the server issued (compared in constant time by `csrf_ok`)."""
         return (
             request.method == "POST"
             and params.get("confirm") == "yes"
-            and csrf is not None
-            and cookie is not None
-            and hmac.compare_digest(csrf.encode(), cookie.encode())
+            and browser.csrf_ok(request, params.get("csrf"))
         )
 
     async def post_logout_target(
@@ -148,7 +145,7 @@ def router(services: Services) -> APIRouter:
         return client_id, redirect_to(uri, {"state": params.get("state")})
 
     def confirm_page(request: Request, params: dict[str, str], client_id: str | None) -> Response:
-        csrf = csrf_for(request.cookies.get(CSRF_COOKIE))
+        csrf = browser.csrf(request)
         fields = [(k, v) for k, v in params.items() if k in ("post_logout_redirect_uri", "state")]
         if client_id is not None:  # also when it came from the hint, which the form leaves out
             fields.append(("client_id", client_id))

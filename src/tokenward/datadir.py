@@ -1,0 +1,94 @@
+"""The data directory holds the SQLite database and the master key: a new one is created
+0700, and every file we put there is 0600 (the database, its -wal/-shm/-journal, master.key).
+
+Modes are set explicitly, never left to the umask. Our files found more open (from an older
+version, or made by hand) are tightened to 0600 with one warning line on standard error; if
+that is impossible (another owner, a read-only mount), `DataDirError` says so in one line and
+nothing starts. An existing directory more open than 0700 only gets a warning: it may be a
+shared one (the default `var` is relative to the working directory, which may be `/`), and
+with the files 0600 it shows names, not contents.
+SQLite creates its -wal, -shm and -journal files with the mode of the database file, so a 0600
+database keeps them 0600 too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+log = logging.getLogger(__name__)  # stdlib: stderr by default, never the CLI's JSON on stdout
+
+
+class DataDirError(Exception):
+    """The data directory or a file in it cannot be made owner-only."""
+
+
+def secure_dir(path: Path) -> None:
+    """Create `path` (0700); warn about an existing one that others may enter."""
+    if path.exists() and not path.is_dir():
+        raise DataDirError(f"{path} is not a directory")
+    try:
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        current = path.stat()
+    except OSError as exc:
+        raise DataDirError(f"cannot create {path}: {exc.strerror}") from None
+    mode = stat.S_IMODE(current.st_mode)
+    if mode & ~DIR_MODE:
+        log.warning(
+            "tokenward: %s is mode %04o; `chmod 700 %s` makes it owner-only", path, mode, path
+        )
+
+
+def secure_file(path: Path, *, create: bool = False) -> None:
+    """Tighten `path` to 0600 if it exists; with `create`, create it empty (0600) if absent."""
+    try:
+        if create:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+            os.close(fd)
+        if path.exists():
+            _tighten(path, FILE_MODE)
+    except OSError as exc:
+        raise DataDirError(f"cannot make {path} private (0600): {exc.strerror}") from None
+
+
+def secure_sqlite(url: str) -> None:
+    """The database file of a SQLite URL owner-only, created if absent (in a new 0700
+    directory if its directory is absent too)."""
+    database = sqlite_file(url)
+    if database is None:
+        return
+    secure_dir(database.parent)
+    secure_file(database, create=True)
+    for suffix in SQLITE_SIDE_FILES:
+        secure_file(database.with_name(database.name + suffix))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a `sqlite+aiosqlite:///path` URL; None for in-memory or other URLs."""
+    if not url.startswith("sqlite"):
+        return None
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    current = path.stat()
+    if not stat.S_ISREG(current.st_mode):
+        raise IsADirectoryError(21, "not a regular file", str(path))
+    old = stat.S_IMODE(current.st_mode)
+    if old & ~mode:
+        os.chmod(path, old & mode)
+        log.warning("tokenward: %s was mode %04o; now %04o (owner only)", path, old, old & mode)

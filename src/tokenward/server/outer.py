@@ -1,0 +1,108 @@
+"""The server's outermost ASGI layer, around Starlette's own error middleware so that every
+response passes through it, 500s included: the access log and `Strict-Transport-Security`.
+
+The access log replaces uvicorn's, which prints the request target with its query, and
+queries carry tokens (`?access_token=`, `id_token_hint=`, ...). Ours prints the method, the
+path without the query (escaped, bounded), the status, the duration and the client; never a
+query, never a header value.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ACCESS_LOGGER = "tokenward.access"
+MAX_LOGGED_PATH = 256
+access_log = logging.getLogger(ACCESS_LOGGER)
+log = structlog.get_logger(__name__)
+
+
+def logged_path(scope: Scope) -> str:
+    """The path as sent (ASGI `raw_path` never holds the query), printable and bounded."""
+    raw: bytes = scope.get("raw_path") or str(scope.get("path", "")).encode("utf-8", "replace")
+    raw = raw.split(b"?", 1)[0]  # in case a server put the query there anyway
+    text = "".join(
+        chr(byte) if 0x21 <= byte <= 0x7E and byte not in (0x22, 0x5C) else f"%{byte:02X}"
+        for byte in raw[: MAX_LOGGED_PATH + 1]
+    )
+    return text if len(raw) <= MAX_LOGGED_PATH else text[:MAX_LOGGED_PATH] + "..."
+
+
+class Outer:
+    """`hsts`: the Strict-Transport-Security value for every response, or None (http issuer)."""
+
+    def __init__(self, app: ASGIApp, *, hsts: str | None) -> None:
+        self.app = app
+        self.hsts = hsts.encode("latin-1") if hsts else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if self.hsts is not None:
+                    headers = list(message.get("headers", ()))
+                    headers.append((b"strict-transport-security", self.hsts))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if not status:
+                raise
+            # Starlette re-raises after its 500 went out; the server would log the traceback,
+            # whose message may quote request data. The error handler logged the type already.
+            log.debug("error_after_response", error=type(exc).__name__)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    '%s - "%s %s" %s %.1fms',
+                    _client(scope),
+                    scope.get("method", "-"),
+                    logged_path(scope),
+                    status or "-",
+                    (time.perf_counter() - started) * 1000,
+                )
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    if not client:
+        return "-"
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration, plus our access logger (stdout, uvicorn's style)."""
+    from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415 - only `tokenward serve` needs it
+
+    config: dict[str, Any] = {
+        **LOGGING_CONFIG,
+        "formatters": {**LOGGING_CONFIG["formatters"]},
+        "handlers": {**LOGGING_CONFIG["handlers"]},
+        "loggers": {**LOGGING_CONFIG["loggers"]},
+    }
+    config["handlers"]["tokenward_access"] = {
+        "formatter": "default",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stdout",
+    }
+    config["loggers"][ACCESS_LOGGER] = {
+        "handlers": ["tokenward_access"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
