@@ -14,6 +14,7 @@ the identity headers, revoked, refused; the image's HEALTHCHECK command passes o
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import re
@@ -50,7 +51,8 @@ REQUIRED = {
     "TOKENWARD_DATABASE_URL",
     "TOKENWARD_REDIS_URL",
 }
-OPTIONAL = {"TOKENWARD_DATABASE_SCHEMA"}  # documented beside the database URL
+# Documented beside them: a schema of one's own, and the balancers whose X-Forwarded-For counts.
+OPTIONAL = {"TOKENWARD_DATABASE_SCHEMA", "TOKENWARD_TRUSTED_PROXIES"}
 
 
 # --- the Dockerfile -------------------------------------------------------------------------
@@ -176,8 +178,10 @@ def tokenward_services(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def documented_settings() -> set[str]:
+    """The table under "Every node needs the same settings" (other tables list tunables)."""
     text = (ROOT / "docs/deployment.md").read_text()
-    return set(re.findall(r"^\| `(TOKENWARD_\w+)` \|", text, flags=re.M))
+    table = text.split("Every node needs the same settings", 1)[1].split("\n\n", 2)[1]
+    return set(re.findall(r"^\| `(TOKENWARD_\w+)` \|", table, flags=re.M))
 
 
 def test_compose_needs_the_master_key_from_the_operator() -> None:
@@ -187,7 +191,7 @@ def test_compose_needs_the_master_key_from_the_operator() -> None:
 
 def test_every_tokenward_service_has_the_documented_settings_with_the_same_values() -> None:
     spec = compose()
-    assert documented_settings() == REQUIRED
+    assert documented_settings() == REQUIRED | OPTIONAL
     services = tokenward_services(spec)
     assert set(services) == {"init", "server1", "server2", "gateway"}
     values = None
@@ -215,7 +219,7 @@ def test_one_issuer_the_gateways_public_url() -> None:
     for name in ("server1", "server2"):
         command = spec["services"][name]["command"]
         assert command[0] == "serve"
-        assert command[command.index("--issuer") + 1] == issuer
+        assert "--issuer" not in command  # TOKENWARD_ISSUER, as docs/deployment.md says
     gateway = spec["services"]["gateway"]
     config = load_config(ROOT / "deploy/gateway.yaml")
     assert config.trust.issuer == issuer
@@ -230,6 +234,12 @@ def test_one_issuer_the_gateways_public_url() -> None:
     assert gateway["environment"]["HEALTHCHECK_URL"] == readyz
     balanced = next(route for route in config.routes if route.prefix == "/")
     assert {upstream.host for upstream in balanced.upstreams} == {"server1", "server2"}
+    # The servers believe the gateway's X-Forwarded-For, and only the gateway's.
+    trusted = spec["services"]["server1"]["environment"]["TOKENWARD_TRUSTED_PROXIES"]
+    address = gateway["networks"]["default"]["ipv4_address"]
+    assert trusted == f"{address}/32"
+    subnet = spec["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
 
 
 @pytest.mark.skipif(

@@ -466,7 +466,10 @@ def gateway(
     """Run the gateway: a reverse proxy enforcing tokens, scopes, limits and IP rules per route."""
     from tokenward.gateway.cli import run_gateway  # noqa: PLC0415 - only the gateway needs it
 
-    run_gateway(str(config), settings=_settings)  # local trust mode: same settings as serve
+    # Local trust mode reads the same settings as serve; a bad one is the gateway's one line.
+    run_gateway(
+        str(config), settings=lambda: startup.settings(data_dir=State.data_dir, issuer=State.issuer)
+    )
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ from tokenward.monitor.relay import EventRelay, usage_stream
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
+from tokenward.startup import StartupError as SettingsError
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_idempotency import RedisIdempotencyStore
@@ -69,7 +70,14 @@ def run_gateway(config_path: str | Path, settings: Callable[[], Settings] = Sett
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(serve_gateway(config, Path(config_path), settings=settings))
-    except (TrustError, StartupError, StartupFailed, TracingUnavailable, LimitError) as exc:
+    except (
+        TrustError,
+        StartupError,
+        StartupFailed,
+        SettingsError,
+        TracingUnavailable,
+        LimitError,
+    ) as exc:
         _refuse(f"{config.source}: {exc}" if _names_yaml(exc) else str(exc))
 
 
