@@ -90,8 +90,9 @@ def test_a_data_dir_that_is_a_file_is_one_clear_error(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.write_text("")
     result = tokenward(data_dir, "init")
-    assert result.returncode == 1
-    assert result.stderr == f"error: {data_dir} is not a directory\n"
+    assert result.returncode == 2  # a startup failure: one line, exit 2
+    assert result.stderr.startswith(f"error: the data directory: {data_dir} is not a directory")
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_serve_keeps_the_database_files_owner_only(tmp_path: Path, open_umask: None) -> None:

@@ -25,6 +25,7 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 log = logging.getLogger(__name__)  # stdlib: stderr by default, never the CLI's JSON on stdout
+_warned: set[Path] = set()  # an open directory is said once per process, not per check
 
 
 class DataDirError(Exception):
@@ -41,7 +42,8 @@ def secure_dir(path: Path) -> None:
     except OSError as exc:
         raise DataDirError(f"cannot create {path}: {exc.strerror}") from None
     mode = stat.S_IMODE(current.st_mode)
-    if mode & ~DIR_MODE:
+    if mode & ~DIR_MODE and path not in _warned:
+        _warned.add(path)
         log.warning(
             "tokenward: %s is mode %04o; `chmod 700 %s` makes it owner-only", path, mode, path
         )

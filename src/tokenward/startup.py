@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from tokenward.config import ENV_FILE, Settings, load_settings
-from tokenward.datadir import DataDirError, secure_dir
+from tokenward.datadir import DataDirError, secure_dir, secure_sqlite
 from tokenward.monitor.config import MonitorSettings
 from tokenward.store.sql import create_engine
 from tokenward.tokens.errors import MasterKeyError
@@ -126,6 +126,12 @@ async def check_database(settings: Settings, *, create_schema: bool = False) -> 
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         check_data_dir(settings.data_dir)
+        try:
+            # Before SQLite first opens it: files an older version left open are tightened
+            # while they are still there (-wal and -shm go when the last connection closes).
+            secure_sqlite(url)
+        except DataDirError as exc:
+            raise StartupError(f"{exc} (fix its owner or permissions)") from None
     try:
         engine = create_engine(url, schema=settings.database_schema)
     except (ValueError, ArgumentError) as exc:

@@ -78,6 +78,7 @@ def deployment_env() -> Iterator[dict[str, str]]:
         "TOKENWARD_DATABASE_URL": PG_URL,
         "TOKENWARD_DATABASE_SCHEMA": schema,
         "TOKENWARD_REDIS_URL": need_shared_redis(),
+        "TOKENWARD_TRUSTED_PROXIES": "127.0.0.0/8",  # the test's client plays the balancer
     }
     names, _ = documented()
     assert set(names) <= set(local), "a documented setting this test does not know"
