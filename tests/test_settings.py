@@ -94,6 +94,15 @@ SAMPLES = {
     "max_body_bytes": "2048",
     "metrics": "127.0.0.1:9464",
     "otel_enabled": "true",
+    "max_header_bytes": "16384",
+    "max_url_bytes": "4096",
+    "max_header_fields": "50",
+    "header_timeout": "5",
+    "max_connections": "256",
+    "body_timeout": "12.5",
+    "trusted_proxies": "10.0.0.0/8",
+    "hsts_max_age": "600",
+    "hsts_include_subdomains": "false",
 }
 
 
