@@ -305,6 +305,43 @@ def test_a_private_key_jwt_client_can_name_its_jwks_uri(data_dir: Path) -> None:
     assert "--jwks-uri" in str(out)
 
 
+def test_redirect_uris_are_checked_when_a_client_is_registered(data_dir: Path) -> None:
+    base = ("client", "create", "--grant-type", "authorization_code", "--public")
+    code, out = run(data_dir, *base, "--client-id", "spa", "--redirect-uri", "http://app.example/c")
+    assert code == 1
+    assert str(out).strip().count("\n") == 0  # one line
+    assert "redirect URI 'http://app.example/c': http is allowed on loopback only" in str(out)
+    code, out = run(
+        data_dir,
+        *base,
+        "--client-id",
+        "spa",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--post-logout-redirect-uri",
+        "https://app.example/bye#top",
+    )
+    assert code == 1
+    assert "post-logout redirect URI 'https://app.example/bye#top': a fragment" in str(out)
+    code, created = run(
+        data_dir,
+        *base,
+        "--client-id",
+        "spa",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+        "--redirect-uri",
+        "com.example.app:/cb",
+        "--post-logout-redirect-uri",
+        "https://app.example/bye",
+    )
+    assert code == 0, created
+    assert created["redirect_uris"] == ["http://127.0.0.1/cb", "com.example.app:/cb"]  # type: ignore[index]
+    assert created["post_logout_redirect_uris"] == ["https://app.example/bye"]  # type: ignore[index]
+    code, clients = run(data_dir, "client", "list")
+    assert [client["client_id"] for client in clients] == ["spa"]  # type: ignore[attr-defined]
+
+
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0

@@ -132,3 +132,31 @@ def test_the_audit_file_is_created_owner_only(tmp_path: Path, open_umask: None) 
     audit = SecurityAudit.open(str(tmp_path / "audit.log"))
     assert audit is not None
     assert mode(tmp_path / "audit.log") == 0o600  # the file stays open for the process
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_older_open_audit_file_is_tightened(tmp_path: Path, open_umask: None) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text("an older line\n")
+    path.chmod(0o644)
+    assert SecurityAudit.open(str(path)) is not None
+    assert mode(path) == 0o600
+    assert path.read_text() == "an older line\n"
+
+
+def test_an_audit_file_that_cannot_be_opened_stops_serve_in_one_line(tmp_path: Path) -> None:
+    assert tokenward(tmp_path, "init").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    missing = tmp_path / "missing" / "audit.log"
+    result = subprocess.run(
+        [TOKENWARD, "--data-dir", str(tmp_path), "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env={**env, "TOKENWARD_MONITOR_AUDIT_LOG": str(missing)},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr  # a startup failure (docs/deployment.md)
+    assert result.stderr == (
+        f"error: TOKENWARD_MONITOR_AUDIT_LOG: cannot open {missing}: No such file or directory\n"
+    )

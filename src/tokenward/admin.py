@@ -9,10 +9,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 
+from tokenward.oauth import client_uris
 from tokenward.oauth.client_auth import METHODS, SecretHasher
 from tokenward.store.protocols import Conflict
 from tokenward.store.records import ClientRecord, Revocation, RevocationKind, UserRecord
@@ -40,6 +40,7 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "auth_method": client.auth_method,
         "grant_types": list(client.grant_types),
         "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
         "scope": " ".join(sorted(client.scopes)),
         "token_format": client.token_format,
         "skip_consent": client.skip_consent,
@@ -63,17 +64,18 @@ async def create_client(
     audience: list[str] | None = None,
     jwks: str | None = None,
     jwks_uri: str | None = None,
+    post_logout_redirect_uris: list[str] | None = None,
 ) -> dict[str, Any]:
     """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys a
-    private_key_jwt client signs its assertions with; that method needs one of them."""
+    private_key_jwt client signs its assertions with; that method needs one of them. Every URI
+    is checked here, the one place all registrations pass (oauth/client_uris.py says how)."""
     if await services.stores.clients.get(client_id) is not None:
         raise AdminError(f"client {client_id!r} exists already")
     if jwks is not None and jwks_uri is not None:
         raise AdminError("give the client's keys (--jwks) or where to fetch them (--jwks-uri)")
     method = _auth_method(auth_method, public=public, keys=jwks is not None or jwks_uri is not None)
     key_set = public_key_set(jwks) if jwks is not None else None
-    if jwks_uri is not None:
-        check_jwks_uri(jwks_uri)
+    redirects, after_logout = _checked_uris(redirect_uris, post_logout_redirect_uris, jwks_uri)
     unknown = [grant for grant in grant_types if grant not in GRANT_TYPES]
     if unknown or not grant_types:
         raise AdminError(f"grant types must be among {', '.join(GRANT_TYPES)}")
@@ -90,7 +92,8 @@ async def create_client(
         scopes=frozenset(scope.split()),
         created_at=services.clock(),
         secret_digest=services.hasher.digest(secret) if secret else None,
-        redirect_uris=tuple(redirect_uris),
+        redirect_uris=redirects,
+        post_logout_redirect_uris=after_logout,
         audience=tuple(audience or ()),
         token_format=token_format,
         skip_consent=skip_consent,
@@ -120,12 +123,28 @@ def _auth_method(requested: str | None, *, public: bool, keys: bool) -> str:
     return method
 
 
+def _checked_uris(
+    redirects: list[str], after_logout: list[str] | None, jwks_uri: str | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The redirect and post-logout redirect URIs, checked (duplicates dropped); the jwks_uri
+    checked too."""
+    if jwks_uri is not None:
+        check_jwks_uri(jwks_uri)
+    try:
+        return (
+            client_uris.redirect_uris(redirects),
+            client_uris.redirect_uris(after_logout or [], "post-logout redirect URI"),
+        )
+    except client_uris.UriError as exc:
+        raise AdminError(str(exc)) from None
+
+
 def check_jwks_uri(url: str) -> None:
     """https, as for issuers (RFC 7591 §2 asks TLS of it); plain http only on loopback."""
-    parts = urlsplit(url)
-    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if (parts.scheme != "https" and not loopback) or not parts.hostname or parts.fragment:
-        raise AdminError("the jwks_uri must be an https URL without a fragment (http on loopback)")
+    try:
+        client_uris.check_uri(url, "jwks_uri")
+    except client_uris.UriError as exc:
+        raise AdminError(str(exc)) from None
 
 
 def public_key_set(document: str) -> str:

@@ -258,7 +258,14 @@ def client_create(
     grant_type: Annotated[list[str], typer.Option("--grant-type", help="Repeatable")],
     scope: Annotated[str, typer.Option("--scope")] = "",
     redirect_uri: Annotated[
-        list[str] | None, typer.Option("--redirect-uri", help="Repeatable")
+        list[str] | None,
+        typer.Option(
+            "--redirect-uri",
+            help="Repeatable: https, http on loopback, or com.example.app:/path (RFC 8252)",
+        ),
+    ] = None,
+    post_logout_redirect_uri: Annotated[
+        list[str] | None, typer.Option("--post-logout-redirect-uri", help="Repeatable")
     ] = None,
     secret: Annotated[str | None, typer.Option("--secret", help="Default: generated")] = None,
     public: Annotated[bool, typer.Option("--public")] = False,
@@ -300,6 +307,7 @@ def client_create(
                 audience=audience,
                 jwks=key_set,
                 jwks_uri=jwks_uri,
+                post_logout_redirect_uris=post_logout_redirect_uri,
             )
         )
     )

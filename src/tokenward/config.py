@@ -52,12 +52,13 @@ class Settings(BaseSettings):
     # HOST:PORT for a listener of its own (docs/operations.md). Off unless asked: never public.
     metrics: str = "off"
     otel_enabled: bool = False  # OpenTelemetry tracing; needs the `otel` extra (OTEL_* env vars)
-    # Request heads and connections: defaults, bounds and why in tokenward.serving.limits.
+    # Request heads, bodies and connections: defaults, bounds and why in tokenward.serving.limits.
     max_header_bytes: int = HeadLimits.max_header_bytes
     max_url_bytes: int = HeadLimits.max_url_bytes
     max_header_fields: int = HeadLimits.max_header_fields
     header_timeout: float = HeadLimits.header_timeout
     max_connections: int | None = None  # None: 1024, or fewer if the fd limit is lower
+    body_timeout: float = HeadLimits.body_timeout  # idle seconds while a request body is due
     # Comma-separated CIDRs of the reverse proxies (load balancers) in front of this server:
     # their X-Forwarded-For is believed, hop by hop. Empty: the peer is the client.
     trusted_proxies: str = ""
@@ -101,6 +102,7 @@ class Settings(BaseSettings):
             max_header_fields=self.max_header_fields,
             header_timeout=self.header_timeout,
             max_connections=self.max_connections,
+            body_timeout=self.body_timeout,
         )
 
     @property

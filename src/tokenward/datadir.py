@@ -9,6 +9,9 @@ shared one (the default `var` is relative to the working directory, which may be
 with the files 0600 it shows names, not contents.
 SQLite creates its -wal, -shm and -journal files with the mode of the database file, so a 0600
 database keeps them 0600 too.
+
+Log files we append to (the gateway's audit log, the server's security audit) go through
+`open_private`: 0600 as well, wherever they are.
 """
 
 from __future__ import annotations
@@ -61,6 +64,23 @@ def secure_file(path: Path, *, create: bool = False) -> None:
         raise DataDirError(f"cannot make {path} private (0600): {exc.strerror}") from None
 
 
+def open_private(path: Path) -> int:
+    """A descriptor appending to `path`, created 0600 if absent. An existing regular file more
+    open than that is tightened through the descriptor (no window for a swapped file); a
+    device or FIFO (`/dev/stderr`, a log shipper's pipe) is left as it is. DataDirError
+    (one line) when it cannot be opened or tightened."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    except OSError as exc:
+        raise DataDirError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        _tighten(path, FILE_MODE, fd)
+    except OSError as exc:
+        os.close(fd)
+        raise DataDirError(f"cannot make {path} private (0600): {exc.strerror}") from None
+    return fd
+
+
 def secure_sqlite(url: str) -> None:
     """The database file of a SQLite URL owner-only, created if absent (in a new 0700
     directory if its directory is absent too)."""
@@ -86,11 +106,17 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database)
 
 
-def _tighten(path: Path, mode: int) -> None:
-    current = path.stat()
+def _tighten(path: Path, mode: int, fd: int | None = None) -> None:
+    """`path` (or the open `fd` for it) down to `mode` if it is more open."""
+    current = path.stat() if fd is None else os.fstat(fd)
     if not stat.S_ISREG(current.st_mode):
+        if fd is not None:
+            return  # a device or a pipe we were pointed at: its mode is not ours to change
         raise IsADirectoryError(21, "not a regular file", str(path))
     old = stat.S_IMODE(current.st_mode)
     if old & ~mode:
-        os.chmod(path, old & mode)
+        if fd is None:
+            os.chmod(path, old & mode)
+        else:
+            os.fchmod(fd, old & mode)
         log.warning("tokenward: %s was mode %04o; now %04o (owner only)", path, old, old & mode)

@@ -91,6 +91,8 @@ async def open_services(settings: Settings, *, create_schema: bool = False) -> S
             return await build_services(settings, stores, monitor_settings=monitor)
         except MasterKeyError as exc:
             raise StartupError(f"{_master_key_source(settings)}: {exc}") from None
+        except DataDirError as exc:  # the security audit file cannot be opened 0600
+            raise StartupError(f"TOKENWARD_MONITOR_AUDIT_LOG: {exc}") from None
         except (SQLAlchemyError, OSError) as exc:
             raise StartupError(_unreachable(settings, exc)) from None
     except BaseException:

@@ -99,6 +99,31 @@ async def test_client_lifecycle_over_the_api(server: Monitored, clock: FrozenClo
     assert secret not in server.audit.getvalue()
 
 
+async def test_client_uris_are_checked_over_the_api(server: Monitored) -> None:
+    http, auth = server.at("192.0.2.50"), await admin_token(server)
+    spa = {"client_id": "spa", "grant_types": ["authorization_code"], "public": True}
+    for field, uri, problem in [
+        ("redirect_uris", "https://app.example/cb#x", "a fragment (#) is not allowed"),
+        ("redirect_uris", "https://evil@app.example/cb", "user information"),
+        ("post_logout_redirect_uris", "http://app.example/bye", "loopback only"),
+    ]:
+        refused = await http.post("/admin/api/clients", json={**spa, field: [uri]}, headers=auth)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == "invalid_request"
+        assert problem in refused.json()["error_description"]
+    created = await http.post(
+        "/admin/api/clients",
+        json={
+            **spa,
+            "redirect_uris": ["https://app.example/cb"],
+            "post_logout_redirect_uris": ["https://app.example/bye"],
+        },
+        headers=auth,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["post_logout_redirect_uris"] == ["https://app.example/bye"]
+
+
 async def test_sessions_users_and_revocation(server: Monitored, clock: FrozenClock) -> None:
     http, auth = server.at("192.0.2.50"), await admin_token(server)
     tokens = await oauth_sign_in(server, "198.51.100.10")

@@ -137,14 +137,26 @@ async def test_clients_create_disable_rotate(
     bad = await console.post("/admin/clients", op="create", client_id="reports")
     assert bad.status_code == 400
     assert "exists already" in bad.text
+    unsafe = await console.post(
+        "/admin/clients",
+        op="create",
+        client_id="spa",
+        grant_types="authorization_code",
+        public="1",
+        redirect_uris="javascript:alert(1)",
+    )
+    assert unsafe.status_code == 400
+    assert "a private-use scheme named after a domain you control" in unsafe.text
+    assert "<script>alert" not in unsafe.text
     logged = actions(server)
-    assert [a["action"] for a in logged[-4:]] == [
+    assert [a["action"] for a in logged[-5:]] == [
         "client.create",
         "client.rotate_secret",
         "client.disable",
         "client.create",
+        "client.create",
     ]
-    assert all(a["actor"] == "user:root" and a["via"] == "console" for a in logged[-4:])
+    assert all(a["actor"] == "user:root" and a["via"] == "console" for a in logged[-5:])
     assert secret.group(1) not in server.audit.getvalue()  # secrets never reach the audit log
 
 

@@ -2,7 +2,8 @@
 
 Everything goes over raw sockets, the way an attacker would send it: heads too large or with
 too many fields (431), a URL too long (414), heads that never end (memory must stay bounded),
-heads sent a byte at a time (408), and more connections than the process may hold.
+heads sent a byte at a time (408), bodies that stall (408) while a long poll is left alone, and
+more connections than the process may hold.
 """
 
 from __future__ import annotations
@@ -133,14 +134,19 @@ def server(tmp: Path, **settings: Any) -> Iterator[Target]:
 
 @contextmanager
 def gateway(tmp: Path, upstream: Target, limits: str = "") -> Iterator[Target]:
-    """`tokenward gateway --config F`, its /healthz routed to `upstream`; `limits`: YAML flow."""
+    """`tokenward gateway --config F`, its /healthz, /token and /revocations routed to
+    `upstream`; `limits`: YAML flow."""
     port = free_port()
     config = tmp / "gateway.yaml"
     config.write_text(
         f"listen: {{port: {port}}}\naudit: {{enabled: false}}\n"
         + (f"limits: {limits}\n" if limits else "")
-        + "routes:\n  - {name: health, prefix: /healthz, auth: none,"
-        + f" upstreams: ['http://127.0.0.1:{upstream.port}']}}\n"
+        + "routes:\n"
+        + "".join(
+            f"  - {{name: {name}, prefix: /{name}, auth: none,"
+            f" upstreams: ['http://127.0.0.1:{upstream.port}']}}\n"
+            for name in ("healthz", "token", "revocations")
+        )
     )
     args = [TOKENWARD, "gateway", "--config", str(config)]
     with running(args, clean_env(), tmp / "gateway.log", port) as target:
@@ -273,6 +279,43 @@ def test_a_slow_head_is_answered_408_and_closed(
         assert target.healthy()
         silent.close()
         slow.close()
+
+
+FORM_HEAD = (
+    b"POST /token HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+)
+
+
+def test_a_stalled_body_is_answered_408_and_a_long_poll_is_not(
+    kind: str, tmp_path: Path, default_server: Target
+) -> None:
+    with configured(kind, tmp_path, default_server, body_timeout=1) as target:
+        # A long poll with no body holds its request three times the body timeout, by design.
+        poll = target.connect()
+        poll.sendall(b"GET /revocations?wait=3 HTTP/1.1\r\nHost: t\r\n\r\n")
+        started = time.monotonic()
+        stalled = [target.connect(), target.connect()]
+        stalled[0].sendall(FORM_HEAD + b"Content-Length: 1000\r\n\r\ngrant_type=")
+        stalled[1].sendall(FORM_HEAD + b"Transfer-Encoding: chunked\r\n\r\nb\r\ngrant_type=\r\n")
+        for sock in stalled:
+            answer = read_all(sock)  # until the process closes (the socket times out at 10 s)
+            assert status(answer) == 408, answer
+            assert answer.endswith(
+                b'{"error":"invalid_request","error_description":"the request body took too long"}'
+            )
+        assert 0.9 < time.monotonic() - started < 10
+        # A body that keeps coming is read however long it takes: 3 s here, a byte at a time.
+        moving = target.connect()
+        moving.sendall(FORM_HEAD + b"Content-Length: 10\r\n\r\n")
+        for byte in b"grant_type":
+            assert not select.select([moving], [], [], 0.3)[0], "answered before the body came"
+            moving.sendall(bytes([byte]))
+        assert read_response(moving)[0] not in (0, 408)  # the token endpoint's own refusal
+        assert read_response(poll)[0] == 200
+        assert time.monotonic() - started > 2.9
+        assert target.healthy()
+        for sock in (poll, moving, *stalled):
+            sock.close()
 
 
 def test_connections_beyond_the_limit_are_closed_and_existing_ones_served(

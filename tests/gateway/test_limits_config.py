@@ -19,9 +19,9 @@ def test_defaults_and_values() -> None:
     assert parse_config(ROUTES).limits == HeadLimits()
     config = parse_config(
         "limits:\n  max_header_bytes: 16384\n  max_url_bytes: 4096\n  max_header_fields: 50\n"
-        "  header_timeout: 2.5\n  max_connections: 300\n" + ROUTES
+        "  header_timeout: 2.5\n  max_connections: 300\n  body_timeout: 12\n" + ROUTES
     )
-    assert config.limits == HeadLimits(16384, 4096, 50, 2.5, 300)
+    assert config.limits == HeadLimits(16384, 4096, 50, 2.5, 300, body_timeout=12.0)
 
 
 @pytest.mark.parametrize(
@@ -29,6 +29,8 @@ def test_defaults_and_values() -> None:
     [
         ("limits: {max_header_bytes: 10}", "3: limits.max_header_bytes: must be between 1024"),
         ("limits: {header_timeout: 0}", "3: limits.header_timeout: must be between 0.1 and 600"),
+        ("limits: {body_timeout: 601}", "3: limits.body_timeout: must be between 0.1 and 600"),
+        ("limits: {body_timeout: soon}", "3: limits.body_timeout: must be a number"),
         ("limits: {max_connections: many}", "3: limits.max_connections: must be an integer"),
         ("limits: {max_body: 1}", "3: limits.max_body: unknown field"),
     ],

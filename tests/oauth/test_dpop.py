@@ -41,6 +41,37 @@ async def test_htu_ignores_query_and_fragment_and_case(clock: FrozenClock) -> No
     await verifier(clock).verify(proof, method="post", url=URL + "?x=1#f")
 
 
+@pytest.mark.parametrize(
+    ("signed", "requested"),
+    [
+        ("https://as.example/%7Eu/./token", "https://as.example/~u/token"),
+        ("https://as.example/a/../token", "https://AS.example:443/%74oken"),
+        ("https://as.example/a%2fb", "https://as.example/a%2Fb"),
+    ],
+)
+async def test_htu_is_compared_after_normalisation(
+    clock: FrozenClock, signed: str, requested: str
+) -> None:
+    proof = forged(clock, {}, {"htm": "GET", "htu": signed})  # signed as written, unnormalised
+    await verifier(clock).verify(proof, method="GET", url=requested)
+
+
+@pytest.mark.parametrize(
+    ("signed", "requested"),
+    [
+        ("https://as.example/a%2Fb", "https://as.example/a/b"),
+        ("https://evil@as.example/token", URL),
+        ("https://as.example/tok\ten", URL),
+    ],
+)
+async def test_htu_that_only_a_lenient_parser_equates_is_refused(
+    clock: FrozenClock, signed: str, requested: str
+) -> None:
+    proof = forged(clock, {}, {"htm": "GET", "htu": signed})
+    with pytest.raises(DpopError, match="htu"):
+        await verifier(clock).verify(proof, method="GET", url=requested)
+
+
 async def test_replayed_proof_rejected(clock: FrozenClock) -> None:
     key, check = DpopKey(clock=clock), verifier(clock)
     proof = key.proof("POST", URL)

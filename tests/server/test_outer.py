@@ -92,6 +92,42 @@ async def test_access_log_has_the_path_never_the_query(
     assert not any(secret in line or "?" in line or "secret" in line for line in lines)
 
 
+async def test_a_client_gone_mid_body_is_499_not_an_error(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The serving layer cuts off a stalled body by telling the app the client left."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/token",
+        "raw_path": b"/token",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded"), (b"host", b"t")],
+        "client": ("127.0.0.1", 123),
+        "server": ("127.0.0.1", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    messages = [
+        {"type": "http.request", "body": b"grant_type=", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO):
+        await create_app(server.services)(scope, receive, send)
+    assert sent[0]["status"] == 499
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert '"POST /token" 499' in caplog.text
+
+
 def test_logged_path_is_raw_escaped_and_bounded() -> None:
     def path_of(raw: bytes) -> str:
         return logged_path({"type": "http", "raw_path": raw, "path": raw.decode("latin-1")})

@@ -26,14 +26,36 @@ SMALL = HeadLimits(max_header_bytes=4096, max_url_bytes=1024, max_header_fields=
 GET = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
+SEEN: list[str] = []  # what the app last received: "http.disconnect" when the guard gave up
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers `<path> <body bytes> <header fields>`, having read the whole body."""
-    size, more = 0, True
+    """Answers `<path> <body bytes> <header fields>`, having read the whole body. Some paths
+    behave otherwise: /early answers before reading the body, /poll answers after 0.6 s,
+    /stream sends its answer in six pieces 0.1 s apart, /later waits 0.6 s before reading.
+    A WebSocket is accepted and held open."""
+    path = scope["path"]
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()  # until the client goes
+        return
+    if path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(6):
+            await asyncio.sleep(0.1)
+            await send({"type": "http.response.body", "body": b"piece ", "more_body": True})
+        await send({"type": "http.response.body", "body": b"end"})
+        return
+    if path in ("/poll", "/later"):
+        await asyncio.sleep(0.6)
+    size, more = 0, path != "/early"
     while more:
         message = await receive()
+        SEEN[:] = [message["type"]]
         size += len(message.get("body", b""))
         more = message.get("more_body", False)
-    body = f"{scope['path']} {size} {len(scope['headers'])}".encode()
+    body = f"{path} {size} {len(scope['headers'])}".encode()
     await send(
         {
             "type": "http.response.start",
@@ -275,6 +297,130 @@ def test_a_slow_head_is_408_and_a_silent_connection_is_closed(
     run(main)
 
 
+QUICK_BODY = HeadLimits(body_timeout=0.3)
+POST = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n"
+CHUNKED = b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("head", [POST, CHUNKED], ids=["length", "chunked"])
+def test_a_stalled_body_is_408_and_the_app_sees_a_disconnect(
+    connect: Callable[..., Connection], head: bytes
+) -> None:
+    async def main() -> None:
+        SEEN.clear()
+        started = time.monotonic()
+        stalled = connect(QUICK_BODY)
+        stalled.send(head + (b"a\r\nfirst part\r\n" if head == CHUNKED else b"first part"))
+        await until(lambda: stalled.transport.eof)
+        assert time.monotonic() - started >= 0.3
+        assert stalled.written.startswith(b"HTTP/1.1 408 ")
+        assert stalled.written.endswith(b'"error_description":"the request body took too long"}')
+        await until(lambda: SEEN == ["http.disconnect"])  # the app stopped waiting too
+        assert stalled.written.count(b"HTTP/1.1 ") == 1  # and nothing it sent went out
+        stalled.send(b"more body, too late")  # read and dropped, then closed
+        await until(lambda: stalled.transport.closed, within=5)
+
+    run(main)
+
+
+def test_a_body_that_keeps_coming_is_served_however_long_it_takes(
+    connect: Callable[..., Connection],
+) -> None:
+    async def main() -> None:
+        connection = connect(QUICK_BODY)
+        connection.send(POST)
+        started = time.monotonic()
+        for _ in range(10):  # 1 s in all, 0.1 s apart: each well inside the 0.3 s
+            connection.send(b"z" * 100)
+            await asyncio.sleep(0.1)
+        assert time.monotonic() - started > 0.6
+        assert (await connection.answers(1))[0].endswith(b"/x 1000 2")
+        # The next request on the connection is timed afresh.
+        connection.send(POST + b"y" * 1000)
+        assert (await connection.answers(2))[1].endswith(b"/x 1000 2")
+
+    run(main)
+
+
+def test_slow_answers_to_requests_without_a_body_are_not_cut(
+    connect: Callable[..., Connection],
+) -> None:
+    async def main() -> None:
+        poll = connect(QUICK_BODY)  # a long poll: the app answers after twice the timeout
+        poll.send(GET.replace(b"/x", b"/poll"))
+        download = connect(QUICK_BODY)  # a download that takes twice the timeout
+        download.send(GET.replace(b"/x", b"/stream"))
+        assert (await poll.answers(1))[0].endswith(b"/poll 0 1")
+        await until(lambda: download.written.endswith(b"0\r\n\r\n"))
+        assert download.written.startswith(b"HTTP/1.1 200 ")
+        assert not poll.transport.closed
+        assert not download.transport.closed
+
+    run(main)
+
+
+def test_a_body_the_app_has_not_asked_for_is_not_timed(
+    connect: Callable[..., Connection],
+) -> None:
+    async def main() -> None:
+        # The app reads after 0.6 s; meanwhile uvicorn has stopped reading (64 KiB buffered),
+        # so the client cannot send the rest.
+        big = b"z" * 200_000
+        paused = connect(QUICK_BODY)
+        paused.send(b"POST /later HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n")
+        paused.send(big[:100_000])
+        await asyncio.sleep(0.5)
+        assert paused.protocol.flow.read_paused
+        await until(lambda: not paused.protocol.flow.read_paused)
+        paused.send(big[100_000:])
+        assert (await paused.answers(1))[0].endswith(b"/later 200000 2")
+        # `Expect: 100-continue`: the client sends its body once told to, at the app's read.
+        expect = connect(QUICK_BODY)
+        expect.send(
+            b"POST /later HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await until(lambda: b"100 Continue" in expect.written, within=5)
+        expect.send(b"body")
+        assert (await expect.answers(2))[1].endswith(b"/later 4 3")
+
+    run(main)
+
+
+def test_a_stalled_body_after_the_answer_started_closes_without_a_second_answer(
+    connect: Callable[..., Connection],
+) -> None:
+    async def main() -> None:
+        early = connect(QUICK_BODY)  # answered before its body was read, then the body stalls
+        early.send(POST.replace(b"/x", b"/early") + b"part")
+        assert (await early.answers(1))[0].endswith(b"/early 0 2")
+        await until(lambda: early.transport.closed)
+        assert early.written.count(b"HTTP/1.1 ") == 1
+        assert not early.transport.eof  # closed outright: no 408 after the answer
+
+    run(main)
+
+
+def test_the_body_timeout_stops_at_a_websocket_upgrade(
+    connect: Callable[..., Connection],
+) -> None:
+    async def main() -> None:
+        connection = connect(QUICK_BODY)
+        upgraded: list[asyncio.BaseProtocol] = []
+        connection.transport.set_protocol = upgraded.append  # type: ignore[method-assign]
+        connection.send(
+            b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert upgraded  # the connection is the WebSocket protocol's now
+        await until(lambda: b"101 Switching Protocols" in connection.written)
+        await asyncio.sleep(0.6)  # twice the body timeout: nothing more is written, nor closed
+        assert connection.written.endswith(b"\r\n\r\n")
+        assert not connection.transport.closed
+        upgraded[0].connection_lost(None)  # type: ignore[attr-defined]
+
+    run(main)
+
+
 def test_past_the_connection_limit_new_connections_are_closed_at_once(
     connect: Callable[..., Connection],
 ) -> None:
@@ -313,6 +459,8 @@ def test_bounds_are_refused_naming_the_setting() -> None:
     assert caught.value.field == "max_header_bytes"
     with pytest.raises(LimitError, match="header_timeout"):
         HeadLimits(header_timeout=float("nan"))
+    with pytest.raises(LimitError, match=r"body_timeout must be between 0\.1 and 600"):
+        HeadLimits(body_timeout=0)
 
 
 def test_the_connection_limit_fits_the_descriptor_limit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,10 +14,12 @@ import contextlib
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO
 
 import orjson
 
+from tokenward.datadir import open_private
 from tokenward.tokens.claims import AccessToken
 
 _LINE = (
@@ -56,11 +58,14 @@ class AuditLog:
 
     @classmethod
     def open(cls, path: str | None, flush_interval: float = 0.5) -> AuditLog | None:
+        """`path`: a file, created 0600 (lines name subjects, clients and addresses) and
+        tightened if it was more open; "-": standard output; None: no audit log. DataDirError
+        when the file cannot be opened or made private."""
         if path is None:
             return None
         if path == "-":
             return cls(sys.stdout.buffer, flush_interval)
-        return cls(open(path, "ab", buffering=256 * 1024), flush_interval)
+        return cls(open(open_private(Path(path)), "ab", buffering=256 * 1024), flush_interval)
 
     def write(self, record: AuditRecord, status: int, now: float, latency: float) -> None:
         # Formatted by hand around JSON-encoded pieces: every text that comes from outside

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from tokenward.config import Settings
+from tokenward.datadir import DataDirError
 from tokenward.gateway.app import Background, Gateway
 from tokenward.gateway.audit import AuditLog
 from tokenward.gateway.config import ConfigError, GatewayConfig, load_config
@@ -262,7 +263,12 @@ async def _gateway(
     resources: contextlib.AsyncExitStack,
 ) -> Gateway:
     bff = await build_bff(config)
-    audit = AuditLog.open(config.audit_path)
+    try:
+        audit = AuditLog.open(config.audit_path)
+    except DataDirError as exc:
+        raise StartupError(
+            "audit.path", str(exc), "point it at a file this user may write, or - for stdout"
+        ) from None
     if audit is not None:
         resources.callback(audit.close)
     relay, blocklist = shared.monitoring(config)

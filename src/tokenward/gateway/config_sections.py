@@ -35,16 +35,19 @@ def listen(node: Node | None) -> tuple[str, int]:
 LIMIT_INTEGERS = ("max_header_bytes", "max_url_bytes", "max_header_fields", "max_connections")
 
 
+LIMIT_SECONDS = ("header_timeout", "body_timeout")
+
+
 def limits(node: Node | None) -> HeadLimits:
-    """`limits:` request heads and connections (tokenward.serving.limits has the defaults)."""
+    """`limits:` request heads, bodies and connections (tokenward.serving.limits has the
+    defaults)."""
     if node is None:
         return HeadLimits()
-    fields = node.mapping(frozenset({*LIMIT_INTEGERS, "header_timeout"}))
+    fields = node.mapping(frozenset({*LIMIT_INTEGERS, *LIMIT_SECONDS}))
     values: dict[str, Any] = {
         name: fields[name].integer(minimum=1) for name in LIMIT_INTEGERS if name in fields
     }
-    if "header_timeout" in fields:
-        values["header_timeout"] = fields["header_timeout"].number()
+    values.update((name, fields[name].number()) for name in LIMIT_SECONDS if name in fields)
     try:
         return HeadLimits(**values)
     except LimitError as exc:

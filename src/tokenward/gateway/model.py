@@ -187,5 +187,5 @@ class GatewayConfig:
     rate_limit_redis_url: str | None = field(default=None, repr=False)
     rate_limit_redis_prefix: str | None = None
     tracing: bool = False  # OpenTelemetry spans (the `otel` extra); OTEL_* variables configure
-    limits: HeadLimits = field(default_factory=HeadLimits)  # request heads, connections
+    limits: HeadLimits = field(default_factory=HeadLimits)  # heads, bodies, connections
     source: str = "<config>"

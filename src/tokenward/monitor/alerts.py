@@ -8,17 +8,19 @@ second webhook). Alerts are kept in a bounded log for the console.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 import structlog
+
+from tokenward.datadir import open_private
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +171,8 @@ class SecurityAudit:
             return None
         if path is None:
             return cls()
-        # 0600 when we create it: alerts name addresses, users and token ids.
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # 0600, an older file tightened: alerts name addresses, users and token ids.
+        fd = open_private(Path(path))
         return cls(open(fd, "a", buffering=1, encoding="utf-8"))  # kept open for the process
 
     def alert(self, alert: Alert) -> None:

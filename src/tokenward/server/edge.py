@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from tokenward.oauth.errors import InvalidRequest, OAuthError, TemporarilyUnavailable
@@ -19,6 +20,7 @@ from tokenward.server.outer import logged_path
 from tokenward.store.errors import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
+CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection
 
 
 class JSONResponse(Response):
@@ -131,6 +133,12 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("unhandled_error", path=logged_path(request.scope), error=type(exc).__name__)
         return oauth_error_response(_ServerError())
 
+    async def on_client_gone(_request: Request, _exc: Exception) -> Response:
+        # The client left mid-body, or was cut off for stalling it (TOKENWARD_BODY_TIMEOUT):
+        # nobody reads an answer, and it is no error of ours. 499 in the access log, as nginx's.
+        return Response(status_code=CLIENT_GONE)
+
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(OAuthError, _on_oauth_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

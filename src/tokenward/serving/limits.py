@@ -1,4 +1,5 @@
-"""What a client may send before its request is known, and how many connections a process holds.
+"""What a client may send before its request is known, how slowly it may send a request body,
+and how many connections a process holds.
 
 Defaults, by what widely deployed servers accept:
 
@@ -9,6 +10,10 @@ Defaults, by what widely deployed servers accept:
 - `max_header_fields` 100: Envoy's, Kestrel's and Apache's default.
 - `header_timeout` 10 s for a whole head: nginx and Node allow 60 s, which lets a slow client
   hold a connection six times longer; a real client sends its head in one packet.
+- `body_timeout` 30 s without a byte of a request body that is still due: nginx's
+  `client_body_timeout` is 60 s between reads; a client that means to send its body keeps
+  sending. Only bodies: a slow download or a long poll (a request without a body, whose
+  answer takes its time) is never cut by it.
 - `max_connections` 1024, lowered to what the process's file descriptor limit can carry.
 """
 
@@ -36,6 +41,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "max_header_fields": (8, 10_000),
     "header_timeout": (0.1, 600.0),
     "max_connections": (1, 1_000_000),
+    "body_timeout": (0.1, 600.0),
 }
 
 
@@ -56,6 +62,7 @@ class HeadLimits:
     max_header_fields: int = 100
     header_timeout: float = 10.0
     max_connections: int | None = None  # None: DEFAULT_MAX_CONNECTIONS, within the fd limit
+    body_timeout: float = 30.0  # idle seconds allowed while a request body is still due
 
     def __post_init__(self) -> None:
         for name, (low, high) in BOUNDS.items():

@@ -1,4 +1,5 @@
-"""uvicorn's HTTP/1.1 protocols with a bounded request head, a head deadline and a connection cap.
+"""uvicorn's HTTP/1.1 protocols with a bounded request head, head and body deadlines and a
+connection cap.
 
 The libraries' own knobs are used where they do the job: h11 bounds its buffer
 (`h11_max_incomplete_event_size`), uvicorn closes idle keep-alive connections
@@ -10,6 +11,12 @@ lack is added here, in the few methods the transport and the parsers call:
   them, and the head is cut at the limit (431, or 414 when the URL is what is long);
 - uvicorn gives a connection that sends nothing, or a head a byte at a time, all the time it
   wants: one timer per connection closes it (with a 408 if part of a head came);
+- uvicorn also waits forever for the rest of a request body (a `Content-Length: 1000000`
+  sent a byte a minute holds the connection, and at the gateway one to the upstream too): the
+  same timer gives a body `body_timeout` from its last byte, then answers 408, or closes if a
+  response has started. Only while a body is due and we are reading: not while the app has
+  not asked for it (flow control, `Expect: 100-continue`), and never during a response to a
+  request without a body (a download, a long poll);
 - uvicorn accepts connections until the process runs out of file descriptors: past the
   limit a new connection is closed at once, before any work is spent on it. Closing beats a
   503 there: an answer written before the request was read, then a close, is often lost to
@@ -54,6 +61,7 @@ ANSWERS = {
     414: _answer(414, "URI Too Long", "the request URL is too long"),
     431: _answer(431, "Request Header Fields Too Large", "the request header is too large"),
 }
+SLOW_BODY = _answer(408, "Request Timeout", "the request body took too long")
 
 
 class _Throttled:
@@ -87,7 +95,18 @@ class _Head:
     protocols already hold 28, and past 30 CPython stops sharing instance dict keys, which
     slows every attribute access on the request path."""
 
-    __slots__ = ("deadline", "drained", "draining", "in_head", "lines", "refusal", "size", "timer")
+    __slots__ = (
+        "body_since",
+        "deadline",
+        "drained",
+        "draining",
+        "held",
+        "in_head",
+        "lines",
+        "refusal",
+        "size",
+        "timer",
+    )
 
     def __init__(self, deadline: float) -> None:
         self.in_head = True  # the next bytes belong to a request head
@@ -98,6 +117,9 @@ class _Head:
         self.draining = False  # refused: what comes is read and dropped
         self.drained = 0
         self.timer: asyncio.TimerHandle | None = None
+        # Between a head and the end of its message (a body is due): when the body last moved.
+        self.body_since = 0.0
+        self.held = False  # the timer last found that body waiting on us, not on the client
 
     def next_message(self) -> None:
         """A request message ended: what comes next is a new head."""
@@ -115,6 +137,8 @@ class _Guard(asyncio.Protocol):
     max_url: int
     max_fields: int
     head_timeout: float
+    body_timeout: float
+    tick: float  # how often the timer looks at an idle connection: the shorter timeout
     max_connections: int
 
     # uvicorn's, in both of its protocols.
@@ -122,6 +146,7 @@ class _Guard(asyncio.Protocol):
     transport: asyncio.Transport
     connections: set[Any]
     cycle: Any
+    flow: Any
 
     _head: _Head
     _rejected = False  # set on the instance only for a connection closed at once
@@ -137,8 +162,9 @@ class _Guard(asyncio.Protocol):
             )
             return
         # The first head is timed from the accept: a connection that sends nothing is closed.
-        head = self._head = _Head(self.loop.time() + self.head_timeout)
-        head.timer = self.loop.call_at(head.deadline, self._check_deadline)
+        now = self.loop.time()
+        head = self._head = _Head(now + self.head_timeout)
+        head.timer = self.loop.call_at(now + self.tick, self._check_deadline)
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -174,6 +200,7 @@ class _Guard(asyncio.Protocol):
             if head.draining or self.transport.is_closing():
                 return
             data = data[room:]
+        head.body_since = self.loop.time()  # a body moved: one clock read, no timer touched
         super().data_received(data)
 
     def send_400_response(self, msg: str) -> None:
@@ -195,10 +222,13 @@ class _Guard(asyncio.Protocol):
     def _head_done(self, url: int, fields: int) -> int:
         """A parser has the whole head: the status to refuse it with, or 0 to serve it."""
         status = 414 if url > self.max_url else 431 if fields > self.max_fields else 0
+        head = self._head
         if status:
-            self._head.refusal = status
+            head.refusal = status
         else:
-            self._head.in_head = False
+            head.in_head = False  # until the message ends, a body is due (if it has one)
+            head.body_since = self.loop.time()
+            head.held = False
         return status
 
     def _too_large(self) -> int:
@@ -212,20 +242,75 @@ class _Guard(asyncio.Protocol):
         return cycle is not None and not cycle.response_complete
 
     def _check_deadline(self) -> None:
-        # One timer per connection, moved forward lazily: nothing is scheduled per request.
+        # One timer per connection, moved forward lazily: nothing is scheduled per request or
+        # per chunk; they only note the time, and the timer looks when something may be due.
+        # It never sleeps longer than `tick`, so a head or body that starts while it sleeps
+        # is looked at in time.
         head = self._head
         if head.draining or self.transport.is_closing():
             return
         now = self.loop.time()
+        due = self._head_due(head, now) if head.in_head else self._body_due(head, now)
+        if due:
+            head.timer = self.loop.call_at(min(due, now + self.tick), self._check_deadline)
+
+    def _head_due(self, head: _Head, now: float) -> float:
+        """When the pending head must be complete (0.0 once refused; a past time: none due)."""
         deadline = head.deadline
-        if head.in_head and deadline and now >= deadline and not self._responding():
+        if deadline and now >= deadline and not self._responding():
             if head.size:
                 self._refuse(408)
             else:
                 self.transport.close()  # connected and sent nothing: nobody to answer
-            return
-        wake = deadline if head.in_head and deadline > now else now + self.head_timeout
-        head.timer = self.loop.call_at(wake, self._check_deadline)
+            return 0.0
+        return deadline if deadline > now else now + self.tick
+
+    def _body_due(self, head: _Head, now: float) -> float:
+        """When the pending body times out, or 0.0 once it has been given up on."""
+        if self._waiting_on_us():
+            # The client may rightly be waiting for us: its clock starts when we read again.
+            head.held = True
+            return now + self.tick
+        if head.held:  # it stopped waiting since the last look, at most `tick` ago
+            head.held = False
+            head.body_since = now
+        expiry = head.body_since + self.body_timeout
+        if now < expiry:
+            return expiry
+        head.draining = True
+        _warnings.warning(
+            now, "body", "Request body stalled past body_timeout: 408, or closed mid-answer."
+        )
+        cycle = self.cycle
+        if cycle is None:
+            self._send_refusal(SLOW_BODY)
+            return 0.0
+        # The app waits in receive(): it gets a disconnect, and uvicorn drops whatever it may
+        # still send, so our 408 is the only answer.
+        cycle.disconnected = True
+        cycle.message_event.set()
+        if cycle.response_started:
+            self.transport.close()  # a second answer would corrupt the one under way
+        else:
+            self._send_refusal(SLOW_BODY)
+        return 0.0
+
+    def _waiting_on_us(self) -> bool:
+        """The app has not asked for more of the body: its buffer is full (uvicorn paused
+        reading) or the client waits for `100 Continue`, which uvicorn sends at the app's
+        first receive()."""
+        if self.flow.read_paused:
+            return True
+        cycle = self.cycle
+        return cycle is not None and bool(cycle.waiting_for_100_continue)
+
+    def handle_websocket_upgrade(self, *args: Any) -> None:
+        # The connection belongs to the WebSocket protocol from here: our clock stops.
+        head = self._head
+        head.draining = True
+        if head.timer is not None:
+            head.timer.cancel()
+        cast(Any, super()).handle_websocket_upgrade(*args)
 
     def _refuse(self, status: int) -> None:
         head = self._head
@@ -234,16 +319,20 @@ class _Guard(asyncio.Protocol):
         if head.timer is not None:
             head.timer.cancel()
         _warnings.warning(self.loop.time(), str(status), f"Request head refused: {status}.")
-        transport = self.transport
-        if transport.is_closing():
+        if self.transport.is_closing():
             return
         if self._responding():
-            transport.close()  # an answer is under way: a second one would corrupt it
+            self.transport.close()  # an answer is under way: a second one would corrupt it
             return
-        transport.write(ANSWERS[status])
+        self._send_refusal(ANSWERS[status])
+
+    def _send_refusal(self, answer: bytes) -> None:
+        """Write a refusal, half-close, and drop what the client still sends for a while."""
+        transport = self.transport
+        transport.write(answer)
         if transport.can_write_eof():
             transport.write_eof()
-            head.timer = self.loop.call_later(LINGER_SECONDS, transport.close)
+            self._head.timer = self.loop.call_later(LINGER_SECONDS, transport.close)
         else:
             transport.close()
 
@@ -319,6 +408,8 @@ def limited(base: ProtocolClass, limits: HeadLimits, max_connections: int) -> Pr
         "max_url": limits.max_url_bytes,
         "max_fields": limits.max_header_fields,
         "head_timeout": limits.header_timeout,
+        "body_timeout": limits.body_timeout,
+        "tick": min(limits.header_timeout, limits.body_timeout),
         "max_connections": max_connections,
     }
     return type(f"Limited{base.__name__}", (guard, base), namespace)

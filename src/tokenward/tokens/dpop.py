@@ -15,12 +15,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from tokenward.tokens.b64 import b64url_encode
 from tokenward.tokens.errors import JoseError
+from tokenward.tokens.htu import normalise as normalise_url
 from tokenward.tokens.jwk import PRIVATE_MEMBERS, VerificationKey, key_from_jwk
 from tokenward.tokens.jws import parse_compact, payload_object
 
@@ -68,19 +68,12 @@ def access_token_hash(token: str) -> str:
 
 
 def normalised_htu(url: str) -> str:
-    """Scheme and host lower-cased, default port dropped, no query or fragment (RFC 9449 §4.3)."""
-    parts = urlsplit(url)
+    """`url` without query and fragment, normalised as RFC 9449 §4.3 asks (tokens/htu.py):
+    what the proof's `htu` and the request's URL both go through before they are compared."""
     try:
-        port = parts.port
-    except ValueError:
-        raise DpopError("the DPoP proof's htu is not a URL") from None
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"  # IPv6 literal
-    scheme = parts.scheme.lower()
-    if port is not None and (scheme, port) not in (("https", 443), ("http", 80)):
-        host = f"{host}:{port}"
-    return urlunsplit((scheme, host, parts.path or "/", "", ""))
+        return normalise_url(url)
+    except ValueError as exc:
+        raise DpopError(f"the DPoP proof's htu or the request URL is not sound ({exc})") from None
 
 
 class DpopNonces:

@@ -54,7 +54,7 @@ SECTION_OPS: dict[str, dict[str, str]] = {
     "keys": {"rotate": "key.rotate"},
     "alerts": {"respond": "alert.respond", "block": "ip.block", "unblock": "ip.unblock"},
 }
-LIST_FIELDS = ("grant_types", "redirect_uris")
+LIST_FIELDS = ("grant_types", "redirect_uris", "post_logout_redirect_uris")
 
 
 def router(services: Services) -> APIRouter:

@@ -36,6 +36,7 @@ class Client(BaseModel):
     auth_method: str
     grant_types: list[str]
     redirect_uris: list[str]
+    post_logout_redirect_uris: list[str] = []
     scope: str
     token_format: str
     skip_consent: bool
@@ -51,6 +52,7 @@ class NewClient(BaseModel):
     grant_types: list[str]
     scope: str = ""
     redirect_uris: list[str] = []
+    post_logout_redirect_uris: list[str] = []
     public: bool = False
     token_format: str = "jwt"
 

@@ -165,6 +165,7 @@ async def _create_client(services: Services, p: dict[str, Any], _actor: str) -> 
         grant_types=list(p.get("grant_types") or []),
         scope=str(p.get("scope") or ""),
         redirect_uris=list(p.get("redirect_uris") or []),
+        post_logout_redirect_uris=list(p.get("post_logout_redirect_uris") or []),
         public=bool(p.get("public")),
         token_format=str(p.get("token_format") or "jwt"),
     )
