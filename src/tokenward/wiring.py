@@ -11,6 +11,18 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenward.config import Settings
+from tokenward.core.ports import (
+    AccessTokenStore,
+    ClientStore,
+    CodeStore,
+    ConsentStore,
+    DeviceStore,
+    GrantStore,
+    KeyStore,
+    RevocationStore,
+    SessionStore,
+    UserStore,
+)
 from tokenward.datadir import secure_file, secure_sqlite
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.monitor.build import build_monitor
@@ -38,18 +50,6 @@ from tokenward.oauth.token_endpoint import TokenEndpoint
 from tokenward.oauth.user_tokens import UserTokenMinter
 from tokenward.ops.metrics import ServerMetrics
 from tokenward.store import memory, memory_flows, sql
-from tokenward.store.protocols import (
-    AccessTokenStore,
-    ClientStore,
-    CodeStore,
-    ConsentStore,
-    DeviceStore,
-    GrantStore,
-    KeyStore,
-    RevocationStore,
-    SessionStore,
-    UserStore,
-)
 from tokenward.store.redis_alert_claims import RedisAlertClaims
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
+from tokenward.core.records import Revocation, RevocationKind
 from tokenward.guard import InsufficientScope, InvalidToken, MissingToken, Validator
 from tokenward.guard.errors import InvalidRequest
 from tokenward.store.memory import MemoryRevocationStore
-from tokenward.store.records import Revocation, RevocationKind
 from tokenward.tokens.keyring import Keyring
 
 

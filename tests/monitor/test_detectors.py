@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import FrozenClock
 from tests.monitor.conftest import Rig, make_rig
+from tokenward.core.records import SessionRecord
 from tokenward.monitor.events import (
     DENY,
     LOGIN_FAILED,
@@ -13,7 +14,6 @@ from tokenward.monitor.events import (
     REVOKED,
     AuthEvent,
 )
-from tokenward.store.records import SessionRecord
 
 pytestmark = pytest.mark.anyio
 

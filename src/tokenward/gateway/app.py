@@ -17,6 +17,8 @@ from typing import Protocol
 import structlog
 from starlette.types import Receive, Scope, Send
 
+from tokenward.core.claims import AccessToken
+from tokenward.core.ratelimits import RateDecision, RatePolicy
 from tokenward.gateway.admission import admit, check_url
 from tokenward.gateway.audit import AuditLog, AuditRecord
 from tokenward.gateway.bff import Bff, parse_cookies
@@ -58,8 +60,6 @@ from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
 from tokenward.signedurl import Reason
 from tokenward.signedurl.asgi import request_path, unsigned_query
 from tokenward.store.errors import STORAGE_ERRORS
-from tokenward.store.ratelimits import RateDecision, RatePolicy
-from tokenward.tokens.claims import AccessToken
 
 log = structlog.get_logger(__name__)
 Headers = list[tuple[bytes, bytes]]

@@ -18,7 +18,7 @@ from typing import IO
 
 import orjson
 
-from tokenward.tokens.claims import AccessToken
+from tokenward.core.claims import AccessToken
 
 _LINE = (
     b'{"time":"%b","route":%b,"method":%b,"status":%d,"decision":"%b","reason":"%b",%b,'

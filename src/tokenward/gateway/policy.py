@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tokenward.core.claims import AccessToken
 from tokenward.gateway.model import IpRules, Route
 from tokenward.guard.errors import (
     BearerError,
@@ -18,7 +19,6 @@ from tokenward.guard.errors import (
 )
 from tokenward.proxies import in_networks, parse_ip
 from tokenward.resource.asgi import TOKEN_IN_URL
-from tokenward.tokens.claims import AccessToken
 
 WRONG_AUDIENCE = "the access token is not for this audience"
 

@@ -1,5 +1,6 @@
 """The validator every protected request goes through, and its RFC 6750 errors."""
 
+from tokenward.core.claims import AccessToken
 from tokenward.guard.errors import (
     BearerError,
     InsufficientScope,
@@ -13,7 +14,6 @@ from tokenward.guard.keys import KeyringKeySource, KeySource, StaticKeySource
 from tokenward.guard.remote_revocations import RemoteRevocations
 from tokenward.guard.revocation_mirror import RevocationMirror
 from tokenward.guard.validator import Validator
-from tokenward.tokens.claims import AccessToken
 
 __all__ = [
     "AccessToken",

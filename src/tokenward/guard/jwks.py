@@ -15,8 +15,8 @@ from collections.abc import Callable
 import httpx
 import structlog
 
+from tokenward.core.errors import JoseError
 from tokenward.guard.keys import StaticKeySource
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jwk import VerificationKey, key_set_from_jwks
 
 log = structlog.get_logger(__name__)

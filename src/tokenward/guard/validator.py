@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
+from tokenward.core.claims import AccessToken, access_token_from_claims
+from tokenward.core.errors import JoseError
 from tokenward.guard.cache import CacheEntry, TokenCache
 from tokenward.guard.errors import (
     InsufficientScope,
@@ -24,9 +26,7 @@ from tokenward.guard.errors import (
 from tokenward.guard.extract import bearer_token, check_b64token, credentials
 from tokenward.guard.keys import KeySource
 from tokenward.guard.revocation_mirror import RevocationMirror
-from tokenward.tokens.claims import AccessToken, access_token_from_claims
 from tokenward.tokens.dpop import DpopError, DpopVerifier
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §2.1, §4

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from tokenward.core.claims import AccessToken, access_token_from_claims
+from tokenward.core.errors import JoseError
 from tokenward.guard.validator import Validator
 from tokenward.monitor.events import (
     ALLOW,
@@ -29,8 +31,6 @@ from tokenward.monitor.events import (
     SESSION_ENDED,
 )
 from tokenward.monitor.pipeline import Monitor
-from tokenward.tokens.claims import AccessToken, access_token_from_claims
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
 
 if TYPE_CHECKING:

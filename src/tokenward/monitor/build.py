@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from tokenward.core.ports import SessionStore
 from tokenward.monitor.alerts import AlertLog, SecurityAudit
 from tokenward.monitor.blocklist import IpBlocklist, MemoryBlocklist
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
@@ -22,7 +23,6 @@ from tokenward.monitor.responder import Responder, RevocationWriter
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender
 from tokenward.monitor.windows import MemoryWindows, UsageWindows
-from tokenward.store.protocols import SessionStore
 
 
 def build_monitor(

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from tokenward.core.records import SessionRecord
 from tokenward.monitor.alerts import Finding, Target
 from tokenward.monitor.config import (
     FailureSettings,
@@ -30,7 +31,6 @@ from tokenward.monitor.events import (
     UsageEvent,
 )
 from tokenward.monitor.windows import UsageWindows, network_of
-from tokenward.store.records import SessionRecord
 
 CACHE_ENTRIES = 10_000
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import httpx
 import orjson
 
+from tokenward.core.records import ClientRecord
 from tokenward.guard.jwks import RemoteJwks
 from tokenward.guard.keys import StaticKeySource
-from tokenward.store.records import ClientRecord
 from tokenward.tokens.jwk import VerificationKey, key_set_from_jwks
 
 REMOTE_SETS = 256  # jwks_uri caches kept; the least recently used goes first

@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 
+from tokenward.core.claims import AccessToken
 from tokenward.guard.errors import BearerError
 from tokenward.guard.validator import Validator
 from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import InvalidRequest
-from tokenward.tokens.claims import AccessToken
 from tokenward.tokens.jws import sign_compact
 from tokenward.tokens.jwt_access import claims_of
 from tokenward.tokens.keyring import Keyring

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from tokenward.core.ports import AccessTokenStore, RevocationStore
+from tokenward.core.records import ClientRecord, MintedToken, Revocation, RevocationKind
 from tokenward.guard.errors import BearerError
 from tokenward.guard.validator import Validator
 from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import InvalidRequest, UnsupportedTokenType
-from tokenward.store.protocols import AccessTokenStore, RevocationStore
-from tokenward.store.records import ClientRecord, MintedToken, Revocation, RevocationKind
 from tokenward.tokens.opaque import PREFIX as OPAQUE_PREFIX
 from tokenward.tokens.opaque import token_digest
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
+from tokenward.core.records import Revocation
 from tokenward.guard.revocation_wire import MAX_LIMIT, MAX_SEQ, MAX_WAIT, digest
 from tokenward.oauth.errors import InvalidRequest, TemporarilyUnavailable
-from tokenward.store.records import Revocation
 
 Page = tuple[int, Sequence[tuple[int, Revocation]]]
 POLL_HINT = 1  # seconds between polls suggested to a caller that does not long-poll

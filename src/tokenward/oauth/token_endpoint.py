@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from tokenward.core.errors import JoseError
+from tokenward.core.records import ClientRecord
 from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import (
     InvalidDpopProof,
@@ -15,9 +17,7 @@ from tokenward.oauth.errors import (
     UseDpopNonce,
 )
 from tokenward.oauth.scopes import format_scope
-from tokenward.store.records import ClientRecord
 from tokenward.tokens.dpop import DpopError, DpopVerifier
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.grant import IssuedAccessToken
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}  # RFC 6749 §5.1

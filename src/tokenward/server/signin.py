@@ -9,11 +9,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
 
 from tokenward.admin import PASSWORDS
+from tokenward.core.records import UserRecord
 from tokenward.monitor.events import LOGIN_FAILED, AuthEvent
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.oauth.sessions import ActiveSession
 from tokenward.server.edge import read_body
-from tokenward.store.records import UserRecord
 from tokenward.wiring import Services
 
 # A real argon2 hash to verify against for unknown users, so both paths cost the same.

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from tokenward.core.errors import JoseError
 from tokenward.tokens.b64 import b64url_encode
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jwk import PRIVATE_MEMBERS, VerificationKey, key_from_jwk
 from tokenward.tokens.jws import parse_compact, payload_object
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from tokenward.store.records import (
+from tokenward.core.claims import AccessToken
+from tokenward.core.records import (
     ClientRecord,
     CodeRecord,
     DeviceRecord,
@@ -17,7 +18,6 @@ from tokenward.store.records import (
     StoredKey,
     UserRecord,
 )
-from tokenward.tokens.claims import AccessToken
 
 
 class KeyStore(Protocol):
