@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
 from tokenward.core.records import Revocation, RevocationKind
+from tokenward.core.revocation_wire import KINDS, digest
 from tokenward.guard import (
     InvalidToken,
     KeyringKeySource,
@@ -24,7 +25,6 @@ from tokenward.guard import (
 )
 from tokenward.guard.errors import TemporarilyUnavailable
 from tokenward.guard.remote_revocations import FeedError, parse_page
-from tokenward.guard.revocation_wire import KINDS, digest
 from tokenward.oauth.revocation_publisher import RevocationPublisher, parse_query
 from tokenward.resource.flask import bearer_required
 from tokenward.store.memory import MemoryRevocationStore

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tests.conftest import FrozenClock
-from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.monitor.build import build_monitor
 from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.events import ALLOW, UsageEvent

@@ -1,6 +1,7 @@
 """The validator every protected request goes through, and its RFC 6750 errors."""
 
 from tokenward.core.claims import AccessToken
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.guard.errors import (
     BearerError,
     InsufficientScope,
@@ -12,7 +13,6 @@ from tokenward.guard.errors import (
 from tokenward.guard.jwks import RemoteJwks
 from tokenward.guard.keys import KeyringKeySource, KeySource, StaticKeySource
 from tokenward.guard.remote_revocations import RemoteRevocations
-from tokenward.guard.revocation_mirror import RevocationMirror
 from tokenward.guard.validator import Validator
 
 __all__ = [

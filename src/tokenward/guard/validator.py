@@ -14,6 +14,7 @@ from typing import Protocol
 
 from tokenward.core.claims import AccessToken, access_token_from_claims
 from tokenward.core.errors import JoseError
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.guard.cache import CacheEntry, TokenCache
 from tokenward.guard.errors import (
     InsufficientScope,
@@ -25,7 +26,6 @@ from tokenward.guard.errors import (
 )
 from tokenward.guard.extract import bearer_token, check_b64token, credentials
 from tokenward.guard.keys import KeySource
-from tokenward.guard.revocation_mirror import RevocationMirror
 from tokenward.tokens.dpop import DpopError, DpopVerifier
 from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
 

@@ -23,7 +23,7 @@ from tokenward.core.records import (
     Revocation,
     RevocationKind,
 )
-from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.tokens.b64 import b64url_encode
 
 PREFIX = "twr_"

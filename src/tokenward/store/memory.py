@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from tokenward.core.claims import AccessToken
 from tokenward.core.ports import Conflict
 from tokenward.core.records import ClientRecord, Revocation, StoredKey, UserRecord
-from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.core.revocation_mirror import RevocationMirror
 
 
 class MemoryKeyStore:

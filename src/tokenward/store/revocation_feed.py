@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from tokenward.core.ports import RevocationStore
 from tokenward.core.records import Revocation
-from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.core.revocation_mirror import RevocationMirror
 
 log = structlog.get_logger(__name__)
 CHANNEL = "tokenward:revocations"

@@ -17,7 +17,7 @@ import structlog
 
 from tokenward.core.ports import CodeStore, GrantStore, RevocationStore
 from tokenward.core.records import ClientRecord, CodeRecord, MintedToken
-from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.oauth import pkce
 from tokenward.oauth.errors import InvalidGrant, InvalidRequest
 from tokenward.oauth.revocation import deny_minted

@@ -9,7 +9,7 @@ import structlog
 
 from tokenward.core.ports import RevocationStore, UserStore
 from tokenward.core.records import ClientRecord, FamilyRecord, RotationOutcome
-from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.monitor.events import REFRESH_REUSE, AuthEvent, AuthEventSink
 from tokenward.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope
 from tokenward.oauth.refresh import refresh_digest
