@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
+from tokenward.core.errors import TemporarilyUnavailable
 from tokenward.core.records import Revocation, RevocationKind
 from tokenward.core.revocation_wire import KINDS, digest
 from tokenward.guard import (
@@ -23,7 +24,6 @@ from tokenward.guard import (
     RevocationMirror,
     Validator,
 )
-from tokenward.guard.errors import TemporarilyUnavailable
 from tokenward.guard.remote_revocations import FeedError, parse_page
 from tokenward.oauth.revocation_publisher import RevocationPublisher, parse_query
 from tokenward.resource.flask import bearer_required

@@ -18,6 +18,13 @@ import structlog
 from starlette.types import Receive, Scope, Send
 
 from tokenward.core.claims import AccessToken
+from tokenward.core.errors import (
+    BearerError,
+    InvalidDpopProof,
+    InvalidRequest,
+    InvalidToken,
+    MissingToken,
+)
 from tokenward.core.ratelimits import RateDecision, RatePolicy
 from tokenward.gateway.admission import admit, check_url
 from tokenward.gateway.audit import AuditLog, AuditRecord
@@ -45,13 +52,6 @@ from tokenward.gateway.render import (
     send_json,
 )
 from tokenward.gateway.upstream import Pool, UpstreamError
-from tokenward.guard.errors import (
-    BearerError,
-    InvalidDpopProof,
-    InvalidRequest,
-    InvalidToken,
-    MissingToken,
-)
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import Validator
 from tokenward.monitor.blocklist import IpBlocklist

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tokenward.core.claims import AccessToken
-from tokenward.gateway.model import IpRules, Route
-from tokenward.guard.errors import (
+from tokenward.core.errors import (
     BearerError,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
     MissingToken,
 )
+from tokenward.gateway.model import IpRules, Route
 from tokenward.proxies import in_networks, parse_ip
 from tokenward.resource.asgi import TOKEN_IN_URL
 

@@ -1,15 +1,15 @@
 """The validator every protected request goes through, and its RFC 6750 errors."""
 
 from tokenward.core.claims import AccessToken
-from tokenward.core.revocation_mirror import RevocationMirror
-from tokenward.guard.errors import (
+from tokenward.core.errors import (
     BearerError,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
     MissingToken,
-    challenge,
 )
+from tokenward.core.revocation_mirror import RevocationMirror
+from tokenward.guard.challenge import challenge
 from tokenward.guard.jwks import RemoteJwks
 from tokenward.guard.keys import KeyringKeySource, KeySource, StaticKeySource
 from tokenward.guard.remote_revocations import RemoteRevocations

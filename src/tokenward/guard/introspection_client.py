@@ -23,8 +23,7 @@ import orjson
 import structlog
 
 from tokenward.core.claims import AccessToken, access_token_from_claims
-from tokenward.core.errors import JoseError
-from tokenward.guard.errors import TemporarilyUnavailable
+from tokenward.core.errors import JoseError, TemporarilyUnavailable
 
 log = structlog.get_logger(__name__)
 MAX_RESPONSE_BYTES = 64 * 1024

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from tokenward.core.claims import AccessToken
-from tokenward.guard.errors import BearerError
+from tokenward.core.errors import BearerError
 from tokenward.guard.validator import Validator
 from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import InvalidRequest

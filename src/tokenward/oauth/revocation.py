@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from tokenward.core.errors import BearerError
 from tokenward.core.ports import AccessTokenStore, RevocationStore
 from tokenward.core.records import ClientRecord, MintedToken, Revocation, RevocationKind
-from tokenward.guard.errors import BearerError
 from tokenward.guard.validator import Validator
 from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import InvalidRequest, UnsupportedTokenType

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from tokenward.core.claims import AccessToken
-from tokenward.guard.errors import BearerError, InvalidRequest, challenge
+from tokenward.core.errors import BearerError, InvalidRequest
+from tokenward.guard.challenge import challenge
 from tokenward.guard.validator import Validator
 
 if TYPE_CHECKING:  # only type aliases: importing this module needs no Starlette at run time

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from tokenward.core.claims import AccessToken
-from tokenward.guard.errors import InsufficientScope
+from tokenward.core.errors import InsufficientScope
 from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.resource.fastapi import BearerHTTPException, require_scopes
 from tokenward.server.edge import JSONResponse

@@ -9,8 +9,9 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from tokenward.core.errors import BearerError, InsufficientScope
 from tokenward.core.records import Revocation, RevocationKind
-from tokenward.guard.errors import BearerError, InsufficientScope, challenge
+from tokenward.guard.challenge import challenge
 from tokenward.oauth.authorize import redirect_to
 from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.logout import IdTokenHint, ends, read_id_token_hint
