@@ -28,7 +28,6 @@ from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.monitor.build import build_monitor
 from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.pipeline import Monitor
-from tokenward.monitor.relay import EventConsumer, usage_stream
 from tokenward.oauth.authorize import AuthorizationValidator
 from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, SecretHasher
 from tokenward.oauth.csrf import CsrfTokens
@@ -53,6 +52,7 @@ from tokenward.store import memory, memory_flows, sql
 from tokenward.store.redis_alert_claims import RedisAlertClaims
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
+from tokenward.store.redis_event_relay import EventConsumer, usage_stream
 from tokenward.store.redis_replay import RedisReplayCache
 from tokenward.store.redis_signin_throttle import RedisSignInThrottle
 from tokenward.store.redis_windows import RedisWindows

@@ -8,8 +8,8 @@ import pytest
 
 from tests.conftest import FrozenClock
 from tests.monitor.conftest import Rig, make_rig
+from tokenward.core.events import DENY, EventBuffer, NullSink, UsageEvent
 from tokenward.monitor.blocklist import MemoryBlocklist
-from tokenward.monitor.events import DENY, EventBuffer, NullSink, UsageEvent
 from tokenward.monitor.windows import MemoryWindows, network_of
 
 pytestmark = pytest.mark.anyio

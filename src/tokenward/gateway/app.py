@@ -25,6 +25,7 @@ from tokenward.core.errors import (
     InvalidToken,
     MissingToken,
 )
+from tokenward.core.events import ALLOW, DENY, IP_BLOCKED, UsageEvent, UsageSink
 from tokenward.core.ratelimits import RateDecision, RatePolicy
 from tokenward.gateway.admission import admit, check_url
 from tokenward.gateway.audit import AuditLog, AuditRecord
@@ -55,7 +56,6 @@ from tokenward.gateway.upstream import Pool, UpstreamError
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import Validator
 from tokenward.monitor.blocklist import IpBlocklist
-from tokenward.monitor.events import ALLOW, DENY, IP_BLOCKED, UsageEvent, UsageSink
 from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
 from tokenward.signedurl import Reason
 from tokenward.signedurl.asgi import request_path, unsigned_query

@@ -10,16 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from tokenward.core.records import SessionRecord
-from tokenward.monitor.alerts import Finding, Target
-from tokenward.monitor.config import (
-    FailureSettings,
-    IpSpreadSettings,
-    RateSettings,
-    RefreshReuseSettings,
-    SessionEndedSettings,
-)
-from tokenward.monitor.events import (
+from tokenward.core.events import (
     ALLOW,
     LOGIN_FAILED,
     REFRESH_REUSE,
@@ -29,6 +20,15 @@ from tokenward.monitor.events import (
     AuthEvent,
     Event,
     UsageEvent,
+)
+from tokenward.core.records import SessionRecord
+from tokenward.monitor.alerts import Finding, Target
+from tokenward.monitor.config import (
+    FailureSettings,
+    IpSpreadSettings,
+    RateSettings,
+    RefreshReuseSettings,
+    SessionEndedSettings,
 )
 from tokenward.monitor.windows import UsageWindows, network_of
 

@@ -20,11 +20,11 @@ from typing import Any, Protocol
 
 import structlog
 
+from tokenward.core.events import AuthEvent, Event, EventBuffer, Queued, RawUsage, UsageEvent
 from tokenward.monitor.alerts import Alert, AlertLog, Finding, SecurityAudit
 from tokenward.monitor.blocklist import IpBlocklist
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
 from tokenward.monitor.detectors import Detector
-from tokenward.monitor.events import AuthEvent, Event, EventBuffer, Queued, RawUsage, UsageEvent
 from tokenward.monitor.responder import Responder, ResponseError
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender

@@ -9,8 +9,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
 
 from tokenward.admin import PASSWORDS
+from tokenward.core.events import LOGIN_FAILED, AuthEvent
 from tokenward.core.records import UserRecord
-from tokenward.monitor.events import LOGIN_FAILED, AuthEvent
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.oauth.sessions import ActiveSession
 from tokenward.server.edge import read_body

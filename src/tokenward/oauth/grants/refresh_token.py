@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import structlog
 
+from tokenward.core.events import REFRESH_REUSE, AuthEvent, AuthEventSink
 from tokenward.core.ports import RevocationStore, UserStore
 from tokenward.core.records import ClientRecord, FamilyRecord, RotationOutcome
 from tokenward.core.revocation_mirror import RevocationMirror
-from tokenward.monitor.events import REFRESH_REUSE, AuthEvent, AuthEventSink
 from tokenward.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope
 from tokenward.oauth.refresh import refresh_digest
 from tokenward.oauth.revocation import deny_minted

@@ -18,8 +18,7 @@ import orjson
 
 from tokenward.core.claims import AccessToken, access_token_from_claims
 from tokenward.core.errors import JoseError
-from tokenward.guard.validator import Validator
-from tokenward.monitor.events import (
+from tokenward.core.events import (
     ALLOW,
     DENY,
     EXPIRED,
@@ -30,6 +29,7 @@ from tokenward.monitor.events import (
     REVOKED,
     SESSION_ENDED,
 )
+from tokenward.guard.validator import Validator
 from tokenward.monitor.pipeline import Monitor
 from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
 
