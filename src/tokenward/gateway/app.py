@@ -17,6 +17,7 @@ from typing import Protocol
 import structlog
 from starlette.types import Receive, Scope, Send
 
+from tokenward.core.blocklist import IpBlocklist
 from tokenward.core.claims import AccessToken
 from tokenward.core.errors import (
     BearerError,
@@ -55,7 +56,6 @@ from tokenward.gateway.render import (
 from tokenward.gateway.upstream import Pool, UpstreamError
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import Validator
-from tokenward.monitor.blocklist import IpBlocklist
 from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
 from tokenward.signedurl import Reason
 from tokenward.signedurl.asgi import request_path, unsigned_query

@@ -6,6 +6,7 @@ was seen against what limit, so the alert can be acted on without reading code.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -22,6 +23,7 @@ from tokenward.core.events import (
     UsageEvent,
 )
 from tokenward.core.records import SessionRecord
+from tokenward.core.windows import UsageWindows
 from tokenward.monitor.alerts import Finding, Target
 from tokenward.monitor.config import (
     FailureSettings,
@@ -30,9 +32,22 @@ from tokenward.monitor.config import (
     RefreshReuseSettings,
     SessionEndedSettings,
 )
-from tokenward.monitor.windows import UsageWindows, network_of
 
 CACHE_ENTRIES = 10_000
+
+
+def network_of(ip: str, group: str, ipv4_prefix: int = 24, ipv6_prefix: int = 64) -> str:
+    """The address itself (`group="ip"`) or its network (`/24` IPv4, `/64` IPv6 by default)."""
+    try:
+        address = ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if group == "ip":
+        return str(address)
+    prefix = ipv4_prefix if address.version == 4 else ipv6_prefix
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 class Detector(Protocol):

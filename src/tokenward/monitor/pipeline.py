@@ -20,15 +20,14 @@ from typing import Any, Protocol
 
 import structlog
 
+from tokenward.core.blocklist import IpBlocklist
 from tokenward.core.events import AuthEvent, Event, EventBuffer, Queued, RawUsage, UsageEvent
 from tokenward.monitor.alerts import Alert, AlertLog, Finding, SecurityAudit
-from tokenward.monitor.blocklist import IpBlocklist
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
 from tokenward.monitor.detectors import Detector
 from tokenward.monitor.responder import Responder, ResponseError
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender
-from tokenward.store.errors import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -111,6 +110,7 @@ class Monitor:
         audit: SecurityAudit | None = None,
         webhook: WebhookSender | None = None,
         clock: Callable[[], float] = time.time,
+        storage_errors: tuple[type[Exception], ...] = (ConnectionError, TimeoutError),
     ) -> None:
         self.settings = settings
         self.enabled = settings.enabled
@@ -131,6 +131,9 @@ class Monitor:
         self.companions: list[Companion] = []
         # Scaled out: one alert per (detector, target) for the deployment, not one per server.
         self.claims: AlertClaims | None = None
+        # What `claims` raises when its store is unreachable (store.errors.STORAGE_ERRORS, from
+        # the composition root): the monitor imports no storage driver.
+        self._storage_errors = storage_errors
         self.claimed_elsewhere = 0
 
     # --- the sink (request path) ---------------------------------------------------------
@@ -182,7 +185,7 @@ class Monitor:
                 first = await self.claims.claim(
                     finding.detector, finding.key, self.settings.cooldown
                 )
-            except STORAGE_ERRORS as exc:
+            except self._storage_errors as exc:
                 # Unreachable: raise it here. A duplicate alert beats a missed one.
                 log.warning("alert_claim_unavailable", error=type(exc).__name__)
                 first = True

@@ -1,4 +1,8 @@
-"""Builds a `Monitor` from its settings and the stores it acts on (called by wiring.py)."""
+"""Builds a `Monitor` from its settings and the stores it acts on (called by wiring.py).
+
+Part of the composition root: it chooses the memory backends (store/) when no shared ones are
+given, which no module of monitor/ may import.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from tokenward.core.blocklist import IpBlocklist
 from tokenward.core.ports import SessionStore
+from tokenward.core.windows import UsageWindows
 from tokenward.monitor.alerts import AlertLog, SecurityAudit
-from tokenward.monitor.blocklist import IpBlocklist, MemoryBlocklist
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
 from tokenward.monitor.detectors import (
     Detector,
@@ -22,7 +27,9 @@ from tokenward.monitor.pipeline import Monitor
 from tokenward.monitor.responder import Responder, RevocationWriter
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender
-from tokenward.monitor.windows import MemoryWindows, UsageWindows
+from tokenward.store.errors import STORAGE_ERRORS
+from tokenward.store.memory_blocklist import MemoryBlocklist
+from tokenward.store.memory_windows import MemoryWindows
 
 
 def build_monitor(
@@ -73,6 +80,7 @@ def build_monitor(
         audit=audit,
         webhook=_webhook(settings),
         clock=clock,
+        storage_errors=STORAGE_ERRORS,
     )
 
 
