@@ -16,8 +16,8 @@ from tokenward.core.errors import (
     InvalidToken,
     MissingToken,
 )
+from tokenward.core.proxies import in_networks, parse_ip
 from tokenward.gateway.model import IpRules, Route
-from tokenward.proxies import in_networks, parse_ip
 from tokenward.resource.asgi import TOKEN_IN_URL
 
 WRONG_AUDIENCE = "the access token is not for this audience"

@@ -10,10 +10,10 @@ from tokenward.core.errors import (
 )
 from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.guard.challenge import challenge
-from tokenward.guard.jwks import RemoteJwks
-from tokenward.guard.keys import KeyringKeySource, KeySource, StaticKeySource
 from tokenward.guard.remote_revocations import RemoteRevocations
 from tokenward.guard.validator import Validator
+from tokenward.tokens.key_sources import KeyringKeySource, KeySource, StaticKeySource
+from tokenward.tokens.remote_jwks import RemoteJwks
 
 __all__ = [
     "AccessToken",

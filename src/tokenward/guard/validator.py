@@ -24,9 +24,9 @@ from tokenward.core.errors import (
 from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.guard.cache import CacheEntry, TokenCache
 from tokenward.guard.extract import bearer_token, check_b64token, credentials
-from tokenward.guard.keys import KeySource
 from tokenward.tokens.dpop import DpopVerifier
 from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
+from tokenward.tokens.key_sources import KeySource
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §2.1, §4
 NO_SCOPES: frozenset[str] = frozenset()
