@@ -1,4 +1,5 @@
-"""Storage Protocols: one concern each, at most five methods (ARCHITECTURE.md, Storage)."""
+"""Ports: the storage Protocols (one concern each, at most five methods; ARCHITECTURE.md,
+Storage), implemented by the adapters in store/, and what the protocol core asks of the guard."""
 
 from __future__ import annotations
 
@@ -179,3 +180,12 @@ class ConsentStore(Protocol):
         ...
 
     async def withdraw(self, user_id: str, client_id: str) -> None: ...
+
+
+class TokenVerifier(Protocol):
+    """An access token checked as our own introspection and revocation endpoints need it: the
+    guard's `Validator` satisfies this, so the protocol core does not import the guard."""
+
+    async def inspect(self, raw: str) -> AccessToken:
+        """The verified token, or a `core.errors.BearerError` saying why not."""
+        ...
