@@ -182,6 +182,12 @@ class ConsentStore(Protocol):
     async def withdraw(self, user_id: str, client_id: str) -> None: ...
 
 
+class AlertClaims(Protocol):
+    """Shared across servers: the first to claim (detector, key) raises the alert."""
+
+    async def claim(self, detector: str, key: str, seconds: float) -> bool: ...
+
+
 class TokenVerifier(Protocol):
     """An access token checked as our own introspection and revocation endpoints need it: the
     guard's `Validator` satisfies this, so the protocol core does not import the guard."""

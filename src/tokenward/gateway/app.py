@@ -12,7 +12,6 @@ import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 import structlog
 from starlette.types import Receive, Scope, Send
@@ -27,6 +26,7 @@ from tokenward.core.errors import (
     MissingToken,
 )
 from tokenward.core.events import ALLOW, DENY, IP_BLOCKED, UsageEvent, UsageSink
+from tokenward.core.lifecycle import Background
 from tokenward.core.ratelimits import RateDecision, RatePolicy
 from tokenward.gateway.admission import admit, check_url
 from tokenward.gateway.audit import AuditLog, AuditRecord
@@ -75,12 +75,6 @@ SIGNATURE_REFUSALS = {
     Reason.WRONG_PATH: "the link does not cover this path",
 }
 CLIENT_CLOSED = 499  # the client left before an answer: logged, never sent
-
-
-class Background(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 class Gateway:

@@ -21,7 +21,8 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from tokenward.config import Settings
-from tokenward.gateway.app import Background, Gateway
+from tokenward.core.lifecycle import Background
+from tokenward.gateway.app import Gateway
 from tokenward.gateway.audit import AuditLog
 from tokenward.gateway.config import ConfigError, GatewayConfig, load_config
 from tokenward.gateway.feed import GatewayFeed, deployment_namespace, namespace_for

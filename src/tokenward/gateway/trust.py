@@ -30,7 +30,7 @@ from tokenward.tokens.dpop import DpopNonces, DpopVerifier, FirstUse
 from tokenward.tokens.jwk import key_set_from_jwks
 
 if TYPE_CHECKING:
-    from tokenward.gateway.app import Background
+    from tokenward.core.lifecycle import Background
 
 DISCOVERY_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
 

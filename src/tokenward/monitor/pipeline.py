@@ -16,12 +16,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from tokenward.core.blocklist import IpBlocklist
 from tokenward.core.events import AuthEvent, Event, EventBuffer, Queued, RawUsage, UsageEvent
+from tokenward.core.lifecycle import Background
+from tokenward.core.ports import AlertClaims
 from tokenward.monitor.alerts import Alert, AlertLog, Finding, SecurityAudit
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
 from tokenward.monitor.detectors import Detector
@@ -85,18 +87,6 @@ def _usage(item: UsageEvent | RawUsage) -> UsageEvent:
     )
 
 
-class Companion(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-class AlertClaims(Protocol):
-    """Shared across servers: the first to claim (detector, key) raises the alert."""
-
-    async def claim(self, detector: str, key: str, seconds: float) -> bool: ...
-
-
 class Monitor:
     def __init__(
         self,
@@ -128,7 +118,7 @@ class Monitor:
         self.processed = 0
         self.detector_errors = 0
         # Started and stopped with the monitor: the gateways' event stream, a shared blocklist.
-        self.companions: list[Companion] = []
+        self.companions: list[Background] = []
         # Scaled out: one alert per (detector, target) for the deployment, not one per server.
         self.claims: AlertClaims | None = None
         # What `claims` raises when its store is unreachable (store.errors.STORAGE_ERRORS, from
