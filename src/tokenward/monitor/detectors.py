@@ -126,7 +126,7 @@ class IpSpreadDetector:
 
 class RateDetector:
     """Requests of a token or subject in the open bucket far above its own EWMA baseline:
-    fires when `count >= max(min_requests, factor * max(baseline, 1))` (windows.py explains
+    fires when `count >= max(min_requests, factor * max(baseline, 1))` (core/windows.py explains
     the baseline)."""
 
     name = "rate"

@@ -59,7 +59,7 @@ class SignIn:
 async def attempt_sign_in(
     services: Services, request: Request, pairs: list[tuple[str, str]]
 ) -> SignIn:
-    """Throttled per (username, IP), per IP and per username (oauth/throttle.py); one message
+    """Throttled per (username, IP), per IP and per username (core/throttle.py); one message
     for unknown user and wrong password."""
     username = (single(pairs, "username") or "")[:256]
     password = (single(pairs, "password") or "")[:1024]
