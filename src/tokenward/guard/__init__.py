@@ -1,4 +1,9 @@
-"""The validator every protected request goes through, and its RFC 6750 errors."""
+"""The validator every protected request goes through, and its RFC 6750 errors.
+
+The public API for resource servers (README, "Protect an API"): what they need in one place,
+though the token, the errors and the revocation mirror are defined in core/ and the key sources
+in tokens/ (both below the guard).
+"""
 
 from tokenward.core.claims import AccessToken
 from tokenward.core.errors import (
