@@ -17,8 +17,8 @@ import jwt as pyjwt
 
 from bench import fixtures
 from bench.harness import Figure, us
+from tokenward.core.records import Revocation, RevocationKind
 from tokenward.guard import RevocationMirror
-from tokenward.store.records import Revocation, RevocationKind
 
 TOKENS = 1000
 CALLS = 300_000

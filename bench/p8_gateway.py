@@ -38,7 +38,7 @@ from bench.p3_gateway import (
     _upstream_server,
     _wrk,
 )
-from tokenward.monitor.relay import decode_batch
+from tokenward.store.redis_event_relay import decode_batch
 
 ROUNDS = int(os.environ.get("P8_ROUNDS", "8"))  # even: as many rounds in each order
 SECONDS = int(os.environ.get("P8_SECONDS", "3"))

@@ -15,7 +15,7 @@ import pytest
 
 from tokenward.config import Settings
 from tokenward.datadir import DataDirError, secure_file, sqlite_file
-from tokenward.monitor.alerts import SecurityAudit
+from tokenward.monitor_wiring import open_security_audit
 from tokenward.tokens.sealing import generate_master_key
 from tokenward.wiring import open_stores
 
@@ -129,7 +129,7 @@ def test_sqlite_urls() -> None:
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_the_audit_file_is_created_owner_only(tmp_path: Path, open_umask: None) -> None:
-    audit = SecurityAudit.open(str(tmp_path / "audit.log"))
+    audit = open_security_audit(str(tmp_path / "audit.log"))
     assert audit is not None
     assert mode(tmp_path / "audit.log") == 0o600  # the file stays open for the process
 
@@ -139,7 +139,7 @@ def test_an_older_open_audit_file_is_tightened(tmp_path: Path, open_umask: None)
     path = tmp_path / "audit.log"
     path.write_text("an older line\n")
     path.chmod(0o644)
-    assert SecurityAudit.open(str(path)) is not None
+    assert open_security_audit(str(path)) is not None
     assert mode(path) == 0o600
     assert path.read_text() == "an older line\n"
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
+from tokenward.core.errors import JoseError
+from tokenward.core.ports import Conflict
+from tokenward.core.records import ClientRecord, Revocation, RevocationKind, UserRecord
 from tokenward.oauth import client_uris
 from tokenward.oauth.client_auth import METHODS, SecretHasher
-from tokenward.store.protocols import Conflict
-from tokenward.store.records import ClientRecord, Revocation, RevocationKind, UserRecord
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jwk import PRIVATE_MEMBERS, key_set_from_jwks
 from tokenward.tokens.jws import loads_object
 from tokenward.wiring import Services

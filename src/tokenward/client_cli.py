@@ -34,7 +34,7 @@ from tokenward.client import (
 from tokenward.client._flow import HTTP_FAILURES
 from tokenward.client.errors import unreachable
 from tokenward.client.keys import keyring_module
-from tokenward.tokens.errors import JoseError
+from tokenward.core.errors import JoseError
 from tokenward.tokens.jws import parse_compact, payload_object
 
 STORE_ENV = "TOKENWARD_TOKEN_STORE"

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tokenward.proxies import IpNetwork, parse_networks
+from tokenward.core.proxies import IpNetwork, parse_networks
 from tokenward.serving.limits import HeadLimits
 from tokenward.tokens.algorithms import GENERATED
 from tokenward.tokens.errors import MasterKeyError

@@ -11,12 +11,24 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenward.config import Settings
+from tokenward.core.ports import (
+    AccessTokenStore,
+    ClientStore,
+    CodeStore,
+    ConsentStore,
+    DeviceStore,
+    GrantStore,
+    KeyStore,
+    RevocationStore,
+    SessionStore,
+    UserStore,
+)
+from tokenward.core.throttle import SignInThrottle
 from tokenward.datadir import secure_file, secure_sqlite
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
-from tokenward.monitor.build import build_monitor
 from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.pipeline import Monitor
-from tokenward.monitor.relay import EventConsumer, usage_stream
+from tokenward.monitor_wiring import build_monitor
 from tokenward.oauth.authorize import AuthorizationValidator
 from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, SecretHasher
 from tokenward.oauth.csrf import CsrfTokens
@@ -33,26 +45,15 @@ from tokenward.oauth.refresh import RefreshAdmin, RefreshTokens
 from tokenward.oauth.revocation import Revoker
 from tokenward.oauth.revocation_publisher import RevocationPublisher
 from tokenward.oauth.sessions import SessionManager
-from tokenward.oauth.throttle import MemorySignInThrottle, SignInThrottle
 from tokenward.oauth.token_endpoint import TokenEndpoint
 from tokenward.oauth.user_tokens import UserTokenMinter
 from tokenward.ops.metrics import ServerMetrics
 from tokenward.store import memory, memory_flows, sql
-from tokenward.store.protocols import (
-    AccessTokenStore,
-    ClientStore,
-    CodeStore,
-    ConsentStore,
-    DeviceStore,
-    GrantStore,
-    KeyStore,
-    RevocationStore,
-    SessionStore,
-    UserStore,
-)
+from tokenward.store.memory_signin_throttle import MemorySignInThrottle
 from tokenward.store.redis_alert_claims import RedisAlertClaims
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
+from tokenward.store.redis_event_relay import EventConsumer, usage_stream
 from tokenward.store.redis_replay import RedisReplayCache
 from tokenward.store.redis_signin_throttle import RedisSignInThrottle
 from tokenward.store.redis_windows import RedisWindows

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import FrozenClock
 from tests.monitor.serving import Monitored
 from tests.monitor.test_server import sign_in as oauth_sign_in
-from tokenward.monitor.events import REFRESH_REUSE, AuthEvent
+from tokenward.core.events import REFRESH_REUSE, AuthEvent
 from tokenward.tokens.grant import TokenGrant
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
 

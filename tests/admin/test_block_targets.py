@@ -10,10 +10,11 @@ from tests.admin.conftest import Console
 from tests.admin.test_api import admin_token
 from tests.conftest import FrozenClock
 from tests.monitor.serving import Monitored
+from tokenward.core.blocklist import BlockRefused, blockable_ip
 from tokenward.monitor.alerts import Target
-from tokenward.monitor.blocklist import BlockRefused, MemoryBlocklist, blockable_ip
 from tokenward.monitor.responder import Responder, ResponseError
 from tokenward.store.memory import MemoryRevocationStore
+from tokenward.store.memory_blocklist import MemoryBlocklist
 from tokenward.store.memory_flows import MemorySessionStore
 from tokenward.store.redis_blocklist import RedisBlocklist
 

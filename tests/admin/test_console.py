@@ -11,7 +11,7 @@ from tests.admin.conftest import Console
 from tests.conftest import FrozenClock
 from tests.monitor.serving import PASSWORD, Monitored
 from tests.monitor.test_server import sign_in as oauth_sign_in
-from tokenward.monitor.events import REFRESH_REUSE, AuthEvent
+from tokenward.core.events import REFRESH_REUSE, AuthEvent
 
 pytestmark = pytest.mark.anyio
 

@@ -22,9 +22,9 @@ import httpx
 from fastapi import Depends, FastAPI
 
 from tests.e2e.live import free_port, serve_in_thread
+from tokenward.core.claims import AccessToken
 from tokenward.guard import RemoteJwks, RemoteRevocations, Validator
 from tokenward.resource.fastapi import require_scopes
-from tokenward.tokens.claims import AccessToken
 
 BIN = Path(sys.executable).parent
 AUTH_PLACEHOLDER = "https://auth.example.com"

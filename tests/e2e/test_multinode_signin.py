@@ -12,7 +12,7 @@ from tests.e2e.cluster import Cluster, cluster
 from tests.server.flows import Pkce, hidden_interaction
 
 CALLBACK = "https://app.example/cb"
-PAIR_LIMIT = 5  # failures of one username from one address (oauth/throttle.py SignInLimits)
+PAIR_LIMIT = 5  # failures of one username from one address (core/throttle.py SignInLimits)
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from tests.conftest import AUDIENCE, ISSUER, FrozenClock
 from tests.gateway.conftest import GatewayFactory
 from tests.gateway.upstream_app import Upstream
 from tests.resource.conftest import assert_no_leak, tamper
+from tokenward.core.records import Revocation, RevocationKind
 from tokenward.guard import Validator
 from tokenward.resource.asgi import TOKEN_IN_URL
 from tokenward.store.memory import MemoryRevocationStore
-from tokenward.store.records import Revocation, RevocationKind
 
 ORDERS = "https://orders.example"
 CONFIG = """

@@ -16,11 +16,11 @@ from redis.asyncio import Redis
 from tests.conftest import FrozenClock
 from tests.gateway.conftest import BASE_CONFIG, GatewayFactory
 from tests.store.redis_server import need_shared_redis
+from tokenward.core.events import DENY, IP_BLOCKED
 from tokenward.gateway.config import ConfigError, parse_config
-from tokenward.monitor.blocklist import MemoryBlocklist
-from tokenward.monitor.events import DENY, IP_BLOCKED
-from tokenward.monitor.relay import EventRelay, decode_batch, usage_stream
+from tokenward.store.memory_blocklist import MemoryBlocklist
 from tokenward.store.redis_blocklist import RedisBlocklist
+from tokenward.store.redis_event_relay import EventRelay, decode_batch, usage_stream
 
 ROUTES = """
 trust: {issuer: https://as.example, audience: https://api.example}

@@ -6,10 +6,10 @@ import ipaddress
 
 import pytest
 
+from tokenward.core.proxies import client_address
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.model import IpRules
 from tokenward.gateway.policy import Denied, RouteTable, check_ip
-from tokenward.proxies import client_address
 
 ROUTES = """
 routes:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from tokenward.core.ratelimits import RatePolicy
 from tokenward.gateway.ratelimit import (
     MemoryRateLimiter,
     policy_header,
     retry_after,
     state_header,
 )
-from tokenward.store.ratelimits import RatePolicy
 
 HOURLY = RatePolicy("default", 1000, 3600.0, "token")
 T0 = 1_800_000_000.0

@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 
 from tests.gateway.conftest import GatewayFactory, Running
 from tests.store.redis_server import need_shared_redis, private_redis
+from tokenward.core.ratelimits import RatePolicy
 from tokenward.gateway.config import parse_config
-from tokenward.store.ratelimits import RatePolicy
 from tokenward.store.redis_ratelimit import RedisRateLimiter
 
 LIMIT = 7

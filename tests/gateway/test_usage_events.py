@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from tests.gateway.conftest import GatewayFactory
-from tokenward.monitor.events import ALLOW, DENY, UsageEvent
+from tokenward.core.events import ALLOW, DENY, UsageEvent
 
 
 class Collecting:

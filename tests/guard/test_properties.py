@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
+from tokenward.core.errors import JoseError
 from tokenward.guard import (
     AccessToken,
     BearerError,
@@ -26,7 +27,6 @@ from tokenward.guard import (
     Validator,
 )
 from tokenward.tokens.b64 import b64url_encode
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.grant import TokenGrant
 from tokenward.tokens.jws import parse_compact, sign_compact
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy

@@ -14,6 +14,9 @@ import orjson
 import pytest
 
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
+from tokenward.core.errors import TemporarilyUnavailable
+from tokenward.core.records import Revocation, RevocationKind
+from tokenward.core.revocation_wire import KINDS, digest
 from tokenward.guard import (
     InvalidToken,
     KeyringKeySource,
@@ -21,13 +24,10 @@ from tokenward.guard import (
     RevocationMirror,
     Validator,
 )
-from tokenward.guard.errors import TemporarilyUnavailable
 from tokenward.guard.remote_revocations import FeedError, parse_page
-from tokenward.guard.revocation_wire import KINDS, digest
 from tokenward.oauth.revocation_publisher import RevocationPublisher, parse_query
 from tokenward.resource.flask import bearer_required
 from tokenward.store.memory import MemoryRevocationStore
-from tokenward.store.records import Revocation, RevocationKind
 from tokenward.store.revocation_feed import RevocationFeed
 from tokenward.tokens.jws import parse_compact, payload_object
 from tokenward.tokens.keyring import Keyring

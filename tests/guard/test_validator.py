@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
+from tokenward.core.errors import InvalidRequest
+from tokenward.core.records import Revocation, RevocationKind
 from tokenward.guard import InsufficientScope, InvalidToken, MissingToken, Validator
-from tokenward.guard.errors import InvalidRequest
 from tokenward.store.memory import MemoryRevocationStore
-from tokenward.store.records import Revocation, RevocationKind
 from tokenward.tokens.keyring import Keyring
 
 
@@ -177,7 +177,7 @@ def test_cache_is_bounded(keyring: Keyring, clock: FrozenClock, mint: Callable[.
 async def test_every_cache_fails_closed_on_a_stale_mirror(
     validator: Validator, mint: Callable[..., str], clock: FrozenClock
 ) -> None:
-    from tokenward.guard.errors import TemporarilyUnavailable
+    from tokenward.core.errors import TemporarilyUnavailable
 
     raw = mint()
     await validator.authenticate("Bearer " + raw)

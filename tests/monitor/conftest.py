@@ -10,11 +10,11 @@ import orjson
 import pytest
 
 from tests.conftest import FrozenClock
-from tokenward.guard.revocation_mirror import RevocationMirror
-from tokenward.monitor.build import build_monitor
+from tokenward.core.events import ALLOW, UsageEvent
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.monitor.config import MonitorSettings
-from tokenward.monitor.events import ALLOW, UsageEvent
 from tokenward.monitor.pipeline import Monitor
+from tokenward.monitor_wiring import build_monitor
 from tokenward.store.memory import MemoryRevocationStore
 from tokenward.store.memory_flows import MemorySessionStore
 

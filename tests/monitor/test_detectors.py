@@ -6,14 +6,14 @@ import pytest
 
 from tests.conftest import FrozenClock
 from tests.monitor.conftest import Rig, make_rig
-from tokenward.monitor.events import (
+from tokenward.core.events import (
     DENY,
     LOGIN_FAILED,
     REFRESH_REUSE,
     REVOKED,
     AuthEvent,
 )
-from tokenward.store.records import SessionRecord
+from tokenward.core.records import SessionRecord
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,10 @@ import pytest
 
 from tests.conftest import FrozenClock
 from tests.monitor.conftest import Rig, make_rig
-from tokenward.monitor.blocklist import MemoryBlocklist
-from tokenward.monitor.events import DENY, EventBuffer, NullSink, UsageEvent
-from tokenward.monitor.windows import MemoryWindows, network_of
+from tokenward.core.events import DENY, EventBuffer, NullSink, UsageEvent
+from tokenward.monitor.detectors import network_of
+from tokenward.store.memory_blocklist import MemoryBlocklist
+from tokenward.store.memory_windows import MemoryWindows
 
 pytestmark = pytest.mark.anyio
 

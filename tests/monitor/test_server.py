@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import FrozenClock
 from tests.monitor.serving import PASSWORD, monitored_server
 from tests.server.flows import REDIRECT_URI, Pkce, authorize_params, hidden_interaction
-from tokenward.monitor.events import ALLOW, DENY, AuthEvent, UsageEvent
+from tokenward.core.events import ALLOW, DENY, AuthEvent, UsageEvent
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from tests.conftest import FrozenClock
 from tests.e2e.live import free_port, serve_in_thread
 from tests.monitor.conftest import make_rig
-from tokenward.monitor.events import REFRESH_REUSE, AuthEvent
+from tokenward.core.events import REFRESH_REUSE, AuthEvent
 from tokenward.monitor.webhook import SIGNATURE_HEADER, WebhookSender, sign, verify_signature
 
 pytestmark = pytest.mark.anyio

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.conftest import FrozenClock
+from tokenward.core.records import ClientRecord
 from tokenward.oauth.client_auth import (
     ASSERTION_TYPE,
     ClientAuthenticator,
@@ -21,7 +22,6 @@ from tokenward.oauth.client_auth import (
 from tokenward.oauth.client_keys import ClientKeys
 from tokenward.oauth.errors import InvalidClient, InvalidRequest
 from tokenward.store.memory import MemoryClientStore, MemoryReplayCache
-from tokenward.store.records import ClientRecord
 from tokenward.tokens.jws import sign_compact
 from tokenward.tokens.keyring import KeyPolicy, Keyring
 

@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import FrozenClock
 from tokenward.client.dpop import DpopKey
+from tokenward.core.errors import JoseError
 from tokenward.store.memory import MemoryReplayCache
 from tokenward.tokens.dpop import (
     DpopError,
@@ -15,7 +16,6 @@ from tokenward.tokens.dpop import (
     jwk_thumbprint,
     normalised_htu,
 )
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jws import sign_compact
 
 URL = "https://as.example/token"

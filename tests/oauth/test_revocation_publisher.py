@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import pytest
 
+from tokenward.core.records import Revocation
 from tokenward.oauth.errors import TemporarilyUnavailable
 from tokenward.oauth.revocation_publisher import FeedQuery, RevocationPublisher
-from tokenward.store.records import Revocation
 
 pytestmark = pytest.mark.anyio
 

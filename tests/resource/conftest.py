@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import FrozenClock
+from tokenward.core.records import Revocation, RevocationKind
 from tokenward.guard import Validator
-from tokenward.store.records import Revocation, RevocationKind
 from tokenward.tokens.jws import parse_compact, payload_object
 
 REALM = "test-api"

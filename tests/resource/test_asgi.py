@@ -29,10 +29,10 @@ from tests.resource.conftest import (
     invalid_request,
     invalid_token,
 )
+from tokenward.core.records import Revocation, RevocationKind
 from tokenward.guard import AccessToken, Validator
 from tokenward.resource import BearerAuthMiddleware
 from tokenward.store.memory import MemoryRevocationStore
-from tokenward.store.records import Revocation, RevocationKind
 
 
 async def items(request: Request) -> JSONResponse:

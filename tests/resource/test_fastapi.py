@@ -22,6 +22,7 @@ from tests.resource.conftest import (
     insufficient_scope,
     invalid_token,
 )
+from tokenward.core.records import Revocation, RevocationKind
 from tokenward.guard import AccessToken, Validator
 from tokenward.resource import BearerAuthMiddleware
 from tokenward.resource.fastapi import (
@@ -30,7 +31,6 @@ from tokenward.resource.fastapi import (
     require_scopes,
 )
 from tokenward.store.memory import MemoryRevocationStore
-from tokenward.store.records import Revocation, RevocationKind
 
 Reader = Annotated[AccessToken, Depends(require_scopes("read", realm=REALM))]
 

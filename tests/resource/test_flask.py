@@ -20,10 +20,10 @@ from tests.resource.conftest import (
     invalid_request,
     invalid_token,
 )
+from tokenward.core.records import Revocation, RevocationKind
 from tokenward.guard import Validator
 from tokenward.resource.flask import bearer_required
 from tokenward.store.memory import MemoryRevocationStore
-from tokenward.store.records import Revocation, RevocationKind
 
 
 def make_app(validator: Validator | None, explicit: Validator | None = None) -> flask.Flask:

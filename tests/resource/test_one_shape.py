@@ -1,6 +1,6 @@
 """One refusal shape: the ASGI middleware, the FastAPI dependency and the Flask decorator answer
 every refusal with the same status, challenge headers and body, all rendered by
-`tokenward.guard.errors.challenge`."""
+`tokenward.guard.challenge.challenge`."""
 
 from __future__ import annotations
 

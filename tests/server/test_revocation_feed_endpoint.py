@@ -11,9 +11,9 @@ import pytest
 from tests.conftest import FrozenClock
 from tests.server.conftest import ISSUER, Server
 from tokenward.config import Settings
-from tokenward.guard.revocation_wire import digest
+from tokenward.core.records import Revocation, RevocationKind
+from tokenward.core.revocation_wire import digest
 from tokenward.server.app import create_app
-from tokenward.store.records import Revocation, RevocationKind
 from tokenward.tokens.sealing import generate_master_key
 from tokenward.wiring import build_services, memory_stores
 

@@ -14,7 +14,7 @@ from tests.conftest import FrozenClock
 from tests.server.conftest import ISSUER, Server, running_server
 from tests.server.flows import Pkce, authorize_params, hidden_interaction
 from tokenward.config import Settings
-from tokenward.monitor.events import AuthEvent
+from tokenward.core.events import AuthEvent
 from tokenward.tokens.sealing import generate_master_key
 from tokenward.wiring import memory_stores
 

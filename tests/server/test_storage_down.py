@@ -7,7 +7,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from tests.server.conftest import Server
-from tokenward.store.records import ClientRecord
+from tokenward.core.records import ClientRecord
 
 pytestmark = pytest.mark.anyio
 

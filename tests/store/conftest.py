@@ -20,9 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import FrozenClock
-from tokenward.oauth.client_auth import ReplayCache
-from tokenward.store import memory, memory_flows
-from tokenward.store.protocols import (
+from tokenward.core.ports import (
     AccessTokenStore,
     ClientStore,
     CodeStore,
@@ -34,6 +32,8 @@ from tokenward.store.protocols import (
     SessionStore,
     UserStore,
 )
+from tokenward.oauth.client_auth import ReplayCache
+from tokenward.store import memory, memory_flows
 from tokenward.store.sql import (
     SqlAccessTokenStore,
     SqlClientStore,

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.store.conftest import Backend
+from tokenward.core.claims import AccessToken
 from tokenward.store.sql import access_tokens
-from tokenward.tokens.claims import AccessToken
 
 pytestmark = pytest.mark.anyio
 

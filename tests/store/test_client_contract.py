@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from tests.store.conftest import Backend
-from tokenward.store.records import ClientRecord
+from tokenward.core.records import ClientRecord
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 import pytest
 
 from tests.store.conftest import Flows, count_rows
-from tokenward.store.records import CodeRecord, FamilyRecord, MintedToken, RefreshRecord
+from tokenward.core.records import CodeRecord, FamilyRecord, MintedToken, RefreshRecord
 from tokenward.store.sql import codes as sql_codes
 from tokenward.store.sql import grants as sql_grants
 

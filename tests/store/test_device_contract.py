@@ -10,8 +10,8 @@ import dataclasses
 import pytest
 
 from tests.store.conftest import Flows, count_rows
-from tokenward.store.protocols import Conflict
-from tokenward.store.records import DeviceRecord
+from tokenward.core.ports import Conflict
+from tokenward.core.records import DeviceRecord
 from tokenward.store.sql import devices as sql_devices
 
 pytestmark = pytest.mark.anyio

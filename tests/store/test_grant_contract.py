@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from tests.store.conftest import Flows, count_rows
-from tokenward.store.records import FamilyRecord, MintedToken, RefreshRecord, RotationOutcome
+from tokenward.core.records import FamilyRecord, MintedToken, RefreshRecord, RotationOutcome
 from tokenward.store.sql import grants as sql_grants
 
 pytestmark = pytest.mark.anyio

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from tests.store.redis_server import need_shared_redis
+from tokenward.core.idempotency_records import Stored
 from tokenward.gateway.idempotency import IdempotencyStore, MemoryIdempotencyStore
-from tokenward.store.idempotency_records import Stored
 from tokenward.store.redis_idempotency import (
     IN_FLIGHT_LIMIT,
     RedisIdempotencyStore,

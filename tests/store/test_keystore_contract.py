@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from tests.store.conftest import Backend
-from tokenward.store.records import StoredKey
+from tokenward.core.records import StoredKey
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from tests.conftest import FrozenClock
 from tests.store.redis_server import need_shared_redis, private_redis
-from tokenward.monitor.blocklist import BlockEntry
+from tokenward.core.blocklist import BlockEntry
 from tokenward.store import redis_blocklist
 from tokenward.store.redis_blocklist import RedisBlocklist
 

@@ -15,13 +15,8 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.store.redis_server import need_shared_redis
-from tokenward.monitor.windows import (
-    MAX_GAP_BUCKETS,
-    MAX_HITS,
-    MAX_MEMBERS,
-    MemoryWindows,
-    RateSample,
-)
+from tokenward.core.windows import MAX_GAP_BUCKETS, MAX_HITS, MAX_MEMBERS, RateSample
+from tokenward.store.memory_windows import MemoryWindows
 from tokenward.store.redis_windows import RedisWindows
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]

@@ -9,7 +9,7 @@ import itertools
 import pytest
 
 from tests.store.conftest import Backend
-from tokenward.store.records import Revocation, RevocationKind
+from tokenward.core.records import Revocation, RevocationKind
 
 pytestmark = pytest.mark.anyio
 

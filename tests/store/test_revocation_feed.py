@@ -13,10 +13,10 @@ from redis.asyncio import Redis
 
 from tests.conftest import FrozenClock
 from tests.store.redis_server import need_shared_redis, private_redis
+from tokenward.core.errors import TemporarilyUnavailable
+from tokenward.core.records import Revocation, RevocationKind
 from tokenward.guard import RevocationMirror
-from tokenward.guard.errors import TemporarilyUnavailable
 from tokenward.store.memory import MemoryRevocationStore
-from tokenward.store.records import Revocation, RevocationKind
 from tokenward.store.redis_client import connect
 from tokenward.store.revocation_feed import RevocationFeed, decode, encode
 

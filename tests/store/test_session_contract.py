@@ -9,8 +9,8 @@ import dataclasses
 import pytest
 
 from tests.store.conftest import Flows, count_rows
-from tokenward.store.protocols import Conflict
-from tokenward.store.records import SessionRecord
+from tokenward.core.ports import Conflict
+from tokenward.core.records import SessionRecord
 from tokenward.store.sql import sessions as sql_sessions
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,8 @@ import dataclasses
 import pytest
 
 from tests.store.conftest import Backend
-from tokenward.store.protocols import Conflict
-from tokenward.store.records import UserRecord
+from tokenward.core.ports import Conflict
+from tokenward.core.records import UserRecord
 
 pytestmark = pytest.mark.anyio
 

@@ -18,9 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from tokenward.core.errors import JoseError
 from tokenward.tokens import algorithms as algs
 from tokenward.tokens.b64 import b64_to_int, b64url_decode, b64url_encode
-from tokenward.tokens.errors import JoseError, KeyRejected
+from tokenward.tokens.errors import KeyRejected
 from tokenward.tokens.jwk import (
     VerificationKey,
     key_from_jwk,

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import SHARED, shared_path
+from tokenward.core.errors import JoseError
 from tokenward.tokens.b64 import b64url_decode
-from tokenward.tokens.errors import JoseError, KeyRejected, KeySetRejected
+from tokenward.tokens.errors import KeyRejected, KeySetRejected
 from tokenward.tokens.jwk import key_set_from_jwks
 from tokenward.tokens.jws import UnknownKeyError, verify_compact
 

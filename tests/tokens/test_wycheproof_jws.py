@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import SHARED, shared_path
+from tokenward.core.errors import JoseError
 from tokenward.tokens.algorithms import ALGORITHMS
 from tokenward.tokens.b64 import b64url_decode
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jwk import VerificationKey, key_from_jwk
 from tokenward.tokens.jws import verify_compact
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from starlette.types import Scope
 
+from tokenward.core.proxies import client_address
 from tokenward.gateway.audit import AuditRecord
 from tokenward.gateway.compiled import Compiled
 from tokenward.gateway.headers import Incoming
 from tokenward.gateway.model import Route
 from tokenward.gateway.paths import refuse
 from tokenward.gateway.policy import Denied, check_ip
-from tokenward.proxies import client_address
 from tokenward.resource.asgi import authorization_header
 
 

@@ -12,11 +12,22 @@ import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 import structlog
 from starlette.types import Receive, Scope, Send
 
+from tokenward.core.blocklist import IpBlocklist
+from tokenward.core.claims import AccessToken
+from tokenward.core.errors import (
+    BearerError,
+    InvalidDpopProof,
+    InvalidRequest,
+    InvalidToken,
+    MissingToken,
+)
+from tokenward.core.events import ALLOW, DENY, IP_BLOCKED, UsageEvent, UsageSink
+from tokenward.core.lifecycle import Background
+from tokenward.core.ratelimits import RateDecision, RatePolicy
 from tokenward.gateway.admission import admit, check_url
 from tokenward.gateway.audit import AuditLog, AuditRecord
 from tokenward.gateway.bff import Bff, parse_cookies
@@ -43,23 +54,12 @@ from tokenward.gateway.render import (
     send_json,
 )
 from tokenward.gateway.upstream import Pool, UpstreamError
-from tokenward.guard.errors import (
-    BearerError,
-    InvalidDpopProof,
-    InvalidRequest,
-    InvalidToken,
-    MissingToken,
-)
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import Validator
-from tokenward.monitor.blocklist import IpBlocklist
-from tokenward.monitor.events import ALLOW, DENY, IP_BLOCKED, UsageEvent, UsageSink
 from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
 from tokenward.signedurl import Reason
 from tokenward.signedurl.asgi import request_path, unsigned_query
 from tokenward.store.errors import STORAGE_ERRORS
-from tokenward.store.ratelimits import RateDecision, RatePolicy
-from tokenward.tokens.claims import AccessToken
 
 log = structlog.get_logger(__name__)
 Headers = list[tuple[bytes, bytes]]
@@ -75,12 +75,6 @@ SIGNATURE_REFUSALS = {
     Reason.WRONG_PATH: "the link does not cover this path",
 }
 CLIENT_CLOSED = 499  # the client left before an answer: logged, never sent
-
-
-class Background(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 class Gateway:

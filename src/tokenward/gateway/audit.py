@@ -19,8 +19,8 @@ from typing import IO
 
 import orjson
 
+from tokenward.core.claims import AccessToken
 from tokenward.datadir import open_private
-from tokenward.tokens.claims import AccessToken
 
 _LINE = (
     b'{"time":"%b","route":%b,"method":%b,"status":%d,"decision":"%b","reason":"%b",%b,'

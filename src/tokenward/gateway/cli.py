@@ -21,8 +21,9 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from tokenward.config import Settings
+from tokenward.core.lifecycle import Background
 from tokenward.datadir import DataDirError
-from tokenward.gateway.app import Background, Gateway
+from tokenward.gateway.app import Gateway
 from tokenward.gateway.audit import AuditLog
 from tokenward.gateway.config import ConfigError, GatewayConfig, load_config
 from tokenward.gateway.feed import GatewayFeed, deployment_namespace, namespace_for
@@ -44,13 +45,13 @@ from tokenward.gateway.startup import (
 from tokenward.gateway.tracing import app_for
 from tokenward.gateway.trust import TrustError, TrustSetup, build_bff, remote_trust
 from tokenward.guard import RevocationMirror
-from tokenward.monitor.relay import EventRelay, usage_stream
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
 from tokenward.startup import StartupError as SettingsError
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
+from tokenward.store.redis_event_relay import EventRelay, usage_stream
 from tokenward.store.redis_idempotency import RedisIdempotencyStore
 from tokenward.store.redis_ratelimit import RedisRateLimiter
 from tokenward.store.redis_replay import RedisReplayCache

@@ -11,6 +11,7 @@ import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tokenward.core.ratelimits import RatePolicy
 from tokenward.gateway import config_sections as sections
 from tokenward.gateway.model import (
     AUTH_MODES,
@@ -27,7 +28,6 @@ from tokenward.gateway.model import (
 )
 from tokenward.gateway.paths import prefix_is_resolved
 from tokenward.gateway.yamlnodes import ConfigError, Node, parse_document
-from tokenward.store.ratelimits import RatePolicy
 
 __all__ = ["ConfigError", "GatewayConfig", "load_config", "parse_config"]
 

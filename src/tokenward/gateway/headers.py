@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import quote
 
-from tokenward.tokens.claims import AccessToken
+from tokenward.core.claims import AccessToken
 
 # RFC 9110 §7.6.1 names these; Proxy-Authorization/-Authenticate are hop-by-hop by §11.7.
 HOP_BY_HOP = frozenset(

@@ -26,9 +26,9 @@ from typing import Protocol
 import structlog
 from starlette.types import Message, Receive, Scope, Send
 
+from tokenward.core.idempotency_records import Headers, Stored
 from tokenward.gateway.policy import Denied
 from tokenward.store.errors import STORAGE_ERRORS
-from tokenward.store.idempotency_records import Headers, Stored
 
 log = structlog.get_logger(__name__)
 

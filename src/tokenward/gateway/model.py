@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from tokenward.core.ratelimits import RatePolicy
 from tokenward.serving.limits import HeadLimits
-from tokenward.store.ratelimits import RatePolicy
 from tokenward.tokens.dpop import PROOF_ALGS
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenward.gateway.model import IpRules, Route
-from tokenward.guard.errors import (
+from tokenward.core.claims import AccessToken
+from tokenward.core.errors import (
     BearerError,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
     MissingToken,
 )
-from tokenward.proxies import in_networks, parse_ip
+from tokenward.core.proxies import in_networks, parse_ip
+from tokenward.gateway.model import IpRules, Route
 from tokenward.resource.asgi import TOKEN_IN_URL
-from tokenward.tokens.claims import AccessToken
 
 WRONG_AUDIENCE = "the access token is not for this audience"
 

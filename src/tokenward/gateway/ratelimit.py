@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-from tokenward.store.ratelimits import RateDecision, RatePolicy
+from tokenward.core.ratelimits import RateDecision, RatePolicy
 
 
 class RateLimiter(Protocol):

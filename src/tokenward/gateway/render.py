@@ -8,11 +8,12 @@ from collections.abc import Callable
 import orjson
 from starlette.types import Receive, Send
 
+from tokenward.core.claims import AccessToken
+from tokenward.core.errors import BearerError
 from tokenward.gateway.compiled import Compiled
 from tokenward.gateway.headers import Incoming
 from tokenward.gateway.startup import StartupError
-from tokenward.guard.errors import BearerError, challenge
-from tokenward.tokens.claims import AccessToken
+from tokenward.guard.challenge import challenge
 
 Headers = list[tuple[bytes, bytes]]
 REALM = "tokenward-gateway"

@@ -19,6 +19,7 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 
+from tokenward.core.errors import JoseError
 from tokenward.gateway.bff import Bff, Endpoints
 from tokenward.gateway.model import DpopSettings, GatewayConfig, Trust
 from tokenward.guard import KeySource, RemoteJwks, RevocationMirror, StaticKeySource, Validator
@@ -26,11 +27,10 @@ from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import OpaqueResolver
 from tokenward.store.memory import MemoryReplayCache
 from tokenward.tokens.dpop import DpopNonces, DpopVerifier, FirstUse
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jwk import key_set_from_jwks
 
 if TYPE_CHECKING:
-    from tokenward.gateway.app import Background
+    from tokenward.core.lifecycle import Background
 
 DISCOVERY_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
 

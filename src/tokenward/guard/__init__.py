@@ -1,19 +1,24 @@
-"""The validator every protected request goes through, and its RFC 6750 errors."""
+"""The validator every protected request goes through, and its RFC 6750 errors.
 
-from tokenward.guard.errors import (
+The public API for resource servers (README, "Protect an API"): what they need in one place,
+though the token, the errors and the revocation mirror are defined in core/ and the key sources
+in tokens/ (both below the guard).
+"""
+
+from tokenward.core.claims import AccessToken
+from tokenward.core.errors import (
     BearerError,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
     MissingToken,
-    challenge,
 )
-from tokenward.guard.jwks import RemoteJwks
-from tokenward.guard.keys import KeyringKeySource, KeySource, StaticKeySource
+from tokenward.core.revocation_mirror import RevocationMirror
+from tokenward.guard.challenge import challenge
 from tokenward.guard.remote_revocations import RemoteRevocations
-from tokenward.guard.revocation_mirror import RevocationMirror
 from tokenward.guard.validator import Validator
-from tokenward.tokens.claims import AccessToken
+from tokenward.tokens.key_sources import KeyringKeySource, KeySource, StaticKeySource
+from tokenward.tokens.remote_jwks import RemoteJwks
 
 __all__ = [
     "AccessToken",

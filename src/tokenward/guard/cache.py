@@ -8,7 +8,7 @@ memory of an OrderedDict per entry and less time per hit (`make bench` P2).
 
 from __future__ import annotations
 
-from tokenward.tokens.claims import AccessToken
+from tokenward.core.claims import AccessToken
 
 
 class CacheEntry:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tokenward.guard.errors import InvalidRequest, InvalidToken, MissingToken
+from tokenward.core.errors import InvalidRequest, InvalidToken, MissingToken
 from tokenward.tokens.jws import MAX_COMPACT_LENGTH
 
 MAX_TOKEN_LENGTH = MAX_COMPACT_LENGTH

@@ -22,9 +22,8 @@ import httpx
 import orjson
 import structlog
 
-from tokenward.guard.errors import TemporarilyUnavailable
-from tokenward.tokens.claims import AccessToken, access_token_from_claims
-from tokenward.tokens.errors import JoseError
+from tokenward.core.claims import AccessToken, access_token_from_claims
+from tokenward.core.errors import JoseError, TemporarilyUnavailable
 
 log = structlog.get_logger(__name__)
 MAX_RESPONSE_BYTES = 64 * 1024

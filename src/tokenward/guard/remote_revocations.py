@@ -9,7 +9,7 @@ server learns of it. Until the first complete sync, and again `max_staleness` af
 one, validators answer 503 `temporarily_unavailable` (fail closed). Apps with a lifespan may
 `await start()` / `await stop()` or use `async with`.
 
-Entries are digests (guard/revocation_wire.py): `reason()` looks up the digests of the token's
+Entries are digests (core/revocation_wire.py): `reason()` looks up the digests of the token's
 jti, sub, sid and client_id, computed once per token and memoised; the cached path with an
 unchanged generation does no more than with any other mirror.
 """
@@ -33,14 +33,14 @@ from typing import Any, Self, TypeGuard
 import httpx
 import structlog
 
-from tokenward.guard.revocation_mirror import (
+from tokenward.core.revocation_mirror import (
     REVOKED_CLIENT,
     REVOKED_JTI,
     REVOKED_SESSION,
     REVOKED_SUBJECT,
     RevocationMirror,
 )
-from tokenward.guard.revocation_wire import (
+from tokenward.core.revocation_wire import (
     CLIENT,
     JTI,
     KINDS,

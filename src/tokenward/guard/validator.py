@@ -12,22 +12,21 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
-from tokenward.guard.cache import CacheEntry, TokenCache
-from tokenward.guard.errors import (
+from tokenward.core.claims import AccessToken, access_token_from_claims
+from tokenward.core.errors import (
     InsufficientScope,
     InvalidDpopProof,
     InvalidRequest,
     InvalidToken,
+    JoseError,
     TemporarilyUnavailable,
-    UseDpopNonce,
 )
+from tokenward.core.revocation_mirror import RevocationMirror
+from tokenward.guard.cache import CacheEntry, TokenCache
 from tokenward.guard.extract import bearer_token, check_b64token, credentials
-from tokenward.guard.keys import KeySource
-from tokenward.guard.revocation_mirror import RevocationMirror
-from tokenward.tokens.claims import AccessToken, access_token_from_claims
-from tokenward.tokens.dpop import DpopError, DpopVerifier
-from tokenward.tokens.errors import JoseError
+from tokenward.tokens.dpop import DpopVerifier
 from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
+from tokenward.tokens.key_sources import KeySource
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §2.1, §4
 NO_SCOPES: frozenset[str] = frozenset()
@@ -261,13 +260,8 @@ class Validator:
             proof = await self.dpop.verify(
                 dpop_proof, method=method, url=url, access_token=authorization[5:]
             )
-        except DpopError as exc:
-            nonce = self.dpop.nonce()
-            if exc.use_nonce and nonce is not None:
-                raise UseDpopNonce(str(exc), nonce) from None
-            raise InvalidDpopProof(str(exc)) from None
-        except JoseError:
-            raise InvalidDpopProof("the DPoP proof is malformed") from None
+        except JoseError as exc:
+            raise self.dpop.refusal(exc) from None
         if proof.jkt != token.jkt:
             raise InvalidDpopProof("the proof is not signed by the key the token is bound to")
         if required and not required <= token.scopes:

@@ -14,13 +14,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 import structlog
-
-from tokenward.datadir import open_private
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,16 +161,6 @@ class SecurityAudit:
                 structlog.processors.JSONRenderer(serializer=_dumps),
             ],
         )
-
-    @classmethod
-    def open(cls, path: str | None) -> SecurityAudit | None:
-        if path == "off":
-            return None
-        if path is None:
-            return cls()
-        # 0600, an older file tightened: alerts name addresses, users and token ids.
-        fd = open_private(Path(path))
-        return cls(open(fd, "a", buffering=1, encoding="utf-8"))  # kept open for the process
 
     def alert(self, alert: Alert) -> None:
         self._logger.warning("security_alert", **alert.as_dict())

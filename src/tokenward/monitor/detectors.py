@@ -6,19 +6,12 @@ was seen against what limit, so the alert can be acted on without reading code.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from tokenward.monitor.alerts import Finding, Target
-from tokenward.monitor.config import (
-    FailureSettings,
-    IpSpreadSettings,
-    RateSettings,
-    RefreshReuseSettings,
-    SessionEndedSettings,
-)
-from tokenward.monitor.events import (
+from tokenward.core.events import (
     ALLOW,
     LOGIN_FAILED,
     REFRESH_REUSE,
@@ -29,10 +22,32 @@ from tokenward.monitor.events import (
     Event,
     UsageEvent,
 )
-from tokenward.monitor.windows import UsageWindows, network_of
-from tokenward.store.records import SessionRecord
+from tokenward.core.records import SessionRecord
+from tokenward.core.windows import UsageWindows
+from tokenward.monitor.alerts import Finding, Target
+from tokenward.monitor.config import (
+    FailureSettings,
+    IpSpreadSettings,
+    RateSettings,
+    RefreshReuseSettings,
+    SessionEndedSettings,
+)
 
 CACHE_ENTRIES = 10_000
+
+
+def network_of(ip: str, group: str, ipv4_prefix: int = 24, ipv6_prefix: int = 64) -> str:
+    """The address itself (`group="ip"`) or its network (`/24` IPv4, `/64` IPv6 by default)."""
+    try:
+        address = ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if group == "ip":
+        return str(address)
+    prefix = ipv4_prefix if address.version == 4 else ipv6_prefix
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 class Detector(Protocol):
@@ -111,7 +126,7 @@ class IpSpreadDetector:
 
 class RateDetector:
     """Requests of a token or subject in the open bucket far above its own EWMA baseline:
-    fires when `count >= max(min_requests, factor * max(baseline, 1))` (windows.py explains
+    fires when `count >= max(min_requests, factor * max(baseline, 1))` (core/windows.py explains
     the baseline)."""
 
     name = "rate"

@@ -16,19 +16,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
+from tokenward.core.blocklist import IpBlocklist
+from tokenward.core.events import AuthEvent, Event, EventBuffer, Queued, RawUsage, UsageEvent
+from tokenward.core.lifecycle import Background
+from tokenward.core.ports import AlertClaims
 from tokenward.monitor.alerts import Alert, AlertLog, Finding, SecurityAudit
-from tokenward.monitor.blocklist import IpBlocklist
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
 from tokenward.monitor.detectors import Detector
-from tokenward.monitor.events import AuthEvent, Event, EventBuffer, Queued, RawUsage, UsageEvent
 from tokenward.monitor.responder import Responder, ResponseError
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender
-from tokenward.store.errors import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -86,18 +87,6 @@ def _usage(item: UsageEvent | RawUsage) -> UsageEvent:
     )
 
 
-class Companion(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-class AlertClaims(Protocol):
-    """Shared across servers: the first to claim (detector, key) raises the alert."""
-
-    async def claim(self, detector: str, key: str, seconds: float) -> bool: ...
-
-
 class Monitor:
     def __init__(
         self,
@@ -111,6 +100,7 @@ class Monitor:
         audit: SecurityAudit | None = None,
         webhook: WebhookSender | None = None,
         clock: Callable[[], float] = time.time,
+        storage_errors: tuple[type[Exception], ...] = (ConnectionError, TimeoutError),
     ) -> None:
         self.settings = settings
         self.enabled = settings.enabled
@@ -128,9 +118,12 @@ class Monitor:
         self.processed = 0
         self.detector_errors = 0
         # Started and stopped with the monitor: the gateways' event stream, a shared blocklist.
-        self.companions: list[Companion] = []
+        self.companions: list[Background] = []
         # Scaled out: one alert per (detector, target) for the deployment, not one per server.
         self.claims: AlertClaims | None = None
+        # What `claims` raises when its store is unreachable (store.errors.STORAGE_ERRORS, from
+        # the composition root): the monitor imports no storage driver.
+        self._storage_errors = storage_errors
         self.claimed_elsewhere = 0
 
     # --- the sink (request path) ---------------------------------------------------------
@@ -182,7 +175,7 @@ class Monitor:
                 first = await self.claims.claim(
                     finding.detector, finding.key, self.settings.cooldown
                 )
-            except STORAGE_ERRORS as exc:
+            except self._storage_errors as exc:
                 # Unreachable: raise it here. A duplicate alert beats a missed one.
                 log.warning("alert_claim_unavailable", error=type(exc).__name__)
                 first = True

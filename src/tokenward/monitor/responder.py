@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from tokenward.core.blocklist import BlockRefused, IpBlocklist
+from tokenward.core.ports import SessionStore
+from tokenward.core.records import Revocation, RevocationKind
 from tokenward.monitor.alerts import Target
-from tokenward.monitor.blocklist import BlockRefused, IpBlocklist
-from tokenward.store.protocols import SessionStore
-from tokenward.store.records import Revocation, RevocationKind
 
 
 class RevocationWriter(Protocol):

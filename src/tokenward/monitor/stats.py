@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenward.monitor.events import ALLOW, AuthEvent, Event
+from tokenward.core.events import ALLOW, AuthEvent, Event
 
 MAX_KEYS_PER_BUCKET = 5000
 OTHER = "(other)"

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from tokenward.core.ports import ClientStore
+from tokenward.core.records import ClientRecord
 from tokenward.oauth import pkce
 from tokenward.oauth.errors import (
     InvalidRequest,
@@ -23,8 +25,6 @@ from tokenward.oauth.errors import (
 )
 from tokenward.oauth.resources import audience_for
 from tokenward.oauth.scopes import granted_scopes, parse_scope
-from tokenward.store.protocols import ClientStore
-from tokenward.store.records import ClientRecord
 
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 MAX_STATE = 1024

@@ -20,11 +20,11 @@ from urllib.parse import unquote
 
 import orjson
 
+from tokenward.core.errors import JoseError
+from tokenward.core.ports import ClientStore
+from tokenward.core.records import ClientRecord
 from tokenward.oauth.client_keys import ClientKeys
 from tokenward.oauth.errors import InvalidClient, InvalidRequest
-from tokenward.store.protocols import ClientStore
-from tokenward.store.records import ClientRecord
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jws import loads_object, parse_compact, payload_bytes, verify_compact
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

@@ -12,10 +12,10 @@ from collections.abc import Callable
 import httpx
 import orjson
 
-from tokenward.guard.jwks import RemoteJwks
-from tokenward.guard.keys import StaticKeySource
-from tokenward.store.records import ClientRecord
+from tokenward.core.records import ClientRecord
 from tokenward.tokens.jwk import VerificationKey, key_set_from_jwks
+from tokenward.tokens.key_sources import StaticKeySource
+from tokenward.tokens.remote_jwks import RemoteJwks
 
 REMOTE_SETS = 256  # jwks_uri caches kept; the least recently used goes first
 

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tokenward.core.ports import DeviceStore
+from tokenward.core.records import ClientRecord, DeviceRecord
 from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import (
     AccessDenied,
@@ -22,8 +24,6 @@ from tokenward.oauth.resources import audience_for
 from tokenward.oauth.scopes import granted_scopes, parse_scope
 from tokenward.oauth.token_endpoint import TokenRequest, TokenResponse
 from tokenward.oauth.user_tokens import UserGrant, UserTokenMinter
-from tokenward.store.protocols import DeviceStore
-from tokenward.store.records import ClientRecord, DeviceRecord
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 DEVICE_CODE_LIFETIME = 600

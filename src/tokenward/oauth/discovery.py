@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tokenward.guard.revocation_wire import METADATA_FIELD, PATH
+from tokenward.core.revocation_wire import METADATA_FIELD, PATH
 from tokenward.oauth.client_auth import METHODS
 from tokenward.tokens.dpop import PROOF_ALGS
 

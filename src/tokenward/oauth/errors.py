@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from tokenward.core.errors import InvalidDpopProof, UseDpopNonce
+
 
 class OAuthError(Exception):
-    error: ClassVar[str] = "invalid_request"
+    error: str = "invalid_request"  # a class's code; DpopProofRefused sets its refusal's
     status: ClassVar[int] = 400
 
     def __init__(self, description: str = "", *, headers: dict[str, str] | None = None) -> None:
@@ -116,13 +118,14 @@ class TemporarilyUnavailable(OAuthError):
     status = 503
 
 
-class InvalidDpopProof(OAuthError):
-    """RFC 9449 §5.4."""
+class DpopProofRefused(OAuthError):
+    """A DPoP refusal (`core.errors.InvalidDpopProof` or `UseDpopNonce`, defined once for the
+    token endpoint and the resources) as the token endpoint answers it: 400 with the refusal's
+    code in the body (RFC 9449 §5.4), and its nonce in DPoP-Nonce (§8)."""
 
-    error = "invalid_dpop_proof"
-
-
-class UseDpopNonce(OAuthError):
-    """RFC 9449 §8: retry with the nonce in the DPoP-Nonce header."""
-
-    error = "use_dpop_nonce"
+    def __init__(self, refusal: InvalidDpopProof | UseDpopNonce) -> None:
+        nonce = refusal.nonce if isinstance(refusal, UseDpopNonce) else None
+        super().__init__(
+            refusal.description, headers={"dpop-nonce": nonce} if nonce is not None else None
+        )
+        self.error = refusal.error

@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tokenward.core.ports import CodeStore, ConsentStore
+from tokenward.core.records import ClientRecord, CodeRecord
 from tokenward.oauth.authorize import AuthorizationRequest, RedirectError, redirect_to
 from tokenward.oauth.errors import AccessDenied, ConsentRequired, LoginRequired
 from tokenward.oauth.grants.authorization_code import CODE_LIFETIME, code_digest
 from tokenward.oauth.sessions import ActiveSession
-from tokenward.store.protocols import CodeStore, ConsentStore
-from tokenward.store.records import ClientRecord, CodeRecord
 
 
 @dataclass(frozen=True, slots=True)

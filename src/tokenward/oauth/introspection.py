@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 
-from tokenward.guard.errors import BearerError
-from tokenward.guard.validator import Validator
+from tokenward.core.claims import AccessToken
+from tokenward.core.errors import BearerError
+from tokenward.core.ports import TokenVerifier
 from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import InvalidRequest
-from tokenward.tokens.claims import AccessToken
 from tokenward.tokens.jws import sign_compact
 from tokenward.tokens.jwt_access import claims_of
 from tokenward.tokens.keyring import Keyring
@@ -36,7 +36,7 @@ class Introspector:
     def __init__(
         self,
         authenticator: ClientAuthenticator,
-        validator: Validator,
+        validator: TokenVerifier,
         keyring: Keyring,
         issuer: str,
         clock: Callable[[], float] = time.time,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol
 
-from tokenward.store.records import ClientRecord
+from tokenward.core.records import ClientRecord
 from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tokenward.core.errors import JoseError
 from tokenward.oauth.sessions import ActiveSession
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jws import KeyLookup, payload_object, verify_compact
 
 MAX_HINT_LENGTH = 8192

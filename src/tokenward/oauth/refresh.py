@@ -15,15 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tokenward.guard.revocation_mirror import RevocationMirror
-from tokenward.store.protocols import GrantStore, RevocationStore
-from tokenward.store.records import (
+from tokenward.core.ports import GrantStore, RevocationStore
+from tokenward.core.records import (
     ClientRecord,
     FamilyRecord,
     RefreshRecord,
     Revocation,
     RevocationKind,
 )
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.tokens.b64 import b64url_encode
 
 PREFIX = "twr_"

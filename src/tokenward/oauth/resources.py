@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from tokenward.core.records import ClientRecord
 from tokenward.oauth.errors import InvalidTarget
-from tokenward.store.records import ClientRecord
 
 
 def audience_for(resources: tuple[str, ...], client: ClientRecord, default: str) -> tuple[str, ...]:

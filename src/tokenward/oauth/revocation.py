@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from tokenward.guard.errors import BearerError
-from tokenward.guard.validator import Validator
+from tokenward.core.errors import BearerError
+from tokenward.core.ports import AccessTokenStore, RevocationStore, TokenVerifier
+from tokenward.core.records import ClientRecord, MintedToken, Revocation, RevocationKind
 from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import InvalidRequest, UnsupportedTokenType
-from tokenward.store.protocols import AccessTokenStore, RevocationStore
-from tokenward.store.records import ClientRecord, MintedToken, Revocation, RevocationKind
 from tokenward.tokens.opaque import PREFIX as OPAQUE_PREFIX
 from tokenward.tokens.opaque import token_digest
 
@@ -23,7 +22,7 @@ class Revoker:
     def __init__(
         self,
         authenticator: ClientAuthenticator,
-        validator: Validator,
+        validator: TokenVerifier,
         revocations: RevocationStore,
         opaque_tokens: AccessTokenStore,
         leeway: float,

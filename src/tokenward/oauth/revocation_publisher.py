@@ -10,7 +10,7 @@ before Redis or the periodic re-read tells this node about it; those only wake t
 Bounded: `limit` ≤ 1000 entries per page, `wait` ≤ 25 s, at most `max_waiters` long-polls per
 node (beyond that the answer comes at once with a `retry` hint), concurrent identical reads
 share one query, and distinct reads queue for `read_slots` database connections (a 503 after
-`queue_timeout`). Entries carry digests only (guard.revocation_wire).
+`queue_timeout`). Entries carry digests only (core.revocation_wire).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from tokenward.guard.revocation_wire import MAX_LIMIT, MAX_SEQ, MAX_WAIT, digest
+from tokenward.core.records import Revocation
+from tokenward.core.revocation_wire import MAX_LIMIT, MAX_SEQ, MAX_WAIT, digest
 from tokenward.oauth.errors import InvalidRequest, TemporarilyUnavailable
-from tokenward.store.records import Revocation
 
 Page = tuple[int, Sequence[tuple[int, Revocation]]]
 POLL_HINT = 1  # seconds between polls suggested to a caller that does not long-poll

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tokenward.store.protocols import SessionStore, UserStore
-from tokenward.store.records import SessionRecord, UserRecord
+from tokenward.core.ports import SessionStore, UserStore
+from tokenward.core.records import SessionRecord, UserRecord
 
 SESSION_LIFETIME = 12 * 3600
 

@@ -6,18 +6,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from tokenward.core.errors import InvalidDpopProof, JoseError
+from tokenward.core.records import ClientRecord
 from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import (
-    InvalidDpopProof,
+    DpopProofRefused,
     InvalidRequest,
     UnauthorizedClient,
     UnsupportedGrantType,
-    UseDpopNonce,
 )
 from tokenward.oauth.scopes import format_scope
-from tokenward.store.records import ClientRecord
-from tokenward.tokens.dpop import DpopError, DpopVerifier
-from tokenward.tokens.errors import JoseError
+from tokenward.tokens.dpop import DpopVerifier
 from tokenward.tokens.grant import IssuedAccessToken
 
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}  # RFC 6749 §5.1
@@ -99,17 +98,12 @@ class TokenEndpoint:
         """RFC 9449 §5: a valid proof binds what this request mints to the proof's key."""
         if request.dpop is None:
             if client.dpop_required:
-                raise InvalidDpopProof("this client must send a DPoP proof")
+                raise DpopProofRefused(InvalidDpopProof("this client must send a DPoP proof"))
             return request
         if self.dpop is None:
-            raise InvalidDpopProof("DPoP is not enabled on this server")
+            raise DpopProofRefused(InvalidDpopProof("DPoP is not enabled on this server"))
         try:
             proof = await self.dpop.verify(request.dpop, method="POST", url=self._token_url)
-        except DpopError as exc:
-            nonce = self.dpop.nonce()
-            if exc.use_nonce and nonce is not None:
-                raise UseDpopNonce(str(exc), headers={"dpop-nonce": nonce}) from None
-            raise InvalidDpopProof(str(exc)) from None
-        except JoseError:
-            raise InvalidDpopProof("the DPoP proof is malformed") from None
+        except JoseError as exc:
+            raise DpopProofRefused(self.dpop.refusal(exc)) from None
         return replace(request, dpop_jkt=proof.jkt)

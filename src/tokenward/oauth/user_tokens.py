@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tokenward.core.records import ClientRecord, FamilyRecord, MintedToken
 from tokenward.oauth.issuance import AccessTokenIssuer
 from tokenward.oauth.refresh import NewFamily, RefreshTokens
 from tokenward.oauth.token_endpoint import TokenResponse, token_response
-from tokenward.store.records import ClientRecord, FamilyRecord, MintedToken
 from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
 from tokenward.tokens.id_token import IdTokenClaims, IdTokenSigner
 

@@ -17,9 +17,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from tokenward.core.records import RevocationKind
 from tokenward.oauth import errors
 from tokenward.store.errors import STORAGE_ERRORS
-from tokenward.store.records import RevocationKind
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OTHER = "other"

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.ops.metrics import ServerMetrics
 from tokenward.store.errors import STORAGE_ERRORS
 from tokenward.tokens.keyring import Keyring, KeyRotationError

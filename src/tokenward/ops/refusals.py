@@ -1,7 +1,7 @@
 """One log line per refused OAuth request: why, for which client, from where.
 
 What goes in is fixed by this module: the endpoint, the error code and its fixed description
-(oauth/errors.py, guard/errors.py: our own phrases, never request material), the client_id the
+(oauth/errors.py, core/errors.py: our own phrases, never request material), the client_id the
 request authenticated as or asserted, and the peer address. Never a token, code, secret or
 assertion: callers hand over only those fields, so nothing else can slip in.
 """

@@ -15,9 +15,10 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-from tokenward.guard.errors import BearerError, InvalidRequest, challenge
+from tokenward.core.claims import AccessToken
+from tokenward.core.errors import BearerError, InvalidRequest
+from tokenward.guard.challenge import challenge
 from tokenward.guard.validator import Validator
-from tokenward.tokens.claims import AccessToken
 
 if TYPE_CHECKING:  # only type aliases: importing this module needs no Starlette at run time
     from starlette.types import ASGIApp, Receive, Scope, Send

@@ -22,10 +22,11 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 
-from tokenward.guard.errors import BearerError, Challenge, InvalidRequest, challenge
+from tokenward.core.claims import AccessToken
+from tokenward.core.errors import BearerError, InvalidRequest
+from tokenward.guard.challenge import Challenge, challenge
 from tokenward.guard.validator import Validator
 from tokenward.resource.asgi import STATE_KEY, authenticate, authorization_header, dpop_algs
-from tokenward.tokens.claims import AccessToken
 
 APP_STATE_KEY = "tokenward_validator"
 

@@ -13,7 +13,7 @@ Flask views are synchronous, so this uses `Validator.authenticate_sync` (a remot
 when one is due, is then a blocking call on that worker). Only plain (sync) views are supported.
 Bearer only: a proof's single-use check is asynchronous, so the DPoP scheme is refused exactly as
 the ASGI and FastAPI integrations refuse it for a validator without a DPoP verifier. Refusals are
-rendered by `tokenward.guard.errors.challenge`, as everywhere else: one shape for all three.
+rendered by `tokenward.guard.challenge.challenge`, as everywhere else: one shape for all three.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import ParamSpec, TypeVar
 
 from flask import Response, current_app, g, request
 
-from tokenward.guard.errors import BearerError, InvalidRequest, challenge
+from tokenward.core.errors import BearerError, InvalidRequest
+from tokenward.guard.challenge import challenge
 from tokenward.guard.validator import DPOP_NOT_ACCEPTED, Validator
 from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION, authorization_header
 

@@ -12,13 +12,13 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from tokenward import __version__
-from tokenward.monitor.asgi import MonitorMiddleware
 from tokenward.ops.metrics_listener import start_metrics_listener
 from tokenward.ops.request_metrics import RequestMetrics
 from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server import tracing
 from tokenward.server.client_address import ClientAddressMiddleware
 from tokenward.server.edge import install_error_handlers
+from tokenward.server.monitor_middleware import MonitorMiddleware
 from tokenward.server.outer import Outer
 from tokenward.server.routes import (
     admin,

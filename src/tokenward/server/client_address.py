@@ -3,14 +3,14 @@
 Outermost middleware: it rewrites `scope["client"]` (in place, as uvicorn's own proxy-headers
 middleware does, so uvicorn's access log shows it too) before the sign-in throttle, the monitor
 (events, blocklist), the device pages and the token endpoint read `request.client`. The
-X-Forwarded-For walk is the gateway's (tokenward.proxies.client_address).
+X-Forwarded-For walk is the gateway's (tokenward.core.proxies.client_address).
 """
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tokenward.proxies import IpNetwork, client_address
+from tokenward.core.proxies import IpNetwork, client_address
 
 FORWARDED_FOR = b"x-forwarded-for"
 

@@ -9,11 +9,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
 
 from tokenward.admin import PASSWORDS
-from tokenward.monitor.events import LOGIN_FAILED, AuthEvent
+from tokenward.core.events import LOGIN_FAILED, AuthEvent
+from tokenward.core.records import UserRecord
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.oauth.sessions import ActiveSession
 from tokenward.server.edge import read_body
-from tokenward.store.records import UserRecord
 from tokenward.wiring import Services
 
 # A real argon2 hash to verify against for unknown users, so both paths cost the same.
@@ -59,7 +59,7 @@ class SignIn:
 async def attempt_sign_in(
     services: Services, request: Request, pairs: list[tuple[str, str]]
 ) -> SignIn:
-    """Throttled per (username, IP), per IP and per username (oauth/throttle.py); one message
+    """Throttled per (username, IP), per IP and per username (core/throttle.py); one message
     for unknown user and wrong password."""
     username = (single(pairs, "username") or "")[:256]
     password = (single(pairs, "password") or "")[:1024]

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from tokenward.core.claims import AccessToken
 from tokenward.guard.validator import Validator
 from tokenward.resource.fastapi import require_scopes
 from tokenward.signedurl.asgi import request_path
@@ -34,7 +35,6 @@ from tokenward.signedurl.hls import HlsLinks, PlaylistError, playlist_duration, 
 from tokenward.signedurl.sign import BoundSigner, UrlSigner
 from tokenward.signedurl.sources import PlaylistSource, SourceError, SourceNotFound
 from tokenward.signedurl.verify import Verifier
-from tokenward.tokens.claims import AccessToken
 
 URL_ROUTE = "tokenward_signed_url"
 HLS_ROUTE = "tokenward_hls_playlist"

@@ -6,10 +6,10 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from tokenward.guard.revocation_mirror import RevocationMirror
-from tokenward.store.protocols import Conflict
-from tokenward.store.records import ClientRecord, Revocation, StoredKey, UserRecord
-from tokenward.tokens.claims import AccessToken
+from tokenward.core.claims import AccessToken
+from tokenward.core.ports import Conflict
+from tokenward.core.records import ClientRecord, Revocation, StoredKey, UserRecord
+from tokenward.core.revocation_mirror import RevocationMirror
 
 
 class MemoryKeyStore:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from tokenward.store.records import (
+from tokenward.core.records import (
     CodeRecord,
     DeviceRecord,
     FamilyRecord,

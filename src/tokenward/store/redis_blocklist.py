@@ -41,7 +41,7 @@ import orjson
 import structlog
 from redis.asyncio import Redis
 
-from tokenward.monitor.blocklist import MAX_ENTRIES, BlockEntry, blockable_ip, canonical_ip
+from tokenward.core.blocklist import MAX_ENTRIES, BlockEntry, blockable_ip, canonical_ip
 
 log = structlog.get_logger(__name__)
 

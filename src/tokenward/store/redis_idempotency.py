@@ -21,7 +21,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from tokenward.store.idempotency_records import Headers, Stored
+from tokenward.core.idempotency_records import Headers, Stored
 
 PREFIX = "tokenward:idempotency:"
 IN_FLIGHT_LIMIT = 300.0  # as the memory store: a marker that outlives any timeout is stale

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from tokenward.store.ratelimits import RateDecision, RatePolicy
+from tokenward.core.ratelimits import RateDecision, RatePolicy
 
 PREFIX = "tokenward:ratelimit:"
 

@@ -1,6 +1,6 @@
 """The sign-in throttle shared by every server: one Lua script, one round trip per decision.
 
-`MemorySignInThrottle`'s sliding logs (see `tokenward.oauth.throttle`), each a sorted set
+`MemorySignInThrottle`'s sliding logs (store/memory_signin_throttle.py), each a sorted set
 `<prefix><key>` of ticket -> failure time, trimmed to the newest `limit` and expiring `window`
 after the last failure. A script checks all three keys and counts the attempt in each, which
 Redis runs atomically: nodes deciding for one username at once are serialised, so the allowance
@@ -21,14 +21,9 @@ from collections.abc import Callable
 import structlog
 from redis.asyncio import Redis
 
-from tokenward.oauth.throttle import (
-    Attempt,
-    MemorySignInThrottle,
-    SignInLimits,
-    seconds,
-    throttle_keys,
-)
+from tokenward.core.throttle import Attempt, SignInLimits, seconds, throttle_keys
 from tokenward.store.errors import STORAGE_ERRORS
+from tokenward.store.memory_signin_throttle import MemorySignInThrottle
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """Usage windows shared by every gateway: one Lua script, one round trip per call.
 
-The monitor's `UsageWindows` Protocol (see `tokenward.monitor.windows`) on Redis, reproducing
+The monitor's `UsageWindows` Protocol (see `tokenward.core.windows`) on Redis, reproducing
 `MemoryWindows` call for call: each method is one script, which Redis runs atomically, so
 several gateways sharing one Redis (and one `prefix`) see one window per key. The caller's
 `now` is the clock (the event's time), as in memory; Redis's clock only expires idle keys.
@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from tokenward.monitor.windows import (
+from tokenward.core.windows import (
     MAX_GAP_BUCKETS,
     MAX_HITS,
     MAX_MEMBERS,

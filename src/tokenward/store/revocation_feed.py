@@ -22,9 +22,9 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tokenward.guard.revocation_mirror import RevocationMirror
-from tokenward.store.protocols import RevocationStore
-from tokenward.store.records import Revocation
+from tokenward.core.ports import RevocationStore
+from tokenward.core.records import Revocation
+from tokenward.core.revocation_mirror import RevocationMirror
 
 log = structlog.get_logger(__name__)
 CHANNEL = "tokenward:revocations"

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
+from tokenward.core.errors import InvalidDpopProof, JoseError, UseDpopNonce
 from tokenward.tokens.b64 import b64url_encode
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.htu import normalise as normalise_url
 from tokenward.tokens.jwk import PRIVATE_MEMBERS, VerificationKey, key_from_jwk
 from tokenward.tokens.jws import parse_compact, payload_object
@@ -138,6 +138,16 @@ class DpopVerifier:
 
     def nonce(self) -> str | None:
         return self._nonces.current() if self._nonces else None
+
+    def refusal(self, error: JoseError) -> InvalidDpopProof | UseDpopNonce:
+        """What a proof that failed `verify` is refused with, at the token endpoint and at
+        resources alike: a fresh nonce when the check asked for one and nonces are on."""
+        if isinstance(error, DpopError):
+            nonce = self.nonce()
+            if error.use_nonce and nonce is not None:
+                return UseDpopNonce(str(error), nonce)
+            return InvalidDpopProof(str(error))
+        return InvalidDpopProof("the DPoP proof is malformed")
 
     def _header_key(self, header: Mapping[str, Any]) -> dict[str, Any]:
         if header.get("typ") != "dpop+jwt":

@@ -1,10 +1,11 @@
-"""Errors raised by the JOSE layer. The guard maps every one of them to `invalid_token`."""
+"""Errors raised by the JOSE layer. The guard maps every one of them to `invalid_token`.
+
+Their base, `JoseError`, is in `tokenward.core.errors`: `core.claims` raises it too.
+"""
 
 from __future__ import annotations
 
-
-class JoseError(ValueError):
-    """A token, key or key set is malformed or fails a check. Messages never hold key material."""
+from tokenward.core.errors import JoseError
 
 
 class KeyRejected(JoseError):

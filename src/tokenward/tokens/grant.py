@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from tokenward.tokens.claims import AccessToken
+from tokenward.core.claims import AccessToken
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

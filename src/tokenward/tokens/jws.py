@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
+from tokenward.core.errors import JoseError
 from tokenward.tokens.b64 import Base64Error, b64url_decode, b64url_encode
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jwk import VerificationKey
 
 MAX_COMPACT_LENGTH = 8192

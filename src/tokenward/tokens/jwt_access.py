@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from tokenward.tokens.claims import AccessToken
+from tokenward.core.claims import AccessToken
 from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
 from tokenward.tokens.jws import sign_compact
 from tokenward.tokens.keyring import Keyring

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from tokenward.store.protocols import KeyStore
+from tokenward.core.ports import KeyStore
 from tokenward.tokens.jwk import VerificationKey
 from tokenward.tokens.keyring import KeyPolicy, Keyring, ManagedKey, open_key, seal_key
 from tokenward.tokens.sealing import KeySealer

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from tokenward.store.records import StoredKey
+from tokenward.core.records import StoredKey
 from tokenward.tokens import algorithms as algs
 from tokenward.tokens.jwk import VerificationKey, public_jwk, thumbprint
 from tokenward.tokens.sealing import KeySealer

@@ -11,8 +11,8 @@ import secrets
 import time
 from collections.abc import Callable
 
-from tokenward.store.protocols import AccessTokenStore
-from tokenward.tokens.claims import AccessToken
+from tokenward.core.claims import AccessToken
+from tokenward.core.ports import AccessTokenStore
 from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
 from tokenward.tokens.jwt_access import DEFAULT_LIFETIME, access_token_for
 

@@ -15,14 +15,14 @@ from collections.abc import Callable
 
 import structlog
 
-from tokenward.guard.revocation_mirror import RevocationMirror
+from tokenward.core.ports import CodeStore, GrantStore, RevocationStore
+from tokenward.core.records import ClientRecord, CodeRecord, MintedToken
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.oauth import pkce
 from tokenward.oauth.errors import InvalidGrant, InvalidRequest
 from tokenward.oauth.revocation import deny_minted
 from tokenward.oauth.token_endpoint import TokenRequest, TokenResponse
 from tokenward.oauth.user_tokens import UserGrant, UserTokenMinter
-from tokenward.store.protocols import CodeStore, GrantStore, RevocationStore
-from tokenward.store.records import ClientRecord, CodeRecord, MintedToken
 
 log = structlog.get_logger(__name__)
 CODE_LIFETIME = 60

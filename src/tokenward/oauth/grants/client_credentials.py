@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from tokenward.core.records import ClientRecord
 from tokenward.oauth.errors import UnauthorizedClient
 from tokenward.oauth.issuance import AccessTokenIssuer
 from tokenward.oauth.resources import audience_for
 from tokenward.oauth.scopes import granted_scopes, parse_scope
 from tokenward.oauth.token_endpoint import TokenRequest, TokenResponse, token_response
-from tokenward.store.records import ClientRecord
 from tokenward.tokens.grant import TokenGrant
 
 

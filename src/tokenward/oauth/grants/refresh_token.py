@@ -7,16 +7,16 @@ from collections.abc import Callable
 
 import structlog
 
-from tokenward.guard.revocation_mirror import RevocationMirror
-from tokenward.monitor.events import REFRESH_REUSE, AuthEvent, AuthEventSink
+from tokenward.core.events import REFRESH_REUSE, AuthEvent, AuthEventSink
+from tokenward.core.ports import RevocationStore, UserStore
+from tokenward.core.records import ClientRecord, FamilyRecord, RotationOutcome
+from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope
 from tokenward.oauth.refresh import refresh_digest
 from tokenward.oauth.revocation import deny_minted
 from tokenward.oauth.scopes import parse_scope
 from tokenward.oauth.token_endpoint import TokenRequest, TokenResponse
 from tokenward.oauth.user_tokens import UserGrant, UserTokenMinter
-from tokenward.store.protocols import RevocationStore, UserStore
-from tokenward.store.records import ClientRecord, FamilyRecord, RotationOutcome
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
-from tokenward.guard.errors import InsufficientScope
+from tokenward.core.claims import AccessToken
+from tokenward.core.errors import InsufficientScope
 from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.resource.fastapi import BearerHTTPException, require_scopes
 from tokenward.server.edge import JSONResponse
@@ -27,7 +28,6 @@ from tokenward.server.routes.admin_support import (
     list_users,
     perform,
 )
-from tokenward.tokens.claims import AccessToken
 from tokenward.wiring import Services
 
 

@@ -17,12 +17,12 @@ from fastapi import Request
 
 from tokenward import admin
 from tokenward.admin import AdminError
+from tokenward.core.claims import AccessToken
+from tokenward.core.records import SessionRecord
 from tokenward.monitor.alerts import without_secrets
 from tokenward.monitor.responder import ResponseError
 from tokenward.oauth.sessions import ActiveSession
 from tokenward.server.pages import cookie_name
-from tokenward.store.records import SessionRecord
-from tokenward.tokens.claims import AccessToken
 from tokenward.tokens.keyring import KeyRotationError
 from tokenward.wiring import Services
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
+from tokenward.core.claims import AccessToken
 from tokenward.resource.fastapi import require_scopes
-from tokenward.tokens.claims import AccessToken
 from tokenward.wiring import Services
 
 

@@ -9,7 +9,9 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from tokenward.guard.errors import BearerError, InsufficientScope, challenge
+from tokenward.core.errors import BearerError, InsufficientScope
+from tokenward.core.records import Revocation, RevocationKind
+from tokenward.guard.challenge import challenge
 from tokenward.oauth.authorize import redirect_to
 from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.logout import IdTokenHint, ends, read_id_token_hint
@@ -17,7 +19,6 @@ from tokenward.ops.refusals import log_refusal
 from tokenward.server.edge import JSONResponse, client_ip
 from tokenward.server.pages import Browser
 from tokenward.server.signin import form_pairs
-from tokenward.store.records import Revocation, RevocationKind
 from tokenward.wiring import Services
 
 PROFILE_CLAIMS = {

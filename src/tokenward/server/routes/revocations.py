@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from tokenward.guard.revocation_wire import PATH
+from tokenward.core.revocation_wire import PATH
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.oauth.revocation_publisher import parse_query
 from tokenward.server.edge import JSONResponse

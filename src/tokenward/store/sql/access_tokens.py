@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tokenward.core.claims import AccessToken
 from tokenward.store.sql.models import AccessTokenRow, upsert
-from tokenward.tokens.claims import AccessToken
 
 # Every this many saves (per process) also deletes expired rows, through the expires_at index,
 # so the table cannot grow without bound and no separate janitor is needed.

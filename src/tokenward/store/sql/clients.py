@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenward.store.records import ClientRecord
+from tokenward.core.records import ClientRecord
 from tokenward.store.sql.models import ClientRow, dump_strings, load_strings, upsert
 
 

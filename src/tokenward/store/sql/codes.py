@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenward.store.records import CodeRecord, FamilyRecord, MintedToken, RefreshRecord
+from tokenward.core.records import CodeRecord, FamilyRecord, MintedToken, RefreshRecord
 from tokenward.store.sql import grants as sql_grants
 from tokenward.store.sql.grants import insert_family
 from tokenward.store.sql.models import CodeRow, dump_strings, load_strings, upsert

@@ -17,8 +17,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenward.store.protocols import Conflict
-from tokenward.store.records import DeviceRecord
+from tokenward.core.ports import Conflict
+from tokenward.core.records import DeviceRecord
 from tokenward.store.sql.models import (
     DeviceRow,
     dump_strings,

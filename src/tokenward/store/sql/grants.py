@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
-from tokenward.store.records import FamilyRecord, MintedToken, RefreshRecord, RotationOutcome
+from tokenward.core.records import FamilyRecord, MintedToken, RefreshRecord, RotationOutcome
 from tokenward.store.sql.models import (
     FamilyRow,
     MintedTokenRow,

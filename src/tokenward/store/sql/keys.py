@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenward.store.records import StoredKey
+from tokenward.core.records import StoredKey
 from tokenward.store.sql.models import SigningKeyRow, upsert
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Select, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenward.store.records import Revocation
+from tokenward.core.records import Revocation
 from tokenward.store.sql.models import RevocationRow
 
 # SHARE ROW EXCLUSIVE conflicts with itself and with other writers but not with SELECT.

@@ -11,8 +11,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenward.store.protocols import Conflict
-from tokenward.store.records import SessionRecord
+from tokenward.core.ports import Conflict
+from tokenward.core.records import SessionRecord
 from tokenward.store.sql.models import SessionRow, upsert
 
 # Every this many puts (per process) also deletes sessions that expired over PURGE_AFTER ago.

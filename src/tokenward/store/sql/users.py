@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenward.store.protocols import Conflict
-from tokenward.store.records import UserRecord
+from tokenward.core.ports import Conflict
+from tokenward.core.records import UserRecord
 from tokenward.store.sql.models import UserRow, upsert
 
 

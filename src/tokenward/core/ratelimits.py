@@ -1,5 +1,5 @@
-"""Rate-limit value types shared by the limiter backends (memory in the gateway, Redis here),
-so the storage layer does not depend on the gateway that uses it."""
+"""Rate-limit value types shared by the limiter backends (memory in the gateway, Redis in
+store/), so the storage layer does not depend on the gateway that uses it."""
 
 from __future__ import annotations
 

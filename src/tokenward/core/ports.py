@@ -1,11 +1,13 @@
-"""Storage Protocols: one concern each, at most five methods (ARCHITECTURE.md, Storage)."""
+"""Ports: the storage Protocols (one concern each, at most five methods; ARCHITECTURE.md,
+Storage), implemented by the adapters in store/, and what the protocol core asks of the guard."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
 
-from tokenward.store.records import (
+from tokenward.core.claims import AccessToken
+from tokenward.core.records import (
     ClientRecord,
     CodeRecord,
     DeviceRecord,
@@ -17,7 +19,6 @@ from tokenward.store.records import (
     StoredKey,
     UserRecord,
 )
-from tokenward.tokens.claims import AccessToken
 
 
 class KeyStore(Protocol):
@@ -179,3 +180,18 @@ class ConsentStore(Protocol):
         ...
 
     async def withdraw(self, user_id: str, client_id: str) -> None: ...
+
+
+class AlertClaims(Protocol):
+    """Shared across servers: the first to claim (detector, key) raises the alert."""
+
+    async def claim(self, detector: str, key: str, seconds: float) -> bool: ...
+
+
+class TokenVerifier(Protocol):
+    """An access token checked as our own introspection and revocation endpoints need it: the
+    guard's `Validator` satisfies this, so the protocol core does not import the guard."""
+
+    async def inspect(self, raw: str) -> AccessToken:
+        """The verified token, or a `core.errors.BearerError` saying why not."""
+        ...

@@ -34,7 +34,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from tokenward.monitor.events import ALLOW, DENY, EventBuffer, UsageEvent
+from tokenward.core.events import ALLOW, DENY, EventBuffer, UsageEvent
 
 log = structlog.get_logger(__name__)
 GROUP = "monitors"

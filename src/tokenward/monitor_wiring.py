@@ -1,13 +1,21 @@
-"""Builds a `Monitor` from its settings and the stores it acts on (called by wiring.py)."""
+"""Builds a `Monitor` from its settings and the stores it acts on (called by wiring.py).
+
+Part of the composition root: it chooses the memory backends (store/) when no shared ones are
+given, which no module of monitor/ may import.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
+from tokenward.core.blocklist import IpBlocklist
+from tokenward.core.ports import SessionStore
+from tokenward.core.windows import UsageWindows
+from tokenward.datadir import open_private
 from tokenward.monitor.alerts import AlertLog, SecurityAudit
-from tokenward.monitor.blocklist import IpBlocklist, MemoryBlocklist
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
 from tokenward.monitor.detectors import (
     Detector,
@@ -21,8 +29,9 @@ from tokenward.monitor.pipeline import Monitor
 from tokenward.monitor.responder import Responder, RevocationWriter
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender
-from tokenward.monitor.windows import MemoryWindows, UsageWindows
-from tokenward.store.protocols import SessionStore
+from tokenward.store.errors import STORAGE_ERRORS
+from tokenward.store.memory_blocklist import MemoryBlocklist
+from tokenward.store.memory_windows import MemoryWindows
 
 
 def build_monitor(
@@ -62,7 +71,7 @@ def build_monitor(
         exempt=settings.failures.exempt_networks,
         clock=clock,
     )
-    audit = SecurityAudit(audit_stream) if audit_stream else SecurityAudit.open(settings.audit_log)
+    audit = SecurityAudit(audit_stream) if audit_stream else open_security_audit(settings.audit_log)
     return Monitor(
         settings,
         detectors=detectors,
@@ -73,6 +82,7 @@ def build_monitor(
         audit=audit,
         webhook=_webhook(settings),
         clock=clock,
+        storage_errors=STORAGE_ERRORS,
     )
 
 
@@ -91,3 +101,14 @@ def _webhook(settings: MonitorSettings) -> WebhookSender | None:
         max_delay=hook.max_delay,
         capacity=hook.capacity,
     )
+
+
+def open_security_audit(path: str | None) -> SecurityAudit | None:
+    """The monitor's audit lines: standard error by default, none for "off", else a file
+    created 0600 (an older one tightened): alerts name addresses, users and token ids."""
+    if path == "off":
+        return None
+    if path is None:
+        return SecurityAudit()
+    fd = open_private(Path(path))
+    return SecurityAudit(open(fd, "a", buffering=1, encoding="utf-8"))  # kept for the process

@@ -1,68 +1,20 @@
-"""Per-key time windows the detectors read: distinct members, sliding counts, EWMA rates.
-
-Keys are namespaced strings (`tok:<jti>`, `sub:<subject>`, `ip:<address>`). `UsageWindows` is
-the Protocol a shared backend (Redis: sorted sets and hashes) implements; `MemoryWindows` is
-the in-process one. Every map is bounded by `max_keys`: when full, the least recently touched
-key is forgotten, so a flood of fresh tokens or addresses costs memory up to a limit, not more.
-
-EWMA baseline (`rate`): requests are counted in fixed buckets of `bucket` seconds. When a
-bucket closes with count c, the baseline becomes `mean = alpha*c + (1-alpha)*mean`; the first
-closed bucket sets it to c scaled up to a whole bucket (a key first seen 15 s before the end
-of a 60 s bucket with 5 requests starts at 20; at most 10 times); each empty bucket in between
-decays it by `(1-alpha)`. The open bucket's running count is compared with that baseline, so a
-spike is caught while it happens.
-"""
+"""`UsageWindows` in this process (the semantics, EWMA included, are in `core.windows`)."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-MAX_MEMBERS = 64  # distinct members kept per key; beyond it the oldest go
-MAX_HITS = 10_000  # timestamps kept per sliding-count key
-MAX_GAP_BUCKETS = 10_000  # an idle key's baseline has decayed to nothing by then
-MIN_SEEN_FRACTION = 0.1  # a first bucket seen for less than this counts as this much
+from tokenward.core.windows import (
+    MAX_GAP_BUCKETS,
+    MAX_HITS,
+    MAX_MEMBERS,
+    MIN_SEEN_FRACTION,
+    RateSample,
+)
+
 V = TypeVar("V")
-
-
-@dataclass(frozen=True, slots=True)
-class RateSample:
-    count: int  # requests in the open bucket, this one included
-    baseline: float  # EWMA of closed buckets (requests per bucket)
-    closed: int  # how many closed buckets the baseline has seen
-
-
-class UsageWindows(Protocol):
-    async def spread(self, key: str, member: str, now: float, window: float) -> Sequence[str]:
-        """Record `member` for `key`; the distinct members seen within `window`, newest last."""
-        ...
-
-    async def burst(self, key: str, now: float, window: float, count: int = 1) -> int:
-        """Record `count` hits for `key`; the hits within the last `window` seconds."""
-        ...
-
-    async def rate(
-        self, key: str, now: float, bucket: float, alpha: float, count: int = 1
-    ) -> RateSample:
-        """Record `count` requests for `key`; its open bucket's count and EWMA baseline."""
-        ...
-
-
-def network_of(ip: str, group: str, ipv4_prefix: int = 24, ipv6_prefix: int = 64) -> str:
-    """The address itself (`group="ip"`) or its network (`/24` IPv4, `/64` IPv6 by default)."""
-    try:
-        address = ipaddress.ip_address(ip.strip("[]"))
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if group == "ip":
-        return str(address)
-    prefix = ipv4_prefix if address.version == 4 else ipv6_prefix
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 class _Rate:

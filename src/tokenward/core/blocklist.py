@@ -1,14 +1,15 @@
 """Addresses blocked for a while: the gateway and the authorization server ask `is_blocked(ip)`.
 
-`is_blocked` is synchronous and a dict read, because it runs on every request. A shared backend
-(Redis) keeps the same in-process view and updates it from pub/sub, like the revocation mirror.
+`is_blocked` is synchronous and a dict read, because it runs on every request. `IpBlocklist` is
+the port; its backends are in store/: `memory_blocklist.MemoryBlocklist`, and
+`redis_blocklist.RedisBlocklist`, which keeps the same in-process view and shares it through
+Redis. Every backend accepts what `blockable_ip` accepts and matches by `canonical_ip`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,39 +81,3 @@ def canonical_ip(ip: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(address)
-
-
-class MemoryBlocklist:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._until: dict[str, BlockEntry] = {}
-
-    def is_blocked(self, ip: str) -> bool:
-        entry = self._until.get(ip)
-        if entry is None:
-            if not self._until:
-                return False
-            entry = self._until.get(canonical_ip(ip))
-            if entry is None:
-                return False
-        if entry.until <= self._clock():
-            self._until.pop(entry.ip, None)
-            return False
-        return True
-
-    def block(self, ip: str, seconds: float, reason: str, by: str) -> BlockEntry:
-        ip = blockable_ip(ip)
-        now = self._clock()
-        if len(self._until) >= MAX_ENTRIES:
-            self._until = {k: e for k, e in self._until.items() if e.until > now}
-        old = self._until.get(ip)
-        until = max(now + seconds, old.until if old else 0.0)
-        entry = self._until[ip] = BlockEntry(ip, until, reason, by)
-        return entry
-
-    def unblock(self, ip: str) -> bool:
-        return self._until.pop(canonical_ip(ip), None) is not None
-
-    def entries(self) -> Sequence[BlockEntry]:
-        now = self._clock()
-        return sorted((e for e in self._until.values() if e.until > now), key=lambda e: -e.until)

@@ -1,68 +1,18 @@
-"""RFC 6750 §3.1 errors and the one function that renders them.
-
-Descriptions are fixed phrases written here and in the JOSE layer; none carries token or key
-material, so they are safe in a response header and a log line.
+"""How a refused protected request is answered: the RFC 6750 §3.1 challenge (and RFC 9449 §7.1
+for DPoP) for a `core.errors.BearerError`. Edges (server, gateway, resource) send what it returns.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import ClassVar
 
-
-class BearerError(Exception):
-    error: ClassVar[str | None] = None
-    status: ClassVar[int] = 401
-
-    def __init__(self, description: str = "", *, scope: str | None = None) -> None:
-        super().__init__(description)
-        self.description = description
-        self.scope = scope
-
-
-class MissingToken(BearerError):
-    """No bearer credentials at all: RFC 6750 §3.1 says answer without an error code."""
-
-
-class InvalidRequest(BearerError):
-    error = "invalid_request"
-    status = 400
-
-
-class InvalidToken(BearerError):
-    error = "invalid_token"
-    status = 401
-
-
-class InsufficientScope(BearerError):
-    error = "insufficient_scope"
-    status = 403
-
-
-class InvalidDpopProof(BearerError):
-    """RFC 9449 §7.1: the DPoP proof is missing, malformed or does not fit the request."""
-
-    error = "invalid_dpop_proof"
-    status = 401
-
-
-class UseDpopNonce(BearerError):
-    """RFC 9449 §9: retry with the nonce in the DPoP-Nonce header."""
-
-    error = "use_dpop_nonce"
-    status = 401
-
-    def __init__(self, description: str, nonce: str) -> None:
-        super().__init__(description)
-        self.nonce = nonce
-
-
-class TemporarilyUnavailable(BearerError):
-    """Revocation state is too stale to trust: fail closed (RFC 6749 §4.1.2.1 code)."""
-
-    error = "temporarily_unavailable"
-    status = 503
+from tokenward.core.errors import (
+    BearerError,
+    InvalidDpopProof,
+    TemporarilyUnavailable,
+    UseDpopNonce,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,15 @@ from __future__ import annotations
 import base64
 import hashlib
 
-# The vocabulary of `store.records.RevocationKind`, repeated here so the guard depends on no
-# store module (tests/guard/test_revocation_wire.py keeps the two equal).
-JTI, SUBJECT, SESSION, CLIENT = "jti", "sub", "sid", "client_id"
+from tokenward.core.records import RevocationKind
+
+# What a feed entry names: the store's vocabulary, spelled as on the wire.
+JTI, SUBJECT, SESSION, CLIENT = (
+    RevocationKind.JTI,
+    RevocationKind.SUBJECT,
+    RevocationKind.SESSION,
+    RevocationKind.CLIENT,
+)
 KINDS = frozenset({JTI, SUBJECT, SESSION, CLIENT})
 
 PATH = "/revocations"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
-from tokenward.store.records import Revocation, RevocationKind
+from tokenward.core.records import Revocation, RevocationKind
 
 REVOKED_JTI = "the access token was revoked"
 REVOKED_SUBJECT = "the subject's tokens were revoked"

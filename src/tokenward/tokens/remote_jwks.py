@@ -15,9 +15,9 @@ from collections.abc import Callable
 import httpx
 import structlog
 
-from tokenward.guard.keys import StaticKeySource
-from tokenward.tokens.errors import JoseError
+from tokenward.core.errors import JoseError
 from tokenward.tokens.jwk import VerificationKey, key_set_from_jwks
+from tokenward.tokens.key_sources import StaticKeySource
 
 log = structlog.get_logger(__name__)
 MAX_JWKS_BYTES = 256 * 1024

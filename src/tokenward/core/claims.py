@@ -7,7 +7,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeGuard
 
-from tokenward.tokens.errors import JoseError
+from tokenward.core.errors import JoseError
 
 # Upper bound for NumericDate claims: 9999-12-31. Bigger values are an attack, not a date.
 MAX_NUMERIC_DATE = 253_402_300_799
@@ -160,8 +160,8 @@ def access_token_from_claims(claims: Mapping[str, Any]) -> AccessToken:
         raise ClaimError("the iss, sub, client_id and jti claims must be non-empty strings")
     exp = numeric_date(claims, "exp", required=True)
     iat = numeric_date(claims, "iat", required=True)
-    assert exp is not None  # noqa: S101 - required=True
-    assert iat is not None  # noqa: S101
+    if exp is None or iat is None:  # required=True raised already; this narrows the types
+        raise ClaimError("the access token has no exp or iat claim")
     extra_names = claims.keys() - _REGISTERED
     nbf = numeric_date(claims, "nbf", required=False) if "nbf" in claims else None
     return AccessToken(

@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 
 from tests.conftest import FrozenClock
 from tests.store.redis_server import need_shared_redis
-from tokenward.oauth.throttle import MemorySignInThrottle, SignInLimits, SignInThrottle
+from tokenward.core.throttle import SignInLimits, SignInThrottle
+from tokenward.store.memory_signin_throttle import MemorySignInThrottle
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_signin_throttle import RedisSignInThrottle
 

@@ -13,8 +13,8 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.store.redis_server import need_shared_redis, private_redis
-from tokenward.monitor.events import ALLOW, DENY, UsageEvent
-from tokenward.monitor.relay import VERSION, EventConsumer, EventRelay, decode_batch
+from tokenward.core.events import ALLOW, DENY, UsageEvent
+from tokenward.store.redis_event_relay import VERSION, EventConsumer, EventRelay, decode_batch
 
 pytestmark = pytest.mark.anyio
 

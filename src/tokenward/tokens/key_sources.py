@@ -1,4 +1,5 @@
-"""Where the validator finds verification keys: its own keyring, a fixed set, or a remote JWKS."""
+"""Where a verifier (the guard's validator, oauth's client keys) finds verification keys: its own
+keyring, a fixed set, or a remote JWKS (`remote_jwks`)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from tokenward.guard.validator import Validator
-from tokenward.monitor.events import (
+from tokenward.core.claims import AccessToken, access_token_from_claims
+from tokenward.core.errors import JoseError
+from tokenward.core.events import (
     ALLOW,
     DENY,
     EXPIRED,
@@ -28,9 +29,8 @@ from tokenward.monitor.events import (
     REVOKED,
     SESSION_ENDED,
 )
+from tokenward.guard.validator import Validator
 from tokenward.monitor.pipeline import Monitor
-from tokenward.tokens.claims import AccessToken, access_token_from_claims
-from tokenward.tokens.errors import JoseError
 from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
 
 if TYPE_CHECKING:
