@@ -158,8 +158,9 @@ class Bff:
         session = self._session(cookies)
         self.check_csrf(scope, cookies, session)
         self._sessions.pop(_digest(cookies[self.session_cookie]), None)
-        if session.refresh_token and self.endpoints.revocation:
-            await self._revoke(session.refresh_token)
+        revocation = self.endpoints.revocation
+        if session.refresh_token and revocation:
+            await self._revoke(revocation, session.refresh_token)
         return 204, [
             self._cookie(self.session_cookie, "", 0, http_only=True),
             self._cookie(self.csrf_cookie, "", 0, http_only=False),
@@ -233,12 +234,11 @@ class Bff:
             raise Denied(401, "bff_token", "the sign-in could not be completed")
         return dict(body)
 
-    async def _revoke(self, token: str) -> None:
-        assert self.endpoints.revocation is not None  # noqa: S101 - the caller checked
+    async def _revoke(self, endpoint: str, token: str) -> None:
         form = {"token": token, "token_type_hint": "refresh_token"}
         try:
             async with httpx.AsyncClient(transport=self._transport, timeout=10) as client:
-                await client.post(self.endpoints.revocation, data=form, auth=self._auth)
+                await client.post(endpoint, data=form, auth=self._auth)
         except httpx.HTTPError as exc:  # the session is gone here either way
             log.warning("bff_revoke_failed", error=type(exc).__name__)
 

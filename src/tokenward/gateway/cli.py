@@ -170,7 +170,8 @@ class Shared:
         redis = self.redis
         if settings.redis_url is not None:
             redis = self.monitor_redis = connect(settings.redis_url)
-        assert redis is not None  # noqa: S101 - config validation requires one Redis URL
+        if redis is None:  # config validation requires one Redis URL
+            raise StartupError("monitor.redis_url", "no Redis to reach", "set monitor.redis_url")
         namespace = settings.namespace or self.namespace
         relay = EventRelay(
             redis,

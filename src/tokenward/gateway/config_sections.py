@@ -311,7 +311,8 @@ def revocations(node: Node | None) -> RevocationSettings | None:
         return None
     fields = node.mapping(REVOCATION_FIELDS)
     database = _url_or_env(fields, node, "database_url", required=True)
-    assert database is not None  # noqa: S101 - required above
+    if database is None:  # required=True raised already; this narrows the type
+        raise node.error("database_url: (or database_url_env:) is required")
     if not database.startswith(("sqlite", "postgresql")):
         raise node.error("database_url must be sqlite+aiosqlite:// or postgresql+asyncpg://")
     redis = _url_or_env(fields, node, "redis_url", required=False)

@@ -14,27 +14,24 @@ from types import TracebackType
 
 
 class Deadline:
-    __slots__ = ("_expired", "_handle", "_loop", "_seconds", "_task")
+    __slots__ = ("_cancelled", "_handle", "_loop", "_seconds")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         self._loop = loop
         self._seconds = seconds
-        self._expired = False
         self._handle: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[object] | None = None
+        self._cancelled: asyncio.Task[object] | None = None  # the task, once expiry cancelled it
 
     async def __aenter__(self) -> Deadline:
         task = asyncio.current_task(self._loop)
         if task is None:
             raise RuntimeError("Deadline must be used inside a task")
-        self._task = task
-        self._handle = self._loop.call_later(self._seconds, self._expire)
+        self._handle = self._loop.call_later(self._seconds, self._expire, task)
         return self
 
-    def _expire(self) -> None:
-        assert self._task is not None  # noqa: S101 - set in __aenter__
-        self._expired = True
-        self._task.cancel()
+    def _expire(self, task: asyncio.Task[object]) -> None:
+        self._cancelled = task
+        task.cancel()
 
     async def __aexit__(
         self,
@@ -44,7 +41,6 @@ class Deadline:
     ) -> None:
         if self._handle is not None:
             self._handle.cancel()
-        if self._expired and kind is asyncio.CancelledError:
-            assert self._task is not None  # noqa: S101 - set in __aenter__
-            if self._task.uncancel() == 0:
-                raise TimeoutError from error
+        task = self._cancelled
+        if task is not None and kind is asyncio.CancelledError and task.uncancel() == 0:
+            raise TimeoutError from error

@@ -94,12 +94,12 @@ async def remote_trust(
 ) -> TrustSetup:
     """`mirror`: fed by a revocation feed (`revocations:`), else empty (revocations arrive with
     `exp`). `first_use`: the DPoP replay cache, shared by gateways behind one balancer."""
-    assert trust.issuer is not None  # noqa: S101 - config validation requires it
+    issuer = _issuer(trust)
     fixed_keys = trust.jwks_uri is not None or trust.jwks_file is not None
     needs_metadata = not fixed_keys or (
         trust.introspection_client_id is not None and trust.introspection_endpoint is None
     )
-    metadata = await discover(trust.issuer) if needs_metadata else {}
+    metadata = await discover(issuer) if needs_metadata else {}
     keys: KeySource
     if trust.jwks_file is not None:
         keys = _key_file(trust.jwks_file)
@@ -135,13 +135,13 @@ def build_validator(
 ) -> Validator:
     """With a DPoP verifier when a route uses `auth: dpop` (replay cache: `first_use`, else
     this process's memory)."""
-    assert config.trust.issuer is not None  # noqa: S101 - config validation requires it
+    issuer = _issuer(config.trust)
     dpop = None
     if any(route.auth == "dpop" for route in config.routes):
         replay = first_use or MemoryReplayCache(clock).first_use
         dpop = dpop_verifier(config.dpop, replay, clock)
     return Validator(
-        issuer=config.trust.issuer,
+        issuer=issuer,
         audience=audiences(config),
         keys=keys,
         revocations=revocations,
@@ -184,13 +184,20 @@ def _introspection(
     )
 
 
+def _issuer(trust: Trust) -> str:
+    if trust.issuer is None:  # config validation requires it; a hand-built Trust may lack it
+        raise TrustError("trust: needs an issuer")
+    return trust.issuer
+
+
 def read_secret(env: str | None, file: str | None) -> str:
     if env is not None:
         value = os.environ.get(env)
         if not value:
             raise TrustError(f"the environment variable {env} is not set")
         return value
-    assert file is not None  # noqa: S101 - config validation requires one of them
+    if file is None:  # config validation requires one of them
+        raise TrustError("a secret needs an environment variable or a file")
     try:
         return Path(file).read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -202,8 +209,8 @@ async def build_bff(config: GatewayConfig, clock: Callable[[], float] = time.tim
     settings = config.bff
     if settings is None:
         return None
-    assert config.trust.issuer is not None  # noqa: S101 - config validation requires it
-    metadata = await discover(config.trust.issuer)
+    issuer = _issuer(config.trust)
+    metadata = await discover(issuer)
     authorize, token = metadata.get("authorization_endpoint"), metadata.get("token_endpoint")
     if not isinstance(authorize, str) or not isinstance(token, str):
         raise TrustError("the issuer's metadata lacks authorization_endpoint or token_endpoint")

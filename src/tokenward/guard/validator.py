@@ -156,7 +156,8 @@ class Validator:
         return self._admit(authorization, token)
 
     def _opaque_async(self, raw: str) -> Awaitable[AccessToken | None]:
-        assert self._opaque is not None  # noqa: S101 - checked by the caller
+        if self._opaque is None:  # _resolve_opaque refuses first; this narrows the type
+            raise InvalidToken("the access token is malformed")
         return self._opaque.resolve(raw)
 
     async def _resolve_opaque(

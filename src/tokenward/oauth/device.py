@@ -17,6 +17,7 @@ from tokenward.oauth.errors import (
     ExpiredToken,
     InvalidGrant,
     InvalidRequest,
+    ServerError,
     SlowDown,
     UnauthorizedClient,
 )
@@ -124,7 +125,8 @@ class DeviceCodeGrant:
             if too_fast:
                 raise SlowDown("poll less often: the interval grew by 5 seconds")
             raise AuthorizationPending("the user has not answered yet")
-        assert record.user_id is not None  # noqa: S101 - approved records name the user
+        if record.user_id is None:  # approval names the user; a record without one is corrupt
+            raise ServerError("the approved device code names no user")
         grant = UserGrant(
             user_id=record.user_id,
             scopes=record.scopes,

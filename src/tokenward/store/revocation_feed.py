@@ -129,7 +129,7 @@ class RevocationFeed:
         await self.resync()
         self._tasks.append(asyncio.create_task(self._resync_loop()))
         if self._redis is not None:
-            self._tasks.append(asyncio.create_task(self._listen_loop()))
+            self._tasks.append(asyncio.create_task(self._listen_loop(self._redis)))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -214,12 +214,11 @@ class RevocationFeed:
                     "revocation_resync_failed", error=type(exc).__name__, staleness=self.staleness()
                 )
 
-    async def _listen_loop(self) -> None:
-        assert self._redis is not None  # noqa: S101 - only started with Redis
+    async def _listen_loop(self, redis: Redis) -> None:
         backoff = 0.1
         while True:
             try:
-                async with self._redis.pubsub() as pubsub:
+                async with redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
                     await self.resync()  # anything published while we were away
                     await self._publish_pending()

@@ -114,46 +114,55 @@ def algorithm(name: str) -> Algorithm:
         raise KeyRejected(f"unsupported algorithm {name!r}") from None
 
 
+def _hash_name(alg: Algorithm) -> str:
+    if alg.hash_name is None:  # EdDSA: only reached if a family's branch is wrong
+        raise KeyRejected(f"{alg.name} names no hash")
+    return alg.hash_name
+
+
 def _hash(alg: Algorithm) -> hashes.HashAlgorithm:
-    assert alg.hash_name is not None  # noqa: S101 - every hashing family names its hash
-    return _HASHES[alg.hash_name]()
+    return _HASHES[_hash_name(alg)]()
+
+
+def curve(alg: Algorithm) -> Curve:
+    """The curve an EC algorithm is pinned to."""
+    if alg.curve is None:
+        raise KeyRejected(f"{alg.name} names no curve")
+    return CURVES[alg.curve]
 
 
 def verifier(alg: Algorithm, key: PublicKey) -> Verify:
     """A verify function bound to one key and one algorithm; checked against the key's type."""
     check_key_matches(alg, key)
-    if alg.family == "ecdsa":
-        assert isinstance(key, ec.EllipticCurvePublicKey)  # noqa: S101 - checked above
+    family = alg.family
+    if family == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
         return _ecdsa_verifier(key, alg)
-    if alg.family in ("pkcs1", "pss"):
-        assert isinstance(key, rsa.RSAPublicKey)  # noqa: S101
+    if family in ("pkcs1", "pss") and isinstance(key, rsa.RSAPublicKey):
         return _rsa_verifier(key, alg)
-    if alg.family == "eddsa":
-        assert isinstance(key, ed25519.Ed25519PublicKey)  # noqa: S101
+    if family == "eddsa" and isinstance(key, ed25519.Ed25519PublicKey):
         return _eddsa_verifier(key)
-    assert isinstance(key, bytes)  # noqa: S101
-    return _hmac_verifier(key, alg)
+    if family == "hmac" and isinstance(key, bytes):
+        return _hmac_verifier(key, alg)
+    raise KeyRejected(f"{alg.name} cannot verify with this key")
 
 
 def signer(alg: Algorithm, key: PrivateKey) -> Sign:
-    if alg.family == "ecdsa":
-        assert isinstance(key, ec.EllipticCurvePrivateKey)  # noqa: S101
+    family = alg.family
+    if family == "ecdsa" and isinstance(key, ec.EllipticCurvePrivateKey):
         check_key_matches(alg, key.public_key())
         return _ecdsa_signer(key, alg)
-    if alg.family in ("pkcs1", "pss"):
-        assert isinstance(key, rsa.RSAPrivateKey)  # noqa: S101
+    if family in ("pkcs1", "pss") and isinstance(key, rsa.RSAPrivateKey):
         check_key_matches(alg, key.public_key())
         pad = _rsa_padding(alg)
         digest = _hash(alg)
         return lambda message: key.sign(message, pad, digest)
-    if alg.family == "eddsa":
-        assert isinstance(key, ed25519.Ed25519PrivateKey)  # noqa: S101
+    if family == "eddsa" and isinstance(key, ed25519.Ed25519PrivateKey):
         return key.sign
-    assert isinstance(key, bytes)  # noqa: S101
-    check_key_matches(alg, key)
-    name = alg.hash_name
-    assert name is not None  # noqa: S101
-    return lambda message: hmac.digest(key, message, name)
+    if family == "hmac" and isinstance(key, bytes):
+        check_key_matches(alg, key)
+        name = _hash_name(alg)
+        return lambda message: hmac.digest(key, message, name)
+    raise KeyRejected(f"{alg.name} cannot sign with this key")
 
 
 def check_key_matches(alg: Algorithm, key: PublicKey) -> None:
@@ -187,9 +196,8 @@ def check_rsa_public(key: rsa.RSAPublicKey) -> None:
 
 
 def _ecdsa_verifier(key: ec.EllipticCurvePublicKey, alg: Algorithm) -> Verify:
-    assert alg.curve is not None  # noqa: S101
-    curve = CURVES[alg.curve]
-    size, order = curve.coordinate_bytes, curve.order
+    pinned = curve(alg)
+    size, order = pinned.coordinate_bytes, pinned.order
     signature_algorithm = ec.ECDSA(_hash(alg))
     key_verify = key.verify
 
@@ -211,8 +219,7 @@ def _ecdsa_verifier(key: ec.EllipticCurvePublicKey, alg: Algorithm) -> Verify:
 
 
 def _ecdsa_signer(key: ec.EllipticCurvePrivateKey, alg: Algorithm) -> Sign:
-    assert alg.curve is not None  # noqa: S101
-    size = CURVES[alg.curve].coordinate_bytes
+    size = curve(alg).coordinate_bytes
     signature_algorithm = ec.ECDSA(_hash(alg))
 
     def sign(message: bytes) -> bytes:
@@ -263,8 +270,7 @@ def _eddsa_verifier(key: ed25519.Ed25519PublicKey) -> Verify:
 
 
 def _hmac_verifier(secret: bytes, alg: Algorithm) -> Verify:
-    name = alg.hash_name
-    assert name is not None  # noqa: S101
+    name = _hash_name(alg)
     compare = hmac.compare_digest
 
     def verify(message: bytes, signature: bytes) -> bool:

@@ -172,8 +172,7 @@ def _check_use(jwk: Mapping[str, Any]) -> None:
 
 def _public_key(jwk: Mapping[str, Any], kty: str, alg: algs.Algorithm) -> algs.PublicKey:
     if kty == "EC":
-        assert alg.curve is not None  # noqa: S101
-        curve = algs.CURVES[alg.curve]
+        curve = algs.curve(alg)
         x, y = _decode(jwk, "x"), _decode(jwk, "y")
         if len(x) != curve.coordinate_bytes or len(y) != curve.coordinate_bytes:
             raise KeyRejected(

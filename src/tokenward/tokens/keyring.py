@@ -69,8 +69,7 @@ class ManagedKey:
 
 def generate_private_key(alg: algs.Algorithm, rsa_bits: int = 2048) -> algs.PrivateKey:
     if alg.family == "ecdsa":
-        assert alg.curve is not None  # noqa: S101
-        return ec.generate_private_key(algs.CURVES[alg.curve].factory())
+        return ec.generate_private_key(algs.curve(alg).factory())
     if alg.family in ("pkcs1", "pss"):
         return rsa.generate_private_key(public_exponent=65537, key_size=max(rsa_bits, 2048))
     if alg.family == "eddsa":
