@@ -18,21 +18,18 @@ from starlette.types import Receive, Scope, Send
 
 from tokenward.core.blocklist import IpBlocklist
 from tokenward.core.claims import AccessToken
-from tokenward.core.errors import (
-    BearerError,
-    InvalidDpopProof,
-    InvalidRequest,
-    InvalidToken,
-    MissingToken,
-)
+from tokenward.core.errors import BearerError
 from tokenward.core.events import ALLOW, DENY, IP_BLOCKED, UsageEvent, UsageSink
 from tokenward.core.lifecycle import Background
 from tokenward.core.ratelimits import RateDecision, RatePolicy
 from tokenward.gateway.admission import admit, check_url
 from tokenward.gateway.audit import AuditLog, AuditRecord
+from tokenward.gateway.authorizers.base import RouteAuthorizer
+from tokenward.gateway.authorizers.choose import route_authorizers
+from tokenward.gateway.authorizers.dpop import DpopRefused
 from tokenward.gateway.bff import Bff, parse_cookies
 from tokenward.gateway.compiled import Compiled, check_reloadable
-from tokenward.gateway.headers import Incoming, safe_header_value
+from tokenward.gateway.headers import Incoming
 from tokenward.gateway.idempotency import (
     UNSAFE,
     Idempotency,
@@ -40,9 +37,9 @@ from tokenward.gateway.idempotency import (
     MemoryIdempotencyStore,
 )
 from tokenward.gateway.metrics import GatewayMetrics
-from tokenward.gateway.model import TOKEN_MODES, GatewayConfig, Route
+from tokenward.gateway.model import GatewayConfig, Route
 from tokenward.gateway.paths import resolve_scope
-from tokenward.gateway.policy import Denied, bearer_reason, check_token
+from tokenward.gateway.policy import Denied, bearer_reason
 from tokenward.gateway.proxy import ClientGone, Proxy
 from tokenward.gateway.ratelimit import MemoryRateLimiter, RateLimiter, retry_after
 from tokenward.gateway.render import (
@@ -56,24 +53,13 @@ from tokenward.gateway.render import (
 from tokenward.gateway.upstream import Pool, UpstreamError
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import Validator
-from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
-from tokenward.signedurl import Reason
-from tokenward.signedurl.asgi import request_path, unsigned_query
 from tokenward.store.errors import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
 Headers = list[tuple[bytes, bytes]]
-NOT_DPOP = "this route needs a DPoP-bound token sent with the DPoP scheme and a proof"
-SIGNATURE_REFUSALS = {
-    Reason.MISSING: "this route serves signed links only; the link has no signature",
-    Reason.MALFORMED: "the signed link is malformed or ambiguous",
-    Reason.UNKNOWN_KEY: "the link is signed with a key this gateway does not know",
-    Reason.BAD_SIGNATURE: "the link's signature does not match",
-    Reason.EXPIRED: "the link has expired",
-    Reason.NOT_YET_VALID: "the link is not valid yet",
-    Reason.WRONG_IP: "the link was issued for another client address",
-    Reason.WRONG_PATH: "the link does not cover this path",
-}
+# A load: the compiled config and each route's authorizer, swapped together by `reload` so a
+# request never pairs one load's routes with another's authorizers.
+Loaded = tuple[Compiled, dict[str, RouteAuthorizer]]
 CLIENT_CLOSED = 499  # the client left before an answer: logged, never sent
 
 
@@ -101,37 +87,51 @@ class Gateway:
         `blocklist`: addresses the monitor or an admin blocked, refused with 403 ip_blocked."""
         self.usage = usage
         self.blocklist = blocklist
-        if validator is None and any(route.auth in TOKEN_MODES for route in config.routes):
-            raise ValueError("routes with auth: bearer need a validator")
-        _check_dpop(config, validator)
+        # Kept for what builds and inspects the gateway; requests reach them through the
+        # routes' authorizers (gateway/authorizers/), never by asking whether they are set.
+        self.validator = validator
+        self.introspection = introspection
+        self.bff = bff
+        self.clock = clock
+        self.metrics = metrics or GatewayMetrics()
+        self._loaded = self._load(config)
         if bff is None and config.bff is not None:
             raise ValueError("a config with bff: needs a Bff (tokenward.gateway.bff)")
-        self.bff = bff
-        self.compiled = Compiled(config, bff.cookie_names if bff else (), clock)
-        self.validator = validator
         self.limiter = limiter or MemoryRateLimiter()
         # The memory backend answers without I/O: call it without a coroutine on the hot path.
         self._limit_now = (
             self.limiter.acquire_sync if isinstance(self.limiter, MemoryRateLimiter) else None
         )
         self._fallback_limiter: MemoryRateLimiter | None = None  # best-effort limits, outage
-        self.metrics = metrics or GatewayMetrics()
         self.audit = audit
         self.proxy = Proxy(pool or Pool())
-        self.introspection = introspection
-        self.clock = clock
         self.idempotency = Idempotency(idempotency or MemoryIdempotencyStore(), clock)
         self.background = list(background)
 
     @property
+    def compiled(self) -> Compiled:
+        return self._loaded[0]
+
+    @property
     def config(self) -> GatewayConfig:
-        return self.compiled.config
+        return self._loaded[0].config
 
     def reload(self, config: GatewayConfig) -> None:
         """Swap in a new config; raises ValueError (and keeps the old one) if it cannot apply."""
         check_reloadable(self.compiled.config, config, has_validator=self.validator is not None)
-        _check_dpop(config, self.validator)
-        self.compiled = Compiled(config, self.bff.cookie_names if self.bff else (), self.clock)
+        self._loaded = self._load(config)
+
+    def _load(self, config: GatewayConfig) -> Loaded:
+        compiled = Compiled(config, self.bff.cookie_names if self.bff else (), self.clock)
+        authorizers = route_authorizers(
+            compiled,
+            self.validator,
+            metrics=self.metrics,
+            introspection=self.introspection,
+            bff=self.bff,
+            clock=self.clock,
+        )
+        return compiled, authorizers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -159,11 +159,12 @@ class Gateway:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        compiled = self.compiled
+        loaded = self._loaded
+        compiled = loaded[0]
         record = AuditRecord(scope["method"])
         hsts = compiled.hsts(scope.get("scheme", "http"))  # for answers made here
         try:
-            status = await self._handle(compiled, scope, receive, send, record)
+            status = await self._handle(loaded, scope, receive, send, record)
         except Denied as denied:
             record.reason = denied.reason
             status = denied.status
@@ -212,14 +213,13 @@ class Gateway:
         if self.audit is not None:
             self.audit.write(record, status, self.clock(), elapsed)
         if self.usage is not None:
-            self._emit_usage(record, status, scope)
+            self._emit_usage(self.usage, record, status, scope)
 
-    def _emit_usage(self, record: AuditRecord, status: int, scope: Scope) -> None:
+    def _emit_usage(self, usage: UsageSink, record: AuditRecord, status: int, scope: Scope) -> None:
         """Identity only from verified claims (record.token is set after validation)."""
-        assert self.usage is not None  # noqa: S101 - checked by the caller
         token = record.token
         agent = next((v for k, v in scope.get("headers", ()) if k == b"user-agent"), b"")
-        self.usage.emit(
+        usage.emit(
             UsageEvent(
                 time=self.clock(),
                 jti=token.jti if token else None,
@@ -237,26 +237,28 @@ class Gateway:
         )
 
     async def _handle(
-        self, compiled: Compiled, scope: Scope, receive: Receive, send: Send, record: AuditRecord
+        self, loaded: Loaded, scope: Scope, receive: Receive, send: Send, record: AuditRecord
     ) -> int:
+        compiled, authorizers = loaded
         path, target, readings = resolve_scope(scope)
         if path != scope.get("path") or target != scope.get("raw_path"):
             # From here on the scope carries the resolved path: whatever reads it (signed
             # links, DPoP's htu, the upstream target, idempotency) sees what is routed on.
             scope = {**scope, "path": path, "raw_path": target}
-        if self.bff is not None and path in self.bff.paths:
-            return await self._bff_endpoint(compiled, scope, send, record)
+        bff = self.bff
+        if bff is not None and path in bff.paths:
+            return await self._bff_endpoint(bff, compiled, scope, send, record)
         route, incoming, peer, scheme = admit(compiled, scope, path, readings, record)
         if self.blocklist is not None and self.blocklist.is_blocked(record.ip):
             raise Denied(403, IP_BLOCKED, "requests from this address are blocked for a while")
-        scope, token, added = await self._authorize(
-            compiled, route, scope, incoming, scheme, record
-        )
+        authorizer = authorizers[route.name]
+        scope, token, added = await authorizer.authorize(scope, incoming, scheme, record)
         if incoming.dpop and route.auth != "dpop":
             added.extend((b"dpop", value) for value in incoming.dpop)  # not ours to consume
         extra = compiled.hsts(scheme)
-        if route.rate_limit is not None:
-            extra = [*extra, *await self._rate_limit(compiled, route, token, record.ip)]
+        policy = route.rate_limit
+        if policy is not None:
+            extra = [*extra, *await self._rate_limit(compiled, route, policy, token, record.ip)]
         added.extend(forwarding(scheme, incoming, peer, compiled))
         balancer = compiled.balancers[route.name]
         record.admitted = True
@@ -266,35 +268,14 @@ class Gateway:
                 scope, receive, send, route, balancer, incoming, added, extra
             )
 
-        if route.idempotency_ttl is not None and token is not None and scope["method"] in UNSAFE:
+        ttl = route.idempotency_ttl
+        if ttl is not None and token is not None and scope["method"] in UNSAFE:
             keys = [value for name, value in incoming.headers if name == b"idempotency-key"]
             if keys:
                 return await self._idempotent(
-                    scope, receive, send, route, token, keys, extra, forward, record
+                    scope, receive, send, route, ttl, token, keys, extra, forward, record
                 )
         return await forward(receive, send)
-
-    async def _authorize(
-        self,
-        compiled: Compiled,
-        route: Route,
-        scope: Scope,
-        incoming: Incoming,
-        scheme: str,
-        record: AuditRecord,
-    ) -> tuple[Scope, AccessToken | None, Headers]:
-        """The route's check: the (possibly rewritten) scope, the token, headers to add."""
-        if route.auth == "signed_url":
-            scope, added = self._check_signature(compiled, route, scope, record.ip)
-            return scope, None, added
-        if route.auth == "none":
-            return scope, None, [(b"authorization", value) for value in incoming.authorization]
-        if route.auth == "dpop":
-            token = await self._authenticate_dpop(compiled, route, scope, incoming, scheme)
-        else:
-            token = await self._authenticate(route, await self._credential(route, scope, incoming))
-        record.token = token
-        return scope, token, compiled.identity(token)
 
     async def _idempotent(
         self,
@@ -302,6 +283,7 @@ class Gateway:
         receive: Receive,
         send: Send,
         route: Route,
+        ttl: float,
         token: AccessToken,
         keys: list[bytes],
         extra: Headers,
@@ -310,12 +292,11 @@ class Gateway:
     ) -> int:
         if len(keys) > 1:
             raise Denied(400, "malformed", "more than one Idempotency-Key header")
-        assert route.idempotency_ttl is not None  # noqa: S101 - the caller checked
         status, replayed = await self.idempotency.run(
             scope,
             receive,
             send,
-            route.idempotency_ttl,
+            ttl,
             f"{route.name}\0{token.sub}",
             keys[0],
             extra,
@@ -326,105 +307,24 @@ class Gateway:
         return status
 
     async def _bff_endpoint(
-        self, compiled: Compiled, scope: Scope, send: Send, record: AuditRecord
+        self, bff: Bff, compiled: Compiled, scope: Scope, send: Send, record: AuditRecord
     ) -> int:
-        assert self.bff is not None  # noqa: S101 - the caller checked
         record.route = "bff"
         check_url(scope)
-        status, headers = await self.bff.endpoint(scope, parse_cookies(scope["headers"]))
+        status, headers = await bff.endpoint(scope, parse_cookies(scope["headers"]))
         record.admitted = True
         hsts = compiled.hsts(compiled.scheme(scope, Incoming(), None))
         await send_empty(send, status, [*headers, *hsts])
         return status
 
-    async def _credential(self, route: Route, scope: Scope, incoming: Incoming) -> str | None:
-        """The Authorization value to validate: the client's, or the BFF session's."""
-        if route.auth == "bff":
-            assert self.bff is not None  # noqa: S101 - config validation requires it
-            return await self.bff.authorization(scope, parse_cookies(scope["headers"]))
-        values = incoming.authorization
-        if len(values) > 1:
-            raise InvalidRequest(DUPLICATE_AUTHORIZATION)
-        return values[0].decode("latin-1") if values else None
-
-    async def _authenticate(self, route: Route, header: str | None) -> AccessToken:
-        validator = self.validator
-        assert validator is not None  # noqa: S101 - checked in __init__ and reload
-        token = None
-        if header is not None:
-            if self.introspection is not None and "." not in header:
-                self._expire_opaque(validator, header)
-            token = validator.cached(header)
-        if token is None:
-            self.metrics.cache_miss.inc()
-            token = await validator.authenticate(header)
-        else:
-            self.metrics.cache_hit.inc()
-        check_token(route, token)
-        return token
-
-    async def _authenticate_dpop(
-        self, compiled: Compiled, route: Route, scope: Scope, incoming: Incoming, scheme: str
-    ) -> AccessToken:
-        """RFC 9449 §7: the DPoP scheme, a bound token and a fresh proof for this request."""
-        validator = self.validator
-        assert validator is not None  # noqa: S101 - checked in __init__ and reload
-        assert validator.dpop is not None  # noqa: S101 - checked in __init__ and reload
-        try:
-            values = incoming.authorization
-            if len(values) > 1:
-                raise InvalidRequest(DUPLICATE_AUTHORIZATION)
-            if not values:
-                raise MissingToken
-            header = values[0].decode("latin-1")
-            if header[:5].lower() != "dpop ":
-                raise InvalidToken(NOT_DPOP)  # a bound token as Bearer, or an unbound one
-            proofs = incoming.dpop
-            if len(proofs) > 1:
-                raise InvalidDpopProof("send exactly one DPoP proof")  # RFC 9449 §4.3 (1)
-            token = await validator.authenticate_request(
-                header,
-                dpop_proof=proofs[0].decode("latin-1") if proofs else None,
-                method=scope["method"],
-                url=compiled.htu(scope, incoming, scheme),
-            )
-            check_token(route, token)
-        except BearerError as error:
-            raise DpopRefused(error, validator.dpop.algorithms) from None
-        return token
-
-    def _check_signature(
-        self, compiled: Compiled, route: Route, scope: Scope, client_ip: str
-    ) -> tuple[Scope, Headers]:
-        """A signed link (docs/signed-urls.md): checked on the resolved path (the one forwarded,
-        gateway/paths.py; `request_path` reads it from the scope), forwarded without its
-        `tw_` parameters; a subject bound into the link goes upstream as the subject header."""
-        query = scope["query_string"].decode("utf-8", "surrogateescape")
-        verdict = compiled.signatures[route.name](
-            request_path(scope), query, client_ip, self.clock()
-        )
-        if verdict.reason is not None:
-            reason = verdict.reason
-            raise Denied(verdict.status, str(reason), SIGNATURE_REFUSALS[reason])
-        kept = unsigned_query(query).encode("utf-8", "surrogateescape")
-        added: Headers = []
-        if verdict.subject:
-            name = compiled.config.identity_headers["subject"].encode("latin-1")
-            added.append((name, safe_header_value(verdict.subject)))
-        return {**scope, "query_string": kept}, added
-
-    def _expire_opaque(self, validator: Validator, header: str) -> None:
-        """An opaque token's validator-cache entry holds only while its introspection answer
-        is fresh (`max_ttl`); past that, drop it so the issuer is asked again."""
-        assert self.introspection is not None  # noqa: S101 - the caller checked
-        if not self.introspection.fresh(header[len("Bearer ") :]):
-            validator.cache.discard(header)
-
     async def _rate_limit(
-        self, compiled: Compiled, route: Route, token: AccessToken | None, ip: str
+        self,
+        compiled: Compiled,
+        route: Route,
+        policy: RatePolicy,
+        token: AccessToken | None,
+        ip: str,
     ) -> Headers:
-        policy = route.rate_limit
-        assert policy is not None  # noqa: S101 - the caller checked
         policy_value, state_prefix, key_prefix = compiled.rate[route.name]
         key = key_prefix + rate_key(policy.key, token, ip)
         now = self.clock()
@@ -459,25 +359,6 @@ class Gateway:
             log.warning("rate_limit_shared_store_unavailable", error=type(error).__name__)
             self._fallback_limiter = MemoryRateLimiter()
         return self._fallback_limiter.acquire_sync(key, policy, now)
-
-
-class DpopRefused(Exception):
-    """A refusal on a dpop route: answered with the DPoP challenge instead of Bearer."""
-
-    def __init__(self, error: BearerError, algorithms: tuple[str, ...]) -> None:
-        super().__init__(error.description)
-        self.error = error
-        self.algorithms = algorithms
-
-
-def _check_dpop(config: GatewayConfig, validator: Validator | None) -> None:
-    if any(route.auth == "dpop" for route in config.routes) and (
-        validator is None or validator.dpop is None
-    ):
-        raise ValueError(
-            "routes with auth: dpop need a validator with a DPoP verifier "
-            "(tokenward.gateway.trust.build_validator makes one)"
-        )
 
 
 def create_gateway(
