@@ -321,3 +321,17 @@ def test_one_bad_signing_key_refuses_the_whole_set(ec_jwk: JwkFactory) -> None:
     bad = ec_jwk(kid="bad", alg="ES384")
     with pytest.raises(KeyRejected):
         key_set_from_jwks({"keys": [ec_jwk(), bad]})
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA", "HS256"])
+def test_a_key_of_another_type_is_refused_for_signing_and_verifying(
+    alg: str, p256: ec.EllipticCurvePrivateKey, rsa_2048: rsa.RSAPrivateKey
+) -> None:
+    """A KeyRejected, not an assert that `python -O` would strip."""
+    wrong: algs.PrivateKey = rsa_2048 if alg != "RS256" else p256
+    with pytest.raises(KeyRejected):
+        algs.signer(algs.algorithm(alg), wrong)
+    with pytest.raises(KeyRejected):
+        algs.verifier(algs.algorithm(alg), wrong.public_key())
+    with pytest.raises(KeyRejected):
+        algs.signer(algs.algorithm(alg), b"s" * 64 if alg != "HS256" else p256)
