@@ -16,9 +16,9 @@ import uvicorn
 
 from tokenward.admin import create_client
 from tokenward.config import Settings
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 SECRET = "bench-secret-" + "x" * 40
 

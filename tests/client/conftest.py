@@ -22,9 +22,9 @@ from tests.server.flows import hidden_interaction
 from tokenward.admin import create_client, create_user
 from tokenward.client import DeviceAuthorization
 from tokenward.config import Settings
+from tokenward.deploy.wiring import Services, build_services, memory_stores
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores
 
 PASSWORD = "correct horse battery"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"

@@ -12,9 +12,9 @@ import pytest
 from tests.e2e.live import free_port, serve_in_thread
 from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
+from tokenward.deploy.wiring import Services, build_services, memory_stores, open_stores
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores, open_stores
 
 CALLBACK = "http://127.0.0.1:9/callback"  # never contacted: the test reads the redirect itself
 PASSWORD = "correct horse battery"

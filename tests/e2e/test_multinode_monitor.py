@@ -34,7 +34,7 @@ from redis import Redis
 
 from tests.e2e.cluster import Cluster, cluster, gateway_processes
 from tests.store.conftest import PG_URL
-from tokenward.gateway.feed import deployment_namespace
+from tokenward.deploy.gateway_feed import deployment_namespace
 from tokenward.monitor.detectors import network_of
 from tokenward.store.redis_event_relay import GROUP, usage_stream
 

@@ -18,11 +18,11 @@ from tests.gateway.conftest import GatewayFactory, Running, serve
 from tests.server.flows import hidden_interaction
 from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.trust import build_bff, remote_trust
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 PASSWORD = "correct horse battery"
 CONFIG = """

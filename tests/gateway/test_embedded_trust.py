@@ -21,13 +21,13 @@ from tests.gateway.conftest import serve
 from tests.gateway.processes import cli, refused_within
 from tokenward.admin import create_client
 from tokenward.config import Settings
+from tokenward.deploy.gateway import embedded_trust
+from tokenward.deploy.wiring import Services, build_services, open_stores
 from tokenward.gateway.app import Gateway
-from tokenward.gateway.cli import embedded_trust
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.startup import Lifespan, StartupFailed
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, open_stores
 
 CONFIG = """
 trust: {{issuer: "{issuer}", audience: "{issuer}/api"}}

@@ -17,12 +17,12 @@ from tests.e2e.live import free_port
 from tests.gateway.conftest import GatewayFactory, serve
 from tokenward.admin import create_client
 from tokenward.config import Settings
+from tokenward.deploy.wiring import Services, build_services, memory_stores
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.trust import TrustError, discover, remote_trust
 from tokenward.server.app import create_app
 from tokenward.tokens.keyring import Keyring
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores
 
 SECRET_ENV = "TW_GATEWAY_TEST_SECRET"
 CONFIG = """

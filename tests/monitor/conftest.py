@@ -12,9 +12,9 @@ import pytest
 from tests.conftest import FrozenClock
 from tokenward.core.events import ALLOW, UsageEvent
 from tokenward.core.revocation_mirror import RevocationMirror
+from tokenward.deploy.monitor_wiring import build_monitor
 from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.pipeline import Monitor
-from tokenward.monitor_wiring import build_monitor
 from tokenward.store.memory import MemoryRevocationStore
 from tokenward.store.memory_flows import MemorySessionStore
 

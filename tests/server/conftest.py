@@ -16,9 +16,9 @@ from tests.server.flows import REDIRECT_URI
 from tests.store.conftest import PG_URL, SQL, postgres_schema
 from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
+from tokenward.deploy.wiring import Services, StoreSet, build_services, memory_stores, open_stores
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, StoreSet, build_services, memory_stores, open_stores
 
 ISSUER = "https://as.example"
 

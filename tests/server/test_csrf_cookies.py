@@ -15,10 +15,10 @@ from tests.monitor.serving import PASSWORD, Monitored, monitored_server
 from tests.server.conftest import Server
 from tests.server.flows import Pkce, authorize_params, hidden_interaction
 from tokenward.config import Settings
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.oauth.csrf import CSRF_LIFETIME, CsrfTokens
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 pytestmark = pytest.mark.anyio
 PLANTED = "attacker-chosen-csrf-value-0123456789"

@@ -13,9 +13,9 @@ from tests.admin.test_browser import ARGS, CHROMIUM, sync_playwright
 from tests.e2e.live import free_port, serve_in_thread
 from tests.server.conftest import Server
 from tokenward.config import Settings
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 
 @pytest.mark.anyio

@@ -16,10 +16,10 @@ from tests.server.conftest import ISSUER, Server
 from tests.server.flows import Pkce, authorize_params, hidden_interaction
 from tests.server.test_storage_down import Unreachable
 from tokenward.config import Settings
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.ops.metrics import ServerMetrics
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 pytestmark = pytest.mark.anyio
 

@@ -11,10 +11,10 @@ import pytest
 from tests.conftest import FrozenClock
 from tests.server.conftest import Server
 from tokenward.config import Settings
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.server.app import create_app
 from tokenward.server.outer import ACCESS_LOGGER, logged_path
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 pytestmark = pytest.mark.anyio
 HSTS = "max-age=63072000; includeSubDomains"

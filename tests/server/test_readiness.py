@@ -15,12 +15,12 @@ from tests.server.conftest import ISSUER, Server
 from tests.store.conftest import PG_URL, postgres_schema
 from tests.store.redis_server import need_shared_redis
 from tokenward.config import Settings
+from tokenward.deploy.wiring import StoreSet, build_services, open_stores
 from tokenward.server.app import create_app
 from tokenward.server.routes.ops import readiness_for
 from tokenward.store.redis_client import connect
 from tokenward.store.sql import create_engine
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import StoreSet, build_services, open_stores
 
 pytestmark = pytest.mark.anyio
 PASSWORD = "readyz-secret-pw"  # must never appear in an answer

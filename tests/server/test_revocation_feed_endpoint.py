@@ -13,9 +13,9 @@ from tests.server.conftest import ISSUER, Server
 from tokenward.config import Settings
 from tokenward.core.records import Revocation, RevocationKind
 from tokenward.core.revocation_wire import digest
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 pytestmark = pytest.mark.anyio
 

@@ -17,11 +17,11 @@ from tests.conftest import FrozenClock
 from tests.server.conftest import ISSUER, Server
 from tests.server.flows import Pkce, authorize_params
 from tokenward.config import Settings
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.ops import tracing
 from tokenward.server.app import create_app
 from tokenward.server.tracing import configured_provider
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 pytestmark = pytest.mark.anyio
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from tokenward import __version__
+from tokenward.deploy.wiring import Services
 from tokenward.ops.metrics_listener import start_metrics_listener
 from tokenward.ops.request_metrics import RequestMetrics
 from tokenward.resource.fastapi import install_bearer_error_handler
@@ -32,7 +33,6 @@ from tokenward.server.routes import (
     ops,
 )
 from tokenward.server.routes import revocations as revocation_feed
-from tokenward.wiring import Services
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

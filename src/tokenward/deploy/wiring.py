@@ -25,10 +25,10 @@ from tokenward.core.ports import (
 )
 from tokenward.core.throttle import SignInThrottle
 from tokenward.datadir import secure_file, secure_sqlite
+from tokenward.deploy.monitor_wiring import build_monitor
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.pipeline import Monitor
-from tokenward.monitor_wiring import build_monitor
 from tokenward.oauth.authorize import AuthorizationValidator
 from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, SecretHasher
 from tokenward.oauth.csrf import CsrfTokens

@@ -23,12 +23,13 @@ from starlette.types import ASGIApp
 from tokenward.config import Settings
 from tokenward.core.lifecycle import Background
 from tokenward.datadir import DataDirError
+from tokenward.deploy.gateway_feed import GatewayFeed, deployment_namespace, namespace_for
+from tokenward.deploy.gateway_local import embedded_trust, local_trust
+from tokenward.deploy.startup import StartupError as SettingsError
 from tokenward.gateway.app import Gateway
 from tokenward.gateway.audit import AuditLog
 from tokenward.gateway.config import ConfigError, GatewayConfig, load_config
-from tokenward.gateway.feed import GatewayFeed, deployment_namespace, namespace_for
 from tokenward.gateway.health import AdminListener, Health, admin_app
-from tokenward.gateway.local import embedded_trust, local_trust
 from tokenward.gateway.metrics import GatewayMetrics
 from tokenward.gateway.model import TOKEN_MODES
 from tokenward.gateway.reload import Reloader
@@ -48,7 +49,6 @@ from tokenward.guard import RevocationMirror
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
-from tokenward.startup import StartupError as SettingsError
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_event_relay import EventRelay, usage_stream
@@ -210,7 +210,7 @@ async def serve_gateway(
     settings: Callable[[], Settings] = Settings,
 ) -> None:
     # Checks and sockets first: a bad certificate or a busy port is reported before the
-    # gateway connects to anything (startup.py says why the sockets are bound here).
+    # gateway connects to anything (gateway/startup.py says why the sockets are bound here).
     check_tls(config.tls)
     # Everything opened below is closed through `resources`, last opened first: when serving
     # ends by a signal, from inside the server's shutdown (uvicorn then re-raises the signal,
