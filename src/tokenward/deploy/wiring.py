@@ -150,6 +150,7 @@ class Services:
         )
 
 
+GRANTS = (ClientCredentialsGrant, AuthorizationCodeGrant, RefreshTokenGrant, DeviceCodeGrant)
 SCOPES_SUPPORTED = frozenset({"openid", "profile", "email", "offline_access"})
 
 
@@ -174,7 +175,8 @@ async def build_services(
     hasher = SecretHasher(derive_subkey(master_key, "client-secret-digest"))
 
     mirror = RevocationMirror()
-    server_metrics = ServerMetrics()
+    # Labelled by the token endpoint's grants (built below from these same classes).
+    server_metrics = ServerMetrics(grant_types=[grant.grant_type for grant in GRANTS])
     revocations = RevocationFeed(
         stores.revocations,
         [mirror],
@@ -206,6 +208,9 @@ async def build_services(
         if stores.redis is not None
         else None,
         blocklist=shared_blocklist,
+        claims=RedisAlertClaims(stores.redis, settings.redis_namespace + ":alerted:")
+        if stores.redis is not None
+        else None,
     )
     if stores.redis is not None:
         monitor.companions.append(
@@ -213,8 +218,6 @@ async def build_services(
         )
     if shared_blocklist is not None:
         monitor.companions.append(shared_blocklist)
-    if stores.redis is not None:
-        monitor.claims = RedisAlertClaims(stores.redis, settings.redis_namespace + ":alerted:")
     key_source = KeyringKeySource(keys.keyring)
     opaque = StoreOpaqueResolver(stores.access_tokens)
     common: dict[str, Any] = {
@@ -273,14 +276,23 @@ async def build_services(
         dpop=dpop,
         token_url=f"{base}/token",
     )
-    server_metrics.grant_types = frozenset(token_endpoint.grant_types)
-    introspector = Introspector(authenticator, any_audience, keys.keyring, settings.issuer, clock)
-    revoker = Revoker(
-        authenticator, any_audience, revocations, stores.access_tokens, settings.leeway
-    )
     refresh_admin = RefreshAdmin(stores.grants, revocations, mirror, settings.leeway, clock)
-    introspector.refresh_lookup = refresh_admin.introspect
-    revoker.refresh_revoker = refresh_admin.revoke
+    introspector = Introspector(
+        authenticator,
+        any_audience,
+        keys.keyring,
+        settings.issuer,
+        clock,
+        refresh_lookup=refresh_admin.introspect,
+    )
+    revoker = Revoker(
+        authenticator,
+        any_audience,
+        revocations,
+        stores.access_tokens,
+        settings.leeway,
+        refresh_revoker=refresh_admin.revoke,
+    )
     return Services(
         settings=settings,
         stores=stores,
