@@ -25,6 +25,7 @@ from tokenward.core.lifecycle import Background
 from tokenward.datadir import DataDirError
 from tokenward.deploy.gateway_feed import GatewayFeed, deployment_namespace, namespace_for
 from tokenward.deploy.gateway_local import embedded_trust, local_trust
+from tokenward.deploy.namespace import Namespace
 from tokenward.deploy.startup import StartupError as SettingsError
 from tokenward.gateway.app import Gateway
 from tokenward.gateway.audit import AuditLog
@@ -51,7 +52,7 @@ from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
-from tokenward.store.redis_event_relay import EventRelay, usage_stream
+from tokenward.store.redis_event_relay import EventRelay
 from tokenward.store.redis_idempotency import RedisIdempotencyStore
 from tokenward.store.redis_ratelimit import RedisRateLimiter
 from tokenward.store.redis_replay import RedisReplayCache
@@ -135,7 +136,7 @@ class Shared:
         self.monitor_redis: Redis | None = None
         issuer = config.trust.issuer or ""
         schema = revocations.database_schema if revocations is not None else None
-        self.namespace = (
+        self.namespace = Namespace(
             namespace_for(revocations, issuer)
             if revocations is not None
             else deployment_namespace(issuer, schema)
@@ -151,7 +152,7 @@ class Shared:
         else the revocations Redis; None: this process's memory."""
         if self.rate_redis is None:
             return None
-        prefix = config.rate_limit_redis_prefix or self.namespace + ":ratelimit:"
+        prefix = config.rate_limit_redis_prefix or self.namespace.rate_limits
         return RedisRateLimiter(self.rate_redis, prefix)
 
     def idempotency(self) -> RedisIdempotencyStore | None:
@@ -159,7 +160,7 @@ class Shared:
         meets the first answer; None: this process's memory."""
         if self.rate_redis is None:
             return None
-        return RedisIdempotencyStore(self.rate_redis, self.namespace + ":idempotency:")
+        return RedisIdempotencyStore(self.rate_redis, self.namespace.idempotency)
 
     def monitoring(self, config: GatewayConfig) -> tuple[EventRelay | None, RedisBlocklist | None]:
         """With `monitor:`, usage events go to the servers' monitors over a Redis stream, and
@@ -171,20 +172,20 @@ class Shared:
         if settings.redis_url is not None:
             redis = self.monitor_redis = connect(settings.redis_url)
         assert redis is not None  # noqa: S101 - config validation requires one Redis URL
-        namespace = settings.namespace or self.namespace
+        namespace = Namespace(settings.namespace) if settings.namespace else self.namespace
         relay = EventRelay(
             redis,
-            settings.stream or usage_stream(namespace),
+            settings.stream or namespace.usage,
             capacity=settings.buffer,
             interval=settings.interval,
         )
-        blocklist = RedisBlocklist(redis, namespace + ":") if settings.blocklist else None
+        blocklist = RedisBlocklist(redis, namespace.blocklist) if settings.blocklist else None
         return relay, blocklist
 
     def first_use(self) -> FirstUse | None:
         if self.redis is None:
             return None
-        return RedisReplayCache(self.redis, prefix=self.namespace + ":gateway-replay:").first_use
+        return RedisReplayCache(self.redis, prefix=self.namespace.gateway_replay).first_use
 
     def background(self) -> list[Background]:
         return [self.feed] if self.feed is not None else []
