@@ -30,10 +30,10 @@ from tokenward.admin import (
 )
 from tokenward.config import Settings, loopback_issuer
 from tokenward.deploy import startup
+from tokenward.deploy.deployment import server_app
 from tokenward.deploy.startup import StartupError
 from tokenward.deploy.wiring import Services
 from tokenward.ops.tracing import TracingUnavailable
-from tokenward.server.app import create_app
 from tokenward.server.outer import uvicorn_log_config
 from tokenward.server.serving import Server
 from tokenward.serving.limits import LimitError
@@ -227,7 +227,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 typer.echo(f"redis_namespace={settings.redis_namespace}")
             typer.echo(f"listening on {host}:{port}, issuer {settings.issuer}")
             config = uvicorn.Config(
-                create_app(services),
+                server_app(services),
                 host=host,
                 port=port,
                 log_level="info",

@@ -31,7 +31,7 @@ from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.opaque import StoreOpaqueResolver
 
 log = structlog.get_logger(__name__)
-# As often as the servers' key schedule (server/app.py KEY_SCHEDULE_SECONDS): a rotation is
+# As often as the servers' key schedule (server/key_schedule.py KEY_SCHEDULE_SECONDS): a rotation is
 # published `max(1 h, 2 x JWKS max-age)` before it signs, so a minute is early enough; an
 # unknown kid reloads at once besides (tokens.key_sources.KeyringKeySource).
 KEY_RELOAD_SECONDS = 60.0
