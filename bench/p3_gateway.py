@@ -222,7 +222,7 @@ def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
     px_conf = _nginx_conf(tmp, "px", _proxy_server(px, up))
     nginx = ["nginx", "-g", "daemon off;", "-c"]
     # The real entry point (`tokenward gateway --config`), trusting a JWKS file.
-    code = "import sys; from tokenward.gateway.cli import run_gateway; run_gateway(sys.argv[1])"
+    code = "import sys; from tokenward.deploy.gateway import run_gateway; run_gateway(sys.argv[1])"
     serve = [sys.executable, "-c", code]
     with (
         _process([*nginx, str(up_conf), "-p", str(tmp / "up")], up) as upstream,

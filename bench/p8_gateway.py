@@ -102,7 +102,7 @@ def _measure(tmp: Path, token: str, stream: str) -> tuple[dict[str, list[float]]
         on_conf.read_text()
         + f"monitor: {{redis_url: '{REDIS_URL}', stream: '{stream}', interval: 0.2}}\n"
     )
-    code = "import sys; from tokenward.gateway.cli import run_gateway; run_gateway(sys.argv[1])"
+    code = "import sys; from tokenward.deploy.gateway import run_gateway; run_gateway(sys.argv[1])"
     serve = [sys.executable, "-c", code]
     nginx = ["nginx", "-g", "daemon off;", "-c", str(up_conf), "-p", str(tmp / "up")]
     rates: dict[str, list[float]] = {"off": [], "on": []}

@@ -152,10 +152,10 @@ def _server() -> list[Figure]:
 async def prepare(port: int, monitor: bool) -> tuple[Any, str]:
     from tokenward.admin import create_client
     from tokenward.config import Settings
+    from tokenward.deploy.deployment import server_app
+    from tokenward.deploy.wiring import build_services, memory_stores
     from tokenward.monitor.config import MonitorSettings
-    from tokenward.server.app import create_app
     from tokenward.tokens.sealing import generate_master_key
-    from tokenward.wiring import build_services, memory_stores
 
     settings = Settings(issuer=f"http://127.0.0.1:{port}", master_key=generate_master_key())
     monitor_settings = MonitorSettings(enabled=monitor, audit_log="off")
@@ -163,7 +163,7 @@ async def prepare(port: int, monitor: bool) -> tuple[Any, str]:
     created = await create_client(
         services, "bench", grant_types=["client_credentials"], scope="read", redirect_uris=[]
     )
-    app = create_app(services)
+    app = server_app(services)
     from tokenward.server.edge import JSONResponse
 
     @app.get("/bench/health", include_in_schema=False)

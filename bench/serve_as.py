@@ -16,9 +16,9 @@ import uvicorn
 
 from tokenward.admin import create_client
 from tokenward.config import Settings
-from tokenward.server.app import create_app
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 SECRET = "bench-secret-" + "x" * 40
 
@@ -55,7 +55,7 @@ async def prepare(port: int, token_format: str) -> tuple[Any, dict[str, str]]:
         secret=SECRET,
         token_format=token_format,
     )
-    return create_app(services), {"client_id": "bench", "secret": SECRET}
+    return server_app(services), {"client_id": "bench", "secret": SECRET}
 
 
 def main() -> None:

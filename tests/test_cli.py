@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
 from tokenward import __version__
-from tokenward.cli import app
 from tokenward.config import load_settings
+from tokenward.deploy.cli import app
+from tokenward.deploy.startup import open_services
+from tokenward.deploy.wiring import Services
 from tokenward.oauth.client_auth import ASSERTION_TYPE, ClientAuthenticator
-from tokenward.startup import open_services
 from tokenward.tokens.jwk import public_jwk
-from tokenward.wiring import Services
 
 runner = CliRunner()
 

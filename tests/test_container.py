@@ -100,7 +100,7 @@ def test_the_entrypoint_is_this_projects_console_script() -> None:
     entrypoint = next(item for item in final_stage() if item.keyword == "ENTRYPOINT")
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert entrypoint.exec_form() == ["tokenward"]
-    assert scripts["tokenward"] == "tokenward.cli:main"
+    assert scripts["tokenward"] == "tokenward.deploy.cli:main"
     default = next(item for item in final_stage() if item.keyword == "CMD").exec_form()
     assert "serve" in default
     # The image installs this project (the wheel built from `.` in the build stage).
@@ -134,11 +134,11 @@ def test_the_build_context_holds_only_what_the_wheel_needs() -> None:
                 included = negated
         return included
 
-    for path in ("pyproject.toml", "README.md", "src/tokenward/cli.py"):
+    for path in ("pyproject.toml", "README.md", "src/tokenward/deploy/cli.py"):
         assert sent(path), path
     for path in (".venv/bin/python", ".git/HEAD", "var/tokenward.db", "tests/conftest.py"):
         assert not sent(path), path
-    assert not sent("src/tokenward/__pycache__/cli.cpython-311.pyc")
+    assert not sent("src/tokenward/deploy/__pycache__/cli.cpython-311.pyc")
 
 
 # --- compose.yaml ---------------------------------------------------------------------------

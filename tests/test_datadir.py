@@ -15,9 +15,9 @@ import pytest
 
 from tokenward.config import Settings
 from tokenward.datadir import DataDirError, secure_file, sqlite_file
-from tokenward.monitor_wiring import open_security_audit
+from tokenward.deploy.monitor_wiring import open_security_audit
+from tokenward.deploy.wiring import open_stores
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import open_stores
 
 TOKENWARD = str(Path(sys.executable).parent / "tokenward")
 

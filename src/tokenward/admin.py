@@ -15,11 +15,11 @@ from argon2 import PasswordHasher
 from tokenward.core.errors import JoseError
 from tokenward.core.ports import Conflict
 from tokenward.core.records import ClientRecord, Revocation, RevocationKind, UserRecord
+from tokenward.deploy.wiring import Services
 from tokenward.oauth import client_uris
 from tokenward.oauth.client_auth import METHODS, SecretHasher
 from tokenward.tokens.jwk import PRIVATE_MEMBERS, key_set_from_jwks
 from tokenward.tokens.jws import loads_object
-from tokenward.wiring import Services
 
 GRANT_TYPES = (
     "authorization_code",

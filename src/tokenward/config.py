@@ -1,4 +1,4 @@
-"""Settings, read once by the composition root (wiring.py). Nothing else reads the environment.
+"""Settings, read once by the composition root (deploy/). Nothing else reads the environment.
 
 Every field can be set as TOKENWARD_<NAME> (e.g. TOKENWARD_ISSUER) or in `<data_dir>/tokenward.env`
 (docs/configuration.md lists them all). `load_settings` applies the precedence.

@@ -19,7 +19,7 @@ from tokenward.admin import (
     set_admin,
     set_password,
 )
-from tokenward.wiring import Services
+from tokenward.deploy.wiring import Services
 
 DEMO_CLIENT = "demo-client"  # client credentials, for the first curl
 DEMO_CLI = "demo-cli"  # public, device flow: `tokenward login` as the demo user

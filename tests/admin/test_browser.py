@@ -26,10 +26,10 @@ from tests.e2e.live import free_port, serve_in_thread
 from tests.server.flows import REDIRECT_URI, Pkce, sign_in_and_consent
 from tokenward.admin import create_client, create_user, set_admin
 from tokenward.config import Settings
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import Services, build_services, memory_stores
 from tokenward.monitor.config import MonitorSettings
-from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -99,7 +99,7 @@ def live() -> Iterator[Live]:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     services, service_secret, web_secret = asyncio.run(_prepare(issuer))
-    with serve_in_thread(create_app(services), port) as base:
+    with serve_in_thread(server_app(services), port) as base:
         yield Live(base, services, service_secret, web_secret)
 
 

@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from tests.admin.test_browser import ARGS, CHROMIUM, PASSWORD, _prepare, sync_playwright
 from tests.e2e.live import free_port
 from tests.server.flows import REDIRECT_URI, Pkce, authorize_params
-from tokenward.server.app import create_app
+from tokenward.deploy.deployment import server_app
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -65,7 +65,7 @@ def https_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     services, _service_secret, _web_secret = asyncio.run(_prepare(issuer))
     cert, key = _self_signed(tmp_path_factory.mktemp("tls"))
     config = uvicorn.Config(
-        create_app(services),
+        server_app(services),
         host="127.0.0.1",
         port=port,
         log_level="warning",

@@ -22,9 +22,9 @@ from tests.server.flows import hidden_interaction
 from tokenward.admin import create_client, create_user
 from tokenward.client import DeviceAuthorization
 from tokenward.config import Settings
-from tokenward.server.app import create_app
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import Services, build_services, memory_stores
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores
 
 PASSWORD = "correct horse battery"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -126,7 +126,7 @@ def auth_server() -> Iterator[AuthServer]:
     clock = ShiftedClock()
     port, loopback_port = free_port(), free_port()
     services, secret = asyncio.run(_prepare(f"http://127.0.0.1:{port}", clock, loopback_port))
-    with serve_in_thread(create_app(services), port) as base:
+    with serve_in_thread(server_app(services), port) as base:
         yield AuthServer(base, services, clock, secret, loopback_port)
 
 

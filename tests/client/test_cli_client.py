@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from tests.client.conftest import AuthServer, DeviceUser
 from tokenward import client_cli
-from tokenward.cli import app
 from tokenward.client import DeviceAuthorization, FileStore
+from tokenward.deploy.cli import app
 
 runner = CliRunner()
 

@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from tokenward import client_cli
-from tokenward.cli import app
 from tokenward.client import (
     AuthorizationCodePKCE,
     AuthorizationError,
@@ -29,6 +28,7 @@ from tokenward.client import (
     TokenAuth,
     TokenSet,
 )
+from tokenward.deploy.cli import app
 
 pytestmark = pytest.mark.anyio
 SECRET = "client-secret-Ab12"

@@ -12,9 +12,9 @@ import pytest
 from tests.e2e.live import free_port, serve_in_thread
 from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
-from tokenward.server.app import create_app
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import Services, build_services, memory_stores, open_stores
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores, open_stores
 
 CALLBACK = "http://127.0.0.1:9/callback"  # never contacted: the test reads the redirect itself
 PASSWORD = "correct horse battery"
@@ -71,5 +71,5 @@ def live(
     issuer = f"http://127.0.0.1:{port}"
     data_dir = tmp_path_factory.mktemp("tokenward")
     services, service_secret, web_secret = asyncio.run(_prepare(issuer, request.param, data_dir))
-    with serve_in_thread(create_app(services), port) as base:
+    with serve_in_thread(server_app(services), port) as base:
         yield Live(base, services, service_secret, web_secret)

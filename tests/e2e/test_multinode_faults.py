@@ -32,7 +32,7 @@ from redis import Redis
 from tests.e2e.cluster import Cluster, cluster, gateway_processes
 from tests.store.conftest import PG_HOST, PG_PORT, PG_URL, require_postgres
 from tests.store.redis_server import private_redis
-from tokenward.gateway.feed import deployment_namespace
+from tokenward.deploy.gateway_feed import deployment_namespace
 
 RESYNC = 1.0  # every server and gateway re-reads the revocation log this often
 STALENESS = 3.0  # past this without a sync, a validator answers 503

@@ -34,9 +34,10 @@ from redis import Redis
 
 from tests.e2e.cluster import Cluster, cluster, gateway_processes
 from tests.store.conftest import PG_URL
-from tokenward.gateway.feed import deployment_namespace
+from tokenward.deploy.gateway_feed import deployment_namespace
+from tokenward.deploy.namespace import Namespace
 from tokenward.monitor.detectors import network_of
-from tokenward.store.redis_event_relay import GROUP, usage_stream
+from tokenward.store.redis_event_relay import GROUP
 
 T = TypeVar("T")
 
@@ -168,7 +169,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         assert printed == [namespace] * len(group.nodes), (printed, namespace)
         # The servers read, in one consumer group, the stream the gateways will write to.
         _until(
-            lambda: _monitor_group(group.redis_url, usage_stream(namespace)),
+            lambda: _monitor_group(group.redis_url, Namespace(namespace).usage),
             within=15,
             what="the servers' consumer group on the usage stream",
         )

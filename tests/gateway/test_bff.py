@@ -18,11 +18,11 @@ from tests.gateway.conftest import GatewayFactory, Running, serve
 from tests.server.flows import hidden_interaction
 from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.trust import build_bff, remote_trust
-from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 PASSWORD = "correct horse battery"
 CONFIG = """
@@ -70,7 +70,7 @@ def setup(
     services, secret, user_id = asyncio.run(prepare())
     monkeypatch.setenv("TW_BFF_TEST_SECRET", secret)
     text = CONFIG.replace("AS", issuer).replace("GW", base)
-    with serve(create_app(services), as_port):  # type: ignore[arg-type]
+    with serve(server_app(services), as_port):  # type: ignore[arg-type]
         config = parse_config(text.format(upstream=upstream_url))
         trust = asyncio.run(remote_trust(config.trust, config, clock))
         bff = asyncio.run(build_bff(config, clock))

@@ -17,11 +17,11 @@ from tests.gateway.conftest import GatewayFactory, Running, serve
 from tokenward.admin import create_client
 from tokenward.client.dpop import DpopKey
 from tokenward.config import Settings
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import Services, build_services, memory_stores
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.trust import remote_trust
-from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores
 
 NONCE_ENV = "TW_GATEWAY_TEST_DPOP_NONCE"
 CONFIG = """
@@ -74,7 +74,7 @@ def issuer(clock: FrozenClock) -> Iterator[Issuer]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     services, secret = asyncio.run(_prepare(base, clock))
-    with serve(create_app(services), port):
+    with serve(server_app(services), port):
         yield Issuer(base, services, secret, clock)
 
 

@@ -21,13 +21,13 @@ from tests.gateway.conftest import serve
 from tests.gateway.processes import cli, refused_within
 from tokenward.admin import create_client
 from tokenward.config import Settings
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.gateway import embedded_trust
+from tokenward.deploy.wiring import Services, build_services, open_stores
 from tokenward.gateway.app import Gateway
-from tokenward.gateway.cli import embedded_trust
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.startup import Lifespan, StartupFailed
-from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, open_stores
 
 CONFIG = """
 trust: {{issuer: "{issuer}", audience: "{issuer}/api"}}
@@ -96,7 +96,7 @@ def mounted(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Iter
     services, secret = asyncio.run(_prepare(settings))
     config = parse_config(CONFIG.format(issuer=issuer, upstream=upstream_url), "embedded.yaml")
     gateway = Gateway(config, embedded_trust(services, config).validator, audit=None)
-    with serve(Beside(create_app(services), gateway), port) as base:
+    with serve(Beside(server_app(services), gateway), port) as base:
         yield Mounted(base, services, gateway, settings, secret)
 
 

@@ -51,7 +51,7 @@ def test_limits_need_a_restart() -> None:
 def test_a_connection_limit_beyond_the_descriptor_limit_stops_the_start(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text("limits: {max_connections: 1000000}\n" + ROUTES)
-    code = "import sys; from tokenward.gateway.cli import run_gateway; run_gateway(sys.argv[1])"
+    code = "import sys; from tokenward.deploy.gateway import run_gateway; run_gateway(sys.argv[1])"
     result = subprocess.run(
         [sys.executable, "-c", code, str(path)],
         capture_output=True,

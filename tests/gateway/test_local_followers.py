@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from tokenward.config import Settings
-from tokenward.gateway.local import LocalTrust
+from tokenward.deploy.gateway_local import LocalTrust
+from tokenward.deploy.wiring import Services, build_services, open_stores
 from tokenward.guard import KeyringKeySource
 from tokenward.tokens.keyring import KeyPolicy, Keyring
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, open_stores
 
 
 async def _services(settings: Settings) -> Services:

@@ -17,10 +17,11 @@ from tests.conftest import FrozenClock
 from tests.gateway.conftest import BASE_CONFIG, GatewayFactory
 from tests.store.redis_server import need_shared_redis
 from tokenward.core.events import DENY, IP_BLOCKED
+from tokenward.deploy.namespace import Namespace
 from tokenward.gateway.config import ConfigError, parse_config
 from tokenward.store.memory_blocklist import MemoryBlocklist
 from tokenward.store.redis_blocklist import RedisBlocklist
-from tokenward.store.redis_event_relay import EventRelay, decode_batch, usage_stream
+from tokenward.store.redis_event_relay import EventRelay, decode_batch
 
 ROUTES = """
 trust: {issuer: https://as.example, audience: https://api.example}
@@ -108,7 +109,7 @@ def test_events_reach_the_stream_and_a_shared_block_is_enforced(
 ) -> None:
     url = need_shared_redis()
     namespace = "tw-test-" + secrets.token_hex(4)
-    stream = usage_stream(namespace)
+    stream = Namespace(namespace).usage
     # The gateway's client lives on the gateway server's loop (created there on first use).
     redis = Redis.from_url(url)
     relay = EventRelay(redis, stream, interval=0.02, owns_client=True)  # stopped last

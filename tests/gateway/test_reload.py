@@ -123,7 +123,7 @@ def test_cli_serves_reloads_on_sighup_and_exposes_metrics(
     )
     path = tmp_path / "gateway.yaml"
     _write(path, head + ONE, upstream_url)
-    code = "import sys; from tokenward.gateway.cli import run_gateway; run_gateway(sys.argv[1])"
+    code = "import sys; from tokenward.deploy.gateway import run_gateway; run_gateway(sys.argv[1])"
     process = subprocess.Popen(
         [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -148,7 +148,7 @@ def test_cli_serves_reloads_on_sighup_and_exposes_metrics(
 def test_cli_refuses_a_bad_config_with_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text("routes:\n  - {prefix: /x, upstreams: [http://h], auth: magic}\n")
-    code = "import sys; from tokenward.gateway.cli import run_gateway; run_gateway(sys.argv[1])"
+    code = "import sys; from tokenward.deploy.gateway import run_gateway; run_gateway(sys.argv[1])"
     result = subprocess.run(
         [sys.executable, "-c", code, str(path)],
         capture_output=True,

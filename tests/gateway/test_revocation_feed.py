@@ -19,8 +19,8 @@ from tests.gateway.conftest import GatewayFactory, Running
 from tests.store.redis_server import need_shared_redis
 from tokenward.config import Settings
 from tokenward.core.records import Revocation, RevocationKind
+from tokenward.deploy.gateway_feed import GatewayFeed, deployment_namespace
 from tokenward.gateway.config import ConfigError, parse_config
-from tokenward.gateway.feed import GatewayFeed, deployment_namespace
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.store import sql
 from tokenward.store.revocation_feed import RevocationFeed

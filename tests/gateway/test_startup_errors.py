@@ -18,9 +18,9 @@ import pytest
 from tests.e2e.live import free_port
 from tests.gateway.processes import cli, gateway_process, refused
 from tokenward.config import Settings
+from tokenward.deploy.wiring import open_stores
 from tokenward.tokens.keyring import KeyPolicy, Keyring
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import open_stores
 
 ISSUER = "http://127.0.0.1:9"  # nothing listens on the discard port
 OPEN_ROUTE = (

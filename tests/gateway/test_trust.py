@@ -17,12 +17,12 @@ from tests.e2e.live import free_port
 from tests.gateway.conftest import GatewayFactory, serve
 from tokenward.admin import create_client
 from tokenward.config import Settings
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import Services, build_services, memory_stores
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.trust import TrustError, discover, remote_trust
-from tokenward.server.app import create_app
 from tokenward.tokens.keyring import Keyring
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores
 
 SECRET_ENV = "TW_GATEWAY_TEST_SECRET"
 CONFIG = """
@@ -79,7 +79,7 @@ def issuer(clock: FrozenClock) -> Iterator[Issuer]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     services, secrets = asyncio.run(_prepare(base, clock))
-    with serve(create_app(services), port):
+    with serve(server_app(services), port):
         yield Issuer(base, services, secrets)
 
 

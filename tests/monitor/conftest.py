@@ -11,10 +11,11 @@ import pytest
 
 from tests.conftest import FrozenClock
 from tokenward.core.events import ALLOW, UsageEvent
+from tokenward.core.ports import AlertClaims
 from tokenward.core.revocation_mirror import RevocationMirror
+from tokenward.deploy.monitor_wiring import build_monitor
 from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.pipeline import Monitor
-from tokenward.monitor_wiring import build_monitor
 from tokenward.store.memory import MemoryRevocationStore
 from tokenward.store.memory_flows import MemorySessionStore
 
@@ -51,7 +52,7 @@ class Rig:
         return [orjson.loads(line) for line in self.audit.getvalue().splitlines()]
 
 
-def make_rig(clock: FrozenClock, **settings: Any) -> Rig:
+def make_rig(clock: FrozenClock, claims: AlertClaims | None = None, **settings: Any) -> Rig:
     store = MemoryRevocationStore()
     mirror = RevocationMirror()
     store.attach(mirror)
@@ -64,6 +65,7 @@ def make_rig(clock: FrozenClock, **settings: Any) -> Rig:
         keep=3600,
         clock=clock,
         audit_stream=audit,
+        claims=claims,
     )
     return Rig(monitor, clock, mirror, sessions, audit)
 

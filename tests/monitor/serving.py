@@ -16,10 +16,10 @@ from tests.conftest import FrozenClock
 from tests.server.flows import REDIRECT_URI
 from tokenward.admin import create_client, create_user, set_admin
 from tokenward.config import Settings
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import Services, build_services, memory_stores
 from tokenward.monitor.config import MonitorSettings
-from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, build_services, memory_stores
 
 ISSUER = "https://as.example"
 PASSWORD = "correct horse battery"
@@ -92,7 +92,7 @@ async def monitored_server(clock: FrozenClock, **monitor: Any) -> AsyncIterator[
     await set_admin(services, "root", True)
     server = Monitored(
         services,
-        create_app(services),
+        server_app(services),
         service["client_secret"],
         web["client_secret"],
         ops["client_secret"],

@@ -16,9 +16,9 @@ from tests.server.flows import REDIRECT_URI
 from tests.store.conftest import PG_URL, SQL, postgres_schema
 from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
-from tokenward.server.app import create_app
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import Services, StoreSet, build_services, memory_stores, open_stores
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services, StoreSet, build_services, memory_stores, open_stores
 
 ISSUER = "https://as.example"
 
@@ -69,7 +69,7 @@ async def running_server(
         public=True,
     )
     await create_user(services, "alice", "correct horse battery")
-    transport = httpx.ASGITransport(app=create_app(services))
+    transport = httpx.ASGITransport(app=server_app(services))
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
         yield Server(services, http, created["client_secret"], web["client_secret"])
 

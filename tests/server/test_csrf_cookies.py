@@ -15,10 +15,10 @@ from tests.monitor.serving import PASSWORD, Monitored, monitored_server
 from tests.server.conftest import Server
 from tests.server.flows import Pkce, authorize_params, hidden_interaction
 from tokenward.config import Settings
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.oauth.csrf import CSRF_LIFETIME, CsrfTokens
-from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 pytestmark = pytest.mark.anyio
 PLANTED = "attacker-chosen-csrf-value-0123456789"
@@ -110,7 +110,7 @@ async def test_http_development_issuer_uses_bare_names(clock: FrozenClock) -> No
     issuer = "http://127.0.0.1:8000"
     settings = Settings(issuer=issuer, master_key=generate_master_key())
     services = await build_services(settings, memory_stores(clock), clock)
-    transport = httpx.ASGITransport(app=create_app(services))
+    transport = httpx.ASGITransport(app=server_app(services))
     async with httpx.AsyncClient(transport=transport, base_url=issuer) as http:
         page = await http.get("/device")
     cookie = set_cookies(page)["tw_csrf"]

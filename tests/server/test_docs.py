@@ -13,9 +13,9 @@ from tests.admin.test_browser import ARGS, CHROMIUM, sync_playwright
 from tests.e2e.live import free_port, serve_in_thread
 from tests.server.conftest import Server
 from tokenward.config import Settings
-from tokenward.server.app import create_app
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 
 @pytest.mark.anyio
@@ -43,7 +43,7 @@ def live_base() -> Iterator[str]:
     port = free_port()
     settings = Settings(issuer=f"http://127.0.0.1:{port}", master_key=generate_master_key())
     services = asyncio.run(build_services(settings, memory_stores()))
-    with serve_in_thread(create_app(services), port) as base:
+    with serve_in_thread(server_app(services), port) as base:
         yield base
 
 

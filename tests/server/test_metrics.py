@@ -16,10 +16,10 @@ from tests.server.conftest import ISSUER, Server
 from tests.server.flows import Pkce, authorize_params, hidden_interaction
 from tests.server.test_storage_down import Unreachable
 from tokenward.config import Settings
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.ops.metrics import ServerMetrics
-from tokenward.server.app import create_app
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 pytestmark = pytest.mark.anyio
 
@@ -156,7 +156,7 @@ async def test_metrics_off_by_default(server: Server) -> None:
 async def test_metrics_on_main_port_only_for_unforwarded_loopback(clock: FrozenClock) -> None:
     settings = Settings(issuer=ISSUER, master_key=generate_master_key(), metrics="on")
     services = await build_services(settings, memory_stores(clock), clock)
-    app = create_app(services)
+    app = server_app(services)
     async with client_from(app, "127.0.0.1") as local:
         response = await local.get("/metrics")
         assert response.status_code == 200
@@ -184,7 +184,7 @@ async def test_separate_listener_serves_the_registry(clock: FrozenClock) -> None
     )
     services = await build_services(settings, memory_stores(clock), clock)
     services.metrics.sign_in_failed("throttled")
-    app = create_app(services)
+    app = server_app(services)
     async with app.router.lifespan_context(app), httpx.AsyncClient() as http:
         response = await http.get(f"http://127.0.0.1:{port}/metrics")
         assert 'tokenward_sign_in_failures_total{reason="throttled"} 1.0' in response.text

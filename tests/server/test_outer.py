@@ -11,10 +11,10 @@ import pytest
 from tests.conftest import FrozenClock
 from tests.server.conftest import Server
 from tokenward.config import Settings
-from tokenward.server.app import create_app
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.server.outer import ACCESS_LOGGER, logged_path
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 pytestmark = pytest.mark.anyio
 HSTS = "max-age=63072000; includeSubDomains"
@@ -46,7 +46,7 @@ async def test_hsts_on_a_500_too(server: Server) -> None:
         raise RuntimeError("a bug")
 
     server.services.stores.clients.get = broken  # type: ignore[method-assign]
-    transport = httpx.ASGITransport(app=create_app(server.services), raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=server_app(server.services), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="https://as.example") as http:
         response = await http.get("/authorize", params={"client_id": "web"})
     assert response.status_code == 500
@@ -67,7 +67,7 @@ async def test_hsts_follows_the_issuer_and_settings(
 ) -> None:
     settings = Settings(issuer=issuer, master_key=generate_master_key(), **options)
     services = await build_services(settings, memory_stores(clock), clock)
-    transport = httpx.ASGITransport(app=create_app(services))
+    transport = httpx.ASGITransport(app=server_app(services))
     async with httpx.AsyncClient(transport=transport, base_url=issuer) as http:
         for response in await _every_kind_of_response(http):
             assert response.headers.get("strict-transport-security") == expected
@@ -122,7 +122,7 @@ async def test_a_client_gone_mid_body_is_499_not_an_error(
         sent.append(message)
 
     with caplog.at_level(logging.INFO):
-        await create_app(server.services)(scope, receive, send)
+        await server_app(server.services)(scope, receive, send)
     assert sent[0]["status"] == 499
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert '"POST /token" 499' in caplog.text

@@ -15,12 +15,12 @@ from tests.server.conftest import ISSUER, Server
 from tests.store.conftest import PG_URL, postgres_schema
 from tests.store.redis_server import need_shared_redis
 from tokenward.config import Settings
-from tokenward.server.app import create_app
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import StoreSet, build_services, open_stores
 from tokenward.server.routes.ops import readiness_for
 from tokenward.store.redis_client import connect
 from tokenward.store.sql import create_engine
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import StoreSet, build_services, open_stores
 
 pytestmark = pytest.mark.anyio
 PASSWORD = "readyz-secret-pw"  # must never appear in an answer
@@ -73,7 +73,7 @@ async def real_stores() -> AsyncIterator[tuple[Settings, StoreSet]]:
 
 async def ready(settings: Settings, stores: StoreSet) -> httpx.Response:
     services = await build_services(settings, stores)
-    transport = httpx.ASGITransport(app=create_app(services))
+    transport = httpx.ASGITransport(app=server_app(services))
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
         return await http.get("/readyz")
 

@@ -13,9 +13,9 @@ from tests.server.conftest import ISSUER, Server
 from tokenward.config import Settings
 from tokenward.core.records import Revocation, RevocationKind
 from tokenward.core.revocation_wire import digest
-from tokenward.server.app import create_app
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 pytestmark = pytest.mark.anyio
 
@@ -152,7 +152,7 @@ async def test_discovery_names_the_feed(server: Server) -> None:
 async def test_an_operator_can_turn_the_feed_off(clock: FrozenClock) -> None:
     settings = Settings(issuer=ISSUER, master_key=generate_master_key(), revocation_feed=False)
     services = await build_services(settings, memory_stores(clock), clock)
-    transport = httpx.ASGITransport(app=create_app(services))
+    transport = httpx.ASGITransport(app=server_app(services))
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
         assert (await http.get("/revocations")).status_code == 404
         document = (await http.get("/.well-known/openid-configuration")).json()

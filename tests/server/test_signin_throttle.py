@@ -15,8 +15,8 @@ from tests.server.conftest import ISSUER, Server, running_server
 from tests.server.flows import Pkce, authorize_params, hidden_interaction
 from tokenward.config import Settings
 from tokenward.core.events import AuthEvent
+from tokenward.deploy.wiring import memory_stores
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import memory_stores
 
 pytestmark = pytest.mark.anyio
 PASSWORD = "correct horse battery"

@@ -17,11 +17,11 @@ from tests.conftest import FrozenClock
 from tests.server.conftest import ISSUER, Server
 from tests.server.flows import Pkce, authorize_params
 from tokenward.config import Settings
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import build_services, memory_stores
 from tokenward.ops import tracing
-from tokenward.server.app import create_app
 from tokenward.server.tracing import configured_provider
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import build_services, memory_stores
 
 pytestmark = pytest.mark.anyio
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -35,7 +35,7 @@ async def traced(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = create_app(server.services, tracer_provider=provider)
+    app = server_app(server.services, tracer_provider=provider)
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
@@ -90,7 +90,7 @@ async def test_off_by_default(clock: FrozenClock) -> None:
     settings = Settings(issuer=ISSUER, master_key=generate_master_key())
     assert configured_provider(settings) is None
     services = await build_services(settings, memory_stores(clock), clock)
-    create_app(services)
+    server_app(services)
     assert tracing.span("x") is tracing.span("y")  # the shared no-op: no spans anywhere
 
 

@@ -25,9 +25,8 @@ def _finding(jti: str) -> Finding:
 async def test_two_servers_raise_one_alert_and_respond_once(clock: FrozenClock) -> None:
     redis = Redis.from_url(need_shared_redis())
     prefix = f"tw-test:{secrets.token_hex(4)}:alerted:"
-    a, b = make_rig(clock, cooldown=300), make_rig(clock, cooldown=300)
-    a.monitor.claims = RedisAlertClaims(redis, prefix)
-    b.monitor.claims = RedisAlertClaims(redis, prefix)
+    a = make_rig(clock, claims=RedisAlertClaims(redis, prefix), cooldown=300)
+    b = make_rig(clock, claims=RedisAlertClaims(redis, prefix), cooldown=300)
     try:
         assert await a.monitor.raise_alert(_finding("j1")) is not None
         assert await b.monitor.raise_alert(_finding("j1")) is None  # claimed at A
@@ -39,8 +38,7 @@ async def test_two_servers_raise_one_alert_and_respond_once(clock: FrozenClock) 
         # Another target is its own alert, wherever it is found first.
         assert await b.monitor.raise_alert(_finding("j2")) is not None
         # The claim ends with the cooldown.
-        c = make_rig(clock, cooldown=0.001)
-        c.monitor.claims = RedisAlertClaims(redis, prefix + "short:")
+        c = make_rig(clock, claims=RedisAlertClaims(redis, prefix + "short:"), cooldown=0.001)
         assert await c.monitor.raise_alert(_finding("j3")) is not None
         clock.advance(1)
         await asyncio.sleep(0.02)  # Redis's own clock expires the claim
@@ -53,9 +51,8 @@ async def test_two_servers_raise_one_alert_and_respond_once(clock: FrozenClock) 
 
 
 async def test_redis_unreachable_raises_the_alert_here(clock: FrozenClock) -> None:
-    rig = make_rig(clock)
     redis = connect("redis://127.0.0.1:1/0")  # nothing listens on port 1
-    rig.monitor.claims = RedisAlertClaims(redis, "tw-test:")
+    rig = make_rig(clock, claims=RedisAlertClaims(redis, "tw-test:"))
     try:
         assert await rig.monitor.raise_alert(_finding("j1")) is not None  # a duplicate beats a miss
     finally:

@@ -1,6 +1,6 @@
 """Monitoring settings: one model per detector, each with its thresholds and its response.
 
-Read once by the composition root (`wiring.build_services`) from `TOKENWARD_MONITOR_*`, nested
+Read once by the composition root (`deploy.wiring`) from `TOKENWARD_MONITOR_*`, nested
 fields with `__`, e.g. `TOKENWARD_MONITOR_IP_SPREAD__MAX_NETWORKS=5` or
 `TOKENWARD_MONITOR_FAILURES__RESPONSE=alert`. docs/monitoring.md explains every field.
 """

@@ -101,6 +101,7 @@ class Monitor:
         webhook: WebhookSender | None = None,
         clock: Callable[[], float] = time.time,
         storage_errors: tuple[type[Exception], ...] = (ConnectionError, TimeoutError),
+        claims: AlertClaims | None = None,
     ) -> None:
         self.settings = settings
         self.enabled = settings.enabled
@@ -120,7 +121,7 @@ class Monitor:
         # Started and stopped with the monitor: the gateways' event stream, a shared blocklist.
         self.companions: list[Background] = []
         # Scaled out: one alert per (detector, target) for the deployment, not one per server.
-        self.claims: AlertClaims | None = None
+        self.claims = claims
         # What `claims` raises when its store is unreachable (store.errors.STORAGE_ERRORS, from
         # the composition root): the monitor imports no storage driver.
         self._storage_errors = storage_errors

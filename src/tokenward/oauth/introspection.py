@@ -40,13 +40,15 @@ class Introspector:
         keyring: Keyring,
         issuer: str,
         clock: Callable[[], float] = time.time,
+        *,
+        refresh_lookup: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._validator = validator  # built with any_audience=True: we answer for every resource
         self._keyring = keyring
         self._issuer = issuer
         self._clock = clock
-        self.refresh_lookup: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
+        self.refresh_lookup = refresh_lookup  # None: refresh tokens are never active here
 
     async def introspect(
         self, params: Mapping[str, str], authorization: str | None

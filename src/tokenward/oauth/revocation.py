@@ -26,13 +26,15 @@ class Revoker:
         revocations: RevocationStore,
         opaque_tokens: AccessTokenStore,
         leeway: float,
+        *,
+        refresh_revoker: RefreshRevoker | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._validator = validator  # any audience: we revoke what we issued, for every resource
         self._revocations = revocations
         self._opaque_tokens = opaque_tokens
         self._leeway = leeway
-        self.refresh_revoker: RefreshRevoker | None = None
+        self.refresh_revoker = refresh_revoker  # None: refresh tokens are not revoked here
 
     async def revoke(self, params: Mapping[str, str], authorization: str | None) -> None:
         client = await self._authenticator.authenticate(params, authorization)

@@ -17,3 +17,20 @@ def start_metrics_listener(host: str, port: int, registry: CollectorRegistry) ->
         thread.join(timeout=5)
 
     return stop
+
+
+class MetricsListener:
+    """`start_metrics_listener` as a `Background` of the deployment's lifespan."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+        self._address = (host, port)
+        self._registry = registry
+        self._stop: Callable[[], None] | None = None
+
+    async def start(self) -> None:
+        self._stop = start_metrics_listener(*self._address, self._registry)
+
+    async def stop(self) -> None:
+        if self._stop is not None:
+            self._stop()
+            self._stop = None

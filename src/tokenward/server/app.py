@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
-import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from tokenward import __version__
-from tokenward.ops.metrics_listener import start_metrics_listener
+from tokenward.core.lifecycle import Background, running
+from tokenward.deploy.wiring import Services
 from tokenward.ops.request_metrics import RequestMetrics
 from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server import tracing
@@ -32,36 +31,25 @@ from tokenward.server.routes import (
     ops,
 )
 from tokenward.server.routes import revocations as revocation_feed
-from tokenward.wiring import Services
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
-log = structlog.get_logger(__name__)
-KEY_SCHEDULE_SECONDS = 60.0
 
-
-def create_app(services: Services, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    """`tracer_provider`: trace with it (tests); else as TOKENWARD_OTEL_ENABLED says."""
+def create_app(
+    services: Services,
+    *,
+    background: Sequence[Background],
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """`background`: what the deployment runs beside the app (the composition root decides),
+    started in order at startup and stopped in reverse at shutdown. `tracer_provider`: trace
+    with it (tests); else as TOKENWARD_OTEL_ENABLED says."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await services.revocations.start()  # bootstrap the mirror, then follow the log
-        task = asyncio.create_task(_key_schedule(services))
-        await services.monitor.start()
-        listener = services.settings.metrics_listener
-        registry = services.metrics.registry
-        stop_metrics = start_metrics_listener(*listener, registry) if listener else None
-        try:
+        async with running(background):
             yield
-        finally:
-            if stop_metrics is not None:
-                stop_metrics()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await services.monitor.stop()
-            await services.revocations.stop()
 
     app = _ServerApp(
         title="tokenward",
@@ -116,15 +104,3 @@ class _ServerApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         return Outer(super().build_middleware_stack(), hsts=self.hsts)
-
-
-async def _key_schedule(services: Services) -> None:
-    while True:
-        await asyncio.sleep(KEY_SCHEDULE_SECONDS)
-        try:
-            changed = await services.keys.tick()
-        except Exception as exc:  # noqa: BLE001 - the schedule must outlive one failed tick
-            log.error("key_schedule_failed", error=type(exc).__name__)  # noqa: TRY400 - no trace: it may hold secrets
-            continue
-        for key in changed:
-            log.info("signing_key_state", kid=key.kid, state=key.state.value)

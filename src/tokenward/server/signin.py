@@ -11,10 +11,10 @@ from fastapi import Request
 from tokenward.admin import PASSWORDS
 from tokenward.core.events import LOGIN_FAILED, AuthEvent
 from tokenward.core.records import UserRecord
+from tokenward.deploy.wiring import Services
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.oauth.sessions import ActiveSession
 from tokenward.server.edge import read_body
-from tokenward.wiring import Services
 
 # A real argon2 hash to verify against for unknown users, so both paths cost the same.
 _DUMMY_HASH = PASSWORDS.hash("tokenward-timing-equaliser")

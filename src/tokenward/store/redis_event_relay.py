@@ -47,11 +47,6 @@ _FIELD_COUNT = len(_FIELD_NAMES)
 _FIELDS = attrgetter(*_FIELD_NAMES)  # an event as a plain tuple, cheaper than astuple's copy
 
 
-def usage_stream(namespace: str) -> str:
-    """The deployment's stream: gateways and servers derive it from the same namespace."""
-    return namespace + ":usage"
-
-
 class EventRelay:
     """The gateway's `UsageSink`: `emit` queues; `start` runs the shipper on the serving loop."""
 

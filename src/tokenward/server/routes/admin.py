@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from tokenward import admin as actions
+from tokenward.deploy.wiring import Services
 from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.server.edge import JSONResponse
@@ -37,7 +38,6 @@ from tokenward.server.routes.admin_support import (
     same_origin,
 )
 from tokenward.server.signin import attempt_sign_in, form_pairs
-from tokenward.wiring import Services
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "admin"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from tokenward.core.claims import AccessToken
 from tokenward.core.errors import InsufficientScope
+from tokenward.deploy.wiring import Services
 from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.resource.fastapi import BearerHTTPException, require_scopes
 from tokenward.server.edge import JSONResponse
@@ -28,7 +29,6 @@ from tokenward.server.routes.admin_support import (
     list_users,
     perform,
 )
-from tokenward.wiring import Services
 
 
 class Client(BaseModel):

@@ -19,12 +19,12 @@ from tokenward import admin
 from tokenward.admin import AdminError
 from tokenward.core.claims import AccessToken
 from tokenward.core.records import SessionRecord
+from tokenward.deploy.wiring import Services
 from tokenward.monitor.alerts import without_secrets
 from tokenward.monitor.responder import ResponseError
 from tokenward.oauth.sessions import ActiveSession
 from tokenward.server.pages import cookie_name
 from tokenward.tokens.keyring import KeyRotationError
-from tokenward.wiring import Services
 
 log = structlog.get_logger(__name__)
 ADMIN_SCOPE = admin.ADMIN_ROLE

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from tokenward.core.records import ClientRecord
+from tokenward.deploy.wiring import Services
 from tokenward.oauth.authorize import AuthorizationRequest, ErrorPage, RedirectError
 from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.flow import Redirect, ShowLogin, Step
@@ -17,7 +18,6 @@ from tokenward.server.edge import client_ip
 from tokenward.server.pages import Browser
 from tokenward.server.routes.device import device_after_login
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
-from tokenward.wiring import Services
 
 
 def router(services: Services) -> APIRouter:

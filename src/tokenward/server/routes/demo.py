@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from tokenward.core.claims import AccessToken
+from tokenward.deploy.wiring import Services
 from tokenward.resource.fastapi import require_scopes
-from tokenward.wiring import Services
 
 
 def router(services: Services) -> APIRouter:

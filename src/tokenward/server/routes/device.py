@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from tokenward.deploy.wiring import Services
 from tokenward.oauth.device import display_user_code, normalise_user_code
 from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.sessions import ActiveSession
@@ -14,7 +15,6 @@ from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.server.edge import JSONResponse, read_form, single_header
 from tokenward.server.pages import Browser
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
-from tokenward.wiring import Services
 
 BAD_CODE = "That code is not valid or has expired. Check your device and try again."
 

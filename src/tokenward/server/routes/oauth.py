@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from tokenward.deploy.wiring import Services
 from tokenward.oauth.token_endpoint import NO_STORE, TokenRequest
 from tokenward.ops import tracing
 from tokenward.server.edge import JSONResponse, read_form, single_header
-from tokenward.wiring import Services
 
 JWT_INTROSPECTION = "application/token-introspection+jwt"
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from tokenward.core.errors import BearerError, InsufficientScope
 from tokenward.core.records import Revocation, RevocationKind
+from tokenward.deploy.wiring import Services
 from tokenward.guard.challenge import challenge
 from tokenward.oauth.authorize import redirect_to
 from tokenward.oauth.errors import OAuthError
@@ -19,7 +20,6 @@ from tokenward.ops.refusals import log_refusal
 from tokenward.server.edge import JSONResponse, client_ip
 from tokenward.server.pages import Browser
 from tokenward.server.signin import form_pairs
-from tokenward.wiring import Services
 
 PROFILE_CLAIMS = {
     "profile": ("name", "preferred_username", "given_name", "family_name", "locale"),

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from tokenward.deploy.wiring import Services
 from tokenward.ops.readiness import (
     Check,
     Readiness,
@@ -17,7 +18,6 @@ from tokenward.ops.readiness import (
     signing_key_check,
 )
 from tokenward.server.edge import JSONResponse
-from tokenward.wiring import Services
 
 NO_STORE = {"cache-control": "no-store"}
 # Set by reverse proxies: a request carrying one came from further away than this host.

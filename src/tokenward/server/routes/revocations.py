@@ -13,10 +13,10 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from tokenward.core.revocation_wire import PATH
+from tokenward.deploy.wiring import Services
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.oauth.revocation_publisher import parse_query
 from tokenward.server.edge import JSONResponse
-from tokenward.wiring import Services
 
 MAX_FIELDS = 8
 

@@ -23,12 +23,14 @@ from starlette.types import ASGIApp
 from tokenward.config import Settings
 from tokenward.core.lifecycle import Background
 from tokenward.datadir import DataDirError
+from tokenward.deploy.gateway_feed import GatewayFeed, deployment_namespace, namespace_for
+from tokenward.deploy.gateway_local import embedded_trust, local_trust
+from tokenward.deploy.namespace import Namespace
+from tokenward.deploy.startup import StartupError as SettingsError
 from tokenward.gateway.app import Gateway
 from tokenward.gateway.audit import AuditLog
 from tokenward.gateway.config import ConfigError, GatewayConfig, load_config
-from tokenward.gateway.feed import GatewayFeed, deployment_namespace, namespace_for
 from tokenward.gateway.health import AdminListener, Health, admin_app
-from tokenward.gateway.local import embedded_trust, local_trust
 from tokenward.gateway.metrics import GatewayMetrics
 from tokenward.gateway.model import TOKEN_MODES
 from tokenward.gateway.reload import Reloader
@@ -48,10 +50,9 @@ from tokenward.guard import RevocationMirror
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
-from tokenward.startup import StartupError as SettingsError
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
-from tokenward.store.redis_event_relay import EventRelay, usage_stream
+from tokenward.store.redis_event_relay import EventRelay
 from tokenward.store.redis_idempotency import RedisIdempotencyStore
 from tokenward.store.redis_ratelimit import RedisRateLimiter
 from tokenward.store.redis_replay import RedisReplayCache
@@ -135,7 +136,7 @@ class Shared:
         self.monitor_redis: Redis | None = None
         issuer = config.trust.issuer or ""
         schema = revocations.database_schema if revocations is not None else None
-        self.namespace = (
+        self.namespace = Namespace(
             namespace_for(revocations, issuer)
             if revocations is not None
             else deployment_namespace(issuer, schema)
@@ -151,7 +152,7 @@ class Shared:
         else the revocations Redis; None: this process's memory."""
         if self.rate_redis is None:
             return None
-        prefix = config.rate_limit_redis_prefix or self.namespace + ":ratelimit:"
+        prefix = config.rate_limit_redis_prefix or self.namespace.rate_limits
         return RedisRateLimiter(self.rate_redis, prefix)
 
     def idempotency(self) -> RedisIdempotencyStore | None:
@@ -159,7 +160,7 @@ class Shared:
         meets the first answer; None: this process's memory."""
         if self.rate_redis is None:
             return None
-        return RedisIdempotencyStore(self.rate_redis, self.namespace + ":idempotency:")
+        return RedisIdempotencyStore(self.rate_redis, self.namespace.idempotency)
 
     def monitoring(self, config: GatewayConfig) -> tuple[EventRelay | None, RedisBlocklist | None]:
         """With `monitor:`, usage events go to the servers' monitors over a Redis stream, and
@@ -172,20 +173,20 @@ class Shared:
             redis = self.monitor_redis = connect(settings.redis_url)
         if redis is None:  # config validation requires one Redis URL
             raise StartupError("monitor.redis_url", "no Redis to reach", "set monitor.redis_url")
-        namespace = settings.namespace or self.namespace
+        namespace = Namespace(settings.namespace) if settings.namespace else self.namespace
         relay = EventRelay(
             redis,
-            settings.stream or usage_stream(namespace),
+            settings.stream or namespace.usage,
             capacity=settings.buffer,
             interval=settings.interval,
         )
-        blocklist = RedisBlocklist(redis, namespace + ":") if settings.blocklist else None
+        blocklist = RedisBlocklist(redis, namespace.blocklist) if settings.blocklist else None
         return relay, blocklist
 
     def first_use(self) -> FirstUse | None:
         if self.redis is None:
             return None
-        return RedisReplayCache(self.redis, prefix=self.namespace + ":gateway-replay:").first_use
+        return RedisReplayCache(self.redis, prefix=self.namespace.gateway_replay).first_use
 
     def background(self) -> list[Background]:
         return [self.feed] if self.feed is not None else []
@@ -211,7 +212,7 @@ async def serve_gateway(
     settings: Callable[[], Settings] = Settings,
 ) -> None:
     # Checks and sockets first: a bad certificate or a busy port is reported before the
-    # gateway connects to anything (startup.py says why the sockets are bound here).
+    # gateway connects to anything (gateway/startup.py says why the sockets are bound here).
     check_tls(config.tls)
     # Everything opened below is closed through `resources`, last opened first: when serving
     # ends by a signal, from inside the server's shutdown (uvicorn then re-raises the signal,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tokenward.core.blocklist import IpBlocklist
-from tokenward.core.ports import SessionStore
+from tokenward.core.ports import AlertClaims, SessionStore
 from tokenward.core.windows import UsageWindows
 from tokenward.datadir import open_private
 from tokenward.monitor.alerts import AlertLog, SecurityAudit
@@ -44,6 +44,7 @@ def build_monitor(
     windows: UsageWindows | None = None,
     blocklist: IpBlocklist | None = None,
     audit_stream: TextIO | None = None,
+    claims: AlertClaims | None = None,
 ) -> Monitor:
     """`keep`: seconds a revocation must be remembered (longest token lifetime + leeway)."""
     windows = windows if windows is not None else MemoryWindows(settings.max_keys)
@@ -83,6 +84,7 @@ def build_monitor(
         webhook=_webhook(settings),
         clock=clock,
         storage_errors=STORAGE_ERRORS,
+        claims=claims,
     )
 
 

@@ -25,10 +25,11 @@ from tokenward.core.ports import (
 )
 from tokenward.core.throttle import SignInThrottle
 from tokenward.datadir import secure_file, secure_sqlite
+from tokenward.deploy.monitor_wiring import build_monitor
+from tokenward.deploy.namespace import Namespace
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.pipeline import Monitor
-from tokenward.monitor_wiring import build_monitor
 from tokenward.oauth.authorize import AuthorizationValidator
 from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, SecretHasher
 from tokenward.oauth.csrf import CsrfTokens
@@ -53,7 +54,7 @@ from tokenward.store.memory_signin_throttle import MemorySignInThrottle
 from tokenward.store.redis_alert_claims import RedisAlertClaims
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
-from tokenward.store.redis_event_relay import EventConsumer, usage_stream
+from tokenward.store.redis_event_relay import EventConsumer
 from tokenward.store.redis_replay import RedisReplayCache
 from tokenward.store.redis_signin_throttle import RedisSignInThrottle
 from tokenward.store.redis_windows import RedisWindows
@@ -150,6 +151,7 @@ class Services:
         )
 
 
+GRANTS = (ClientCredentialsGrant, AuthorizationCodeGrant, RefreshTokenGrant, DeviceCodeGrant)
 SCOPES_SUPPORTED = frozenset({"openid", "profile", "email", "offline_access"})
 
 
@@ -173,8 +175,10 @@ async def build_services(
     keys = await KeyManager.load(stores.keys, sealer, policies, clock)
     hasher = SecretHasher(derive_subkey(master_key, "client-secret-digest"))
 
+    names = Namespace.of(settings)
     mirror = RevocationMirror()
-    server_metrics = ServerMetrics()
+    # Labelled by the token endpoint's grants (built below from these same classes).
+    server_metrics = ServerMetrics(grant_types=[grant.grant_type for grant in GRANTS])
     revocations = RevocationFeed(
         stores.revocations,
         [mirror],
@@ -183,12 +187,12 @@ async def build_services(
         resync_interval=settings.revocation_resync_seconds,
         max_staleness=settings.revocation_max_staleness,
         fail_open=settings.revocation_fail_open,
-        channel=settings.redis_namespace + ":revocations",  # the gateways listen here too
+        channel=names.revocations,  # the gateways listen here too
         on_revoke=server_metrics.revoked,
     )
     # One blocklist for the deployment: a block decided on any node is refused on every node.
     shared_blocklist = (
-        RedisBlocklist(stores.redis, settings.redis_namespace + ":", clock=clock)
+        RedisBlocklist(stores.redis, names.blocklist, clock=clock)
         if stores.redis is not None
         else None
     )
@@ -202,19 +206,16 @@ async def build_services(
         ),
         clock=clock,
         # Scale-out: every node counts in the same windows, and reads the gateways' events.
-        windows=RedisWindows(stores.redis, settings.redis_namespace + ":windows:")
+        windows=RedisWindows(stores.redis, names.windows) if stores.redis is not None else None,
+        blocklist=shared_blocklist,
+        claims=RedisAlertClaims(stores.redis, names.alert_claims)
         if stores.redis is not None
         else None,
-        blocklist=shared_blocklist,
     )
     if stores.redis is not None:
-        monitor.companions.append(
-            EventConsumer(stores.redis, usage_stream(settings.redis_namespace), monitor.emit)
-        )
+        monitor.companions.append(EventConsumer(stores.redis, names.usage, monitor.emit))
     if shared_blocklist is not None:
         monitor.companions.append(shared_blocklist)
-    if stores.redis is not None:
-        monitor.claims = RedisAlertClaims(stores.redis, settings.redis_namespace + ":alerted:")
     key_source = KeyringKeySource(keys.keyring)
     opaque = StoreOpaqueResolver(stores.access_tokens)
     common: dict[str, Any] = {
@@ -273,14 +274,23 @@ async def build_services(
         dpop=dpop,
         token_url=f"{base}/token",
     )
-    server_metrics.grant_types = frozenset(token_endpoint.grant_types)
-    introspector = Introspector(authenticator, any_audience, keys.keyring, settings.issuer, clock)
-    revoker = Revoker(
-        authenticator, any_audience, revocations, stores.access_tokens, settings.leeway
-    )
     refresh_admin = RefreshAdmin(stores.grants, revocations, mirror, settings.leeway, clock)
-    introspector.refresh_lookup = refresh_admin.introspect
-    revoker.refresh_revoker = refresh_admin.revoke
+    introspector = Introspector(
+        authenticator,
+        any_audience,
+        keys.keyring,
+        settings.issuer,
+        clock,
+        refresh_lookup=refresh_admin.introspect,
+    )
+    revoker = Revoker(
+        authenticator,
+        any_audience,
+        revocations,
+        stores.access_tokens,
+        settings.leeway,
+        refresh_revoker=refresh_admin.revoke,
+    )
     return Services(
         settings=settings,
         stores=stores,
@@ -316,8 +326,9 @@ def sign_in_throttle(settings: Settings, stores: StoreSet, clock: Clock) -> Sign
     memory = MemorySignInThrottle(clock)
     if stores.redis is None:
         return memory
-    prefix = settings.redis_namespace + ":signin:"
-    return RedisSignInThrottle(stores.redis, prefix, fallback=memory, clock=clock)
+    return RedisSignInThrottle(
+        stores.redis, Namespace.of(settings).sign_in, fallback=memory, clock=clock
+    )
 
 
 async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
@@ -339,7 +350,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         clients=sql.SqlClientStore(sessions),
         users=sql.SqlUserStore(sessions),
         replay=(
-            RedisReplayCache(redis, clock, prefix=settings.redis_namespace + ":replay:")
+            RedisReplayCache(redis, clock, prefix=Namespace.of(settings).replay)
             if redis
             else sql.SqlReplayCache(sessions, clock)
         ),

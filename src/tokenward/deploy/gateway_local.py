@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from tokenward.config import Settings
+from tokenward.deploy.wiring import Services, StoreSet, build_services, open_stores
 from tokenward.gateway.model import GatewayConfig
 from tokenward.gateway.startup import StartupError
 from tokenward.gateway.trust import TrustError, TrustSetup, build_validator
@@ -28,10 +29,9 @@ from tokenward.guard import KeyringKeySource
 from tokenward.store.errors import STORAGE_ERRORS
 from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.opaque import StoreOpaqueResolver
-from tokenward.wiring import Services, StoreSet, build_services, open_stores
 
 log = structlog.get_logger(__name__)
-# As often as the servers' key schedule (server/app.py KEY_SCHEDULE_SECONDS): a rotation is
+# As often as the servers' key schedule (server/key_schedule.py KEY_SCHEDULE_SECONDS): a rotation is
 # published `max(1 h, 2 x JWKS max-age)` before it signs, so a minute is early enough; an
 # unknown kid reloads at once besides (tokens.key_sources.KeyringKeySource).
 KEY_RELOAD_SECONDS = 60.0

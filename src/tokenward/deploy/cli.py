@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 import uvicorn
 
-from tokenward import __version__, client_cli, startup
+from tokenward import __version__, client_cli
 from tokenward import demo as demo_accounts
 from tokenward.admin import (
     AdminError,
@@ -29,17 +29,18 @@ from tokenward.admin import (
     user_view,
 )
 from tokenward.config import Settings, loopback_issuer
+from tokenward.deploy import startup
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.startup import StartupError
+from tokenward.deploy.wiring import Services
 from tokenward.ops.tracing import TracingUnavailable
-from tokenward.server.app import create_app
 from tokenward.server.outer import uvicorn_log_config
 from tokenward.server.serving import Server
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
-from tokenward.startup import StartupError
 from tokenward.tokens.jws import parse_compact, payload_object
 from tokenward.tokens.keyring import KeyRotationError
 from tokenward.tokens.sealing import generate_master_key
-from tokenward.wiring import Services
 
 T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -226,7 +227,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 typer.echo(f"redis_namespace={settings.redis_namespace}")
             typer.echo(f"listening on {host}:{port}, issuer {settings.issuer}")
             config = uvicorn.Config(
-                create_app(services),
+                server_app(services),
                 host=host,
                 port=port,
                 log_level="info",
@@ -472,7 +473,7 @@ def gateway(
     config: Annotated[Path, typer.Option("--config", help="gateway.yaml: routes, trust, limits")],
 ) -> None:
     """Run the gateway: a reverse proxy enforcing tokens, scopes, limits and IP rules per route."""
-    from tokenward.gateway.cli import run_gateway  # noqa: PLC0415 - only the gateway needs it
+    from tokenward.deploy.gateway import run_gateway  # noqa: PLC0415 - only the gateway needs it
 
     # Local trust mode reads the same settings as serve; a bad one is the gateway's one line.
     run_gateway(

@@ -22,11 +22,11 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from tokenward.config import ENV_FILE, Settings, load_settings
 from tokenward.datadir import DataDirError, secure_dir, secure_sqlite
+from tokenward.deploy.wiring import Services, StoreSet, build_services, open_stores
 from tokenward.monitor.config import MonitorSettings
 from tokenward.store.sql import create_engine
 from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.sealing import KeySealer
-from tokenward.wiring import Services, StoreSet, build_services, open_stores
 
 SETTINGS_DOC = "docs/configuration.md"
 MASTER_KEY_FORMAT = (

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from sqlalchemy.exc import ArgumentError
 
-from tokenward.config import Settings
+from tokenward.deploy.namespace import Namespace
 from tokenward.gateway.model import RevocationSettings
 from tokenward.gateway.startup import StartupError
 from tokenward.guard import RevocationMirror
@@ -31,8 +31,7 @@ from tokenward.store.revocation_feed import RevocationFeed
 def deployment_namespace(issuer: str, database_schema: str | None) -> str:
     """The authorization servers' `settings.redis_namespace`, from the same two inputs (built
     without reading the environment: this process is not configured by TOKENWARD_*)."""
-    settings = Settings.model_construct(issuer=issuer, database_schema=database_schema)
-    return settings.redis_namespace
+    return Namespace.derived(issuer, database_schema).root
 
 
 def namespace_for(settings: RevocationSettings, issuer: str) -> str:
@@ -65,7 +64,7 @@ class GatewayFeed:
         if redis is None and settings.redis_url is not None:
             redis = connect(settings.redis_url)
         self.redis = redis
-        self.channel = namespace_for(settings, issuer) + ":revocations"
+        self.channel = Namespace(namespace_for(settings, issuer)).revocations
         self.feed = RevocationFeed(
             sql.SqlRevocationStore(sql.session_factory(self.engine), clock),
             [mirror],
