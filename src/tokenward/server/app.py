@@ -15,11 +15,14 @@ from tokenward import __version__
 from tokenward.ops.metrics_listener import start_metrics_listener
 from tokenward.ops.request_metrics import RequestMetrics
 from tokenward.resource.fastapi import install_bearer_error_handler
-from tokenward.server import tracing
+from tokenward.server import dependencies, tracing
 from tokenward.server.client_address import ClientAddressMiddleware
+from tokenward.server.console import ConsolePages
 from tokenward.server.edge import install_error_handlers
 from tokenward.server.monitor_middleware import MonitorMiddleware
 from tokenward.server.outer import Outer
+from tokenward.server.pages import Browser
+from tokenward.server.parts import ServerParts
 from tokenward.server.routes import (
     admin,
     admin_api,
@@ -32,7 +35,6 @@ from tokenward.server.routes import (
     ops,
 )
 from tokenward.server.routes import revocations as revocation_feed
-from tokenward.wiring import Services
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -41,8 +43,9 @@ log = structlog.get_logger(__name__)
 KEY_SCHEDULE_SECONDS = 60.0
 
 
-def create_app(services: Services, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    """`tracer_provider`: trace with it (tests); else as TOKENWARD_OTEL_ENABLED says."""
+def create_app(services: ServerParts, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """`services`: what the composition root built (wiring.Services satisfies ServerParts).
+    `tracer_provider`: trace with it (tests); else as TOKENWARD_OTEL_ENABLED says."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -72,21 +75,15 @@ def create_app(services: Services, *, tracer_provider: TracerProvider | None = N
         redoc_url=None,  # ReDoc would load from a CDN too
     )
     app.hsts = services.settings.hsts_header
-    app.state.services = services
-    app.state.tokenward_validator = services.validator
+    _fill_state(app, services)
     install_error_handlers(app)
     install_bearer_error_handler(app)  # RFC 6750 bodies for the demo API
-    app.include_router(oauth.router(services))
-    app.include_router(browser.router(services))
-    app.include_router(device.router(services))
-    app.include_router(oidc.router(services))
-    app.include_router(demo.router(services))
-    app.include_router(admin.router(services))
-    app.include_router(admin_api.router(services))
-    app.include_router(ops.router(services))  # /readyz; /metrics when TOKENWARD_METRICS=on
+    for module in (oauth, browser, device, oidc, demo, admin, admin_api, ops, docs):
+        app.include_router(module.router)
+    if services.settings.metrics == "on":
+        app.include_router(ops.metrics_router)
     if services.settings.revocation_feed:
-        app.include_router(revocation_feed.router(services))
-    app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
+        app.include_router(revocation_feed.router)
     if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
         app.add_middleware(
             MonitorMiddleware,
@@ -109,6 +106,17 @@ def create_app(services: Services, *, tracer_provider: TracerProvider | None = N
     return app
 
 
+def _fill_state(app: FastAPI, services: ServerParts) -> None:
+    """What the route modules' dependency providers (server/dependencies.py) read."""
+    state = app.state
+    setattr(state, dependencies.PARTS, services)
+    setattr(state, dependencies.BROWSER, Browser(services.settings.issuer, services.csrf))
+    setattr(state, dependencies.READINESS, ops.readiness_for(services))
+    console = ConsolePages(services.settings.issuer, services.csrf, services.sessions)
+    setattr(state, dependencies.CONSOLE, console)
+    state.tokenward_validator = services.validator  # require_scopes: the demo and admin APIs
+
+
 class _ServerApp(FastAPI):
     """FastAPI with `Outer` around the whole stack, Starlette's error middleware included."""
 
@@ -118,7 +126,7 @@ class _ServerApp(FastAPI):
         return Outer(super().build_middleware_stack(), hsts=self.hsts)
 
 
-async def _key_schedule(services: Services) -> None:
+async def _key_schedule(services: ServerParts) -> None:
     while True:
         await asyncio.sleep(KEY_SCHEDULE_SECONDS)
         try:
