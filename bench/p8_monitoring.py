@@ -150,7 +150,6 @@ def _server() -> list[Figure]:
 
 # --- the server process --------------------------------------------------------------------------
 async def prepare(port: int, monitor: bool) -> tuple[Any, str]:
-    from tokenward.admin import create_client
     from tokenward.config import Settings
     from tokenward.deploy.deployment import server_app
     from tokenward.deploy.wiring import build_services, memory_stores
@@ -160,8 +159,8 @@ async def prepare(port: int, monitor: bool) -> tuple[Any, str]:
     settings = Settings(issuer=f"http://127.0.0.1:{port}", master_key=generate_master_key())
     monitor_settings = MonitorSettings(enabled=monitor, audit_log="off")
     services = await build_services(settings, memory_stores(), monitor_settings=monitor_settings)
-    created = await create_client(
-        services, "bench", grant_types=["client_credentials"], scope="read", redirect_uris=[]
+    created = await services.client_admin.create_client(
+        "bench", grant_types=["client_credentials"], scope="read", redirect_uris=[]
     )
     app = server_app(services)
     from tokenward.server.edge import JSONResponse

@@ -14,7 +14,6 @@ from typing import Any
 
 import uvicorn
 
-from tokenward.admin import create_client
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import build_services, memory_stores
@@ -46,8 +45,7 @@ async def prepare(port: int, token_format: str) -> tuple[Any, dict[str, str]]:
     services = await build_services(
         Settings(issuer=issuer, master_key=generate_master_key()), memory_stores()
     )
-    await create_client(
-        services,
+    await services.client_admin.create_client(
         "bench",
         grant_types=["client_credentials"],
         scope="read write",

@@ -24,7 +24,6 @@ import pytest
 from tests.conftest import IN_CI
 from tests.e2e.live import free_port, serve_in_thread
 from tests.server.flows import REDIRECT_URI, Pkce, sign_in_and_consent
-from tokenward.admin import create_client, create_user, set_admin
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, build_services, memory_stores
@@ -78,19 +77,18 @@ async def _prepare(issuer: str) -> tuple[Services, str, str]:
         memory_stores(),
         monitor_settings=monitor,
     )
-    service = await create_client(
-        services, "service", grant_types=["client_credentials"], scope="read", redirect_uris=[]
+    service = await services.client_admin.create_client(
+        "service", grant_types=["client_credentials"], scope="read", redirect_uris=[]
     )
-    web = await create_client(
-        services,
+    web = await services.client_admin.create_client(
         "web",
         grant_types=["authorization_code", "refresh_token"],
         scope="openid read",
         redirect_uris=[REDIRECT_URI],
     )
-    await create_user(services, "alice", PASSWORD)
-    await create_user(services, "root", PASSWORD)
-    await set_admin(services, "root", True)
+    await services.user_admin.create_user("alice", PASSWORD)
+    await services.user_admin.create_user("root", PASSWORD)
+    await services.user_admin.set_admin("root", True)
     return services, service["client_secret"], web["client_secret"]
 
 

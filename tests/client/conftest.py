@@ -19,7 +19,6 @@ import pytest
 
 from tests.e2e.live import free_port, serve_in_thread
 from tests.server.flows import hidden_interaction
-from tokenward.admin import create_client, create_user
 from tokenward.client import DeviceAuthorization
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
@@ -93,31 +92,28 @@ async def _prepare(issuer: str, clock: ShiftedClock, loopback_port: int) -> tupl
         issuer=issuer, master_key=generate_master_key(), revocation_max_staleness=1e9
     )
     services = await build_services(settings, memory_stores(clock), clock)
-    service = await create_client(
-        services,
+    service = await services.client_admin.create_client(
         "service",
         grant_types=["client_credentials"],
         scope="read write",
         redirect_uris=[],
     )
-    await create_client(
-        services,
+    await services.client_admin.create_client(
         "cli",
         grant_types=[DEVICE_GRANT, "refresh_token"],
         scope="openid read",
         redirect_uris=[],
         public=True,
     )
-    await create_client(
-        services,
+    await services.client_admin.create_client(
         "desktop",
         grant_types=["authorization_code", "refresh_token"],
         scope="openid read",
         redirect_uris=[f"http://127.0.0.1:{loopback_port}/callback"],
         public=True,
     )
-    await create_user(services, "alice", PASSWORD)
-    await create_user(services, "bob", PASSWORD)
+    await services.user_admin.create_user("alice", PASSWORD)
+    await services.user_admin.create_user("bob", PASSWORD)
     return services, service["client_secret"]
 
 

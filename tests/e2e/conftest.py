@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.live import free_port, serve_in_thread
-from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, build_services, memory_stores, open_stores
@@ -32,15 +31,13 @@ async def _prepare(issuer: str, backend: str, data_dir: Path) -> tuple[Services,
     settings = Settings(issuer=issuer, master_key=generate_master_key(), data_dir=data_dir)
     stores = memory_stores() if backend == "memory" else await open_stores(settings)
     services = await build_services(settings, stores)
-    service = await create_client(
-        services,
+    service = await services.client_admin.create_client(
         "service",
         grant_types=["client_credentials"],
         scope="read write",
         redirect_uris=[],
     )
-    web = await create_client(
-        services,
+    web = await services.client_admin.create_client(
         "web",
         grant_types=["authorization_code", "refresh_token"],
         scope="openid profile email read",
@@ -49,15 +46,14 @@ async def _prepare(issuer: str, backend: str, data_dir: Path) -> tuple[Services,
     registered = await services.stores.clients.get("web")
     assert registered is not None
     await services.stores.clients.put(replace(registered, post_logout_redirect_uris=(CALLBACK,)))
-    await create_client(
-        services,
+    await services.client_admin.create_client(
         "tv",
         grant_types=["urn:ietf:params:oauth:grant-type:device_code"],
         scope="openid read",
         redirect_uris=[],
         public=True,
     )
-    await create_user(services, "alice", PASSWORD)
+    await services.user_admin.create_user("alice", PASSWORD)
     # Pooled SQL connections belong to this event loop; the server thread opens its own.
     await stores.aclose()
     return services, service["client_secret"], web["client_secret"]
@@ -71,5 +67,10 @@ def live(
     issuer = f"http://127.0.0.1:{port}"
     data_dir = tmp_path_factory.mktemp("tokenward")
     services, service_secret, web_secret = asyncio.run(_prepare(issuer, request.param, data_dir))
-    with serve_in_thread(server_app(services), port) as base:
-        yield Live(base, services, service_secret, web_secret)
+    try:
+        with serve_in_thread(server_app(services), port) as base:
+            yield Live(base, services, service_secret, web_secret)
+    finally:
+        # The server thread's pooled SQL connections outlive its loop: close them here, or the
+        # garbage collector warns about them during whichever test runs next.
+        asyncio.run(services.stores.aclose())

@@ -23,7 +23,6 @@ from joserfc.jwk import ECKey
 
 from tests.e2e.conftest import CALLBACK, PASSWORD, Live
 from tests.server.flows import hidden_interaction
-from tokenward.admin import create_client
 from tokenward.tokens.jwk import public_jwk
 
 
@@ -115,8 +114,7 @@ def test_client_credentials_with_post_and_private_key_jwt(live: Live) -> None:
     jwks = {"keys": [public_jwk(key.public_key(), "k1", "ES256")]}
 
     async def register() -> str:
-        created = await create_client(
-            live.services,
+        created = await live.services.client_admin.create_client(
             "pkjwt",
             grant_types=["client_credentials"],
             scope="read",
@@ -140,8 +138,7 @@ def test_client_credentials_with_post_and_private_key_jwt(live: Live) -> None:
     assert token["token_type"] == "Bearer"
     client.close()
     poster = asyncio.run(
-        create_client(
-            live.services,
+        live.services.client_admin.create_client(
             "poster",
             grant_types=["client_credentials"],
             scope="read",

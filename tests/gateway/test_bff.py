@@ -16,7 +16,6 @@ from tests.conftest import FrozenClock
 from tests.e2e.live import free_port
 from tests.gateway.conftest import GatewayFactory, Running, serve
 from tests.server.flows import hidden_interaction
-from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import build_services, memory_stores
@@ -56,15 +55,14 @@ def setup(
     async def prepare() -> tuple[object, str, str]:
         settings = Settings(issuer=issuer, master_key=generate_master_key())
         services = await build_services(settings, memory_stores(clock), clock)
-        web = await create_client(
-            services,
+        web = await services.client_admin.create_client(
             "web",
             grant_types=["authorization_code", "refresh_token"],
             scope="openid read",
             redirect_uris=[f"{base}/bff/callback"],
             skip_consent=True,
         )
-        user = await create_user(services, "alice", PASSWORD)
+        user = await services.user_admin.create_user("alice", PASSWORD)
         return services, web["client_secret"], user["user_id"]
 
     services, secret, user_id = asyncio.run(prepare())

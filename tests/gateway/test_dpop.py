@@ -14,7 +14,6 @@ import pytest
 from tests.conftest import FrozenClock
 from tests.e2e.live import free_port
 from tests.gateway.conftest import GatewayFactory, Running, serve
-from tokenward.admin import create_client
 from tokenward.client.dpop import DpopKey
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
@@ -63,8 +62,8 @@ class Issuer:
 async def _prepare(issuer: str, clock: FrozenClock) -> tuple[Services, str]:
     settings = Settings(issuer=issuer, master_key=generate_master_key())
     services = await build_services(settings, memory_stores(clock), clock)
-    created = await create_client(
-        services, "svc", grant_types=["client_credentials"], scope="read", redirect_uris=[]
+    created = await services.client_admin.create_client(
+        "svc", grant_types=["client_credentials"], scope="read", redirect_uris=[]
     )
     return services, created["client_secret"]
 

@@ -19,7 +19,6 @@ from starlette.types import Receive, Scope, Send
 from tests.e2e.live import free_port
 from tests.gateway.conftest import serve
 from tests.gateway.processes import cli, refused_within
-from tokenward.admin import create_client
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.gateway import embedded_trust
@@ -79,8 +78,8 @@ class Beside:
 async def _prepare(settings: Settings) -> tuple[Services, str]:
     stores = await open_stores(settings)
     services = await build_services(settings, stores)
-    created = await create_client(
-        services, "svc", grant_types=["client_credentials"], scope="read", redirect_uris=[]
+    created = await services.client_admin.create_client(
+        "svc", grant_types=["client_credentials"], scope="read", redirect_uris=[]
     )
     # Pooled connections belong to this event loop; the server's loop opens its own.
     await stores.aclose()

@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
 from tests.e2e.live import free_port
 from tests.gateway.conftest import GatewayFactory, serve
-from tokenward.admin import create_client
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, build_services, memory_stores
@@ -62,8 +61,7 @@ async def _prepare(issuer: str, clock: FrozenClock) -> tuple[Services, dict[str,
         ("opaque-svc", "opaque"),
         ("gateway", "jwt"),
     ):
-        created = await create_client(
-            services,
+        created = await services.client_admin.create_client(
             client_id,
             grant_types=["client_credentials"],
             scope="read write",

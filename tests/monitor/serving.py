@@ -14,7 +14,6 @@ import orjson
 
 from tests.conftest import FrozenClock
 from tests.server.flows import REDIRECT_URI
-from tokenward.admin import create_client, create_user, set_admin
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, build_services, memory_stores
@@ -66,30 +65,27 @@ async def monitored_server(clock: FrozenClock, **monitor: Any) -> AsyncIterator[
     monitor_settings = MonitorSettings(audit_log="off", **monitor)
     services = await build_services(settings, memory_stores(clock), clock, monitor_settings)
     services.monitor.audit = _audit(audit)
-    service = await create_client(
-        services,
+    service = await services.client_admin.create_client(
         "service",
         grant_types=["client_credentials"],
         scope="read write",
         redirect_uris=[],
     )
-    web = await create_client(
-        services,
+    web = await services.client_admin.create_client(
         "web",
         grant_types=["authorization_code", "refresh_token"],
         scope="openid profile read",
         redirect_uris=[REDIRECT_URI],
     )
-    ops = await create_client(
-        services,
+    ops = await services.client_admin.create_client(
         "ops",
         grant_types=["client_credentials"],
         scope="tokenward:admin",
         redirect_uris=[],
     )
-    await create_user(services, "alice", PASSWORD)
-    await create_user(services, "root", PASSWORD)
-    await set_admin(services, "root", True)
+    await services.user_admin.create_user("alice", PASSWORD)
+    await services.user_admin.create_user("root", PASSWORD)
+    await services.user_admin.set_admin("root", True)
     server = Monitored(
         services,
         server_app(services),

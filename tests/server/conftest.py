@@ -14,7 +14,6 @@ import pytest
 from tests.conftest import FrozenClock
 from tests.server.flows import REDIRECT_URI
 from tests.store.conftest import PG_URL, SQL, postgres_schema
-from tokenward.admin import create_client, create_user
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, StoreSet, build_services, memory_stores, open_stores
@@ -41,15 +40,13 @@ async def running_server(
 ) -> AsyncIterator[Server]:
     """The server with its test clients ("service", "web", "tv") and the user alice."""
     services = await build_services(settings, stores, clock)
-    created = await create_client(
-        services,
+    created = await services.client_admin.create_client(
         "service",
         grant_types=["client_credentials"],
         scope="read write",
         redirect_uris=[],
     )
-    web = await create_client(
-        services,
+    web = await services.client_admin.create_client(
         "web",
         grant_types=["authorization_code", "refresh_token"],
         scope="openid profile email read write",
@@ -60,15 +57,14 @@ async def running_server(
     await services.stores.clients.put(
         replace(registered, post_logout_redirect_uris=("https://app.example/bye",), name="Web App")
     )
-    await create_client(
-        services,
+    await services.client_admin.create_client(
         "tv",
         grant_types=["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
         scope="openid read",
         redirect_uris=[],
         public=True,
     )
-    await create_user(services, "alice", "correct horse battery")
+    await services.user_admin.create_user("alice", "correct horse battery")
     transport = httpx.ASGITransport(app=server_app(services))
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
         yield Server(services, http, created["client_secret"], web["client_secret"])

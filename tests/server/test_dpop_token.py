@@ -105,10 +105,8 @@ async def test_client_that_requires_dpop(server: Server) -> None:
 async def test_public_client_refresh_token_is_bound_to_the_key(
     server: Server, clock: FrozenClock
 ) -> None:
-    from tokenward.admin import create_client
 
-    await create_client(
-        server.services,
+    await server.services.client_admin.create_client(
         "spa",
         grant_types=["authorization_code", "refresh_token"],
         scope="openid read",

@@ -13,7 +13,6 @@ from tests.conftest import FrozenClock
 from tests.server.conftest import ISSUER, Server
 from tests.server.flows import Pkce, authorize_params, query_of
 from tests.server.test_refresh_device_logout import refresh, signed_in_tokens
-from tokenward.admin import create_user
 from tokenward.guard import InvalidToken
 from tokenward.tokens.id_token import ID_TOKEN_LIFETIME
 
@@ -69,7 +68,7 @@ async def test_another_clients_access_token_is_no_hint(server: Server, clock: Fr
 async def test_another_users_id_token_does_not_end_this_session(
     server: Server, other_browser: httpx.AsyncClient, clock: FrozenClock
 ) -> None:
-    await create_user(server.services, "bob", "bob's long password")
+    await server.services.user_admin.create_user("bob", "bob's long password")
     alice = await signed_in_tokens(server)
     bob = await signed_in_tokens(
         Server(server.services, other_browser, server.secret, server.web_secret),

@@ -9,7 +9,6 @@ import pytest
 from tests.conftest import FrozenClock
 from tests.server.conftest import Server
 from tests.server.flows import REDIRECT_URI, Pkce, hidden_interaction, query_of, sign_in_and_consent
-from tokenward.admin import set_password
 from tokenward.guard import InvalidToken
 
 pytestmark = pytest.mark.anyio
@@ -103,7 +102,7 @@ async def test_password_change_revokes_access_and_refresh_tokens(
     tokens = await signed_in_tokens(server)
     server.services.validator.authenticate_sync(f"Bearer {tokens['access_token']}")
     clock.advance(0.5)
-    await set_password(server.services, "alice", "a brand new password")
+    await server.services.user_admin.set_password("alice", "a brand new password")
     with pytest.raises(InvalidToken, match="subject"):
         server.services.validator.authenticate_sync(f"Bearer {tokens['access_token']}")
     assert (await refresh(server, tokens["refresh_token"]))["error"] == "invalid_grant"

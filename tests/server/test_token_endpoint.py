@@ -141,10 +141,8 @@ async def test_introspection_as_signed_jwt(server: Server) -> None:
 
 
 async def test_opaque_tokens_for_opaque_clients(server: Server) -> None:
-    from tokenward.admin import create_client
 
-    created = await create_client(
-        server.services,
+    created = await server.services.client_admin.create_client(
         "opaque-service",
         grant_types=["client_credentials"],
         scope="read",

@@ -14,20 +14,6 @@ import typer
 import uvicorn
 
 from tokenward import __version__, client_cli
-from tokenward import demo as demo_accounts
-from tokenward.admin import (
-    AdminError,
-    client_view,
-    create_client,
-    create_user,
-    iso_time,
-    revoke,
-    rotate_client_secret,
-    set_admin,
-    set_client_disabled,
-    set_password,
-    user_view,
-)
 from tokenward.config import Settings, loopback_issuer
 from tokenward.deploy import startup
 from tokenward.deploy.deployment import server_app
@@ -36,6 +22,9 @@ from tokenward.deploy.wiring import Services
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.server.outer import uvicorn_log_config
 from tokenward.server.serving import Server
+from tokenward.services import demo as demo_accounts
+from tokenward.services.errors import AdminError
+from tokenward.services.views import client_view, iso_time, user_view
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
 from tokenward.tokens.jws import parse_compact, payload_object
@@ -201,7 +190,7 @@ def demo(
     """`make run`: init, demo client, user and admin; print their logins and a first call; serve."""
     init()
     settings = _server_settings(host, port, None)
-    logins = _run(demo_accounts.prepare, settings)
+    logins = _run(lambda s: s.demo.prepare(), settings)
     program = sys.argv[0] if Path(sys.argv[0]).name == "tokenward" else "tokenward"
     typer.echo(
         demo_accounts.banner(
@@ -294,8 +283,7 @@ def client_create(
     key_set = _read_text(jwks) if jwks is not None else None
     _emit(
         _run(
-            lambda s: create_client(
-                s,
+            lambda s: s.client_admin.create_client(
                 client_id,
                 grant_types=grant_type,
                 scope=scope,
@@ -335,14 +323,14 @@ def client_list() -> None:
 def client_disable(client_id: str) -> None:
     """Disable a client and revoke every token it holds."""
 
-    _emit(_run(lambda s: set_client_disabled(s, client_id, True)))
+    _emit(_run(lambda s: s.client_admin.set_client_disabled(client_id, True)))
 
 
 @client_app.command("rotate-secret")
 def client_rotate_secret(client_id: str) -> None:
     """Give a confidential client a new generated secret (printed once)."""
 
-    _emit(_run(lambda s: rotate_client_secret(s, client_id)))
+    _emit(_run(lambda s: s.client_admin.rotate_client_secret(client_id)))
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -363,7 +351,7 @@ def user_create(
 ) -> None:
 
     password = _password_from_stdin()
-    _emit(_run(lambda s: create_user(s, username, password)))
+    _emit(_run(lambda s: s.user_admin.create_user(username, password)))
 
 
 @user_app.command("list")
@@ -384,7 +372,7 @@ def user_set_password(
     """Change a password; every token issued to the user before now is revoked."""
 
     password = _password_from_stdin()
-    _emit(_run(lambda s: set_password(s, username, password)))
+    _emit(_run(lambda s: s.user_admin.set_password(username, password)))
 
 
 @user_app.command("admin")
@@ -393,7 +381,7 @@ def user_admin(
     revoke: Annotated[bool, typer.Option("--revoke", help="Take the admin role away")] = False,
 ) -> None:
     """Give a user the tokenward:admin role (the admin console and /admin/api)."""
-    _emit(_run(lambda s: set_admin(s, username, not revoke)))
+    _emit(_run(lambda s: s.user_admin.set_admin(username, not revoke)))
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -463,7 +451,9 @@ def revoke_command(
             if record is None:
                 raise AdminError(f"no user {user!r}")
             target = record.user_id
-        return await revoke(services, jti=jti, subject=target, session=session, client=client)
+        return await services.watermarks.revoke(
+            jti=jti, subject=target, session=session, client=client
+        )
 
     _emit(_run(action))
 

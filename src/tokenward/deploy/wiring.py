@@ -49,6 +49,18 @@ from tokenward.oauth.sessions import SessionManager
 from tokenward.oauth.token_endpoint import TokenEndpoint
 from tokenward.oauth.user_tokens import UserTokenMinter
 from tokenward.ops.metrics import ServerMetrics
+from tokenward.services.admin_access import AdminAccess
+from tokenward.services.admin_actions import AdminActions
+from tokenward.services.authorize_clients import ResumedClients
+from tokenward.services.clients import ClientAdmin
+from tokenward.services.console import ConsoleQueries
+from tokenward.services.demo import DemoAccounts
+from tokenward.services.device_approval import DeviceApproval
+from tokenward.services.logout import Logout
+from tokenward.services.revoking import Watermarks
+from tokenward.services.signin import PasswordSignIn
+from tokenward.services.userinfo import UserClaims
+from tokenward.services.users import UserAdmin
 from tokenward.store import memory, memory_flows, sql
 from tokenward.store.memory_signin_throttle import MemorySignInThrottle
 from tokenward.store.redis_alert_claims import RedisAlertClaims
@@ -137,6 +149,19 @@ class Services:
     id_tokens: IdTokenSigner
     monitor: Monitor  # usage events, detectors, alerts; `monitor.blocklist.is_blocked(ip)`
     revocation_publisher: RevocationPublisher  # GET /revocations, for remote resource servers
+    # Application services (tokenward/services/): what the edges and the CLI call.
+    client_admin: ClientAdmin
+    user_admin: UserAdmin
+    watermarks: Watermarks  # the operator's revocations
+    admin_actions: AdminActions  # the console's and the admin API's actions, audited
+    admin_access: AdminAccess
+    console: ConsoleQueries
+    sign_in: PasswordSignIn
+    user_claims: UserClaims
+    logout: Logout
+    device_approval: DeviceApproval
+    resumed_clients: ResumedClients
+    demo: DemoAccounts
     clock: Clock = field(default=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
 
@@ -291,6 +316,13 @@ async def build_services(
         settings.leeway,
         refresh_revoker=refresh_admin.revoke,
     )
+    session_manager = SessionManager(stores.sessions, stores.users, clock)
+    login_throttle = sign_in_throttle(settings, stores, clock)
+    max_token_lifetime = keys.keyring.policy.max_token_lifetime
+    keep = max(max_token_lifetime + settings.leeway, settings.refresh_token_lifetime)
+    watermarks = Watermarks(revocations, keep, clock)
+    client_admin = ClientAdmin(stores.clients, hasher, watermarks, clock)
+    user_admin = UserAdmin(stores.users, stores.sessions, session_manager, watermarks, clock)
     return Services(
         settings=settings,
         stores=stores,
@@ -301,7 +333,7 @@ async def build_services(
         token_endpoint=token_endpoint,
         introspector=introspector,
         revoker=revoker,
-        sessions=SessionManager(stores.sessions, stores.users, clock),
+        sessions=session_manager,
         interactions=InteractionSealer(
             derive_subkey(master_key, "interaction"), stores.replay.first_use, clock
         ),
@@ -311,11 +343,42 @@ async def build_services(
         device=DeviceAuthorization(
             authenticator, stores.devices, settings.issuer, settings.audience, clock
         ),
-        login_throttle=sign_in_throttle(settings, stores, clock),
+        login_throttle=login_throttle,
         userinfo=any_audience,
         id_tokens=id_tokens,
         monitor=monitor,
         revocation_publisher=RevocationPublisher(revocations, clock),
+        client_admin=client_admin,
+        user_admin=user_admin,
+        watermarks=watermarks,
+        admin_actions=AdminActions(
+            client_admin, user_admin, watermarks, stores.consents, keys, monitor
+        ),
+        admin_access=AdminAccess(stores.clients, stores.users),
+        console=ConsoleQueries(
+            stores.clients, stores.users, stores.sessions, stores.consents, keys, clock
+        ),
+        sign_in=PasswordSignIn(
+            stores.users,
+            login_throttle,
+            session_manager,
+            monitor,
+            server_metrics,
+            clock,
+        ),
+        user_claims=UserClaims(stores.users),
+        logout=Logout(
+            stores.clients,
+            keys.verification_key,
+            settings.issuer,
+            session_manager,
+            revocations,
+            settings.refresh_token_lifetime + max_token_lifetime,
+            clock,
+        ),
+        device_approval=DeviceApproval(stores.devices, stores.clients, clock),
+        resumed_clients=ResumedClients(stores.clients),
+        demo=DemoAccounts(client_admin, user_admin),
         clock=clock,
         metrics=server_metrics,
     )

@@ -1,8 +1,9 @@
 """Responses to an alert, automatic or one click in the console: revoke the token (jti),
 revoke the session or the subject (watermarks: every token issued up to now), block the address.
 
-Revocations go through the same revocation store as `tokenward.admin.revoke`, so every local
-validator applies them before its next request and other processes catch up from the log.
+Revocations go through the same revocation store as the operator's (services/revoking.py), so
+every local validator applies them before its next request and other processes catch up from
+the log.
 """
 
 from __future__ import annotations

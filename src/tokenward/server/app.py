@@ -11,14 +11,16 @@ from starlette.types import ASGIApp
 
 from tokenward import __version__
 from tokenward.core.lifecycle import Background, running
-from tokenward.deploy.wiring import Services
 from tokenward.ops.request_metrics import RequestMetrics
 from tokenward.resource.fastapi import install_bearer_error_handler
-from tokenward.server import tracing
+from tokenward.server import dependencies, tracing
 from tokenward.server.client_address import ClientAddressMiddleware
+from tokenward.server.console import ConsolePages
 from tokenward.server.edge import install_error_handlers
 from tokenward.server.monitor_middleware import MonitorMiddleware
 from tokenward.server.outer import Outer
+from tokenward.server.pages import Browser
+from tokenward.server.parts import ServerParts
 from tokenward.server.routes import (
     admin,
     admin_api,
@@ -37,12 +39,13 @@ if TYPE_CHECKING:
 
 
 def create_app(
-    services: Services,
+    services: ServerParts,
     *,
     background: Sequence[Background],
     tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
-    """`background`: what the deployment runs beside the app (the composition root decides),
+    """`services`: what the composition root built (wiring.Services satisfies ServerParts).
+    `background`: what the deployment runs beside the app (the composition root decides),
     started in order at startup and stopped in reverse at shutdown. `tracer_provider`: trace
     with it (tests); else as TOKENWARD_OTEL_ENABLED says."""
 
@@ -60,21 +63,15 @@ def create_app(
         redoc_url=None,  # ReDoc would load from a CDN too
     )
     app.hsts = services.settings.hsts_header
-    app.state.services = services
-    app.state.tokenward_validator = services.validator
+    _fill_state(app, services)
     install_error_handlers(app)
     install_bearer_error_handler(app)  # RFC 6750 bodies for the demo API
-    app.include_router(oauth.router(services))
-    app.include_router(browser.router(services))
-    app.include_router(device.router(services))
-    app.include_router(oidc.router(services))
-    app.include_router(demo.router(services))
-    app.include_router(admin.router(services))
-    app.include_router(admin_api.router(services))
-    app.include_router(ops.router(services))  # /readyz; /metrics when TOKENWARD_METRICS=on
+    for module in (oauth, browser, device, oidc, demo, admin, admin_api, ops, docs):
+        app.include_router(module.router)
+    if services.settings.metrics == "on":
+        app.include_router(ops.metrics_router)
     if services.settings.revocation_feed:
-        app.include_router(revocation_feed.router(services))
-    app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
+        app.include_router(revocation_feed.router)
     if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
         app.add_middleware(
             MonitorMiddleware,
@@ -95,6 +92,17 @@ def create_app(
         return {"status": "ok"}
 
     return app
+
+
+def _fill_state(app: FastAPI, services: ServerParts) -> None:
+    """What the route modules' dependency providers (server/dependencies.py) read."""
+    state = app.state
+    setattr(state, dependencies.PARTS, services)
+    setattr(state, dependencies.BROWSER, Browser(services.settings.issuer, services.csrf))
+    setattr(state, dependencies.READINESS, ops.readiness_for(services))
+    console = ConsolePages(services.settings.issuer, services.csrf, services.sessions)
+    setattr(state, dependencies.CONSOLE, console)
+    state.tokenward_validator = services.validator  # require_scopes: the demo and admin APIs
 
 
 class _ServerApp(FastAPI):

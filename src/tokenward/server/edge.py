@@ -73,7 +73,7 @@ def _log_refusal(request: Request, error: OAuthError) -> None:
 
 
 def _metrics(request: Request) -> ServerMetrics | None:
-    services = getattr(request.app.state, "services", None)
+    services = getattr(request.app.state, "parts", None)  # dependencies.PARTS, set by create_app
     metrics = getattr(services, "metrics", None)
     return metrics if isinstance(metrics, ServerMetrics) else None
 

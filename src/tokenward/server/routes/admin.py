@@ -9,35 +9,31 @@ no CDN).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from tokenward import admin as actions
-from tokenward.deploy.wiring import Services
-from tokenward.oauth.errors import OAuthError
+from tokenward.monitor.pipeline import Monitor
 from tokenward.oauth.token_endpoint import NO_STORE
-from tokenward.server.edge import JSONResponse
-from tokenward.server.pages import Browser, cookie_name
-from tokenward.server.routes.admin_support import (
-    ADMIN_COOKIE,
-    ADMIN_CSRF_COOKIE,
-    ADMIN_CSRF_PURPOSE,
-    CONSOLE_CSP,
-    ActionError,
-    console_admin,
-    list_clients,
-    list_grants,
-    list_keys,
-    list_sessions,
-    list_users,
-    origin_of,
-    perform,
-    same_origin,
+from tokenward.server.console import ConsolePages
+from tokenward.server.dependencies import (
+    Actions,
+    Clock,
+    Console,
+    MonitorDep,
+    Queries,
+    Sessions,
+    SignInDep,
 )
-from tokenward.server.signin import attempt_sign_in, form_pairs
+from tokenward.server.edge import JSONResponse
+from tokenward.server.signin import attempt_sign_in
+from tokenward.services.admin_actions import ActionError
+from tokenward.services.console import ConsoleQueries
+from tokenward.services.views import is_admin
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "admin"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -55,200 +51,202 @@ SECTION_OPS: dict[str, dict[str, str]] = {
     "alerts": {"respond": "alert.respond", "block": "ip.block", "unblock": "ip.unblock"},
 }
 LIST_FIELDS = ("grant_types", "redirect_uris", "post_logout_redirect_uris")
+router = APIRouter(prefix="/admin", include_in_schema=False)
 
 
-def router(services: Services) -> APIRouter:
-    api = APIRouter(prefix="/admin", include_in_schema=False)
-    browser = Browser(services.settings.issuer, services.csrf)
-    origin = origin_of(services.settings.issuer)
-    secure = browser.secure
-    session_cookie = cookie_name(ADMIN_COOKIE, secure)
-    csrf_cookie = cookie_name(ADMIN_CSRF_COOKIE, secure)
-    assets = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.suffix in STATIC_TYPES}
+@functools.cache
+def _assets() -> dict[str, bytes]:
+    """The console's scripts and styles, read once."""
+    return {p.name: p.read_bytes() for p in STATIC.iterdir() if p.suffix in STATIC_TYPES}
 
-    def cookie(response: Response, name: str, value: str, max_age: int | None) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path="/",  # `__Host-` requires it
-            secure=secure,
-            httponly=True,
-            samesite="strict",
+
+def _audit_login(monitor: Monitor, username: str, error: str | None = None) -> None:
+    if monitor.audit is None:
+        return
+    details = {} if error is None else {"error": error}  # a success line carries no error field
+    monitor.audit.admin_action(f"user:{username}", "console.login", "console", **details)
+
+
+# --- sign-in -------------------------------------------------------------------------------
+@router.get("")
+@router.get("/")
+async def home(request: Request, console: Console) -> Response:
+    signed_in = await console.admin(request)
+    return console.browser.redirect("/admin/dashboard" if signed_in else "/admin/login")
+
+
+@router.get("/login")
+async def login_form(request: Request, console: Console) -> Response:
+    return console.page(request, "login.html", username="", error=None)
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    console: Console,
+    sign_in: SignInDep,
+    sessions: Sessions,
+    monitor: MonitorDep,
+) -> Response:
+    pairs, problem = await console.checked_form(request)
+    if pairs is None:
+        return console.page(request, "login.html", 403, username="", error=problem)
+    attempt = await attempt_sign_in(sign_in, request, pairs)
+    username = next((v for k, v in pairs if k == "username"), "")[:256]
+    if attempt.session is None or attempt.cookie_secret is None:
+        _audit_login(monitor, username, "failed")
+        return console.page(
+            request, "login.html", attempt.status, username=username, error=attempt.error
         )
+    if not is_admin(attempt.session.user):
+        await sessions.end(attempt.session.record.session_id)
+        _audit_login(monitor, username, "no role")
+        error = "This account may not use the admin console."
+        return console.page(request, "login.html", 403, username=username, error=error)
+    _audit_login(monitor, username)
+    response = console.see_other("/admin/dashboard")
+    console.cookie(response, console.session_cookie, attempt.cookie_secret, None)
+    return response
 
-    def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
-        csrf = services.csrf.issue(request.cookies.get(csrf_cookie), ADMIN_CSRF_PURPOSE)
-        response = browser.page(f"admin/{template}", status, csrf=None, csrf_token=csrf, **context)
-        response.headers["content-security-policy"] = CONSOLE_CSP
-        # Not no-referrer: under it, browsers send `Origin: null` on our own form posts.
-        response.headers["referrer-policy"] = "same-origin"
-        cookie(response, csrf_cookie, csrf, 8 * 3600)
-        return response
 
-    async def checked_form(request: Request) -> tuple[list[tuple[str, str]] | None, str | None]:
-        """The form pairs when Origin and CSRF are right; else (None, why)."""
-        if not same_origin(request, origin):
-            return None, "The request did not come from this console (Origin check)."
-        try:
-            pairs = await form_pairs(request)
-        except OAuthError as exc:
-            return None, exc.description
-        field = next((v for k, v in pairs if k == "csrf"), None)
-        if not services.csrf.matches(request.cookies.get(csrf_cookie), field, ADMIN_CSRF_PURPOSE):
-            return None, "The form expired or was not sent by this console; reload and retry."
-        return pairs, None
+@router.post("/logout")
+async def logout(request: Request, console: Console, sessions: Sessions) -> Response:
+    session = await console.admin(request)
+    pairs, _problem = await console.checked_form(request)
+    if session is not None and pairs is not None:
+        await sessions.end(session.record.session_id)
+    response = console.see_other("/admin/login")
+    response.delete_cookie(
+        console.session_cookie, path="/", secure=console.secure, httponly=True, samesite="strict"
+    )
+    return response
 
-    # --- sign-in ---------------------------------------------------------------------------
-    @api.get("")
-    @api.get("/")
-    async def home(request: Request) -> Response:
-        signed_in = await console_admin(services, request)
-        return browser.redirect("/admin/dashboard" if signed_in else "/admin/login")
 
-    @api.get("/login")
-    async def login_form(request: Request) -> Response:
-        return page(request, "login.html", username="", error=None)
+@router.get("/usage.json", name="admin_usage")
+async def usage(request: Request, console: Console, monitor: MonitorDep, clock: Clock) -> Response:
+    if await console.admin(request) is None:
+        return JSONResponse({"error": "sign in"}, status_code=401, headers=NO_STORE)
+    body = {"usage": monitor.stats.snapshot(clock()), "health": monitor.health()}
+    return JSONResponse(body, headers=NO_STORE)
 
-    @api.post("/login")
-    async def login(request: Request) -> Response:
-        pairs, problem = await checked_form(request)
-        if pairs is None:
-            return page(request, "login.html", 403, username="", error=problem)
-        attempt = await attempt_sign_in(services, request, pairs)
-        username = next((v for k, v in pairs if k == "username"), "")[:256]
-        audit = services.monitor.audit
-        if attempt.session is None or attempt.cookie_secret is None:
-            if audit is not None:
-                audit.admin_action(f"user:{username}", "console.login", "console", error="failed")
-            return page(
-                request, "login.html", attempt.status, username=username, error=attempt.error
-            )
-        if not actions.is_admin(attempt.session.user):
-            await services.sessions.end(attempt.session.record.session_id)
-            if audit is not None:
-                audit.admin_action(f"user:{username}", "console.login", "console", error="no role")
-            return page(
-                request,
-                "login.html",
-                403,
-                username=username,
-                error="This account may not use the admin console.",
-            )
-        if audit is not None:
-            audit.admin_action(f"user:{username}", "console.login", "console")
-        response = browser.redirect("/admin/dashboard")
-        response.status_code = 303
-        cookie(response, session_cookie, attempt.cookie_secret, None)
-        return response
 
-    @api.post("/logout")
-    async def logout(request: Request) -> Response:
-        session = await console_admin(services, request)
-        pairs, _problem = await checked_form(request)
-        if session is not None and pairs is not None:
-            await services.sessions.end(session.record.session_id)
-        response = browser.redirect("/admin/login")
-        response.status_code = 303
-        response.delete_cookie(
-            session_cookie, path="/", secure=secure, httponly=True, samesite="strict"
-        )
-        return response
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    body = _assets().get(name)
+    if body is None:
+        return Response(status_code=404)
+    media = STATIC_TYPES[Path(name).suffix]
+    return Response(
+        body,
+        media_type=media,
+        headers={"cache-control": "max-age=300", "x-content-type-options": "nosniff"},
+    )
 
-    @api.get("/usage.json", name="admin_usage")
-    async def usage(request: Request) -> Response:
-        if await console_admin(services, request) is None:
-            return JSONResponse({"error": "sign in"}, status_code=401, headers=NO_STORE)
-        body = {
-            "usage": services.monitor.stats.snapshot(services.clock()),
-            "health": services.monitor.health(),
-        }
-        return JSONResponse(body, headers=NO_STORE)
 
-    @api.get("/static/{name}")
-    async def static(name: str) -> Response:
-        body = assets.get(name)
-        if body is None:
-            return Response(status_code=404)
-        media = STATIC_TYPES[Path(name).suffix]
-        return Response(
-            body,
-            media_type=media,
-            headers={"cache-control": "max-age=300", "x-content-type-options": "nosniff"},
-        )
-
-    # --- pages -----------------------------------------------------------------------------
-    async def section_context(section: str) -> dict[str, Any]:
-        if section == "clients":
-            return {"clients": await list_clients(services)}
-        if section == "users":
-            return {"users": await list_users(services)}
-        if section == "sessions":
-            return {
-                "sessions": await list_sessions(services),
-                "grants": await list_grants(services),
-            }
-        if section == "keys":
-            return {"keys": list_keys(services)}
-        if section == "alerts":
-            return {
-                "alerts": [a.as_dict() for a in services.monitor.alerts.recent(200)],
-                "blocked": services.monitor.blocklist.entries(),
-            }
+# --- pages ---------------------------------------------------------------------------------
+async def _section_context(
+    section: str, queries: ConsoleQueries, monitor: Monitor, clock: Callable[[], float]
+) -> dict[str, Any]:
+    if section == "clients":
+        return {"clients": await queries.clients()}
+    if section == "users":
+        return {"users": await queries.users()}
+    if section == "sessions":
+        return {"sessions": await queries.sessions(), "grants": await queries.grants()}
+    if section == "keys":
+        return {"keys": queries.keys()}
+    if section == "alerts":
         return {
-            "usage": services.monitor.stats.snapshot(services.clock()),
-            "alerts": [a.as_dict() for a in services.monitor.alerts.recent(8)],
-            "health": services.monitor.health(),
+            "alerts": [a.as_dict() for a in monitor.alerts.recent(200)],
+            "blocked": monitor.blocklist.entries(),
         }
+    return {
+        "usage": monitor.stats.snapshot(clock()),
+        "alerts": [a.as_dict() for a in monitor.alerts.recent(8)],
+        "health": monitor.health(),
+    }
 
-    async def render(request: Request, section: str, status: int = 200, **extra: Any) -> Response:
-        session = await console_admin(services, request)
+
+class _Section:
+    """One console page, rendered for the signed-in admin (else to the sign-in page)."""
+
+    def __init__(
+        self,
+        console: ConsolePages,
+        queries: ConsoleQueries,
+        monitor: Monitor,
+        clock: Callable[[], float],
+    ) -> None:
+        self.console = console
+        self._queries = queries
+        self._monitor = monitor
+        self._clock = clock
+
+    async def render(
+        self, request: Request, section: str, status: int = 200, **extra: Any
+    ) -> Response:
+        session = await self.console.admin(request)
         if session is None:
-            response = browser.redirect("/admin/login")
-            response.status_code = 303
-            return response
-        context = await section_context(section)
-        return page(
+            return self.console.see_other("/admin/login")
+        context = await _section_context(section, self._queries, self._monitor, self._clock)
+        return self.console.page(
             request,
             f"{section}.html",
             status,
             section=section,
             admin=session.user.username,
-            now=services.clock(),
+            now=self._clock(),
             **context,
             **extra,
         )
 
-    @api.get("/{section}")
-    async def show(request: Request, section: str) -> Response:
-        if section not in SECTION_OPS and section != "dashboard":
-            return browser.message("Not found", "There is no such console page.", 404)
-        return await render(request, section)
 
-    @api.post("/{section}")
-    async def act(request: Request, section: str) -> Response:
-        session = await console_admin(services, request)
-        ops = SECTION_OPS.get(section)
-        if session is None or ops is None:
-            return browser.message("Sign in again", "Your console session ended.", 401)
-        pairs, problem = await checked_form(request)
-        if pairs is None:
-            return await render(request, section, 403, error=problem)
-        params: dict[str, Any] = {k: v for k, v in pairs if k not in LIST_FIELDS}
-        for name in LIST_FIELDS:
-            params[name] = [v.strip() for k, v in pairs if k == name and v.strip()]
-        action = ops.get(str(params.pop("op", "")))
-        if action is None:
-            return await render(request, section, 400, error="Unknown operation.")
-        try:
-            result = await perform(
-                services, f"user:{session.user.username}", "console", action, params
-            )
-        except ActionError as exc:
-            return await render(request, section, 400, error=str(exc))
-        return await render(request, section, notice=_notice(action), result=result)
+def _section(console: Console, queries: Queries, monitor: MonitorDep, clock: Clock) -> _Section:
+    return _Section(console, queries, monitor, clock)
 
-    return api
+
+SectionPage = Annotated[_Section, Depends(_section)]
+
+
+@router.get("/{section}")
+async def show(request: Request, section: str, page: SectionPage) -> Response:
+    if section not in SECTION_OPS and section != "dashboard":
+        return page.console.browser.message("Not found", "There is no such console page.", 404)
+    return await page.render(request, section)
+
+
+def _params(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """The form's fields; the list fields (repeated, blanks dropped) as lists."""
+    params: dict[str, Any] = {k: v for k, v in pairs if k not in LIST_FIELDS}
+    for name in LIST_FIELDS:
+        params[name] = [v.strip() for k, v in pairs if k == name and v.strip()]
+    return params
+
+
+@router.post("/{section}")
+async def act(
+    request: Request,
+    section: str,
+    page: SectionPage,
+    actions: Actions,
+) -> Response:
+    console = page.console
+    session = await console.admin(request)
+    ops = SECTION_OPS.get(section)
+    if session is None or ops is None:
+        return console.browser.message("Sign in again", "Your console session ended.", 401)
+    pairs, problem = await console.checked_form(request)
+    if pairs is None:
+        return await page.render(request, section, 403, error=problem)
+    params = _params(pairs)
+    action = ops.get(str(params.pop("op", "")))
+    if action is None:
+        return await page.render(request, section, 400, error="Unknown operation.")
+    try:
+        result = await actions.perform(f"user:{session.user.username}", "console", action, params)
+    except ActionError as exc:
+        return await page.render(request, section, 400, error=str(exc))
+    return await page.render(request, section, notice=_notice(action), result=result)
 
 
 def _notice(action: str) -> str:

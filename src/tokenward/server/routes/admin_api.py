@@ -7,28 +7,19 @@ cookies are read, so there is nothing to forge across sites. Every change is aud
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from tokenward.core.claims import AccessToken
 from tokenward.core.errors import InsufficientScope
-from tokenward.deploy.wiring import Services
 from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.resource.fastapi import BearerHTTPException, require_scopes
+from tokenward.server.dependencies import Access, Actions, Clock, MonitorDep, Queries
 from tokenward.server.edge import JSONResponse
-from tokenward.server.routes.admin_support import (
-    ADMIN_SCOPE,
-    ActionError,
-    api_actor,
-    list_clients,
-    list_grants,
-    list_keys,
-    list_sessions,
-    list_users,
-    perform,
-)
+from tokenward.services.admin_access import ADMIN_SCOPE
+from tokenward.services.admin_actions import ActionError, AdminActions
 
 
 class Client(BaseModel):
@@ -164,123 +155,144 @@ async def _no_store(response: Response) -> None:
     response.headers.update(NO_STORE)
 
 
-def router(services: Services) -> APIRouter:
-    api = APIRouter(
-        prefix="/admin/api", tags=["admin"], responses=ERRORS, dependencies=[Depends(_no_store)]
-    )
-    scoped = require_scopes(ADMIN_SCOPE, validator=services.validator)
+router = APIRouter(
+    prefix="/admin/api", tags=["admin"], responses=ERRORS, dependencies=[Depends(_no_store)]
+)
+# The validator is app.state.tokenward_validator (this server's audience), set by create_app.
+AdminToken = Annotated[AccessToken, Depends(require_scopes(ADMIN_SCOPE))]
 
-    async def actor(token: AccessToken = Depends(scoped)) -> str:  # noqa: B008
-        name = await api_actor(services, token)
-        if name is None:
-            error = InsufficientScope("the token's subject may not administer", scope=ADMIN_SCOPE)
-            raise BearerHTTPException(error)
-        return name
 
-    async def act(who: str, action: str, params: dict[str, Any]) -> Any:
-        try:
-            return await perform(services, who, "api", action, params)
-        except ActionError as exc:
-            return JSONResponse(
-                {"error": "invalid_request", "error_description": str(exc)},
-                status_code=400,
-                headers=NO_STORE,
-            )
+async def _actor(token: AdminToken, access: Access) -> str:
+    name = await access.api_actor(token)
+    if name is None:
+        error = InsufficientScope("the token's subject may not administer", scope=ADMIN_SCOPE)
+        raise BearerHTTPException(error)
+    return name
 
-    admin = Depends(actor)
 
-    @api.get("/clients", response_model=list[Client], summary="List clients")
-    async def clients(_who: str = admin) -> Any:
-        return await list_clients(services)
+Admin = Annotated[str, Depends(_actor)]  # who acts: `user:<name>` or `client:<id>`
 
-    @api.post("/clients", response_model=ClientWithSecret, status_code=201, summary="Create")
-    async def create_client(body: NewClient, who: str = admin) -> Any:
-        return await act(who, "client.create", body.model_dump())
 
-    @api.post("/clients/{client_id}/disable", response_model=Client, summary="Disable a client")
-    async def disable_client(client_id: str, who: str = admin) -> Any:
-        return await act(who, "client.disable", {"client_id": client_id})
+async def _act(actions: AdminActions, who: str, action: str, params: dict[str, Any]) -> Any:
+    try:
+        return await actions.perform(who, "api", action, params)
+    except ActionError as exc:
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": str(exc)},
+            status_code=400,
+            headers=NO_STORE,
+        )
 
-    @api.post("/clients/{client_id}/enable", response_model=Client, summary="Enable a client")
-    async def enable_client(client_id: str, who: str = admin) -> Any:
-        return await act(who, "client.enable", {"client_id": client_id})
 
-    @api.post("/clients/{client_id}/rotate-secret", response_model=ClientWithSecret)
-    async def rotate_secret(client_id: str, who: str = admin) -> Any:
-        return await act(who, "client.rotate_secret", {"client_id": client_id})
+@router.get("/clients", response_model=list[Client], summary="List clients")
+async def clients(_who: Admin, queries: Queries) -> Any:
+    return await queries.clients()
 
-    @api.get("/users", response_model=list[User], summary="List users")
-    async def users(_who: str = admin) -> Any:
-        return await list_users(services)
 
-    @api.post("/users/{user_id}/disable", response_model=UserState, summary="Disable a user")
-    async def disable_user(user_id: str, who: str = admin) -> Any:
-        return await act(who, "user.disable", {"user_id": user_id})
+@router.post("/clients", response_model=ClientWithSecret, status_code=201, summary="Create")
+async def create_client(body: NewClient, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "client.create", body.model_dump())
 
-    @api.post("/users/{user_id}/enable", response_model=UserState, summary="Enable a user")
-    async def enable_user(user_id: str, who: str = admin) -> Any:
-        return await act(who, "user.enable", {"user_id": user_id})
 
-    @api.post("/users/{user_id}/logout", response_model=Revoked, summary="Force logout")
-    async def force_logout(user_id: str, who: str = admin) -> Any:
-        return await act(who, "user.logout", {"user_id": user_id})
+@router.post("/clients/{client_id}/disable", response_model=Client, summary="Disable a client")
+async def disable_client(client_id: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "client.disable", {"client_id": client_id})
 
-    @api.get("/sessions", response_model=list[Session], summary="Active browser sessions")
-    async def sessions(_who: str = admin) -> Any:
-        return await list_sessions(services)
 
-    @api.post("/sessions/{session_id}/revoke", response_model=Revoked, summary="End a session")
-    async def revoke_session(session_id: str, who: str = admin) -> Any:
-        return await act(who, "session.revoke", {"session_id": session_id})
+@router.post("/clients/{client_id}/enable", response_model=Client, summary="Enable a client")
+async def enable_client(client_id: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "client.enable", {"client_id": client_id})
 
-    @api.get("/grants", response_model=list[Grant], summary="Consents users gave clients")
-    async def grants(_who: str = admin) -> Any:
-        return await list_grants(services)
 
-    @api.post("/grants/revoke", summary="Withdraw a consent and revoke the user's tokens")
-    async def revoke_grant(body: GrantRef, who: str = admin) -> Any:
-        return await act(who, "grant.revoke", body.model_dump())
+@router.post("/clients/{client_id}/rotate-secret", response_model=ClientWithSecret)
+async def rotate_secret(client_id: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "client.rotate_secret", {"client_id": client_id})
 
-    @api.post("/revoke", response_model=Revoked, summary="Revoke by jti, subject, session, client")
-    async def revoke(body: RevokeRequest, who: str = admin) -> Any:
-        return await act(who, "token.revoke", body.model_dump())
 
-    @api.get("/keys", response_model=list[Key], summary="Signing keys and their states")
-    async def keys(_who: str = admin) -> Any:
-        return list_keys(services)
+@router.get("/users", response_model=list[User], summary="List users")
+async def users(_who: Admin, queries: Queries) -> Any:
+    return await queries.users()
 
-    @api.post("/keys/rotate", summary="Rotate the signing keys now")
-    async def rotate_keys(who: str = admin) -> Any:
-        return await act(who, "key.rotate", {})
 
-    @api.get("/usage", response_model=Usage, summary="Live usage and monitor health")
-    async def usage(_who: str = admin) -> Any:
-        return {
-            "usage": services.monitor.stats.snapshot(services.clock()),
-            "health": services.monitor.health(),
-        }
+@router.post("/users/{user_id}/disable", response_model=UserState, summary="Disable a user")
+async def disable_user(user_id: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "user.disable", {"user_id": user_id})
 
-    @api.get("/alerts", response_model=list[AlertOut], summary="Recent alerts, newest first")
-    async def alerts(_who: str = admin) -> Any:
-        return [alert.as_dict() for alert in services.monitor.alerts.recent(500)]
 
-    @api.post("/alerts/{alert_id}/respond", response_model=AlertOut, summary="Respond to an alert")
-    async def respond(alert_id: str, body: AlertResponse, who: str = admin) -> Any:
-        return await act(who, "alert.respond", {"alert_id": alert_id, "action": body.action})
+@router.post("/users/{user_id}/enable", response_model=UserState, summary="Enable a user")
+async def enable_user(user_id: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "user.enable", {"user_id": user_id})
 
-    @api.get("/blocklist", response_model=list[Blocked], summary="Blocked addresses")
-    async def blocklist(_who: str = admin) -> Any:
-        return [_entry(entry) for entry in services.monitor.blocklist.entries()]
 
-    @api.post("/blocklist", summary="Block an address for a while")
-    async def block(body: Block, who: str = admin) -> Any:
-        return await act(who, "ip.block", body.model_dump())
+@router.post("/users/{user_id}/logout", response_model=Revoked, summary="Force logout")
+async def force_logout(user_id: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "user.logout", {"user_id": user_id})
 
-    @api.delete("/blocklist/{ip}", summary="Unblock an address")
-    async def unblock(ip: str, who: str = admin) -> Any:
-        return await act(who, "ip.unblock", {"ip": ip})
 
-    return api
+@router.get("/sessions", response_model=list[Session], summary="Active browser sessions")
+async def sessions(_who: Admin, queries: Queries) -> Any:
+    return await queries.sessions()
+
+
+@router.post("/sessions/{session_id}/revoke", response_model=Revoked, summary="End a session")
+async def revoke_session(session_id: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "session.revoke", {"session_id": session_id})
+
+
+@router.get("/grants", response_model=list[Grant], summary="Consents users gave clients")
+async def grants(_who: Admin, queries: Queries) -> Any:
+    return await queries.grants()
+
+
+@router.post("/grants/revoke", summary="Withdraw a consent and revoke the user's tokens")
+async def revoke_grant(body: GrantRef, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "grant.revoke", body.model_dump())
+
+
+@router.post("/revoke", response_model=Revoked, summary="Revoke by jti, subject, session, client")
+async def revoke(body: RevokeRequest, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "token.revoke", body.model_dump())
+
+
+@router.get("/keys", response_model=list[Key], summary="Signing keys and their states")
+async def keys(_who: Admin, queries: Queries) -> Any:
+    return queries.keys()
+
+
+@router.post("/keys/rotate", summary="Rotate the signing keys now")
+async def rotate_keys(who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "key.rotate", {})
+
+
+@router.get("/usage", response_model=Usage, summary="Live usage and monitor health")
+async def usage(_who: Admin, monitor: MonitorDep, clock: Clock) -> Any:
+    return {"usage": monitor.stats.snapshot(clock()), "health": monitor.health()}
+
+
+@router.get("/alerts", response_model=list[AlertOut], summary="Recent alerts, newest first")
+async def alerts(_who: Admin, monitor: MonitorDep) -> Any:
+    return [alert.as_dict() for alert in monitor.alerts.recent(500)]
+
+
+@router.post("/alerts/{alert_id}/respond", response_model=AlertOut, summary="Respond to an alert")
+async def respond(alert_id: str, body: AlertResponse, who: Admin, actions: Actions) -> Any:
+    params = {"alert_id": alert_id, "action": body.action}
+    return await _act(actions, who, "alert.respond", params)
+
+
+@router.get("/blocklist", response_model=list[Blocked], summary="Blocked addresses")
+async def blocklist(_who: Admin, monitor: MonitorDep) -> Any:
+    return [_entry(entry) for entry in monitor.blocklist.entries()]
+
+
+@router.post("/blocklist", summary="Block an address for a while")
+async def block(body: Block, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "ip.block", body.model_dump())
+
+
+@router.delete("/blocklist/{ip}", summary="Unblock an address")
+async def unblock(ip: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "ip.unblock", {"ip": ip})
 
 
 def _entry(entry: Any) -> dict[str, Any]:

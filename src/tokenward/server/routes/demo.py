@@ -3,23 +3,18 @@ loop: get a token, call an API with it, revoke it, see the call refused."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
 from tokenward.core.claims import AccessToken
-from tokenward.deploy.wiring import Services
 from tokenward.resource.fastapi import require_scopes
 
+router = APIRouter(prefix="/api", tags=["demo API"])
+# The validator is app.state.tokenward_validator (this server's audience), set by create_app.
+ReadToken = Annotated[AccessToken, Depends(require_scopes("read"))]
 
-def router(services: Services) -> APIRouter:
-    api = APIRouter(prefix="/api", tags=["demo API"])
-    # Built here, not inside the annotation: FastAPI evaluates string annotations against module
-    # globals, where `services` does not exist.
-    read_scope = require_scopes("read", validator=services.validator)
 
-    @api.get("/hello", summary="A protected demo resource (needs scope read)")
-    async def hello(token: AccessToken = Depends(read_scope)) -> dict[str, Any]:  # noqa: B008
-        return {"hello": token.sub, "client_id": token.client_id, "scope": token.scope}
-
-    return api
+@router.get("/hello", summary="A protected demo resource (needs scope read)")
+async def hello(token: ReadToken) -> dict[str, Any]:
+    return {"hello": token.sub, "client_id": token.client_id, "scope": token.scope}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from swagger_ui_bundle import swagger_ui_path
 
@@ -39,32 +39,32 @@ PAGE = """<!doctype html>
 </body>
 </html>
 """
+router = APIRouter(include_in_schema=False)
 
 
-def router(title: str, openapi_url: str) -> APIRouter:
-    api = APIRouter(include_in_schema=False)
-    page = PAGE.format(title=escape(title), openapi_url=escape(openapi_url))
+@router.get("/docs")
+async def docs(request: Request) -> Response:
+    app = request.app  # the page names the app's own title and OpenAPI document
+    page = PAGE.format(
+        title=escape(app.title), openapi_url=escape(app.openapi_url or "/openapi.json")
+    )
+    return HTMLResponse(
+        page,
+        headers={
+            "content-security-policy": DOCS_CSP,
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+        },
+    )
 
-    @api.get("/docs")
-    async def docs() -> Response:
-        return HTMLResponse(
-            page,
-            headers={
-                "content-security-policy": DOCS_CSP,
-                "x-content-type-options": "nosniff",
-                "referrer-policy": "no-referrer",
-            },
-        )
 
-    @api.get("/docs/assets/{name}")
-    async def asset(name: str) -> Response:
-        path = ASSETS.get(name)
-        if path is None:
-            return Response(status_code=404)
-        return FileResponse(
-            path,
-            media_type=_TYPES[path.suffix],
-            headers={"cache-control": "max-age=86400", "x-content-type-options": "nosniff"},
-        )
-
-    return api
+@router.get("/docs/assets/{name}")
+async def asset(name: str) -> Response:
+    path = ASSETS.get(name)
+    if path is None:
+        return Response(status_code=404)
+    return FileResponse(
+        path,
+        media_type=_TYPES[path.suffix],
+        headers={"cache-control": "max-age=86400", "x-content-type-options": "nosniff"},
+    )

@@ -5,67 +5,75 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from tokenward.deploy.wiring import Services
 from tokenward.oauth.token_endpoint import NO_STORE, TokenRequest
 from tokenward.ops import tracing
+from tokenward.server.dependencies import (
+    Config,
+    Introspection,
+    Keys,
+    Metrics,
+    Parts,
+    Revocation,
+    Tokens,
+)
 from tokenward.server.edge import JSONResponse, read_form, single_header
 
 JWT_INTROSPECTION = "application/token-introspection+jwt"
+router = APIRouter()
 
 
-def router(services: Services) -> APIRouter:
-    api = APIRouter()
-    limit = services.settings.max_body_bytes
-
-    @api.post("/token", summary="Token endpoint (RFC 6749 §3.2)", tags=["oauth"])
-    async def token(request: Request) -> Response:
-        with services.metrics.token_request() as labels:
-            form = await read_form(request, limit)
-            labels.grant_type = form.params.get("grant_type")
-            token_request = TokenRequest(
-                params=form.params,
-                resources=form.resources,
-                authorization=single_header(request, "authorization"),
-                dpop=single_header(request, "dpop"),
-                client_ip=request.client.host if request.client else None,
-            )
-            grant = services.metrics.grant_label(labels.grant_type)  # bounded, as in metrics
-            with tracing.span("tokenward.token", {"oauth.grant_type": grant}):
-                result = await services.token_endpoint.handle(token_request)
-        return JSONResponse(result.body, headers=result.headers)
-
-    @api.post("/introspect", summary="Token introspection (RFC 7662, RFC 9701)", tags=["oauth"])
-    async def introspect(request: Request) -> Response:
-        with services.metrics.introspection() as result:
-            form = await read_form(request, limit)
-            caller, body = await services.introspector.introspect(
-                form.params, single_header(request, "authorization")
-            )
-            result["active"] = body.get("active") is True
-        if JWT_INTROSPECTION in request.headers.get("accept", ""):
-            jwt = services.introspector.as_jwt(caller, body)
-            return Response(jwt, media_type=JWT_INTROSPECTION, headers=NO_STORE)
-        return JSONResponse(body, headers=NO_STORE)
-
-    @api.post("/revoke", summary="Token revocation (RFC 7009)", tags=["oauth"])
-    async def revoke(request: Request) -> Response:
-        form = await read_form(request, limit)
-        await services.revoker.revoke(form.params, single_header(request, "authorization"))
-        return Response(status_code=200, headers=NO_STORE)
-
-    @api.get("/jwks", summary="Public signing keys (RFC 7517)", tags=["discovery"])
-    async def jwks() -> Response:
-        max_age = services.settings.jwks_max_age
-        return JSONResponse(
-            services.keys.jwks(), headers={"cache-control": f"public, max-age={max_age}"}
+@router.post("/token", summary="Token endpoint (RFC 6749 §3.2)", tags=["oauth"])
+async def token(request: Request, endpoint: Tokens, metrics: Metrics, settings: Config) -> Response:
+    with metrics.token_request() as labels:
+        form = await read_form(request, settings.max_body_bytes)
+        labels.grant_type = form.params.get("grant_type")
+        token_request = TokenRequest(
+            params=form.params,
+            resources=form.resources,
+            authorization=single_header(request, "authorization"),
+            dpop=single_header(request, "dpop"),
+            client_ip=request.client.host if request.client else None,
         )
+        grant = metrics.grant_label(labels.grant_type)  # bounded, as in metrics
+        with tracing.span("tokenward.token", {"oauth.grant_type": grant}):
+            result = await endpoint.handle(token_request)
+    return JSONResponse(result.body, headers=result.headers)
 
-    @api.get("/.well-known/oauth-authorization-server", tags=["discovery"])
-    async def oauth_metadata() -> Response:
-        return JSONResponse(services.metadata(openid=False))
 
-    @api.get("/.well-known/openid-configuration", tags=["discovery"])
-    async def openid_metadata() -> Response:
-        return JSONResponse(services.metadata(openid=True))
+@router.post("/introspect", summary="Token introspection (RFC 7662, RFC 9701)", tags=["oauth"])
+async def introspect(
+    request: Request, introspector: Introspection, metrics: Metrics, settings: Config
+) -> Response:
+    with metrics.introspection() as result:
+        form = await read_form(request, settings.max_body_bytes)
+        caller, body = await introspector.introspect(
+            form.params, single_header(request, "authorization")
+        )
+        result["active"] = body.get("active") is True
+    if JWT_INTROSPECTION in request.headers.get("accept", ""):
+        jwt = introspector.as_jwt(caller, body)
+        return Response(jwt, media_type=JWT_INTROSPECTION, headers=NO_STORE)
+    return JSONResponse(body, headers=NO_STORE)
 
-    return api
+
+@router.post("/revoke", summary="Token revocation (RFC 7009)", tags=["oauth"])
+async def revoke(request: Request, revoker: Revocation, settings: Config) -> Response:
+    form = await read_form(request, settings.max_body_bytes)
+    await revoker.revoke(form.params, single_header(request, "authorization"))
+    return Response(status_code=200, headers=NO_STORE)
+
+
+@router.get("/jwks", summary="Public signing keys (RFC 7517)", tags=["discovery"])
+async def jwks(keys: Keys, settings: Config) -> Response:
+    max_age = settings.jwks_max_age
+    return JSONResponse(keys.jwks(), headers={"cache-control": f"public, max-age={max_age}"})
+
+
+@router.get("/.well-known/oauth-authorization-server", tags=["discovery"])
+async def oauth_metadata(parts: Parts) -> Response:
+    return JSONResponse(parts.metadata(openid=False))
+
+
+@router.get("/.well-known/openid-configuration", tags=["discovery"])
+async def openid_metadata(parts: Parts) -> Response:
+    return JSONResponse(parts.metadata(openid=True))

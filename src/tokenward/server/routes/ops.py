@@ -8,7 +8,6 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from tokenward.deploy.wiring import Services
 from tokenward.ops.readiness import (
     Check,
     Readiness,
@@ -17,22 +16,26 @@ from tokenward.ops.readiness import (
     revocation_check,
     signing_key_check,
 )
+from tokenward.server.dependencies import Metrics, Ready
 from tokenward.server.edge import JSONResponse
+from tokenward.server.parts import ServerParts
 
 NO_STORE = {"cache-control": "no-store"}
 # Set by reverse proxies: a request carrying one came from further away than this host.
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+router = APIRouter(include_in_schema=False)
+metrics_router = APIRouter(include_in_schema=False)  # included when TOKENWARD_METRICS=on
 
 
-def readiness_for(services: Services) -> Readiness:
-    stores, metrics = services.stores, services.metrics
+def readiness_for(parts: ServerParts) -> Readiness:
+    stores, metrics = parts.stores, parts.metrics
     checks: dict[str, Check] = {}
     if stores.engine is not None:
         checks["database"] = database_check(stores.engine, metrics)
     if stores.redis is not None:
         checks["redis"] = redis_check(stores.redis, metrics)
-    checks["signing_key"] = signing_key_check(list(services.keys.keyrings.values()))
-    checks["revocations"] = revocation_check(services.validator.revocations, services.clock)
+    checks["signing_key"] = signing_key_check(list(parts.keys.keyrings.values()))
+    checks["revocations"] = revocation_check(parts.validator.revocations, parts.clock)
     return Readiness(checks)
 
 
@@ -46,23 +49,16 @@ def local_peer(request: Request) -> bool:
         return False
 
 
-def router(services: Services) -> APIRouter:
-    api = APIRouter(include_in_schema=False)
-    readiness = readiness_for(services)
+@router.get("/readyz")
+async def readyz(readiness: Ready) -> Response:
+    ready, checks = await readiness.run()
+    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503, headers=NO_STORE)
 
-    @api.get("/readyz")
-    async def readyz() -> Response:
-        ready, checks = await readiness.run()
-        body = {"status": "ok" if ready else "unavailable", "checks": checks}
-        return JSONResponse(body, status_code=200 if ready else 503, headers=NO_STORE)
 
-    if services.settings.metrics == "on":
-
-        @api.get("/metrics")
-        async def metrics(request: Request) -> Response:
-            if not local_peer(request):
-                return JSONResponse({"error": "not_found"}, status_code=404, headers=NO_STORE)
-            payload = generate_latest(services.metrics.registry)
-            return Response(payload, media_type=CONTENT_TYPE_LATEST, headers=NO_STORE)
-
-    return api
+@metrics_router.get("/metrics")
+async def metrics(request: Request, registry: Metrics) -> Response:
+    if not local_peer(request):
+        return JSONResponse({"error": "not_found"}, status_code=404, headers=NO_STORE)
+    payload = generate_latest(registry.registry)
+    return Response(payload, media_type=CONTENT_TYPE_LATEST, headers=NO_STORE)

@@ -13,28 +13,23 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from tokenward.core.revocation_wire import PATH
-from tokenward.deploy.wiring import Services
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.oauth.revocation_publisher import parse_query
+from tokenward.server.dependencies import Publisher
 from tokenward.server.edge import JSONResponse
 
 MAX_FIELDS = 8
+router = APIRouter()
 
 
-def router(services: Services) -> APIRouter:
-    api = APIRouter()
-    publisher = services.revocation_publisher
-
-    @api.get(PATH, summary="Revocation log for resource servers (tokenward)", tags=["discovery"])
-    async def revocations(request: Request) -> Response:
-        try:
-            pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=MAX_FIELDS)
-        except ValueError:
-            raise InvalidRequest("too many query parameters") from None
-        body = await publisher.answer(parse_query(pairs), lambda: _disconnected(request.receive))
-        return JSONResponse(body, headers={"cache-control": "no-store"})
-
-    return api
+@router.get(PATH, summary="Revocation log for resource servers (tokenward)", tags=["discovery"])
+async def revocations(request: Request, publisher: Publisher) -> Response:
+    try:
+        pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError:
+        raise InvalidRequest("too many query parameters") from None
+    body = await publisher.answer(parse_query(pairs), lambda: _disconnected(request.receive))
+    return JSONResponse(body, headers={"cache-control": "no-store"})
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -7,19 +7,13 @@ stored only as a digest or an argon2id hash, so the printed commands always work
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from argon2.exceptions import VerificationError
 
-from tokenward.admin import (
-    PASSWORDS,
-    create_client,
-    create_user,
-    rotate_client_secret,
-    set_admin,
-    set_password,
-)
-from tokenward.deploy.wiring import Services
+from tokenward.services.clients import ClientAdmin
+from tokenward.services.passwords import PASSWORDS
+from tokenward.services.users import UserAdmin
 
 DEMO_CLIENT = "demo-client"  # client credentials, for the first curl
 DEMO_CLI = "demo-cli"  # public, device flow: `tokenward login` as the demo user
@@ -34,45 +28,46 @@ class DemoLogins:
     admin_password: str
 
 
-async def prepare(services: Services) -> DemoLogins:
-    """Create what is missing; give the client a new secret and the admin a new password."""
-    clients = services.stores.clients
-    if await clients.get(DEMO_CLIENT) is None:
-        await create_client(
-            services,
-            DEMO_CLIENT,
-            grant_types=["client_credentials"],
-            scope="read write",
-            redirect_uris=[],
-        )
-    secret = str((await rotate_client_secret(services, DEMO_CLIENT))["client_secret"])
-    if await clients.get(DEMO_CLI) is None:
-        await create_client(
-            services,
-            DEMO_CLI,
-            grant_types=["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
-            scope="openid profile read offline_access",
-            redirect_uris=[],
-            public=True,
-        )
-    await _ensure_password(services, DEMO_USER, DEMO_PASSWORD)
-    admin_password = secrets.token_urlsafe(12)
-    await _ensure_password(services, DEMO_ADMIN, admin_password)
-    await set_admin(services, DEMO_ADMIN, True)
-    return DemoLogins(secret, admin_password)
+class DemoAccounts:
+    def __init__(self, clients: ClientAdmin, users: UserAdmin) -> None:
+        self._clients = clients
+        self._users = users
 
+    async def prepare(self) -> DemoLogins:
+        """Create what is missing; give the client a new secret and the admin a new password."""
+        clients = self._clients
+        if await clients.get(DEMO_CLIENT) is None:
+            await clients.create_client(
+                DEMO_CLIENT,
+                grant_types=["client_credentials"],
+                scope="read write",
+                redirect_uris=[],
+            )
+        secret = str((await clients.rotate_client_secret(DEMO_CLIENT))["client_secret"])
+        if await clients.get(DEMO_CLI) is None:
+            await clients.create_client(
+                DEMO_CLI,
+                grant_types=["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+                scope="openid profile read offline_access",
+                redirect_uris=[],
+                public=True,
+            )
+        await self._ensure_password(DEMO_USER, DEMO_PASSWORD)
+        admin_password = secrets.token_urlsafe(12)
+        await self._ensure_password(DEMO_ADMIN, admin_password)
+        await self._users.set_admin(DEMO_ADMIN, True)
+        return DemoLogins(secret, admin_password)
 
-async def _ensure_password(services: Services, username: str, password: str) -> None:
-    user = await services.stores.users.by_username(username)
-    if user is None:
-        await create_user(services, username, password)
-        return
-    if user.disabled:
-        await services.stores.users.put(replace(user, disabled=False))
-    try:
-        PASSWORDS.verify(user.password_hash, password)
-    except VerificationError:
-        await set_password(services, username, password)
+    async def _ensure_password(self, username: str, password: str) -> None:
+        user = await self._users.by_username(username)
+        if user is None:
+            await self._users.create_user(username, password)
+            return
+        await self._users.enable(user)
+        try:
+            PASSWORDS.verify(user.password_hash, password)
+        except VerificationError:
+            await self._users.set_password(username, password)
 
 
 def banner(issuer: str, logins: DemoLogins, *, program: str, data_dir: str) -> str:

@@ -1,0 +1,191 @@
+"""FastAPI dependency providers for the route modules: each hands a handler one part it needs,
+read from `request.app.state`, which `create_app` fills. Handlers name these aliases in their
+signatures (`flow: Flow`) instead of closing over the whole set of parts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tokenward.config import Settings
+from tokenward.core.throttle import SignInThrottle
+from tokenward.guard import Validator
+from tokenward.monitor.pipeline import Monitor
+from tokenward.oauth.authorize import AuthorizationValidator
+from tokenward.oauth.device import DeviceAuthorization
+from tokenward.oauth.flow import AuthorizationFlow
+from tokenward.oauth.interaction import InteractionSealer
+from tokenward.oauth.introspection import Introspector
+from tokenward.oauth.revocation import Revoker
+from tokenward.oauth.revocation_publisher import RevocationPublisher
+from tokenward.oauth.sessions import SessionManager
+from tokenward.oauth.token_endpoint import TokenEndpoint
+from tokenward.ops.metrics import ServerMetrics
+from tokenward.ops.readiness import Readiness
+from tokenward.server.console import ConsolePages
+from tokenward.server.pages import Browser
+from tokenward.server.parts import ServerParts
+from tokenward.services.admin_access import AdminAccess
+from tokenward.services.admin_actions import AdminActions
+from tokenward.services.authorize_clients import ResumedClients
+from tokenward.services.console import ConsoleQueries
+from tokenward.services.device_approval import DeviceApproval
+from tokenward.services.logout import Logout
+from tokenward.services.signin import PasswordSignIn
+from tokenward.services.userinfo import UserClaims
+from tokenward.tokens.key_manager import KeyManager
+
+PARTS = "parts"  # app.state names, set by create_app
+BROWSER = "browser"
+READINESS = "readiness"
+CONSOLE = "console"
+
+
+def parts(request: Request) -> ServerParts:
+    found: ServerParts = getattr(request.app.state, PARTS)
+    return found
+
+
+def _browser(request: Request) -> Browser:
+    found: Browser = getattr(request.app.state, BROWSER)
+    return found
+
+
+def _readiness(request: Request) -> Readiness:
+    found: Readiness = getattr(request.app.state, READINESS)
+    return found
+
+
+def _console_pages(request: Request) -> ConsolePages:
+    found: ConsolePages = getattr(request.app.state, CONSOLE)
+    return found
+
+
+Parts = Annotated[ServerParts, Depends(parts)]
+
+
+def _settings(p: Parts) -> Settings:
+    return p.settings
+
+
+def _keys(p: Parts) -> KeyManager:
+    return p.keys
+
+
+def _token_endpoint(p: Parts) -> TokenEndpoint:
+    return p.token_endpoint
+
+
+def _introspector(p: Parts) -> Introspector:
+    return p.introspector
+
+
+def _revoker(p: Parts) -> Revoker:
+    return p.revoker
+
+
+def _sessions(p: Parts) -> SessionManager:
+    return p.sessions
+
+
+def _interactions(p: Parts) -> InteractionSealer:
+    return p.interactions
+
+
+def _authorization(p: Parts) -> AuthorizationValidator:
+    return p.authorization
+
+
+def _flow(p: Parts) -> AuthorizationFlow:
+    return p.flow
+
+
+def _device(p: Parts) -> DeviceAuthorization:
+    return p.device
+
+
+def _login_throttle(p: Parts) -> SignInThrottle:
+    return p.login_throttle
+
+
+def _userinfo(p: Parts) -> Validator:
+    return p.userinfo
+
+
+def _monitor(p: Parts) -> Monitor:
+    return p.monitor
+
+
+def _publisher(p: Parts) -> RevocationPublisher:
+    return p.revocation_publisher
+
+
+def _admin_actions(p: Parts) -> AdminActions:
+    return p.admin_actions
+
+
+def _admin_access(p: Parts) -> AdminAccess:
+    return p.admin_access
+
+
+def _console(p: Parts) -> ConsoleQueries:
+    return p.console
+
+
+def _sign_in(p: Parts) -> PasswordSignIn:
+    return p.sign_in
+
+
+def _user_claims(p: Parts) -> UserClaims:
+    return p.user_claims
+
+
+def _logout(p: Parts) -> Logout:
+    return p.logout
+
+
+def _device_approval(p: Parts) -> DeviceApproval:
+    return p.device_approval
+
+
+def _resumed_clients(p: Parts) -> ResumedClients:
+    return p.resumed_clients
+
+
+def _clock(p: Parts) -> Callable[[], float]:
+    return p.clock
+
+
+def _metrics(p: Parts) -> ServerMetrics:
+    return p.metrics
+
+
+Pages = Annotated[Browser, Depends(_browser)]
+Ready = Annotated[Readiness, Depends(_readiness)]
+Config = Annotated[Settings, Depends(_settings)]
+Keys = Annotated[KeyManager, Depends(_keys)]
+Tokens = Annotated[TokenEndpoint, Depends(_token_endpoint)]
+Introspection = Annotated[Introspector, Depends(_introspector)]
+Revocation = Annotated[Revoker, Depends(_revoker)]
+Sessions = Annotated[SessionManager, Depends(_sessions)]
+Interactions = Annotated[InteractionSealer, Depends(_interactions)]
+Authorization = Annotated[AuthorizationValidator, Depends(_authorization)]
+Flow = Annotated[AuthorizationFlow, Depends(_flow)]
+Device = Annotated[DeviceAuthorization, Depends(_device)]
+Throttle = Annotated[SignInThrottle, Depends(_login_throttle)]
+UserInfoValidator = Annotated[Validator, Depends(_userinfo)]
+MonitorDep = Annotated[Monitor, Depends(_monitor)]
+Publisher = Annotated[RevocationPublisher, Depends(_publisher)]
+Actions = Annotated[AdminActions, Depends(_admin_actions)]
+Access = Annotated[AdminAccess, Depends(_admin_access)]
+Queries = Annotated[ConsoleQueries, Depends(_console)]
+Console = Annotated[ConsolePages, Depends(_console_pages)]
+SignInDep = Annotated[PasswordSignIn, Depends(_sign_in)]
+Claims = Annotated[UserClaims, Depends(_user_claims)]
+LogoutDep = Annotated[Logout, Depends(_logout)]
+Approval = Annotated[DeviceApproval, Depends(_device_approval)]
+Resumed = Annotated[ResumedClients, Depends(_resumed_clients)]
+Clock = Annotated[Callable[[], float], Depends(_clock)]
+Metrics = Annotated[ServerMetrics, Depends(_metrics)]

@@ -1,0 +1,126 @@
+"""Every state-changing admin action by name, as the console and the admin API run them, each
+one audited whether it worked or not."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from tokenward.core.ports import ConsentStore
+from tokenward.monitor.alerts import without_secrets
+from tokenward.monitor.pipeline import Monitor
+from tokenward.monitor.responder import ResponseError
+from tokenward.services.clients import ClientAdmin
+from tokenward.services.errors import AdminError
+from tokenward.services.revoking import Watermarks
+from tokenward.services.users import UserAdmin
+from tokenward.tokens.key_manager import KeyManager
+from tokenward.tokens.keyring import KeyRotationError
+
+log = structlog.get_logger(__name__)
+Params = dict[str, Any]
+Action = Callable[[Params, str], Awaitable[dict[str, Any]]]
+
+
+class ActionError(ValueError):
+    """An action the admin must correct; the message says how."""
+
+
+class AdminActions:
+    def __init__(
+        self,
+        clients: ClientAdmin,
+        users: UserAdmin,
+        watermarks: Watermarks,
+        consents: ConsentStore,
+        keys: KeyManager,
+        monitor: Monitor,
+    ) -> None:
+        self._clients = clients
+        self._users = users
+        self._watermarks = watermarks
+        self._consents = consents
+        self._keys = keys
+        self._monitor = monitor
+        self._actions: dict[str, Action] = {
+            "client.create": self._create_client,
+            "client.disable": lambda p, _a: clients.set_client_disabled(str(p["client_id"]), True),
+            "client.enable": lambda p, _a: clients.set_client_disabled(str(p["client_id"]), False),
+            "client.rotate_secret": lambda p, _a: clients.rotate_client_secret(str(p["client_id"])),
+            "user.disable": lambda p, _a: users.set_user_disabled(str(p["user_id"]), True),
+            "user.enable": lambda p, _a: users.set_user_disabled(str(p["user_id"]), False),
+            "user.logout": lambda p, _a: users.force_logout(str(p["user_id"])),
+            "session.revoke": lambda p, _a: users.end_session(str(p["session_id"])),
+            "grant.revoke": self._revoke_grant,
+            "key.rotate": self._rotate_keys,
+            "token.revoke": lambda p, _a: watermarks.revoke(
+                jti=p.get("jti"),
+                subject=p.get("subject"),
+                session=p.get("session"),
+                client=p.get("client"),
+            ),
+            "alert.respond": self._respond,
+            "ip.block": self._block,
+            "ip.unblock": self._unblock,
+        }
+
+    async def perform(self, actor: str, via: str, action: str, params: Params) -> dict[str, Any]:
+        """Run one admin action and audit it, whether it worked or not. Raises ActionError."""
+        audit = self._monitor.audit
+        details = {k: v for k, v in params.items() if k not in ("password", "client_secret")}
+        try:
+            result = await self._actions[action](params, actor)
+        except (AdminError, ActionError, ResponseError, KeyError, ValueError) as exc:
+            message = str(exc) if not isinstance(exc, KeyError) else f"missing field {exc}"
+            if audit is not None:
+                audit.admin_action(actor, action, via, params=details, error=message)
+            raise ActionError(message) from None
+        if audit is not None:
+            audit.admin_action(actor, action, via, params=details, result=without_secrets(result))
+        else:
+            log.info("admin_action", actor=actor, action=action, via=via, params=details)
+        return result
+
+    async def _create_client(self, p: Params, _actor: str) -> dict[str, Any]:
+        return await self._clients.create_client(
+            str(p.get("client_id") or "").strip(),
+            grant_types=list(p.get("grant_types") or []),
+            scope=str(p.get("scope") or ""),
+            redirect_uris=list(p.get("redirect_uris") or []),
+            post_logout_redirect_uris=list(p.get("post_logout_redirect_uris") or []),
+            public=bool(p.get("public")),
+            token_format=str(p.get("token_format") or "jwt"),
+        )
+
+    async def _revoke_grant(self, p: Params, _actor: str) -> dict[str, Any]:
+        user_id, client_id = str(p["user_id"]), str(p["client_id"])
+        await self._consents.withdraw(user_id, client_id)
+        # Refresh families cannot be listed per client yet: the subject watermark ends them all.
+        result = await self._watermarks.revoke(subject=user_id)
+        return {"user_id": user_id, "client_id": client_id, "consent_withdrawn": True, **result}
+
+    async def _rotate_keys(self, _p: Params, _actor: str) -> dict[str, Any]:
+        try:
+            changed = await self._keys.rotate()
+        except KeyRotationError as exc:
+            raise ActionError(str(exc)) from None
+        return {"changed": [{"kid": key.kid, "state": key.state.value} for key in changed]}
+
+    async def _respond(self, p: Params, actor: str) -> dict[str, Any]:
+        try:
+            alert = await self._monitor.respond(str(p["alert_id"]), str(p["action"]), actor)
+        except KeyError:
+            raise ActionError("no such alert (it may have aged out)") from None
+        return alert.as_dict()
+
+    async def _block(self, p: Params, actor: str) -> dict[str, Any]:
+        seconds = float(p.get("seconds") or 3600)
+        if not 1 <= seconds <= 30 * 86400:
+            raise ActionError("block for 1 second to 30 days")
+        entry = self._monitor.blocklist.block(str(p["ip"]), seconds, "admin", actor)
+        return {"ip": entry.ip, "until": entry.until}
+
+    async def _unblock(self, p: Params, _actor: str) -> dict[str, Any]:
+        return {"ip": p["ip"], "unblocked": self._monitor.blocklist.unblock(str(p["ip"]))}

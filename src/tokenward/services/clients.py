@@ -1,0 +1,156 @@
+"""Client registration and its changes by the operator: create, disable, rotate the secret."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from tokenward.core.ports import ClientStore
+from tokenward.core.records import ClientRecord
+from tokenward.oauth import client_uris
+from tokenward.oauth.client_auth import METHODS, SecretHasher
+from tokenward.services.client_keys import check_jwks_uri, public_key_set
+from tokenward.services.errors import AdminError
+from tokenward.services.revoking import Watermarks
+from tokenward.services.views import client_view
+
+GRANT_TYPES = (
+    "authorization_code",
+    "client_credentials",
+    "refresh_token",
+    "urn:ietf:params:oauth:grant-type:device_code",
+)
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+class ClientAdmin:
+    def __init__(
+        self,
+        clients: ClientStore,
+        hasher: SecretHasher,
+        watermarks: Watermarks,
+        clock: Callable[[], float],
+    ) -> None:
+        self._clients = clients
+        self._hasher = hasher
+        self._watermarks = watermarks
+        self._clock = clock
+
+    async def create_client(
+        self,
+        client_id: str,
+        *,
+        grant_types: list[str],
+        scope: str,
+        redirect_uris: list[str],
+        secret: str | None = None,
+        public: bool = False,
+        auth_method: str | None = None,
+        token_format: str = "jwt",
+        skip_consent: bool = False,
+        audience: list[str] | None = None,
+        jwks: str | None = None,
+        jwks_uri: str | None = None,
+        post_logout_redirect_uris: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys
+        a private_key_jwt client signs its assertions with; that method needs one of them. Every
+        URI is checked here, the one place all registrations pass (oauth/client_uris.py says
+        how)."""
+        if await self._clients.get(client_id) is not None:
+            raise AdminError(f"client {client_id!r} exists already")
+        if jwks is not None and jwks_uri is not None:
+            raise AdminError("give the client's keys (--jwks) or where to fetch them (--jwks-uri)")
+        keys = jwks is not None or jwks_uri is not None
+        method = _auth_method(auth_method, public=public, keys=keys)
+        key_set = public_key_set(jwks) if jwks is not None else None
+        redirects, after_logout = _checked_uris(redirect_uris, post_logout_redirect_uris, jwks_uri)
+        _check_grants_and_format(grant_types, token_format)
+        if method in SECRET_METHODS:
+            secret = secret or SecretHasher.generate()
+            if len(secret) < 32:
+                raise AdminError(
+                    "client secrets need at least 32 characters (256 bits recommended)"
+                )
+        client = ClientRecord(
+            client_id=client_id,
+            auth_method=method,
+            grant_types=tuple(grant_types),
+            scopes=frozenset(scope.split()),
+            created_at=self._clock(),
+            secret_digest=self._hasher.digest(secret) if secret else None,
+            redirect_uris=redirects,
+            post_logout_redirect_uris=after_logout,
+            audience=tuple(audience or ()),
+            token_format=token_format,
+            skip_consent=skip_consent,
+            jwks=key_set,
+            jwks_uri=jwks_uri,
+        )
+        await self._clients.put(client)
+        view = client_view(client)
+        if key_set is not None:
+            view["jwks_kids"] = [key.get("kid") for key in json.loads(key_set)["keys"]]
+        if secret and method != "none":
+            view["client_secret"] = secret  # shown once; only its digest is stored
+        return view
+
+    async def set_client_disabled(self, client_id: str, disabled: bool) -> dict[str, Any]:
+        client = await self._clients.get(client_id)
+        if client is None:
+            raise AdminError(f"no client {client_id!r}")
+        await self._clients.put(replace(client, disabled=disabled))
+        if disabled:
+            await self._watermarks.revoke(client=client_id)
+        return client_view(replace(client, disabled=disabled))
+
+    async def rotate_client_secret(self, client_id: str) -> dict[str, Any]:
+        client = await self._clients.get(client_id)
+        if client is None or client.auth_method not in SECRET_METHODS:
+            raise AdminError(f"no confidential client {client_id!r} with a secret")
+        secret = SecretHasher.generate()
+        await self._clients.put(replace(client, secret_digest=self._hasher.digest(secret)))
+        return {**client_view(client), "client_secret": secret}
+
+    async def get(self, client_id: str) -> ClientRecord | None:
+        return await self._clients.get(client_id)
+
+
+def _check_grants_and_format(grant_types: list[str], token_format: str) -> None:
+    unknown = [grant for grant in grant_types if grant not in GRANT_TYPES]
+    if unknown or not grant_types:
+        raise AdminError(f"grant types must be among {', '.join(GRANT_TYPES)}")
+    if token_format not in ("jwt", "opaque"):
+        raise AdminError("token format must be jwt or opaque")
+
+
+def _auth_method(requested: str | None, *, public: bool, keys: bool) -> str:
+    default = "private_key_jwt" if keys else "none" if public else "client_secret_basic"
+    method = requested or default
+    if method not in METHODS:
+        raise AdminError(f"auth method must be one of {', '.join(METHODS)}")
+    if (method == "private_key_jwt") != keys:
+        raise AdminError(
+            "private_key_jwt clients need their public keys (--jwks or --jwks-uri), and only they"
+        )
+    if public != (method == "none"):
+        raise AdminError("public clients use auth method none, and only they do")
+    return method
+
+
+def _checked_uris(
+    redirects: list[str], after_logout: list[str] | None, jwks_uri: str | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The redirect and post-logout redirect URIs, checked (duplicates dropped); the jwks_uri
+    checked too."""
+    if jwks_uri is not None:
+        check_jwks_uri(jwks_uri)
+    try:
+        return (
+            client_uris.redirect_uris(redirects),
+            client_uris.redirect_uris(after_logout or [], "post-logout redirect URI"),
+        )
+    except client_uris.UriError as exc:
+        raise AdminError(str(exc)) from None
