@@ -42,6 +42,7 @@ async def test_local_trust_reloads_keys_rotated_elsewhere(tmp_path: Path) -> Non
     finally:
         await local.stop()
         await server.stores.aclose()
+        await gateway.stores.aclose()
 
 
 @pytest.mark.anyio
