@@ -20,15 +20,12 @@ if TYPE_CHECKING:
 
 def server_background(services: Services) -> list[Background]:
     """The revocation feed first (it bootstraps the mirror every validator reads), then the
-    key schedule, the monitor and, while it is on, what follows it (the gateways' event stream,
-    the shared blocklist), and the metrics listener if configured."""
+    key schedule, the monitor (with its companions), and the metrics listener if configured."""
     background: list[Background] = [
         services.revocations,
         KeySchedule(services.keys),
         services.monitor,
     ]
-    if services.monitor.enabled:
-        background.extend(services.monitor_followers)
     listener = services.settings.metrics_listener
     if listener:
         background.append(MetricsListener(*listener, services.metrics.registry))

@@ -11,7 +11,6 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenward.config import Settings
-from tokenward.core.lifecycle import Background
 from tokenward.core.ports import (
     AccessTokenStore,
     ClientStore,
@@ -149,7 +148,6 @@ class Services:
     userinfo: Validator  # any audience; /userinfo requires the openid scope itself
     id_tokens: IdTokenSigner
     monitor: Monitor  # usage events, detectors, alerts; `monitor.blocklist.is_blocked(ip)`
-    monitor_followers: list[Background]  # run after the monitor while it is on (deployment.py)
     revocation_publisher: RevocationPublisher  # GET /revocations, for remote resource servers
     # Application services (tokenward/services/): what the edges and the CLI call.
     client_admin: ClientAdmin
@@ -239,12 +237,10 @@ async def build_services(
         if stores.redis is not None
         else None,
     )
-    # Run beside the monitor when it is on: the gateways' event stream, the shared blocklist.
-    monitor_followers: list[Background] = []
     if stores.redis is not None:
-        monitor_followers.append(EventConsumer(stores.redis, names.usage, monitor.emit))
+        monitor.companions.append(EventConsumer(stores.redis, names.usage, monitor.emit))
     if shared_blocklist is not None:
-        monitor_followers.append(shared_blocklist)
+        monitor.companions.append(shared_blocklist)
     key_source = KeyringKeySource(keys.keyring)
     opaque = StoreOpaqueResolver(stores.access_tokens)
     common: dict[str, Any] = {
@@ -351,7 +347,6 @@ async def build_services(
         userinfo=any_audience,
         id_tokens=id_tokens,
         monitor=monitor,
-        monitor_followers=monitor_followers,
         revocation_publisher=RevocationPublisher(revocations, clock),
         client_admin=client_admin,
         user_admin=user_admin,

@@ -22,6 +22,7 @@ import structlog
 
 from tokenward.core.blocklist import IpBlocklist
 from tokenward.core.events import AuthEvent, Event, EventBuffer, Queued, RawUsage, UsageEvent
+from tokenward.core.lifecycle import Background
 from tokenward.core.ports import AlertClaims
 from tokenward.monitor.alerts import Alert, AlertLog, Finding, SecurityAudit
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
@@ -117,6 +118,8 @@ class Monitor:
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
         self.detector_errors = 0
+        # Started and stopped with the monitor: the gateways' event stream, a shared blocklist.
+        self.companions: list[Background] = []
         # Scaled out: one alert per (detector, target) for the deployment, not one per server.
         self.claims = claims
         # What `claims` raises when its store is unreachable (store.errors.STORAGE_ERRORS, from
@@ -229,8 +232,13 @@ class Monitor:
             self._task = asyncio.get_running_loop().create_task(self._run())
         if self.webhook is not None:
             self.webhook.start()
+        if self.enabled:
+            for companion in self.companions:
+                await companion.start()
 
     async def stop(self) -> None:
+        for companion in reversed(self.companions):
+            await companion.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
