@@ -75,3 +75,20 @@ class TemporarilyUnavailable(BearerError):
 
     error = "temporarily_unavailable"
     status = 503
+
+
+class InsufficientUserAuthentication(BearerError):
+    """RFC 9470 §3: the token's authentication is too weak or too old for this request.
+
+    `acr_values` (space-separated) and `max_age` (seconds) tell the client what to ask the
+    authorization server for; the challenge carries them as auth-params."""
+
+    error = "insufficient_user_authentication"
+    status = 401
+
+    def __init__(
+        self, description: str, *, acr_values: str | None = None, max_age: int | None = None
+    ) -> None:
+        super().__init__(description)
+        self.acr_values = acr_values
+        self.max_age = max_age

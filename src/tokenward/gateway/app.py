@@ -29,6 +29,7 @@ from tokenward.gateway.authorizers.choose import route_authorizers
 from tokenward.gateway.authorizers.dpop import DpopRefused
 from tokenward.gateway.bff import Bff, parse_cookies
 from tokenward.gateway.compiled import Compiled, check_reloadable
+from tokenward.gateway.contextual import Engines, judge, route_engines
 from tokenward.gateway.headers import Incoming
 from tokenward.gateway.idempotency import (
     UNSAFE,
@@ -51,6 +52,7 @@ from tokenward.gateway.render import (
     send_json,
 )
 from tokenward.gateway.upstream import Pool, UpstreamError
+from tokenward.guard.authz.context import CountryLookup, MaxMindCountries, RiskProvider
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import Validator
 from tokenward.store.errors import STORAGE_ERRORS
@@ -59,7 +61,7 @@ log = structlog.get_logger(__name__)
 Headers = list[tuple[bytes, bytes]]
 # A load: the compiled config and each route's authorizer, swapped together by `reload` so a
 # request never pairs one load's routes with another's authorizers.
-Loaded = tuple[Compiled, dict[str, RouteAuthorizer]]
+Loaded = tuple[Compiled, dict[str, RouteAuthorizer], Engines]
 CLIENT_CLOSED = 499  # the client left before an answer: logged, never sent
 
 
@@ -80,11 +82,19 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         usage: UsageSink | None = None,
         blocklist: IpBlocklist | None = None,
+        countries: CountryLookup | None = None,
+        risk: RiskProvider | None = None,
     ) -> None:
         """`background`: started before the first request and stopped at shutdown, in order
         (the revocation feed of `revocations:`, the Redis clients of the shared backends).
         `usage`: the monitor's sink (tokenward.monitor): one non-blocking event per decision.
-        `blocklist`: addresses the monitor or an admin blocked, refused with 403 ip_blocked."""
+        `blocklist`: addresses the monitor or an admin blocked, refused with 403 ip_blocked.
+        `countries`, `risk`: context for Cedar policies (docs/policies.md); without `countries`
+        a config's `policies.geoip` database is opened here."""
+        self.countries = countries
+        if countries is None and config.geoip is not None:
+            self.countries = MaxMindCountries(config.geoip)
+        self.risk = risk
         self.usage = usage
         self.blocklist = blocklist
         # Kept for what builds and inspects the gateway; requests reach them through the
@@ -131,7 +141,7 @@ class Gateway:
             bff=self.bff,
             clock=self.clock,
         )
-        return compiled, authorizers
+        return compiled, authorizers, route_engines(config, self.countries, self.risk, self.clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -239,7 +249,7 @@ class Gateway:
     async def _handle(
         self, loaded: Loaded, scope: Scope, receive: Receive, send: Send, record: AuditRecord
     ) -> int:
-        compiled, authorizers = loaded
+        compiled, authorizers, engines = loaded
         path, target, readings = resolve_scope(scope)
         if path != scope.get("path") or target != scope.get("raw_path"):
             # From here on the scope carries the resolved path: whatever reads it (signed
@@ -255,6 +265,9 @@ class Gateway:
         scope, token, added = await authorizer.authorize(scope, incoming, scheme, record)
         if incoming.dpop and route.auth != "dpop":
             added.extend((b"dpop", value) for value in incoming.dpop)  # not ours to consume
+        judged = engines.get(route.name) if token is not None else None
+        if judged is not None and token is not None:
+            judge(judged[0], judged[1], token, scope["method"], route.name, path, record)
         extra = compiled.hsts(scheme)
         policy = route.rate_limit
         if policy is not None:
@@ -374,6 +387,8 @@ def create_gateway(
     clock: Callable[[], float] = time.time,
     usage: UsageSink | None = None,
     blocklist: IpBlocklist | None = None,
+    countries: CountryLookup | None = None,
+    risk: RiskProvider | None = None,
 ) -> Gateway:
     """The gateway ASGI app for a loaded config. `validator` must accept every route's audience
     (build it with those audiences, or any_audience=True: the gateway checks each route's)."""
@@ -389,4 +404,6 @@ def create_gateway(
         clock=clock,
         usage=usage,
         blocklist=blocklist,
+        countries=countries,
+        risk=risk,
     )

@@ -24,7 +24,7 @@ from tokenward.datadir import open_private
 
 _LINE = (
     b'{"time":"%b","route":%b,"method":%b,"status":%d,"decision":"%b","reason":"%b",%b,'
-    b'"client_ip":%b,"latency_ms":%.3f}\n'
+    b'"client_ip":%b,"latency_ms":%.3f%b}\n'
 )
 _NOBODY = b'"sub":null,"client_id":null,"jti":null'
 
@@ -32,7 +32,7 @@ _NOBODY = b'"sub":null,"client_id":null,"jti":null'
 class AuditRecord:
     """Filled in as the request goes through the gateway; written once at the end."""
 
-    __slots__ = ("admitted", "ip", "method", "reason", "route", "token")
+    __slots__ = ("admitted", "ip", "method", "policies", "reason", "route", "token")
 
     def __init__(self, method: str) -> None:
         self.method = method
@@ -41,6 +41,7 @@ class AuditRecord:
         self.ip = "-"
         self.token: AccessToken | None = None
         self.admitted = False  # the policy allowed it (an upstream may still fail it)
+        self.policies: tuple[str, ...] | None = None  # Cedar's determining policies, if judged
 
 
 class AuditLog:
@@ -83,6 +84,7 @@ class AuditLog:
                 self._who(record.token),
                 orjson.dumps(record.ip),
                 latency * 1000,
+                b"" if record.policies is None else b',"policies":' + orjson.dumps(record.policies),
             )
         )
 

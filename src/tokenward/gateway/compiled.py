@@ -24,7 +24,7 @@ Headers = list[tuple[bytes, bytes]]
 # Sections that shape the process itself (sockets, trust, sinks): a reload cannot change them.
 RESTART_ONLY = (
     "trust", "host", "port", "tls", "audit_path", "metrics_host", "metrics_port", "bff", "dpop",
-    "revocations", "rate_limit_redis_url", "rate_limit_redis_prefix", "tracing", "limits",
+    "revocations", "rate_limit_redis_url", "rate_limit_redis_prefix", "tracing", "limits", "geoip",
 )  # fmt: skip
 
 

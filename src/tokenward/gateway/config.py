@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tokenward.core.ratelimits import RatePolicy
+from tokenward.gateway import config_policies
 from tokenward.gateway import config_sections as sections
 from tokenward.gateway.model import (
     AUTH_MODES,
@@ -23,6 +24,7 @@ from tokenward.gateway.model import (
     GatewayConfig,
     IpNetwork,
     IpRules,
+    PolicySettings,
     Route,
     Upstream,
 )
@@ -63,6 +65,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
                 "monitor",
                 "tracing",
                 "limits",
+                "policies",
             }
         )
     )
@@ -70,7 +73,9 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         raise root.error("routes: is required (a list of at least one route)")
     policies = _rate_policies(top.get("rate_limits"))
     rate_redis, rate_prefix = _rate_backend(top.get("rate_limits"))
-    routes = tuple(_route(node, policies) for node in top["routes"].sequence())
+    base = Path(source).parent if source != "<config>" else Path.cwd()
+    cedar = config_policies.settings(top.get("policies"), base)
+    routes = tuple(_route(node, policies, cedar, base) for node in top["routes"].sequence())
     if not routes:
         raise top["routes"].error("needs at least one route")
     _unique_names(routes, top["routes"])
@@ -112,6 +117,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         rate_limit_redis_prefix=rate_prefix,
         tracing=sections.tracing(top.get("tracing")),
         limits=sections.limits(top.get("limits")),
+        policies=cedar,
         source=source,
     )
 
@@ -177,11 +183,12 @@ ROUTE_FIELDS = frozenset(
         "strip_prefix",
         "idempotency",
         "signed_url",
+        "policies",
     }
 )
 
 
-def _route(node: Node, policies: dict[str, RatePolicy]) -> Route:
+def _route(node: Node, policies: dict[str, RatePolicy], cedar: PolicySettings, base: Path) -> Route:
     fields = node.mapping(ROUTE_FIELDS)
     for required in ("prefix", "upstreams", "auth"):
         if required not in fields:
@@ -220,6 +227,7 @@ def _route(node: Node, policies: dict[str, RatePolicy]) -> Route:
         strip_prefix=fields["strip_prefix"].boolean() if "strip_prefix" in fields else False,
         idempotency_ttl=_idempotency(fields.get("idempotency"), auth),
         signed_url=sections.signed_url(fields.get("signed_url"), auth, node),
+        policies=config_policies.route_policies(fields.get("policies"), auth, node, cedar, base),
         line=node.line,
     )
 

@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from tokenward.core.ratelimits import RatePolicy
+from tokenward.guard.authz.source import PolicyFile, PolicySet
+from tokenward.guard.authz.templates import PathTemplates
 from tokenward.serving.limits import HeadLimits
 from tokenward.tokens.dpop import PROOF_ALGS
 
@@ -57,6 +59,24 @@ class SignedUrlSettings:
 
 
 @dataclass(frozen=True)
+class PolicySettings:
+    """`policies:` at the top: Cedar files for every token route, and the context's sources."""
+
+    files: tuple[PolicyFile, ...] = ()
+    timezone: str = "UTC"  # for context.hour and context.weekday
+    geoip: str | None = None  # a MaxMind DB for context.country (restart to change)
+
+
+@dataclass(frozen=True, eq=False)
+class RoutePolicies:
+    """A route's Cedar policies (the global ones first), validated at load."""
+
+    policies: PolicySet
+    templates: PathTemplates
+    files: tuple[str, ...]  # watched for changes by the reloader
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     prefix: str
@@ -73,6 +93,7 @@ class Route:
     strip_prefix: bool = False
     idempotency_ttl: float | None = None
     signed_url: SignedUrlSettings | None = None
+    policies: RoutePolicies | None = None
     line: int = 0
 
     def matches(self, path: str) -> bool:
@@ -188,4 +209,15 @@ class GatewayConfig:
     rate_limit_redis_prefix: str | None = None
     tracing: bool = False  # OpenTelemetry spans (the `otel` extra); OTEL_* variables configure
     limits: HeadLimits = field(default_factory=HeadLimits)  # heads, bodies, connections
+    policies: PolicySettings = PolicySettings()
     source: str = "<config>"
+
+    @property
+    def geoip(self) -> str | None:
+        return self.policies.geoip
+
+    @property
+    def policy_files(self) -> tuple[str, ...]:
+        """Every policy file the routes use: a change to one reloads like the config's own."""
+        names = {name for route in self.routes if route.policies for name in route.policies.files}
+        return tuple(sorted(names))

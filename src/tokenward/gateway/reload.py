@@ -1,4 +1,5 @@
-"""Config reload on SIGHUP or when the file changes, without dropping a request.
+"""Config reload on SIGHUP or when the file (or a Cedar policy file) changes, without
+dropping a request.
 
 The new file is loaded and validated whole before anything changes; a bad file is logged and
 refused and the running config stays. A good one replaces the gateway's compiled config in one
@@ -30,10 +31,18 @@ class Reloader:
         self.reloads = 0
 
     def _read_digest(self) -> bytes | None:
+        """The config file's hash, and its Cedar policy files': editing a policy reloads too."""
+        digest = hashlib.sha256()
         try:
-            return hashlib.sha256(self.path.read_bytes()).digest()
+            digest.update(self.path.read_bytes())
         except OSError:
             return None
+        for name in self.gateway.config.policy_files:
+            try:
+                digest.update(b"\0" + hashlib.sha256(Path(name).read_bytes()).digest())
+            except OSError:
+                digest.update(b"\0missing")  # a reload then says which file it could not read
+        return digest.digest()
 
     def reload(self) -> bool:
         """Load, validate and apply the file now. False (old config kept) if it is refused."""
@@ -47,6 +56,7 @@ class Reloader:
             log.error("gateway_config_refused", path=str(self.path), error=str(exc))  # noqa: TRY400
             return False
         self.last_error = None
+        self._digest = self._read_digest()  # the new config may watch other policy files
         self.reloads += 1
         log.info("gateway_config_reloaded", path=str(self.path), routes=len(config.routes))
         return True

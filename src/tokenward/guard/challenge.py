@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from tokenward.core.errors import (
     BearerError,
+    InsufficientUserAuthentication,
     InvalidDpopProof,
     TemporarilyUnavailable,
     UseDpopNonce,
@@ -36,6 +37,11 @@ def _auth_params(error: BearerError, realm: str) -> list[str]:
             params.append(f"error_description={_quote(error.description)}")
     if error.scope:
         params.append(f"scope={_quote(error.scope)}")
+    if isinstance(error, InsufficientUserAuthentication):  # RFC 9470 §3
+        if error.acr_values:
+            params.append(f"acr_values={_quote(error.acr_values)}")
+        if error.max_age is not None:
+            params.append(f"max_age={error.max_age}")
     return params
 
 
