@@ -7,7 +7,8 @@ A directive is an HTML comment on the line just before the fence (invisible when
 
 `covered-by` names the test that runs the block (it must exist); `not-run` is allowed only
 for the commands listed in NOT_RUN (the suite cannot run the command that runs the suite).
-Blocks of language `text` are output samples and pictures; every other block is executed.
+Blocks of language `text` are output samples and pictures; every other block is executed
+(`cedar` policies by the tests that name them: each must say `covered-by`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(?P<body>.*?)\s*-->\s*$")
 FENCE = re.compile(r"^```(?P<lang>[A-Za-z0-9_+-]*)\s*$")
-EXECUTED = frozenset({"python", "sh", "yaml", "json", "nginx"})
+EXECUTED = frozenset({"python", "sh", "yaml", "json", "nginx", "cedar"})
 LANGUAGES = EXECUTED | {"text"}
 # Blocks the suite cannot run, by their exact first line, and why.
 NOT_RUN = {

@@ -83,6 +83,13 @@ def test_blocks_run_elsewhere_name_a_test_that_exists() -> None:
         assert name.split("::")[-1] in names, f"{block.where}: no test {target}"
 
 
+def test_cedar_blocks_are_run_by_a_test() -> None:
+    """No generic runner can say what a policy should allow: the test that does is named."""
+    for block in all_blocks():
+        if block.lang == "cedar":
+            assert block.covered_by is not None, f"{block.where}: cedar blocks need covered-by"
+
+
 def test_only_the_suite_itself_goes_unrun() -> None:
     for block in all_blocks():
         if is_not_run(block):

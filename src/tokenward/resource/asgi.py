@@ -19,6 +19,7 @@ from tokenward.core.claims import AccessToken
 from tokenward.core.errors import BearerError, InvalidRequest
 from tokenward.guard.challenge import challenge
 from tokenward.guard.validator import Validator
+from tokenward.resource.policies import DENIED_BODY, PolicyDenied, RoutePolicy
 
 if TYPE_CHECKING:  # only type aliases: importing this module needs no Starlette at run time
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -107,8 +108,12 @@ class BearerAuthMiddleware:
         realm: str = "tokenward",
         exempt_paths: Iterable[str] = (),
         public_url: str | None = None,
+        policy: RoutePolicy | None = None,
     ) -> None:
+        """`policy`: Cedar policies every authenticated request must also pass
+        (tokenward.resource.policies, docs/policies.md)."""
         self.app = app
+        self.policy = policy
         self.validator = validator
         self.required_scopes = frozenset(required_scopes)
         self.realm = realm
@@ -124,6 +129,14 @@ class BearerAuthMiddleware:
             return
         try:
             token = await self._authenticate(scope)
+            if self.policy is not None:
+                client = scope.get("client")
+                self.policy.enforce(
+                    token, scope.get("method", "GET"), scope["path"], client[0] if client else None
+                )
+        except PolicyDenied:
+            await self._deny(scope, receive, send)
+            return
         except BearerError as error:
             if kind == "http":
                 await send_challenge(send, error, self.realm, dpop_algs(self.validator))
@@ -167,6 +180,20 @@ class BearerAuthMiddleware:
             scope.get("scheme", "http"), scope.get("scheme", "http")
         )
         return f"{scheme}://{host or 'localhost'}{path}"
+
+    async def _deny(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if (await receive())["type"] == "websocket.connect":
+                close = {"type": "websocket.close", "code": POLICY_VIOLATION}
+                await send({**close, "reason": "access_denied"})
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"cache-control", b"no-store"),
+            (b"content-length", str(len(DENIED_BODY)).encode("ascii")),
+        ]
+        await send({"type": "http.response.start", "status": 403, "headers": headers})
+        await send({"type": "http.response.body", "body": DENIED_BODY})
 
     @staticmethod
     async def _refuse_websocket(receive: Receive, send: Send, error: BearerError) -> None:

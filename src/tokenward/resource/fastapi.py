@@ -27,6 +27,7 @@ from tokenward.core.errors import BearerError, InvalidRequest
 from tokenward.guard.challenge import Challenge, challenge
 from tokenward.guard.validator import Validator
 from tokenward.resource.asgi import STATE_KEY, authenticate, authorization_header, dpop_algs
+from tokenward.resource.policies import DENIED_DESCRIPTION, PolicyDenied, RoutePolicy
 
 APP_STATE_KEY = "tokenward_validator"
 
@@ -90,6 +91,30 @@ def require_scopes(
             raise BearerHTTPException(error, realm, dpop_algs(checker)) from None
 
     return bearer_token
+
+
+def require_policy(
+    policy: RoutePolicy,
+    *scopes: str,
+    validator: Validator | None = None,
+    realm: str = "tokenward",
+) -> Callable[[Request], Awaitable[AccessToken]]:
+    """`require_scopes`, then the Cedar policies of `policy` (docs/policies.md): a deny raises
+    a 403 `HTTPException`, a step-up forbid the RFC 9470 challenge (a `BearerHTTPException`)."""
+    bearer_token = require_scopes(*scopes, validator=validator, realm=realm)
+
+    async def allowed_token(request: Request) -> AccessToken:
+        token = await bearer_token(request)
+        client = request.client
+        try:
+            policy.enforce(token, request.method, request.url.path, client.host if client else None)
+        except PolicyDenied:
+            raise HTTPException(403, DENIED_DESCRIPTION) from None
+        except BearerError as error:
+            raise BearerHTTPException(error, realm) from None
+        return token
+
+    return allowed_token
 
 
 def current_token(request: Request) -> AccessToken | None:
