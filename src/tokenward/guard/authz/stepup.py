@@ -25,7 +25,8 @@ def parse_step_up(text: str) -> StepUp:
     """The annotation's value as a StepUp; ValueError says what is wrong with it."""
     found: dict[str, str] = {}
     for part in text.split(";"):
-        name, equals, value = part.strip().partition("=")
+        name, equals, value = part.partition("=")
+        name = name.strip()
         if not equals or name not in ("acr", "max_age") or not value.strip():
             raise ValueError(f"@step_up: expected acr=... and/or max_age=..., got {part!r}")
         if name in found:
