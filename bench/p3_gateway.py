@@ -12,6 +12,12 @@ nginx worker answering `200 ok` from memory, so the upstream never bounds the fi
 The load generator is wrk (one thread, 32 connections, bounded by time), run in interleaved
 rounds so drift hits every contender alike; each figure is the median of per-round ratios.
 P3a = full ÷ off (goal ≥ 0.90); P3b = full ÷ nginx (goal ≥ 0.3).
+
+P3P = `cedar` ÷ `full`: the full gateway with a typical three-policy Cedar set on the route
+(docs/policies.md) against the same gateway without policies (goal ≥ 0.90). The set reads the
+address, scopes and hour, so decisions are cached per token and hour; `cedar_live` swaps one
+policy for one that reads `auth_age`, which turns the decision cache off (every request is
+evaluated by Cedar), and is reported beside it.
 """
 
 from __future__ import annotations
@@ -103,8 +109,44 @@ routes:
 """
 
 
-def _gateway_config(tmp: Path, name: str, port: int, upstream: int, full: bool) -> Path:
+# A typical set: readers with the scope, from the office networks, no writes at night.
+CEDAR = """\
+@id("readers")
+permit (principal, action in Action::"read", resource)
+when { context.scopes.contains("read") };
+
+@id("office-network")
+forbid (principal, action, resource)
+unless { context.ip.isInRange(ip("127.0.0.0/8")) || context.ip.isInRange(ip("10.0.0.0/8")) };
+
+"""
+CEDAR_CACHED = (
+    CEDAR
+    + """\
+@id("no-night-writes")
+forbid (principal, action in Action::"write", resource)
+when { context.hour < 6 };
+"""
+)
+# The same with a policy on the time since sign-in: nothing can be cached.
+CEDAR_LIVE = (
+    CEDAR
+    + """\
+@id("fresh-writes")
+forbid (principal, action in Action::"write", resource)
+when { context.auth_age > 3600 };
+"""
+)
+
+
+def _gateway_config(
+    tmp: Path, name: str, port: int, upstream: int, full: bool, cedar: str | None = None
+) -> Path:
     path = tmp / f"{name}.yaml"
+    policy = "scopes: [read]\n    rate_limit: bench" if full else "rate_limit: off"
+    if cedar is not None:
+        (tmp / f"{name}.cedar").write_text(cedar)
+        policy += f"\n    policies:\n      files: [{tmp / f'{name}.cedar'}]"
     path.write_text(
         GATEWAY_CONFIG.format(
             port=port,
@@ -114,7 +156,7 @@ def _gateway_config(tmp: Path, name: str, port: int, upstream: int, full: bool) 
             audience=fixtures.AUDIENCE,
             auth="bearer" if full else "none",
             audit=f"{{path: {tmp / 'audit.jsonl'}}}" if full else "{enabled: false}",
-            policy="scopes: [read]\n    rate_limit: bench" if full else "rate_limit: off",
+            policy=policy,
         )
     )
     return path
@@ -217,7 +259,7 @@ def run() -> list[Figure]:
 
 
 def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
-    up, px, full, off = (_free_port() for _ in range(4))
+    up, px, full, off, cedar, live = (_free_port() for _ in range(6))
     up_conf = _nginx_conf(tmp, "up", _upstream_server(up))
     px_conf = _nginx_conf(tmp, "px", _proxy_server(px, up))
     nginx = ["nginx", "-g", "daemon off;", "-c"]
@@ -229,12 +271,20 @@ def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
         _process([*nginx, str(px_conf), "-p", str(tmp / "px")], px) as proxy,
         _process([*serve, str(_gateway_config(tmp, "full", full, up, True))], full) as gw_full,
         _process([*serve, str(_gateway_config(tmp, "off", off, up, False))], off) as gw_off,
+        _process(
+            [*serve, str(_gateway_config(tmp, "cedar", cedar, up, True, CEDAR_CACHED))], cedar
+        ) as gw_cedar,
+        _process(
+            [*serve, str(_gateway_config(tmp, "cedar_live", live, up, True, CEDAR_LIVE))], live
+        ) as gw_live,
     ):
         targets = {
             "direct": (f"http://127.0.0.1:{up}/", None, upstream.pid),
             "nginx": (f"http://127.0.0.1:{px}/", None, proxy.pid),
             "off": (f"http://127.0.0.1:{off}/", None, gw_off.pid),
             "full": (f"http://127.0.0.1:{full}/", token, gw_full.pid),
+            "cedar": (f"http://127.0.0.1:{cedar}/", token, gw_cedar.pid),
+            "cedar_live": (f"http://127.0.0.1:{live}/", token, gw_live.pid),
         }
         for url, credential, _pid in targets.values():
             _wrk(url, credential, 1)  # warm-up: connections, caches, the token's validation
@@ -244,7 +294,7 @@ def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
                 sample = _wrk(url, credential, SECONDS, pid)
                 samples[name].append(sample)
                 print(
-                    f"  round {round_ + 1} {name:>6}: {sample.rps:8.0f} req/s, "
+                    f"  round {round_ + 1} {name:>10}: {sample.rps:8.0f} req/s, "
                     f"p50 {sample.p50 * 1e3:.2f} ms, p99 {sample.p99 * 1e3:.2f} ms, "
                     f"CPU {sample.cpu * 1e6:.0f} µs/request"
                 )
@@ -294,6 +344,19 @@ def _figures(samples: dict[str, list[Sample]]) -> list[Figure]:
                 _added(samples, "full"),
                 _added(samples, "nginx"),
                 "goal ≥ 0.3",
+            ],
+        ),
+        Figure(
+            "P3P",
+            _median_ratio(samples["cedar"], samples["full"]),
+            "gateway full policy + three Cedar policies ÷ full policy without Cedar",
+            [
+                f"{rps['cedar']:.0f} vs {rps['full']:.0f} req/s",
+                f"CPU per request {_cpu(samples, 'cedar')} vs {_cpu(samples, 'full')}",
+                f"decision cache off (auth_age read): "
+                f"{_median_ratio(samples['cedar_live'], samples['full']):.2f}, "
+                f"{rps['cedar_live']:.0f} req/s, CPU {_cpu(samples, 'cedar_live')}",
+                "goal ≥ 0.90",
             ],
         ),
     ]
