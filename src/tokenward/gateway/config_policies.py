@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tokenward.gateway.model import TOKEN_MODES, PolicySettings, RoutePolicies
 from tokenward.gateway.yamlnodes import Node
+from tokenward.guard.authz.schema import ActionError, named_actions
 from tokenward.guard.authz.source import PolicyError, PolicyFile, load_policy_set
 from tokenward.guard.authz.templates import PathTemplates, TemplateError
 
@@ -41,9 +42,11 @@ def route_policies(
     """The route's compiled policies (the global files first), or None when there are none."""
     files: tuple[PolicyFile, ...] = ()
     templates: tuple[str, ...] = ()
+    actions: dict[str, str] = {}  # method -> the route's action name
     where = route
     if node is not None:
-        fields = node.mapping(frozenset({"files", "paths"}))
+        fields = node.mapping(frozenset({"files", "paths", "actions"}))
+        actions = _actions(fields.get("actions"))
         files = _files(fields.get("files"), base)
         templates = tuple(fields["paths"].strings()) if "paths" in fields else ()
         if len(templates) > MAX_TEMPLATES:
@@ -58,12 +61,20 @@ def route_policies(
         return None
     try:
         compiled_templates = PathTemplates(templates)
-        policies = load_policy_set(every)
-    except TemplateError as exc:
+        named = named_actions((name, method) for method, name in actions.items())
+        policies = load_policy_set(every, named)
+    except (TemplateError, ActionError) as exc:
         raise where.error(str(exc)) from None
     except PolicyError as exc:
         raise where.error("policies refused: " + "; ".join(exc.errors)) from None
-    return RoutePolicies(policies, compiled_templates, tuple(item.name for item in every))
+    return RoutePolicies(policies, compiled_templates, tuple(item.name for item in every), actions)
+
+
+def _actions(node: Node | None) -> dict[str, str]:
+    """`actions: {POST: orders.create}`: the route's Cedar action for a method."""
+    if node is None:
+        return {}
+    return {key.string().upper(): value.string() for key, value in node.items()}
 
 
 def _files(node: Node | None, base: Path) -> tuple[PolicyFile, ...]:

@@ -53,7 +53,9 @@ def judge(
 ) -> None:
     """Return when the policies allow; raise `Denied` (403) or the step-up challenge (401)."""
     template, params = policies.templates.match(path)
-    decision = engine.decide(token, RequestFacts(method, route, path, record.ip, template, params))
+    action = policies.actions.get(method)
+    facts = RequestFacts(method, route, path, record.ip, template, params, action)
+    decision = engine.decide(token, facts)
     record.policies = decision.policies
     if decision.reason == ALLOW:
         return

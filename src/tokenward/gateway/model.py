@@ -74,6 +74,7 @@ class RoutePolicies:
     policies: PolicySet
     templates: PathTemplates
     files: tuple[str, ...]  # watched for changes by the reloader
+    actions: dict[str, str] = field(default_factory=dict)  # method -> the route's action name
 
 
 @dataclass(frozen=True)

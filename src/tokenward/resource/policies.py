@@ -10,7 +10,7 @@ A deny answers 403 `access_denied`; a `@step_up` forbid answers the RFC 9470 401
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tokenward.core.claims import AccessToken
@@ -39,17 +39,26 @@ class RoutePolicy:
     engine: PolicyEngine
     route: str = "api"  # `resource.name` in the policies
     templates: PathTemplates = field(default_factory=lambda: PathTemplates(()))
+    # method -> the route's Cedar action name; the engine's policy set must have been loaded
+    # with the same names (`load_policy_set(files, named_actions(...))`).
+    actions: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(
-        cls, engine: PolicyEngine, route: str = "api", templates: Sequence[str] = ()
+        cls,
+        engine: PolicyEngine,
+        route: str = "api",
+        templates: Sequence[str] = (),
+        actions: Mapping[str, str] | None = None,
     ) -> RoutePolicy:
-        return cls(engine, route, PathTemplates(templates))
+        return cls(engine, route, PathTemplates(templates), dict(actions or {}))
 
     def enforce(self, token: AccessToken, method: str, path: str, ip: str | None) -> Decision:
         """The decision when it allows; raises `PolicyDenied` or the step-up BearerError."""
         template, params = self.templates.match(path)
-        facts = RequestFacts(method, self.route, path, ip or UNKNOWN_IP, template, params)
+        facts = RequestFacts(
+            method, self.route, path, ip or UNKNOWN_IP, template, params, self.actions.get(method)
+        )
         decision = self.engine.decide(token, facts)
         if decision.reason == ALLOW:
             return decision

@@ -27,8 +27,8 @@ import orjson
 from tokenward.core.claims import AccessToken
 from tokenward.guard.authz.context import CountryLookup, RiskProvider, clamp_risk
 from tokenward.guard.authz.facts import (
-    ACTION_ENTITIES,
     RequestFacts,
+    action_entities,
     context,
     local_time,
     principal_entity,
@@ -54,7 +54,6 @@ class Decision:
 
 
 _UNKNOWN_METHOD = Decision(False, DENY, ())
-_BASE = cedarpy.Entities.from_json_str(orjson.dumps(ACTION_ENTITIES).decode())
 
 
 class PolicyEngine:
@@ -75,6 +74,10 @@ class PolicyEngine:
         self._cacheable = not policies.volatile
         self._decisions: dict[tuple[Any, ...], Decision] = {}
         self._principals: dict[tuple[str, str, int, str], cedarpy.Entities] = {}
+        self._base = cedarpy.Entities.from_json_str(
+            orjson.dumps(action_entities(policies.actions)).decode()
+        )
+        self._named = {name for name, _ in policies.actions}
 
     def decide(self, token: AccessToken, facts: RequestFacts) -> Decision:
         if facts.method not in METHODS:
@@ -112,7 +115,7 @@ class PolicyEngine:
         risk = clamp_risk(self._risk.score(token, facts.ip, facts.route)) if self._risk else 0
         request = {
             "principal": {"type": "Subject", "id": token.sub},
-            "action": {"type": "Action", "id": facts.method},
+            "action": {"type": "Action", "id": self._action(facts)},
             "resource": {"type": "Route", "id": facts.route},
             "context": context(token, facts, local, now, country, risk),
         }
@@ -132,12 +135,16 @@ class PolicyEngine:
             return Decision(False, STEP_UP, labels, merge([step_ups[n] for n in numbers]))
         return Decision(False, DENY, labels)
 
+    def _action(self, facts: RequestFacts) -> str:
+        action = facts.action
+        return action if action is not None and action in self._named else facts.method
+
     def _principal(self, token: AccessToken) -> cedarpy.Entities:
         key = (token.jti, token.sub, token.iat, token.client_id)
         found = self._principals.get(key)
         if found is None:
             if len(self._principals) >= CACHE_SIZE:
                 self._principals.clear()
-            found = _BASE.with_added_json_str(orjson.dumps([principal_entity(token)]).decode())
+            found = self._base.with_added_json_str(orjson.dumps([principal_entity(token)]).decode())
             self._principals[key] = found
         return found

@@ -9,7 +9,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from tokenward.core.claims import AccessToken
-from tokenward.guard.authz.schema import READ_METHODS, WRITE_METHODS
+from tokenward.guard.authz.schema import READ_METHODS, WRITE_METHODS, Actions
 
 NO_AUTH_TIME = 2**31 - 1  # auth_age when the token has no auth_time: never "fresh"
 UNKNOWN_IP = "0.0.0.0"  # noqa: S104 - a value for Cedar, not a socket to bind
@@ -19,7 +19,7 @@ MAX_LIST = 64
 # Claims given their own attributes (or not for policies: token plumbing).
 _NOT_TAGS = frozenset({"roles", "groups", "tenant", "amr", "cnf", "aud", "scope", "scp"})
 
-ACTION_ENTITIES: list[dict[str, Any]] = [
+METHOD_ENTITIES: list[dict[str, Any]] = [
     {"uid": {"type": "Action", "id": group}, "attrs": {}, "parents": []}
     for group in ("read", "write")
 ] + [
@@ -42,6 +42,20 @@ class RequestFacts:
     ip: str
     template: str = ""
     params: Mapping[str, str] = field(default_factory=dict)
+    action: str | None = None  # the route's name for this method, if it gives one
+
+
+def action_entities(actions: Actions) -> list[dict[str, Any]]:
+    """The methods in their groups, and a route's named actions in their methods."""
+    named = [
+        {"uid": {"type": "Action", "id": name}, "attrs": {}, "parents": [_action(method)]}
+        for name, method in actions
+    ]
+    return METHOD_ENTITIES + named
+
+
+def _action(name: str) -> dict[str, str]:
+    return {"type": "Action", "id": name}
 
 
 def strings(value: Any) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 import cedarpy
 import orjson
 
-from tokenward.guard.authz.schema import SCHEMA
+from tokenward.guard.authz.schema import Actions, schema_for
 from tokenward.guard.authz.stepup import StepUp, parse_step_up
 
 MAX_FILE_BYTES = 1 << 20
@@ -23,8 +23,6 @@ MAX_POLICIES = 1000
 # Context fields that change from one second (or request) to the next: a decision that reads
 # them is never cached (engine.py).
 VOLATILE_CONTEXT = ("auth_age", "risk")
-
-_SCHEMA = cedarpy.Schema.from_str(SCHEMA)
 
 
 class PolicyError(ValueError):
@@ -50,6 +48,7 @@ class PolicySet:
     step_ups: dict[int, StepUp]
     volatile: bool  # some policy reads a context field that changes every second
     files: tuple[str, ...]
+    actions: Actions = ()  # the route's named actions, (name, method)
 
     def label(self, policy_id: str) -> str:
         return self.labels[int(policy_id.removeprefix("policy"))]
@@ -95,7 +94,7 @@ def _string_end(text: str, index: int) -> int:
 Described = list[tuple[str, StepUp | None]]
 
 
-def _check_file(policy_file: PolicyFile) -> tuple[list[str], Described]:
+def _check_file(policy_file: PolicyFile, actions: Actions) -> tuple[list[str], Described]:
     """(errors, per statement: its label and step-up)."""
     name, text = policy_file.name, policy_file.text
     if len(text.encode("utf-8")) > MAX_FILE_BYTES:
@@ -113,7 +112,7 @@ def _check_file(policy_file: PolicyFile) -> tuple[list[str], Described]:
     if len(policies) != len(parts):  # the scanner and Cedar disagree: say so, never guess
         return [f"{name}: could not locate the policies' lines"], []
     described = _annotations(name, parts, policies, errors)
-    errors.extend(_validation_errors(name, parts, text))
+    errors.extend(_validation_errors(name, parts, text, actions))
     return errors, described
 
 
@@ -147,10 +146,12 @@ def _annotations(
     return described
 
 
-def _validation_errors(name: str, parts: list[tuple[int, str]], text: str) -> list[str]:
+def _validation_errors(
+    name: str, parts: list[tuple[int, str]], text: str, actions: Actions
+) -> list[str]:
     errors = []
     reported: set[str] = set()
-    for error in cedarpy.validate_policies(text, _SCHEMA).errors:
+    for error in cedarpy.validate_policies(text, schema_for(actions)).errors:
         if error.policy_id in reported:
             continue  # the same mistake once per action it applies to: say it once
         reported.add(error.policy_id)
@@ -159,12 +160,13 @@ def _validation_errors(name: str, parts: list[tuple[int, str]], text: str) -> li
     return errors
 
 
-def load_policy_set(files: Sequence[PolicyFile]) -> PolicySet:
-    """Parse, validate against the schema, and assemble; PolicyError lists every problem."""
+def load_policy_set(files: Sequence[PolicyFile], actions: Actions = ()) -> PolicySet:
+    """Parse, validate against the schema (with `actions` from `schema.named_actions`), and
+    assemble; PolicyError lists every problem."""
     errors: list[str] = []
     described: Described = []
     for policy_file in files:
-        file_errors, file_described = _check_file(policy_file)
+        file_errors, file_described = _check_file(policy_file, actions)
         errors.extend(file_errors)
         described.extend(file_described)
     seen: set[str] = set()
@@ -182,4 +184,5 @@ def load_policy_set(files: Sequence[PolicyFile]) -> PolicySet:
         step_ups={n: step_up for n, (_, step_up) in enumerate(described) if step_up is not None},
         volatile=any(f'"attr":"{name}"' in est for name in VOLATILE_CONTEXT),
         files=tuple(policy_file.name for policy_file in files),
+        actions=actions,
     )
