@@ -74,6 +74,7 @@ class PolicyEngine:
         self._cacheable = not policies.volatile
         self._decisions: dict[tuple[Any, ...], Decision] = {}
         self._principals: dict[tuple[str, str, int, str], cedarpy.Entities] = {}
+        self._pairs: dict[tuple[str, str, int, str, str], cedarpy.Entities] = {}
         self._base = cedarpy.Entities.from_json_str(
             orjson.dumps(action_entities(policies.actions)).decode()
         )
@@ -117,11 +118,10 @@ class PolicyEngine:
             "principal": {"type": "Subject", "id": token.sub},
             "action": {"type": "Action", "id": self._action(facts)},
             "resource": {"type": "Route", "id": facts.route},
-            "context": context(token, facts, local, now, country, risk),
+            # A string: cedarpy would encode a dict with the slower json module.
+            "context": orjson.dumps(context(token, facts, local, now, country, risk)).decode(),
         }
-        entities = self._principal(token).with_added_json_str(
-            orjson.dumps([resource_entity(facts)]).decode()
-        )
+        entities = self._entities(token, facts)
         result = cedarpy.is_authorized(request, self.policies.cedar, entities)
         diagnostics = result.diagnostics
         labels = tuple(self.policies.label(found) for found in diagnostics.reasons)
@@ -138,6 +138,18 @@ class PolicyEngine:
     def _action(self, facts: RequestFacts) -> str:
         action = facts.action
         return action if action is not None and action in self._named else facts.method
+
+    def _entities(self, token: AccessToken, facts: RequestFacts) -> cedarpy.Entities:
+        """The principal and the resource; the pair is cached, as the same token asks for the
+        same paths again."""
+        resource = orjson.dumps([resource_entity(facts)]).decode()
+        key = (token.jti, token.sub, token.iat, token.client_id, resource)
+        found = self._pairs.get(key)
+        if found is None:
+            if len(self._pairs) >= CACHE_SIZE:
+                self._pairs.clear()
+            found = self._pairs[key] = self._principal(token).with_added_json_str(resource)
+        return found
 
     def _principal(self, token: AccessToken) -> cedarpy.Entities:
         key = (token.jti, token.sub, token.iat, token.client_id)

@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from tokenward.core.claims import AccessToken
@@ -116,6 +117,7 @@ def sender(token: AccessToken) -> str:
     return "none"
 
 
+@lru_cache(maxsize=4096)  # addresses repeat; parsing one costs more than the rest of a request
 def cedar_ip(ip: str) -> str:
     try:
         return str(ipaddress.ip_address(ip))
