@@ -56,6 +56,7 @@ class AuditLog:
         self._second_text = b""
         self._strings: dict[str, bytes] = {}
         self._tokens: dict[tuple[str, str, str], bytes] = {}
+        self._policy_lists: dict[tuple[str, ...], bytes] = {}
 
     @classmethod
     def open(cls, path: str | None, flush_interval: float = 0.5) -> AuditLog | None:
@@ -84,7 +85,7 @@ class AuditLog:
                 self._who(record.token),
                 orjson.dumps(record.ip),
                 latency * 1000,
-                b"" if record.policies is None else b',"policies":' + orjson.dumps(record.policies),
+                self._policies(record.policies),
             )
         )
 
@@ -95,6 +96,17 @@ class AuditLog:
             if len(cache) >= 1024:
                 cache.clear()
             value = cache[text] = orjson.dumps(text)
+        return value
+
+    def _policies(self, policies: tuple[str, ...] | None) -> bytes:
+        if policies is None:
+            return b""
+        cache = self._policy_lists
+        value = cache.get(policies)
+        if value is None:
+            if len(cache) >= 1024:
+                cache.clear()
+            value = cache[policies] = b',"policies":' + orjson.dumps(policies)
         return value
 
     def _who(self, token: AccessToken | None) -> bytes:

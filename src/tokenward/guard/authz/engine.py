@@ -79,12 +79,17 @@ class PolicyEngine:
             orjson.dumps(action_entities(policies.actions)).decode()
         )
         self._named = {name for name, _ in policies.actions}
+        self._second = -1
+        self._local = local_time(0, zone)
 
     def decide(self, token: AccessToken, facts: RequestFacts) -> Decision:
         if facts.method not in METHODS:
             return _UNKNOWN_METHOD  # the schema knows no such action: nothing can permit it
         now = self._clock()
-        local = local_time(now, self._zone)
+        second = int(now)
+        if second != self._second:  # the local time only changes once a second for us
+            self._second, self._local = second, local_time(second, self._zone)
+        local = self._local
         key: tuple[Any, ...] | None = None
         if self._cacheable:
             key = (
