@@ -16,13 +16,18 @@ import yaml
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from tests.conftest import AUDIENCE, FrozenClock
+from tests.conftest import AUDIENCE, ISSUER, FrozenClock
 from tests.docs.blocks import ROOT, blocks
 from tests.gateway.conftest import GatewayFactory, Running
+from tokenward.client.dpop import DpopKey
 from tokenward.gateway.config import ConfigError, load_config, parse_config
 from tokenward.gateway.reload import Reloader
+from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
+from tokenward.store.memory import MemoryReplayCache, MemoryRevocationStore
+from tokenward.tokens.dpop import DpopVerifier
 from tokenward.tokens.grant import TokenGrant
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
+from tokenward.tokens.keyring import Keyring
 
 PAGE = ROOT / "docs" / "policies.md"
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -330,3 +335,55 @@ def test_policy_file_edits_reload_and_bad_ones_keep_the_old_policies(
     assert f"{policy}:4: " in reloader.last_error
     assert get(running, "/api/x", bearer).status_code == 200  # the previous policies stay
     assert running.last_audit()["policies"] == ["signed-in"]
+
+
+@pytest.fixture
+def dpop_validator(
+    keyring: Keyring, clock: FrozenClock, revocations: MemoryRevocationStore
+) -> Validator:
+    mirror = RevocationMirror()
+    revocations.attach(mirror)
+    return Validator(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        keys=KeyringKeySource(keyring),
+        revocations=mirror,
+        clock=clock,
+        leeway=30,
+        dpop=DpopVerifier(MemoryReplayCache(clock).first_use, None, clock),
+    )
+
+
+def test_step_up_on_a_dpop_route_uses_the_dpop_scheme(
+    gateway: GatewayFactory,
+    tmp_path: Path,
+    clock: FrozenClock,
+    strategy: JwtAccessTokenStrategy,
+    dpop_validator: Validator,
+) -> None:
+    """RFC 9449 §7.1: a dpop route's challenges are DPoP ones, RFC 9470's parameters included."""
+    file = tmp_path / "transfers.cedar"
+    file.write_text(example("transfers-need-fresh-mfa"))
+    text = ROUTE.format(
+        audience=AUDIENCE, top="", name="transfers", prefix="/transfers", file=file, paths=""
+    ).replace("auth: bearer", "auth: dpop")
+    running = gateway(text, validator=dpop_validator)
+    key = DpopKey(clock=clock)
+    now = int(clock())
+
+    def post(auth_time: int) -> httpx.Response:
+        grant = TokenGrant(
+            "alice", "client-1", (AUDIENCE,), frozenset({"read"}), auth_time=auth_time, acr=MFA,
+            cnf={"jkt": key.thumbprint},
+        )  # fmt: skip
+        bound = strategy.mint_sync(grant).value
+        proof = key.proof("POST", running.base + "/transfers", access_token=bound)
+        headers = {"authorization": f"DPoP {bound}", "dpop": proof}
+        return running.http.post("/transfers", headers=headers, content=b"{}")
+
+    refused = post(now - 3600)
+    assert refused.status_code == 401
+    algs = " ".join(dpop_validator.dpop.algorithms if dpop_validator.dpop else ())
+    expected = STEP_UP_CHALLENGE.replace("Bearer ", "DPoP ", 1) + f', algs="{algs}"'
+    assert refused.headers.get_list("www-authenticate") == [expected]
+    assert post(now - 60).status_code == 200

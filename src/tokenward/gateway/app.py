@@ -104,6 +104,8 @@ class Gateway:
         self.bff = bff
         self.clock = clock
         self.metrics = metrics or GatewayMetrics()
+        dpop = validator.dpop if validator is not None else None
+        self._dpop_algorithms = dpop.algorithms if dpop is not None else ()
         self._loaded = self._load(config)
         if bff is None and config.bff is not None:
             raise ValueError("a config with bff: needs a Bff (tokenward.gateway.bff)")
@@ -265,9 +267,8 @@ class Gateway:
         scope, token, added = await authorizer.authorize(scope, incoming, scheme, record)
         if incoming.dpop and route.auth != "dpop":
             added.extend((b"dpop", value) for value in incoming.dpop)  # not ours to consume
-        judged = engines.get(route.name) if token is not None else None
-        if judged is not None and token is not None:
-            judge(judged[0], judged[1], token, scope["method"], route.name, path, record)
+        if token is not None and route.name in engines:
+            self._judge(engines, route, token, scope["method"], path, record)
         extra = compiled.hsts(scheme)
         policy = route.rate_limit
         if policy is not None:
@@ -289,6 +290,24 @@ class Gateway:
                     scope, receive, send, route, ttl, token, keys, extra, forward, record
                 )
         return await forward(receive, send)
+
+    def _judge(
+        self,
+        engines: Engines,
+        route: Route,
+        token: AccessToken,
+        method: str,
+        path: str,
+        record: AuditRecord,
+    ) -> None:
+        """The route's Cedar policies; a step-up on a dpop route uses the DPoP scheme."""
+        engine, policies = engines[route.name]
+        try:
+            judge(engine, policies, token, method, route.name, path, record)
+        except BearerError as error:
+            if route.auth != "dpop":
+                raise
+            raise DpopRefused(error, self._dpop_algorithms) from None  # RFC 9449 §7.1
 
     async def _idempotent(
         self,

@@ -127,7 +127,10 @@ class PolicyEngine:
             "context": orjson.dumps(context(token, facts, local, now, country, risk)).decode(),
         }
         entities = self._entities(token, facts)
-        result = cedarpy.is_authorized(request, self.policies.cedar, entities)
+        try:
+            result = cedarpy.is_authorized(request, self.policies.cedar, entities)
+        except ValueError:  # a request Cedar cannot take (it never should): refuse, never 500
+            return Decision(False, ERROR, ())
         diagnostics = result.diagnostics
         labels = tuple(self.policies.label(found) for found in diagnostics.reasons)
         if diagnostics.errors:
