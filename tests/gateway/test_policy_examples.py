@@ -4,6 +4,7 @@ ones stay); the step-up challenge is exact; the audit line names the deciding po
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from netaddr import IPSet
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
 from tests.docs.blocks import ROOT, blocks
 from tests.gateway.conftest import GatewayFactory, Running
+from tests.gateway.processes import refused
 from tokenward.client.dpop import DpopKey
 from tokenward.gateway.config import ConfigError, load_config, parse_config
 from tokenward.gateway.reload import Reloader
@@ -387,3 +389,22 @@ def test_step_up_on_a_dpop_route_uses_the_dpop_scheme(
     expected = STEP_UP_CHALLENGE.replace("Bearer ", "DPoP ", 1) + f', algs="{algs}"'
     assert refused.headers.get_list("www-authenticate") == [expected]
     assert post(now - 60).status_code == 200
+
+
+def test_gateway_refuses_to_start_on_a_bad_policy(tmp_path: Path) -> None:
+    """The real `tokenward gateway`: one line naming the policy file and line, exit status 2."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    policy = tmp_path / "api.cedar"
+    policy.write_text(BAD_POLICY)
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        ROUTE.format(audience=AUDIENCE, top="", name="api", prefix="/api", file=policy, paths="")
+        .format(upstream="http://127.0.0.1:9")
+        .replace("audience:", f"jwks_file: {tmp_path / 'jwks.json'}\n  audience:")
+    )  # fmt: skip
+    (tmp_path / "jwks.json").write_text('{"keys": []}')
+    status, stderr = refused(config, env)
+    assert status == 2, stderr
+    (line,) = stderr.splitlines()
+    assert line.startswith("tokenward gateway: ")
+    assert f"{policy}:4: " in line

@@ -92,8 +92,10 @@ class Gateway:
         `countries`, `risk`: context for Cedar policies (docs/policies.md); without `countries`
         a config's `policies.geoip` database is opened here."""
         self.countries = countries
+        self._opened: list[MaxMindCountries] = []  # closed at shutdown: ours, not the caller's
         if countries is None and config.geoip is not None:
-            self.countries = MaxMindCountries(config.geoip)
+            self._opened.append(MaxMindCountries(config.geoip))
+            self.countries = self._opened[0]
         self.risk = risk
         self.usage = usage
         self.blocklist = blocklist
@@ -165,6 +167,7 @@ class Gateway:
             on_stop=[
                 *(item.stop for item in reversed(self.background)),
                 self.proxy.pool.close,
+                *(item.close for item in self._opened),
                 *(item.stop for item in audits),
             ],
         )
