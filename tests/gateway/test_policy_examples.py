@@ -4,6 +4,7 @@ ones stay); the step-up challenge is exact; the audit line names the deciding po
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -19,17 +20,23 @@ from netaddr import IPSet
 
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
 from tests.docs.blocks import ROOT, blocks
-from tests.gateway.conftest import GatewayFactory, Running
+from tests.e2e.live import free_port
+from tests.gateway.conftest import GatewayFactory, Running, serve
 from tests.gateway.processes import refused
 from tokenward.client.dpop import DpopKey
+from tokenward.config import Settings
+from tokenward.deploy.deployment import server_app
+from tokenward.deploy.wiring import Services, build_services, memory_stores
 from tokenward.gateway.config import ConfigError, load_config, parse_config
 from tokenward.gateway.reload import Reloader
+from tokenward.gateway.trust import remote_trust
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.store.memory import MemoryReplayCache, MemoryRevocationStore
 from tokenward.tokens.dpop import DpopVerifier
 from tokenward.tokens.grant import TokenGrant
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
 from tokenward.tokens.keyring import Keyring
+from tokenward.tokens.sealing import generate_master_key
 
 PAGE = ROOT / "docs" / "policies.md"
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -408,3 +415,46 @@ def test_gateway_refuses_to_start_on_a_bad_policy(tmp_path: Path) -> None:
     (line,) = stderr.splitlines()
     assert line.startswith("tokenward gateway: ")
     assert f"{policy}:4: " in line
+
+
+async def _authorization_server(issuer: str, clock: FrozenClock) -> tuple[Services, str]:
+    settings = Settings(issuer=issuer, master_key=generate_master_key())
+    services = await build_services(settings, memory_stores(clock), clock)
+    created = await services.client_admin.create_client(
+        "svc", grant_types=["client_credentials"], scope="read", redirect_uris=[]
+    )
+    return services, created["client_secret"]
+
+
+def test_tokens_from_the_real_authorization_server(
+    gateway: GatewayFactory, tmp_path: Path, clock: FrozenClock
+) -> None:
+    """A token the server issues (client_credentials: no user, no auth_time) reads, and is
+    asked to step up for a POST: it can never be fresh enough."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    services, secret = asyncio.run(_authorization_server(base, clock))
+    with serve(server_app(services), port):
+        file = tmp_path / "transfers.cedar"
+        file.write_text(example("transfers-need-fresh-mfa"))
+        text = (
+            f"trust: {{{{issuer: {base}, audience: {base}/api}}}}\n"
+            "routes:\n"
+            "  - {{name: transfers, prefix: /transfers, upstreams: [{upstream}], auth: bearer,\n"
+            f"     scopes: [read], policies: {{{{files: [{file}]}}}}}}}}\n"
+        )
+        config = parse_config(text.format(upstream="http://127.0.0.1:9"))
+        trust = asyncio.run(remote_trust(config.trust, config, clock))
+        running = gateway(text, validator=trust.validator)
+        issued = httpx.post(
+            f"{base}/token",
+            data={"grant_type": "client_credentials", "scope": "read"},
+            auth=("svc", secret),
+        )
+        bearer = issued.json()["access_token"]
+        assert get(running, "/transfers/1", bearer).status_code == 200
+        assert running.last_audit()["policies"] == ["transfers"]
+        refused = get(running, "/transfers", bearer, method="POST", content=b"{}")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == STEP_UP_CHALLENGE
+        assert running.last_audit()["sub"] == "svc"
