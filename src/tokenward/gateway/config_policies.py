@@ -7,6 +7,7 @@ policy file's name and line (docs/policies.md).
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,6 +34,10 @@ def settings(node: Node | None, base: Path) -> PolicySettings:
         geoip = str(base / fields["geoip"].string())
         if not Path(geoip).is_file():
             raise fields["geoip"].error(f"no such file: {geoip}")
+        if importlib.util.find_spec("maxminddb") is None:
+            raise fields["geoip"].error(
+                "needs the maxminddb package: pip install 'tokenward[geoip]'"
+            )
     return PolicySettings(files=_files(fields.get("files"), base), timezone=zone, geoip=geoip)
 
 
