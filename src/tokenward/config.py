@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     hsts_include_subdomains: bool = True
     # Token exchange (RFC 8693): issuers whose JWTs may be exchanged, as a JSON list of
     # {"issuer", "jwks_uri", "algorithm"} (docs/token-exchange.md).
-    exchange_trusted_issuers: list[TrustedIssuerSetting] = Field(default_factory=list)
+    exchange_trusted_issuers: list[TrustedIssuerSetting] = []
 
     @field_validator("issuer")
     @classmethod
