@@ -198,8 +198,10 @@ def refuses(validator: Validator, token: str) -> bool:
 def test_a_chain_narrows_and_tells_itself_in_act(site: Site) -> None:
     a = sign_in(site)["access_token"]
     b, c = chain(site, a)
-    assert b.scope == "read write" and c.scope == "read"
-    assert c.expires_in is not None and b.expires_in is not None
+    assert b.scope == "read write"
+    assert c.scope == "read"
+    assert c.expires_in is not None
+    assert b.expires_in is not None
     keys = jwt.PyJWKClient(f"{site.base}/jwks")
     read = {
         name: jwt.decode(
@@ -215,7 +217,8 @@ def test_a_chain_narrows_and_tells_itself_in_act(site: Site) -> None:
             ("c", c.access_token, D_API),
         )
     }
-    assert read["b"]["aud"] == [C_API, D_API] and read["c"]["aud"] == D_API
+    assert read["b"]["aud"] == [C_API, D_API]
+    assert read["c"]["aud"] == D_API
     assert set(read["b"]["scope"].split()) < set(read["a"]["scope"].split())
     assert read["a"]["sub"] == read["b"]["sub"] == read["c"]["sub"]
     assert "act" not in read["a"]

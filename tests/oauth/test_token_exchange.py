@@ -29,11 +29,9 @@ from tests.oauth.exchange_setup import (
 )
 from tests.server.flows import REDIRECT_URI, Pkce, sign_in_and_consent
 from tokenward.config import Settings, TrustedIssuerSetting
-from tokenward.core.records import MintedToken
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, build_services, memory_stores
 from tokenward.guard import InvalidToken
-from tokenward.store.memory_flows import MemoryGrantStore
 from tokenward.tokens.sealing import generate_master_key
 
 pytestmark = pytest.mark.anyio
@@ -319,23 +317,6 @@ async def test_logout_kills_the_whole_chain(ex: Exchange) -> None:
         assert await ex.introspect(token) == {"active": False}
     again = await ex.post("svc-b", subject_token=first["access_token"], subject_token_type=ACCESS)
     assert again.json()["error"] == "invalid_request"
-
-
-async def test_an_exchange_racing_the_revocation_is_not_handed_out() -> None:
-    """The link and the revocation meet on the family: whichever comes second sees the other."""
-    grants = MemoryGrantStore()
-    from tokenward.core.records import FamilyRecord, RefreshRecord
-
-    family = FamilyRecord("f1", "web", "alice", frozenset({"read"}), ("https://a",), 0.0, 1e10)
-    await grants.create(family, RefreshRecord("d1", "f1", 0.0, 1e10))
-    await grants.add_minted("f1", MintedToken("root", 100.0))
-    assert await grants.family_of("root") == "f1"
-    assert await grants.link("f1", MintedToken("child", 100.0))
-    assert await grants.family_of("child") == "f1"
-    minted = await grants.revoke_family("f1", 1.0)
-    assert {token.jti for token in minted} == {"root", "child"}
-    assert not await grants.link("f1", MintedToken("late", 100.0))
-    assert not await grants.link("unknown", MintedToken("late", 100.0))
 
 
 async def test_discovery_lists_the_grant(ex: Exchange) -> None:
