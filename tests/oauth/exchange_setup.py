@@ -11,9 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tokenward.core.records import ClientRecord
 from tokenward.deploy.wiring import Services
+from tokenward.services.errors import AdminError
 
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS = "urn:ietf:params:oauth:token-type:access_token"
@@ -61,13 +64,20 @@ async def register_exchange_clients(services: Services, web_redirect: str) -> di
     for client_id, spec in specs.items():
         created = await admin.create_client(client_id, **spec)
         secrets[client_id] = created["client_secret"]
-    await admin.create_client(
-        "pub",
-        grant_types=[EXCHANGE],
-        scope="read",
-        redirect_uris=[],
-        public=True,
-        exchange_audiences=[C_API],
+    with pytest.raises(AdminError):  # refused at registration
+        await admin.create_client(
+            "pub", grant_types=[EXCHANGE], scope="read", redirect_uris=[], public=True
+        )
+    # A public client registered before that rule (or by hand) is refused at the endpoint too.
+    await services.stores.clients.put(
+        ClientRecord(
+            "pub",
+            "none",
+            (EXCHANGE,),
+            frozenset({"read"}),
+            created_at=0.0,
+            exchange_audiences=(C_API,),
+        )
     )
     await services.user_admin.create_user("alice", PASSWORD)
     return secrets

@@ -106,15 +106,30 @@ def partner_jwks(partner: ForeignIssuer) -> Iterator[str]:
         yield url
 
 
+PINNED = "https://pinned.partner.example"  # trusted for RS256 only; its key is ES256
+
+
+@pytest.fixture
+def pinned() -> ForeignIssuer:
+    return ForeignIssuer(PINNED)
+
+
+@pytest.fixture
+def pinned_jwks(pinned: ForeignIssuer) -> Iterator[str]:
+    with serve_jwks(pinned.jwks) as url:
+        yield url
+
+
 @pytest.fixture
 async def ex(
-    clock: FrozenClock, partner: ForeignIssuer, partner_jwks: str
+    clock: FrozenClock, partner: ForeignIssuer, partner_jwks: str, pinned_jwks: str
 ) -> AsyncIterator[Exchange]:
     settings = Settings(
         issuer=ISSUER,
         master_key=generate_master_key(),
         exchange_trusted_issuers=[
-            TrustedIssuerSetting(issuer=partner.issuer, jwks_uri=partner_jwks, algorithm="ES256")
+            TrustedIssuerSetting(issuer=partner.issuer, jwks_uri=partner_jwks, algorithm="ES256"),
+            TrustedIssuerSetting(issuer=PINNED, jwks_uri=pinned_jwks, algorithm="RS256"),
         ],
     )
     services = await build_services(settings, memory_stores(clock), clock)
@@ -272,6 +287,31 @@ async def test_an_expired_subject_token_is_refused(ex: Exchange) -> None:
     foreign = ex.partner.token(ISSUER, ex.clock() - 600)  # expired 300 s ago
     response = await ex.post("svc-b", subject_token=foreign, subject_token_type=JWT)
     assert response.json()["error"] == "invalid_request"
+
+
+async def test_a_key_for_another_algorithm_than_the_pinned_one_is_refused(
+    ex: Exchange, pinned: ForeignIssuer
+) -> None:
+    token = pinned.token(ISSUER, ex.clock())  # ES256, verifiable with the issuer's own key
+    response = await ex.post("svc-b", subject_token=token, subject_token_type=JWT)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    assert "algorithm" in response.json()["error_description"]
+
+
+async def test_a_chain_is_bounded(ex: Exchange) -> None:
+    token = (await ex.sign_in())["access_token"]
+    for depth in range(1, 9):
+        token = (await ex.exchange("svc-b", token, audience=C_API))["access_token"]
+        assert _depth(claims(token)) == depth
+    response = await ex.post("svc-b", subject_token=token, subject_token_type=ACCESS)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+
+
+def _depth(body: dict[str, Any]) -> int:
+    depth, act = 0, body.get("act")
+    while act is not None:
+        depth, act = depth + 1, act.get("act")
+    return depth
 
 
 async def test_foreign_tokens_that_prove_nothing_are_refused(ex: Exchange) -> None:

@@ -23,6 +23,7 @@ GRANT_TYPES = (
     "urn:ietf:params:oauth:grant-type:device_code",
     "urn:ietf:params:oauth:grant-type:token-exchange",
 )
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
 
@@ -72,6 +73,8 @@ class ClientAdmin:
         key_set = public_key_set(jwks) if jwks is not None else None
         redirects, after_logout = _checked_uris(redirect_uris, post_logout_redirect_uris, jwks_uri)
         _check_grants_and_format(grant_types, token_format)
+        if method == "none" and TOKEN_EXCHANGE in grant_types:  # RFC 8693 needs who exchanges
+            raise AdminError("token exchange is for confidential clients only")
         if method in SECRET_METHODS:
             secret = secret or SecretHasher.generate()
             if len(secret) < 32:
