@@ -58,6 +58,13 @@ async def register_exchange_clients(services: Services, web_redirect: str) -> di
             "exchange_audiences": [C_API],
             "exchange_impersonation": True,
         },
+        "svc-o": {  # reference tokens: the exchange works the same, resolved by digest
+            "grant_types": [EXCHANGE],
+            "scope": "read",
+            "redirect_uris": [],
+            "exchange_audiences": [C_API],
+            "token_format": "opaque",
+        },
         "nope": {"grant_types": [EXCHANGE], "scope": "read", "redirect_uris": []},
     }
     secrets = {}

@@ -28,6 +28,7 @@ from tests.oauth.exchange_setup import (
     serve_jwks,
 )
 from tests.server.flows import REDIRECT_URI, Pkce, sign_in_and_consent
+from tokenward.client.dpop import DpopKey
 from tokenward.config import Settings, TrustedIssuerSetting
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, build_services, memory_stores
@@ -345,6 +346,53 @@ async def test_revoking_the_grant_kills_the_whole_chain(ex: Exchange) -> None:
         assert await ex.introspect(token) == {"active": False}
         with pytest.raises(InvalidToken):
             await ex.services.userinfo.authenticate("Bearer " + token)
+
+
+async def test_opaque_tokens_chain_and_die_with_the_grant(ex: Exchange) -> None:
+    first = await ex.sign_in()
+    b = await ex.exchange("svc-o", first["access_token"])
+    assert "." not in b["access_token"]  # a reference token
+    seen = await ex.introspect(b["access_token"])
+    assert (seen["active"], seen["act"], seen["client_id"]) == (True, {"sub": "svc-o"}, "svc-o")
+    c = await ex.exchange("svc-c", b["access_token"])
+    assert claims(c["access_token"])["act"] == {"sub": "svc-c", "act": {"sub": "svc-o"}}
+    await ex.http.post(
+        "/revoke", data={"token": first["refresh_token"]}, auth=("web", ex.secrets["web"])
+    )
+    for token in (b["access_token"], c["access_token"]):
+        assert await ex.introspect(token) == {"active": False}
+
+
+async def test_a_dpop_bound_subject_token_needs_a_proof_of_its_key(ex: Exchange) -> None:
+    key, other = DpopKey(clock=ex.clock), DpopKey(clock=ex.clock)
+
+    async def with_proof(signer: DpopKey, client: str, data: dict[str, str]) -> httpx.Response:
+        nonce = None
+        for _ in range(2):  # the first answer may be use_dpop_nonce (RFC 9449 §8)
+            proof = signer.proof("POST", ISSUER + "/token", nonce=nonce)
+            response = await ex.http.post(
+                "/token", data=data, auth=(client, ex.secrets[client]), headers={"dpop": proof}
+            )
+            if response.status_code != 400 or response.json()["error"] != "use_dpop_nonce":
+                break
+            nonce = response.headers["dpop-nonce"]
+        return response
+
+    bound = await with_proof(key, "svc-c", {"grant_type": "client_credentials", "scope": "read"})
+    assert bound.json()["token_type"] == "DPoP", bound.text
+    subject = {
+        "grant_type": EXCHANGE,
+        "subject_token": bound.json()["access_token"],
+        "subject_token_type": ACCESS,
+    }
+    bare = await ex.post("svc-b", **{k: v for k, v in subject.items() if k != "grant_type"})
+    assert (bare.status_code, bare.json()["error"]) == (400, "invalid_request")
+    wrong = await with_proof(other, "svc-b", subject)
+    assert wrong.json()["error"] == "invalid_request"
+    right = await with_proof(key, "svc-b", subject)
+    assert right.status_code == 200, right.text
+    assert right.json()["token_type"] == "DPoP"
+    assert claims(right.json()["access_token"])["cnf"] == {"jkt": key.thumbprint}
 
 
 async def test_logout_kills_the_whole_chain(ex: Exchange) -> None:
