@@ -346,3 +346,35 @@ def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.strip() == f"tokenward {__version__}"
+
+
+def test_client_create_takes_a_token_exchange_policy(data_dir: Path) -> None:
+    exchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+    code, client = run(
+        data_dir,
+        "client",
+        "create",
+        "--client-id",
+        "orders",
+        "--grant-type",
+        exchange,
+        "--scope",
+        "read",
+        "--exchange-audience",
+        "https://inventory.example/api",
+        "--exchange-audience",
+        "https://billing.example/api",
+        "--exchange-impersonation",
+    )
+    assert code == 0, client
+    assert isinstance(client, dict)
+    assert client["exchange_audiences"] == [
+        "https://inventory.example/api",
+        "https://billing.example/api",
+    ]
+    assert client["exchange_impersonation"] is True
+    code, refused = run(
+        data_dir, "client", "create", "--client-id", "spa", "--grant-type", exchange, "--public"
+    )
+    assert code != 0
+    assert "confidential" in str(refused)

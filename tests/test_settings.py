@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,12 @@ SAMPLES = {
     "trusted_proxies": "10.0.0.0/8",
     "hsts_max_age": "600",
     "hsts_include_subdomains": "false",
+    "exchange_trusted_issuers": (
+        '[{"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks",'
+        ' "algorithm": "ES256"}]'
+    ),
 }
+STRUCTURED = {"exchange_trusted_issuers"}  # JSON in the environment, compared as JSON
 
 
 def test_every_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,4 +123,7 @@ def test_every_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPa
             read = read.get_secret_value()
         default = Settings.model_fields[name].default
         assert read != default, name
+        if name in STRUCTURED:
+            assert [item.model_dump() for item in read] == json.loads(value), name
+            continue
         assert str(read).lower() == value.lower() or float(read) == float(value), name

@@ -10,16 +10,40 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tokenward.core.proxies import IpNetwork, parse_networks
 from tokenward.serving.limits import HeadLimits
-from tokenward.tokens.algorithms import GENERATED
+from tokenward.tokens.algorithms import ALGORITHMS, GENERATED
 from tokenward.tokens.errors import MasterKeyError
 
 ENV_FILE = "tokenward.env"  # in the data directory; the environment overrides it
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+class TrustedIssuerSetting(BaseModel):
+    """An issuer whose JWTs a token exchange accepts as subject or actor tokens (RFC 8693):
+    its keys come from `jwks_uri`, and only in `algorithm`."""
+
+    issuer: str
+    jwks_uri: str
+    algorithm: str
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        loopback = value.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+        if not value.startswith("https://") and not loopback:
+            raise ValueError("jwks_uri must be an https URL (http only on loopback)")
+        return value
+
+    @field_validator("algorithm")
+    @classmethod
+    def _asymmetric(cls, value: str) -> str:
+        if value not in ALGORITHMS or ALGORITHMS[value].symmetric:
+            raise ValueError("algorithm must be an asymmetric JWS algorithm we verify")
+        return value
 
 
 class Settings(BaseSettings):
@@ -65,6 +89,9 @@ class Settings(BaseSettings):
     # Strict-Transport-Security on every response when the issuer is https (never over http).
     hsts_max_age: int = Field(default=2 * 365 * 86400, ge=0)
     hsts_include_subdomains: bool = True
+    # Token exchange (RFC 8693): issuers whose JWTs may be exchanged, as a JSON list of
+    # {"issuer", "jwks_uri", "algorithm"} (docs/token-exchange.md).
+    exchange_trusted_issuers: list[TrustedIssuerSetting] = []
 
     @field_validator("issuer")
     @classmethod

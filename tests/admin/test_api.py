@@ -99,6 +99,36 @@ async def test_client_lifecycle_over_the_api(server: Monitored, clock: FrozenClo
     assert secret not in server.audit.getvalue()
 
 
+async def test_a_token_exchange_policy_over_the_api(server: Monitored) -> None:
+    http, auth = server.at("192.0.2.51"), await admin_token(server)
+    created = await http.post(
+        "/admin/api/clients",
+        json={
+            "client_id": "orders",
+            "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+            "scope": "read",
+            "exchange_audiences": ["https://inventory.example/api"],
+            "exchange_impersonation": True,
+        },
+        headers=auth,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["exchange_audiences"] == ["https://inventory.example/api"]
+    assert body["exchange_impersonation"] is True
+    public = await http.post(
+        "/admin/api/clients",
+        json={
+            "client_id": "spa",
+            "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+            "public": True,
+        },
+        headers=auth,
+    )
+    assert public.status_code == 400
+    assert "confidential" in public.json()["error_description"]
+
+
 async def test_client_uris_are_checked_over_the_api(server: Monitored) -> None:
     http, auth = server.at("192.0.2.50"), await admin_token(server)
     spa = {"client_id": "spa", "grant_types": ["authorization_code"], "public": True}

@@ -123,10 +123,32 @@ def _signed_urls(box: Sandbox, tmp: Path) -> Given:
     return {"validator": validator}, {"/srv/media": str(media)}
 
 
+def _token_exchange(box: Sandbox, _tmp: Path) -> Given:
+    """The orders service registered as the page registers it; a token it was called with."""
+    created = box.run(
+        "tokenward client create --client-id orders-svc --grant-type "
+        "urn:ietf:params:oauth:grant-type:token-exchange --scope orders:read "
+        f"--exchange-audience {box.api}"
+    )
+    created.check_returncode()
+    called_with = httpx.post(
+        box.auth + "/token",
+        data={"grant_type": "client_credentials", "scope": "read orders:read"},
+        auth=("svc", box.secrets["svc"]),
+    )
+    called_with.raise_for_status()
+    given = {
+        "orders_secret": json.loads(created.stdout)["client_secret"],
+        "user_token": called_with.json()["access_token"],
+    }
+    return given, {}
+
+
 GIVENS: dict[str, Callable[[Sandbox, Path], Given]] = {
     "README.md": _readme,
     "docs/client-sdk.md": _client_sdk,
     "docs/signed-urls.md": _signed_urls,
+    "docs/token-exchange.md": _token_exchange,
 }
 
 

@@ -43,6 +43,8 @@ EVERY_FIELD = client(
     jwks_uri="https://app.example/jwks.json",
     id_token_alg="ES256",
     name="Die Küche — 台所",
+    exchange_audiences=("https://c.example/api", "https://b.example/api"),
+    exchange_impersonation=True,
 )
 
 

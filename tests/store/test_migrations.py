@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0004"
+HEAD = "0006_token_exchange"
 TABLES = {
     "signing_keys",
     "revocations",

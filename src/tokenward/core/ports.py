@@ -148,6 +148,21 @@ class GrantStore(Protocol):
     async def add_minted(self, family_id: str, token: MintedToken) -> None: ...
 
 
+class TokenLineage(Protocol):
+    """Which grant family an access token descends from, so a token exchanged from it (RFC 8693)
+    dies with that family. Implemented by the grant store's adapters, over its minted tokens."""
+
+    async def family_of(self, jti: str) -> str | None:
+        """The family that minted (or, by exchange, inherited) this token; None if none did."""
+        ...
+
+    async def link(self, family_id: str, token: MintedToken) -> bool:
+        """Record the token on the family (as `GrantStore.add_minted`) unless the family is
+        revoked or gone: False then, nothing written. Serialised with `revoke_family`, so a
+        revocation either sees the token or is seen here."""
+        ...
+
+
 class DeviceStore(Protocol):
     async def save(self, record: DeviceRecord) -> None: ...
 

@@ -60,6 +60,10 @@ class ClientRecord:
     jwks_uri: str | None = None  # or where the client publishes it (fetched, cached)
     id_token_alg: str = "RS256"
     name: str = ""
+    # Token exchange (RFC 8693): the audiences this client may exchange tokens for (none: it
+    # may not exchange), and whether it may impersonate (else every exchange is a delegation).
+    exchange_audiences: tuple[str, ...] = ()
+    exchange_impersonation: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -278,6 +278,20 @@ def client_create(
             help="Where the client publishes its public keys (https): makes it private_key_jwt",
         ),
     ] = None,
+    exchange_audience: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exchange-audience",
+            help="Repeatable: an audience this client may get by token exchange (RFC 8693)",
+        ),
+    ] = None,
+    exchange_impersonation: Annotated[
+        bool,
+        typer.Option(
+            "--exchange-impersonation",
+            help="Token exchange without an actor token impersonates (default: delegates)",
+        ),
+    ] = False,
 ) -> None:
     """Register a client; prints its secret once."""
     key_set = _read_text(jwks) if jwks is not None else None
@@ -297,6 +311,8 @@ def client_create(
                 jwks=key_set,
                 jwks_uri=jwks_uri,
                 post_logout_redirect_uris=post_logout_redirect_uri,
+                exchange_audiences=exchange_audience,
+                exchange_impersonation=exchange_impersonation,
             )
         )
     )

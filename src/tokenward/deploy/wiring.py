@@ -21,6 +21,7 @@ from tokenward.core.ports import (
     KeyStore,
     RevocationStore,
     SessionStore,
+    TokenLineage,
     UserStore,
 )
 from tokenward.core.throttle import SignInThrottle
@@ -35,10 +36,12 @@ from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, Secret
 from tokenward.oauth.csrf import CsrfTokens
 from tokenward.oauth.device import DeviceAuthorization, DeviceCodeGrant
 from tokenward.oauth.discovery import metadata
+from tokenward.oauth.exchange_tokens import ExchangeTokenReader, TrustedIssuer
 from tokenward.oauth.flow import AuthorizationFlow
 from tokenward.oauth.grants.authorization_code import AuthorizationCodeGrant
 from tokenward.oauth.grants.client_credentials import ClientCredentialsGrant
 from tokenward.oauth.grants.refresh_token import RefreshTokenGrant
+from tokenward.oauth.grants.token_exchange import TokenExchangeGrant
 from tokenward.oauth.interaction import InteractionSealer
 from tokenward.oauth.introspection import Introspector
 from tokenward.oauth.issuance import AccessTokenIssuer
@@ -77,6 +80,7 @@ from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
 from tokenward.tokens.key_manager import KeyManager
 from tokenward.tokens.keyring import KeyPolicy
 from tokenward.tokens.opaque import OpaqueAccessTokenStrategy, StoreOpaqueResolver
+from tokenward.tokens.remote_jwks import RemoteJwks
 from tokenward.tokens.sealing import KeySealer, derive_subkey
 
 Clock = Callable[[], float]
@@ -95,6 +99,7 @@ class StoreSet:
     grants: GrantStore
     devices: DeviceStore
     consents: ConsentStore
+    lineage: TokenLineage  # the grant store again: which family a token descends from
     redis: Redis | None = None  # scale-out: pub/sub fan-out and shared hot state
     engine: AsyncEngine | None = None  # the SQL stores' engine, for readiness probes
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
@@ -122,6 +127,7 @@ def memory_flow_stores() -> dict[str, Any]:
         "sessions": memory_flows.MemorySessionStore(),
         "codes": memory_flows.MemoryCodeStore(grants),
         "grants": grants,
+        "lineage": grants,
         "devices": memory_flows.MemoryDeviceStore(),
         "consents": memory_flows.MemoryConsentStore(),
     }
@@ -176,7 +182,13 @@ class Services:
         )
 
 
-GRANTS = (ClientCredentialsGrant, AuthorizationCodeGrant, RefreshTokenGrant, DeviceCodeGrant)
+GRANTS = (
+    ClientCredentialsGrant,
+    AuthorizationCodeGrant,
+    RefreshTokenGrant,
+    DeviceCodeGrant,
+    TokenExchangeGrant,
+)
 SCOPES_SUPPORTED = frozenset({"openid", "profile", "email", "offline_access"})
 
 
@@ -284,6 +296,9 @@ async def build_services(
         clock=clock,
     )
     minter = UserTokenMinter(issuer, refresh, id_tokens)
+    exchange = token_exchange(
+        settings, stores, issuer, any_audience, keys, mirror, revocations, clock=clock
+    )
     token_endpoint = TokenEndpoint(
         authenticator,
         [
@@ -295,6 +310,7 @@ async def build_services(
                 minter, stores.users, revocations, mirror, settings.leeway, clock, events=monitor
             ),
             DeviceCodeGrant(stores.devices, minter, clock),
+            exchange,
         ],
         dpop=dpop,
         token_url=f"{base}/token",
@@ -384,6 +400,43 @@ async def build_services(
     )
 
 
+def token_exchange(
+    settings: Settings,
+    stores: StoreSet,
+    issuer: AccessTokenIssuer,
+    any_audience: Validator,
+    keys: KeyManager,
+    mirror: RevocationMirror,
+    revocations: RevocationFeed,
+    *,
+    clock: Clock,
+) -> TokenExchangeGrant:
+    """RFC 8693: our tokens, and JWTs of the configured trusted issuers (keys fetched)."""
+    base = settings.issuer.rstrip("/")
+    reader = ExchangeTokenReader(
+        issuer=settings.issuer,
+        audiences=frozenset({settings.issuer, f"{base}/token"}),
+        access_tokens=any_audience,
+        our_keys=keys.verification_key,
+        mirror=mirror,
+        trusted=[
+            TrustedIssuer(entry.issuer, RemoteJwks(entry.jwks_uri), entry.algorithm)
+            for entry in settings.exchange_trusted_issuers
+        ],
+        leeway=settings.leeway,
+        clock=clock,
+    )
+    return TokenExchangeGrant(
+        reader,
+        issuer,
+        stores.lineage,
+        revocations,
+        issuer_id=settings.issuer,
+        leeway=settings.leeway,
+        clock=clock,
+    )
+
+
 def sign_in_throttle(settings: Settings, stores: StoreSet, clock: Clock) -> SignInThrottle:
     """Scale-out: one allowance for every node, kept across restarts (in Redis)."""
     memory = MemorySignInThrottle(clock)
@@ -403,6 +456,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     await sql.migrate(engine)
     sessions = sql.session_factory(engine)
     redis = connect(settings.redis_url) if settings.redis_url else None
+    grants = sql.SqlGrantStore(sessions, clock)
     closers: list[Callable[[], Awaitable[Any]]] = [engine.dispose]
     if redis is not None:
         closers.append(redis.aclose)
@@ -419,7 +473,8 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         ),
         sessions=sql.SqlSessionStore(sessions, clock),
         codes=sql.SqlCodeStore(sessions, clock),
-        grants=sql.SqlGrantStore(sessions, clock),
+        grants=grants,
+        lineage=grants,
         devices=sql.SqlDeviceStore(sessions, clock),
         consents=sql.SqlConsentStore(sessions),
         redis=redis,

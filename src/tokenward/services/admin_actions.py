@@ -92,6 +92,8 @@ class AdminActions:
             post_logout_redirect_uris=list(p.get("post_logout_redirect_uris") or []),
             public=bool(p.get("public")),
             token_format=str(p.get("token_format") or "jwt"),
+            exchange_audiences=[str(item) for item in p.get("exchange_audiences") or []],
+            exchange_impersonation=bool(p.get("exchange_impersonation")),
         )
 
     async def _revoke_grant(self, p: Params, _actor: str) -> dict[str, Any]:

@@ -21,7 +21,9 @@ GRANT_TYPES = (
     "client_credentials",
     "refresh_token",
     "urn:ietf:params:oauth:grant-type:device_code",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
 )
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
 
@@ -54,11 +56,14 @@ class ClientAdmin:
         jwks: str | None = None,
         jwks_uri: str | None = None,
         post_logout_redirect_uris: list[str] | None = None,
+        exchange_audiences: list[str] | None = None,
+        exchange_impersonation: bool = False,
     ) -> dict[str, Any]:
         """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys
         a private_key_jwt client signs its assertions with; that method needs one of them. Every
         URI is checked here, the one place all registrations pass (oauth/client_uris.py says
-        how)."""
+        how). `exchange_audiences` and `exchange_impersonation`: the client's token exchange
+        policy (docs/token-exchange.md)."""
         if await self._clients.get(client_id) is not None:
             raise AdminError(f"client {client_id!r} exists already")
         if jwks is not None and jwks_uri is not None:
@@ -68,6 +73,8 @@ class ClientAdmin:
         key_set = public_key_set(jwks) if jwks is not None else None
         redirects, after_logout = _checked_uris(redirect_uris, post_logout_redirect_uris, jwks_uri)
         _check_grants_and_format(grant_types, token_format)
+        if method == "none" and TOKEN_EXCHANGE in grant_types:  # RFC 8693 needs who exchanges
+            raise AdminError("token exchange is for confidential clients only")
         if method in SECRET_METHODS:
             secret = secret or SecretHasher.generate()
             if len(secret) < 32:
@@ -88,6 +95,8 @@ class ClientAdmin:
             skip_consent=skip_consent,
             jwks=key_set,
             jwks_uri=jwks_uri,
+            exchange_audiences=tuple(dict.fromkeys(exchange_audiences or ())),
+            exchange_impersonation=exchange_impersonation,
         )
         await self._clients.put(client)
         view = client_view(client)

@@ -23,6 +23,8 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "skip_consent": client.skip_consent,
         "disabled": client.disabled,
         "jwks_uri": client.jwks_uri,
+        "exchange_audiences": list(client.exchange_audiences),
+        "exchange_impersonation": client.exchange_impersonation,
     }
 
 

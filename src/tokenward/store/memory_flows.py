@@ -92,6 +92,7 @@ class MemoryGrantStore:
         self._families: dict[str, FamilyRecord] = {}
         self._tokens: dict[str, RefreshRecord] = {}
         self._minted: dict[str, list[MintedToken]] = {}
+        self._family_of: dict[str, str] = {}  # jti -> family, for every token in _minted
 
     async def create(self, family: FamilyRecord, first: RefreshRecord) -> None:
         self.start(family, first)
@@ -104,6 +105,7 @@ class MemoryGrantStore:
         self._tokens[first.digest] = first
         if minted is not None:
             self._minted[family.family_id] = [minted]
+            self._family_of[minted.jti] = family.family_id
 
     async def rotate(
         self, digest: str, successor: RefreshRecord, now: float, grace: float
@@ -141,10 +143,24 @@ class MemoryGrantStore:
         return [token for token in self._minted.get(family_id, []) if token.expires_at > now]
 
     async def add_minted(self, family_id: str, token: MintedToken) -> None:
-        live = [
-            t for t in self._minted.get(family_id, []) if t.expires_at > token.expires_at - 86400
-        ]
-        self._minted[family_id] = [*live, token]
+        kept: list[MintedToken] = []
+        for old in self._minted.get(family_id, []):
+            if old.expires_at > token.expires_at - 86400 and old.jti != token.jti:
+                kept.append(old)
+            elif self._family_of.get(old.jti) == family_id:
+                del self._family_of[old.jti]
+        self._minted[family_id] = [*kept, token]
+        self._family_of[token.jti] = family_id
+
+    async def family_of(self, jti: str) -> str | None:
+        return self._family_of.get(jti)
+
+    async def link(self, family_id: str, token: MintedToken) -> bool:
+        family = self._families.get(family_id)
+        if family is None or family.revoked_at is not None:
+            return False
+        await self.add_minted(family_id, token)  # no await point before it: atomic here
+        return True
 
 
 class MemoryDeviceStore:

@@ -32,6 +32,8 @@ class Client(BaseModel):
     token_format: str
     skip_consent: bool
     disabled: bool
+    exchange_audiences: list[str] = []  # token exchange policy (docs/token-exchange.md)
+    exchange_impersonation: bool = False
 
 
 class ClientWithSecret(Client):
@@ -46,6 +48,8 @@ class NewClient(BaseModel):
     post_logout_redirect_uris: list[str] = []
     public: bool = False
     token_format: str = "jwt"
+    exchange_audiences: list[str] = Field([], max_length=16)
+    exchange_impersonation: bool = False
 
 
 class User(BaseModel):

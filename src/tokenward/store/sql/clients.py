@@ -63,6 +63,8 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri,
         "id_token_alg": client.id_token_alg,
         "name": client.name,
+        "exchange_audiences": dump_strings(client.exchange_audiences),
+        "exchange_impersonation": client.exchange_impersonation,
     }
 
 
@@ -87,4 +89,6 @@ def _record(row: ClientRow) -> ClientRecord:
         jwks_uri=row.jwks_uri,
         id_token_alg=row.id_token_alg,
         name=row.name,
+        exchange_audiences=load_strings(row.exchange_audiences),
+        exchange_impersonation=row.exchange_impersonation,
     )

@@ -107,6 +107,31 @@ class SqlGrantStore:
             values = {"family_id": family_id, "jti": token.jti, "expires_at": token.expires_at}
             await session.execute(_add_minted(session, values))
 
+    async def family_of(self, jti: str) -> str | None:
+        async with self._sessions() as session:
+            found: str | None = await session.scalar(
+                select(MintedTokenRow.family_id).where(MintedTokenRow.jti == jti).limit(1)
+            )
+            return found
+
+    async def link(self, family_id: str, token: MintedToken) -> bool:
+        """Under the family's write lock, as `revoke_family` takes it (its UPDATE on PostgreSQL,
+        BEGIN IMMEDIATE on SQLite): a revocation committed first is seen here; one that comes
+        after finds the token among the family's minted ones."""
+        async with self._sessions.begin() as session:
+            await lock_for_writing(session)
+            revoked_at = await session.execute(
+                select(FamilyRow.revoked_at)
+                .where(FamilyRow.family_id == family_id)
+                .with_for_update(key_share=True)
+            )
+            row = revoked_at.first()
+            if row is None or row.revoked_at is not None:
+                return False
+            values = {"family_id": family_id, "jti": token.jti, "expires_at": token.expires_at}
+            await session.execute(_add_minted(session, values))
+            return True
+
 
 async def insert_family(
     session: AsyncSession,

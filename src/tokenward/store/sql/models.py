@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -115,6 +116,9 @@ class ClientRow(Base):
     jwks_uri: Mapped[str | None] = mapped_column(Text())
     id_token_alg: Mapped[str]
     name: Mapped[str] = mapped_column(Text())
+    # Token exchange (RFC 8693) policy: audiences it may exchange for, and impersonation.
+    exchange_audiences: Mapped[str] = mapped_column(Text(), server_default="[]")  # JSON list
+    exchange_impersonation: Mapped[bool] = mapped_column(server_default=false())
 
 
 class UserRow(Base):
@@ -210,7 +214,10 @@ class MintedTokenRow(Base):
     No foreign key: like the memory backend, this list does not depend on the family row."""
 
     __tablename__ = "minted_tokens"
-    __table_args__ = (Index("ix_minted_tokens_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_minted_tokens_expires_at", "expires_at"),
+        Index("ix_minted_tokens_jti", "jti"),  # token exchange: the grant a token descends from
+    )
 
     family_id: Mapped[str] = mapped_column(primary_key=True)
     jti: Mapped[str] = mapped_column(primary_key=True)
