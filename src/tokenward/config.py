@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tokenward.core.proxies import IpNetwork, parse_networks
 from tokenward.serving.limits import HeadLimits
+from tokenward.serving.tls import TlsSettings
 from tokenward.tokens.algorithms import ALGORITHMS, GENERATED
 from tokenward.tokens.errors import MasterKeyError
 
@@ -92,6 +93,18 @@ class Settings(BaseSettings):
     # Token exchange (RFC 8693): issuers whose JWTs may be exchanged, as a JSON list of
     # {"issuer", "jwks_uri", "algorithm"} (docs/token-exchange.md).
     exchange_trusted_issuers: list[TrustedIssuerSetting] = []
+    # mTLS (RFC 8705, docs/mtls.md). Terminate TLS here (`serve --ssl-*` flags override these);
+    # with ssl_cert_reqs optional/required, client certificates must chain to ssl_ca_certs.
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: str = "none"
+    # Or behind a TLS-terminating proxy: the header it forwards the client certificate in
+    # (PEM, URL-encoded PEM or base64 DER), believed only from trusted_proxies. Empty: none.
+    mtls_certificate_header: str = ""
+    # Where clients reach the endpoints with a certificate (RFC 8705 §5
+    # mtls_endpoint_aliases), when not the issuer itself. Empty: the issuer, once mTLS is on.
+    mtls_base_url: str = ""
 
     @field_validator("issuer")
     @classmethod
@@ -142,6 +155,27 @@ class Settings(BaseSettings):
     def _cidrs(cls, value: str) -> str:
         split_networks(value)  # a typo must stop the server, not trust nobody (or everybody)
         return value
+
+    @model_validator(mode="after")
+    def _tls_settings(self) -> Settings:
+        self.tls_settings()  # ValueError for client certificates asked without CAs
+        if self.mtls_certificate_header and not self.trusted_proxies:
+            raise ValueError("mtls_certificate_header needs trusted_proxies (who may send it)")
+        return self
+
+    def tls_settings(self) -> TlsSettings | None:
+        if self.ssl_certfile is None:
+            if self.ssl_cert_reqs != "none" or self.ssl_keyfile or self.ssl_ca_certs:
+                raise ValueError("ssl_keyfile, ssl_ca_certs and ssl_cert_reqs need ssl_certfile")
+            return None
+        return TlsSettings(
+            self.ssl_certfile, self.ssl_keyfile, self.ssl_ca_certs, self.ssl_cert_reqs
+        )
+
+    @property
+    def mtls_enabled(self) -> bool:
+        """Client certificates can reach us: on our own TLS listener or from a proxy."""
+        return bool(self.mtls_certificate_header) or self.ssl_cert_reqs != "none"
 
     @property
     def trusted_networks(self) -> tuple[IpNetwork, ...]:
@@ -203,14 +237,14 @@ def load_settings(*, default_issuer: str | None = None, **flags: Any) -> Setting
     return settings
 
 
-def loopback_issuer(host: str, port: int) -> str | None:
+def loopback_issuer(host: str, port: int, *, https: bool = False) -> str | None:
     """The development issuer for a loopback bind; None for any other address, which needs
     TOKENWARD_ISSUER (the https URL clients reach, usually a load balancer's)."""
     if host not in LOOPBACK_HOSTS:
         return None
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if https else 'http'}://{host}:{port}"
 
 
 def metrics_listener(value: str) -> tuple[str, int] | None:

@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0006_token_exchange"
+HEAD = "0008_mtls"
 TABLES = {
     "signing_keys",
     "revocations",

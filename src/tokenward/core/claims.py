@@ -72,6 +72,12 @@ class AccessToken(NamedTuple):
         value = self.cnf.get("jkt") if self.cnf else None
         return value if isinstance(value, str) else None
 
+    @property
+    def x5t_s256(self) -> str | None:
+        """RFC 8705 §3.1 thumbprint of the client certificate the token is bound to, if any."""
+        value = self.cnf.get("x5t#S256") if self.cnf else None
+        return value if isinstance(value, str) else None
+
 
 @lru_cache(maxsize=1024)
 def parse_scope(scope: str) -> frozenset[str]:

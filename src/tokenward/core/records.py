@@ -42,7 +42,7 @@ class ClientRecord:
     """A registered OAuth client. The secret is kept only as a keyed digest."""
 
     client_id: str
-    auth_method: str  # client_secret_basic | client_secret_post | private_key_jwt | none
+    auth_method: str  # client_secret_basic | _post | private_key_jwt | *tls_client_auth | none
     grant_types: tuple[str, ...]
     scopes: frozenset[str]  # the most this client may ask for
     created_at: float
@@ -64,6 +64,15 @@ class ClientRecord:
     # may not exchange), and whether it may impersonate (else every exchange is a delegation).
     exchange_audiences: tuple[str, ...] = ()
     exchange_impersonation: bool = False
+    # mTLS (RFC 8705 §2.1.2): for tls_client_auth, the one certificate field the client's
+    # certificate must carry (subject DN in RFC 4514 form, or one SAN); and whether access
+    # tokens are bound to the certificate it presents (§3.4).
+    tls_client_auth_subject_dn: str | None = None
+    tls_client_auth_san_dns: str | None = None
+    tls_client_auth_san_uri: str | None = None
+    tls_client_auth_san_ip: str | None = None
+    tls_client_auth_san_email: str | None = None
+    tls_client_certificate_bound_access_tokens: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from tokenward.services.errors import AdminError
 from tokenward.services.views import client_view, iso_time, user_view
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
+from tokenward.serving.tls import with_client_certificates
 from tokenward.tokens.jws import parse_compact, payload_object
 from tokenward.tokens.keyring import KeyRotationError
 from tokenward.tokens.sealing import generate_master_key
@@ -164,14 +165,41 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     issuer: Annotated[str | None, typer.Option("--issuer", help="Exact issuer URL")] = None,
+    ssl_certfile: Annotated[
+        str | None, typer.Option("--ssl-certfile", help="Serve https with this certificate (PEM)")
+    ] = None,
+    ssl_keyfile: Annotated[
+        str | None, typer.Option("--ssl-keyfile", help="Its private key (PEM)")
+    ] = None,
+    ssl_ca_certs: Annotated[
+        str | None,
+        typer.Option("--ssl-ca-certs", help="CAs that client certificates must chain to (mTLS)"),
+    ] = None,
+    ssl_cert_reqs: Annotated[
+        str | None,
+        typer.Option("--ssl-cert-reqs", help="Client certificates: none, optional or required"),
+    ] = None,
 ) -> None:
     """Serve the authorization server. The issuer is --issuer, else TOKENWARD_ISSUER, else
-    http://HOST:PORT on a loopback address."""
-    _serve(_server_settings(host, port, issuer), host, port)
+    http(s)://HOST:PORT on a loopback address. --ssl-* (or TOKENWARD_SSL_*): terminate TLS here,
+    with client certificates for mTLS (docs/mtls.md)."""
+    tls = {
+        "ssl_certfile": ssl_certfile,
+        "ssl_keyfile": ssl_keyfile,
+        "ssl_ca_certs": ssl_ca_certs,
+        "ssl_cert_reqs": ssl_cert_reqs,
+    }
+    overrides = {name: value for name, value in tls.items() if value is not None}
+    _serve(_server_settings(host, port, issuer, **overrides), host, port)
 
 
-def _server_settings(host: str, port: int, issuer: str | None) -> Settings:
-    settings = _settings(issuer=issuer or State.issuer, default_issuer=loopback_issuer(host, port))
+def _server_settings(host: str, port: int, issuer: str | None, **tls: str) -> Settings:
+    secure = bool(tls.get("ssl_certfile") or os.environ.get("TOKENWARD_SSL_CERTFILE"))
+    settings = _settings(
+        issuer=issuer or State.issuer,
+        default_issuer=loopback_issuer(host, port, https=secure),
+        **tls,
+    )
     if "issuer" not in settings.model_fields_set:
         _startup_failed(
             StartupError(
@@ -215,6 +243,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 # cannot derive it (docs/gateway.md).
                 typer.echo(f"redis_namespace={settings.redis_namespace}")
             typer.echo(f"listening on {host}:{port}, issuer {settings.issuer}")
+            tls = settings.tls_settings()
             config = uvicorn.Config(
                 server_app(services),
                 host=host,
@@ -225,7 +254,13 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                 proxy_headers=False,
                 server_header=False,
                 # Bounded request heads, a head deadline, a connection cap (TOKENWARD_MAX_*).
-                **server_options(settings.head_limits(), fds_per_connection=1),
+                **server_options(
+                    settings.head_limits(),
+                    fds_per_connection=1,
+                    # Client certificates reach the app as the ASGI TLS extension.
+                    wrap=with_client_certificates if tls and tls.cert_reqs != "none" else None,
+                ),
+                **(tls.uvicorn_options() if tls else {}),
             )
             await Server(config, services.revocation_publisher.close).serve(sockets=[sock])
         finally:
@@ -292,9 +327,43 @@ def client_create(
             help="Token exchange without an actor token impersonates (default: delegates)",
         ),
     ] = False,
+    tls_subject_dn: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-subject-dn",
+            help="tls_client_auth: the certificate's subject DN (RFC 4514, e.g. CN=svc,O=Example)",
+        ),
+    ] = None,
+    tls_san_dns: Annotated[
+        str | None, typer.Option("--tls-san-dns", help="tls_client_auth: a dNSName SAN")
+    ] = None,
+    tls_san_uri: Annotated[
+        str | None, typer.Option("--tls-san-uri", help="tls_client_auth: a URI SAN")
+    ] = None,
+    tls_san_ip: Annotated[
+        str | None, typer.Option("--tls-san-ip", help="tls_client_auth: an iPAddress SAN")
+    ] = None,
+    tls_san_email: Annotated[
+        str | None, typer.Option("--tls-san-email", help="tls_client_auth: an rfc822Name SAN")
+    ] = None,
+    tls_bound_tokens: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls-bound-tokens/--no-tls-bound-tokens",
+            help="Bind access tokens to the client certificate (RFC 8705 §3; default: yes for "
+            "tls_client_auth and self_signed_tls_client_auth)",
+        ),
+    ] = None,
 ) -> None:
     """Register a client; prints its secret once."""
     key_set = _read_text(jwks) if jwks is not None else None
+    tls_subject = {
+        "tls_client_auth_subject_dn": tls_subject_dn,
+        "tls_client_auth_san_dns": tls_san_dns,
+        "tls_client_auth_san_uri": tls_san_uri,
+        "tls_client_auth_san_ip": tls_san_ip,
+        "tls_client_auth_san_email": tls_san_email,
+    }
     _emit(
         _run(
             lambda s: s.client_admin.create_client(
@@ -313,6 +382,8 @@ def client_create(
                 post_logout_redirect_uris=post_logout_redirect_uri,
                 exchange_audiences=exchange_audience,
                 exchange_impersonation=exchange_impersonation,
+                tls_subject={name: value for name, value in tls_subject.items() if value},
+                tls_bound_tokens=tls_bound_tokens,
             )
         )
     )

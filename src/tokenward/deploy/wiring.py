@@ -179,6 +179,11 @@ class Services:
             list(self.keys.keyrings),
             openid=openid,
             revocation_feed=self.settings.revocation_feed,
+            mtls_base=(
+                (self.settings.mtls_base_url or self.settings.issuer)
+                if self.settings.mtls_enabled
+                else None
+            ),
         )
 
 

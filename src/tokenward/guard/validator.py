@@ -8,6 +8,7 @@ revocation again (the latter only when the revocation generation moved), then sc
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
@@ -32,6 +33,10 @@ ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §2
 NO_SCOPES: frozenset[str] = frozenset()
 DPOP_NOT_ACCEPTED = "the DPoP scheme is not accepted here"
 BEARER, DPOP, ANY = "bearer", "dpop", "any"  # which presentation a token must have (RFC 9449 §7)
+CERTIFICATE_MISSING = (
+    "the access token is bound to a client certificate the request did not present"
+)
+CERTIFICATE_MISMATCH = "the access token is bound to another client certificate"
 
 
 class OpaqueResolver(Protocol):
@@ -78,19 +83,40 @@ class Validator:
         self.dpop = dpop
         self._dpop_cache = TokenCache(cache_size)
         self._inspect_cache = TokenCache(cache_size)  # introspection/revocation, by raw token
+        # Certificate-bound tokens (RFC 8705 §3) likewise: `cached()` never returns one, since
+        # each hit needs the request's certificate thumbprint compared.
+        self._mtls_cache = TokenCache(cache_size)
 
     # --- hot path ------------------------------------------------------------------------
     def cached(self, authorization: str) -> AccessToken | None:
         """The token for a credential seen before, after exp and revocation checks; else None."""
         return self._cached_in(self.cache, authorization)
 
+    def _cached_bound(
+        self, authorization: str | None, certificate: str | None
+    ) -> AccessToken | None:
+        """A certificate-bound token seen before, if this request presented its certificate."""
+        if certificate is None or authorization is None:
+            return None
+        token = self._cached_in(self._mtls_cache, authorization)
+        if token is not None:
+            _check_certificate(token, certificate)
+        return token
+
     def authenticate_sync(
-        self, authorization: str | None, required: frozenset[str] = NO_SCOPES
+        self,
+        authorization: str | None,
+        required: frozenset[str] = NO_SCOPES,
+        *,
+        certificate: str | None = None,
     ) -> AccessToken:
-        """Validate an Authorization header value; raises a `BearerError` subclass."""
+        """Validate an Authorization header value; raises a `BearerError` subclass.
+        `certificate`: the x5t#S256 thumbprint of the request's TLS client certificate."""
         token = self.cached(authorization) if authorization is not None else None
         if token is None:
-            token = self._miss_sync(authorization)
+            token = self._cached_bound(authorization, certificate)
+        if token is None:
+            token = self._miss_sync(authorization, certificate)
         if required and not required <= token.scopes:
             raise InsufficientScope(
                 "the access token lacks a required scope", scope=" ".join(sorted(required))
@@ -98,11 +124,19 @@ class Validator:
         return token
 
     async def authenticate(
-        self, authorization: str | None, required: frozenset[str] = NO_SCOPES
+        self,
+        authorization: str | None,
+        required: frozenset[str] = NO_SCOPES,
+        *,
+        certificate: str | None = None,
     ) -> AccessToken:
+        """`certificate`: the x5t#S256 thumbprint of the request's TLS client certificate
+        (tokenward.serving.tls.peer_certificate), needed for certificate-bound tokens."""
         token = self.cached(authorization) if authorization is not None else None
         if token is None:
-            token = await self._miss(authorization)
+            token = self._cached_bound(authorization, certificate)
+        if token is None:
+            token = await self._miss(authorization, certificate=certificate)
         if required and not required <= token.scopes:
             raise InsufficientScope(
                 "the access token lacks a required scope", scope=" ".join(sorted(required))
@@ -121,7 +155,12 @@ class Validator:
         return token
 
     async def _miss(
-        self, authorization: str | None, *, binding: str = BEARER, cache: bool = True
+        self,
+        authorization: str | None,
+        *,
+        binding: str = BEARER,
+        cache: bool = True,
+        certificate: str | None = None,
     ) -> AccessToken:
         raw = credentials(authorization)[1] if binding == DPOP else bearer_token(authorization)
         if "." not in raw:
@@ -138,9 +177,11 @@ class Validator:
         following = self.revocations.ensure_following()
         if following is not None:
             await following
-        return self._admit(authorization if cache else None, token, binding=binding)
+        return self._admit(
+            authorization if cache else None, token, binding=binding, certificate=certificate
+        )
 
-    def _miss_sync(self, authorization: str | None) -> AccessToken:
+    def _miss_sync(self, authorization: str | None, certificate: str | None) -> AccessToken:
         raw = bearer_token(authorization)
         if "." not in raw:
             token = self._resolve_opaque_sync(raw)
@@ -153,7 +194,7 @@ class Validator:
                     raise InvalidToken("no key matches the token's kid") from None
                 token = self._verify_jwt_known_keys(raw)
         self.revocations.ensure_following_sync()
-        return self._admit(authorization, token)
+        return self._admit(authorization, token, certificate=certificate)
 
     def _opaque_async(self, raw: str) -> Awaitable[AccessToken | None]:
         if self._opaque is None:  # _resolve_opaque refuses first; this narrows the type
@@ -219,12 +260,24 @@ class Validator:
             raise InvalidToken("the access token is not for this audience")
 
     def _admit(
-        self, authorization: str | None, token: AccessToken, *, binding: str = BEARER
+        self,
+        authorization: str | None,
+        token: AccessToken,
+        *,
+        binding: str = BEARER,
+        certificate: str | None = None,
     ) -> AccessToken:
         # RFC 9449 §7.2: a bound token is refused as Bearer; DPoP needs a bound token. Checked
         # before caching, so a Bearer cache hit is unbound by construction (no cost per hit).
-        if token.jkt is not None and binding == BEARER:
-            raise InvalidToken("a DPoP-bound token must be sent with the DPoP scheme")
+        cache = self._dpop_cache if binding == DPOP else self.cache
+        if token.cnf is not None:
+            if token.jkt is not None and binding == BEARER:
+                raise InvalidToken("a DPoP-bound token must be sent with the DPoP scheme")
+            if token.x5t_s256 is not None and binding != ANY:
+                # RFC 8705 §3: only with the certificate it is bound to, whatever the scheme.
+                _check_certificate(token, certificate)
+                if binding == BEARER:
+                    cache = self._mtls_cache
         if binding == DPOP and token.jkt is None:
             raise InvalidToken("the token is not DPoP-bound")
         mirror = self.revocations
@@ -235,7 +288,6 @@ class Validator:
         if reason is not None:
             raise InvalidToken(reason)
         if authorization is not None:
-            cache = self._dpop_cache if binding == DPOP else self.cache
             cache.put(authorization, CacheEntry(token, generation))
         return token
 
@@ -248,15 +300,20 @@ class Validator:
         dpop_proof: str | None = None,
         method: str = "GET",
         url: str = "",
+        certificate: str | None = None,
     ) -> AccessToken:
-        """Bearer or DPoP. A DPoP token needs a fresh proof for this method and URL, every time."""
+        """Bearer or DPoP. A DPoP token needs a fresh proof for this method and URL, every time.
+        `certificate`: the request's client certificate thumbprint, for certificate-bound
+        tokens (one token has one binding; both kinds may come to the same API)."""
         if authorization is None or authorization[:5].lower() != "dpop ":
-            return await self.authenticate(authorization, required)
+            return await self.authenticate(authorization, required, certificate=certificate)
         if self.dpop is None:
             raise InvalidRequest(DPOP_NOT_ACCEPTED)
         token = self._cached_in(self._dpop_cache, authorization)
         if token is None:
-            token = await self._miss(authorization, binding=DPOP)
+            token = await self._miss(authorization, binding=DPOP, certificate=certificate)
+        elif token.x5t_s256 is not None:
+            _check_certificate(token, certificate)
         try:
             proof = await self.dpop.verify(
                 dpop_proof, method=method, url=url, access_token=authorization[5:]
@@ -293,3 +350,14 @@ class Validator:
                 raise InvalidToken(reason)
             entry.generation = generation
         return token
+
+
+def _check_certificate(token: AccessToken, certificate: str | None) -> None:
+    """RFC 8705 §3: the token's cnf.x5t#S256 must be the presented certificate's thumbprint."""
+    bound = token.x5t_s256
+    if bound is None:
+        return
+    if certificate is None:
+        raise InvalidToken(CERTIFICATE_MISSING)
+    if not hmac.compare_digest(bound.encode(), certificate.encode()):
+        raise InvalidToken(CERTIFICATE_MISMATCH)

@@ -1,8 +1,10 @@
 """Client authentication at the token, introspection and revocation endpoints.
 
 client_secret_basic (RFC 6749 §2.3.1, id and secret url-decoded), client_secret_post,
-private_key_jwt (RFC 7523 §2.2, OIDC Core §9: jti single use) and none (public clients, which
-must then use PKCE). One method per request (RFC 6749 §2.3), and it must be the registered one.
+private_key_jwt (RFC 7523 §2.2, OIDC Core §9: jti single use), tls_client_auth and
+self_signed_tls_client_auth (RFC 8705 §2, the TLS client certificate; oauth.mtls) and none
+(public clients, which must then use PKCE). One method per request (RFC 6749 §2.3), and it must
+be the registered one.
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ from urllib.parse import unquote
 
 import orjson
 
+from tokenward.core.client_certs import ClientCertificate
 from tokenward.core.errors import JoseError
 from tokenward.core.ports import ClientStore
 from tokenward.core.records import ClientRecord
 from tokenward.oauth.client_keys import ClientKeys
 from tokenward.oauth.errors import InvalidClient, InvalidRequest
+from tokenward.oauth.mtls import MTLS_METHODS, MtlsAuthenticator
 from tokenward.tokens.jws import loads_object, parse_compact, payload_bytes, verify_compact
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 3600.0  # common client default (Authlib, Nimbus); jti kept until exp
-METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", *MTLS_METHODS, "none")
 
 
 class ReplayCache(Protocol):
@@ -132,6 +136,7 @@ class ClientAuthenticator:
         keys: ClientKeys | None = None,
     ) -> None:
         self._keys = keys or ClientKeys()
+        self._mtls = MtlsAuthenticator(self._keys)
         self._clients = clients
         self._hasher = hasher
         self._replay = replay
@@ -139,11 +144,24 @@ class ClientAuthenticator:
         self._clock = clock
 
     async def authenticate(
-        self, params: Mapping[str, str], authorization: str | None
+        self,
+        params: Mapping[str, str],
+        authorization: str | None,
+        certificate: ClientCertificate | None = None,
     ) -> ClientRecord:
+        """`certificate`: the TLS client certificate of the connection (or from a trusted
+        proxy), for the mTLS methods; a client_id alone then names an mTLS client."""
         presented = presented_credentials(params, authorization)
         challenge = _BASIC_CHALLENGE if presented.method == "client_secret_basic" else None
         client = await self._clients.get(presented.client_id)
+        if (
+            client is not None
+            and not client.disabled
+            and presented.method == "none"
+            and client.auth_method in MTLS_METHODS
+        ):
+            await self._mtls.authenticate(client, certificate)
+            return client
         if client is None or client.disabled or client.auth_method != presented.method:
             # One answer for unknown, disabled and wrong-method clients: no client enumeration.
             raise InvalidClient("client authentication failed", headers=challenge)

@@ -27,6 +27,9 @@ class KeyLookup:
     def __call__(self, kid: str | None) -> VerificationKey | None:
         return self._source.get(kid)
 
+    def values(self) -> list[VerificationKey]:
+        return self._source.values()
+
 
 class ClientKeys:
     def __init__(
@@ -38,8 +41,11 @@ class ClientKeys:
         self._clock = clock
         self._remote: OrderedDict[str, RemoteJwks] = OrderedDict()
 
-    async def lookup(self, client: ClientRecord, kid: str | None) -> KeyLookup:
-        """The client's keys, fresh enough for a token naming `kid`. Raises JoseError (or
+    async def lookup(
+        self, client: ClientRecord, kid: str | None, *, refetch: bool | None = None
+    ) -> KeyLookup:
+        """The client's keys, fresh enough for a token naming `kid` (`refetch`: ask for a
+        fresh remote set whatever the kid, rate-limited the same way). Raises JoseError (or
         orjson.JSONDecodeError) when the registered set is unusable."""
         if client.jwks_uri is None:
             return KeyLookup(
@@ -52,5 +58,5 @@ class ClientKeys:
             while len(self._remote) > REMOTE_SETS:
                 self._remote.popitem(last=False)
         self._remote.move_to_end(client.jwks_uri)
-        await remote.refresh(unknown_kid=remote.get(kid) is None)
+        await remote.refresh(unknown_kid=remote.get(kid) is None if refetch is None else refetch)
         return KeyLookup(remote)

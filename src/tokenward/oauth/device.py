@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tokenward.core.client_certs import ClientCertificate
 from tokenward.core.ports import DeviceStore
 from tokenward.core.records import ClientRecord, DeviceRecord
 from tokenward.oauth.client_auth import ClientAuthenticator
@@ -64,10 +65,14 @@ class DeviceAuthorization:
         self._clock = clock
 
     async def start(
-        self, params: Mapping[str, str], resources: tuple[str, ...], authorization: str | None
+        self,
+        params: Mapping[str, str],
+        resources: tuple[str, ...],
+        authorization: str | None,
+        certificate: ClientCertificate | None = None,
     ) -> dict[str, Any]:
         """RFC 8628 §3.1-3.2."""
-        client = await self._authenticator.authenticate(params, authorization)
+        client = await self._authenticator.authenticate(params, authorization, certificate)
         if GRANT_TYPE not in client.grant_types:
             raise UnauthorizedClient("the client may not use the device authorization grant")
         scopes = granted_scopes(parse_scope(params.get("scope")), client.scopes)
@@ -134,6 +139,7 @@ class DeviceCodeGrant:
             session_id=record.session_id,
             auth_time=record.auth_time,
             dpop_jkt=request.dpop_jkt,
+            x5t_s256=request.x5t_s256,
         )
         response, _access, _family = await self._minter.respond(client, grant, with_id_token=True)
         return response

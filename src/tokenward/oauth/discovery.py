@@ -7,6 +7,7 @@ from typing import Any
 
 from tokenward.core.revocation_wire import METADATA_FIELD, PATH
 from tokenward.oauth.client_auth import METHODS
+from tokenward.oauth.mtls import MTLS_METHODS
 from tokenward.tokens.dpop import PROOF_ALGS
 
 ASSERTION_ALGS = ["ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"]
@@ -20,7 +21,10 @@ def metadata(
     *,
     openid: bool,
     revocation_feed: bool = True,
+    mtls_base: str | None = None,
 ) -> dict[str, Any]:
+    """`mtls_base`: where clients reach the endpoints with a TLS client certificate (RFC 8705
+    §5), None when no certificate can reach this server."""
     base = issuer.rstrip("/")
     document: dict[str, Any] = {
         "issuer": issuer,  # RFC 8414 §3.3: identical to the issuer we sign with
@@ -46,6 +50,25 @@ def metadata(
         "introspection_signing_alg_values_supported": list(signing_algs),
         "dpop_signing_alg_values_supported": list(PROOF_ALGS),  # RFC 9449 §5.1
     }
+    if mtls_base is not None:
+        document["tls_client_certificate_bound_access_tokens"] = True  # RFC 8705 §3.3
+        alias = mtls_base.rstrip("/")
+        document["mtls_endpoint_aliases"] = {
+            name: alias + document[name][len(base) :]
+            for name in (
+                "token_endpoint",
+                "introspection_endpoint",
+                "revocation_endpoint",
+                "device_authorization_endpoint",
+            )
+        }
+    else:  # no certificate can reach us: do not advertise methods that would always fail
+        for name in (
+            "token_endpoint_auth_methods_supported",
+            "introspection_endpoint_auth_methods_supported",
+            "revocation_endpoint_auth_methods_supported",
+        ):
+            document[name] = [m for m in document[name] if m not in MTLS_METHODS]
     if revocation_feed:  # a tokenward extension: the log RemoteRevocations follows
         document[METADATA_FIELD] = base + PATH
     if openid:

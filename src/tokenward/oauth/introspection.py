@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from tokenward.core.claims import AccessToken
+from tokenward.core.client_certs import ClientCertificate
 from tokenward.core.errors import BearerError
 from tokenward.core.ports import TokenVerifier
 from tokenward.oauth.client_auth import ClientAuthenticator
@@ -51,10 +52,14 @@ class Introspector:
         self.refresh_lookup = refresh_lookup  # None: refresh tokens are never active here
 
     async def introspect(
-        self, params: Mapping[str, str], authorization: str | None
+        self,
+        params: Mapping[str, str],
+        authorization: str | None,
+        certificate: ClientCertificate | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """Returns (caller client_id, response claims)."""
-        client = await self._authenticator.authenticate(params, authorization)
+        """Returns (caller client_id, response claims). `certificate`: the caller's TLS client
+        certificate, for mTLS client authentication."""
+        client = await self._authenticator.authenticate(params, authorization, certificate)
         token = params.get("token")
         if token is None:
             raise InvalidRequest("token is required")

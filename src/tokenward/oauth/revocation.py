@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from tokenward.core.client_certs import ClientCertificate
 from tokenward.core.errors import BearerError
 from tokenward.core.ports import AccessTokenStore, RevocationStore, TokenVerifier
 from tokenward.core.records import ClientRecord, MintedToken, Revocation, RevocationKind
@@ -36,8 +37,13 @@ class Revoker:
         self._leeway = leeway
         self.refresh_revoker = refresh_revoker  # None: refresh tokens are not revoked here
 
-    async def revoke(self, params: Mapping[str, str], authorization: str | None) -> None:
-        client = await self._authenticator.authenticate(params, authorization)
+    async def revoke(
+        self,
+        params: Mapping[str, str],
+        authorization: str | None,
+        certificate: ClientCertificate | None = None,
+    ) -> None:
+        client = await self._authenticator.authenticate(params, authorization, certificate)
         token = params.get("token")
         if token is None:
             raise InvalidRequest("token is required")

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from tokenward.core.client_certs import ClientCertificate
 from tokenward.core.errors import InvalidDpopProof, JoseError
 from tokenward.core.records import ClientRecord
 from tokenward.oauth.client_auth import ClientAuthenticator
@@ -15,6 +16,7 @@ from tokenward.oauth.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from tokenward.oauth.mtls import certificate_binding
 from tokenward.oauth.scopes import format_scope
 from tokenward.tokens.dpop import DpopVerifier
 from tokenward.tokens.grant import IssuedAccessToken
@@ -30,6 +32,10 @@ class TokenRequest:
     dpop: str | None = field(default=None, repr=False)
     client_ip: str | None = None
     dpop_jkt: str | None = None  # set once the DPoP proof verified: what tokens get bound to
+    # The TLS client certificate (its own connection's, or a trusted proxy's header), and once
+    # the client is authenticated, the thumbprint its tokens get bound to (RFC 8705 §3).
+    certificate: ClientCertificate | None = field(default=None, repr=False)
+    x5t_s256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +84,9 @@ class TokenEndpoint:
         return sorted(self._handlers)
 
     async def handle(self, request: TokenRequest) -> TokenResponse:
-        client = await self._authenticator.authenticate(request.params, request.authorization)
+        client = await self._authenticator.authenticate(
+            request.params, request.authorization, request.certificate
+        )
         grant_type = request.params.get("grant_type")
         if grant_type is None:
             raise InvalidRequest("grant_type is required")
@@ -88,6 +96,8 @@ class TokenEndpoint:
         if grant_type not in client.grant_types:
             raise UnauthorizedClient("the client may not use this grant_type")
         request = await self._bind_dpop(request, client)
+        if request.dpop_jkt is None:  # one binding per token: a DPoP proof was this request's
+            request = replace(request, x5t_s256=certificate_binding(client, request.certificate))
         response = await handler.handle(request, client)
         nonce = self.dpop.nonce() if self.dpop else None
         if nonce is not None:

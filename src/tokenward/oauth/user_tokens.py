@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tokenward.core.records import ClientRecord, FamilyRecord, MintedToken
 from tokenward.oauth.issuance import AccessTokenIssuer
+from tokenward.oauth.mtls import confirmation
 from tokenward.oauth.refresh import NewFamily, RefreshTokens
 from tokenward.oauth.token_endpoint import TokenResponse, token_response
 from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
@@ -22,6 +23,7 @@ class UserGrant:
     acr: str | None = None
     nonce: str | None = None
     dpop_jkt: str | None = None
+    x5t_s256: str | None = None  # RFC 8705 §3: the client certificate tokens are bound to
 
 
 class UserTokenMinter:
@@ -65,7 +67,7 @@ class UserTokenMinter:
                 session_id=grant.session_id,
                 auth_time=int(grant.auth_time) if grant.auth_time is not None else None,
                 acr=grant.acr,
-                cnf={"jkt": grant.dpop_jkt} if grant.dpop_jkt else None,
+                cnf=confirmation(grant.dpop_jkt, grant.x5t_s256),
                 lifetime=client.access_token_lifetime,
             ),
         )

@@ -20,6 +20,7 @@ from tokenward.core.errors import BearerError, InvalidRequest
 from tokenward.guard.challenge import challenge
 from tokenward.guard.validator import Validator
 from tokenward.resource.policies import DENIED_BODY, PolicyDenied, RoutePolicy
+from tokenward.serving.tls import peer_certificate
 
 if TYPE_CHECKING:  # only type aliases: importing this module needs no Starlette at run time
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -57,8 +58,11 @@ async def authenticate(
     dpop_proof: str | None = None,
     method: str = "GET",
     url: str = "",
+    certificate: str | None = None,
 ) -> AccessToken:
     """The validator's cache first, so a hit with enough scope never awaits.
+    `certificate`: the request's client certificate thumbprint (`certificate_of`), which a
+    certificate-bound token (RFC 8705) needs; the plain cache never holds such a token.
 
     A hit lacking a scope falls through to `Validator.authenticate`, which raises the canonical
     InsufficientScope; that path is rare, so the second cache lookup does not matter. The DPoP
@@ -66,12 +70,19 @@ async def authenticate(
     """
     if header is not None and header[:5].lower() == "dpop ":
         return await validator.authenticate_request(
-            header, required, dpop_proof=dpop_proof, method=method, url=url
+            header, required, dpop_proof=dpop_proof, method=method, url=url, certificate=certificate
         )
     token = validator.cached(header) if header is not None else None
     if token is None or not required <= token.scopes:
-        token = await validator.authenticate(header, required)
+        token = await validator.authenticate(header, required, certificate=certificate)
     return token
+
+
+def certificate_of(scope: Scope) -> str | None:
+    """The x5t#S256 of the request's TLS client certificate (ASGI TLS extension, filled by
+    tokenward's server or `ProxyCertificateMiddleware`), or None."""
+    cert = peer_certificate(scope)
+    return cert.x5t_s256 if cert is not None else None
 
 
 def dpop_algs(validator: Validator) -> tuple[str, ...]:
@@ -155,8 +166,11 @@ class BearerAuthMiddleware:
         ]
         query = scope.get("query_string", b"").decode("latin-1")
         header = authorization_header(values, query)
+        certificate = certificate_of(scope)
         if header is None or header[:5].lower() != "dpop ":
-            return await authenticate(self.validator, header, self.required_scopes)
+            return await authenticate(
+                self.validator, header, self.required_scopes, certificate=certificate
+            )
         proofs = [value.decode("latin-1") for name, value in scope["headers"] if name == b"dpop"]
         if len(proofs) > 1:
             raise InvalidRequest("more than one DPoP header")
@@ -167,6 +181,7 @@ class BearerAuthMiddleware:
             dpop_proof=proofs[0] if proofs else None,
             method=scope.get("method", "GET"),
             url=self._url(scope),
+            certificate=certificate,
         )
 
     def _url(self, scope: Scope) -> str:

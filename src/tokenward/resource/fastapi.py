@@ -26,7 +26,13 @@ from tokenward.core.claims import AccessToken
 from tokenward.core.errors import BearerError, InvalidRequest
 from tokenward.guard.challenge import Challenge, challenge
 from tokenward.guard.validator import Validator
-from tokenward.resource.asgi import STATE_KEY, authenticate, authorization_header, dpop_algs
+from tokenward.resource.asgi import (
+    STATE_KEY,
+    authenticate,
+    authorization_header,
+    certificate_of,
+    dpop_algs,
+)
 from tokenward.resource.policies import DENIED_DESCRIPTION, PolicyDenied, RoutePolicy
 
 APP_STATE_KEY = "tokenward_validator"
@@ -86,6 +92,7 @@ def require_scopes(
                 dpop_proof=proofs[0] if proofs else None,
                 method=request.method,
                 url=str(request.url),
+                certificate=certificate_of(request.scope),
             )
         except BearerError as error:
             raise BearerHTTPException(error, realm, dpop_algs(checker)) from None

@@ -33,6 +33,7 @@ from tokenward.server.routes import (
     ops,
 )
 from tokenward.server.routes import revocations as revocation_feed
+from tokenward.serving.tls import ProxyCertificateMiddleware
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -86,6 +87,14 @@ def create_app(
         tracing.install(app, provider)  # the request span covers everything below
     # Added last, so outermost: every layer inside sees the client behind trusted proxies.
     app.add_middleware(ClientAddressMiddleware, trusted=services.settings.trusted_networks)
+    if services.settings.mtls_certificate_header:
+        # Outside ClientAddressMiddleware: the header is believed from the connection's peer,
+        # before X-Forwarded-For replaces it with the client's address.
+        app.add_middleware(
+            ProxyCertificateMiddleware,
+            header=services.settings.mtls_certificate_header,
+            trusted=services.settings.trusted_networks,
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

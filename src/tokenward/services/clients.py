@@ -11,6 +11,13 @@ from tokenward.core.ports import ClientStore
 from tokenward.core.records import ClientRecord
 from tokenward.oauth import client_uris
 from tokenward.oauth.client_auth import METHODS, SecretHasher
+from tokenward.oauth.mtls import (
+    KEY_METHODS,
+    MTLS_METHODS,
+    SUBJECT_FIELDS,
+    check_registration,
+    normalized_dn,
+)
 from tokenward.services.client_keys import check_jwks_uri, public_key_set
 from tokenward.services.errors import AdminError
 from tokenward.services.revoking import Watermarks
@@ -58,12 +65,17 @@ class ClientAdmin:
         post_logout_redirect_uris: list[str] | None = None,
         exchange_audiences: list[str] | None = None,
         exchange_impersonation: bool = False,
+        tls_subject: dict[str, str] | None = None,
+        tls_bound_tokens: bool | None = None,
     ) -> dict[str, Any]:
         """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys
         a private_key_jwt client signs its assertions with; that method needs one of them. Every
         URI is checked here, the one place all registrations pass (oauth/client_uris.py says
         how). `exchange_audiences` and `exchange_impersonation`: the client's token exchange
-        policy (docs/token-exchange.md)."""
+        policy (docs/token-exchange.md). `tls_subject`: for tls_client_auth, the one certificate
+        field (tls_client_auth_subject_dn / _san_dns / _san_uri / _san_ip / _san_email) the
+        client's certificate must carry; `tls_bound_tokens`: bind its access tokens to the
+        certificate it presents (default: yes for the mTLS methods), RFC 8705, docs/mtls.md."""
         if await self._clients.get(client_id) is not None:
             raise AdminError(f"client {client_id!r} exists already")
         if jwks is not None and jwks_uri is not None:
@@ -72,6 +84,8 @@ class ClientAdmin:
         method = _auth_method(auth_method, public=public, keys=keys)
         key_set = public_key_set(jwks) if jwks is not None else None
         redirects, after_logout = _checked_uris(redirect_uris, post_logout_redirect_uris, jwks_uri)
+        subject = _tls_subject(method, tls_subject or {}, keys=keys)
+        bound = method in MTLS_METHODS if tls_bound_tokens is None else tls_bound_tokens
         _check_grants_and_format(grant_types, token_format)
         if method == "none" and TOKEN_EXCHANGE in grant_types:  # RFC 8693 needs who exchanges
             raise AdminError("token exchange is for confidential clients only")
@@ -97,6 +111,12 @@ class ClientAdmin:
             jwks_uri=jwks_uri,
             exchange_audiences=tuple(dict.fromkeys(exchange_audiences or ())),
             exchange_impersonation=exchange_impersonation,
+            tls_client_certificate_bound_access_tokens=bound,
+            tls_client_auth_subject_dn=subject.get("tls_client_auth_subject_dn"),
+            tls_client_auth_san_dns=subject.get("tls_client_auth_san_dns"),
+            tls_client_auth_san_uri=subject.get("tls_client_auth_san_uri"),
+            tls_client_auth_san_ip=subject.get("tls_client_auth_san_ip"),
+            tls_client_auth_san_email=subject.get("tls_client_auth_san_email"),
         )
         await self._clients.put(client)
         view = client_view(client)
@@ -140,13 +160,31 @@ def _auth_method(requested: str | None, *, public: bool, keys: bool) -> str:
     method = requested or default
     if method not in METHODS:
         raise AdminError(f"auth method must be one of {', '.join(METHODS)}")
-    if (method == "private_key_jwt") != keys:
+    if (method in KEY_METHODS) != keys:
         raise AdminError(
-            "private_key_jwt clients need their public keys (--jwks or --jwks-uri), and only they"
+            "private_key_jwt and self_signed_tls_client_auth clients need their public keys "
+            "(--jwks or --jwks-uri), and only they"
         )
     if public != (method == "none"):
         raise AdminError("public clients use auth method none, and only they do")
     return method
+
+
+def _tls_subject(method: str, given: dict[str, str], *, keys: bool) -> dict[str, str]:
+    """The registered certificate subject, checked (RFC 8705 §2.1.2) and the DN normalised to
+    the RFC 4514 text certificates are compared in."""
+    unknown = set(given) - set(SUBJECT_FIELDS)
+    if unknown:
+        raise AdminError(f"unknown certificate subject fields: {', '.join(sorted(unknown))}")
+    subject = {name: value.strip() for name, value in given.items() if value and value.strip()}
+    try:
+        check_registration(method, subject, has_keys=keys)
+        dn = subject.get("tls_client_auth_subject_dn")
+        if dn is not None:
+            subject["tls_client_auth_subject_dn"] = normalized_dn(dn)
+    except ValueError as exc:
+        raise AdminError(str(exc)) from None
+    return subject
 
 
 def _checked_uris(

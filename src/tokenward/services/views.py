@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from tokenward.core.records import ClientRecord, UserRecord
+from tokenward.oauth.mtls import SUBJECT_FIELDS
 
 ADMIN_ROLE = "tokenward:admin"
 
@@ -25,6 +26,10 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri,
         "exchange_audiences": list(client.exchange_audiences),
         "exchange_impersonation": client.exchange_impersonation,
+        **{name: getattr(client, name) for name in SUBJECT_FIELDS if getattr(client, name)},
+        "tls_client_certificate_bound_access_tokens": (
+            client.tls_client_certificate_bound_access_tokens
+        ),
     }
 
 

@@ -99,7 +99,22 @@ def secret_jwk(secret: bytes, kid: str, alg: str) -> dict[str, str]:
 
 def thumbprint(key: algs.PublicKey) -> str:
     """RFC 7638 JWK SHA-256 thumbprint: the required members, sorted, no whitespace."""
-    members = _public_members(key)
+    return jwk_thumbprint(_public_members(key))
+
+
+_REQUIRED_MEMBERS = {
+    "EC": ("crv", "kty", "x", "y"),
+    "RSA": ("e", "kty", "n"),
+    "OKP": ("crv", "kty", "x"),
+}
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 thumbprint of a public JWK (its other members, kid/alg/use, do not count)."""
+    names = _REQUIRED_MEMBERS.get(str(jwk.get("kty")))
+    if names is None:
+        raise KeyRejected("symmetric keys have no public form")
+    members = {name: _member(jwk, name) for name in names}
     canonical = json.dumps(members, sort_keys=True, separators=(",", ":"))
     return b64url_encode(hashlib.sha256(canonical.encode("ascii")).digest())
 

@@ -80,6 +80,9 @@ class StaticKeySource:
             return next(iter(self._keys.values()))  # a single key may stand for a kid-less token
         return key
 
+    def values(self) -> list[VerificationKey]:
+        return list(self._keys.values())
+
     async def refresh(self, *, unknown_kid: bool) -> bool:
         return False
 

@@ -53,6 +53,9 @@ class RemoteJwks:
     def get(self, kid: str | None) -> VerificationKey | None:
         return self._keys.get(kid)
 
+    def values(self) -> list[VerificationKey]:
+        return self._keys.values()
+
     def _due(self, unknown_kid: bool) -> bool:
         now = self._clock()
         if self._attempted_at is not None and now - self._attempted_at < self._min_interval:

@@ -76,6 +76,7 @@ class AuthorizationCodeGrant:
             acr=record.acr,
             nonce=record.nonce,
             dpop_jkt=request.dpop_jkt,
+            x5t_s256=request.x5t_s256,
         )
         access = await self._minter.access(client, grant)
         minted = MintedToken(access.claims.jti, float(access.claims.exp))

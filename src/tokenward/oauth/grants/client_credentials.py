@@ -5,6 +5,7 @@ from __future__ import annotations
 from tokenward.core.records import ClientRecord
 from tokenward.oauth.errors import UnauthorizedClient
 from tokenward.oauth.issuance import AccessTokenIssuer
+from tokenward.oauth.mtls import confirmation
 from tokenward.oauth.resources import audience_for
 from tokenward.oauth.scopes import granted_scopes, parse_scope
 from tokenward.oauth.token_endpoint import TokenRequest, TokenResponse, token_response
@@ -28,6 +29,6 @@ class ClientCredentialsGrant:
             audience=audience_for(request.resources, client, self._default_audience),
             scopes=scopes,
             lifetime=client.access_token_lifetime,
-            cnf={"jkt": request.dpop_jkt} if request.dpop_jkt else None,
+            cnf=confirmation(request.dpop_jkt, request.x5t_s256),
         )
         return token_response(await self._issuer.issue(client, grant))

@@ -65,6 +65,7 @@ class RefreshTokenGrant:
             auth_time=family.auth_time,
             acr=family.acr,
             dpop_jkt=request.dpop_jkt,
+            x5t_s256=request.x5t_s256,
         )
         # Mint and record the access token before rotating: once the rotation commits, nothing
         # may fail before the answer, or the client never sees the successor and its retry

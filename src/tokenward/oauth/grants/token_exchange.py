@@ -32,6 +32,7 @@ from tokenward.oauth.exchange_tokens import (
     PresentedToken,
 )
 from tokenward.oauth.issuance import AccessTokenIssuer
+from tokenward.oauth.mtls import confirmation
 from tokenward.oauth.revocation import deny_minted
 from tokenward.oauth.scopes import parse_scope
 from tokenward.oauth.token_endpoint import TokenRequest, TokenResponse, token_response
@@ -97,7 +98,7 @@ class TokenExchangeGrant:
                 session_id=subject.session_id,
                 auth_time=subject.auth_time,
                 acr=subject.acr,
-                cnf={"jkt": request.dpop_jkt} if request.dpop_jkt else None,
+                cnf=confirmation(request.dpop_jkt, request.x5t_s256),
                 extra={"act": act} if act is not None else {},
                 lifetime=self._lifetime(client, subject, actor),
             ),

@@ -26,6 +26,7 @@ from tokenward.server.edge import JSONResponse, read_form, single_header
 from tokenward.server.pages import Browser
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
 from tokenward.services.signin import PasswordSignIn
+from tokenward.serving.tls import peer_certificate
 
 BAD_CODE = "That code is not valid or has expired. Check your device and try again."
 ENDED = "The form expired or your session ended."
@@ -101,7 +102,12 @@ async def device_after_login(
 )
 async def device_authorization(request: Request, device: Device, settings: Config) -> Response:
     form = await read_form(request, settings.max_body_bytes)
-    body = await device.start(form.params, form.resources, single_header(request, "authorization"))
+    body = await device.start(
+        form.params,
+        form.resources,
+        single_header(request, "authorization"),
+        peer_certificate(request.scope),
+    )
     return JSONResponse(body, headers=NO_STORE)
 
 

@@ -17,6 +17,7 @@ from tokenward.server.dependencies import (
     Tokens,
 )
 from tokenward.server.edge import JSONResponse, read_form, single_header
+from tokenward.serving.tls import peer_certificate
 
 JWT_INTROSPECTION = "application/token-introspection+jwt"
 router = APIRouter()
@@ -33,6 +34,7 @@ async def token(request: Request, endpoint: Tokens, metrics: Metrics, settings: 
             authorization=single_header(request, "authorization"),
             dpop=single_header(request, "dpop"),
             client_ip=request.client.host if request.client else None,
+            certificate=peer_certificate(request.scope),
         )
         grant = metrics.grant_label(labels.grant_type)  # bounded, as in metrics
         with tracing.span("tokenward.token", {"oauth.grant_type": grant}):
@@ -47,7 +49,7 @@ async def introspect(
     with metrics.introspection() as result:
         form = await read_form(request, settings.max_body_bytes)
         caller, body = await introspector.introspect(
-            form.params, single_header(request, "authorization")
+            form.params, single_header(request, "authorization"), peer_certificate(request.scope)
         )
         result["active"] = body.get("active") is True
     if JWT_INTROSPECTION in request.headers.get("accept", ""):
@@ -59,7 +61,9 @@ async def introspect(
 @router.post("/revoke", summary="Token revocation (RFC 7009)", tags=["oauth"])
 async def revoke(request: Request, revoker: Revocation, settings: Config) -> Response:
     form = await read_form(request, settings.max_body_bytes)
-    await revoker.revoke(form.params, single_header(request, "authorization"))
+    await revoker.revoke(
+        form.params, single_header(request, "authorization"), peer_certificate(request.scope)
+    )
     return Response(status_code=200, headers=NO_STORE)
 
 

@@ -12,6 +12,7 @@ from tokenward.guard.challenge import challenge
 from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.logout import ends
 from tokenward.ops.refusals import log_refusal
+from tokenward.resource.asgi import certificate_of
 from tokenward.server.dependencies import (
     Claims,
     Config,
@@ -50,6 +51,7 @@ async def userinfo(
             dpop_proof=request.headers.get("dpop"),
             method=request.method,
             url=settings.issuer.rstrip("/") + "/userinfo",
+            certificate=certificate_of(request.scope),
         )
         if "openid" not in token.scopes:
             raise InsufficientScope("the access token lacks the openid scope", scope="openid")

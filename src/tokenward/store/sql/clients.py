@@ -65,6 +65,14 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "name": client.name,
         "exchange_audiences": dump_strings(client.exchange_audiences),
         "exchange_impersonation": client.exchange_impersonation,
+        "tls_client_auth_subject_dn": client.tls_client_auth_subject_dn,
+        "tls_client_auth_san_dns": client.tls_client_auth_san_dns,
+        "tls_client_auth_san_uri": client.tls_client_auth_san_uri,
+        "tls_client_auth_san_ip": client.tls_client_auth_san_ip,
+        "tls_client_auth_san_email": client.tls_client_auth_san_email,
+        "tls_client_certificate_bound_access_tokens": (
+            client.tls_client_certificate_bound_access_tokens
+        ),
     }
 
 
@@ -91,4 +99,10 @@ def _record(row: ClientRow) -> ClientRecord:
         name=row.name,
         exchange_audiences=load_strings(row.exchange_audiences),
         exchange_impersonation=row.exchange_impersonation,
+        tls_client_auth_subject_dn=row.tls_client_auth_subject_dn,
+        tls_client_auth_san_dns=row.tls_client_auth_san_dns,
+        tls_client_auth_san_uri=row.tls_client_auth_san_uri,
+        tls_client_auth_san_ip=row.tls_client_auth_san_ip,
+        tls_client_auth_san_email=row.tls_client_auth_san_email,
+        tls_client_certificate_bound_access_tokens=row.tls_client_certificate_bound_access_tokens,
     )

@@ -119,6 +119,14 @@ class ClientRow(Base):
     # Token exchange (RFC 8693) policy: audiences it may exchange for, and impersonation.
     exchange_audiences: Mapped[str] = mapped_column(Text(), server_default="[]")  # JSON list
     exchange_impersonation: Mapped[bool] = mapped_column(server_default=false())
+    # mTLS (RFC 8705): the certificate subject a tls_client_auth client registered, and
+    # whether its tokens are bound to its certificate.
+    tls_client_auth_subject_dn: Mapped[str | None] = mapped_column(Text())
+    tls_client_auth_san_dns: Mapped[str | None] = mapped_column(Text())
+    tls_client_auth_san_uri: Mapped[str | None] = mapped_column(Text())
+    tls_client_auth_san_ip: Mapped[str | None] = mapped_column(Text())
+    tls_client_auth_san_email: Mapped[str | None] = mapped_column(Text())
+    tls_client_certificate_bound_access_tokens: Mapped[bool] = mapped_column(server_default=false())
 
 
 class UserRow(Base):
