@@ -13,6 +13,7 @@ has one binding: when the same request also sent a DPoP proof, the DPoP key wins
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ MTLS_METHODS = (TLS_CLIENT_AUTH, SELF_SIGNED_TLS_CLIENT_AUTH)
 KEY_METHODS = ("private_key_jwt", SELF_SIGNED_TLS_CLIENT_AUTH)  # need the client's JWKS
 CNF_MEMBER = "x5t#S256"
 MAX_DN_LENGTH = 1024
+_AROUND_COMMAS = re.compile(r"\s*(?<!\\),\s*")  # an unescaped RDN separator, spaced
 SUBJECT_FIELDS = (
     "tls_client_auth_subject_dn",
     "tls_client_auth_san_dns",
@@ -106,8 +108,10 @@ def normalized_dn(text: str) -> str:
     """RFC 4514 text of a DN as cryptography writes it; ValueError when it is not one."""
     if len(text) > MAX_DN_LENGTH:
         raise ValueError("the subject DN is too long")
+    # cryptography's parser is strict; people write "O=Example, CN=svc" (OpenSSL prints it so)
+    tidy = _AROUND_COMMAS.sub(",", text.strip())
     try:
-        return Name.from_rfc4514_string(text).rfc4514_string()
+        return Name.from_rfc4514_string(tidy).rfc4514_string()
     except ValueError:
         raise ValueError(f"{text!r} is not an RFC 4514 distinguished name") from None
 
