@@ -43,10 +43,11 @@ class Issued:
 
 
 def _name(common_name: str, org: str = "Example") -> x509.Name:
+    # Most general first in the certificate, as CAs issue them: RFC 4514 text reverses it.
     return x509.Name(
         [
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
 
@@ -70,6 +71,7 @@ def _write(
 class Pki:
     def __init__(self, directory: Path, name: str = "tokenward test CA") -> None:
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         subject = _name(name)
         cert = (

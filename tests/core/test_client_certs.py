@@ -40,7 +40,7 @@ def test_subject_dn_and_sans(pki: Pki) -> None:
         ips=("10.0.0.7", "::1"), emails=("ops@example.com",),
     )  # fmt: skip
     cert = ClientCertificate(issued.der)
-    assert cert.subject_dn == "O=Example,CN=svc.example"  # RFC 4514: most specific first
+    assert cert.subject_dn == "CN=svc.example,O=Example"  # RFC 4514: most specific first
     assert cert.sans.dns == ("svc.example",)
     assert cert.sans.uri == ("spiffe://example/svc",)
     assert cert.sans.ip == ("10.0.0.7", "::1")

@@ -69,10 +69,10 @@ def cert(issued: Issued) -> ClientCertificate:
 @pytest.mark.parametrize(
     ("field", "value", "matches"),
     [
-        ("tls_client_auth_subject_dn", "CN=svc,O=Example", False),  # order matters in a DN
-        ("tls_client_auth_subject_dn", "O=Example,CN=svc", True),
-        ("tls_client_auth_subject_dn", "O=Example, CN=svc", True),  # spacing does not
-        ("tls_client_auth_subject_dn", "O=Example,CN=other", False),
+        ("tls_client_auth_subject_dn", "O=Example,CN=svc", False),  # order matters in a DN
+        ("tls_client_auth_subject_dn", "CN=svc,O=Example", True),
+        ("tls_client_auth_subject_dn", "CN=svc, O=Example", True),  # spacing does not
+        ("tls_client_auth_subject_dn", "CN=other,O=Example", False),
         ("tls_client_auth_san_dns", "SVC.example", True),  # DNS names are case-insensitive
         ("tls_client_auth_san_dns", "other.example", False),
         ("tls_client_auth_san_uri", "spiffe://example/svc", True),

@@ -1,0 +1,176 @@
+"""mTLS (RFC 8705) through `tokenward serve` terminating TLS itself, over loopback: httpx
+presents client certificates generated at test time; joserfc (Authlib's) checks the tokens.
+
+tls_client_auth (a SAN and a subject DN), self_signed_tls_client_auth (the certificate's key
+in the client's JWKS), certificate-bound access tokens (cnf.x5t#S256 in the JWT and in
+introspection), the binding enforced by the server's own protected API, and the refusals: no
+certificate, another certificate, a certificate from an untrusted CA.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from tests.e2e.mtls_setup import Served, serve
+from tests.pki import Issued, Pki, self_signed
+
+CLIENT_CREDENTIALS = ("--grant-type", "client_credentials", "--scope", "read")
+
+
+class Setup:
+    def __init__(self, served: Served, tmp: Path, selfie: Issued) -> None:
+        pki = served.pki
+        assert pki is not None
+        self.served = served
+        self.svc = pki.issue("svc", "svc", dns=("svc.example",))
+        self.dn = pki.issue("dn", "reporting")
+        self.other = pki.issue("other", "other", dns=("other.example",))
+        self.selfie = selfie
+        self.stranger = Pki(tmp / "stranger", "stranger CA").issue("x", "x", dns=("svc.example",))
+        served.cli("client", "create", "--client-id", "svc", *CLIENT_CREDENTIALS,
+                   "--auth-method", "tls_client_auth", "--tls-san-dns", "svc.example")  # fmt: skip
+        served.cli("client", "create", "--client-id", "reporting", *CLIENT_CREDENTIALS,
+                   "--auth-method", "tls_client_auth",
+                   "--tls-subject-dn", "CN=reporting, O=Example")  # fmt: skip
+        jwks = tmp / "selfie.jwks.json"
+        jwks.write_text(json.dumps(selfie.jwks()))
+        served.cli("client", "create", "--client-id", "selfie", *CLIENT_CREDENTIALS,
+                   "--auth-method", "self_signed_tls_client_auth", "--jwks", str(jwks))  # fmt: skip
+        self.secret = served.cli("client", "create", "--client-id", "mixed", *CLIENT_CREDENTIALS)[
+            "client_secret"
+        ]
+
+    def token(self, client_id: str, cert: Issued | None, **extra: str) -> httpx.Response:
+        with self.served.http(cert) as http:
+            return http.post(
+                "/token", data={"grant_type": "client_credentials", "client_id": client_id, **extra}
+            )
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    tmp = tmp_path_factory.mktemp("mtls")
+    pki = Pki(tmp)
+    # Python's TLS stack verifies every certificate it asks for: a self-signed client's
+    # certificate is trusted by listing it beside the CA (or use a proxy, docs/mtls.md).
+    selfie = self_signed(tmp, "selfie", "selfie")
+    bundle = tmp / "trusted.pem"
+    bundle.write_text(pki.ca.cert_path.read_text() + selfie.cert_path.read_text())
+    with serve(tmp, pki=pki, ca_bundle=bundle) as served:
+        yield Setup(served, tmp, selfie)
+
+
+def thumbprint(cert: Issued) -> str:
+    """Independently of tokenward: cryptography's SHA-256 fingerprint, base64url."""
+    return base64.urlsafe_b64encode(cert.cert.fingerprint(hashes.SHA256())).rstrip(b"=").decode()
+
+
+def verified_claims(served: Served, token: str) -> dict[str, object]:
+    with served.http() as http:
+        keys = KeySet.import_key_set(http.get("/jwks").json())
+    claims: dict[str, object] = jwt.decode(token, keys, algorithms=["ES256"]).claims
+    return claims
+
+
+def test_metadata_announces_mtls(setup: Setup) -> None:
+    with setup.served.http() as http:
+        meta = http.get("/.well-known/oauth-authorization-server").json()
+    base = setup.served.base
+    assert meta["tls_client_certificate_bound_access_tokens"] is True
+    assert meta["mtls_endpoint_aliases"]["token_endpoint"] == f"{base}/token"
+    assert {"tls_client_auth", "self_signed_tls_client_auth"} <= set(
+        meta["token_endpoint_auth_methods_supported"]
+    )
+
+
+@pytest.mark.parametrize("client_id", ["svc", "reporting", "selfie"])
+def test_certificate_authenticates_and_binds_the_token(setup: Setup, client_id: str) -> None:
+    cert = {"svc": setup.svc, "reporting": setup.dn, "selfie": setup.selfie}[client_id]
+    response = setup.token(client_id, cert)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "Bearer"  # RFC 8705 §3: still Bearer, bound by cnf
+    claims = verified_claims(setup.served, body["access_token"])
+    assert claims["client_id"] == client_id
+    assert claims["cnf"] == {"x5t#S256": thumbprint(cert)}
+
+
+def test_introspection_shows_the_binding(setup: Setup) -> None:
+    access = setup.token("svc", setup.svc).json()["access_token"]
+    with setup.served.http(setup.svc) as http:
+        body = http.post("/introspect", data={"client_id": "svc", "token": access}).json()
+    assert body["active"] is True
+    assert body["cnf"] == {"x5t#S256": thumbprint(setup.svc)}
+    assert body["token_type"] == "Bearer"
+
+
+def test_bound_token_only_with_its_certificate(setup: Setup) -> None:
+    access = setup.token("svc", setup.svc).json()["access_token"]
+    auth = {"authorization": f"Bearer {access}"}
+    with setup.served.http(setup.svc) as http:
+        for _ in range(2):  # cold, then from the validator's cache: both compare
+            assert http.get("/api/hello", headers=auth).status_code == 200
+    for cert in (None, setup.other):
+        with setup.served.http(cert) as http:
+            refused = http.get("/api/hello", headers=auth)
+        assert refused.status_code == 401
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+
+def test_secret_client_gets_a_bound_token_when_it_presents_a_certificate(setup: Setup) -> None:
+    """A client_secret_basic client registered for bound tokens (not the default) is bound to
+    whichever certificate it uses; without one it is refused rather than given a bearer token."""
+    served = setup.served
+    record = served.cli("client", "create", "--client-id", "bound-secret", *CLIENT_CREDENTIALS,
+                        "--tls-bound-tokens")  # fmt: skip
+    with served.http(setup.other, auth=("bound-secret", record["client_secret"])) as http:
+        access = http.post("/token", data={"grant_type": "client_credentials"}).json()
+    claims = verified_claims(served, access["access_token"])
+    assert claims["cnf"] == {"x5t#S256": thumbprint(setup.other)}
+    with served.http(None, auth=("bound-secret", record["client_secret"])) as http:
+        refused = http.post("/token", data={"grant_type": "client_credentials"})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+
+
+def test_unbound_client_with_a_certificate_gets_a_plain_token(setup: Setup) -> None:
+    with setup.served.http(setup.other, auth=("mixed", setup.secret)) as http:
+        access = http.post("/token", data={"grant_type": "client_credentials"}).json()
+    assert "cnf" not in verified_claims(setup.served, access["access_token"])
+
+
+@pytest.mark.parametrize("case", ["no certificate", "another certificate", "wrong DN"])
+def test_refusals_are_invalid_client(setup: Setup, case: str) -> None:
+    client_id, cert = {
+        "no certificate": ("svc", None),
+        "another certificate": ("svc", setup.other),
+        "wrong DN": ("reporting", setup.svc),
+    }[case]
+    response = setup.token(client_id, cert)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+
+
+def test_self_signed_certificate_of_another_key_is_refused(setup: Setup) -> None:
+    response = setup.token("selfie", setup.svc)  # a valid certificate, not the client's key
+    assert response.status_code == 401
+
+
+def test_certificate_from_an_untrusted_ca_fails_the_handshake(setup: Setup) -> None:
+    # TLS 1.3: the client learns of the server's alert on its first read, not at connect.
+    with pytest.raises(httpx.TransportError), setup.served.http(setup.stranger) as http:
+        http.post("/token", data={"grant_type": "client_credentials", "client_id": "svc"})
+
+
+def test_plain_tls_without_client_certificate_still_serves(setup: Setup) -> None:
+    with setup.served.http() as http:
+        # Certificates are asked for, not required: browsers and other clients need none.
+        assert http.get("/.well-known/openid-configuration").status_code == 200
