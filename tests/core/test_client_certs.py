@@ -31,7 +31,8 @@ def test_thumbprint_is_base64url_sha256_of_the_der(pki: Pki) -> None:
     expected = base64.urlsafe_b64encode(issued.cert.fingerprint(hashes.SHA256())).rstrip(b"=")
     cert = ClientCertificate(issued.der)
     assert cert.x5t_s256 == expected.decode()
-    assert len(cert.x5t_s256) == 43 and "=" not in cert.x5t_s256
+    assert len(cert.x5t_s256) == 43
+    assert "=" not in cert.x5t_s256
 
 
 def test_subject_dn_and_sans(pki: Pki) -> None:
@@ -49,7 +50,8 @@ def test_subject_dn_and_sans(pki: Pki) -> None:
 
 def test_no_san_extension_is_empty(pki: Pki) -> None:
     cert = ClientCertificate(pki.issue("plain", "plain").der)
-    assert cert.sans.dns == () and cert.sans.ip == ()
+    assert cert.sans.dns == ()
+    assert cert.sans.ip == ()
 
 
 @pytest.mark.parametrize("form", ["pem", "nginx-escaped", "one-line", "base64-der"])

@@ -35,7 +35,7 @@ class Served:
     def cli(self, *args: str) -> dict[str, Any]:
         result = subprocess.run(
             [TOKENWARD, "--data-dir", str(self.data_dir), *args],
-            capture_output=True, text=True, env=self.env, timeout=120,
+            capture_output=True, text=True, env=self.env, timeout=120, check=False,
         )  # fmt: skip
         if result.returncode != 0:
             raise AssertionError(f"tokenward {' '.join(args)}: {result.stderr}")

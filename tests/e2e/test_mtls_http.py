@@ -138,7 +138,8 @@ def test_secret_client_gets_a_bound_token_when_it_presents_a_certificate(setup: 
     assert claims["cnf"] == {"x5t#S256": thumbprint(setup.other)}
     with served.http(None, auth=("bound-secret", record["client_secret"])) as http:
         refused = http.post("/token", data={"grant_type": "client_credentials"})
-    assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_request"
 
 
 def test_unbound_client_with_a_certificate_gets_a_plain_token(setup: Setup) -> None:
