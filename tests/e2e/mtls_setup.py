@@ -74,11 +74,12 @@ def serve(
     pki: Pki | None = None,
     env: dict[str, str] | None = None,
     ca_bundle: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[Served]:
     """With `pki`: https with client certificates optional, chaining to `ca_bundle` (default:
     the PKI's CA). Without: plain http, `env` saying which proxies and header to trust."""
     data_dir = tmp / "data"
-    port = free_port()
+    port = port or free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
     environment.update(env or {})
     subprocess.run(
