@@ -14,7 +14,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import uvicorn
 from redis.asyncio import Redis
@@ -50,6 +50,7 @@ from tokenward.guard import RevocationMirror
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
+from tokenward.serving.tls import CERT_REQS, ProxyCertificateMiddleware, with_client_certificates
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_event_relay import EventRelay
@@ -231,7 +232,8 @@ async def serve_gateway(
         )
         gateway = await _gateway(config, shared, trust, resources)
         # LimitError (limits: beyond the fd limit) and TracingUnavailable before serving.
-        server = GatewayServer(uvicorn_config(app_for(gateway, config), config), resources.aclose)
+        app = served_app(app_for(gateway, config), config)
+        server = GatewayServer(uvicorn_config(app, config), resources.aclose)
         # The gateway's lifespan (background start/stop) is driven here rather than by uvicorn,
         # so a background that cannot start is reported as one line (startup.Lifespan).
         server.config.lifespan = "off"
@@ -309,6 +311,26 @@ def listening(config: GatewayConfig, listener: socket.socket, admin: socket.sock
     return line
 
 
+def _wrap(config: GatewayConfig, *, coalesce: bool) -> Callable[[type[Any]], type[Any]] | None:
+    """The protocol changes: coalesced writes; the TLS client certificate given to the app."""
+    certificates = config.tls.client_certs != "none"
+    if coalesce and certificates:
+        return lambda base: with_client_certificates(coalescing(base))
+    if certificates:
+        return with_client_certificates
+    return coalescing if coalesce else None
+
+
+def served_app(gateway: ASGIApp, config: GatewayConfig) -> ASGIApp:
+    """The gateway, behind the trusted front proxy's certificate header when configured (it
+    reads the connection's peer, so it goes outermost, before any X-Forwarded-For rule)."""
+    if config.tls.client_cert_header is None:
+        return gateway
+    return ProxyCertificateMiddleware(
+        gateway, header=config.tls.client_cert_header, trusted=config.trusted_proxies
+    )
+
+
 def uvicorn_config(app: ASGIApp, config: GatewayConfig, *, coalesce: bool = True) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -316,6 +338,8 @@ def uvicorn_config(app: ASGIApp, config: GatewayConfig, *, coalesce: bool = True
         port=config.port,
         ssl_certfile=config.tls.cert,
         ssl_keyfile=config.tls.key,
+        ssl_ca_certs=config.tls.client_ca,
+        ssl_cert_reqs=CERT_REQS[config.tls.client_certs],
         # The gateway decides whom to believe about X-Forwarded-For (trusted_proxies);
         # uvicorn's own rewriting of the client address would pre-empt that.
         proxy_headers=False,
@@ -327,6 +351,6 @@ def uvicorn_config(app: ASGIApp, config: GatewayConfig, *, coalesce: bool = True
         # `limits:`: bounded request heads, a head deadline, a connection cap. Two descriptors
         # per connection: the client's and one to the upstream.
         **server_options(
-            config.limits, fds_per_connection=2, wrap=coalescing if coalesce else None
+            config.limits, fds_per_connection=2, wrap=_wrap(config, coalesce=coalesce)
         ),
     )

@@ -39,8 +39,12 @@ class Compiled:
         self.routes = RouteTable(config.routes)
         self.balancers = {route.name: Balancer(route.upstreams) for route in config.routes}
         self.identity = IdentityHeaders(config.identity_headers)
+        # The front proxy's client-certificate header is ours alone: never passed upstream,
+        # where a service trusting the gateway as its proxy would believe it.
+        cert_header = (config.tls.client_cert_header,) if config.tls.client_cert_header else ()
         self.headers = RequestHeaderPolicy(
-            config.identity_headers.values(), (*config.auth_cookies, *session_cookies)
+            (*config.identity_headers.values(), *cert_header),
+            (*config.auth_cookies, *session_cookies),
         )
         self.trusted = config.trusted_proxies
         self.require_tls = config.tls.require_tls

@@ -19,6 +19,7 @@ from tokenward.gateway.model import (
 )
 from tokenward.gateway.yamlnodes import Node
 from tokenward.serving.limits import HeadLimits, LimitError
+from tokenward.serving.tls import CERT_REQS
 from tokenward.signedurl import KeySet
 from tokenward.tokens.dpop import PROOF_ALGS
 
@@ -84,16 +85,40 @@ def audit(node: Node | None) -> str | None:
 def tls(node: Node | None) -> Tls:
     if node is None:
         return Tls()
-    fields = node.mapping(frozenset({"cert", "key", "hsts", "require_tls"}))
+    fields = node.mapping(
+        frozenset(
+            {
+                "cert",
+                "key",
+                "hsts",
+                "require_tls",
+                "client_certs",
+                "client_ca",
+                "client_cert_header",
+            }
+        )
+    )
     cert = fields["cert"].string() if "cert" in fields else None
     key = fields["key"].string() if "key" in fields else None
     if (cert is None) != (key is None):
         raise node.error("cert: and key: go together")
+    client_certs = fields["client_certs"].string() if "client_certs" in fields else "none"
+    if client_certs not in CERT_REQS:
+        raise fields["client_certs"].error("must be none, optional or required")
+    client_ca = fields["client_ca"].string() if "client_ca" in fields else None
+    if client_certs != "none" and (cert is None or client_ca is None):
+        raise node.error("client_certs: needs cert:, key: and client_ca: (the CAs to trust)")
+    header = fields["client_cert_header"].string() if "client_cert_header" in fields else None
+    if header is not None and not header.replace("-", "").isalnum():
+        raise fields["client_cert_header"].error("must be a header name (letters, digits and -)")
     return Tls(
         cert=cert,
         key=key,
         hsts=fields["hsts"].string() if "hsts" in fields else None,
         require_tls=fields["require_tls"].boolean() if "require_tls" in fields else False,
+        client_certs=client_certs,
+        client_ca=client_ca,
+        client_cert_header=header,
     )
 
 

@@ -126,6 +126,11 @@ class Tls:
     key: str | None = None
     hsts: str | None = None  # the Strict-Transport-Security value, e.g. "max-age=31536000"
     require_tls: bool = False
+    # mTLS (RFC 8705, docs/mtls.md): client certificates on this listener (none | optional |
+    # required, chaining to client_ca), or from a trusted front proxy's header.
+    client_certs: str = "none"
+    client_ca: str | None = None
+    client_cert_header: str | None = None
 
 
 @dataclass(frozen=True)

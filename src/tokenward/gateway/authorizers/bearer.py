@@ -10,7 +10,7 @@ from tokenward.gateway.authorizers.base import Authorized
 from tokenward.gateway.authorizers.tokens import Tokens
 from tokenward.gateway.headers import IdentityHeaders, Incoming
 from tokenward.gateway.model import Route
-from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
+from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION, certificate_of
 
 
 class Bearer:
@@ -28,6 +28,6 @@ class Bearer:
         if len(values) > 1:
             raise InvalidRequest(DUPLICATE_AUTHORIZATION)
         header = values[0].decode("latin-1") if values else None
-        token = await self._tokens.authenticate(self._route, header)
+        token = await self._tokens.authenticate(self._route, header, certificate_of(scope))
         record.token = token
         return scope, token, self._identity(token)

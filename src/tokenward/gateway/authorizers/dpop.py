@@ -20,7 +20,7 @@ from tokenward.gateway.headers import IdentityHeaders, Incoming
 from tokenward.gateway.model import Route
 from tokenward.gateway.policy import check_token
 from tokenward.guard.validator import Validator
-from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION
+from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION, certificate_of
 
 NOT_DPOP = "this route needs a DPoP-bound token sent with the DPoP scheme and a proof"
 # This request's URL as the client addressed it, for the proof's `htu` (Compiled.htu).
@@ -75,6 +75,7 @@ class Dpop:
                 dpop_proof=proofs[0].decode("latin-1") if proofs else None,
                 method=scope["method"],
                 url=self._htu(scope, incoming, scheme),
+                certificate=certificate_of(scope),
             )
             check_token(self._route, token)
         except BearerError as error:

@@ -25,11 +25,15 @@ class Tokens:
         # A bound method: the cache lookup is the hot path, so no frame of ours around it.
         self._cached: Callable[[str], AccessToken | None] = validator.cached
 
-    async def authenticate(self, route: Route, header: str | None) -> AccessToken:
+    async def authenticate(
+        self, route: Route, header: str | None, certificate: str | None = None
+    ) -> AccessToken:
+        """`certificate`: the x5t#S256 of the request's TLS client certificate, which a
+        certificate-bound token (RFC 8705) needs; such tokens are never in the plain cache."""
         token = self._cached(header) if header is not None else None
         if token is None:
             self._metrics.cache_miss.inc()
-            token = await self._validator.authenticate(header)
+            token = await self._validator.authenticate(header, certificate=certificate)
         else:
             self._metrics.cache_hit.inc()
         check_token(route, token)
