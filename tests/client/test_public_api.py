@@ -11,6 +11,7 @@ from tokenward import client
 PUBLIC = {
     "AuthorizationCodePKCE",
     "AuthorizationError",
+    "ClientCertificate",
     "ClientCredentials",
     "ClientError",
     "DeviceAuthorization",

@@ -22,6 +22,7 @@ from joserfc.jwk import KeySet
 
 from tests.e2e.mtls_setup import Served, serve
 from tests.pki import Issued, Pki, self_signed
+from tokenward.client import ClientCertificate, ClientCredentials, OAuthResponseError, TokenAuth
 
 CLIENT_CREDENTIALS = ("--grant-type", "client_credentials", "--scope", "read")
 
@@ -175,3 +176,26 @@ def test_plain_tls_without_client_certificate_still_serves(setup: Setup) -> None
     with setup.served.http() as http:
         # Certificates are asked for, not required: browsers and other clients need none.
         assert http.get("/.well-known/openid-configuration").status_code == 200
+
+
+def test_sdk_presents_its_certificate(setup: Setup) -> None:
+    """The SDK: ClientCredentials with `certificate=` authenticates by tls_client_auth, and an
+    API client made from the same certificate uses the bound token."""
+    served = setup.served
+    assert served.pki is not None
+    cert = ClientCertificate(*setup.svc.files, ca_file=str(served.pki.ca.cert_path))
+    with ClientCredentials(served.base, "svc", certificate=cert, scope="read") as source:
+        tokens = source.fetch()
+        assert tokens.token_type == "Bearer"
+        claims = verified_claims(served, tokens.access_token)
+        assert claims["cnf"] == {"x5t#S256": thumbprint(setup.svc)}
+        with httpx.Client(
+            base_url=served.base, verify=cert.ssl_context(), auth=TokenAuth(source)
+        ) as api:
+            assert api.get("/api/hello").json()["client_id"] == "svc"
+    stranger = ClientCertificate(*setup.other.files, ca_file=str(served.pki.ca.cert_path))
+    with (
+        ClientCredentials(served.base, "svc", certificate=stranger) as source,
+        pytest.raises(OAuthResponseError, match="invalid_client"),
+    ):
+        source.fetch()

@@ -22,12 +22,14 @@ from tokenward.client.errors import (
 )
 from tokenward.client.loopback import AuthorizationCodePKCE
 from tokenward.client.storage import FileStore, KeyringStore, MemoryStore, TokenStore
+from tokenward.client.tls import ClientCertificate
 from tokenward.client.token_source import ClientCredentials, RefreshToken, TokenSource
 from tokenward.client.tokens import TokenSet
 
 __all__ = [
     "AuthorizationCodePKCE",
     "AuthorizationError",
+    "ClientCertificate",
     "ClientCredentials",
     "ClientError",
     "DeviceAuthorization",

@@ -8,6 +8,7 @@ each grant, with its DPoP nonce retry and its device polling, exists once, not t
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -19,6 +20,7 @@ import anyio.to_thread
 import httpx
 
 from tokenward.client.errors import unreachable
+from tokenward.client.tls import ClientCertificate
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
@@ -72,7 +74,12 @@ class Http:
         *,
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        certificate: ClientCertificate | None = None,
     ) -> None:
+        """`certificate`: presented by the clients made here (RFC 8705 mTLS)."""
+        self._verify: ssl.SSLContext | bool = (
+            certificate.ssl_context() if certificate is not None else True
+        )
         self._client = client
         self._async_client = async_client
         self._own_client = client is None
@@ -88,7 +95,9 @@ class Http:
     def client(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+                self._client = httpx.Client(
+                    timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=self._verify
+                )
             return self._client
 
     @property
@@ -96,7 +105,7 @@ class Http:
         with self._lock:
             if self._async_client is None:
                 self._async_client = httpx.AsyncClient(
-                    timeout=DEFAULT_TIMEOUT, follow_redirects=False
+                    timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=self._verify
                 )
             return self._async_client
 

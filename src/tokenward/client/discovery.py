@@ -43,6 +43,8 @@ class ServerMetadata:
     revocation_endpoint: str | None = None
     iss_parameter_supported: bool = False  # RFC 9207 §3
     dpop_algs: tuple[str, ...] = ()
+    # RFC 8705 §5: where a client presenting a certificate sends its token requests.
+    mtls_token_endpoint: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -55,7 +57,11 @@ class ServerMetadata:
         if not isinstance(token_endpoint, str):
             raise DiscoveryError("the metadata has no token_endpoint")
         algs = document.get("dpop_signing_alg_values_supported")
+        aliases = document.get("mtls_endpoint_aliases")
         return cls(
+            mtls_token_endpoint=(
+                _endpoint(aliases, "token_endpoint") if isinstance(aliases, dict) else None
+            ),
             issuer=issuer,
             token_endpoint=check_endpoint_url(token_endpoint),
             authorization_endpoint=_endpoint(document, "authorization_endpoint"),

@@ -21,9 +21,17 @@ from tokenward.client.discovery import Discovery
 from tokenward.client.dpop import DpopKey
 from tokenward.client.errors import ClientError, LoginRequired, OAuthResponseError, safe_text
 from tokenward.client.nonces import NonceCache
+from tokenward.client.tls import ClientCertificate
 from tokenward.client.tokens import TokenSet, parse_token_response
 
-AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+AuthMethod = Literal[
+    "client_secret_basic",
+    "client_secret_post",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
+    "none",
+]
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 SECRET_PARAMS = ("refresh_token", "code", "code_verifier", "device_code", "client_secret")
 
 
@@ -51,18 +59,33 @@ class TokenSource:
         http: Http | None = None,
         discovery: Discovery | None = None,
         clock: Callable[[], float] = time.time,
+        certificate: ClientCertificate | None = None,
     ) -> None:
+        """`certificate`: a TLS client certificate to present (RFC 8705): without a secret
+        the client authenticates with it (`tls_client_auth` unless `auth_method` says
+        `self_signed_tls_client_auth`), and the server may bind the tokens to it; requests go
+        to the metadata's `mtls_endpoint_aliases` when it has them."""
         self.issuer = issuer
         self.client_id = client_id
         self._secret = client_secret
         self.scope = scope
         self.dpop = dpop
-        self.auth_method: AuthMethod = auth_method or (
-            "client_secret_basic" if client_secret else "none"
+        default: AuthMethod = (
+            "client_secret_basic"
+            if client_secret
+            else "tls_client_auth"
+            if certificate is not None
+            else "none"
         )
-        if (self.auth_method == "none") != (client_secret is None):
+        self.auth_method: AuthMethod = auth_method or default
+        if (self.auth_method in SECRET_METHODS) != (client_secret is not None):
             raise ValueError("a client secret goes with client_secret_basic or _post only")
-        self.http = http or Http()
+        if self.auth_method.endswith("tls_client_auth") and certificate is None:
+            raise ValueError(f"{self.auth_method} needs the client certificate (certificate=)")
+        if certificate is not None and http is not None:
+            raise ValueError("give the certificate or your own Http, not both")
+        self.certificate = certificate
+        self.http = http or Http(certificate=certificate)
         self.discovery = discovery or Discovery(issuer)
         self.clock = clock
         self.nonces = NonceCache()
@@ -137,7 +160,10 @@ class TokenSource:
 
     def _token_flow(self, params: Mapping[str, str], dpop_key: DpopKey | None) -> Flow[TokenSet]:
         metadata = yield from self.discovery.flow()
-        response = yield from self._post(metadata.token_endpoint, params, dpop_key)
+        endpoint = metadata.token_endpoint
+        if self.certificate is not None and metadata.mtls_token_endpoint is not None:
+            endpoint = metadata.mtls_token_endpoint
+        response = yield from self._post(endpoint, params, dpop_key)
         body = _json_or_none(response)
         if response.status_code != 200:  # RFC 6749 §5.1: success is exactly 200
             raise self._error(response, body, params)
@@ -200,7 +226,12 @@ def _json_or_none(response: httpx.Response) -> Any:
 class ClientCredentials(TokenSource):
     """A service acting for itself (RFC 6749 §4.4): a new token whenever the old one ends."""
 
-    def __init__(self, issuer: str, client_id: str, client_secret: str, **options: Any) -> None:
+    def __init__(
+        self, issuer: str, client_id: str, client_secret: str | None = None, **options: Any
+    ) -> None:
+        """A secret, or `certificate=` (mTLS, RFC 8705): one of them authenticates."""
+        if client_secret is None and options.get("certificate") is None:
+            raise ValueError("client credentials need a client secret or a client certificate")
         super().__init__(issuer, client_id, client_secret, **options)
 
     def _fetch_flow(self) -> Flow[TokenSet]:
