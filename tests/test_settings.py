@@ -108,6 +108,12 @@ SAMPLES = {
         '[{"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks",'
         ' "algorithm": "ES256"}]'
     ),
+    "ssl_certfile": "/etc/tokenward/server.pem",
+    "ssl_keyfile": "/etc/tokenward/server.key",
+    "ssl_ca_certs": "/etc/tokenward/clients-ca.pem",
+    "ssl_cert_reqs": "optional",
+    "mtls_certificate_header": "X-SSL-Client-Cert",
+    "mtls_base_url": "https://mtls.auth.example.com",
 }
 STRUCTURED = {"exchange_trusted_issuers"}  # JSON in the environment, compared as JSON
 
