@@ -14,6 +14,7 @@ Blocks of language `text` are output samples and pictures; every other block is 
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +95,28 @@ def is_not_run(block: Block) -> bool:
 
 def first_line(block: Block) -> str:
     return block.text.splitlines()[0] if block.text.strip() else ""
+
+
+def documented(page: str, lang: str, starting: str) -> Block:
+    """The block of `page` in `lang` whose text starts with `starting`: for the tests that run
+    a documented block themselves (`covered-by`), so they run what the page shows."""
+    found = [
+        block
+        for block in blocks(ROOT / page)
+        if block.lang == lang and block.text.lstrip().startswith(starting)
+    ]
+    if len(found) != 1:
+        raise LookupError(f"{page}: {len(found)} {lang} blocks start with {starting!r}")
+    return found[0]
+
+
+def documented_command(page: str, starting: str) -> list[str]:
+    """The argv of the one sh command of `page` starting with `starting` (continuations
+    joined), without its program name."""
+    for block in blocks(ROOT / page):
+        if block.lang != "sh":
+            continue
+        for line in re.sub(r"\\\n\s*", " ", block.text).splitlines():
+            if line.strip().startswith(starting):
+                return shlex.split(line)[1:]
+    raise LookupError(f"{page}: no sh command starts with {starting!r}")

@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 
+from tests.docs.blocks import documented_command
 from tests.e2e.live import free_port
 from tests.pki import Issued, Pki
 
 TOKENWARD = str(Path(sys.executable).parent / "tokenward")
+DOCUMENTED_SERVE = "tokenward serve --port 8443"
 
 
 @dataclass
@@ -91,10 +93,16 @@ def serve(
     if pki is not None:
         server = pki.server()
         scheme = "https"
-        command += [
-            "--ssl-certfile", str(server.cert_path), "--ssl-keyfile", str(server.key_path),
-            "--ssl-ca-certs", str(ca_bundle or pki.ca.cert_path), "--ssl-cert-reqs", "optional",
-        ]  # fmt: skip
+        # docs/mtls.md's command, with this test's files and port.
+        files = {
+            "8443": str(port),
+            "server.pem": str(server.cert_path),
+            "server.key": str(server.key_path),
+            "clients-ca.pem": str(ca_bundle or pki.ca.cert_path),
+        }
+        documented = documented_command("docs/mtls.md", DOCUMENTED_SERVE)
+        command = [TOKENWARD, "--data-dir", str(data_dir)]
+        command += [files.get(arg, arg) for arg in documented]
     log = tmp / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives import hashes
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from tests.docs.blocks import documented, documented_command
 from tests.e2e.mtls_setup import Served, serve
 from tests.pki import Issued, Pki, self_signed
-from tokenward.client import ClientCertificate, ClientCredentials, OAuthResponseError, TokenAuth
+from tokenward.client import ClientCertificate, ClientCredentials, OAuthResponseError
 
 CLIENT_CREDENTIALS = ("--grant-type", "client_credentials", "--scope", "read")
 
@@ -42,10 +43,13 @@ class Setup:
         served.cli("client", "create", "--client-id", "reporting", *CLIENT_CREDENTIALS,
                    "--auth-method", "tls_client_auth",
                    "--tls-subject-dn", "CN=reporting, O=Example")  # fmt: skip
-        jwks = tmp / "selfie.jwks.json"
+        jwks = tmp / "edge-app.jwks.json"
         jwks.write_text(json.dumps(selfie.jwks()))
-        served.cli("client", "create", "--client-id", "selfie", *CLIENT_CREDENTIALS,
-                   "--auth-method", "self_signed_tls_client_auth", "--jwks", str(jwks))  # fmt: skip
+        # docs/mtls.md's registration of a self-signed client, with this test's JWKS file.
+        documented = documented_command(
+            "docs/mtls.md", "tokenward client create --client-id edge-app"
+        )
+        served.cli(*[str(jwks) if arg == jwks.name else arg for arg in documented])
         self.secret = served.cli("client", "create", "--client-id", "mixed", *CLIENT_CREDENTIALS)[
             "client_secret"
         ]
@@ -93,9 +97,9 @@ def test_metadata_announces_mtls(setup: Setup) -> None:
     )
 
 
-@pytest.mark.parametrize("client_id", ["svc", "reporting", "selfie"])
+@pytest.mark.parametrize("client_id", ["svc", "reporting", "edge-app"])
 def test_certificate_authenticates_and_binds_the_token(setup: Setup, client_id: str) -> None:
-    cert = {"svc": setup.svc, "reporting": setup.dn, "selfie": setup.selfie}[client_id]
+    cert = {"svc": setup.svc, "reporting": setup.dn, "edge-app": setup.selfie}[client_id]
     response = setup.token(client_id, cert)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -162,7 +166,7 @@ def test_refusals_are_invalid_client(setup: Setup, case: str) -> None:
 
 
 def test_self_signed_certificate_of_another_key_is_refused(setup: Setup) -> None:
-    response = setup.token("selfie", setup.svc)  # a valid certificate, not the client's key
+    response = setup.token("edge-app", setup.svc)  # a valid certificate, not the client's key
     assert response.status_code == 401
 
 
@@ -178,24 +182,35 @@ def test_plain_tls_without_client_certificate_still_serves(setup: Setup) -> None
         assert http.get("/.well-known/openid-configuration").status_code == 200
 
 
-def test_sdk_presents_its_certificate(setup: Setup) -> None:
-    """The SDK: ClientCredentials with `certificate=` authenticates by tls_client_auth, and an
-    API client made from the same certificate uses the bound token."""
+def test_sdk_presents_its_certificate(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/mtls.md's SDK block, with this test's files and server: ClientCredentials with
+    `certificate=` authenticates by tls_client_auth, and an API client made from the same
+    certificate uses the bound token."""
     served = setup.served
     assert served.pki is not None
-    cert = ClientCertificate(*setup.svc.files, ca_file=str(served.pki.ca.cert_path))
-    with ClientCredentials(served.base, "svc", certificate=cert, scope="read") as source:
-        tokens = source.fetch()
-        assert tokens.token_type == "Bearer"
-        claims = verified_claims(served, tokens.access_token)
-        assert claims["cnf"] == {"x5t#S256": thumbprint(setup.svc)}
-        with httpx.Client(
-            base_url=served.base, verify=cert.ssl_context(), auth=TokenAuth(source)
-        ) as api:
-            assert api.get("/api/hello").json()["client_id"] == "svc"
+    block = documented("docs/mtls.md", "python", "import httpx")
+    text = block.text
+    for written, actual in (
+        ('"svc.pem"', repr(str(setup.svc.cert_path))),
+        ('"svc.key"', repr(str(setup.svc.key_path))),
+        ('"ca.pem"', repr(str(served.pki.ca.cert_path))),
+        ("https://auth.example.com", served.base),
+    ):
+        text = text.replace(written, actual)
+    namespace: dict[str, object] = {}
+    exec(compile("\n" * block.line + text, "docs/mtls.md", "exec"), namespace)  # noqa: S102
+    printed = capsys.readouterr().out
+    assert "'client_id': 'svc'" in printed
+    source = namespace["source"]
+    assert isinstance(source, ClientCredentials)
+    tokens = source.fetch()
+    assert tokens.token_type == "Bearer"
+    claims = verified_claims(served, tokens.access_token)
+    assert claims["cnf"] == {"x5t#S256": thumbprint(setup.svc)}
+    source.close()
     stranger = ClientCertificate(*setup.other.files, ca_file=str(served.pki.ca.cert_path))
     with (
-        ClientCredentials(served.base, "svc", certificate=stranger) as source,
+        ClientCredentials(served.base, "svc", certificate=stranger) as other,
         pytest.raises(OAuthResponseError, match="invalid_client"),
     ):
-        source.fetch()
+        other.fetch()

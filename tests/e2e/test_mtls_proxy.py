@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from tests.docs.blocks import documented
 from tests.e2e.live import free_port
 from tests.e2e.mtls_setup import Served, serve
 from tests.pki import Issued, Pki, self_signed
@@ -44,18 +45,25 @@ http {{
     uwsgi_temp_path {base}/tmp/uwsgi;
     scgi_temp_path {base}/tmp/scgi;
     server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {base}/server.pem;
-        ssl_certificate_key {base}/server.key;
-        ssl_verify_client optional_no_ca;
-        location / {{
-            proxy_set_header {header} $ssl_client_escaped_cert;
-            proxy_set_header Host $http_host;
-            proxy_pass http://127.0.0.1:{upstream};
-        }}
+{server}
     }}
 }}
 """
+
+
+def _server_block(base: Path, port: int, upstream: int) -> str:
+    """docs/mtls.md's nginx block, with this test's port, files and upstream."""
+    text = documented("docs/mtls.md", "nginx", "listen 443 ssl;").text
+    for written, actual in (
+        ("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;"),
+        ("/etc/nginx/tls/auth.example.com.pem", str(base / "server.pem")),
+        ("/etc/nginx/tls/auth.example.com.key", str(base / "server.key")),
+        ("127.0.0.1:8000", f"127.0.0.1:{upstream}"),
+    ):
+        assert written in text, written
+        text = text.replace(written, actual)
+    assert HEADER in text
+    return text
 
 
 @dataclass
@@ -79,7 +87,7 @@ def _start_nginx(base: Path, pki: Pki, port: int, upstream: int) -> subprocess.P
     server = pki.server()
     shutil.copy(server.cert_path, base / "server.pem")
     shutil.copy(server.key_path, base / "server.key")
-    config = NGINX.format(base=base, port=port, upstream=upstream, header=HEADER)
+    config = NGINX.format(base=base, server=_server_block(base, port, upstream))
     (base / "nginx.conf").write_text(config)
     conf, log = str(base / "nginx.conf"), str(base / "error.log")
     process = subprocess.Popen(
