@@ -92,7 +92,7 @@ class Validator:
         """The token for a credential seen before, after exp and revocation checks; else None."""
         return self._cached_in(self.cache, authorization)
 
-    def _cached_bound(
+    def cached_bound(
         self, authorization: str | None, certificate: str | None
     ) -> AccessToken | None:
         """A certificate-bound token seen before, if this request presented its certificate."""
@@ -114,7 +114,7 @@ class Validator:
         `certificate`: the x5t#S256 thumbprint of the request's TLS client certificate."""
         token = self.cached(authorization) if authorization is not None else None
         if token is None:
-            token = self._cached_bound(authorization, certificate)
+            token = self.cached_bound(authorization, certificate)
         if token is None:
             token = self._miss_sync(authorization, certificate)
         if required and not required <= token.scopes:
@@ -134,7 +134,7 @@ class Validator:
         (tokenward.serving.tls.peer_certificate), needed for certificate-bound tokens."""
         token = self.cached(authorization) if authorization is not None else None
         if token is None:
-            token = self._cached_bound(authorization, certificate)
+            token = self.cached_bound(authorization, certificate)
         if token is None:
             token = await self._miss(authorization, certificate=certificate)
         if required and not required <= token.scopes:

@@ -73,6 +73,8 @@ async def authenticate(
             header, required, dpop_proof=dpop_proof, method=method, url=url, certificate=certificate
         )
     token = validator.cached(header) if header is not None else None
+    if token is None and certificate is not None:  # a bound token's hit: still no await
+        token = validator.cached_bound(header, certificate)
     if token is None or not required <= token.scopes:
         token = await validator.authenticate(header, required, certificate=certificate)
     return token

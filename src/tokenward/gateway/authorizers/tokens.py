@@ -31,6 +31,8 @@ class Tokens:
         """`certificate`: the x5t#S256 of the request's TLS client certificate, which a
         certificate-bound token (RFC 8705) needs; such tokens are never in the plain cache."""
         token = self._cached(header) if header is not None else None
+        if token is None and certificate is not None:
+            token = self._validator.cached_bound(header, certificate)
         if token is None:
             self._metrics.cache_miss.inc()
             token = await self._validator.authenticate(header, certificate=certificate)
