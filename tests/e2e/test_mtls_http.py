@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from joserfc.jwk import KeySet
 
 from tests.docs.blocks import documented, documented_command
 from tests.e2e.mtls_setup import Served, serve
+from tests.e2e.test_interop_openid_client import NODE_DIR, _node_ready
 from tests.pki import Issued, Pki, self_signed
 from tokenward.client import ClientCertificate, ClientCredentials, OAuthResponseError
 
@@ -214,3 +217,27 @@ def test_sdk_presents_its_certificate(setup: Setup, capsys: pytest.CaptureFixtur
         pytest.raises(OAuthResponseError, match="invalid_client"),
     ):
         other.fetch()
+
+
+def test_openid_client_through_a_client_certificate(setup: Setup) -> None:
+    """panva's openid-client (Node) as the mTLS client: TlsClientAuth through the metadata's
+    mtls_endpoint_aliases, its own fetch presenting the certificate; the bound token works at
+    the API with the certificate and is refused without it."""
+    _node_ready()
+    served = setup.served
+    assert served.pki is not None
+    env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(served.pki.ca.cert_path)}
+    done = subprocess.run(
+        ["node", str(NODE_DIR / "mtls.mjs"), served.base, "svc", *setup.svc.files],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in answer, (answer, done.stderr[-2000:])
+    result = answer["result"]
+    assert result["token_type"].lower() == "bearer"
+    assert result["with_certificate"] == 200
+    assert result["hello"]["client_id"] == "svc"
+    assert result["introspection_cnf"] == {"x5t#S256": thumbprint(setup.svc)}
+    assert verified_claims(served, result["access_token"])["cnf"] == result["introspection_cnf"]
+    assert result["without_certificate"] == 401
+    assert 'error="invalid_token"' in result["challenge"]
