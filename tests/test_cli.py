@@ -378,3 +378,47 @@ def test_client_create_takes_a_token_exchange_policy(data_dir: Path) -> None:
     )
     assert code != 0
     assert "confidential" in str(refused)
+
+
+def test_client_create_takes_an_mtls_registration(data_dir: Path) -> None:
+    base = ("client", "create", "--grant-type", "client_credentials", "--scope", "read")
+    code, client = run(
+        data_dir, *base, "--client-id", "svc", "--auth-method", "tls_client_auth",
+        "--tls-subject-dn", "CN=svc, O=Example",
+    )  # fmt: skip
+    assert code == 0, client
+    assert isinstance(client, dict)
+    assert client["auth_method"] == "tls_client_auth"
+    assert client["tls_client_auth_subject_dn"] == "CN=svc,O=Example"  # normalised once
+    assert client["tls_client_certificate_bound_access_tokens"] is True
+    assert "client_secret" not in client
+    code, unbound = run(
+        data_dir, *base, "--client-id", "ip", "--auth-method", "tls_client_auth",
+        "--tls-san-ip", "10.0.0.7", "--no-tls-bound-tokens",
+    )  # fmt: skip
+    assert code == 0, unbound
+    assert isinstance(unbound, dict)
+    assert unbound["tls_client_certificate_bound_access_tokens"] is False
+    for args, message in (
+        (("--auth-method", "tls_client_auth"), "exactly one"),
+        (
+            ("--auth-method", "tls_client_auth", "--tls-san-dns", "a", "--tls-san-uri", "b"),
+            "exactly one",
+        ),
+        (
+            ("--auth-method", "tls_client_auth", "--tls-subject-dn", "not a dn"),
+            "distinguished name",
+        ),
+        (("--auth-method", "tls_client_auth", "--tls-san-ip", "a.b.c"), "not an IP"),
+        (
+            (
+                "--auth-method",
+                "self_signed_tls_client_auth",
+            ),
+            "public keys",
+        ),
+        (("--tls-san-dns", "svc.example"), "only for tls_client_auth"),
+    ):
+        code, refused = run(data_dir, *base, "--client-id", "refused", *args)
+        assert code != 0, args
+        assert message in str(refused), (args, refused)

@@ -34,9 +34,10 @@ class Served:
     log: Path
     pki: Pki | None = None
 
-    def cli(self, *args: str) -> dict[str, Any]:
+    def cli(self, *args: str, stdin: str | None = None) -> dict[str, Any]:
         result = subprocess.run(
             [TOKENWARD, "--data-dir", str(self.data_dir), *args],
+            input=stdin,
             capture_output=True, text=True, env=self.env, timeout=120, check=False,
         )  # fmt: skip
         if result.returncode != 0:

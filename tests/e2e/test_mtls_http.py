@@ -26,6 +26,7 @@ from tests.docs.blocks import documented, documented_command
 from tests.e2e.mtls_setup import Served, serve
 from tests.e2e.test_interop_openid_client import NODE_DIR, _node_ready
 from tests.pki import Issued, Pki, self_signed
+from tests.server.flows import Pkce, hidden_interaction, query_of
 from tokenward.client import ClientCertificate, ClientCredentials, OAuthResponseError
 
 CLIENT_CREDENTIALS = ("--grant-type", "client_credentials", "--scope", "read")
@@ -241,3 +242,65 @@ def test_openid_client_through_a_client_certificate(setup: Setup) -> None:
     assert verified_claims(served, result["access_token"])["cnf"] == result["introspection_cnf"]
     assert result["without_certificate"] == 401
     assert 'error="invalid_token"' in result["challenge"]
+
+
+def test_user_tokens_and_their_refreshes_are_bound(setup: Setup) -> None:
+    """The authorization code grant of a tls_client_auth web client: the access token is bound
+    to the certificate of the token request, and so is each one a refresh mints."""
+    served = setup.served
+    callback = "https://app.example/callback"
+    served.cli(
+        "client", "create", "--client-id", "web-mtls", "--grant-type", "authorization_code",
+        "--grant-type", "refresh_token", "--redirect-uri", callback, "--scope", "openid read",
+        "--auth-method", "tls_client_auth", "--tls-san-dns", "svc.example",
+    )  # fmt: skip
+    served.cli("user", "create", "--username", "mtls-user", stdin="a-long-password-for-mtls\n")
+    pkce = Pkce.new()
+    with served.http() as browser:
+        page = browser.get(
+            "/authorize",
+            params={
+                "response_type": "code", "client_id": "web-mtls", "redirect_uri": callback,
+                "scope": "openid read", "state": "s", "code_challenge": pkce.challenge,
+                "code_challenge_method": "S256",
+            },
+        )  # fmt: skip
+        done = browser.post(
+            "/login",
+            data={
+                "interaction": hidden_interaction(page.text),
+                "username": "mtls-user",
+                "password": "a-long-password-for-mtls",
+            },
+        )
+        done = browser.post(
+            "/consent", data={"interaction": hidden_interaction(done.text), "decision": "approve"}
+        )
+        assert done.status_code == 302, done.text[:300]
+        code = query_of(done.headers["location"])["code"]
+    with served.http(setup.svc) as http:
+        tokens = http.post(
+            "/token",
+            data={
+                "grant_type": "authorization_code", "client_id": "web-mtls", "code": code,
+                "redirect_uri": callback, "code_verifier": pkce.verifier,
+            },
+        )  # fmt: skip
+        assert tokens.status_code == 200, tokens.text
+        body = tokens.json()
+        bound = {"x5t#S256": thumbprint(setup.svc)}
+        assert verified_claims(served, body["access_token"])["cnf"] == bound
+        userinfo = http.get(
+            "/userinfo", headers={"authorization": f"Bearer {body['access_token']}"}
+        )
+        assert userinfo.status_code == 200  # the userinfo endpoint checks the binding too
+        refreshed = http.post(
+            "/token",
+            data={"grant_type": "refresh_token", "client_id": "web-mtls",
+                  "refresh_token": body["refresh_token"]},
+        )  # fmt: skip
+        assert refreshed.status_code == 200, refreshed.text
+        assert verified_claims(served, refreshed.json()["access_token"])["cnf"] == bound
+    with served.http() as http:
+        refused = http.get("/userinfo", headers={"authorization": f"Bearer {body['access_token']}"})
+    assert refused.status_code == 401
