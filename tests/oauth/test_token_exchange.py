@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -27,12 +29,15 @@ from tests.oauth.exchange_setup import (
     register_exchange_clients,
     serve_jwks,
 )
+from tests.pki import Issued, Pki
 from tests.server.flows import REDIRECT_URI, Pkce, sign_in_and_consent
 from tokenward.client.dpop import DpopKey
 from tokenward.config import Settings, TrustedIssuerSetting
+from tokenward.core.proxies import parse_networks
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, build_services, memory_stores
 from tokenward.guard import InvalidToken
+from tokenward.serving.tls import ProxyCertificateMiddleware
 from tokenward.tokens.sealing import generate_master_key
 
 pytestmark = pytest.mark.anyio
@@ -410,3 +415,40 @@ async def test_logout_kills_the_whole_chain(ex: Exchange) -> None:
 async def test_discovery_lists_the_grant(ex: Exchange) -> None:
     document = (await ex.http.get("/.well-known/oauth-authorization-server")).json()
     assert EXCHANGE in document["grant_types_supported"]
+
+
+async def test_a_certificate_bound_subject_token_needs_its_certificate(
+    ex: Exchange, tmp_path: Path
+) -> None:
+    """RFC 8705 §3: a subject token bound to a client certificate is exchanged only over a
+    request presenting that certificate (here from a trusted proxy's header)."""
+    svc_c = await ex.services.stores.clients.get("svc-c")
+    assert svc_c is not None
+    await ex.services.stores.clients.put(
+        replace(svc_c, tls_client_certificate_bound_access_tokens=True)
+    )
+    pki = Pki(tmp_path)
+    mine, other = pki.issue("mine", "mine"), pki.issue("other", "other")
+    app = ProxyCertificateMiddleware(
+        server_app(ex.services), header="x-client-cert", trusted=parse_networks(["127.0.0.1"])
+    )
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+
+        async def post(client: str, cert: Issued | None, **data: str) -> httpx.Response:
+            headers = {"x-client-cert": quote(cert.pem, safe="")} if cert else {}
+            return await http.post(
+                "/token", data=data, auth=(client, ex.secrets[client]), headers=headers
+            )
+
+        bound = await post("svc-c", mine, grant_type="client_credentials", scope="read")
+        assert bound.status_code == 200, bound.text
+        subject = {
+            "grant_type": EXCHANGE,
+            "subject_token": bound.json()["access_token"],
+            "subject_token_type": ACCESS,
+        }
+        for cert in (None, other):
+            refused = await post("svc-b", cert, **subject)
+            assert (refused.status_code, refused.json()["error"]) == (400, "invalid_request")
+        assert (await post("svc-b", mine, **subject)).status_code == 200

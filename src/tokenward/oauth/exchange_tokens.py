@@ -62,6 +62,7 @@ class PresentedToken:
     act: Mapping[str, Any] | None = None  # the delegation chain so far (RFC 8693 §4.1)
     may_act: Mapping[str, Any] | None = None  # who may act for the subject (§4.4)
     jkt: str | None = None  # a DPoP-bound access token's key (RFC 9449)
+    x5t_s256: str | None = None  # a certificate-bound access token's certificate (RFC 8705)
 
 
 class IssuerKeys(Protocol):
@@ -145,6 +146,7 @@ class ExchangeTokenReader:
             act=_actor_claim(extra.get("act"), "access token"),
             may_act=_actor_claim(extra.get("may_act"), "access token"),
             jkt=token.jkt,
+            x5t_s256=token.x5t_s256,
         )
 
     # --- our ID tokens ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ actor token) for a new access token that is never wider than what it came from.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -87,6 +88,11 @@ class TokenExchangeGrant:
         for presented, role in ((subject, "subject_token"), (actor, "actor_token")):
             if presented is not None and presented.jkt not in (None, request.dpop_jkt):
                 raise InvalidRequest(f"the {role} is DPoP-bound: send a proof of its key")
+            if presented is not None and presented.x5t_s256 is not None:
+                # RFC 8705 §3: only with its certificate, as at any resource server.
+                presenting = request.certificate.x5t_s256 if request.certificate else None
+                if not hmac.compare_digest(presented.x5t_s256, presenting or ""):
+                    raise InvalidRequest(f"the {role} is bound to a client certificate: present it")
         act = self._act(subject, actor, client)
         issued = await self._issuer.issue(
             client,
