@@ -45,6 +45,12 @@ EVERY_FIELD = client(
     name="Die Küche — 台所",
     exchange_audiences=("https://c.example/api", "https://b.example/api"),
     exchange_impersonation=True,
+    tls_client_auth_subject_dn="CN=web-app,O=Die Küche",
+    tls_client_auth_san_dns="web.app.example",
+    tls_client_auth_san_uri="spiffe://app.example/web",
+    tls_client_auth_san_ip="2001:db8::7",
+    tls_client_auth_san_email="ops@app.example",
+    tls_client_certificate_bound_access_tokens=True,
 )
 
 
