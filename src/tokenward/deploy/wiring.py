@@ -19,6 +19,7 @@ from tokenward.core.ports import (
     DeviceStore,
     GrantStore,
     KeyStore,
+    PushedRequestStore,
     RevocationStore,
     SessionStore,
     TokenLineage,
@@ -100,6 +101,7 @@ class StoreSet:
     devices: DeviceStore
     consents: ConsentStore
     lineage: TokenLineage  # the grant store again: which family a token descends from
+    pushed: PushedRequestStore  # PAR (RFC 9126): request_uri -> the pushed request, once
     redis: Redis | None = None  # scale-out: pub/sub fan-out and shared hot state
     engine: AsyncEngine | None = None  # the SQL stores' engine, for readiness probes
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
@@ -130,6 +132,7 @@ def memory_flow_stores() -> dict[str, Any]:
         "lineage": grants,
         "devices": memory_flows.MemoryDeviceStore(),
         "consents": memory_flows.MemoryConsentStore(),
+        "pushed": memory_flows.MemoryPushedRequestStore(),
     }
 
 
@@ -477,6 +480,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         lineage=grants,
         devices=sql.SqlDeviceStore(sessions, clock),
         consents=sql.SqlConsentStore(sessions),
+        pushed=sql.SqlPushedRequestStore(sessions, clock),
         redis=redis,
         engine=engine,
         closers=closers,
