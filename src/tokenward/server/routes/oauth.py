@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from tokenward.oauth.form import parse_form
 from tokenward.oauth.par import PushRequest
 from tokenward.oauth.token_endpoint import NO_STORE, TokenRequest
 from tokenward.ops import tracing
@@ -20,7 +21,6 @@ from tokenward.server.dependencies import (
     Revocation,
     Tokens,
 )
-from tokenward.oauth.form import parse_form
 from tokenward.server.edge import FORM_STATE, JSONResponse, read_body, read_form, single_header
 
 JWT_INTROSPECTION = "application/token-introspection+jwt"
