@@ -52,8 +52,6 @@ LIMITS = {
     "acr_values": 256,
     "login_hint": 256,
     "dpop_jkt": 64,
-    "request": 8192,  # a request object (tokens.jws.MAX_COMPACT_LENGTH)
-    "request_uri": 256,
     "resource": 2048,
     "display": 32,
     "ui_locales": 256,
@@ -228,7 +226,9 @@ class AuthorizationValidator:
             try:
                 return await self._request_objects.verify(client, params["request"]), True
             except OAuthError as exc:
-                raise ErrorPage(f"The signed request was refused: {exc.description}") from None
+                # RFC 9101 §6.3: invalid_request_object, to the client's registered redirect URI
+                # (the link's, when it is registered), never to one the object names.
+                raise self._refusal(params, repeated, client, exc) from None
         if self.signed_required(client):
             raise self._refusal(
                 params, repeated, client, InvalidRequest("signed request objects only")
