@@ -57,13 +57,15 @@ class PushedAuthorization:
         """`{"request_uri", "expires_in"}` (RFC 9126 §2.2) and the response headers, or an
         `OAuthError`."""
         params = _single_params(request.pairs)
+        # The proof first: a client told to retry with a DPoP nonce (RFC 9449 §8) sends the
+        # same request object again, whose jti must not have been spent on the refused try.
+        jkt = await self._dpop_jkt(request.dpop)
         client = await self._authenticator.authenticate(params, request.authorization)
         if "authorization_code" not in client.grant_types:
             raise UnauthorizedClient("the client may not use the authorization code grant")
         if "request_uri" in params:  # §2.1
             raise InvalidRequest("request_uri is not allowed in a pushed request")
         pairs, signed = await self._parameters(client, request.pairs, params)
-        jkt = await self._dpop_jkt(request.dpop)
         if jkt is not None:
             given = [value for name, value in pairs if name == "dpop_jkt"]
             if given and given != [jkt]:  # RFC 9449 §10.1
