@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import subprocess
 import time
@@ -31,8 +32,10 @@ from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, build_services, memory_stores, open_stores
 from tokenward.tokens.sealing import generate_master_key
 
-CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"  # RFC 7636 Appendix B
-VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXk"
+VERIFIER = "bench-and-test-pkce-verifier-" + "v" * 20
+CHALLENGE = (
+    base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
+)
 
 
 class SkewClock:
@@ -395,3 +398,4 @@ def test_the_dpop_bound_code_needs_the_proof_key(server: Server) -> None:
 
     assert unbound.status_code == 400
     assert unbound.json()["error"] == "invalid_grant"
+    assert "DPoP key" in unbound.json()["error_description"]

@@ -38,7 +38,7 @@ PAR_URL = ISSUER + "/par"
 CALLBACK = "https://app.example/cb"
 SECRET = "s" * 43
 KEY = new_key(kid="jar-1")
-CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"  # RFC 7636 Appendix B
+CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"  # a well-formed S256 challenge
 
 
 @dataclass
