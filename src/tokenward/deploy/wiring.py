@@ -123,11 +123,11 @@ def memory_stores(clock: Clock = time.time) -> StoreSet:
         clients=memory.MemoryClientStore(),
         users=memory.MemoryUserStore(),
         replay=memory.MemoryReplayCache(clock),
-        **memory_flow_stores(),
+        **memory_flow_stores(clock),
     )
 
 
-def memory_flow_stores() -> dict[str, Any]:
+def memory_flow_stores(clock: Clock = time.time) -> dict[str, Any]:
     grants = memory_flows.MemoryGrantStore()
     return {
         "sessions": memory_flows.MemorySessionStore(),
@@ -136,7 +136,7 @@ def memory_flow_stores() -> dict[str, Any]:
         "lineage": grants,
         "devices": memory_flows.MemoryDeviceStore(),
         "consents": memory_flows.MemoryConsentStore(),
-        "pushed": memory_flows.MemoryPushedRequestStore(),
+        "pushed": memory_flows.MemoryPushedRequestStore(clock),
     }
 
 
