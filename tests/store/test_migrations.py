@@ -44,6 +44,8 @@ TABLES = {
     "device_codes",
     "consents",
     "replay_markers",
+    # 0007_par: pushed authorization requests
+    "pushed_requests",
 }
 
 

@@ -22,6 +22,8 @@ def metadata(
     openid: bool,
     revocation_feed: bool = True,
     mtls_base: str | None = None,
+    require_par: bool = False,
+    require_signed: bool = False,
 ) -> dict[str, Any]:
     """`mtls_base`: where clients reach the endpoints with a TLS client certificate (RFC 8705
     §5), None when no certificate can reach this server."""
@@ -49,6 +51,14 @@ def metadata(
         "authorization_response_iss_parameter_supported": True,  # RFC 9207
         "introspection_signing_alg_values_supported": list(signing_algs),
         "dpop_signing_alg_values_supported": list(PROOF_ALGS),  # RFC 9449 §5.1
+        # PAR (RFC 9126 §5) and JAR (RFC 9101 §10.5). request_uri: only ours from /par, which
+        # RFC 9126 §5 says needs no request_uri_parameter_supported; we never fetch one.
+        "pushed_authorization_request_endpoint": f"{base}/par",
+        "require_pushed_authorization_requests": require_par,
+        "request_parameter_supported": True,
+        "request_uri_parameter_supported": False,
+        "request_object_signing_alg_values_supported": ASSERTION_ALGS,
+        "require_signed_request_object": require_signed,
     }
     if mtls_base is not None:
         document["tls_client_certificate_bound_access_tokens"] = True  # RFC 8705 §3.3
@@ -60,6 +70,7 @@ def metadata(
                 "introspection_endpoint",
                 "revocation_endpoint",
                 "device_authorization_endpoint",
+                "pushed_authorization_request_endpoint",
             )
         }
     else:  # no certificate can reach us: do not advertise methods that would always fail

@@ -2,7 +2,7 @@
 SAN), and whether a client's access tokens are bound to its certificate.
 
 Revision ID: 0008_mtls
-Revises: 0006_token_exchange
+Revises: 0007_par
 Create Date: 2026-12-05
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_mtls"
-down_revision: str | None = "0006_token_exchange"
+down_revision: str | None = "0007_par"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
