@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tokenward.core.records import StoredKey
 from tokenward.tokens import algorithms as algs
-from tokenward.tokens.jwk import VerificationKey, public_jwk, thumbprint
+from tokenward.tokens.jwk import VerificationKey, ml_dsa_private_key, public_jwk, thumbprint
 from tokenward.tokens.sealing import KeySealer
 
 Clock = Callable[[], float]
@@ -74,6 +74,8 @@ def generate_private_key(alg: algs.Algorithm, rsa_bits: int = 2048) -> algs.Priv
         return rsa.generate_private_key(public_exponent=65537, key_size=max(rsa_bits, 2048))
     if alg.family == "eddsa":
         return ed25519.Ed25519PrivateKey.generate()
+    if alg.family == "mldsa":
+        return algs.ml_dsa(alg).private_class.generate()
     return secrets.token_bytes(max(alg.hash_bytes, 32))
 
 
@@ -217,6 +219,8 @@ class Keyring:
 def seal_key(key: ManagedKey, sealer: KeySealer) -> StoredKey:
     if isinstance(key.private, bytes):
         material = key.private
+    elif key.alg.family == "mldsa" and isinstance(key.private, algs.MlDsaPrivateKey):
+        material = key.private.private_bytes_raw()  # the 32-byte seed: all RFC 9964 keeps
     else:
         material = key.private.private_bytes(
             serialization.Encoding.DER,
@@ -241,6 +245,8 @@ def open_key(stored: StoredKey, sealer: KeySealer) -> ManagedKey:
     private: algs.PrivateKey
     if alg.symmetric:
         private = material
+    elif alg.family == "mldsa":
+        private = ml_dsa_private_key(alg, material)
     else:
         loaded = serialization.load_der_private_key(material, password=None)
         if not isinstance(
