@@ -292,6 +292,19 @@ def client_create(
             help="Token exchange without an actor token impersonates (default: delegates)",
         ),
     ] = False,
+    access_token_alg: Annotated[
+        str | None,
+        typer.Option(
+            "--access-token-alg",
+            help="Sign this client's access tokens with this algorithm (e.g. ML-DSA-65)",
+        ),
+    ] = None,
+    id_token_alg: Annotated[
+        str,
+        typer.Option(
+            "--id-token-alg", help="id_token_signed_response_alg (RS256, ES256, ML-DSA-65...)"
+        ),
+    ] = "RS256",
 ) -> None:
     """Register a client; prints its secret once."""
     key_set = _read_text(jwks) if jwks is not None else None
@@ -313,6 +326,8 @@ def client_create(
                 post_logout_redirect_uris=post_logout_redirect_uri,
                 exchange_audiences=exchange_audience,
                 exchange_impersonation=exchange_impersonation,
+                access_token_alg=access_token_alg,
+                id_token_signed_response_alg=id_token_alg,
             )
         )
     )
@@ -431,6 +446,36 @@ def keys_rotate(
         return [
             {"kid": k.kid, "state": k.state.value} for k in await services.keys.rotate(force=force)
         ]
+
+    _emit(_run(action))
+
+
+@keys_app.command("migrate")
+def keys_migrate(
+    to: Annotated[str, typer.Option("--to", help="The algorithm to sign with, e.g. ML-DSA-65")],
+    audience: Annotated[
+        str | None,
+        typer.Option("--audience", help="Only access tokens for this audience (resource)"),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Switch now, before caches can have seen the new key"),
+    ] = False,
+) -> None:
+    """Move access-token signing to another algorithm without a failed request: the new key is
+    published now, signing switches once caches know it, and the old keys retire when no live
+    token can carry them (docs/post-quantum.md)."""
+
+    async def action(services: Any) -> dict[str, Any]:
+        plan = await services.keys.migrate(to, audience, force=force)
+        return {
+            "audience": plan.audience,
+            "alg": plan.alg,
+            "previous": plan.previous,
+            "kid": plan.kid,
+            "switch_at": iso_time(plan.switch_at),
+            "old_keys_verify_for_seconds_after_switch": plan.retire_after,
+        }
 
     _emit(_run(action))
 

@@ -94,6 +94,8 @@ class AdminActions:
             token_format=str(p.get("token_format") or "jwt"),
             exchange_audiences=[str(item) for item in p.get("exchange_audiences") or []],
             exchange_impersonation=bool(p.get("exchange_impersonation")),
+            access_token_alg=str(p["access_token_alg"]) if p.get("access_token_alg") else None,
+            id_token_signed_response_alg=str(p.get("id_token_signed_response_alg") or "RS256"),
         )
 
     async def _revoke_grant(self, p: Params, _actor: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from tokenward.services.client_keys import check_jwks_uri, public_key_set
 from tokenward.services.errors import AdminError
 from tokenward.services.revoking import Watermarks
 from tokenward.services.views import client_view
+from tokenward.tokens.algorithms import ALGORITHMS, GENERATED
 
 GRANT_TYPES = (
     "authorization_code",
@@ -58,14 +59,18 @@ class ClientAdmin:
         post_logout_redirect_uris: list[str] | None = None,
         exchange_audiences: list[str] | None = None,
         exchange_impersonation: bool = False,
+        access_token_alg: str | None = None,
+        id_token_signed_response_alg: str = "RS256",
     ) -> dict[str, Any]:
         """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys
         a private_key_jwt client signs its assertions with; that method needs one of them. Every
         URI is checked here, the one place all registrations pass (oauth/client_uris.py says
         how). `exchange_audiences` and `exchange_impersonation`: the client's token exchange
-        policy (docs/token-exchange.md)."""
+        policy (docs/token-exchange.md). `access_token_alg` and `id_token_signed_response_alg`:
+        the algorithms its tokens are signed with (docs/post-quantum.md)."""
         if await self._clients.get(client_id) is not None:
             raise AdminError(f"client {client_id!r} exists already")
+        _check_signing_algs(access_token_alg, id_token_signed_response_alg)
         if jwks is not None and jwks_uri is not None:
             raise AdminError("give the client's keys (--jwks) or where to fetch them (--jwks-uri)")
         keys = jwks is not None or jwks_uri is not None
@@ -97,6 +102,8 @@ class ClientAdmin:
             jwks_uri=jwks_uri,
             exchange_audiences=tuple(dict.fromkeys(exchange_audiences or ())),
             exchange_impersonation=exchange_impersonation,
+            access_token_alg=access_token_alg,
+            id_token_alg=id_token_signed_response_alg,
         )
         await self._clients.put(client)
         view = client_view(client)
@@ -163,3 +170,12 @@ def _checked_uris(
         )
     except client_uris.UriError as exc:
         raise AdminError(str(exc)) from None
+
+
+def _check_signing_algs(access_token_alg: str | None, id_token_alg: str) -> None:
+    """Algorithms a deployment can generate keys for; a symmetric one would need the client's
+    secret as the key, which we never keep."""
+    for name, value in (("access_token_alg", access_token_alg), ("id_token_alg", id_token_alg)):
+        if value is not None and (value not in GENERATED or ALGORITHMS[value].symmetric):
+            choices = ", ".join(alg for alg in GENERATED if not ALGORITHMS[alg].symmetric)
+            raise AdminError(f"{name} must be one of {choices}")

@@ -25,6 +25,8 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri,
         "exchange_audiences": list(client.exchange_audiences),
         "exchange_impersonation": client.exchange_impersonation,
+        "access_token_alg": client.access_token_alg,
+        "id_token_signed_response_alg": client.id_token_alg,
     }
 
 

@@ -103,6 +103,10 @@ class Keyring:
         self._reindex()
 
     # --- reading -------------------------------------------------------------------------
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     def managed_keys(self) -> list[ManagedKey]:
         return sorted(self._keys.values(), key=lambda key: key.created_at)
 
@@ -172,7 +176,29 @@ class Keyring:
         self._add(fresh)
         return [*changed, current, upcoming, fresh]
 
+    def retire(self) -> list[ManagedKey]:
+        """Nothing signs with this algorithm any more (`tokenward keys migrate`): the active key
+        verifies on as retiring until every token it signed has expired; `next` never signed,
+        so it goes at once."""
+        now = self._clock()
+        changed = []
+        for key in self._keys.values():
+            if key.state == KeyState.ACTIVE:
+                key.state, key.retiring_at = KeyState.RETIRING, now
+                changed.append(key)
+            elif key.state == KeyState.NEXT:
+                key.state, key.retired_at = KeyState.RETIRED, now
+                changed.append(key)
+        if changed:
+            self._reindex()
+        return changed
+
+    def has_active(self) -> bool:
+        return any(key.state == KeyState.ACTIVE for key in self._keys.values())
+
     def rotation_due(self) -> bool:
+        if not self.has_active():
+            return False
         activated = self.active().activated_at or 0.0
         return self._clock() >= activated + self.policy.rotation_period
 

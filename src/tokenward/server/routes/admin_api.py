@@ -34,6 +34,8 @@ class Client(BaseModel):
     disabled: bool
     exchange_audiences: list[str] = []  # token exchange policy (docs/token-exchange.md)
     exchange_impersonation: bool = False
+    access_token_alg: str | None = None  # None: the audience's, else the deployment's
+    id_token_signed_response_alg: str = "RS256"
 
 
 class ClientWithSecret(Client):
@@ -50,6 +52,8 @@ class NewClient(BaseModel):
     token_format: str = "jwt"
     exchange_audiences: list[str] = Field([], max_length=16)
     exchange_impersonation: bool = False
+    access_token_alg: str | None = Field(None, max_length=16)
+    id_token_signed_response_alg: str = Field("RS256", max_length=16)
 
 
 class User(BaseModel):

@@ -65,6 +65,7 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "name": client.name,
         "exchange_audiences": dump_strings(client.exchange_audiences),
         "exchange_impersonation": client.exchange_impersonation,
+        "access_token_alg": client.access_token_alg,
     }
 
 
@@ -91,4 +92,5 @@ def _record(row: ClientRow) -> ClientRecord:
         name=row.name,
         exchange_audiences=load_strings(row.exchange_audiences),
         exchange_impersonation=row.exchange_impersonation,
+        access_token_alg=row.access_token_alg,
     )

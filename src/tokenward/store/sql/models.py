@@ -68,6 +68,17 @@ class SigningKeyRow(Base):
     sealed_private: Mapped[bytes]  # encrypted by tokens/sealing.py before it gets here
 
 
+class SigningChoiceRow(Base):
+    """`tokenward keys migrate`: the algorithm an audience's access tokens switch to."""
+
+    __tablename__ = "signing_choices"
+
+    audience: Mapped[str] = mapped_column(Text(), primary_key=True)  # "": the deployment's
+    alg: Mapped[str]
+    previous: Mapped[str | None]
+    switch_at: Mapped[float]
+
+
 class RevocationRow(Base):
     __tablename__ = "revocations"
     # AUTOINCREMENT: never reuse a seq after the newest rows are purged, or a mirror that has
@@ -119,6 +130,7 @@ class ClientRow(Base):
     # Token exchange (RFC 8693) policy: audiences it may exchange for, and impersonation.
     exchange_audiences: Mapped[str] = mapped_column(Text(), server_default="[]")  # JSON list
     exchange_impersonation: Mapped[bool] = mapped_column(server_default=false())
+    access_token_alg: Mapped[str | None]
 
 
 class UserRow(Base):
