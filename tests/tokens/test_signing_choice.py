@@ -66,7 +66,8 @@ async def test_migrate_publishes_ahead_switches_then_retires(clock: FrozenClock)
     old_kid = keys.keyrings["ES256"].active().kid
 
     plan = await keys.migrate("ML-DSA-65")
-    assert plan.previous == "ES256" and plan.switch_at == clock.now + 600
+    assert plan.previous == "ES256"
+    assert plan.switch_at == clock.now + 600
     new_kid = keys.keyrings["ML-DSA-65"].active().kid
     published = {jwk["kid"] for jwk in keys.jwks()["keys"]}
     assert {old_kid, new_kid} <= published  # published ahead of use
@@ -81,7 +82,8 @@ async def test_migrate_publishes_ahead_switches_then_retires(clock: FrozenClock)
     await keys.tick()  # nothing signs ES256 any more: its active key retires
     es256 = {key.kid: key.state for key in keys.keyrings["ES256"].managed_keys()}
     assert es256[old_kid] == KeyState.RETIRING
-    assert KeyState.NEXT not in es256.values() and KeyState.ACTIVE not in es256.values()
+    assert KeyState.NEXT not in es256.values()
+    assert KeyState.ACTIVE not in es256.values()
     assert keys.verification_key(old_kid) is not None  # live ES256 tokens still verify
 
     clock.advance(900 + 30 - 1)
