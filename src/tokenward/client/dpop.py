@@ -16,7 +16,6 @@ from tokenward.tokens.dpop import access_token_hash, jwk_thumbprint, normalised_
 from tokenward.tokens.jwk import public_jwk
 from tokenward.tokens.jws import sign_compact
 
-
 _ML_DSA_PRIVATE = (mldsa.MLDSA44PrivateKey, mldsa.MLDSA65PrivateKey, mldsa.MLDSA87PrivateKey)
 DpopPrivateKey = ec.EllipticCurvePrivateKey | algs.MlDsaPrivateKey
 
