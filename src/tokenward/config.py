@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # "ML-DSA-65"}. Other audiences get signing_alg (docs/post-quantum.md).
     audience_signing_algs: dict[str, str] = {}
     key_schedule_seconds: float = Field(default=60.0, ge=0.5, le=3600.0)
+    # How long a new key is published before it signs (rotation, `keys migrate`). Default: an
+    # hour, or twice jwks_max_age if longer; never less than twice jwks_max_age, so every
+    # cache that honours max-age has seen it.
+    key_publish_ahead: float | None = None
     key_rotation_days: float = 30.0
     jwks_max_age: int = 300
     access_token_lifetime: int = 900
@@ -149,6 +153,18 @@ class Settings(BaseSettings):
         """TOKENWARD_SIGNING_ALGS as a list: algorithms whose keys stay active whatever
         `tokenward keys migrate` chose."""
         return _names(self.signing_algs)
+
+    @model_validator(mode="after")
+    def _publish_ahead_outlasts_caches(self) -> Settings:
+        if self.key_publish_ahead is not None and self.key_publish_ahead < 2 * self.jwks_max_age:
+            raise ValueError("key_publish_ahead must be at least twice jwks_max_age")
+        return self
+
+    @property
+    def publish_ahead(self) -> float:
+        if self.key_publish_ahead is not None:
+            return self.key_publish_ahead
+        return max(3600.0, self.jwks_max_age * 2.0)
 
     @model_validator(mode="after")
     def _head_limits_in_bounds(self) -> Settings:

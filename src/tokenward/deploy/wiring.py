@@ -205,7 +205,7 @@ async def build_services(
         KeyPolicy(
             algorithm=alg,
             rotation_period=settings.key_rotation_days * 86400,
-            publish_ahead=max(3600.0, settings.jwks_max_age * 2.0),
+            publish_ahead=settings.publish_ahead,
             leeway=settings.leeway,
         )
         for alg in dict.fromkeys(
