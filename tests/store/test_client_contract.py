@@ -45,6 +45,7 @@ EVERY_FIELD = client(
     name="Die Küche — 台所",
     exchange_audiences=("https://c.example/api", "https://b.example/api"),
     exchange_impersonation=True,
+    access_token_alg="ML-DSA-65",
 )
 
 
