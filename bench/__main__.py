@@ -17,6 +17,7 @@ FIGURES = {
     "P8": "bench.p8_monitoring",
     "P9": "bench.p9_pqc",
     "DPOP": "bench.p_dpop",
+    "PAR": "bench.p_par",
 }
 
 

@@ -46,6 +46,8 @@ EVERY_FIELD = client(
     exchange_audiences=("https://c.example/api", "https://b.example/api"),
     exchange_impersonation=True,
     access_token_alg="ML-DSA-65",
+    require_pushed_authorization_requests=True,
+    require_signed_request_object=True,
 )
 
 

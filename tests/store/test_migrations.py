@@ -46,6 +46,8 @@ TABLES = {
     "replay_markers",
     # 0010: stored signing choices (tokenward keys migrate)
     "signing_choices",
+    # 0007_par: pushed authorization requests
+    "pushed_requests",
 }
 
 

@@ -66,6 +66,8 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "exchange_audiences": dump_strings(client.exchange_audiences),
         "exchange_impersonation": client.exchange_impersonation,
         "access_token_alg": client.access_token_alg,
+        "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
+        "require_signed_request_object": client.require_signed_request_object,
     }
 
 
@@ -93,4 +95,6 @@ def _record(row: ClientRow) -> ClientRecord:
         exchange_audiences=load_strings(row.exchange_audiences),
         exchange_impersonation=row.exchange_impersonation,
         access_token_alg=row.access_token_alg,
+        require_pushed_authorization_requests=row.require_pushed_authorization_requests,
+        require_signed_request_object=row.require_signed_request_object,
     )

@@ -2,7 +2,7 @@
 `tokenward keys migrate` stores (which algorithm an audience's tokens switch to, and when).
 
 Revision ID: 0010_client_algs
-Revises: 0006_token_exchange
+Revises: 0007_par
 Create Date: 2026-12-05
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_client_algs"
-down_revision: str | None = "0006_token_exchange"
+down_revision: str | None = "0007_par"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
