@@ -15,6 +15,7 @@ FIGURES = {
     "P6": "bench.p6_propagation",
     "P7": "bench.p7_signedurl",
     "P8": "bench.p8_monitoring",
+    "P9": "bench.p9_pqc",
     "DPOP": "bench.p_dpop",
     "MTLS": "bench.p_mtls",
     "PAR": "bench.p_par",

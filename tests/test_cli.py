@@ -424,6 +424,68 @@ def test_client_create_takes_an_mtls_registration(data_dir: Path) -> None:
         assert message in str(refused), (args, refused)
 
 
+def test_client_create_takes_signing_algorithms(data_dir: Path) -> None:
+    code, client = run(
+        data_dir,
+        "client",
+        "create",
+        "--client-id",
+        "pqc",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "read",
+        "--access-token-alg",
+        "ML-DSA-87",
+        "--id-token-alg",
+        "ML-DSA-65",
+    )
+    assert code == 0, client
+    assert isinstance(client, dict)
+    assert client["access_token_alg"] == "ML-DSA-87"
+    assert client["id_token_signed_response_alg"] == "ML-DSA-65"
+    code, refused = run(
+        data_dir,
+        "client",
+        "create",
+        "--client-id",
+        "hmac",
+        "--grant-type",
+        "client_credentials",
+        "--access-token-alg",
+        "HS256",
+    )
+    assert code == 1
+    assert "access_token_alg must be one of" in str(refused)
+
+
+def test_keys_migrate_publishes_ahead_and_refuses_what_it_cannot(data_dir: Path) -> None:
+    code, plan = run(
+        data_dir, "keys", "migrate", "--to", "ML-DSA-65", "--audience", "https://a.example"
+    )
+    assert code == 0, plan
+    assert isinstance(plan, dict)
+    assert plan["alg"] == "ML-DSA-65"
+    assert plan["previous"] == "ES256"
+    assert plan["audience"] == "https://a.example"
+    assert plan["switch_at"] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # ahead
+    code, keys = run(data_dir, "keys", "list")
+    assert isinstance(keys, list)
+    assert {(key["alg"], key["state"]) for key in keys} >= {
+        ("ML-DSA-65", "active"),
+        ("ML-DSA-65", "next"),
+        ("ES256", "active"),  # the other audiences still sign with it
+    }
+    code, forced = run(data_dir, "keys", "migrate", "--to", "ML-DSA-44", "--force")
+    assert code == 0, forced
+    assert isinstance(forced, dict)
+    assert forced["audience"] is None
+    assert forced["switch_at"] <= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    code, refused = run(data_dir, "keys", "migrate", "--to", "HS256")
+    assert code == 1
+    assert "migrate to one of" in str(refused)
+
+
 def test_a_client_held_to_par_and_signed_request_objects(data_dir: Path) -> None:
     """--require-par and --require-signed-request-object (RFC 9126, RFC 9101); a secret client
     may register keys for its request objects; keys are replaced with `client set-keys`."""

@@ -79,8 +79,12 @@ SAMPLES = {
     "master_key": "B" * 43,
     "master_key_file": "/run/secrets/master.key",
     "signing_alg": "EdDSA",
+    "signing_algs": "ML-DSA-65,ES256",
+    "audience_signing_algs": '{"https://pqc.example/api": "ML-DSA-87"}',
+    "key_schedule_seconds": "5",
     "key_rotation_days": "7",
     "jwks_max_age": "60",
+    "key_publish_ahead": "900",
     "access_token_lifetime": "300",
     "refresh_token_lifetime": "86400",
     "refresh_reuse_grace": "0",
@@ -118,7 +122,7 @@ SAMPLES = {
     "mtls_certificate_header": "X-SSL-Client-Cert",
     "mtls_base_url": "https://mtls.auth.example.com",
 }
-STRUCTURED = {"exchange_trusted_issuers"}  # JSON in the environment, compared as JSON
+STRUCTURED = {"exchange_trusted_issuers", "audience_signing_algs"}  # JSON, compared as JSON
 
 
 def test_every_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,6 +137,24 @@ def test_every_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPa
         default = Settings.model_fields[name].default
         assert read != default, name
         if name in STRUCTURED:
-            assert [item.model_dump() for item in read] == json.loads(value), name
+            dumped = read if isinstance(read, dict) else [item.model_dump() for item in read]
+            assert dumped == json.loads(value), name
             continue
         assert str(read).lower() == value.lower() or float(read) == float(value), name
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("signing_algs", "ML-DSA-65,HS256", "not an asymmetric algorithm"),
+        ("signing_algs", "ML-DSA-99", "not an asymmetric algorithm"),
+        ("audience_signing_algs", '{"https://a.example": "none"}', "needs an asymmetric"),
+        ("key_publish_ahead", "100", "twice jwks_max_age"),
+    ],
+)
+def test_signing_settings_refuse_what_cannot_sign(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(f"TOKENWARD_{name.upper()}", value)
+    with pytest.raises(ValueError, match=message):
+        load_settings()

@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     master_key_file: Path | None = None  # default: <data_dir>/master.key when it exists
 
     signing_alg: str = "ES256"
+    # Algorithms kept active besides (comma-separated, e.g. "ML-DSA-65,ES256"): each has its
+    # own keyring and active key, for the audiences and clients that ask for it.
+    signing_algs: str = ""
+    # Per audience (resource) access-token algorithm, as JSON: {"https://pqc.example/api":
+    # "ML-DSA-65"}. Other audiences get signing_alg (docs/post-quantum.md).
+    audience_signing_algs: dict[str, str] = {}
+    key_schedule_seconds: float = Field(default=60.0, ge=0.5, le=3600.0)
+    # How long a new key is published before it signs (rotation, `keys migrate`). Default: an
+    # hour, or twice jwks_max_age if longer; never less than twice jwks_max_age, so every
+    # cache that honours max-age has seen it.
+    key_publish_ahead: float | None = None
     key_rotation_days: float = 30.0
     jwks_max_age: int = 300
     access_token_lifetime: int = 900
@@ -133,6 +144,44 @@ class Settings(BaseSettings):
         if value not in GENERATED:
             raise ValueError(f"signing_alg must be one of {', '.join(GENERATED)}")
         return value
+
+    @field_validator("signing_algs")
+    @classmethod
+    def _known_algs(cls, value: str) -> str:
+        for name in _names(value):
+            if name not in GENERATED or ALGORITHMS[name].symmetric:
+                raise ValueError(f"signing_algs: {name!r} is not an asymmetric algorithm we sign")
+        return value
+
+    @field_validator("audience_signing_algs")
+    @classmethod
+    def _known_audience_algs(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 64:
+            raise ValueError("audience_signing_algs holds at most 64 audiences")
+        for audience, name in value.items():
+            if not audience or name not in GENERATED or ALGORITHMS[name].symmetric:
+                raise ValueError(
+                    f"audience_signing_algs: {audience!r} needs an asymmetric algorithm we sign"
+                )
+        return value
+
+    @property
+    def kept_signing_algs(self) -> list[str]:
+        """TOKENWARD_SIGNING_ALGS as a list: algorithms whose keys stay active whatever
+        `tokenward keys migrate` chose."""
+        return _names(self.signing_algs)
+
+    @model_validator(mode="after")
+    def _publish_ahead_outlasts_caches(self) -> Settings:
+        if self.key_publish_ahead is not None and self.key_publish_ahead < 2 * self.jwks_max_age:
+            raise ValueError("key_publish_ahead must be at least twice jwks_max_age")
+        return self
+
+    @property
+    def publish_ahead(self) -> float:
+        if self.key_publish_ahead is not None:
+            return self.key_publish_ahead
+        return max(3600.0, self.jwks_max_age * 2.0)
 
     @model_validator(mode="after")
     def _head_limits_in_bounds(self) -> Settings:
@@ -264,3 +313,7 @@ def metrics_listener(value: str) -> tuple[str, int] | None:
 
 def split_networks(text: str) -> tuple[IpNetwork, ...]:
     return parse_networks(item for item in text.split(",") if item.strip())
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]

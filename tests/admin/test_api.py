@@ -109,11 +109,15 @@ async def test_a_token_exchange_policy_over_the_api(server: Monitored) -> None:
             "scope": "read",
             "exchange_audiences": ["https://inventory.example/api"],
             "exchange_impersonation": True,
+            "access_token_alg": "ML-DSA-65",
+            "id_token_signed_response_alg": "ML-DSA-44",
         },
         headers=auth,
     )
     assert created.status_code == 201, created.text
     body = created.json()
+    assert body["access_token_alg"] == "ML-DSA-65"
+    assert body["id_token_signed_response_alg"] == "ML-DSA-44"
     assert body["exchange_audiences"] == ["https://inventory.example/api"]
     assert body["exchange_impersonation"] is True
     public = await http.post(

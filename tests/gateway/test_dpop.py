@@ -113,12 +113,25 @@ def test_bound_token_with_a_fresh_proof_passes(start: Start, issuer: Issuer) -> 
     assert running.last_audit()["reason"] == "ok"
 
 
+@pytest.mark.parametrize("alg", ["ML-DSA-44", "ML-DSA-87"])
+def test_ml_dsa_proofs_pass_and_bind_like_any_other(start: Start, issuer: Issuer, alg: str) -> None:
+    """RFC 9964 proof keys: ~5.9 KB (44) to ~11 KB (87) proofs beside the token, through the
+    gateway's head limits; bound by the AKP thumbprint, so another ML-DSA key is refused."""
+    running = start()
+    key = DpopKey.generate(alg, clock=issuer.clock)
+    token = issuer.dpop_token(key)
+    response = call(running, key, token)
+    assert response.status_code == 200, response.text
+    thief = DpopKey.generate(alg, clock=issuer.clock)
+    _refused(call(running, thief, token), "invalid_dpop_proof")
+
+
 def _refused(response: httpx.Response, error: str) -> None:
     assert response.status_code == 401, response.text
     assert response.json()["error"] == error
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith("DPoP ")
-    assert 'algs="ES256 ES384 ES512 EdDSA RS256 PS256"' in challenge
+    assert 'algs="ES256 ES384 ES512 EdDSA RS256 PS256 ML-DSA-44 ML-DSA-65 ML-DSA-87"' in challenge
     assert f'error="{error}"' in challenge
 
 

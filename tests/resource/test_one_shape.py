@@ -57,7 +57,7 @@ async def test_every_refusal_has_one_shape(validator: Validator, refusal: Case) 
 
 # --- DPoP errors, where the validator verifies proofs (ASGI and FastAPI; Flask is Bearer-only) --
 ITEMS = "http://api.test/items"
-ALGS = 'DPoP algs="ES256 ES384 ES512 EdDSA RS256 PS256"'
+ALGS = 'DPoP algs="ES256 ES384 ES512 EdDSA RS256 PS256 ML-DSA-44 ML-DSA-65 ML-DSA-87"'
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ EVERY_FIELD = client(
     tls_client_auth_san_ip="2001:db8::7",
     tls_client_auth_san_email="ops@app.example",
     tls_client_certificate_bound_access_tokens=True,
+    access_token_alg="ML-DSA-65",
     require_pushed_authorization_requests=True,
     require_signed_request_object=True,
 )

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from tests.store.conftest import Backend
-from tokenward.core.records import StoredKey
+from tokenward.core.records import SigningChoice, StoredKey
 
 pytestmark = pytest.mark.anyio
 
@@ -85,3 +85,16 @@ async def test_a_failing_batch_stores_none_of_its_keys(sql: Backend) -> None:
         await sql.keys.save([key("k1", "active"), key("k2"), broken])
 
     assert list(await sql.keys.load_all()) == [key("k1", "next")]
+
+
+async def test_signing_choices_round_trip_and_replace_by_audience(backend: Backend) -> None:
+    assert list(await backend.keys.load_choices()) == []
+    default = SigningChoice("", "ML-DSA-65", "ES256", 1_800_000_000.5)
+    api = SigningChoice("https://api.example/v1", "ML-DSA-44", None, 1_800_000_100.25)
+    await backend.keys.save_choices([default, api])
+    moved_on = SigningChoice("", "ML-DSA-87", "ML-DSA-65", 1_800_000_900.75)
+    await backend.keys.save_choices([moved_on])
+
+    loaded = {choice.audience: choice for choice in await backend.keys.load_choices()}
+
+    assert loaded == {"": moved_on, "https://api.example/v1": api}

@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0008_mtls"
+HEAD = "0010_client_algs"
 TABLES = {
     "signing_keys",
     "revocations",
@@ -44,6 +44,8 @@ TABLES = {
     "device_codes",
     "consents",
     "replay_markers",
+    # 0010: stored signing choices (tokenward keys migrate)
+    "signing_choices",
     # 0007_par: pushed authorization requests
     "pushed_requests",
 }

@@ -17,6 +17,7 @@ from tokenward.core.records import (
     RefreshRecord,
     Revocation,
     SessionRecord,
+    SigningChoice,
     StoredKey,
     UserRecord,
 )
@@ -27,6 +28,14 @@ class KeyStore(Protocol):
 
     async def save(self, keys: Sequence[StoredKey]) -> None:
         """Insert or update by kid, all or nothing."""
+        ...
+
+    async def load_choices(self) -> Sequence[SigningChoice]:
+        """`tokenward keys migrate`'s stored signing choices, one per audience."""
+        ...
+
+    async def save_choices(self, choices: Sequence[SigningChoice]) -> None:
+        """Insert or replace by audience."""
         ...
 
 

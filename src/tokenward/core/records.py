@@ -17,6 +17,18 @@ class StoredKey:
     sealed_private: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class SigningChoice:
+    """`tokenward keys migrate`: from `switch_at` on, access tokens for `audience` ("" for the
+    deployment's default) are signed with `alg`; until then with `previous` (None: as the
+    settings say). Stored, so every node switches at the same moment without a restart."""
+
+    audience: str
+    alg: str
+    previous: str | None
+    switch_at: float
+
+
 class RevocationKind:
     """What a revocation names. Watermarks revoke every token issued before `issued_before`."""
 
@@ -58,7 +70,8 @@ class ClientRecord:
     disabled: bool = False
     jwks: str | None = None  # JSON JWKS text for private_key_jwt
     jwks_uri: str | None = None  # or where the client publishes it (fetched, cached)
-    id_token_alg: str = "RS256"
+    id_token_alg: str = "RS256"  # id_token_signed_response_alg (OIDC Registration §2)
+    access_token_alg: str | None = None  # None: the audience's, else the deployment's algorithm
     name: str = ""
     # Token exchange (RFC 8693): the audiences this client may exchange tokens for (none: it
     # may not exchange), and whether it may impersonate (else every exchange is a delegation).

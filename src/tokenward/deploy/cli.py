@@ -356,6 +356,19 @@ def client_create(
             "tls_client_auth and self_signed_tls_client_auth)",
         ),
     ] = None,
+    access_token_alg: Annotated[
+        str | None,
+        typer.Option(
+            "--access-token-alg",
+            help="Sign this client's access tokens with this algorithm (e.g. ML-DSA-65)",
+        ),
+    ] = None,
+    id_token_alg: Annotated[
+        str,
+        typer.Option(
+            "--id-token-alg", help="id_token_signed_response_alg (RS256, ES256, ML-DSA-65...)"
+        ),
+    ] = "RS256",
     require_par: Annotated[
         bool,
         typer.Option("--require-par", help="Authorization requests only pushed to /par (RFC 9126)"),
@@ -397,6 +410,8 @@ def client_create(
                 exchange_impersonation=exchange_impersonation,
                 tls_subject={name: value for name, value in tls_subject.items() if value},
                 tls_bound_tokens=tls_bound_tokens,
+                access_token_alg=access_token_alg,
+                id_token_signed_response_alg=id_token_alg,
                 require_par=require_par,
                 require_signed_request_object=require_signed_request_object,
             )
@@ -534,6 +549,36 @@ def keys_rotate(
         return [
             {"kid": k.kid, "state": k.state.value} for k in await services.keys.rotate(force=force)
         ]
+
+    _emit(_run(action))
+
+
+@keys_app.command("migrate")
+def keys_migrate(
+    to: Annotated[str, typer.Option("--to", help="The algorithm to sign with, e.g. ML-DSA-65")],
+    audience: Annotated[
+        str | None,
+        typer.Option("--audience", help="Only access tokens for this audience (resource)"),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Switch now, before caches can have seen the new key"),
+    ] = False,
+) -> None:
+    """Move access-token signing to another algorithm without a failed request: the new key is
+    published now, signing switches once caches know it, and the old keys retire when no live
+    token can carry them (docs/post-quantum.md)."""
+
+    async def action(services: Any) -> dict[str, Any]:
+        plan = await services.keys.migrate(to, audience, force=force)
+        return {
+            "audience": plan.audience,
+            "alg": plan.alg,
+            "previous": plan.previous,
+            "kid": plan.kid,
+            "switch_at": iso_time(plan.switch_at),
+            "old_keys_verify_for_seconds_after_switch": plan.retire_after,
+        }
 
     _emit(_run(action))
 

@@ -23,7 +23,7 @@ def server_background(services: Services) -> list[Background]:
     key schedule, the monitor (with its companions), and the metrics listener if configured."""
     background: list[Background] = [
         services.revocations,
-        KeySchedule(services.keys),
+        KeySchedule(services.keys, services.settings.key_schedule_seconds),
         services.monitor,
     ]
     listener = services.settings.metrics_listener

@@ -122,7 +122,7 @@ def embedded_trust(services: Services, config: GatewayConfig) -> TrustSetup:
     revocation the server applies is refused here at once. The server's lifespan runs its
     feed; `local_trust` adds one for a gateway that is not beside a server."""
     own = services.validator
-    keys = KeyringKeySource(services.keys.keyring, services.keys.reload)
+    keys = KeyringKeySource(services.keys, services.keys.reload)
     opaque = StoreOpaqueResolver(services.stores.access_tokens)
     validator = build_validator(
         config,

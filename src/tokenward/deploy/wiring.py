@@ -87,6 +87,7 @@ from tokenward.tokens.keyring import KeyPolicy
 from tokenward.tokens.opaque import OpaqueAccessTokenStrategy, StoreOpaqueResolver
 from tokenward.tokens.remote_jwks import RemoteJwks
 from tokenward.tokens.sealing import KeySealer, derive_subkey
+from tokenward.tokens.signing_choice import SigningPolicy
 
 Clock = Callable[[], float]
 
@@ -184,7 +185,7 @@ class Services:
             self.settings.issuer,
             self.token_endpoint.grant_types,
             sorted(SCOPES_SUPPORTED),
-            list(self.keys.keyrings),
+            self.keys.algorithms(),
             openid=openid,
             revocation_feed=self.settings.revocation_feed,
             mtls_base=(
@@ -219,12 +220,27 @@ async def build_services(
         KeyPolicy(
             algorithm=alg,
             rotation_period=settings.key_rotation_days * 86400,
-            publish_ahead=max(3600.0, settings.jwks_max_age * 2.0),
+            publish_ahead=settings.publish_ahead,
             leeway=settings.leeway,
         )
-        for alg in dict.fromkeys([settings.signing_alg, "RS256"])  # OIDC: RS256 ID tokens
+        for alg in dict.fromkeys(
+            [
+                settings.signing_alg,
+                *settings.kept_signing_algs,
+                *settings.audience_signing_algs.values(),
+                "RS256",  # OIDC: RS256 ID tokens
+            ]
+        )
     ]
-    keys = await KeyManager.load(stores.keys, sealer, policies, clock)
+    signing = SigningPolicy(settings.signing_alg, settings.audience_signing_algs, clock)
+    keys = await KeyManager.load(
+        stores.keys,
+        sealer,
+        policies,
+        clock,
+        signing=signing,
+        kept=[*settings.kept_signing_algs, "RS256"],
+    )
     hasher = SecretHasher(derive_subkey(master_key, "client-secret-digest"))
 
     names = Namespace.of(settings)
@@ -268,7 +284,7 @@ async def build_services(
         monitor.companions.append(EventConsumer(stores.redis, names.usage, monitor.emit))
     if shared_blocklist is not None:
         monitor.companions.append(shared_blocklist)
-    key_source = KeyringKeySource(keys.keyring)
+    key_source = KeyringKeySource(keys)  # every keyring: tokens of each algorithm verify
     opaque = StoreOpaqueResolver(stores.access_tokens)
     common: dict[str, Any] = {
         "issuer": settings.issuer,
@@ -313,7 +329,7 @@ async def build_services(
     issuer = AccessTokenIssuer(
         {
             "jwt": JwtAccessTokenStrategy(
-                keys.keyring, settings.issuer, lifetime=settings.access_token_lifetime, clock=clock
+                keys, settings.issuer, lifetime=settings.access_token_lifetime, clock=clock
             ),
             "opaque": OpaqueAccessTokenStrategy(
                 stores.access_tokens,
@@ -354,7 +370,7 @@ async def build_services(
     introspector = Introspector(
         authenticator,
         any_audience,
-        keys.keyring,
+        keys,
         settings.issuer,
         clock,
         refresh_lookup=refresh_admin.introspect,

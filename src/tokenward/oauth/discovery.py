@@ -10,7 +10,8 @@ from tokenward.oauth.client_auth import METHODS
 from tokenward.oauth.mtls import MTLS_METHODS
 from tokenward.tokens.dpop import PROOF_ALGS
 
-ASSERTION_ALGS = ["ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"]
+# private_key_jwt: every asymmetric algorithm a client key may be pinned to (RFC 9964 included).
+ASSERTION_ALGS = [*PROOF_ALGS]
 
 
 def metadata(

@@ -28,6 +28,7 @@ from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.oauth.errors import InvalidRequest, TemporarilyUnavailable
 from tokenward.tokens.jwk import VerificationKey
 from tokenward.tokens.jws import (
+    MAX_COMPACT_LENGTH,
     KeyLookup,
     UnknownKeyError,
     parse_compact,
@@ -39,7 +40,7 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 TOKEN_TYPES = (ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_TYPE)
-MAX_TOKEN_LENGTH = 8192  # tokens.jws.MAX_COMPACT_LENGTH: nothing longer verifies anyway
+MAX_TOKEN_LENGTH = MAX_COMPACT_LENGTH  # nothing longer verifies anyway
 MAX_ACT_DEPTH = 8  # actors in one delegation chain (RFC 8693 §4.1 nests them)
 MAX_FOREIGN_LIFETIME = 86400  # a trusted issuer's JWT living longer than this is refused
 _ACCESS_TOKEN_CLAIMS = ("client_id", "scope")  # RFC 9068 claims that an ID token never has

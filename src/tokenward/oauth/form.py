@@ -27,7 +27,7 @@ LIMITS = {
     "refresh_token": 1024,
     "device_code": 1024,
     "token_type_hint": 64,
-    "audience": 2048,  # RFC 8693 §2.1; subject_token and actor_token: 8192, by the grant
+    "audience": 2048,  # RFC 8693 §2.1; subject_token and actor_token: 16 KiB, by the grant
     "subject_token_type": 256,
     "actor_token_type": 256,
     "requested_token_type": 256,

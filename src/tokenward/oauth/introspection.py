@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -20,7 +20,7 @@ from tokenward.oauth.client_auth import ClientAuthenticator
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.tokens.jws import sign_compact
 from tokenward.tokens.jwt_access import claims_of
-from tokenward.tokens.keyring import Keyring
+from tokenward.tokens.keyring import ManagedKey
 
 JWT_RESPONSE_TYPE = "application/token-introspection+jwt"
 INACTIVE: dict[str, Any] = {"active": False}
@@ -33,12 +33,19 @@ def active_response(token: AccessToken) -> dict[str, Any]:
     return body
 
 
+class SigningKey(Protocol):
+    """Whose active key signs JWT introspection responses (RFC 9701): a keyring, or the key
+    manager (the deployment's access-token algorithm as it stands now)."""
+
+    def active(self) -> ManagedKey: ...
+
+
 class Introspector:
     def __init__(
         self,
         authenticator: ClientAuthenticator,
         validator: TokenVerifier,
-        keyring: Keyring,
+        keyring: SigningKey,
         issuer: str,
         clock: Callable[[], float] = time.time,
         *,

@@ -20,6 +20,8 @@ class AccessTokenIssuer:
         self._strategies = strategies
 
     async def issue(self, client: ClientRecord, grant: TokenGrant) -> IssuedAccessToken:
+        if client.access_token_alg is not None and grant.signing_alg is None:
+            grant = replace(grant, signing_alg=client.access_token_alg)
         issued = await self._strategies[client.token_format].mint(grant)
         if grant.cnf and grant.cnf.get("jkt"):
             return replace(issued, token_type="DPoP")  # RFC 9449 §5: bound tokens say so

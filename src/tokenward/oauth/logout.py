@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from tokenward.core.errors import JoseError
 from tokenward.oauth.sessions import ActiveSession
-from tokenward.tokens.jws import KeyLookup, payload_object, verify_compact
+from tokenward.tokens.jws import MAX_COMPACT_LENGTH, KeyLookup, payload_object, verify_compact
 
-MAX_HINT_LENGTH = 8192
+MAX_HINT_LENGTH = MAX_COMPACT_LENGTH  # an ML-DSA-87 ID token is ~6 KB
 # RFC 9068 §2.2 claims an access token carries and an ID token does not.
 _ACCESS_TOKEN_CLAIMS = ("client_id", "scope")
 

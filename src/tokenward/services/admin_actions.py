@@ -100,6 +100,8 @@ class AdminActions:
             token_format=str(p.get("token_format") or "jwt"),
             exchange_audiences=[str(item) for item in p.get("exchange_audiences") or []],
             exchange_impersonation=bool(p.get("exchange_impersonation")),
+            access_token_alg=str(p["access_token_alg"]) if p.get("access_token_alg") else None,
+            id_token_signed_response_alg=str(p.get("id_token_signed_response_alg") or "RS256"),
             auth_method=_text(p.get("auth_method")),
             jwks=_jwks_text(p.get("jwks")),
             jwks_uri=_text(p.get("jwks_uri")),

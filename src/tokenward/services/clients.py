@@ -21,6 +21,7 @@ from tokenward.services.client_keys import check_jwks_uri, public_key_set
 from tokenward.services.errors import AdminError
 from tokenward.services.revoking import Watermarks
 from tokenward.services.views import client_view
+from tokenward.tokens.algorithms import ALGORITHMS, GENERATED
 
 GRANT_TYPES = (
     "authorization_code",
@@ -66,6 +67,8 @@ class ClientAdmin:
         exchange_impersonation: bool = False,
         tls_subject: dict[str, str] | None = None,
         tls_bound_tokens: bool | None = None,
+        access_token_alg: str | None = None,
+        id_token_signed_response_alg: str = "RS256",
         require_par: bool = False,
         require_signed_request_object: bool = False,
     ) -> dict[str, Any]:
@@ -78,9 +81,12 @@ class ClientAdmin:
         field (tls_client_auth_subject_dn / _san_dns / _san_uri / _san_ip / _san_email) the
         client's certificate must carry; `tls_bound_tokens`: bind its access tokens to the
         certificate it presents (default: yes for the mTLS methods), RFC 8705, docs/mtls.md.
-        `require_par`: its authorization requests only through /par (RFC 9126)."""
+        `require_par`: its authorization requests only through /par (RFC 9126).
+        `access_token_alg` and `id_token_signed_response_alg`: the algorithms
+        its tokens are signed with (docs/post-quantum.md)."""
         if await self._clients.get(client_id) is not None:
             raise AdminError(f"client {client_id!r} exists already")
+        _check_signing_algs(access_token_alg, id_token_signed_response_alg)
         if jwks is not None and jwks_uri is not None:
             raise AdminError("give the client's keys (--jwks) or where to fetch them (--jwks-uri)")
         keys = jwks is not None or jwks_uri is not None
@@ -124,6 +130,8 @@ class ClientAdmin:
             tls_client_auth_san_uri=subject.get("tls_client_auth_san_uri"),
             tls_client_auth_san_ip=subject.get("tls_client_auth_san_ip"),
             tls_client_auth_san_email=subject.get("tls_client_auth_san_email"),
+            access_token_alg=access_token_alg,
+            id_token_alg=id_token_signed_response_alg,
             require_pushed_authorization_requests=require_par,
             require_signed_request_object=require_signed_request_object,
         )
@@ -227,3 +235,12 @@ def _checked_uris(
         )
     except client_uris.UriError as exc:
         raise AdminError(str(exc)) from None
+
+
+def _check_signing_algs(access_token_alg: str | None, id_token_alg: str) -> None:
+    """Algorithms a deployment can generate keys for; a symmetric one would need the client's
+    secret as the key, which we never keep."""
+    for name, value in (("access_token_alg", access_token_alg), ("id_token_alg", id_token_alg)):
+        if value is not None and (value not in GENERATED or ALGORITHMS[value].symmetric):
+            choices = ", ".join(alg for alg in GENERATED if not ALGORITHMS[alg].symmetric)
+            raise AdminError(f"{name} must be one of {choices}")

@@ -36,6 +36,8 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "tls_client_certificate_bound_access_tokens": (
             client.tls_client_certificate_bound_access_tokens
         ),
+        "access_token_alg": client.access_token_alg,
+        "id_token_signed_response_alg": client.id_token_alg,
     }
 
 

@@ -8,19 +8,26 @@ from collections.abc import Callable, Iterable, Sequence
 
 from tokenward.core.claims import AccessToken
 from tokenward.core.ports import Conflict
-from tokenward.core.records import ClientRecord, Revocation, StoredKey, UserRecord
+from tokenward.core.records import ClientRecord, Revocation, SigningChoice, StoredKey, UserRecord
 from tokenward.core.revocation_mirror import RevocationMirror
 
 
 class MemoryKeyStore:
     def __init__(self) -> None:
         self._keys: dict[str, StoredKey] = {}
+        self._choices: dict[str, SigningChoice] = {}
 
     async def load_all(self) -> Sequence[StoredKey]:
         return list(self._keys.values())
 
     async def save(self, keys: Sequence[StoredKey]) -> None:
         self._keys.update({key.kid: key for key in keys})
+
+    async def load_choices(self) -> Sequence[SigningChoice]:
+        return list(self._choices.values())
+
+    async def save_choices(self, choices: Sequence[SigningChoice]) -> None:
+        self._choices.update({choice.audience: choice for choice in choices})
 
 
 class MemoryRevocationStore:

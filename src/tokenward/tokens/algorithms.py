@@ -1,4 +1,5 @@
-"""JWS algorithms (RFC 7518 §3, RFC 8037 §3.1) over `cryptography`, each pinned to one key type.
+"""JWS algorithms (RFC 7518 §3, RFC 8037 §3.1, RFC 9964 ML-DSA) over `cryptography`, each pinned
+to one key type.
 
 Why not the JOSE library on this path: `make bench` (P1) shows PyJWT's decode spending a large
 share over the bare `cryptography` verify on parsing and dispatch; binding the verify primitive to
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
@@ -26,8 +27,18 @@ from tokenward.tokens.roca import is_roca_vulnerable
 
 Verify = Callable[[bytes, bytes], bool]
 Sign = Callable[[bytes], bytes]
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey | bytes
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | bytes
+MlDsaPublicKey = mldsa.MLDSA44PublicKey | mldsa.MLDSA65PublicKey | mldsa.MLDSA87PublicKey
+MlDsaPrivateKey = mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey
+PublicKey = (
+    ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey | MlDsaPublicKey | bytes
+)
+PrivateKey = (
+    ec.EllipticCurvePrivateKey
+    | rsa.RSAPrivateKey
+    | ed25519.Ed25519PrivateKey
+    | MlDsaPrivateKey
+    | bytes
+)
 
 MIN_RSA_BITS = 2048
 
@@ -63,12 +74,37 @@ CURVES = {
 
 
 @dataclass(frozen=True, slots=True)
+class MlDsaParameters:
+    """One FIPS 204 parameter set: its key classes and exact encoded sizes (FIPS 204 Table 2)."""
+
+    name: str
+    public_bytes: int
+    signature_bytes: int
+    private_class: type[MlDsaPrivateKey]
+    public_class: type[MlDsaPublicKey]
+
+
+ML_DSA = {
+    "ML-DSA-44": MlDsaParameters(
+        "ML-DSA-44", 1312, 2420, mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey
+    ),
+    "ML-DSA-65": MlDsaParameters(
+        "ML-DSA-65", 1952, 3309, mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey
+    ),
+    "ML-DSA-87": MlDsaParameters(
+        "ML-DSA-87", 2592, 4627, mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey
+    ),
+}
+ML_DSA_SEED_BYTES = 32  # RFC 9964 §2: the private key is the 32-byte seed ξ, nothing else
+
+
+@dataclass(frozen=True, slots=True)
 class Algorithm:
     """One JWS `alg`: the only key type, curve and hash it may be used with."""
 
     name: str
     kty: str
-    family: str  # ecdsa | pkcs1 | pss | eddsa | hmac
+    family: str  # ecdsa | pkcs1 | pss | eddsa | hmac | mldsa
     hash_name: str | None = None
     curve: str | None = None
 
@@ -95,10 +131,16 @@ ALGORITHMS: dict[str, Algorithm] = {
     "HS256": Algorithm("HS256", "oct", "hmac", "sha256"),
     "HS384": Algorithm("HS384", "oct", "hmac", "sha384"),
     "HS512": Algorithm("HS512", "oct", "hmac", "sha512"),
+    # RFC 9964 §3: pure ML-DSA, empty context string; the parameter set is the algorithm.
+    "ML-DSA-44": Algorithm("ML-DSA-44", "AKP", "mldsa"),
+    "ML-DSA-65": Algorithm("ML-DSA-65", "AKP", "mldsa"),
+    "ML-DSA-87": Algorithm("ML-DSA-87", "AKP", "mldsa"),
 }
 
 # Algorithms the keyring generates; the rest are accepted from remote key sets only.
-GENERATED = ("ES256", "EdDSA", "RS256", "PS256", "HS256")
+GENERATED = ("ES256", "EdDSA", "RS256", "PS256", "HS256", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87")
+# Asymmetric algorithms we verify in client assertions, DPoP proofs and remote key sets.
+ASYMMETRIC = tuple(name for name, alg in ALGORITHMS.items() if not alg.symmetric)
 
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256,
@@ -131,6 +173,14 @@ def curve(alg: Algorithm) -> Curve:
     return CURVES[alg.curve]
 
 
+def ml_dsa(alg: Algorithm) -> MlDsaParameters:
+    """The FIPS 204 parameter set an ML-DSA algorithm is pinned to."""
+    try:
+        return ML_DSA[alg.name]
+    except KeyError:
+        raise KeyRejected(f"{alg.name} is not an ML-DSA algorithm") from None
+
+
 def verifier(alg: Algorithm, key: PublicKey) -> Verify:
     """A verify function bound to one key and one algorithm; checked against the key's type."""
     check_key_matches(alg, key)
@@ -143,6 +193,8 @@ def verifier(alg: Algorithm, key: PublicKey) -> Verify:
         return _eddsa_verifier(key)
     if family == "hmac" and isinstance(key, bytes):
         return _hmac_verifier(key, alg)
+    if family == "mldsa" and isinstance(key, ml_dsa(alg).public_class):
+        return _mldsa_verifier(key, alg)
     raise KeyRejected(f"{alg.name} cannot verify with this key")
 
 
@@ -162,6 +214,8 @@ def signer(alg: Algorithm, key: PrivateKey) -> Sign:
         check_key_matches(alg, key)
         name = _hash_name(alg)
         return lambda message: hmac.digest(key, message, name)
+    if family == "mldsa" and isinstance(key, ml_dsa(alg).private_class):
+        return key.sign  # RFC 9964 §3: the empty context string, cryptography's default
     raise KeyRejected(f"{alg.name} cannot sign with this key")
 
 
@@ -176,13 +230,19 @@ def check_key_matches(alg: Algorithm, key: PublicKey) -> None:
         if not isinstance(key, rsa.RSAPublicKey):
             raise KeyRejected(f"{alg.name} needs an RSA key")
         check_rsa_public(key)
-    elif alg.family == "eddsa":
-        if not isinstance(key, ed25519.Ed25519PublicKey):
-            raise KeyRejected(f"{alg.name} needs an Ed25519 key")
+    elif alg.family in ("eddsa", "mldsa"):
+        _check_fixed_key(alg, key)
     elif not isinstance(key, bytes):
         raise KeyRejected(f"{alg.name} needs a symmetric secret")
     elif len(key) < alg.hash_bytes:  # RFC 7518 §3.2: at least the hash output size
         raise KeyRejected(f"{alg.name} needs a secret of at least {alg.hash_bytes * 8} bits")
+
+
+def _check_fixed_key(alg: Algorithm, key: PublicKey) -> None:
+    """Ed25519 and ML-DSA: the key's class is its parameter set."""
+    expected = ed25519.Ed25519PublicKey if alg.family == "eddsa" else ml_dsa(alg).public_class
+    if not isinstance(key, expected):
+        raise KeyRejected(f"{alg.name} needs an {alg.curve or alg.name} key")
 
 
 def check_rsa_public(key: rsa.RSAPublicKey) -> None:
@@ -259,6 +319,22 @@ def _eddsa_verifier(key: ed25519.Ed25519PublicKey) -> Verify:
 
     def verify(message: bytes, signature: bytes) -> bool:
         if len(signature) != 64:
+            return False
+        try:
+            key_verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify
+
+
+def _mldsa_verifier(key: MlDsaPublicKey, alg: Algorithm) -> Verify:
+    size = ml_dsa(alg).signature_bytes
+    key_verify = key.verify
+
+    def verify(message: bytes, signature: bytes) -> bool:
+        if len(signature) != size:  # FIPS 204 sigDecode: one fixed length per parameter set
             return False
         try:
             key_verify(signature, message)

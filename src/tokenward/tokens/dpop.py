@@ -22,10 +22,22 @@ from tokenward.core.errors import InvalidDpopProof, JoseError, UseDpopNonce
 from tokenward.tokens.b64 import b64url_encode
 from tokenward.tokens.htu import normalise as normalise_url
 from tokenward.tokens.jwk import PRIVATE_MEMBERS, VerificationKey, key_from_jwk
-from tokenward.tokens.jws import parse_compact, payload_object
+from tokenward.tokens.jws import MAX_COMPACT_LENGTH, parse_compact, payload_object
 
-PROOF_ALGS = ("ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256")
-MAX_PROOF_LENGTH = 4096
+PROOF_ALGS = (
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "RS256",
+    "PS256",
+    "ML-DSA-44",
+    "ML-DSA-65",
+    "ML-DSA-87",
+)
+MAX_PROOF_LENGTH = (
+    MAX_COMPACT_LENGTH  # an ML-DSA-87 proof carries a 2.6 KB key and 4.6 KB signature
+)
 IAT_PAST = 120.0  # how old a proof may be (and how long its jti is remembered)
 IAT_FUTURE = 30.0  # clock skew a client may have
 NONCE_WINDOW = 300.0
@@ -34,6 +46,7 @@ _THUMBPRINT_MEMBERS = {
     "EC": ("crv", "kty", "x", "y"),
     "RSA": ("e", "kty", "n"),
     "OKP": ("crv", "kty", "x"),
+    "AKP": ("alg", "kty", "pub"),  # RFC 9964 §5
 }
 
 FirstUse = Callable[[str, float], Awaitable[bool]]
@@ -58,6 +71,8 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     members = _THUMBPRINT_MEMBERS.get(str(jwk.get("kty")))
     if members is None:
         raise DpopError("the proof key type is not supported")
+    if not all(isinstance(jwk.get(name), str) for name in members):
+        raise DpopError("the proof key lacks a member its thumbprint needs")
     canonical = orjson.dumps({name: jwk[name] for name in members}, option=orjson.OPT_SORT_KEYS)
     return b64url_encode(hashlib.sha256(canonical).digest())
 
@@ -159,6 +174,8 @@ class DpopVerifier:
             raise DpopError("the DPoP proof must carry its public key in jwk")
         if jwk.get("alg") not in (None, header["alg"]):
             raise DpopError("the proof key's alg differs from the proof's alg")
+        if jwk.get("kty") == "AKP" and jwk.get("alg") is None:  # RFC 9964 §2: alg is required
+            raise DpopError("an AKP proof key must name its alg")
         if PRIVATE_MEMBERS & jwk.keys() or jwk.get("use", "sig") != "sig":  # RFC 9449 §4.2
             raise DpopError("the proof's jwk must be a public signing key")
         return jwk

@@ -24,6 +24,7 @@ class TokenGrant:
     cnf: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     lifetime: int | None = None  # the client's own access-token lifetime, when it has one
+    signing_alg: str | None = None  # the client's own access-token algorithm, when it has one
 
 
 @dataclass(frozen=True, slots=True)

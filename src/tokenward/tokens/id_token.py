@@ -16,6 +16,8 @@ from tokenward.tokens.keyring import Keyring
 
 ID_TOKEN_LIFETIME = 3600
 # OIDC Core §3.1.3.6: the hash of the JWS alg; EdDSA (Ed25519) uses SHA-512 (OIDC errata).
+# ML-DSA names no hash and OIDC defines none for it yet: its ID tokens carry no at_hash, which
+# the code flow makes optional (§3.1.3.6), rather than a hash a relying party cannot check.
 _HASH_OF = {
     "RS256": "sha256",
     "PS256": "sha256",
@@ -56,10 +58,18 @@ class IdTokenSigner:
 
     @property
     def algorithms(self) -> list[str]:
-        return sorted(alg for alg in self._keyrings if alg in _HASH_OF and alg != "HS256")
+        return sorted(
+            alg
+            for alg, ring in self._keyrings.items()
+            if alg != "HS256"
+            and (alg in _HASH_OF or alg.startswith("ML-DSA-"))
+            and ring.has_active()
+        )
 
     def sign(self, claims: IdTokenClaims, alg: str, access_token: str | None = None) -> str:
-        ring = self._keyrings.get(alg) or self._keyrings["RS256"]
+        ring = self._keyrings.get(alg)
+        if ring is None or not ring.has_active():
+            ring = self._keyrings["RS256"]
         key = ring.active()
         now = int(self._clock())
         payload: dict[str, Any] = dict(claims.extra or {})
@@ -77,7 +87,7 @@ class IdTokenSigner:
             "acr": claims.acr,
         }
         payload.update({name: value for name, value in optional.items() if value is not None})
-        if access_token is not None:
+        if access_token is not None and key.alg.name in _HASH_OF:
             payload["at_hash"] = token_hash(access_token, key.alg.name)
         header = {"alg": key.alg.name, "kid": key.kid, "typ": "JWT"}
         return sign_compact(header, orjson.dumps(payload), key.sign)

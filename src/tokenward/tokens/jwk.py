@@ -1,4 +1,5 @@
-"""JSON Web Keys (RFC 7517, RFC 7518 §6, RFC 8037 §2) with the key hygiene a JOSE library skips.
+"""JSON Web Keys (RFC 7517, RFC 7518 §6, RFC 8037 §2, RFC 9964 `AKP`) with the key hygiene a JOSE
+library skips.
 
 Every key is pinned to exactly one algorithm; a key set refuses duplicate `kid`s and never mixes
 symmetric with asymmetric keys (Wycheproof json_web_key_test: MixedKeySet, DuplicateKid).
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 
 from tokenward.tokens import algorithms as algs
 from tokenward.tokens.b64 import Base64Error, b64url_decode, b64url_encode, int_to_b64
@@ -27,7 +28,9 @@ _DEFAULT_ALG = {
     ("OKP", "Ed25519"): "EdDSA",
     ("RSA", None): "RS256",
 }
-PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k", "priv"})
+# RFC 9964 §2: an AKP key carries `pub`, and `priv` (the seed) only in private form.
+_AKP_PUBLIC_MEMBERS = frozenset({"kty", "alg", "pub", "kid", "use", "key_ops", "x5c", "x5t"})
 MAX_KEYS_IN_SET = 64
 
 
@@ -56,6 +59,8 @@ def key_from_jwk(jwk: Mapping[str, Any], *, allow_secret: bool = False) -> Verif
         return VerificationKey(kid, alg, algs.verifier(alg, secret))
     if PRIVATE_MEMBERS & jwk.keys():
         raise KeyRejected("a public key set must not hold private key members")
+    if kty == "AKP":
+        _check_akp_members(jwk, private=False)
     public = _public_key(jwk, kty, alg)
     return VerificationKey(kid, alg, algs.verifier(alg, public), public_jwk(public, kid, alg.name))
 
@@ -136,7 +141,68 @@ def _public_members(key: algs.PublicKey) -> dict[str, str]:
     if isinstance(key, ed25519.Ed25519PublicKey):
         raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return {"crv": "Ed25519", "kty": "OKP", "x": b64url_encode(raw)}
+    if isinstance(key, _ML_DSA_PUBLIC):
+        # RFC 9964 §5: the thumbprint covers alg, kty and pub (the alg names the parameter set).
+        return {
+            "alg": _ml_dsa_name(key),
+            "kty": "AKP",
+            "pub": b64url_encode(key.public_bytes_raw()),
+        }
     raise KeyRejected("symmetric keys have no public form")
+
+
+_ML_DSA_PUBLIC = (mldsa.MLDSA44PublicKey, mldsa.MLDSA65PublicKey, mldsa.MLDSA87PublicKey)
+
+
+def _ml_dsa_name(key: algs.MlDsaPublicKey) -> str:
+    for params in algs.ML_DSA.values():
+        if isinstance(key, params.public_class):
+            return params.name
+    raise KeyRejected("not an ML-DSA key")
+
+
+def ml_dsa_public_key(alg: algs.Algorithm, raw: bytes) -> algs.MlDsaPublicKey:
+    """An ML-DSA public key of exactly its parameter set's size (RFC 9964 §2, FIPS 204 Table 2)."""
+    params = algs.ml_dsa(alg)
+    if len(raw) != params.public_bytes:
+        raise KeyRejected(f"{alg.name} public keys are {params.public_bytes} bytes")
+    try:
+        return params.public_class.from_public_bytes(raw)
+    except ValueError:
+        raise KeyRejected(f"{alg.name} public key does not decode") from None
+
+
+def ml_dsa_private_key(alg: algs.Algorithm, seed: bytes) -> algs.MlDsaPrivateKey:
+    """An ML-DSA private key from its 32-byte seed, the only private form RFC 9964 allows."""
+    params = algs.ml_dsa(alg)
+    if len(seed) != algs.ML_DSA_SEED_BYTES:
+        raise KeyRejected(f"{alg.name} private keys are a {algs.ML_DSA_SEED_BYTES}-byte seed")
+    return params.private_class.from_seed_bytes(seed)
+
+
+def private_key_from_akp_jwk(jwk: Mapping[str, Any]) -> tuple[algs.Algorithm, algs.MlDsaPrivateKey]:
+    """A private RFC 9964 JWK: `priv` is the seed, and `pub` must be the key the seed derives."""
+    if _member(jwk, "kty") != "AKP":
+        raise KeyRejected("not an AKP key")
+    _check_akp_members(jwk, private=True)
+    alg = _pinned_algorithm(jwk, "AKP")
+    private = ml_dsa_private_key(alg, _decode(jwk, "priv"))
+    if private.public_key().public_bytes_raw() != _decode(jwk, "pub"):
+        raise KeyRejected("AKP 'pub' is not the public key of 'priv'")
+    return alg, private
+
+
+def private_akp_jwk(key: algs.MlDsaPrivateKey, kid: str | None) -> dict[str, str]:
+    jwk = public_jwk(key.public_key(), kid, _ml_dsa_name(key.public_key()))
+    jwk["priv"] = b64url_encode(key.private_bytes_raw())
+    return jwk
+
+
+def _check_akp_members(jwk: Mapping[str, Any], *, private: bool) -> None:
+    allowed = _AKP_PUBLIC_MEMBERS | {"priv"} if private else _AKP_PUBLIC_MEMBERS
+    extra = jwk.keys() - allowed
+    if extra & (PRIVATE_MEMBERS | {"seed", "sk"}):
+        raise KeyRejected("an AKP key's only private member is 'priv' (the seed)")
 
 
 def _member(jwk: Mapping[str, Any], name: str) -> str:
@@ -156,6 +222,8 @@ def _decode(jwk: Mapping[str, Any], name: str) -> bytes:
 def _pinned_algorithm(jwk: Mapping[str, Any], kty: str) -> algs.Algorithm:
     name = jwk.get("alg")
     crv = jwk.get("crv") if kty in ("EC", "OKP") else None
+    if name is None and kty == "AKP":  # RFC 9964 §2: the algorithm names the parameter set
+        raise KeyRejected("an AKP key must name its 'alg'")
     if name is None:
         name = _DEFAULT_ALG.get((kty, crv))
         if name is None:
@@ -207,6 +275,8 @@ def _public_key(jwk: Mapping[str, Any], kty: str, alg: algs.Algorithm) -> algs.P
             return public.public_key()
         except ValueError:
             raise KeyRejected("RSA key numbers are invalid") from None
+    if kty == "AKP":
+        return ml_dsa_public_key(alg, _decode(jwk, "pub"))
     x = _decode(jwk, "x")
     if len(x) != 32:
         raise KeyRejected("Ed25519 public keys are 32 bytes")

@@ -1,11 +1,12 @@
-"""RFC 9068 JWT access tokens, signed by the keyring's active key."""
+"""RFC 9068 JWT access tokens, signed by the active key of the algorithm chosen for the token
+(tokens/signing_choice.py: the client's, the audience's or the deployment's)."""
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -15,6 +16,20 @@ from tokenward.tokens.jws import sign_compact
 from tokenward.tokens.keyring import Keyring
 
 DEFAULT_LIFETIME = 900  # 15 minutes
+
+
+class SigningKeyrings(Protocol):
+    """Which keyring signs a token (tokens/key_manager.KeyManager)."""
+
+    def access_token_ring(self, audience: Sequence[str], client_alg: str | None) -> Keyring: ...
+
+
+class _OneKeyring:
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+
+    def access_token_ring(self, audience: Sequence[str], client_alg: str | None) -> Keyring:
+        return self._keyring
 
 
 def claims_of(token: AccessToken) -> dict[str, Any]:
@@ -65,25 +80,26 @@ class JwtAccessTokenStrategy:
 
     def __init__(
         self,
-        keyring: Keyring,
+        keyring: Keyring | SigningKeyrings,
         issuer: str,
         *,
         lifetime: int = DEFAULT_LIFETIME,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if lifetime > keyring.policy.max_token_lifetime:
+        self._keyrings = _OneKeyring(keyring) if isinstance(keyring, Keyring) else keyring
+        self._max_lifetime = self._keyrings.access_token_ring((), None).policy.max_token_lifetime
+        if lifetime > self._max_lifetime:
             raise ValueError("access token lifetime exceeds the keyring's max_token_lifetime")
-        self._keyring = keyring
         self._issuer = issuer
         self._lifetime = lifetime
         self._clock = clock
 
     def mint_sync(self, grant: TokenGrant) -> IssuedAccessToken:
         lifetime = self._lifetime if grant.lifetime is None else grant.lifetime
-        if not 0 < lifetime <= self._keyring.policy.max_token_lifetime:
+        if not 0 < lifetime <= self._max_lifetime:
             raise ValueError("access token lifetime must be positive and within the key overlap")
         claims = access_token_for(grant, self._issuer, int(self._clock()), lifetime)
-        key = self._keyring.active()
+        key = self._keyrings.access_token_ring(grant.audience, grant.signing_alg).active()
         header = {"alg": key.alg.name, "typ": "at+jwt", "kid": key.kid}
         payload = orjson.dumps(claims_of(claims))
         return IssuedAccessToken(sign_compact(header, payload, key.sign), claims, lifetime)

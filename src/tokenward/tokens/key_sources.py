@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from tokenward.tokens.jwk import VerificationKey
-from tokenward.tokens.keyring import Keyring
+from tokenward.tokens.keyring import ManagedKey
 
 
 class KeySource(Protocol):
@@ -23,6 +23,14 @@ class KeySource(Protocol):
     def refresh_sync(self, *, unknown_kid: bool) -> bool: ...
 
 
+class HeldKeys(Protocol):
+    """A keyring, or the key manager holding one keyring per algorithm."""
+
+    def verification_key(self, kid: str | None) -> VerificationKey | None: ...
+
+    def managed_keys(self) -> list[ManagedKey]: ...
+
+
 class KeyringKeySource:
     """The embedded case: the issuer's own keyring, shared in memory.
 
@@ -35,7 +43,7 @@ class KeyringKeySource:
 
     def __init__(
         self,
-        keyring: Keyring,
+        keyring: HeldKeys,
         reload: Callable[[], Awaitable[None]] | None = None,
         *,
         min_interval: float = 5.0,

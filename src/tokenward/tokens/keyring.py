@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tokenward.core.records import StoredKey
 from tokenward.tokens import algorithms as algs
-from tokenward.tokens.jwk import VerificationKey, public_jwk, thumbprint
+from tokenward.tokens.jwk import VerificationKey, ml_dsa_private_key, public_jwk, thumbprint
 from tokenward.tokens.sealing import KeySealer
 
 Clock = Callable[[], float]
@@ -74,6 +74,8 @@ def generate_private_key(alg: algs.Algorithm, rsa_bits: int = 2048) -> algs.Priv
         return rsa.generate_private_key(public_exponent=65537, key_size=max(rsa_bits, 2048))
     if alg.family == "eddsa":
         return ed25519.Ed25519PrivateKey.generate()
+    if alg.family == "mldsa":
+        return algs.ml_dsa(alg).private_class.generate()
     return secrets.token_bytes(max(alg.hash_bytes, 32))
 
 
@@ -101,6 +103,10 @@ class Keyring:
         self._reindex()
 
     # --- reading -------------------------------------------------------------------------
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     def managed_keys(self) -> list[ManagedKey]:
         return sorted(self._keys.values(), key=lambda key: key.created_at)
 
@@ -170,7 +176,29 @@ class Keyring:
         self._add(fresh)
         return [*changed, current, upcoming, fresh]
 
+    def retire(self) -> list[ManagedKey]:
+        """Nothing signs with this algorithm any more (`tokenward keys migrate`): the active key
+        verifies on as retiring until every token it signed has expired; `next` never signed,
+        so it goes at once."""
+        now = self._clock()
+        changed = []
+        for key in self._keys.values():
+            if key.state == KeyState.ACTIVE:
+                key.state, key.retiring_at = KeyState.RETIRING, now
+                changed.append(key)
+            elif key.state == KeyState.NEXT:
+                key.state, key.retired_at = KeyState.RETIRED, now
+                changed.append(key)
+        if changed:
+            self._reindex()
+        return changed
+
+    def has_active(self) -> bool:
+        return any(key.state == KeyState.ACTIVE for key in self._keys.values())
+
     def rotation_due(self) -> bool:
+        if not self.has_active():
+            return False
         activated = self.active().activated_at or 0.0
         return self._clock() >= activated + self.policy.rotation_period
 
@@ -217,6 +245,8 @@ class Keyring:
 def seal_key(key: ManagedKey, sealer: KeySealer) -> StoredKey:
     if isinstance(key.private, bytes):
         material = key.private
+    elif key.alg.family == "mldsa" and isinstance(key.private, algs.MlDsaPrivateKey):
+        material = key.private.private_bytes_raw()  # the 32-byte seed: all RFC 9964 keeps
     else:
         material = key.private.private_bytes(
             serialization.Encoding.DER,
@@ -241,6 +271,8 @@ def open_key(stored: StoredKey, sealer: KeySealer) -> ManagedKey:
     private: algs.PrivateKey
     if alg.symmetric:
         private = material
+    elif alg.family == "mldsa":
+        private = ml_dsa_private_key(alg, material)
     else:
         loaded = serialization.load_der_private_key(material, password=None)
         if not isinstance(

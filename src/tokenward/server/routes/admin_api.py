@@ -34,6 +34,8 @@ class Client(BaseModel):
     disabled: bool
     exchange_audiences: list[str] = []  # token exchange policy (docs/token-exchange.md)
     exchange_impersonation: bool = False
+    access_token_alg: str | None = None  # None: the audience's, else the deployment's
+    id_token_signed_response_alg: str = "RS256"
     jwks_uri: str | None = None  # the client's keys: fetched from here, or registered (kids)
     jwks_kids: list[str | None] = []
     require_pushed_authorization_requests: bool = False  # PAR, JAR (docs/fapi.md)
@@ -54,6 +56,8 @@ class NewClient(BaseModel):
     token_format: str = "jwt"
     exchange_audiences: list[str] = Field([], max_length=16)
     exchange_impersonation: bool = False
+    access_token_alg: str | None = Field(None, max_length=16)
+    id_token_signed_response_alg: str = Field("RS256", max_length=16)
     auth_method: str | None = Field(None, description="Default: by public, jwks, jwks_uri")
     jwks: dict[str, Any] | None = Field(None, description="The client's public keys (JWKS)")
     jwks_uri: str | None = Field(None, max_length=2048, description="Or where it publishes them")

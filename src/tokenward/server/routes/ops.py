@@ -34,7 +34,7 @@ def readiness_for(parts: ServerParts) -> Readiness:
         checks["database"] = database_check(stores.engine, metrics)
     if stores.redis is not None:
         checks["redis"] = redis_check(stores.redis, metrics)
-    checks["signing_key"] = signing_key_check(list(parts.keys.keyrings.values()))
+    checks["signing_key"] = signing_key_check(parts.keys.signing_keyrings())
     checks["revocations"] = revocation_check(parts.validator.revocations, parts.clock)
     return Readiness(checks)
 

@@ -73,6 +73,7 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "tls_client_certificate_bound_access_tokens": (
             client.tls_client_certificate_bound_access_tokens
         ),
+        "access_token_alg": client.access_token_alg,
         "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
         "require_signed_request_object": client.require_signed_request_object,
     }
@@ -107,6 +108,7 @@ def _record(row: ClientRow) -> ClientRecord:
         tls_client_auth_san_ip=row.tls_client_auth_san_ip,
         tls_client_auth_san_email=row.tls_client_auth_san_email,
         tls_client_certificate_bound_access_tokens=row.tls_client_certificate_bound_access_tokens,
+        access_token_alg=row.access_token_alg,
         require_pushed_authorization_requests=row.require_pushed_authorization_requests,
         require_signed_request_object=row.require_signed_request_object,
     )

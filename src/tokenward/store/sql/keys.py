@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tokenward.core.records import StoredKey
-from tokenward.store.sql.models import SigningKeyRow, upsert
+from tokenward.core.records import SigningChoice, StoredKey
+from tokenward.store.sql.models import SigningChoiceRow, SigningKeyRow, upsert
 
 
 class SqlKeyStore:
@@ -31,6 +31,30 @@ class SqlKeyStore:
             return
         async with self._sessions.begin() as session:
             await session.execute(upsert(session, SigningKeyRow, list(latest.values()), "kid"))
+
+    async def load_choices(self) -> Sequence[SigningChoice]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(SigningChoiceRow))
+            return [
+                SigningChoice(row.audience, row.alg, row.previous, row.switch_at) for row in rows
+            ]
+
+    async def save_choices(self, choices: Sequence[SigningChoice]) -> None:
+        latest = {
+            choice.audience: {
+                "audience": choice.audience,
+                "alg": choice.alg,
+                "previous": choice.previous,
+                "switch_at": choice.switch_at,
+            }
+            for choice in choices
+        }
+        if not latest:
+            return
+        async with self._sessions.begin() as session:
+            await session.execute(
+                upsert(session, SigningChoiceRow, list(latest.values()), "audience")
+            )
 
 
 def _values(key: StoredKey) -> dict[str, object]:

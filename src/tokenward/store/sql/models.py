@@ -68,6 +68,17 @@ class SigningKeyRow(Base):
     sealed_private: Mapped[bytes]  # encrypted by tokens/sealing.py before it gets here
 
 
+class SigningChoiceRow(Base):
+    """`tokenward keys migrate`: the algorithm an audience's access tokens switch to."""
+
+    __tablename__ = "signing_choices"
+
+    audience: Mapped[str] = mapped_column(Text(), primary_key=True)  # "": the deployment's
+    alg: Mapped[str]
+    previous: Mapped[str | None]
+    switch_at: Mapped[float]
+
+
 class RevocationRow(Base):
     __tablename__ = "revocations"
     # AUTOINCREMENT: never reuse a seq after the newest rows are purged, or a mirror that has
@@ -127,6 +138,7 @@ class ClientRow(Base):
     tls_client_auth_san_ip: Mapped[str | None] = mapped_column(Text())
     tls_client_auth_san_email: Mapped[str | None] = mapped_column(Text())
     tls_client_certificate_bound_access_tokens: Mapped[bool] = mapped_column(server_default=false())
+    access_token_alg: Mapped[str | None]
     # PAR (RFC 9126) and JAR (RFC 9101): how this client must send its authorization requests.
     require_pushed_authorization_requests: Mapped[bool] = mapped_column(server_default=false())
     require_signed_request_object: Mapped[bool] = mapped_column(server_default=false())
