@@ -111,6 +111,7 @@ _REQUIRED_MEMBERS = {
     "EC": ("crv", "kty", "x", "y"),
     "RSA": ("e", "kty", "n"),
     "OKP": ("crv", "kty", "x"),
+    "AKP": ("alg", "kty", "pub"),  # RFC 9964 §5: the alg names the parameter set
 }
 
 
