@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     # Token exchange (RFC 8693): issuers whose JWTs may be exchanged, as a JSON list of
     # {"issuer", "jwks_uri", "algorithm"} (docs/token-exchange.md).
     exchange_trusted_issuers: list[TrustedIssuerSetting] = []
+    # Shared Signals receiver (docs/continuous-access.md): transmitters whose SETs POSTed to
+    # /ssf/receive are verified and acted on, as a JSON list of {"issuer", "jwks_uri",
+    # "algorithm"}; and how old (by iat, seconds) a SET may be.
+    ssf_transmitters: list[TrustedIssuerSetting] = []
+    ssf_max_age: float = Field(default=3600.0, ge=60.0, le=7 * 86400.0)
 
     @field_validator("issuer")
     @classmethod

@@ -45,6 +45,8 @@ EVERY_FIELD = client(
     name="Die Küche — 台所",
     exchange_audiences=("https://c.example/api", "https://b.example/api"),
     exchange_impersonation=True,
+    backchannel_logout_uri="https://app.example/backchannel-logout",
+    backchannel_logout_session_required=True,
 )
 
 

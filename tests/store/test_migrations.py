@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0006_token_exchange"
+HEAD = "0012_ssf"
 TABLES = {
     "signing_keys",
     "revocations",
@@ -44,6 +44,8 @@ TABLES = {
     "device_codes",
     "consents",
     "replay_markers",
+    # 0012: back-channel logout's recipients
+    "session_participants",
 }
 
 

@@ -292,6 +292,13 @@ def client_create(
             help="Token exchange without an actor token impersonates (default: delegates)",
         ),
     ] = False,
+    backchannel_logout_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--backchannel-logout-uri",
+            help="Where logout tokens go when a session ends (OpenID Back-Channel Logout)",
+        ),
+    ] = None,
 ) -> None:
     """Register a client; prints its secret once."""
     key_set = _read_text(jwks) if jwks is not None else None
@@ -313,6 +320,8 @@ def client_create(
                 post_logout_redirect_uris=post_logout_redirect_uri,
                 exchange_audiences=exchange_audience,
                 exchange_impersonation=exchange_impersonation,
+                backchannel_logout_uri=backchannel_logout_uri,
+                backchannel_logout_session_required=backchannel_logout_uri is not None,
             )
         )
     )

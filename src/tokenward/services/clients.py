@@ -58,6 +58,8 @@ class ClientAdmin:
         post_logout_redirect_uris: list[str] | None = None,
         exchange_audiences: list[str] | None = None,
         exchange_impersonation: bool = False,
+        backchannel_logout_uri: str | None = None,
+        backchannel_logout_session_required: bool = False,
     ) -> dict[str, Any]:
         """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys
         a private_key_jwt client signs its assertions with; that method needs one of them. Every
@@ -73,6 +75,11 @@ class ClientAdmin:
         key_set = public_key_set(jwks) if jwks is not None else None
         redirects, after_logout = _checked_uris(redirect_uris, post_logout_redirect_uris, jwks_uri)
         _check_grants_and_format(grant_types, token_format)
+        if backchannel_logout_uri is not None:
+            try:  # OpenID Back-Channel Logout 1.0 §2.2: https (http on loopback here)
+                client_uris.check_uri(backchannel_logout_uri, "backchannel_logout_uri")
+            except client_uris.UriError as exc:
+                raise AdminError(str(exc)) from None
         if method == "none" and TOKEN_EXCHANGE in grant_types:  # RFC 8693 needs who exchanges
             raise AdminError("token exchange is for confidential clients only")
         if method in SECRET_METHODS:
@@ -97,6 +104,8 @@ class ClientAdmin:
             jwks_uri=jwks_uri,
             exchange_audiences=tuple(dict.fromkeys(exchange_audiences or ())),
             exchange_impersonation=exchange_impersonation,
+            backchannel_logout_uri=backchannel_logout_uri,
+            backchannel_logout_session_required=backchannel_logout_session_required,
         )
         await self._clients.put(client)
         view = client_view(client)

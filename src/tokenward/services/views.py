@@ -25,6 +25,8 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri,
         "exchange_audiences": list(client.exchange_audiences),
         "exchange_impersonation": client.exchange_impersonation,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
     }
 
 

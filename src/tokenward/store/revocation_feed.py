@@ -67,6 +67,7 @@ class RevocationFeed:
         fail_open: bool = False,
         channel: str = CHANNEL,
         on_revoke: Callable[[str], None] | None = None,
+        written: Sequence[Callable[[Revocation], None]] = (),
     ) -> None:
         self._channel = channel  # one per deployment sharing a Redis (and per test)
         self._durable = durable
@@ -77,6 +78,9 @@ class RevocationFeed:
         self._max_staleness = max_staleness
         self._fail_open = fail_open
         self._on_revoke = on_revoke  # told the kind of each revocation written (metrics)
+        # Told each revocation written on this node (continuous access evaluation); must not
+        # block or raise.
+        self._written = tuple(written)
         self._unpublished: list[tuple[int, Revocation]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._sync_lock = asyncio.Lock()
@@ -92,6 +96,8 @@ class RevocationFeed:
         seq = await self._durable.revoke(revocation)
         if self._on_revoke is not None:
             self._on_revoke(revocation.kind)
+        for listener in self._written:
+            listener(revocation)
         for mirror in self._mirrors:
             mirror.apply(revocation)  # at once here; the feed advances applied_seq in order
         self._notify()

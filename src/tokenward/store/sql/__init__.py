@@ -18,6 +18,7 @@ from tokenward.store.sql.devices import SqlDeviceStore
 from tokenward.store.sql.engine import alembic_config, create_engine, migrate, session_factory
 from tokenward.store.sql.grants import SqlGrantStore
 from tokenward.store.sql.keys import SqlKeyStore
+from tokenward.store.sql.participants import SqlSessionParticipants
 from tokenward.store.sql.replay import SqlReplayCache
 from tokenward.store.sql.revocations import SqlRevocationStore
 from tokenward.store.sql.sessions import SqlSessionStore
@@ -33,6 +34,7 @@ __all__ = [
     "SqlKeyStore",
     "SqlReplayCache",
     "SqlRevocationStore",
+    "SqlSessionParticipants",
     "SqlSessionStore",
     "SqlUserStore",
     "alembic_config",

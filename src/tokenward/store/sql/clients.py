@@ -65,6 +65,8 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "name": client.name,
         "exchange_audiences": dump_strings(client.exchange_audiences),
         "exchange_impersonation": client.exchange_impersonation,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
     }
 
 
@@ -91,4 +93,6 @@ def _record(row: ClientRow) -> ClientRecord:
         name=row.name,
         exchange_audiences=load_strings(row.exchange_audiences),
         exchange_impersonation=row.exchange_impersonation,
+        backchannel_logout_uri=row.backchannel_logout_uri,
+        backchannel_logout_session_required=row.backchannel_logout_session_required,
     )

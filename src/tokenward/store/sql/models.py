@@ -119,6 +119,9 @@ class ClientRow(Base):
     # Token exchange (RFC 8693) policy: audiences it may exchange for, and impersonation.
     exchange_audiences: Mapped[str] = mapped_column(Text(), server_default="[]")  # JSON list
     exchange_impersonation: Mapped[bool] = mapped_column(server_default=false())
+    # OpenID Back-Channel Logout 1.0
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text())
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(server_default=false())
 
 
 class UserRow(Base):
@@ -132,6 +135,21 @@ class UserRow(Base):
     password_changed_at: Mapped[float]
     disabled: Mapped[bool]
     claims: Mapped[str] = mapped_column(Text())  # JSON object, kept as the caller wrote it
+
+
+class SessionParticipantRow(Base):
+    """A client that received an ID token in a session (back-channel logout's recipients)."""
+
+    __tablename__ = "session_participants"
+    __table_args__ = (
+        Index("ix_session_participants_user_id", "user_id"),
+        Index("ix_session_participants_expires_at", "expires_at"),
+    )
+
+    session_id: Mapped[str] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(primary_key=True)
+    user_id: Mapped[str]
+    expires_at: Mapped[float]
 
 
 class SessionRow(Base):

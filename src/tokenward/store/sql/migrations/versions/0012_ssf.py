@@ -1,0 +1,50 @@
+"""Continuous access evaluation: clients' back-channel logout registration (OpenID Back-Channel
+Logout 1.0) and which clients took part in each browser session.
+
+Revision ID: 0012_ssf
+Revises: 0006_token_exchange
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0012_ssf"
+down_revision: str | None = "0006_token_exchange"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("clients") as batch:  # batch: SQLite rebuilds the table
+        batch.add_column(sa.Column("backchannel_logout_uri", sa.Text(), nullable=True))
+        batch.add_column(
+            sa.Column(
+                "backchannel_logout_session_required",
+                sa.Boolean(),
+                server_default=sa.false(),
+                nullable=False,
+            )
+        )
+    op.create_table(
+        "session_participants",
+        sa.Column("session_id", sa.String(), primary_key=True),
+        sa.Column("client_id", sa.String(), primary_key=True),
+        sa.Column("user_id", sa.String(), nullable=False),
+        sa.Column("expires_at", sa.Double(), nullable=False),
+    )
+    op.create_index("ix_session_participants_user_id", "session_participants", ["user_id"])
+    op.create_index("ix_session_participants_expires_at", "session_participants", ["expires_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_session_participants_expires_at", table_name="session_participants")
+    op.drop_index("ix_session_participants_user_id", table_name="session_participants")
+    op.drop_table("session_participants")
+    with op.batch_alter_table("clients") as batch:
+        batch.drop_column("backchannel_logout_session_required")
+        batch.drop_column("backchannel_logout_uri")
