@@ -247,7 +247,7 @@ async def build_services(
         fail_open=settings.revocation_fail_open,
         channel=names.revocations,  # the gateways listen here too
         on_revoke=server_metrics.revoked,
-        written=[transmitter.revoked],  # session and subject watermarks become signals
+        followers=[transmitter.revoked],  # session and subject watermarks become signals
     )
     # One blocklist for the deployment: a block decided on any node is refused on every node.
     shared_blocklist = (
@@ -450,6 +450,7 @@ def ssf_transmitter(
         deliveries,
         stores.sessions,
         backchannel,
+        stores.replay,
         clock,
     )
 

@@ -1,13 +1,15 @@
 """The Shared Signals transmitter: turns security signals into SETs for every stream that asked
 for them, and ends relying parties' sessions by back-channel logout.
 
-Producers never wait: `emit` (a `core.signals.SignalSink`) and `revoked` (told each revocation
-the revocation feed writes) append to a bounded intake and return; this object's own task does
-the work. A session watermark becomes session-revoked for that session, a subject watermark
-session-revoked for every session of the user: every path that ends access (logout, the
-console, the admin API, the monitor's responses, a password change, disabling a user) writes
-one of those, so none is missed. Credential and claim changes are emitted by the services that
-make them.
+Producers never wait: `emit` (a `core.signals.SignalSink`) and `revoked` (told each entry of
+the revocation log, whichever process wrote it) append to a bounded intake and return; this
+object's own task does the work. A session watermark becomes session-revoked for that session,
+a subject watermark session-revoked for every session of the user: every path that ends access
+(logout, the console, the admin API, the CLI, the monitor's responses, a password change,
+disabling a user) writes one of those, so none is missed. Each log entry is handled once in the
+deployment: the first node to claim its sequence number in the shared replay cache handles it,
+and an entry older than `MAX_SIGNAL_AGE` (a node catching up on an old log) is skipped.
+Credential and claim changes are emitted by the services that make them.
 
 Delivery: a push stream's SETs go to `Deliveries` (RFC 8935); a poll stream's wait in the
 `SetQueue` (RFC 8936) and wake its long-polls. A paused stream holds its SETs in the queue and
@@ -27,6 +29,7 @@ import structlog
 from tokenward.core.ports import SessionStore, SetQueue, SsfStreams
 from tokenward.core.records import Revocation, RevocationKind, SsfStream
 from tokenward.core.signals import SESSION_REVOKED, SYSTEM, SecuritySignal
+from tokenward.oauth.client_auth import ReplayCache
 from tokenward.oauth.ssf.backchannel import BackChannelLogout
 from tokenward.oauth.ssf.delivery import Deliveries
 from tokenward.oauth.ssf.events import (
@@ -41,6 +44,7 @@ from tokenward.oauth.ssf.subjects import user_key
 
 log = structlog.get_logger(__name__)
 INTAKE = 10_000
+MAX_SIGNAL_AGE = 600.0  # seconds: older log entries are history, not news
 HELD_FLUSH = 1000  # SETs a resumed push stream sends at once
 
 
@@ -69,9 +73,12 @@ class Transmitter:
         deliveries: Deliveries,
         sessions: SessionStore,
         backchannel: BackChannelLogout,
+        claims: ReplayCache,
         clock: Callable[[], float] = time.time,
         capacity: int = INTAKE,
     ) -> None:
+        """`claims`: the deployment's shared replay cache, where nodes claim log entries."""
+        self._claims = claims
         self._issuer = issuer
         self._streams = streams
         self._queue = queue
@@ -80,7 +87,7 @@ class Transmitter:
         self._sessions = sessions
         self.backchannel = backchannel
         self._clock = clock
-        self._intake: deque[SecuritySignal | Revocation] = deque()
+        self._intake: deque[SecuritySignal | tuple[int, Revocation]] = deque()
         self._capacity = capacity
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -94,11 +101,11 @@ class Transmitter:
     def emit(self, signal: SecuritySignal) -> None:
         self._take(signal)
 
-    def revoked(self, revocation: Revocation) -> None:
+    def revoked(self, seq: int, revocation: Revocation) -> None:
         if revocation.kind in (RevocationKind.SESSION, RevocationKind.SUBJECT):
-            self._take(revocation)
+            self._take((seq, revocation))
 
-    def _take(self, item: SecuritySignal | Revocation) -> None:
+    def _take(self, item: SecuritySignal | tuple[int, Revocation]) -> None:
         if len(self._intake) >= self._capacity:
             self.dropped += 1
             return
@@ -139,11 +146,17 @@ class Transmitter:
             except Exception:  # one bad signal (a store hiccup) must not stop the transmitter
                 log.exception("ssf_signal_failed")
 
-    async def _handle(self, item: SecuritySignal | Revocation) -> None:
-        if isinstance(item, SecuritySignal):
-            await self.publish(item)
+    async def _handle(self, entry: SecuritySignal | tuple[int, Revocation]) -> None:
+        if isinstance(entry, SecuritySignal):
+            await self.publish(entry)
             return
-        when = item.issued_before if item.issued_before is not None else self._clock()
+        seq, item = entry
+        now = self._clock()
+        when = item.issued_before if item.issued_before is not None else now
+        if when < now - MAX_SIGNAL_AGE or item.expires_at <= now:
+            return
+        if not await self._claims.first_use(f"ssf-revocation:{seq}", item.expires_at):
+            return  # handled already, here or on another node
         if item.kind == RevocationKind.SESSION:
             session = await self._sessions.get(item.value)
             if session is not None:
