@@ -44,8 +44,10 @@ TABLES = {
     "device_codes",
     "consents",
     "replay_markers",
-    # 0012: back-channel logout's recipients
+    # 0012: back-channel logout's recipients, Shared Signals streams and their SETs
     "session_participants",
+    "ssf_streams",
+    "ssf_set_queue",
 }
 
 

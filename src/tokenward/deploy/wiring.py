@@ -117,8 +117,8 @@ class StoreSet:
     redis: Redis | None = None  # scale-out: pub/sub fan-out and shared hot state
     engine: AsyncEngine | None = None  # the SQL stores' engine, for readiness probes
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
-    # Continuous access evaluation: back-channel logout's recipients (durable on SQL), and the
-    # Shared Signals streams and their SET queues (in memory: one node, docs/continuous-access.md).
+    # Continuous access evaluation: back-channel logout's recipients, the Shared Signals streams
+    # and the SETs waiting for them (docs/continuous-access.md).
     participants: SessionParticipants = field(default_factory=MemorySessionParticipants)
     ssf_streams: SsfStreams = field(default_factory=MemorySsfStreams)
     set_queue: SetQueue = field(default_factory=MemorySetQueue)
@@ -576,6 +576,8 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         devices=sql.SqlDeviceStore(sessions, clock),
         consents=sql.SqlConsentStore(sessions),
         participants=sql.SqlSessionParticipants(sessions),
+        ssf_streams=sql.SqlSsfStreams(sessions),
+        set_queue=sql.SqlSetQueue(sessions),
         redis=redis,
         engine=engine,
         closers=closers,

@@ -22,7 +22,7 @@ class MemorySsfStreams:
         return self._streams.get(stream_id)
 
     async def list_all(self) -> Sequence[SsfStream]:
-        return list(self._streams.values())
+        return sorted(self._streams.values(), key=lambda stream: stream.created_at)
 
     async def delete(self, stream_id: str) -> bool:
         return self._streams.pop(stream_id, None) is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ log = structlog.get_logger(__name__)
 MAX_EVENTS = 100  # per answer, whatever maxEvents asks
 MAX_ACKS = 1000  # jtis acknowledged (or reported) per request
 MAX_WAIT = 20.0  # seconds a long poll is held
+RECHECK = 1.0  # seconds between re-reads of the queue while a long poll waits
 
 
 class PollEndpoint:
@@ -43,10 +45,16 @@ class PollEndpoint:
                 "moreAvailable": bool((await self._queue.pending(stream.stream_id, 1))[0]),
             }
         sets, more = await self._queue.pending(stream.stream_id, max_events)
-        if not sets and not immediately and stream.status == "enabled":
+        deadline = time.monotonic() + self._max_wait
+        while not sets and not immediately and stream.status == "enabled":
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            # Woken at once by a SET queued on this node; one queued by another node (the
+            # queue is shared on SQL) is found by the re-read each RECHECK seconds.
             arrived = self._wakeups.event(stream.stream_id)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(arrived.wait(), self._max_wait)
+                await asyncio.wait_for(arrived.wait(), min(left, RECHECK))
             sets, more = await self._queue.pending(stream.stream_id, max_events)
         if stream.status != "enabled":
             sets, more = [], bool(sets) or more  # paused: held, not handed out

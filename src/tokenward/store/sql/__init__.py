@@ -22,6 +22,7 @@ from tokenward.store.sql.participants import SqlSessionParticipants
 from tokenward.store.sql.replay import SqlReplayCache
 from tokenward.store.sql.revocations import SqlRevocationStore
 from tokenward.store.sql.sessions import SqlSessionStore
+from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
 from tokenward.store.sql.users import SqlUserStore
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "SqlRevocationStore",
     "SqlSessionParticipants",
     "SqlSessionStore",
+    "SqlSetQueue",
+    "SqlSsfStreams",
     "SqlUserStore",
     "alembic_config",
     "create_engine",

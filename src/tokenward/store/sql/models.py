@@ -152,6 +152,43 @@ class SessionParticipantRow(Base):
     expires_at: Mapped[float]
 
 
+class SsfStreamRow(Base):
+    """A Shared Signals stream; the list members are JSON text."""
+
+    __tablename__ = "ssf_streams"
+    __table_args__ = (Index("ix_ssf_streams_owner", "owner"),)
+
+    stream_id: Mapped[str] = mapped_column(primary_key=True)
+    owner: Mapped[str]
+    audience: Mapped[str] = mapped_column(Text())
+    events_requested: Mapped[str] = mapped_column(Text())  # JSON list
+    delivery_method: Mapped[str]
+    endpoint_url: Mapped[str] = mapped_column(Text())
+    created_at: Mapped[float]
+    authorization_header: Mapped[str | None] = mapped_column(Text())
+    description: Mapped[str] = mapped_column(Text())
+    status: Mapped[str]
+    reason: Mapped[str] = mapped_column(Text())
+    subjects: Mapped[str] = mapped_column(Text())  # JSON list of canonical subject JSON
+    verified_at: Mapped[float | None]
+
+
+class SetQueueRow(Base):
+    """A SET waiting for its stream's receiver, in the order queued (`seq`)."""
+
+    __tablename__ = "ssf_set_queue"
+    __table_args__ = (
+        Index("ix_ssf_set_queue_stream_jti", "stream_id", "jti", unique=True),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: Mapped[int] = mapped_column(SEQUENCE, primary_key=True, autoincrement=True)
+    stream_id: Mapped[str]
+    jti: Mapped[str]
+    token: Mapped[str] = mapped_column(Text())
+    created_at: Mapped[float]
+
+
 class SessionRow(Base):
     __tablename__ = "sessions"
     __table_args__ = (
