@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -94,6 +97,7 @@ class Env:
     transmitter_key: jwk.JWK
     alice: str
     secrets: dict[str, str]
+    cli_env: dict[str, str] | None = None  # the CLI on the same database (SQLite only)
 
     def token(self, client: str, scope: str) -> str:
         response = httpx.post(
@@ -110,9 +114,10 @@ class Env:
 
 
 async def _prepare(issuer: str, rp: str, backend: str, data_dir: Path) -> tuple[Services, Env]:
+    master_key = generate_master_key()
     settings = Settings(
         issuer=issuer,
-        master_key=generate_master_key(),
+        master_key=master_key,
         data_dir=data_dir,
         ssf_transmitters=[
             TrustedIssuerSetting(issuer=OTHER_ISSUER, jwks_uri=f"{rp}/jwks", algorithm="ES256")
@@ -144,7 +149,15 @@ async def _prepare(issuer: str, rp: str, backend: str, data_dir: Path) -> tuple[
     await stores.aclose()  # the server thread opens its own connections
     secrets = {name: view["client_secret"] for name, view in made.items()}
     key = jwk.JWK.generate(kty="EC", crv="P-256", kid="idp-1", alg="ES256", use="sig")
-    return services, Env(issuer, rp, Received(), key, alice["user_id"], secrets)
+    cli_env = None
+    if backend != "memory":
+        cli_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")},
+            "TOKENWARD_ISSUER": issuer,
+            "TOKENWARD_MASTER_KEY": master_key,
+            "TOKENWARD_DATA_DIR": str(data_dir),
+        }
+    return services, Env(issuer, rp, Received(), key, alice["user_id"], secrets, cli_env)
 
 
 @pytest.fixture(scope="module", params=["memory", "sqlite"])
@@ -382,6 +395,41 @@ def test_poll_delivery_with_acknowledgements(env: Env) -> None:
         done = http.post(poll, json={"ack": list(sets), "returnImmediately": True}).json()
         assert done == {"sets": {}, "moreAvailable": False}
         assert http.delete("/ssf/streams", params={"stream_id": stream_id}).status_code == 204
+
+
+def test_a_revocation_by_the_cli_is_signalled_by_the_server(env: Env) -> None:
+    """Another process writes to the revocation log; the server follows the log and signals."""
+    if env.cli_env is None:
+        pytest.skip("the memory backend has no log another process could write to")
+    with manage(env) as http:
+        stream = http.post(
+            "/ssf/streams",
+            json={"delivery": {"method": POLL}, "events_requested": [CAEP + "session-revoked"]},
+        ).json()
+        poll = f"/ssf/poll/{stream['stream_id']}"
+        subject = {"format": "iss_sub", "iss": env.base, "sub": env.alice}
+        http.post("/ssf/subjects:add", json={"stream_id": stream["stream_id"], "subject": subject})
+        tokenward = Path(sys.executable).parent / "tokenward"
+
+        revoked = subprocess.run(
+            [str(tokenward), "revoke", "--subject", env.alice],
+            env=env.cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert revoked.returncode == 0, revoked.stderr
+        answer = http.post(poll, json={"returnImmediately": False}, timeout=30).json()
+        [token] = answer["sets"].values()
+        claims = verified(token, env.keys(), "secevent+jwt")
+        assert claims["sub_id"] == subject
+        assert CAEP + "session-revoked" in claims["events"]
+        assert (
+            http.delete("/ssf/streams", params={"stream_id": stream["stream_id"]}).status_code
+            == 204
+        )
 
 
 def other_set(env: Env, claims: dict[str, Any], key: jwk.JWK | None = None) -> str:
