@@ -94,6 +94,8 @@ class AdminActions:
             token_format=str(p.get("token_format") or "jwt"),
             exchange_audiences=[str(item) for item in p.get("exchange_audiences") or []],
             exchange_impersonation=bool(p.get("exchange_impersonation")),
+            backchannel_logout_uri=_optional_text(p.get("backchannel_logout_uri")),
+            backchannel_logout_session_required=bool(p.get("backchannel_logout_uri")),
         )
 
     async def _revoke_grant(self, p: Params, _actor: str) -> dict[str, Any]:
@@ -126,3 +128,7 @@ class AdminActions:
 
     async def _unblock(self, p: Params, _actor: str) -> dict[str, Any]:
         return {"ip": p["ip"], "unblocked": self._monitor.blocklist.unblock(str(p["ip"]))}
+
+
+def _optional_text(value: object) -> str | None:
+    return str(value) if value else None

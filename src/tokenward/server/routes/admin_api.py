@@ -34,6 +34,7 @@ class Client(BaseModel):
     disabled: bool
     exchange_audiences: list[str] = []  # token exchange policy (docs/token-exchange.md)
     exchange_impersonation: bool = False
+    backchannel_logout_uri: str | None = None
 
 
 class ClientWithSecret(Client):
@@ -50,6 +51,8 @@ class NewClient(BaseModel):
     token_format: str = "jwt"
     exchange_audiences: list[str] = Field([], max_length=16)
     exchange_impersonation: bool = False
+    # OpenID Back-Channel Logout 1.0: where logout tokens go (docs/continuous-access.md)
+    backchannel_logout_uri: str | None = Field(None, max_length=2048)
 
 
 class User(BaseModel):
