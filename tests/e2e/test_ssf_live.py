@@ -97,6 +97,9 @@ class Env:
     transmitter_key: jwk.JWK
     alice: str
     secrets: dict[str, str]
+    # Users of their own for the tests that revoke them, so that one test's revocation (and
+    # the transmitter's once-a-minute damping of user-wide signals) leaves the others alone.
+    others: dict[str, str] = field(default_factory=dict)
     cli_env: dict[str, str] | None = None  # the CLI on the same database (SQLite only)
 
     def token(self, client: str, scope: str) -> str:
@@ -146,6 +149,10 @@ async def _prepare(issuer: str, rp: str, backend: str, data_dir: Path) -> tuple[
     assert web is not None
     await stores.clients.put(replace(web, post_logout_redirect_uris=(CALLBACK,)))
     alice = await services.user_admin.create_user("alice", PASSWORD)
+    others = {
+        name: (await services.user_admin.create_user(name, PASSWORD))["user_id"]
+        for name in ("bob", "carol", "erin")
+    }
     await stores.aclose()  # the server thread opens its own connections
     secrets = {name: view["client_secret"] for name, view in made.items()}
     key = jwk.JWK.generate(kty="EC", crv="P-256", kid="idp-1", alg="ES256", use="sig")
@@ -157,7 +164,8 @@ async def _prepare(issuer: str, rp: str, backend: str, data_dir: Path) -> tuple[
             "TOKENWARD_MASTER_KEY": master_key,
             "TOKENWARD_DATA_DIR": str(data_dir),
         }
-    return services, Env(issuer, rp, Received(), key, alice["user_id"], secrets, cli_env)
+    env = Env(issuer, rp, Received(), key, alice["user_id"], secrets, others, cli_env)
+    return services, env
 
 
 @pytest.fixture(scope="module", params=["memory", "sqlite"])
@@ -176,7 +184,7 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         asyncio.run(services.stores.aclose())
 
 
-def code_flow(env: Env, http: httpx.Client) -> dict[str, str]:
+def code_flow(env: Env, http: httpx.Client, username: str = "alice") -> dict[str, str]:
     pkce = Pkce.new()
     page = http.get(
         f"{env.base}/authorize",
@@ -195,7 +203,7 @@ def code_flow(env: Env, http: httpx.Client) -> dict[str, str]:
         f"{env.base}/login",
         data={
             "interaction": hidden_interaction(page.text),
-            "username": "alice",
+            "username": username,
             "password": PASSWORD,
         },
     )
@@ -358,7 +366,7 @@ def test_poll_delivery_with_acknowledgements(env: Env) -> None:
             json={"delivery": {"method": POLL}, "events_requested": [CAEP + "session-revoked"]},
         ).json()
         stream_id, poll = stream["stream_id"], f"/ssf/poll/{stream['stream_id']}"
-        subject = {"format": "iss_sub", "iss": env.base, "sub": env.alice}
+        subject = {"format": "iss_sub", "iss": env.base, "sub": env.others["erin"]}
         http.post("/ssf/subjects:add", json={"stream_id": stream_id, "subject": subject})
         assert http.post(poll, json={"returnImmediately": True}).json() == {
             "sets": {},
@@ -367,7 +375,7 @@ def test_poll_delivery_with_acknowledgements(env: Env) -> None:
         http.post("/ssf/verify", json={"stream_id": stream_id, "state": "polled"})
         ops = env.token("ops", "tokenward:admin")
         forced = httpx.post(
-            f"{env.base}/admin/api/users/{env.alice}/logout",
+            f"{env.base}/admin/api/users/{env.others['erin']}/logout",
             headers={"authorization": f"Bearer {ops}"},
         )
         assert forced.status_code == 200, forced.text
@@ -407,12 +415,12 @@ def test_a_revocation_by_the_cli_is_signalled_by_the_server(env: Env) -> None:
             json={"delivery": {"method": POLL}, "events_requested": [CAEP + "session-revoked"]},
         ).json()
         poll = f"/ssf/poll/{stream['stream_id']}"
-        subject = {"format": "iss_sub", "iss": env.base, "sub": env.alice}
+        subject = {"format": "iss_sub", "iss": env.base, "sub": env.others["carol"]}
         http.post("/ssf/subjects:add", json={"stream_id": stream["stream_id"], "subject": subject})
         tokenward = Path(sys.executable).parent / "tokenward"
 
         revoked = subprocess.run(
-            [str(tokenward), "revoke", "--subject", env.alice],
+            [str(tokenward), "revoke", "--subject", env.others["carol"]],
             env=env.cli_env,
             capture_output=True,
             text=True,
@@ -432,7 +440,9 @@ def test_a_revocation_by_the_cli_is_signalled_by_the_server(env: Env) -> None:
         )
 
 
-def other_set(env: Env, claims: dict[str, Any], key: jwk.JWK | None = None) -> str:
+def other_set(
+    env: Env, claims: dict[str, Any], key: jwk.JWK | None = None, user: str = "bob"
+) -> str:
     """A SET made with jwcrypto by the configured transmitter."""
     now = int(time.time())
     payload = {
@@ -440,7 +450,7 @@ def other_set(env: Env, claims: dict[str, Any], key: jwk.JWK | None = None) -> s
         "aud": env.base,
         "iat": now,
         "jti": f"set-{time.monotonic_ns()}",
-        "sub_id": {"format": "iss_sub", "iss": OTHER_ISSUER, "sub": env.alice},
+        "sub_id": {"format": "iss_sub", "iss": OTHER_ISSUER, "sub": env.others[user]},
         "events": {CAEP + "session-revoked": {"event_timestamp": now}},
         **claims,
     }
@@ -460,7 +470,7 @@ def push(env: Env, token: str) -> httpx.Response:
 
 def test_our_receiver_accepts_a_jwcrypto_set_and_acts(env: Env) -> None:
     with httpx.Client() as browser:
-        tokens = code_flow(env, browser)
+        tokens = code_flow(env, browser, "bob")
     bearer = {"authorization": f"Bearer {tokens['access_token']}"}
     assert httpx.get(f"{env.base}/userinfo", headers=bearer).status_code == 200
     time.sleep(1.05)  # watermarks compare whole-second iat with the revocation instant

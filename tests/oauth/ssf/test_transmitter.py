@@ -128,6 +128,19 @@ async def test_a_log_entry_seen_twice_is_signalled_once(services: Services) -> N
     assert len(await queued(services, stream_id)) == 1
 
 
+async def test_user_wide_signals_are_damped_so_two_servers_cannot_loop(
+    services: Services,
+) -> None:
+    """A receiver acting on our SET revokes, and its transmitter tells us, and we act...: the
+    second user-wide revocation within a minute is not signalled again."""
+    stream_id, user_id = await poll_stream(services, "session-revoked")
+
+    await services.watermarks.revoke(subject=user_id)
+    await services.watermarks.revoke(subject=user_id)  # the echo
+
+    assert len(await queued(services, stream_id)) == 1
+
+
 async def test_an_old_log_entry_is_history_not_news(services: Services) -> None:
     stream_id, user_id = await poll_stream(services, "session-revoked")
     long_ago = services.clock() - 3600
@@ -147,7 +160,10 @@ async def test_a_disabled_stream_drops_and_a_paused_one_holds(services: Services
     assert await queued(services, stream_id) == []
 
     await streams.set_status("rx", {"stream_id": stream_id, "status": "paused"})
-    await services.user_admin.force_logout(user_id)
+    user = await services.stores.users.get(user_id)
+    assert user is not None
+    _secret, session = await services.sessions.start(user)
+    await services.user_admin.end_session(session.session_id)
     assert len(await queued(services, stream_id)) == 1
 
 

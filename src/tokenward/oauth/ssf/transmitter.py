@@ -45,6 +45,7 @@ from tokenward.oauth.ssf.subjects import user_key
 log = structlog.get_logger(__name__)
 INTAKE = 10_000
 MAX_SIGNAL_AGE = 600.0  # seconds: older log entries are history, not news
+SUBJECT_QUIET = 60.0  # seconds after a user-wide session-revoked before the next one
 HELD_FLUSH = 1000  # SETs a resumed push stream sends at once
 
 
@@ -165,7 +166,12 @@ class Transmitter:
                 )
             await self.backchannel.session_ended(item.value)
         else:
-            await self.publish(SecuritySignal(SESSION_REVOKED, when, item.value, None, SYSTEM))
+            # At most one user-wide session-revoked per user per SUBJECT_QUIET: two servers
+            # that receive each other's signals would otherwise revoke and tell each other
+            # forever (each SET acted on writes a new subject watermark).
+            quiet = await self._claims.first_use(f"ssf-subject:{item.value}", now + SUBJECT_QUIET)
+            if quiet:
+                await self.publish(SecuritySignal(SESSION_REVOKED, when, item.value, None, SYSTEM))
             await self.backchannel.user_logged_out(item.value)
 
     # --- SETs -------------------------------------------------------------------------------
