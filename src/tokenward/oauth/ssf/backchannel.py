@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -51,7 +51,7 @@ class BackChannelLogout:
         """Every session of the user ended (sign-out everywhere, password change, disable)."""
         return await self._notify(await self._participants.of_user(user_id, self._clock()))
 
-    async def _notify(self, participants: list[SessionParticipant] | Any) -> int:
+    async def _notify(self, participants: Sequence[SessionParticipant]) -> int:
         sent = 0
         for participant in participants:
             client = await self._clients.get(participant.client_id)

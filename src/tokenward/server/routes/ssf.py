@@ -14,9 +14,10 @@ from starlette.responses import Response
 from tokenward.core.claims import AccessToken
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.oauth.ssf.streams import StreamError
+from tokenward.ops.refusals import log_refusal
 from tokenward.resource.fastapi import require_scopes
 from tokenward.server.dependencies import Signals
-from tokenward.server.edge import JSONResponse, read_body
+from tokenward.server.edge import JSONResponse, client_ip, read_body
 from tokenward.services.shared_signals import (
     ADD_SUBJECT,
     CONFIGURATION,
@@ -182,6 +183,8 @@ async def receive(request: Request, signals: Signals) -> Response:
     try:
         await signals.receiver.receive(await _set_of(request))
     except SetRefused as exc:  # RFC 8935 §2.3
+        # The reason, never the SET: an operator sees a misconfigured transmitter in the log.
+        log_refusal(RECEIVE, exc.err, exc.description, client_id=None, client_ip=client_ip(request))
         return JSONResponse(
             {"err": exc.err, "description": exc.description}, status_code=400, headers=NO_STORE
         )
