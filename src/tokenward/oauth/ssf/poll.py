@@ -25,6 +25,7 @@ MAX_EVENTS = 100  # per answer, whatever maxEvents asks
 MAX_ACKS = 1000  # jtis acknowledged (or reported) per request
 MAX_WAIT = 20.0  # seconds a long poll is held
 RECHECK = 1.0  # seconds between re-reads of the queue while a long poll waits
+MAX_WAITERS = 256  # long polls held at once per node; beyond, a poll answers at once
 
 
 class PollEndpoint:
@@ -32,6 +33,7 @@ class PollEndpoint:
         self._queue = queue
         self._wakeups = wakeups
         self._max_wait = max_wait
+        self._waiting = 0
 
     async def poll(self, stream: SsfStream, body: Mapping[str, Any]) -> dict[str, Any]:
         if stream.delivery_method != POLL:
@@ -45,8 +47,23 @@ class PollEndpoint:
                 "moreAvailable": bool((await self._queue.pending(stream.stream_id, 1))[0]),
             }
         sets, more = await self._queue.pending(stream.stream_id, max_events)
+        if not sets and not immediately and stream.status == "enabled":
+            if self._waiting >= MAX_WAITERS:
+                return {"sets": {}, "moreAvailable": False}
+            self._waiting += 1
+            try:
+                sets, more = await self._wait(stream, max_events)
+            finally:
+                self._waiting -= 1
+        if stream.status != "enabled":
+            sets, more = [], bool(sets) or more  # paused: held, not handed out
+        return {"sets": dict(sets), "moreAvailable": more}
+
+    async def _wait(self, stream: SsfStream, max_events: int) -> tuple[list[tuple[str, str]], bool]:
+        sets: list[tuple[str, str]] = []
+        more = False
         deadline = time.monotonic() + self._max_wait
-        while not sets and not immediately and stream.status == "enabled":
+        while not sets:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -56,9 +73,7 @@ class PollEndpoint:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived.wait(), min(left, RECHECK))
             sets, more = await self._queue.pending(stream.stream_id, max_events)
-        if stream.status != "enabled":
-            sets, more = [], bool(sets) or more  # paused: held, not handed out
-        return {"sets": dict(sets), "moreAvailable": more}
+        return sets, more
 
 
 def _parse(body: Mapping[str, Any]) -> tuple[int, bool, list[str]]:
