@@ -17,6 +17,7 @@ FIGURES = {
     "P8": "bench.p8_monitoring",
     "DPOP": "bench.p_dpop",
     "CAEP": "bench.p_caep",
+    "PAR": "bench.p_par",
 }
 
 

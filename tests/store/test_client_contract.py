@@ -47,6 +47,8 @@ EVERY_FIELD = client(
     exchange_impersonation=True,
     backchannel_logout_uri="https://app.example/backchannel-logout",
     backchannel_logout_session_required=True,
+    require_pushed_authorization_requests=True,
+    require_signed_request_object=True,
 )
 
 

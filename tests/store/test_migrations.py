@@ -44,6 +44,8 @@ TABLES = {
     "device_codes",
     "consents",
     "replay_markers",
+    # 0007_par: pushed authorization requests
+    "pushed_requests",
     # 0012: back-channel logout's recipients, Shared Signals streams and their SETs
     "session_participants",
     "ssf_streams",

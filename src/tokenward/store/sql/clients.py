@@ -67,6 +67,8 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "exchange_impersonation": client.exchange_impersonation,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "backchannel_logout_session_required": client.backchannel_logout_session_required,
+        "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
+        "require_signed_request_object": client.require_signed_request_object,
     }
 
 
@@ -95,4 +97,6 @@ def _record(row: ClientRow) -> ClientRecord:
         exchange_impersonation=row.exchange_impersonation,
         backchannel_logout_uri=row.backchannel_logout_uri,
         backchannel_logout_session_required=row.backchannel_logout_session_required,
+        require_pushed_authorization_requests=row.require_pushed_authorization_requests,
+        require_signed_request_object=row.require_signed_request_object,
     )

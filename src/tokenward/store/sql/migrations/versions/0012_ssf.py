@@ -3,7 +3,7 @@ Logout 1.0), which clients took part in each browser session, and the Shared Sig
 with the SETs waiting for them.
 
 Revision ID: 0012_ssf
-Revises: 0006_token_exchange
+Revises: 0007_par
 Create Date: 2026-12-05
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_ssf"
-down_revision: str | None = "0006_token_exchange"
+down_revision: str | None = "0007_par"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
