@@ -18,6 +18,7 @@ FIGURES = {
     "P9": "bench.p9_pqc",
     "DPOP": "bench.p_dpop",
     "MTLS": "bench.p_mtls",
+    "CAEP": "bench.p_caep",
     "PAR": "bench.p_par",
 }
 

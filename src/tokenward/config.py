@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     # Where clients reach the endpoints with a certificate (RFC 8705 §5
     # mtls_endpoint_aliases), when not the issuer itself. Empty: the issuer, once mTLS is on.
     mtls_base_url: str = ""
+    # Shared Signals receiver (docs/continuous-access.md): transmitters whose SETs POSTed to
+    # /ssf/receive are verified and acted on, as a JSON list of {"issuer", "jwks_uri",
+    # "algorithm"}; and how old (by iat, seconds) a SET may be.
+    ssf_transmitters: list[TrustedIssuerSetting] = []
+    ssf_max_age: float = Field(default=3600.0, ge=60.0, le=7 * 86400.0)
 
     @field_validator("issuer")
     @classmethod

@@ -298,3 +298,36 @@ async def test_openapi_documents_the_admin_api(server: Monitored) -> None:
     assert listed["application/json"]["schema"]["items"]["$ref"].endswith("/Client")
     assert {"401", "403"} <= set(paths["/admin/api/users"]["get"]["responses"])
     assert "AlertOut" in schema["components"]["schemas"]
+
+
+async def test_a_backchannel_logout_uri_over_the_api(server: Monitored) -> None:
+    http, auth = server.at("192.0.2.52"), await admin_token(server)
+    created = await http.post(
+        "/admin/api/clients",
+        json={
+            "client_id": "portal",
+            "grant_types": ["authorization_code"],
+            "scope": "openid",
+            "redirect_uris": ["https://portal.example/cb"],
+            "backchannel_logout_uri": "https://portal.example/backchannel",
+        },
+        headers=auth,
+    )
+    plain_http = await http.post(
+        "/admin/api/clients",
+        json={
+            "client_id": "portal-2",
+            "grant_types": ["authorization_code"],
+            "redirect_uris": ["https://portal.example/cb"],
+            "backchannel_logout_uri": "http://portal.example/backchannel",
+        },
+        headers=auth,
+    )
+
+    assert created.status_code == 201, created.text
+    assert created.json()["backchannel_logout_uri"] == "https://portal.example/backchannel"
+    stored = await server.services.stores.clients.get("portal")
+    assert stored is not None
+    assert stored.backchannel_logout_session_required is True
+    assert plain_http.status_code == 400
+    assert "loopback" in plain_http.json()["error_description"]

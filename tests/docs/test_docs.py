@@ -146,6 +146,23 @@ def _token_exchange(box: Sandbox, _tmp: Path) -> Given:
     return given, {}
 
 
+def _continuous_access(box: Sandbox, _tmp: Path) -> Given:
+    """The page's receiver client as its shell block registers it; an admin client; a user."""
+    made: dict[str, Any] = {}
+    for name, command in {
+        "secret": "tokenward client create --client-id ssf-receiver "
+        "--grant-type client_credentials --scope ssf.manage",
+        "ops_secret": "tokenward client create --client-id ops "
+        "--grant-type client_credentials --scope tokenward:admin",
+        "user_id": "printf 'a long enough password\\n' | tokenward user create --username dana",
+    }.items():
+        created = box.run(command)
+        created.check_returncode()
+        output = json.loads(created.stdout)
+        made[name] = output["user_id"] if name == "user_id" else output["client_secret"]
+    return made, {}
+
+
 def _fapi(box: Sandbox, tmp: Path) -> Given:
     """`shop` registered as the page registers it, with the public half of `shop_key`."""
     shop_key = ec.generate_private_key(ec.SECP256R1())
@@ -166,6 +183,7 @@ GIVENS: dict[str, Callable[[Sandbox, Path], Given]] = {
     "docs/client-sdk.md": _client_sdk,
     "docs/signed-urls.md": _signed_urls,
     "docs/token-exchange.md": _token_exchange,
+    "docs/continuous-access.md": _continuous_access,
     "docs/fapi.md": _fapi,
 }
 

@@ -52,6 +52,8 @@ EVERY_FIELD = client(
     tls_client_auth_san_email="ops@app.example",
     tls_client_certificate_bound_access_tokens=True,
     access_token_alg="ML-DSA-65",
+    backchannel_logout_uri="https://app.example/backchannel-logout",
+    backchannel_logout_session_required=True,
     require_pushed_authorization_requests=True,
     require_signed_request_object=True,
 )

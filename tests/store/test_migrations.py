@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0010_client_algs"
+HEAD = "0012_ssf"
 TABLES = {
     "signing_keys",
     "revocations",
@@ -48,6 +48,10 @@ TABLES = {
     "signing_choices",
     # 0007_par: pushed authorization requests
     "pushed_requests",
+    # 0012: back-channel logout's recipients, Shared Signals streams and their SETs
+    "session_participants",
+    "ssf_streams",
+    "ssf_set_queue",
 }
 
 

@@ -16,8 +16,10 @@ from tokenward.core.records import (
     PushedRequest,
     RefreshRecord,
     Revocation,
+    SessionParticipant,
     SessionRecord,
     SigningChoice,
+    SsfStream,
     StoredKey,
     UserRecord,
 )
@@ -115,6 +117,56 @@ class SessionStore(Protocol):
         ...
 
     async def for_user(self, user_id: str) -> Sequence[SessionRecord]: ...
+
+
+class SessionParticipants(Protocol):
+    """Which clients took part in a session (received an ID token in it), so that ending the
+    session can tell each of them (OpenID Back-Channel Logout 1.0)."""
+
+    async def add(self, participant: SessionParticipant) -> None:
+        """Insert, or extend `expires_at` of the same (session, client)."""
+        ...
+
+    async def of_session(self, session_id: str, now: float) -> Sequence[SessionParticipant]: ...
+
+    async def of_user(self, user_id: str, now: float) -> Sequence[SessionParticipant]: ...
+
+    async def purge(self, now: float) -> int:
+        """Forget the expired; how many were."""
+        ...
+
+
+class SsfStreams(Protocol):
+    """Shared Signals streams by id."""
+
+    async def put(self, stream: SsfStream) -> None:
+        """Insert or replace by stream_id."""
+        ...
+
+    async def get(self, stream_id: str) -> SsfStream | None: ...
+
+    async def list_all(self) -> Sequence[SsfStream]: ...
+
+    async def delete(self, stream_id: str) -> bool: ...
+
+
+class SetQueue(Protocol):
+    """SETs waiting for a stream: polled by its receiver (RFC 8936), or held for a paused push
+    stream. Bounded per stream: past its capacity the oldest SET is dropped."""
+
+    async def enqueue(self, stream_id: str, jti: str, token: str, now: float) -> None: ...
+
+    async def pending(self, stream_id: str, limit: int) -> tuple[list[tuple[str, str]], bool]:
+        """Up to `limit` unacknowledged (jti, SET), oldest first, and whether more wait."""
+        ...
+
+    async def ack(self, stream_id: str, jtis: Sequence[str]) -> int:
+        """Forget these SETs (acknowledged or failed); how many were queued."""
+        ...
+
+    async def clear(self, stream_id: str) -> None:
+        """Forget every SET of the stream (it was deleted)."""
+        ...
 
 
 class CodeStore(Protocol):

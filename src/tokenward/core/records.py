@@ -86,9 +86,46 @@ class ClientRecord:
     tls_client_auth_san_ip: str | None = None
     tls_client_auth_san_email: str | None = None
     tls_client_certificate_bound_access_tokens: bool = False
+    # OpenID Back-Channel Logout 1.0: where a logout token is POSTed when a session the client
+    # took part in ends, and whether the client needs `sid` in it (we always send it if known).
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
     # RFC 9126 §6 and RFC 9101 §10.5: authorization requests only pushed (PAR), only signed (JAR).
     require_pushed_authorization_requests: bool = False
     require_signed_request_object: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionParticipant:
+    """A client that received an ID token in a browser session: who a back-channel logout
+    notifies when that session (or every session of the user) ends."""
+
+    session_id: str
+    user_id: str
+    client_id: str
+    expires_at: float  # forgotten afterwards (the client's longest token has expired)
+
+
+@dataclass(frozen=True, slots=True)
+class SsfStream:
+    """A Shared Signals stream (SSF 1.0 §8.1.1): which events a receiver (`owner`, a client)
+    wants about which subjects, and how they reach it. `subjects` are RFC 9493 subject
+    identifiers as canonical JSON text; only events about them are sent (default_subjects NONE).
+    """
+
+    stream_id: str
+    owner: str  # the client that created it (the management token's client_id)
+    audience: str  # the SETs' `aud`
+    events_requested: tuple[str, ...]
+    delivery_method: str  # urn:ietf:rfc:8935 (push) or urn:ietf:rfc:8936 (poll)
+    endpoint_url: str  # push: the receiver's; poll: ours
+    created_at: float
+    authorization_header: str | None = None  # push: sent as Authorization (SSF §8.1.1.1)
+    description: str = ""
+    status: str = "enabled"  # enabled | paused | disabled
+    reason: str = ""
+    subjects: tuple[str, ...] = ()
+    verified_at: float | None = None  # the last verification event asked for (rate limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -369,6 +369,13 @@ def client_create(
             "--id-token-alg", help="id_token_signed_response_alg (RS256, ES256, ML-DSA-65...)"
         ),
     ] = "RS256",
+    backchannel_logout_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--backchannel-logout-uri",
+            help="Where logout tokens go when a session ends (OpenID Back-Channel Logout)",
+        ),
+    ] = None,
     require_par: Annotated[
         bool,
         typer.Option("--require-par", help="Authorization requests only pushed to /par (RFC 9126)"),
@@ -412,6 +419,8 @@ def client_create(
                 tls_bound_tokens=tls_bound_tokens,
                 access_token_alg=access_token_alg,
                 id_token_signed_response_alg=id_token_alg,
+                backchannel_logout_uri=backchannel_logout_uri,
+                backchannel_logout_session_required=backchannel_logout_uri is not None,
                 require_par=require_par,
                 require_signed_request_object=require_signed_request_object,
             )

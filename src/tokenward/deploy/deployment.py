@@ -25,6 +25,7 @@ def server_background(services: Services) -> list[Background]:
         services.revocations,
         KeySchedule(services.keys, services.settings.key_schedule_seconds),
         services.monitor,
+        services.shared_signals,  # SET and logout-token deliveries
     ]
     listener = services.settings.metrics_listener
     if listener:

@@ -21,7 +21,10 @@ from tokenward.core.ports import (
     KeyStore,
     PushedRequestStore,
     RevocationStore,
+    SessionParticipants,
     SessionStore,
+    SetQueue,
+    SsfStreams,
     TokenLineage,
     UserStore,
 )
@@ -54,6 +57,12 @@ from tokenward.oauth.request_uri import RequestUris
 from tokenward.oauth.revocation import Revoker
 from tokenward.oauth.revocation_publisher import RevocationPublisher
 from tokenward.oauth.sessions import SessionManager
+from tokenward.oauth.ssf.backchannel import BackChannelLogout
+from tokenward.oauth.ssf.delivery import Deliveries
+from tokenward.oauth.ssf.poll import PollEndpoint
+from tokenward.oauth.ssf.signing import TokenSigner
+from tokenward.oauth.ssf.streams import StreamManager
+from tokenward.oauth.ssf.transmitter import Transmitter
 from tokenward.oauth.token_endpoint import TokenEndpoint
 from tokenward.oauth.user_tokens import UserTokenMinter
 from tokenward.ops.metrics import ServerMetrics
@@ -66,11 +75,16 @@ from tokenward.services.demo import DemoAccounts
 from tokenward.services.device_approval import DeviceApproval
 from tokenward.services.logout import Logout
 from tokenward.services.revoking import Watermarks
+from tokenward.services.shared_signals import RECEIVE, SharedSignals, poll_url
 from tokenward.services.signin import PasswordSignIn
+from tokenward.services.ssf_receiver import SetReceiver
+from tokenward.services.ssf_receiver import Transmitter as SsfTransmitter
 from tokenward.services.userinfo import UserClaims
 from tokenward.services.users import UserAdmin
 from tokenward.store import memory, memory_flows, sql
+from tokenward.store.memory_participants import MemorySessionParticipants
 from tokenward.store.memory_signin_throttle import MemorySignInThrottle
+from tokenward.store.memory_ssf import MemorySetQueue, MemorySsfStreams
 from tokenward.store.redis_alert_claims import RedisAlertClaims
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
@@ -110,6 +124,11 @@ class StoreSet:
     redis: Redis | None = None  # scale-out: pub/sub fan-out and shared hot state
     engine: AsyncEngine | None = None  # the SQL stores' engine, for readiness probes
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    # Continuous access evaluation: back-channel logout's recipients, the Shared Signals streams
+    # and the SETs waiting for them (docs/continuous-access.md).
+    participants: SessionParticipants = field(default_factory=MemorySessionParticipants)
+    ssf_streams: SsfStreams = field(default_factory=MemorySsfStreams)
+    set_queue: SetQueue = field(default_factory=MemorySetQueue)
 
     async def aclose(self) -> None:
         for close in self.closers:
@@ -177,6 +196,7 @@ class Services:
     device_approval: DeviceApproval
     resumed_clients: ResumedClients
     demo: DemoAccounts
+    shared_signals: SharedSignals  # SSF transmitter and receiver, back-channel logout
     clock: Clock = field(default=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
 
@@ -245,6 +265,7 @@ async def build_services(
 
     names = Namespace.of(settings)
     mirror = RevocationMirror()
+    transmitter = ssf_transmitter(settings, stores, keys, clock)
     # Labelled by the token endpoint's grants (built below from these same classes).
     server_metrics = ServerMetrics(grant_types=[grant.grant_type for grant in GRANTS])
     revocations = RevocationFeed(
@@ -257,6 +278,7 @@ async def build_services(
         fail_open=settings.revocation_fail_open,
         channel=names.revocations,  # the gateways listen here too
         on_revoke=server_metrics.revoked,
+        followers=[transmitter.revoked],  # session and subject watermarks become signals
     )
     # One blocklist for the deployment: a block decided on any node is refused on every node.
     shared_blocklist = (
@@ -355,7 +377,14 @@ async def build_services(
         [
             ClientCredentialsGrant(issuer, settings.audience),
             AuthorizationCodeGrant(
-                stores.codes, stores.grants, minter, revocations, mirror, settings.leeway, clock
+                stores.codes,
+                stores.grants,
+                minter,
+                revocations,
+                mirror,
+                settings.leeway,
+                clock,
+                participants=stores.participants,
             ),
             RefreshTokenGrant(
                 minter, stores.users, revocations, mirror, settings.leeway, clock, events=monitor
@@ -389,7 +418,9 @@ async def build_services(
     keep = max(max_token_lifetime + settings.leeway, settings.refresh_token_lifetime)
     watermarks = Watermarks(revocations, keep, clock)
     client_admin = ClientAdmin(stores.clients, hasher, watermarks, clock)
-    user_admin = UserAdmin(stores.users, stores.sessions, session_manager, watermarks, clock)
+    user_admin = UserAdmin(
+        stores.users, stores.sessions, session_manager, watermarks, clock, signals=transmitter
+    )
     return Services(
         settings=settings,
         stores=stores,
@@ -449,8 +480,75 @@ async def build_services(
         device_approval=DeviceApproval(stores.devices, stores.clients, clock),
         resumed_clients=ResumedClients(stores.clients),
         demo=DemoAccounts(client_admin, user_admin),
+        shared_signals=shared_signals(settings, stores, transmitter, user_admin, watermarks, clock),
         clock=clock,
         metrics=server_metrics,
+    )
+
+
+def ssf_transmitter(
+    settings: Settings, stores: StoreSet, keys: KeyManager, clock: Clock
+) -> Transmitter:
+    """SETs are signed with the server's signing keyring; logout tokens like the client's ID
+    tokens. One delivery queue serves both."""
+    signer = TokenSigner(keys.keyrings, settings.signing_alg)
+    deliveries = Deliveries()
+    backchannel = BackChannelLogout(
+        settings.issuer, stores.clients, stores.participants, signer, deliveries, clock
+    )
+    return Transmitter(
+        settings.issuer,
+        stores.ssf_streams,
+        stores.set_queue,
+        signer,
+        deliveries,
+        stores.sessions,
+        backchannel,
+        stores.replay,
+        clock,
+    )
+
+
+def shared_signals(
+    settings: Settings,
+    stores: StoreSet,
+    transmitter: Transmitter,
+    user_admin: UserAdmin,
+    watermarks: Watermarks,
+    clock: Clock,
+) -> SharedSignals:
+    base = settings.issuer.rstrip("/")
+    streams = StreamManager(
+        settings.issuer,
+        stores.ssf_streams,
+        stores.set_queue,
+        lambda stream_id: poll_url(settings.issuer, stream_id),
+        transmitter.enabled,
+        transmitter.verify,
+        clock,
+    )
+    receiver = SetReceiver(
+        [
+            SsfTransmitter(entry.issuer, RemoteJwks(entry.jwks_uri), entry.algorithm)
+            for entry in settings.ssf_transmitters
+        ],
+        frozenset({settings.issuer, base + RECEIVE}),
+        stores.replay,
+        stores.users,
+        user_admin,
+        watermarks,
+        max_age=settings.ssf_max_age,
+        leeway=settings.leeway,
+        clock=clock,
+    )
+    return SharedSignals(
+        issuer=settings.issuer,
+        transmitter=transmitter,
+        streams=streams,
+        poll=PollEndpoint(stores.set_queue, transmitter.wakeups),
+        receiver=receiver,
+        backchannel=transmitter.backchannel,
+        deliveries=transmitter.deliveries,
     )
 
 
@@ -531,6 +629,9 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         lineage=grants,
         devices=sql.SqlDeviceStore(sessions, clock),
         consents=sql.SqlConsentStore(sessions),
+        participants=sql.SqlSessionParticipants(sessions),
+        ssf_streams=sql.SqlSsfStreams(sessions),
+        set_queue=sql.SqlSetQueue(sessions),
         pushed=sql.SqlPushedRequestStore(sessions, clock),
         redis=redis,
         engine=engine,

@@ -105,6 +105,9 @@ def metadata(
                     "preferred_username",
                 ],
                 "prompt_values_supported": ["none", "login", "consent"],
+                # OpenID Back-Channel Logout 1.0 §2.1: logout tokens always carry sid.
+                "backchannel_logout_supported": True,
+                "backchannel_logout_session_supported": True,
             }
         )
     return document

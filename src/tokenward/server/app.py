@@ -31,6 +31,7 @@ from tokenward.server.routes import (
     oauth,
     oidc,
     ops,
+    ssf,
 )
 from tokenward.server.routes import revocations as revocation_feed
 from tokenward.serving.tls import ProxyCertificateMiddleware
@@ -67,7 +68,7 @@ def create_app(
     _fill_state(app, services)
     install_error_handlers(app)
     install_bearer_error_handler(app)  # RFC 6750 bodies for the demo API
-    for module in (oauth, browser, device, oidc, demo, admin, admin_api, ops, docs):
+    for module in (oauth, browser, device, oidc, demo, admin, admin_api, ops, docs, ssf):
         app.include_router(module.router)
     if services.settings.metrics == "on":
         app.include_router(ops.metrics_router)

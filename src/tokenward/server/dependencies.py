@@ -34,6 +34,7 @@ from tokenward.services.authorize_clients import ResumedClients
 from tokenward.services.console import ConsoleQueries
 from tokenward.services.device_approval import DeviceApproval
 from tokenward.services.logout import Logout
+from tokenward.services.shared_signals import SharedSignals
 from tokenward.services.signin import PasswordSignIn
 from tokenward.services.userinfo import UserClaims
 from tokenward.tokens.key_manager import KeyManager
@@ -163,6 +164,10 @@ def _clock(p: Parts) -> Callable[[], float]:
     return p.clock
 
 
+def _shared_signals(p: Parts) -> SharedSignals:
+    return p.shared_signals
+
+
 def _metrics(p: Parts) -> ServerMetrics:
     return p.metrics
 
@@ -195,3 +200,4 @@ Approval = Annotated[DeviceApproval, Depends(_device_approval)]
 Resumed = Annotated[ResumedClients, Depends(_resumed_clients)]
 Clock = Annotated[Callable[[], float], Depends(_clock)]
 Metrics = Annotated[ServerMetrics, Depends(_metrics)]
+Signals = Annotated[SharedSignals, Depends(_shared_signals)]

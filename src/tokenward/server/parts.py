@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from tokenward.services.console import ConsoleQueries
     from tokenward.services.device_approval import DeviceApproval
     from tokenward.services.logout import Logout
+    from tokenward.services.shared_signals import SharedSignals
     from tokenward.services.signin import PasswordSignIn
     from tokenward.services.userinfo import UserClaims
     from tokenward.tokens.key_manager import KeyManager
@@ -104,6 +105,8 @@ class ServerParts(Protocol):
     def device_approval(self) -> DeviceApproval: ...
     @property
     def resumed_clients(self) -> ResumedClients: ...
+    @property
+    def shared_signals(self) -> SharedSignals: ...
     @property
     def clock(self) -> Callable[[], float]: ...
     @property

@@ -102,6 +102,8 @@ class AdminActions:
             exchange_impersonation=bool(p.get("exchange_impersonation")),
             access_token_alg=str(p["access_token_alg"]) if p.get("access_token_alg") else None,
             id_token_signed_response_alg=str(p.get("id_token_signed_response_alg") or "RS256"),
+            backchannel_logout_uri=_text(p.get("backchannel_logout_uri")),
+            backchannel_logout_session_required=bool(p.get("backchannel_logout_uri")),
             auth_method=_text(p.get("auth_method")),
             jwks=_jwks_text(p.get("jwks")),
             jwks_uri=_text(p.get("jwks_uri")),

@@ -69,6 +69,8 @@ class ClientAdmin:
         tls_bound_tokens: bool | None = None,
         access_token_alg: str | None = None,
         id_token_signed_response_alg: str = "RS256",
+        backchannel_logout_uri: str | None = None,
+        backchannel_logout_session_required: bool = False,
         require_par: bool = False,
         require_signed_request_object: bool = False,
     ) -> dict[str, Any]:
@@ -96,6 +98,11 @@ class ClientAdmin:
         subject = _tls_subject(method, tls_subject or {}, keys=keys)
         bound = method in MTLS_METHODS if tls_bound_tokens is None else tls_bound_tokens
         _check_grants_and_format(grant_types, token_format)
+        if backchannel_logout_uri is not None:
+            try:  # OpenID Back-Channel Logout 1.0 §2.2: https (http on loopback here)
+                client_uris.check_uri(backchannel_logout_uri, "backchannel_logout_uri")
+            except client_uris.UriError as exc:
+                raise AdminError(str(exc)) from None
         if method == "none" and TOKEN_EXCHANGE in grant_types:  # RFC 8693 needs who exchanges
             raise AdminError("token exchange is for confidential clients only")
         if require_signed_request_object and not keys:
@@ -132,6 +139,8 @@ class ClientAdmin:
             tls_client_auth_san_email=subject.get("tls_client_auth_san_email"),
             access_token_alg=access_token_alg,
             id_token_alg=id_token_signed_response_alg,
+            backchannel_logout_uri=backchannel_logout_uri,
+            backchannel_logout_session_required=backchannel_logout_session_required,
             require_pushed_authorization_requests=require_par,
             require_signed_request_object=require_signed_request_object,
         )

@@ -10,6 +10,14 @@ from typing import Any
 
 from tokenward.core.ports import Conflict, SessionStore, UserStore
 from tokenward.core.records import UserRecord
+from tokenward.core.signals import (
+    ADMIN,
+    CREDENTIAL_CHANGE,
+    TOKEN_CLAIMS_CHANGE,
+    NullSignals,
+    SecuritySignal,
+    SignalSink,
+)
 from tokenward.oauth.sessions import SessionManager
 from tokenward.services.errors import AdminError
 from tokenward.services.passwords import PASSWORDS, check_password
@@ -25,7 +33,10 @@ class UserAdmin:
         session_manager: SessionManager,
         watermarks: Watermarks,
         clock: Callable[[], float],
+        signals: SignalSink | None = None,
     ) -> None:
+        """`signals`: told of credential and claim changes (continuous access evaluation)."""
+        self._signals = signals or NullSignals()
         self._users = users
         self._sessions = sessions
         self._session_manager = session_manager
@@ -56,6 +67,15 @@ class UserAdmin:
         )
         # A password change ends every existing token.
         await self._watermarks.revoke(subject=user.user_id)
+        self._signals.emit(
+            SecuritySignal(
+                CREDENTIAL_CHANGE,
+                now,
+                user.user_id,
+                initiator=ADMIN,
+                details=(("credential_type", "password"), ("change_type", "update")),
+            )
+        )
         return {"user_id": user.user_id, "username": username, "tokens_revoked_before": now}
 
     async def set_admin(self, username: str, admin: bool) -> dict[str, Any]:
@@ -66,6 +86,15 @@ class UserAdmin:
         roles = [role for role in claims.get("roles", []) if role != ADMIN_ROLE]
         claims["roles"] = [*roles, ADMIN_ROLE] if admin else roles
         await self._users.put(replace(user, claims=json.dumps(claims)))
+        self._signals.emit(
+            SecuritySignal(
+                TOKEN_CLAIMS_CHANGE,
+                self._clock(),
+                user.user_id,
+                initiator=ADMIN,
+                details=(("claims", {"roles": claims["roles"]}),),
+            )
+        )
         return {"user_id": user.user_id, "username": username, "admin": admin}
 
     async def enable(self, user: UserRecord) -> None:

@@ -38,6 +38,8 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         ),
         "access_token_alg": client.access_token_alg,
         "id_token_signed_response_alg": client.id_token_alg,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
     }
 
 

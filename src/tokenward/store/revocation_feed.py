@@ -67,6 +67,7 @@ class RevocationFeed:
         fail_open: bool = False,
         channel: str = CHANNEL,
         on_revoke: Callable[[str], None] | None = None,
+        followers: Sequence[Callable[[int, Revocation], None]] = (),
     ) -> None:
         self._channel = channel  # one per deployment sharing a Redis (and per test)
         self._durable = durable
@@ -77,6 +78,11 @@ class RevocationFeed:
         self._max_staleness = max_staleness
         self._fail_open = fail_open
         self._on_revoke = on_revoke  # told the kind of each revocation written (metrics)
+        # Told each new entry with its sequence number, whichever process wrote it: at once
+        # when written here, and when this node applies it from the log or Redis (so an entry
+        # may come twice: followers dedupe by seq). Not the entries read at start-up. Must not
+        # block or raise (continuous access evaluation).
+        self._followers = tuple(followers)
         self._unpublished: list[tuple[int, Revocation]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._sync_lock = asyncio.Lock()
@@ -92,6 +98,8 @@ class RevocationFeed:
         seq = await self._durable.revoke(revocation)
         if self._on_revoke is not None:
             self._on_revoke(revocation.kind)
+        for follower in self._followers:
+            follower(seq, revocation)
         for mirror in self._mirrors:
             mirror.apply(revocation)  # at once here; the feed advances applied_seq in order
         self._notify()
@@ -160,6 +168,8 @@ class RevocationFeed:
             mirror.apply(revocation, seq if advance else None)
         if advance:
             self.applied_seq = max(self.applied_seq, seq)
+            for follower in self._followers:
+                follower(seq, revocation)
 
     def _notify(self) -> None:
         self._changed.set()

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import structlog
 
-from tokenward.core.ports import CodeStore, GrantStore, RevocationStore
-from tokenward.core.records import ClientRecord, CodeRecord, MintedToken
+from tokenward.core.ports import CodeStore, GrantStore, RevocationStore, SessionParticipants
+from tokenward.core.records import ClientRecord, CodeRecord, MintedToken, SessionParticipant
 from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.oauth import pkce
 from tokenward.oauth.errors import InvalidGrant, InvalidRequest
@@ -44,7 +44,11 @@ class AuthorizationCodeGrant:
         mirror: RevocationMirror,
         leeway: float,
         clock: Callable[[], float] = time.time,
+        participants: SessionParticipants | None = None,
     ) -> None:
+        """`participants`: where a client with a back-channel logout URI is recorded as taking
+        part in the session its ID token was issued in (None: back-channel logout is off)."""
+        self._participants = participants
         self._codes = codes
         self._grants = grants
         self._minter = minter
@@ -96,7 +100,21 @@ class AuthorizationCodeGrant:
             with_id_token=True,
             access=access,
         )
+        await self._record_participant(client, record, now)
         return response
+
+    async def _record_participant(
+        self, client: ClientRecord, record: CodeRecord, now: float
+    ) -> None:
+        if self._participants is None or not client.backchannel_logout_uri:
+            return
+        if "openid" not in record.scopes:
+            return  # no ID token, no RP session to end
+        # Kept as long as any token of this grant may live: the RP may keep its session so long.
+        keep = max(client.refresh_token_lifetime, client.access_token_lifetime) + self._leeway
+        await self._participants.add(
+            SessionParticipant(record.session_id, record.user_id, client.client_id, now + keep)
+        )
 
     def _check_binding(
         self, record: CodeRecord, client: ClientRecord, request: TokenRequest, now: float

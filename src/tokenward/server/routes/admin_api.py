@@ -36,6 +36,7 @@ class Client(BaseModel):
     exchange_impersonation: bool = False
     access_token_alg: str | None = None  # None: the audience's, else the deployment's
     id_token_signed_response_alg: str = "RS256"
+    backchannel_logout_uri: str | None = None
     jwks_uri: str | None = None  # the client's keys: fetched from here, or registered (kids)
     jwks_kids: list[str | None] = []
     require_pushed_authorization_requests: bool = False  # PAR, JAR (docs/fapi.md)
@@ -58,6 +59,8 @@ class NewClient(BaseModel):
     exchange_impersonation: bool = False
     access_token_alg: str | None = Field(None, max_length=16)
     id_token_signed_response_alg: str = Field("RS256", max_length=16)
+    # OpenID Back-Channel Logout 1.0: where logout tokens go (docs/continuous-access.md)
+    backchannel_logout_uri: str | None = Field(None, max_length=2048)
     auth_method: str | None = Field(None, description="Default: by public, jwks, jwks_uri")
     jwks: dict[str, Any] | None = Field(None, description="The client's public keys (JWKS)")
     jwks_uri: str | None = Field(None, max_length=2048, description="Or where it publishes them")

@@ -18,10 +18,12 @@ from tokenward.store.sql.devices import SqlDeviceStore
 from tokenward.store.sql.engine import alembic_config, create_engine, migrate, session_factory
 from tokenward.store.sql.grants import SqlGrantStore
 from tokenward.store.sql.keys import SqlKeyStore
+from tokenward.store.sql.participants import SqlSessionParticipants
 from tokenward.store.sql.pushed_requests import SqlPushedRequestStore
 from tokenward.store.sql.replay import SqlReplayCache
 from tokenward.store.sql.revocations import SqlRevocationStore
 from tokenward.store.sql.sessions import SqlSessionStore
+from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
 from tokenward.store.sql.users import SqlUserStore
 
 __all__ = [
@@ -35,7 +37,10 @@ __all__ = [
     "SqlPushedRequestStore",
     "SqlReplayCache",
     "SqlRevocationStore",
+    "SqlSessionParticipants",
     "SqlSessionStore",
+    "SqlSetQueue",
+    "SqlSsfStreams",
     "SqlUserStore",
     "alembic_config",
     "create_engine",

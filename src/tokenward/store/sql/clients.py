@@ -74,6 +74,8 @@ def _values(client: ClientRecord) -> dict[str, Any]:
             client.tls_client_certificate_bound_access_tokens
         ),
         "access_token_alg": client.access_token_alg,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
         "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
         "require_signed_request_object": client.require_signed_request_object,
     }
@@ -109,6 +111,8 @@ def _record(row: ClientRow) -> ClientRecord:
         tls_client_auth_san_email=row.tls_client_auth_san_email,
         tls_client_certificate_bound_access_tokens=row.tls_client_certificate_bound_access_tokens,
         access_token_alg=row.access_token_alg,
+        backchannel_logout_uri=row.backchannel_logout_uri,
+        backchannel_logout_session_required=row.backchannel_logout_session_required,
         require_pushed_authorization_requests=row.require_pushed_authorization_requests,
         require_signed_request_object=row.require_signed_request_object,
     )

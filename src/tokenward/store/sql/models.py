@@ -139,6 +139,9 @@ class ClientRow(Base):
     tls_client_auth_san_email: Mapped[str | None] = mapped_column(Text())
     tls_client_certificate_bound_access_tokens: Mapped[bool] = mapped_column(server_default=false())
     access_token_alg: Mapped[str | None]
+    # OpenID Back-Channel Logout 1.0
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text())
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(server_default=false())
     # PAR (RFC 9126) and JAR (RFC 9101): how this client must send its authorization requests.
     require_pushed_authorization_requests: Mapped[bool] = mapped_column(server_default=false())
     require_signed_request_object: Mapped[bool] = mapped_column(server_default=false())
@@ -155,6 +158,58 @@ class UserRow(Base):
     password_changed_at: Mapped[float]
     disabled: Mapped[bool]
     claims: Mapped[str] = mapped_column(Text())  # JSON object, kept as the caller wrote it
+
+
+class SessionParticipantRow(Base):
+    """A client that received an ID token in a session (back-channel logout's recipients)."""
+
+    __tablename__ = "session_participants"
+    __table_args__ = (
+        Index("ix_session_participants_user_id", "user_id"),
+        Index("ix_session_participants_expires_at", "expires_at"),
+    )
+
+    session_id: Mapped[str] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(primary_key=True)
+    user_id: Mapped[str]
+    expires_at: Mapped[float]
+
+
+class SsfStreamRow(Base):
+    """A Shared Signals stream; the list members are JSON text."""
+
+    __tablename__ = "ssf_streams"
+    __table_args__ = (Index("ix_ssf_streams_owner", "owner"),)
+
+    stream_id: Mapped[str] = mapped_column(primary_key=True)
+    owner: Mapped[str]
+    audience: Mapped[str] = mapped_column(Text())
+    events_requested: Mapped[str] = mapped_column(Text())  # JSON list
+    delivery_method: Mapped[str]
+    endpoint_url: Mapped[str] = mapped_column(Text())
+    created_at: Mapped[float]
+    authorization_header: Mapped[str | None] = mapped_column(Text())
+    description: Mapped[str] = mapped_column(Text())
+    status: Mapped[str]
+    reason: Mapped[str] = mapped_column(Text())
+    subjects: Mapped[str] = mapped_column(Text())  # JSON list of canonical subject JSON
+    verified_at: Mapped[float | None]
+
+
+class SetQueueRow(Base):
+    """A SET waiting for its stream's receiver, in the order queued (`seq`)."""
+
+    __tablename__ = "ssf_set_queue"
+    __table_args__ = (
+        Index("ix_ssf_set_queue_stream_jti", "stream_id", "jti", unique=True),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: Mapped[int] = mapped_column(SEQUENCE, primary_key=True, autoincrement=True)
+    stream_id: Mapped[str]
+    jti: Mapped[str]
+    token: Mapped[str] = mapped_column(Text())
+    created_at: Mapped[float]
 
 
 class SessionRow(Base):

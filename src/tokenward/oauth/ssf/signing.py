@@ -1,0 +1,28 @@
+"""Signing SETs and logout tokens with the server's keyring: the same keys as the JWKS at
+/jwks, each key pinned to its algorithm, the `typ` header naming what the token is (RFC 8417
+§2.3 `secevent+jwt`, Back-Channel Logout 1.0 §2.4 `logout+jwt`) so that neither can pass for
+an ID token or an access token."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from tokenward.tokens.jws import sign_compact
+from tokenward.tokens.keyring import Keyring
+
+
+class TokenSigner:
+    """`keyrings` by algorithm; `default`: the algorithm used when a client names none we have."""
+
+    def __init__(self, keyrings: Mapping[str, Keyring], default: str) -> None:
+        self._keyrings = keyrings
+        self._default = default
+
+    def sign(self, claims: Mapping[str, Any], typ: str, alg: str | None = None) -> str:
+        ring = self._keyrings.get(alg or self._default) or self._keyrings[self._default]
+        key = ring.active()
+        header = {"alg": key.alg.name, "kid": key.kid, "typ": typ}
+        return sign_compact(header, orjson.dumps(dict(claims)), key.sign)
