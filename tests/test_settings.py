@@ -121,8 +121,17 @@ SAMPLES = {
     "ssl_cert_reqs": "optional",
     "mtls_certificate_header": "X-SSL-Client-Cert",
     "mtls_base_url": "https://mtls.auth.example.com",
+    "ssf_transmitters": (
+        '[{"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks",'
+        ' "algorithm": "ES256"}]'
+    ),
+    "ssf_max_age": "600.0",
 }
-STRUCTURED = {"exchange_trusted_issuers", "audience_signing_algs"}  # JSON, compared as JSON
+STRUCTURED = {
+    "exchange_trusted_issuers",
+    "audience_signing_algs",
+    "ssf_transmitters",
+}  # JSON, compared as JSON
 
 
 def test_every_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
