@@ -39,6 +39,11 @@ class Compiled:
         self.routes = RouteTable(config.routes)
         self.balancers = {route.name: Balancer(route.upstreams) for route in config.routes}
         self.identity = IdentityHeaders(config.identity_headers)
+        # The identity headers an external authorization answer returns (gateway/authz.py).
+        claims = config.authz.identity if config.authz is not None else ()
+        self.authz_identity = frozenset(
+            config.identity_headers[claim].encode("latin-1") for claim in claims
+        )
         self.headers = RequestHeaderPolicy(
             config.identity_headers.values(), (*config.auth_cookies, *session_cookies)
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tokenward.core.ratelimits import RatePolicy
-from tokenward.gateway import config_policies
+from tokenward.gateway import config_authz, config_policies
 from tokenward.gateway import config_sections as sections
 from tokenward.gateway.model import (
     AUTH_MODES,
@@ -66,6 +66,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
                 "tracing",
                 "limits",
                 "policies",
+                "authz",
             }
         )
     )
@@ -89,6 +90,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
     if revocations is not None and trust.mode == "local":
         raise top["revocations"].error("trust.mode local follows its own revocations: remove it")
     monitor = sections.monitor(top.get("monitor"), revocations)
+    trusted = networks(top.get("trusted_proxies"))
     bearer = [route for route in routes if route.auth in TOKEN_MODES]
     if bearer and trust.issuer is None:
         raise root.error("trust.issuer is required when a route uses auth")
@@ -104,7 +106,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         tls=sections.tls(top.get("tls")),
         identity_headers=sections.identity_headers(top.get("identity_headers")),
         auth_cookies=tuple(top["auth_cookies"].strings()) if "auth_cookies" in top else (),
-        trusted_proxies=networks(top.get("trusted_proxies")),
+        trusted_proxies=trusted,
         audit_path=sections.audit(top.get("audit")),
         metrics_host=metrics_host,
         metrics_port=metrics_port,
@@ -118,6 +120,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         tracing=sections.tracing(top.get("tracing")),
         limits=sections.limits(top.get("limits")),
         policies=cedar,
+        authz=config_authz.settings(top.get("authz"), routes, trusted),
         source=source,
     )
 

@@ -49,6 +49,29 @@ class Upstream:
         return self.host if self.port == default else f"{self.host}:{self.port}"
 
 
+AUTHZ_MODES = ("nginx", "envoy", "traefik")
+# Where each proxy puts the original request's method, URI and host (None: the authorization
+# request's own method, path after `authz.path`, or Host carry it, as Envoy sends them).
+AUTHZ_DEFAULTS: dict[str, tuple[str | None, str | None, str | None]] = {
+    "nginx": ("x-original-method", "x-original-uri", "x-original-host"),
+    "envoy": (None, None, None),
+    "traefik": ("x-forwarded-method", "x-forwarded-uri", "x-forwarded-host"),
+}
+
+
+@dataclass(frozen=True)
+class AuthzSettings:
+    """`authz:` the gateway's decision served to a native proxy (docs/edge.md)."""
+
+    mode: str = "nginx"  # nginx (auth_request) | envoy (ext_authz HTTP) | traefik (forwardAuth)
+    path: str = "/_authz"  # requests under it are authorization checks, never proxied
+    method_header: str | None = "x-original-method"
+    uri_header: str | None = "x-original-uri"
+    host_header: str | None = "x-original-host"
+    identity: tuple[str, ...] = tuple(IDENTITY_DEFAULTS)  # claims returned as identity headers
+    cache_seconds: int = 0  # > 0: allowed bearer decisions say max-age (capped by token exp)
+
+
 @dataclass(frozen=True)
 class SignedUrlSettings:
     """`auth: signed_url` routes: the HMAC keys links are checked with (docs/signed-urls.md)."""
@@ -211,6 +234,7 @@ class GatewayConfig:
     tracing: bool = False  # OpenTelemetry spans (the `otel` extra); OTEL_* variables configure
     limits: HeadLimits = field(default_factory=HeadLimits)  # heads, bodies, connections
     policies: PolicySettings = PolicySettings()
+    authz: AuthzSettings | None = None
     source: str = "<config>"
 
     @property
