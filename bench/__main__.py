@@ -11,6 +11,7 @@ FIGURES = {
     "P1": "bench.p1_cold",
     "P2": "bench.p2_cached",
     "P3": "bench.p3_gateway",
+    "P3C": "bench.p3c_edge",
     "P4": "bench.p4_issuance",
     "P6": "bench.p6_propagation",
     "P7": "bench.p7_signedurl",
