@@ -60,6 +60,7 @@ from tokenward.gateway.render import (
     send_answer,
     send_empty,
 )
+from tokenward.gateway.schema import RouteSchema, api_path, read_body, replay, reporting
 from tokenward.gateway.upstream import Pool, UpstreamError
 from tokenward.guard.authz.context import CountryLookup, MaxMindCountries, RiskProvider
 from tokenward.guard.introspection_client import IntrospectionResolver
@@ -214,7 +215,7 @@ class Gateway:
         """The answer for a request that failed with `exc`; `record.reason` says why."""
         if isinstance(exc, Denied):
             record.reason = exc.reason
-            body = {"error": exc.error, "error_description": exc.message}
+            body = {"error": exc.error, "error_description": exc.message, **exc.details}
             return json_answer(exc.status, body, exc.headers + hsts)
         if isinstance(exc, DpopRefused):
             record.reason = bearer_reason(exc.error)
@@ -279,6 +280,8 @@ class Gateway:
             return await self._bff_endpoint(bff, compiled, scope, send, record)
         decision = await self._decide(loaded, scope, path, readings, record)
         route, incoming, token = decision.route, decision.incoming, decision.token
+        if route.schema is not None:
+            receive, send = await self._schema(route, route.schema, decision, path, receive, send)
         scope, added, extra = decision.scope, decision.added, decision.extra
         added.extend(forwarding(decision.scheme, incoming, decision.peer, compiled))
         balancer = compiled.balancers[route.name]
@@ -296,6 +299,32 @@ class Gateway:
                     scope, receive, send, route, ttl, token, keys, extra, forward, record
                 )
         return await forward(receive, send)
+
+    async def _schema(
+        self,
+        route: Route,
+        schema: RouteSchema,
+        decision: Decision,
+        path: str,
+        receive: Receive,
+        send: Send,
+    ) -> tuple[Receive, Send]:
+        """The route's OpenAPI operation checked before the upstream (gateway/schema.py);
+        a body is read whole, bounded, and replayed to the proxy."""
+        scope, incoming = decision.scope, decision.incoming
+        limits = schema.limits
+        where = api_path(path, route.prefix, route.strip_prefix)
+        operation, values = schema.operation(where, scope["method"])
+        operation.check_parameters(values, scope.get("query_string", b""), incoming.headers)
+        body = b""
+        if incoming.has_body:
+            body = await read_body(receive, incoming.content_length, limits.max_body_bytes)
+            receive = replay(body, receive)
+        content_type = next((v for n, v in incoming.headers if n == b"content-type"), None)
+        operation.check_body(content_type, body, limits.max_depth)
+        if limits.responses == "report":
+            send = reporting(send, operation, route.name, limits.max_body_bytes)
+        return receive, send
 
     async def _authz(
         self, loaded: Loaded, authz: AuthzSettings, scope: Scope, send: Send, record: AuditRecord

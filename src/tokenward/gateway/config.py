@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tokenward.core.ratelimits import RatePolicy
-from tokenward.gateway import config_authz, config_policies
+from tokenward.gateway import config_authz, config_policies, config_schema
 from tokenward.gateway import config_sections as sections
 from tokenward.gateway.model import (
     AUTH_MODES,
@@ -187,6 +187,7 @@ ROUTE_FIELDS = frozenset(
         "idempotency",
         "signed_url",
         "policies",
+        "openapi",
     }
 )
 
@@ -231,6 +232,7 @@ def _route(node: Node, policies: dict[str, RatePolicy], cedar: PolicySettings, b
         idempotency_ttl=_idempotency(fields.get("idempotency"), auth),
         signed_url=sections.signed_url(fields.get("signed_url"), auth, node),
         policies=config_policies.route_policies(fields.get("policies"), auth, node, cedar, base),
+        schema=config_schema.route_schema(fields.get("openapi"), base),
         line=node.line,
     )
 

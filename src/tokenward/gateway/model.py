@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tokenward.core.ratelimits import RatePolicy
 from tokenward.guard.authz.source import PolicyFile, PolicySet
 from tokenward.guard.authz.templates import PathTemplates
 from tokenward.serving.limits import HeadLimits
 from tokenward.tokens.dpop import PROOF_ALGS
+
+if TYPE_CHECKING:
+    from tokenward.gateway.schema import RouteSchema
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 AUTH_MODES = ("bearer", "bff", "none", "dpop", "signed_url")
@@ -118,6 +122,7 @@ class Route:
     idempotency_ttl: float | None = None
     signed_url: SignedUrlSettings | None = None
     policies: RoutePolicies | None = None
+    schema: RouteSchema | None = None  # `openapi:` the route's request schemas
     line: int = 0
 
     def matches(self, path: str) -> bool:
