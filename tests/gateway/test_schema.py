@@ -167,7 +167,7 @@ def test_a_document_that_is_not_31_is_refused(tmp_path: Path) -> None:
     text = CONFIG.replace("DOCUMENT", str(document)).format(
         issuer="https://i", audience="https://a", upstream="http://127.0.0.1:9"
     )
-    with pytest.raises(ConfigError, match="must be 3.1"):
+    with pytest.raises(ConfigError, match=r"must be 3\.1"):
         parse_config(text)
     broken = tmp_path / "broken.json"
     bad = json.loads(json.dumps(DOCUMENT))
