@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs.blocks import ROOT, blocks
 from tests.gateway.conftest import GatewayFactory, Running
 from tests.gateway.upstream_app import Upstream
 from tokenward.gateway.config import ConfigError, parse_config
@@ -175,3 +176,21 @@ def test_a_document_that_is_not_31_is_refused(tmp_path: Path) -> None:
     broken.write_text(json.dumps(bad))
     with pytest.raises(ConfigError, match="Item"):
         parse_config(text.replace(str(document), str(broken)))
+
+
+def test_documented_config_loads(tmp_path: Path) -> None:
+
+    block = next(
+        block
+        for block in blocks(ROOT / "docs" / "gateway.md")
+        if block.covered_by == "tests/gateway/test_schema.py::test_documented_config_loads"
+    )
+    (tmp_path / "orders.yaml").write_text(json.dumps(DOCUMENT))  # JSON is YAML
+    config = tmp_path / "gateway.yaml"
+    trust = "trust: {issuer: https://auth.example.com, audience: https://api.example.com}\n"
+    config.write_text(trust + block.text)
+    loaded = parse_config(config.read_text(), str(config))
+    schema = loaded.routes[0].schema
+    assert schema is not None
+    assert schema.limits.responses == "report"
+    assert schema.operation("/orders/7", "GET")[1] == {"id": "7"}
