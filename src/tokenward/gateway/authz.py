@@ -88,34 +88,32 @@ def original_request(authz: AuthzSettings, compiled: Compiled, scope: Scope) -> 
     client = scope.get("client")
     if not compiled.peer_trusted(client[0] if client else None):
         raise Denied(403, "authz_untrusted", "only a trusted proxy may ask for decisions")
-    headers: Headers = scope["headers"]
-    consumed = {authz.method_header, authz.uri_header, authz.host_header} - {None}
-    names = {name.encode("latin-1") for name in consumed if name is not None}
-    method: str = scope["method"]
-    if authz.method_header is not None:
-        raw_method = _one(headers, authz.method_header)
-        if not raw_method or not _TOKEN_CHARS.issuperset(raw_method):
-            raise _malformed(f"{authz.method_header} is not an HTTP method")
-        method = raw_method.decode("ascii").upper()
-    if authz.uri_header is not None:
-        uri = _one(headers, authz.uri_header)
-        raw_path, _, query = uri.partition(b"?")
+    method_name, uri_name, host_name = compiled.authz_headers
+    methods: list[bytes] = []
+    uris: list[bytes] = []
+    hosts: list[bytes] = []
+    kept: Headers = []
+    for name, value in scope["headers"]:  # one pass: this runs on every check
+        if name == method_name:
+            methods.append(value)
+        elif name == uri_name:
+            uris.append(value)
+        elif name == host_name:
+            hosts.append(value)
+        elif name != b"host" or host_name is None:
+            kept.append((name, value))
+    method = _method(methods, method_name) if method_name is not None else scope["method"]
+    if uri_name is not None:
+        raw_path, _, query = _one(uris, uri_name).partition(b"?")
     else:
         raw: bytes = scope.get("raw_path") or str(scope["path"]).encode("latin-1")
-        rest = raw[len(authz.path) :]
-        raw_path, _, query = rest.partition(b"?")
+        raw_path, _, query = raw[len(authz.path) :].partition(b"?")
         raw_path = raw_path or b"/"
         query = query or scope.get("query_string", b"")
     if not raw_path.startswith(b"/"):
         raise _malformed("the original URI must be a path starting with /")
-    kept = [(name, value) for name, value in headers if name not in names]
-    if authz.host_header is not None:
-        hosts = [value for name, value in headers if name == authz.host_header.encode()]
-        if len(hosts) > 1:
-            raise _malformed(f"{authz.host_header} is repeated")
-        if hosts:
-            kept = [(name, value) for name, value in kept if name != b"host"]
-            kept.append((b"host", hosts[0]))
+    if host_name is not None:
+        kept.extend(_host(hosts, host_name, scope["headers"]))
     return {
         **scope,
         "method": method,
@@ -126,11 +124,25 @@ def original_request(authz: AuthzSettings, compiled: Compiled, scope: Scope) -> 
     }
 
 
-def _one(headers: Headers, name: str) -> bytes:
-    key = name.encode("latin-1")
-    values = [value for field, value in headers if field == key]
+def _method(values: list[bytes], name: bytes) -> str:
+    raw = _one(values, name)
+    if not raw or not _TOKEN_CHARS.issuperset(raw):
+        raise _malformed(f"{name.decode()} is not an HTTP method")
+    return raw.decode("ascii").upper()
+
+
+def _host(values: list[bytes], name: bytes, headers: Headers) -> Headers:
+    """The Host to decide with: the described one, or the proxy's own if it gave none."""
+    if len(values) > 1:
+        raise _malformed(f"{name.decode()} is repeated")
+    if values:
+        return [(b"host", values[0])]
+    return [(field, value) for field, value in headers if field == b"host"]
+
+
+def _one(values: list[bytes], name: bytes) -> bytes:
     if len(values) != 1:
-        raise _malformed(f"the proxy must send exactly one {name} header")
+        raise _malformed(f"the proxy must send exactly one {name.decode()} header")
     return values[0]
 
 
