@@ -26,6 +26,7 @@ Headers = list[tuple[bytes, bytes]]
 RESTART_ONLY = (
     "trust", "host", "port", "tls", "audit_path", "metrics_host", "metrics_port", "bff", "dpop",
     "revocations", "rate_limit_redis_url", "rate_limit_redis_prefix", "tracing", "limits", "geoip",
+    "workers",
 )  # fmt: skip
 
 

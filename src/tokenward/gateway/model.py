@@ -240,6 +240,7 @@ class GatewayConfig:
     limits: HeadLimits = field(default_factory=HeadLimits)  # heads, bodies, connections
     policies: PolicySettings = PolicySettings()
     authz: AuthzSettings | None = None
+    workers: int = 1  # processes serving the port (SO_REUSEPORT); > 1 shares state in Redis
     source: str = "<config>"
 
     @property
