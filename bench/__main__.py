@@ -12,6 +12,7 @@ FIGURES = {
     "P2": "bench.p2_cached",
     "P3": "bench.p3_gateway",
     "P3C": "bench.p3c_edge",
+    "P3W": "bench.p3w_workers",
     "P4": "bench.p4_issuance",
     "P6": "bench.p6_propagation",
     "P7": "bench.p7_signedurl",
