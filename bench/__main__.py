@@ -19,6 +19,7 @@ FIGURES = {
     "P8": "bench.p8_monitoring",
     "DPOP": "bench.p_dpop",
     "SCHEMA": "bench.p_schema",
+    "PAR": "bench.p_par",
 }
 
 
