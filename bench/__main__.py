@@ -11,6 +11,8 @@ FIGURES = {
     "P1": "bench.p1_cold",
     "P2": "bench.p2_cached",
     "P3": "bench.p3_gateway",
+    "P3C": "bench.p3c_edge",
+    "P3W": "bench.p3w_workers",
     "P4": "bench.p4_issuance",
     "P6": "bench.p6_propagation",
     "P7": "bench.p7_signedurl",
@@ -19,6 +21,7 @@ FIGURES = {
     "DPOP": "bench.p_dpop",
     "MTLS": "bench.p_mtls",
     "CAEP": "bench.p_caep",
+    "SCHEMA": "bench.p_schema",
     "PAR": "bench.p_par",
 }
 

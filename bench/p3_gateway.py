@@ -213,10 +213,12 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / _TICK
 
 
-def _wrk(url: str, token: str | None, seconds: int, pid: int | None = None) -> Sample:
+def _wrk(
+    url: str, token: str | None, seconds: int, pid: int | None = None, extra: list[int] = ()
+) -> Sample:
     """Throughput and latency from wrk; with `pid`, the CPU that server used per request
-    (robust to other load on the machine, unlike throughput)."""
-    pids = _tree(pid) if pid is not None else []
+    (robust to other load on the machine, unlike throughput), with `extra` servers' too."""
+    pids = [*_tree(pid), *(p for other in extra for p in _tree(other))] if pid is not None else []
     before = _cpu_seconds(pids)
     args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency", url]
     if token:

@@ -20,7 +20,8 @@ from tests.e2e.live import free_port
 
 LISTENING = re.compile(
     r"^tokenward gateway listening on (?P<base>https?://\S+?)"
-    r"(?: \(metrics on (?P<admin>http://\S+?)/metrics, health on \S+ and \S+\))?$"
+    r"(?: \(metrics on (?P<admin>http://\S+?)/metrics, health on \S+ and \S+\))?"
+    r"(?: \(\d+ workers\))?$"
 )
 START_TIMEOUT = 60.0  # seconds; startup imports a lot on a shared 2-core machine
 

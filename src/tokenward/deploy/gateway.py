@@ -25,6 +25,7 @@ from tokenward.core.lifecycle import Background
 from tokenward.datadir import DataDirError
 from tokenward.deploy.gateway_feed import GatewayFeed, deployment_namespace, namespace_for
 from tokenward.deploy.gateway_local import embedded_trust, local_trust
+from tokenward.deploy.gateway_workers import Worker, supervise
 from tokenward.deploy.namespace import Namespace
 from tokenward.deploy.startup import StartupError as SettingsError
 from tokenward.gateway.app import Gateway
@@ -71,9 +72,22 @@ def run_gateway(config_path: str | Path, settings: Callable[[], Settings] = Sett
         config = load_config(config_path)
     except ConfigError as exc:
         _refuse(str(exc))
+    path = Path(config_path)
+    if config.workers > 1:
+        try:
+            supervise(config, lambda chosen, worker: _serve(chosen, path, settings, worker))
+        except StartupError as exc:
+            _refuse(f"{config.source}: {exc}")
+        return
+    _serve(config, path, settings, None)
+
+
+def _serve(
+    config: GatewayConfig, path: Path, settings: Callable[[], Settings], worker: Worker | None
+) -> None:
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(serve_gateway(config, Path(config_path), settings=settings))
+            runner.run(serve_gateway(config, path, settings=settings, worker=worker))
     except (
         TrustError,
         StartupError,
@@ -185,9 +199,12 @@ class Shared:
         return relay, blocklist
 
     def first_use(self) -> FirstUse | None:
-        if self.redis is None:
+        """DPoP proofs seen, in the shared Redis: a proof replayed to another gateway, or to
+        another worker of this one, is refused there too."""
+        redis = self.redis or self.rate_redis
+        if redis is None:
             return None
-        return RedisReplayCache(self.redis, prefix=self.namespace.gateway_replay).first_use
+        return RedisReplayCache(redis, prefix=self.namespace.gateway_replay).first_use
 
     def background(self) -> list[Background]:
         return [self.feed] if self.feed is not None else []
@@ -211,7 +228,11 @@ async def serve_gateway(
     path: Path | None = None,
     *,
     settings: Callable[[], Settings] = Settings,
+    worker: Worker | None = None,
 ) -> None:
+    """`worker`: this process is one of `workers: N` (deploy/gateway_workers.py): its socket
+    shares the port, its metrics listen on `metrics.port` + its index, and it reports ready to
+    the supervisor instead of printing the listening line."""
     # Checks and sockets first: a bad certificate or a busy port is reported before the
     # gateway connects to anything (gateway/startup.py says why the sockets are bound here).
     check_tls(config.tls)
@@ -219,10 +240,17 @@ async def serve_gateway(
     # ends by a signal, from inside the server's shutdown (uvicorn then re-raises the signal,
     # which ends the process before this function could clean up); otherwise on the way out.
     async with contextlib.AsyncExitStack() as resources:
-        listener = resources.enter_context(bind(config.host, config.port, "listen"))
+        listener = resources.enter_context(
+            bind(config.host, worker.port, "listen", reuse_port=True)
+            if worker is not None
+            else bind(config.host, config.port, "listen")
+        )
+        metrics_port = config.metrics_port
+        if metrics_port and worker is not None:
+            metrics_port += worker.index
         admin_socket = (
-            resources.enter_context(bind(config.metrics_host, config.metrics_port, "metrics"))
-            if config.metrics_port is not None
+            resources.enter_context(bind(config.metrics_host, metrics_port, "metrics"))
+            if metrics_port is not None
             else None
         )
         shared = Shared(config)
@@ -254,7 +282,10 @@ async def serve_gateway(
             reloader = Reloader(gateway, path)
             reloader.install_sighup()
             resources.push_async_callback(_cancel, asyncio.create_task(reloader.watch()))
-        print(listening(config, listener, admin_socket), file=sys.stderr, flush=True)
+        if worker is None:
+            print(listening(config, listener, admin_socket), file=sys.stderr, flush=True)
+        else:
+            worker.ready()
         # Everything built so far lives as long as the process: keep it out of every GC pass.
         gc.collect()
         gc.freeze()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from starlette.types import Scope
 
-from tokenward.core.proxies import client_address
 from tokenward.gateway.audit import AuditRecord
 from tokenward.gateway.compiled import Compiled
 from tokenward.gateway.headers import Incoming
@@ -44,7 +43,7 @@ def admit(
     incoming = compiled.headers.upstream_headers(scope["headers"])
     client = scope.get("client")
     peer = client[0] if client else None
-    record.ip = client_address(peer, incoming.forwarded_for, compiled.trusted)
+    record.ip = compiled.client_ip(peer, incoming.forwarded_for)
     scheme = compiled.scheme(scope, incoming, peer)
     if compiled.require_tls and scheme != "https":
         raise Denied(403, "tls_required", "this gateway accepts requests over HTTPS only")

@@ -27,6 +27,14 @@ from tokenward.gateway.audit import AuditLog, AuditRecord
 from tokenward.gateway.authorizers.base import RouteAuthorizer
 from tokenward.gateway.authorizers.choose import route_authorizers
 from tokenward.gateway.authorizers.dpop import DpopRefused
+from tokenward.gateway.authz import (
+    Decision,
+    allowed,
+    for_proxy,
+    is_authz_request,
+    original_request,
+    resolved,
+)
 from tokenward.gateway.bff import Bff, parse_cookies
 from tokenward.gateway.compiled import Compiled, check_reloadable
 from tokenward.gateway.contextual import Engines, judge, route_engines
@@ -38,19 +46,21 @@ from tokenward.gateway.idempotency import (
     MemoryIdempotencyStore,
 )
 from tokenward.gateway.metrics import GatewayMetrics
-from tokenward.gateway.model import GatewayConfig, Route
-from tokenward.gateway.paths import resolve_scope
+from tokenward.gateway.model import AuthzSettings, GatewayConfig, Route
 from tokenward.gateway.policy import Denied, bearer_reason
 from tokenward.gateway.proxy import ClientGone, Proxy
 from tokenward.gateway.ratelimit import MemoryRateLimiter, RateLimiter, retry_after
 from tokenward.gateway.render import (
+    Answer,
+    challenge_answer,
     forwarding,
+    json_answer,
     lifespan,
     rate_key,
-    send_challenge,
+    send_answer,
     send_empty,
-    send_json,
 )
+from tokenward.gateway.schema import RouteSchema, api_path, read_body, replay, reporting
 from tokenward.gateway.upstream import Pool, UpstreamError
 from tokenward.guard.authz.context import CountryLookup, MaxMindCountries, RiskProvider
 from tokenward.guard.introspection_client import IntrospectionResolver
@@ -177,50 +187,21 @@ class Gateway:
         loaded = self._loaded
         compiled = loaded[0]
         record = AuditRecord(scope["method"])
-        hsts = compiled.hsts(scope.get("scheme", "http"))  # for answers made here
+        authz = compiled.config.authz
         try:
-            status = await self._handle(loaded, scope, receive, send, record)
-        except Denied as denied:
-            record.reason = denied.reason
-            status = denied.status
-            body = {"error": denied.error, "error_description": denied.message}
-            await send_json(send, status, body, denied.headers + hsts)
-        except DpopRefused as refused:
-            record.reason = bearer_reason(refused.error)
-            status = await send_challenge(send, refused.error, hsts, refused.algorithms)
-        except BearerError as error:
-            record.reason = bearer_reason(error)
-            status = await send_challenge(send, error, hsts)
-        except UpstreamError as error:
-            record.reason = error.reason
-            status = error.status
-            self.metrics.upstream_error(record.route, error.reason)
-            body = {
-                "error": "bad_gateway" if status == 502 else "gateway_timeout",
-                "error_description": str(error),
-            }
-            await send_json(send, status, body, hsts)
+            if authz is not None and is_authz_request(scope, authz):
+                status = await self._authz(loaded, authz, scope, send, record)
+            else:
+                status = await self._handle(loaded, scope, receive, send, record)
         except ClientGone:
             record.reason = "client_closed"
             status = CLIENT_CLOSED
-        except STORAGE_ERRORS as exc:
-            # Shared state (rate limits, idempotency records in Redis) is unreachable: fail
-            # closed with a retryable answer rather than let a limit or a key go unenforced.
-            log.warning("gateway_shared_state_unavailable", error=type(exc).__name__)
-            record.reason, status = "shared_state_unavailable", 503
-            body = {
-                "error": "temporarily_unavailable",
-                "error_description": "the gateway's shared state is unreachable; retry shortly",
-            }
+        except Exception as exc:  # noqa: BLE001 - every failure is answered (refusal below)
+            hsts = compiled.hsts(scope.get("scheme", "http"))  # for answers made here
+            answer = self._refusal(exc, record, hsts)
+            status = answer[0]
             with contextlib.suppress(Exception):  # the answer may have started already
-                await send_json(send, status, body, [(b"retry-after", b"1"), *hsts])
-        except Exception as exc:  # noqa: BLE001 - a bug must still answer JSON and be counted
-            # The type only: a traceback's locals could hold the credential.
-            log.error("gateway_unexpected_error", route=record.route, error=type(exc).__name__)  # noqa: TRY400
-            record.reason, status = "internal_error", 500
-            body = {"error": "server_error", "error_description": "the gateway failed"}
-            with contextlib.suppress(Exception):  # the answer may have started already
-                await send_json(send, status, body, hsts)
+                await send_answer(send, answer)
         elapsed = time.perf_counter() - started
         self.metrics.observe(
             record.route, record.method, status, record.admitted, record.reason, elapsed
@@ -229,6 +210,43 @@ class Gateway:
             self.audit.write(record, status, self.clock(), elapsed)
         if self.usage is not None:
             self._emit_usage(self.usage, record, status, scope)
+
+    def _refusal(self, exc: Exception, record: AuditRecord, hsts: Headers) -> Answer:
+        """The answer for a request that failed with `exc`; `record.reason` says why."""
+        if isinstance(exc, Denied):
+            record.reason = exc.reason
+            body = {"error": exc.error, "error_description": exc.message, **exc.details}
+            return json_answer(exc.status, body, exc.headers + hsts)
+        if isinstance(exc, DpopRefused):
+            record.reason = bearer_reason(exc.error)
+            return challenge_answer(exc.error, hsts, exc.algorithms)
+        if isinstance(exc, BearerError):
+            record.reason = bearer_reason(exc)
+            return challenge_answer(exc, hsts)
+        if isinstance(exc, UpstreamError):
+            record.reason = exc.reason
+            self.metrics.upstream_error(record.route, exc.reason)
+            body = {
+                "error": "bad_gateway" if exc.status == 502 else "gateway_timeout",
+                "error_description": str(exc),
+            }
+            return json_answer(exc.status, body, hsts)
+        if isinstance(exc, STORAGE_ERRORS):
+            # Shared state (rate limits, idempotency records in Redis) is unreachable: fail
+            # closed with a retryable answer rather than let a limit or a key go unenforced.
+            log.warning("gateway_shared_state_unavailable", error=type(exc).__name__)
+            record.reason = "shared_state_unavailable"
+            body = {
+                "error": "temporarily_unavailable",
+                "error_description": "the gateway's shared state is unreachable; retry shortly",
+            }
+            return json_answer(503, body, [(b"retry-after", b"1"), *hsts])
+        # A bug must still answer JSON and be counted. The type only: a traceback's locals
+        # could hold the credential.
+        log.error("gateway_unexpected_error", route=record.route, error=type(exc).__name__)
+        record.reason = "internal_error"
+        body = {"error": "server_error", "error_description": "the gateway failed"}
+        return json_answer(500, body, hsts)
 
     def _emit_usage(self, usage: UsageSink, record: AuditRecord, status: int, scope: Scope) -> None:
         """Identity only from verified claims (record.token is set after validation)."""
@@ -254,31 +272,19 @@ class Gateway:
     async def _handle(
         self, loaded: Loaded, scope: Scope, receive: Receive, send: Send, record: AuditRecord
     ) -> int:
-        compiled, authorizers, engines = loaded
-        path, target, readings = resolve_scope(scope)
-        if path != scope.get("path") or target != scope.get("raw_path"):
-            # From here on the scope carries the resolved path: whatever reads it (signed
-            # links, DPoP's htu, the upstream target, idempotency) sees what is routed on.
-            scope = {**scope, "path": path, "raw_path": target}
+        """Decide, then forward: the gateway as the proxy."""
+        compiled = loaded[0]
+        scope, path, readings = resolved(scope)
         bff = self.bff
         if bff is not None and path in bff.paths:
             return await self._bff_endpoint(bff, compiled, scope, send, record)
-        route, incoming, peer, scheme = admit(compiled, scope, path, readings, record)
-        if self.blocklist is not None and self.blocklist.is_blocked(record.ip):
-            raise Denied(403, IP_BLOCKED, "requests from this address are blocked for a while")
-        authorizer = authorizers[route.name]
-        scope, token, added = await authorizer.authorize(scope, incoming, scheme, record)
-        if incoming.dpop and route.auth != "dpop":
-            added.extend((b"dpop", value) for value in incoming.dpop)  # not ours to consume
-        if token is not None and route.name in engines:
-            self._judge(engines, route, token, scope["method"], path, record)
-        extra = compiled.hsts(scheme)
-        policy = route.rate_limit
-        if policy is not None:
-            extra = [*extra, *await self._rate_limit(compiled, route, policy, token, record.ip)]
-        added.extend(forwarding(scheme, incoming, peer, compiled))
+        decision = await self._decide(loaded, scope, path, readings, record)
+        route, incoming, token = decision.route, decision.incoming, decision.token
+        if route.schema is not None:
+            receive, send = await self._schema(route, route.schema, decision, path, receive, send)
+        scope, added, extra = decision.scope, decision.added, decision.extra
+        added.extend(forwarding(decision.scheme, incoming, decision.peer, compiled))
         balancer = compiled.balancers[route.name]
-        record.admitted = True
 
         async def forward(receive: Receive, send: Send) -> int:
             return await self.proxy.forward(
@@ -293,6 +299,78 @@ class Gateway:
                     scope, receive, send, route, ttl, token, keys, extra, forward, record
                 )
         return await forward(receive, send)
+
+    async def _schema(
+        self,
+        route: Route,
+        schema: RouteSchema,
+        decision: Decision,
+        path: str,
+        receive: Receive,
+        send: Send,
+    ) -> tuple[Receive, Send]:
+        """The route's OpenAPI operation checked before the upstream (gateway/schema.py);
+        a body is read whole, bounded, and replayed to the proxy."""
+        scope, incoming = decision.scope, decision.incoming
+        limits = schema.limits
+        where = api_path(path, route.prefix, route.strip_prefix)
+        operation, values = schema.operation(where, scope["method"])
+        operation.check_parameters(values, scope.get("query_string", b""), incoming.headers)
+        body = b""
+        if incoming.has_body:
+            body = await read_body(receive, incoming.content_length, limits.max_body_bytes)
+            receive = replay(body, receive)
+        content_type = next((v for n, v in incoming.headers if n == b"content-type"), None)
+        operation.check_body(content_type, body, limits.max_depth)
+        if limits.responses == "report":
+            send = reporting(send, operation, route.name, limits.max_body_bytes)
+        return receive, send
+
+    async def _authz(
+        self, loaded: Loaded, authz: AuthzSettings, scope: Scope, send: Send, record: AuditRecord
+    ) -> int:
+        """Decide only: a native proxy asks about the request it holds (docs/edge.md)."""
+        compiled = loaded[0]
+        try:
+            original = original_request(authz, compiled, scope)
+            record.method = original["method"]
+            original, path, readings = resolved(original)
+            decision = await self._decide(loaded, original, path, readings, record)
+        except ClientGone:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every refusal goes back to the proxy
+            answer = self._refusal(exc, record, [])
+            return await send_answer(send, for_proxy(authz, answer))
+        answer = allowed(authz, compiled, decision, self.clock())
+        return await send_answer(send, answer)
+
+    async def _decide(
+        self,
+        loaded: Loaded,
+        scope: Scope,
+        path: str,
+        readings: tuple[str, ...],
+        record: AuditRecord,
+    ) -> Decision:
+        """Route, address, token, binding, scopes, policies and rate limit for the resolved
+        request: the one decision both the proxy and the external authorization API use.
+        Raises the refusal (`Denied`, `BearerError`, `DpopRefused`, a storage error)."""
+        compiled, authorizers, engines = loaded
+        route, incoming, peer, scheme = admit(compiled, scope, path, readings, record)
+        if self.blocklist is not None and self.blocklist.is_blocked(record.ip):
+            raise Denied(403, IP_BLOCKED, "requests from this address are blocked for a while")
+        authorizer = authorizers[route.name]
+        scope, token, added = await authorizer.authorize(scope, incoming, scheme, record)
+        if incoming.dpop and route.auth != "dpop":
+            added.extend((b"dpop", value) for value in incoming.dpop)  # not ours to consume
+        if token is not None and route.name in engines:
+            self._judge(engines, route, token, scope["method"], path, record)
+        extra = compiled.hsts(scheme)
+        policy = route.rate_limit
+        if policy is not None:
+            extra = [*extra, *await self._rate_limit(compiled, route, policy, token, record.ip)]
+        record.admitted = True
+        return Decision(route, scope, token, added, extra, incoming, peer, scheme)
 
     def _judge(
         self,

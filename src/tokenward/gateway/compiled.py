@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from starlette.types import Scope
 
+from tokenward.core.proxies import client_address
 from tokenward.gateway.headers import IdentityHeaders, Incoming, RequestHeaderPolicy
 from tokenward.gateway.model import TOKEN_MODES, GatewayConfig
 from tokenward.gateway.policy import Denied, RouteTable
@@ -25,6 +26,7 @@ Headers = list[tuple[bytes, bytes]]
 RESTART_ONLY = (
     "trust", "host", "port", "tls", "audit_path", "metrics_host", "metrics_port", "bff", "dpop",
     "revocations", "rate_limit_redis_url", "rate_limit_redis_prefix", "tracing", "limits", "geoip",
+    "workers",
 )  # fmt: skip
 
 
@@ -42,6 +44,21 @@ class Compiled:
         # The front proxy's client-certificate header is ours alone: never passed upstream,
         # where a service trusting the gateway as its proxy would believe it.
         cert_header = (config.tls.client_cert_header,) if config.tls.client_cert_header else ()
+        # The identity headers an external authorization answer returns (gateway/authz.py).
+        authz = config.authz
+        claims = authz.identity if authz is not None else ()
+        # (method, URI, host) header names of the proxy's description, as the scope spells them
+        self.authz_headers = tuple(
+            name.encode("latin-1") if name is not None else None
+            for name in (
+                (authz.method_header, authz.uri_header, authz.host_header)
+                if authz is not None
+                else (None, None, None)
+            )
+        )
+        self.authz_identity = frozenset(
+            config.identity_headers[claim].encode("latin-1") for claim in claims
+        )
         self.headers = RequestHeaderPolicy(
             (*config.identity_headers.values(), *cert_header),
             (*config.auth_cookies, *session_cookies),
@@ -64,6 +81,7 @@ class Compiled:
             if route.rate_limit is not None
         }
         self._trusted_peers: dict[str | None, bool] = {}
+        self._clients: dict[tuple[str | None, tuple[bytes, ...]], str] = {}
         # route name -> Verifier.verify_request, built once per load (keys pre-hashed).
         self.signatures: dict[str, SignatureCheck] = {}
         for route in config.routes:
@@ -102,6 +120,20 @@ class Compiled:
                 raise Denied(400, "malformed", "a Host header is required")
             base = f"{scheme}://{host.decode('latin-1')}"
         return base + path
+
+    def client_ip(self, peer: str | None, forwarded: list[bytes]) -> str:
+        """The client's address (core.proxies.client_address), remembered: behind a proxy the
+        same few chains come again and again, and parsing them costs more than the rest of
+        admission. Bounded: past 4096 chains the memo starts over."""
+        if not forwarded:
+            return client_address(peer, forwarded, self.trusted)
+        key = (peer, tuple(forwarded))
+        known = self._clients.get(key)
+        if known is None:
+            if len(self._clients) >= 4096:
+                self._clients.clear()
+            known = self._clients[key] = client_address(peer, forwarded, self.trusted)
+        return known
 
     def peer_trusted(self, peer: str | None) -> bool:
         if peer is None or not self.trusted:

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tokenward.core.ratelimits import RatePolicy
-from tokenward.gateway import config_policies
+from tokenward.gateway import config_authz, config_policies, config_schema
 from tokenward.gateway import config_sections as sections
 from tokenward.gateway.model import (
     AUTH_MODES,
@@ -66,6 +66,8 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
                 "tracing",
                 "limits",
                 "policies",
+                "authz",
+                "workers",
             }
         )
     )
@@ -83,12 +85,15 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
     metrics_host, metrics_port = sections.metrics(top.get("metrics"))
     trust = sections.trust(top.get("trust"))
     bff_settings = sections.bff(top.get("bff"))
+    if bff_settings is not None and "workers" in top and top["workers"].integer(minimum=1) > 1:
+        raise top["workers"].error("browser mode (bff:) keeps sessions per process: use 1")
     if bff_settings is None and any(route.auth == "bff" for route in routes):
         raise root.error("bff: is required when a route uses auth: bff")
     revocations = sections.revocations(top.get("revocations"))
     if revocations is not None and trust.mode == "local":
         raise top["revocations"].error("trust.mode local follows its own revocations: remove it")
     monitor = sections.monitor(top.get("monitor"), revocations)
+    trusted = networks(top.get("trusted_proxies"))
     bearer = [route for route in routes if route.auth in TOKEN_MODES]
     if bearer and trust.issuer is None:
         raise root.error("trust.issuer is required when a route uses auth")
@@ -104,7 +109,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         tls=sections.tls(top.get("tls")),
         identity_headers=sections.identity_headers(top.get("identity_headers")),
         auth_cookies=tuple(top["auth_cookies"].strings()) if "auth_cookies" in top else (),
-        trusted_proxies=networks(top.get("trusted_proxies")),
+        trusted_proxies=trusted,
         audit_path=sections.audit(top.get("audit")),
         metrics_host=metrics_host,
         metrics_port=metrics_port,
@@ -118,6 +123,10 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         tracing=sections.tracing(top.get("tracing")),
         limits=sections.limits(top.get("limits")),
         policies=cedar,
+        authz=config_authz.settings(top.get("authz"), routes, trusted),
+        workers=sections.workers(
+            top.get("workers"), rate_redis or (revocations.redis_url if revocations else None)
+        ),
         source=source,
     )
 
@@ -184,6 +193,7 @@ ROUTE_FIELDS = frozenset(
         "idempotency",
         "signed_url",
         "policies",
+        "openapi",
     }
 )
 
@@ -228,6 +238,7 @@ def _route(node: Node, policies: dict[str, RatePolicy], cedar: PolicySettings, b
         idempotency_ttl=_idempotency(fields.get("idempotency"), auth),
         signed_url=sections.signed_url(fields.get("signed_url"), auth, node),
         policies=config_policies.route_policies(fields.get("policies"), auth, node, cedar, base),
+        schema=config_schema.route_schema(fields.get("openapi"), base),
         line=node.line,
     )
 

@@ -33,6 +33,24 @@ def listen(node: Node | None) -> tuple[str, int]:
     return host, port
 
 
+MAX_WORKERS = 64
+
+
+def workers(node: Node | None, redis_url: str | None) -> int:
+    """`workers: N` processes on one port. Above one, what must be shared is in Redis."""
+    if node is None:
+        return 1
+    count = node.integer(minimum=1)
+    if count > MAX_WORKERS:
+        raise node.error(f"at most {MAX_WORKERS}")
+    if count > 1 and redis_url is None:
+        raise node.error(
+            "more than one worker shares rate limits, idempotency keys and DPoP proofs "
+            "through Redis: set rate_limits.redis_url (or revocations.redis_url)"
+        )
+    return count
+
+
 LIMIT_INTEGERS = ("max_header_bytes", "max_url_bytes", "max_header_fields", "max_connections")
 
 

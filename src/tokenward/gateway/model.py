@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tokenward.core.ratelimits import RatePolicy
 from tokenward.guard.authz.source import PolicyFile, PolicySet
 from tokenward.guard.authz.templates import PathTemplates
 from tokenward.serving.limits import HeadLimits
 from tokenward.tokens.dpop import PROOF_ALGS
+
+if TYPE_CHECKING:
+    from tokenward.gateway.schema import RouteSchema
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 AUTH_MODES = ("bearer", "bff", "none", "dpop", "signed_url")
@@ -47,6 +51,29 @@ class Upstream:
     def host_header(self) -> str:
         default = 443 if self.scheme == "https" else 80
         return self.host if self.port == default else f"{self.host}:{self.port}"
+
+
+AUTHZ_MODES = ("nginx", "envoy", "traefik")
+# Where each proxy puts the original request's method, URI and host (None: the authorization
+# request's own method, path after `authz.path`, or Host carry it, as Envoy sends them).
+AUTHZ_DEFAULTS: dict[str, tuple[str | None, str | None, str | None]] = {
+    "nginx": ("x-original-method", "x-original-uri", "x-original-host"),
+    "envoy": (None, None, None),
+    "traefik": ("x-forwarded-method", "x-forwarded-uri", "x-forwarded-host"),
+}
+
+
+@dataclass(frozen=True)
+class AuthzSettings:
+    """`authz:` the gateway's decision served to a native proxy (docs/edge.md)."""
+
+    mode: str = "nginx"  # nginx (auth_request) | envoy (ext_authz HTTP) | traefik (forwardAuth)
+    path: str = "/_authz"  # requests under it are authorization checks, never proxied
+    method_header: str | None = "x-original-method"
+    uri_header: str | None = "x-original-uri"
+    host_header: str | None = "x-original-host"
+    identity: tuple[str, ...] = tuple(IDENTITY_DEFAULTS)  # claims returned as identity headers
+    cache_seconds: int = 0  # > 0: allowed bearer decisions say max-age (capped by token exp)
 
 
 @dataclass(frozen=True)
@@ -95,6 +122,7 @@ class Route:
     idempotency_ttl: float | None = None
     signed_url: SignedUrlSettings | None = None
     policies: RoutePolicies | None = None
+    schema: RouteSchema | None = None  # `openapi:` the route's request schemas
     line: int = 0
 
     def matches(self, path: str) -> bool:
@@ -216,6 +244,8 @@ class GatewayConfig:
     tracing: bool = False  # OpenTelemetry spans (the `otel` extra); OTEL_* variables configure
     limits: HeadLimits = field(default_factory=HeadLimits)  # heads, bodies, connections
     policies: PolicySettings = PolicySettings()
+    authz: AuthzSettings | None = None
+    workers: int = 1  # processes serving the port (SO_REUSEPORT); > 1 shares state in Redis
     source: str = "<config>"
 
     @property

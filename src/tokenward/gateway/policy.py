@@ -34,14 +34,17 @@ class Denied(Exception):
         headers: Iterable[tuple[bytes, bytes]] = (),
         *,
         error: str | None = None,
+        details: dict[str, str] | None = None,
     ) -> None:
-        """`error` is the JSON body's `error` when it differs from the audit `reason`."""
+        """`error` is the JSON body's `error` when it differs from the audit `reason`;
+        `details`: more members of the body (a schema failure's `pointer`)."""
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.error = error or reason
         self.message = message
         self.headers = list(headers)
+        self.details = details or {}
 
 
 class RouteTable:

@@ -42,26 +42,23 @@ def forwarding(scheme: str, incoming: Incoming, peer: str | None, compiled: Comp
     return headers
 
 
-async def send_json(send: Send, status: int, body: dict[str, str], headers: Headers) -> None:
+# (status, headers, body): an answer of the gateway's own, built before it is sent, so the
+# same refusal can go to a client or, reshaped, to a proxy asking for a decision (authz.py).
+Answer = tuple[int, Headers, bytes]
+
+
+def json_answer(status: int, body: dict[str, str], headers: Headers) -> Answer:
     data = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"cache-control", b"no-store"),
-                (b"content-length", str(len(data)).encode("ascii")),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
+    head = [
+        (b"content-type", b"application/json"),
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(data)).encode("ascii")),
+        *headers,
+    ]
+    return status, head, data
 
 
-async def send_challenge(
-    send: Send, error: BearerError, extra: Headers, dpop_algs: tuple[str, ...] = ()
-) -> int:
+def challenge_answer(error: BearerError, extra: Headers, dpop_algs: tuple[str, ...] = ()) -> Answer:
     """RFC 6750 §3 (Bearer); with `dpop_algs`, a dpop route's challenge: the DPoP scheme with
     its algorithms (RFC 9449 §7.1), and `DPoP-Nonce` for `use_dpop_nonce`."""
     if dpop_algs:
@@ -71,9 +68,24 @@ async def send_challenge(
     headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in rendered.headers]
     headers.append((b"content-length", str(len(rendered.body)).encode("ascii")))
     headers.extend(extra)
-    await send({"type": "http.response.start", "status": rendered.status, "headers": headers})
-    await send({"type": "http.response.body", "body": rendered.body})
-    return rendered.status
+    return rendered.status, headers, rendered.body
+
+
+async def send_answer(send: Send, answer: Answer) -> int:
+    status, headers, body = answer
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return status
+
+
+async def send_json(send: Send, status: int, body: dict[str, str], headers: Headers) -> None:
+    await send_answer(send, json_answer(status, body, headers))
+
+
+async def send_challenge(
+    send: Send, error: BearerError, extra: Headers, dpop_algs: tuple[str, ...] = ()
+) -> int:
+    return await send_answer(send, challenge_answer(error, extra, dpop_algs))
 
 
 async def send_empty(send: Send, status: int, headers: Headers) -> None:

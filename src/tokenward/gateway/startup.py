@@ -40,20 +40,46 @@ class StartupError(Exception):
         self.setting = setting
 
 
-def bind(host: str, port: int, setting: str) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: any free port), or a StartupError."""
+def _family(host: str, port: int, setting: str) -> socket.AddressFamily:
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except (socket.gaierror, UnicodeError):
         raise StartupError(
             f"{setting}.host",
             f"{host!r} does not resolve",
             f"set {setting}.host to an IP address or a resolvable name (127.0.0.1, 0.0.0.0)",
         ) from None
+
+
+def reserve(host: str, port: int, setting: str) -> socket.socket:
+    """host:port held for the workers (`workers: N`): bound with SO_REUSEPORT but never
+    listening, so the kernel hands it no connection while each worker binds its own."""
+    sock = socket.socket(_family(host, port, setting), socket.SOCK_STREAM)
     try:
-        return socket.create_server((host, port), family=family, backlog=BACKLOG)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise _bind_error(host, port, setting, exc) from None
+    return sock
+
+
+def bind(host: str, port: int, setting: str, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port), or a StartupError.
+    `reuse_port`: one of several workers' sockets on the port (SO_REUSEPORT: the kernel
+    spreads new connections over them)."""
+    family = _family(host, port, setting)
+    try:
+        listener = socket.create_server(
+            (host, port), family=family, backlog=BACKLOG, reuse_port=reuse_port
+        )
     except OSError as exc:
         raise _bind_error(host, port, setting, exc) from None
+    # Accepted connections inherit it: a small answer (an authorization decision, a 401) must
+    # not wait for the peer's delayed ACK (Nagle), which costs up to 40 ms on a kept-alive
+    # connection whose previous answer is still unacknowledged.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listener
 
 
 def _bind_error(host: str, port: int, setting: str, exc: OSError) -> StartupError:

@@ -1,0 +1,124 @@
+"""P3C: nginx with `auth_request` to the gateway ÷ nginx `proxy_pass` alone, same upstream.
+
+Three processes besides the load generator, all on 127.0.0.1: the upstream (an nginx worker
+answering `200 ok` from memory), `nginx` (proxy_pass with upstream keep-alive, one worker),
+and `edge`: one nginx worker running docs/edge.md's configuration as documented (decision
+cache off: the gateway says no-store), asking one gateway process (`tokenward gateway`, full
+policy: bearer token, scope, rate limit, audit line per request) on every request. wrk, one
+thread and 32 connections, interleaved rounds; the figure is the median of per-round ratios
+(goal ≥ 0.5). CPU per request covers nginx, and for `edge` the gateway too.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import fixtures
+from bench.harness import Figure
+from bench.p3_gateway import (
+    ROOT,
+    Sample,
+    _free_port,
+    _gateway_config,
+    _nginx_conf,
+    _process,
+    _proxy_server,
+    _upstream_server,
+    _wrk,
+)
+
+ROUNDS = 3
+SECONDS = 3
+
+
+def _edge_server(port: int, upstream: int, gateway: int, cache: Path) -> str:
+    """docs/edge.md's nginx block with this run's addresses."""
+    text = (ROOT / "docs" / "edge.md").read_text()
+    block = text.split("```nginx\n", 1)[1].split("```", 1)[0]
+    for documented, actual in {
+        "127.0.0.1:8080": f"127.0.0.1:{gateway}",
+        "127.0.0.1:9000": f"127.0.0.1:{upstream}",
+        "127.0.0.1:8000": f"127.0.0.1:{port}",
+        "/dev/shm/tokenward-authz": str(cache),  # noqa: S108 - the documented path
+    }.items():
+        block = block.replace(documented, actual)
+    listen = f"    listen 127.0.0.1:{port};"
+    return block.replace(listen, f"{listen}\n    keepalive_requests 1000000;", 1)
+
+
+def run() -> list[Figure]:
+    ring = fixtures.keyring("ES256")
+    token = fixtures.mint_many(ring, 1)[0]
+    with tempfile.TemporaryDirectory(prefix="tw-p3c-") as name:
+        tmp = Path(name)
+        tmp.chmod(0o755)  # nginx's workers (nobody, under root) reach the cache directory
+        (tmp / "jwks.json").write_text(json.dumps(ring.jwks()))
+        samples = _measure(tmp, token)
+    return [_figure(samples)]
+
+
+def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
+    up, px, edge, gw = (_free_port() for _ in range(4))
+    up_conf = _nginx_conf(tmp, "up", _upstream_server(up))
+    px_conf = _nginx_conf(tmp, "px", _proxy_server(px, up))
+    edge_conf = _nginx_conf(tmp, "edge", _edge_server(edge, up, gw, tmp / "edge" / "cache"))
+    config = _gateway_config(tmp, "gw", gw, up, True)
+    with config.open("a") as extra:
+        extra.write("trusted_proxies: [127.0.0.1/32]\nauthz: {mode: nginx}\n")
+    nginx = ["nginx", "-g", "daemon off;", "-c"]
+    code = "import sys; from tokenward.deploy.gateway import run_gateway; run_gateway(sys.argv[1])"
+    with (
+        _process([*nginx, str(up_conf), "-p", str(tmp / "up")], up),
+        _process([*nginx, str(px_conf), "-p", str(tmp / "px")], px) as proxy,
+        _process([sys.executable, "-c", code, str(config)], gw) as gateway,
+        _process([*nginx, str(edge_conf), "-p", str(tmp / "edge")], edge) as front,
+    ):
+        targets = {
+            "nginx": (f"http://127.0.0.1:{px}/", [proxy.pid]),
+            "edge": (f"http://127.0.0.1:{edge}/", [front.pid, gateway.pid]),
+        }
+        for url, _pids in targets.values():
+            _wrk(url, token, 1)  # warm-up: connections, caches, the token's validation
+        samples: dict[str, list[Sample]] = {name: [] for name in targets}
+        for round_ in range(ROUNDS):
+            for name, (url, pids) in targets.items():
+                sample = _wrk_all(url, token, pids)
+                samples[name].append(sample)
+                print(
+                    f"  round {round_ + 1} {name:>6}: {sample.rps:8.0f} req/s, "
+                    f"p50 {sample.p50 * 1e3:.2f} ms, p99 {sample.p99 * 1e3:.2f} ms, "
+                    f"CPU {sample.cpu * 1e6:.0f} µs/request"
+                )
+    return samples
+
+
+def _wrk_all(url: str, token: str, pids: list[int]) -> Sample:
+    """wrk against `url`, CPU per request summed over every process in `pids` (and children)."""
+    first, *others = pids
+    return _wrk(url, token, SECONDS, first, extra=others)
+
+
+def _figure(samples: dict[str, list[Sample]]) -> Figure:
+    edge, nginx = samples["edge"], samples["nginx"]
+    ratio = statistics.median(e.rps / n.rps for e, n in zip(edge, nginx, strict=True))
+
+    def med(runs: list[Sample], field: str) -> float:
+        return statistics.median(getattr(sample, field) for sample in runs)
+
+    return Figure(
+        "P3C",
+        ratio,
+        "nginx auth_request to the gateway, decision cache off, ÷ nginx proxy_pass alone",
+        [
+            f"{med(edge, 'rps'):.0f} vs {med(nginx, 'rps'):.0f} req/s",
+            f"CPU per request {med(edge, 'cpu') * 1e6:.0f} µs (nginx + gateway) "
+            f"vs {med(nginx, 'cpu') * 1e6:.0f} µs",
+            f"p50 {med(edge, 'p50') * 1e3:.2f} vs {med(nginx, 'p50') * 1e3:.2f} ms",
+            "goal ≥ 0.5",
+            "taken under load (2 cores shared)",
+        ],
+    )
