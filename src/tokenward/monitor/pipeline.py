@@ -71,9 +71,10 @@ def _group_key(item: UsageEvent | RawUsage) -> tuple[object, ...]:
             item.reason,
             item.sid,
             item.source,
+            item.path,
         )
-    # jti, sub, client_id, route, ip, status, decision, reason, sid, second
-    return (item[1:6], item[7:11], int(item[0]))
+    # jti, sub, client_id, route, ip, status, decision, reason, sid, second, path
+    return (item[1:6], item[7:11], int(item[0]), item[12:13])
 
 
 def _usage(item: UsageEvent | RawUsage) -> UsageEvent:
@@ -187,16 +188,25 @@ class Monitor:
         if alert is None:
             return None
         policy = self._policies.get(finding.detector, DetectorSettings())
+        action = finding.response or policy.response
         try:
-            result = await self.responder.respond(
-                policy.response,
-                alert.target,
-                by=f"monitor:{finding.detector}",
-                reason=alert.title,
-                block_seconds=policy.block_seconds,
-            )
+            if action == "step_up":  # already in force: the detector raised context.risk
+                result = {
+                    "action": action,
+                    "by": f"monitor:{finding.detector}",
+                    "at": self.clock(),
+                    "done": "context.risk raised: policies that step up on risk challenge",
+                }
+            else:
+                result = await self.responder.respond(
+                    action,
+                    alert.target,
+                    by=f"monitor:{finding.detector}",
+                    reason=alert.title,
+                    block_seconds=policy.block_seconds,
+                )
         except ResponseError as exc:
-            result = {"action": policy.response, "by": "monitor", "done": str(exc), "failed": True}
+            result = {"action": action, "by": "monitor", "done": str(exc), "failed": True}
         self.alerts.record_response(alert, result)
         if self.audit is not None:
             self.audit.alert(alert)
