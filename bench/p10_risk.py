@@ -87,9 +87,7 @@ async def evaluate(trace: Trace, kind: str, model: str = "novelty") -> Score:
 
 
 def _line(name: str, score: Score, incidents: list[Incident]) -> str:
-    per = ", ".join(
-        f"{s} {score.recall(incidents, s):.2f}" for s in SCENARIOS
-    )
+    per = ", ".join(f"{s} {score.recall(incidents, s):.2f}" for s in SCENARIOS)
     return (
         f"  {name}: precision {score.precision:.3f} ({score.true_alerts}/{score.alerts} alerts), "
         f"recall {score.recall(incidents):.3f}; per scenario recall: {per}"
@@ -100,8 +98,10 @@ def run() -> list[Figure]:
     users = int(os.environ.get("P10_USERS", "300"))
     days = int(os.environ.get("P10_DAYS", "21"))
     trace = simulate(users=users, days=days, seed=int(os.environ.get("P10_SEED", "7")))
-    print(f"  trace: {len(trace.events)} events, {users} users, {days} days, "
-          f"{len(trace.incidents)} incidents")
+    print(
+        f"  trace: {len(trace.events)} events, {users} users, {days} days, "
+        f"{len(trace.incidents)} incidents"
+    )
     results = {
         name: asyncio.run(evaluate(trace, kind, model))
         for name, kind, model in (

@@ -245,20 +245,34 @@ def _normal_day(b: _Builder, user: User, day: int, trips: dict[str, tuple[int, s
         return
     if on_trip and trip is not None:
         # A business trip: hotel network in another home city, the usual laptop.
-        _session(b, user, base + 3600 * rng.uniform(8, 10), ip=f"{trip[1]}.{rng.randint(2, 250)}",
-                 agent=user.agents[0], minutes=rng.uniform(20, 60))
+        _session(
+            b,
+            user,
+            base + 3600 * rng.uniform(8, 10),
+            ip=f"{trip[1]}.{rng.randint(2, 250)}",
+            agent=user.agents[0],
+            minutes=rng.uniform(20, 60),
+        )
         return
     office = user.networks[1] + f".{rng.randint(2, 250)}"
     home = user.networks[0] + f".{rng.randint(2, 250)}"
     start = base + 3600 * (user.start_hour + rng.uniform(-0.5, 0.5))
     if weekday:
-        _, end, _ = _session(b, user, start, ip=office, agent=user.agents[0],
-                          minutes=rng.uniform(60, 180))
+        _, end, _ = _session(
+            b, user, start, ip=office, agent=user.agents[0], minutes=rng.uniform(60, 180)
+        )
         afternoon = max(end, base + 3600 * (user.start_hour + 4.5 + rng.uniform(0, 1)))
         _session(b, user, afternoon, ip=office, agent=user.agents[0], minutes=rng.uniform(60, 150))
     if rng.random() < (user.evening if weekday else 1.0):
-        _session(b, user, base + 3600 * rng.uniform(19.0, 22.0), ip=home,
-                 agent=user.agents[-1], minutes=rng.uniform(10, 40), pace=120.0)
+        _session(
+            b,
+            user,
+            base + 3600 * rng.uniform(19.0, 22.0),
+            ip=home,
+            agent=user.agents[-1],
+            minutes=rng.uniform(10, 40),
+            pace=120.0,
+        )
 
 
 def _service_traffic(b: _Builder, days: int, services: list[str]) -> None:
@@ -272,20 +286,41 @@ def _service_traffic(b: _Builder, days: int, services: list[str]) -> None:
             jti = b.jti()
             t = base + 3600 * 8
             while t < base + 3600 * 18:
-                b.emit(t, jti=jti, sub=client, client=client, route="stock", path="/api/stock",
-                       ip=f"{net}.10", agent="tokenward-sdk/1.0")
+                b.emit(
+                    t,
+                    jti=jti,
+                    sub=client,
+                    client=client,
+                    route="stock",
+                    path="/api/stock",
+                    ip=f"{net}.10",
+                    agent="tokenward-sdk/1.0",
+                )
                 t += rng.uniform(100, 140)
             jti = b.jti()
             t = base + 3600 * batch_hour
             for _ in range(rng.randint(400, 600)):  # the nightly job: ~8 requests a second
-                b.emit(t, jti=jti, sub=client, client=client, route="reports",
-                       path="/api/reports", ip=f"{net}.10", agent="tokenward-sdk/1.0")
+                b.emit(
+                    t,
+                    jti=jti,
+                    sub=client,
+                    client=client,
+                    route="reports",
+                    path="/api/reports",
+                    ip=f"{net}.10",
+                    agent="tokenward-sdk/1.0",
+                )
                 t += rng.uniform(0.05, 0.2)
 
 
 def simulate(
-    *, users: int = 300, days: int = 21, seed: int = 7, attacks_per_scenario: int = 6,
-    warmup_days: int = 7, services: int = 6,
+    *,
+    users: int = 300,
+    days: int = 21,
+    seed: int = 7,
+    attacks_per_scenario: int = 6,
+    warmup_days: int = 7,
+    services: int = 6,
 ) -> Trace:
     """`warmup_days` of normal traffic come before the first attack (profiles learn first)."""
     b = _Builder(seed)
@@ -297,10 +332,8 @@ def simulate(
         other = rng.choice([c for c in HOME_CITIES if c != user.city])
         trips[user.sub] = (rng.randrange(2, days), b.network(other))
     for user in people:
-        if rng.random() < 0.1:  # a new phone some day: a new agent from then on
-            switch = rng.randrange(2, days)
-        else:
-            switch = days
+        # A new phone some day for one in ten: a new agent from then on.
+        switch = rng.randrange(2, days) if rng.random() < 0.1 else days
         for day in range(days):
             if day == switch:
                 user.agents.append(AGENTS[3 + rng.randrange(2)])
@@ -318,9 +351,7 @@ def _attack_time(rng: random.Random, days: int, warmup: int, hour: tuple[float, 
     return START + day * DAY + 3600 * rng.uniform(*hour)
 
 
-def _attacks(
-    b: _Builder, people: list[User], days: int, warmup: int, per: int
-) -> list[Incident]:
+def _attacks(b: _Builder, people: list[User], days: int, warmup: int, per: int) -> list[Incident]:
     rng = b.rng
     incidents: list[Incident] = []
     victims = rng.sample(people, per * 6)
@@ -347,9 +378,17 @@ def _stolen_token(b: _Builder, user: User, days: int, warmup: int) -> Incident:
     begin = t
     for _ in range(rng.randint(15, 40)):  # at the victim's own pace, on the victim's routes
         route = rng.choice(user.routes)
-        b.emit(t, jti=jti, sub=user.sub, client=client, route=route,
-               path=_path(route, rng.choice(user.records)), ip=f"{thief_net}.9", agent=agent,
-               sid=f"s{jti}")
+        b.emit(
+            t,
+            jti=jti,
+            sub=user.sub,
+            client=client,
+            route=route,
+            path=_path(route, rng.choice(user.records)),
+            ip=f"{thief_net}.9",
+            agent=agent,
+            sid=f"s{jti}",
+        )
         t += rng.uniform(10, 60)
     return Incident("stolen_token", "sub", user.sub, begin, t)
 
@@ -363,8 +402,18 @@ def _stuffing(b: _Builder, days: int, warmup: int, *, fast: bool) -> Incident:
     agent = rng.choice(ATTACK_AGENTS)
     for _ in range(rng.randint(150, 400)):
         route = rng.choice(USER_ROUTES)
-        b.emit(t, jti=None, sub=None, client=None, route=route, path=_path(route, None), ip=ip,
-               agent=agent, status=401, reason="invalid_token")
+        b.emit(
+            t,
+            jti=None,
+            sub=None,
+            client=None,
+            route=route,
+            path=_path(route, None),
+            ip=ip,
+            agent=agent,
+            status=401,
+            reason="invalid_token",
+        )
         t += rng.uniform(0.2, 1.0) if fast else rng.uniform(4.0, 12.0)
     return Incident("credential_stuffing", "ip", ip, start, t)
 
@@ -378,8 +427,17 @@ def _scraping(b: _Builder, user: User, days: int, warmup: int) -> Incident:
     first = rng.randint(1, 50_000)
     route = rng.choice(user.routes)
     for n in range(rng.randint(300, 700)):  # every record in turn, a few a minute
-        b.emit(t, jti=jti, sub=user.sub, client=user.clients[0], route=route,
-               path=_path(route, first + n), ip=ip, agent=user.agents[0], sid=f"s{jti}")
+        b.emit(
+            t,
+            jti=jti,
+            sub=user.sub,
+            client=user.clients[0],
+            route=route,
+            path=_path(route, first + n),
+            ip=ip,
+            agent=user.agents[0],
+            sid=f"s{jti}",
+        )
         t += rng.uniform(3.0, 9.0)
     return Incident("scraping", "sub", user.sub, start, t)
 
@@ -392,9 +450,19 @@ def _probing(b: _Builder, user: User, days: int, warmup: int) -> Incident:
     ip = user.networks[1] + ".45"
     for _ in range(rng.randint(8, 20)):
         route = rng.choice(ADMIN_ROUTES)
-        b.emit(t, jti=jti, sub=user.sub, client=user.clients[0], route=route,
-               path=_path(route, rng.randint(1, 20)), ip=ip, agent=user.agents[0], status=403,
-               reason="policy_denied", sid=f"s{jti}")
+        b.emit(
+            t,
+            jti=jti,
+            sub=user.sub,
+            client=user.clients[0],
+            route=route,
+            path=_path(route, rng.randint(1, 20)),
+            ip=ip,
+            agent=user.agents[0],
+            status=403,
+            reason="policy_denied",
+            sid=f"s{jti}",
+        )
         t += rng.uniform(5.0, 40.0)
     return Incident("privilege_probing", "sub", user.sub, start, t)
 
@@ -409,8 +477,17 @@ def _off_hours(b: _Builder, user: User, days: int, warmup: int) -> Incident:
     t = start
     for _ in range(rng.randint(10, 30)):
         route = rng.choice(user.routes)
-        b.emit(t, jti=jti, sub=user.sub, client=user.clients[0], route=route,
-               path=_path(route, rng.choice(user.records)), ip=ip, agent=agent, sid=f"s{jti}")
+        b.emit(
+            t,
+            jti=jti,
+            sub=user.sub,
+            client=user.clients[0],
+            route=route,
+            path=_path(route, rng.choice(user.records)),
+            ip=ip,
+            agent=agent,
+            sid=f"s{jti}",
+        )
         t += rng.uniform(10.0, 60.0)
     return Incident("off_hours", "sub", user.sub, start, t)
 
@@ -428,8 +505,17 @@ def _exfiltration(b: _Builder, user: User, days: int, warmup: int) -> Incident:
         if t - start > 3000:  # tokens last an hour: the malware refreshes
             jti, start = b.jti(), t
         n += 1
-        b.emit(t, jti=jti, sub=user.sub, client=user.clients[0], route=EXPORT_ROUTE,
-               path=_path(EXPORT_ROUTE, n), ip=ip, agent=user.agents[0], sid=f"s{jti}")
+        b.emit(
+            t,
+            jti=jti,
+            sub=user.sub,
+            client=user.clients[0],
+            route=EXPORT_ROUTE,
+            path=_path(EXPORT_ROUTE, n),
+            ip=ip,
+            agent=user.agents[0],
+            sid=f"s{jti}",
+        )
         t += rng.uniform(120.0, 360.0)
     return Incident("slow_exfiltration", "sub", user.sub, end - DAY, end)
 
@@ -445,16 +531,25 @@ def _travel(b: _Builder, user: User, days: int, warmup: int) -> Incident:
     jti = b.jti()
     for _ in range(rng.randint(5, 15)):
         route = rng.choice(user.routes)
-        b.emit(t, jti=jti, sub=user.sub, client=user.clients[0], route=route,
-               path=_path(route, rng.choice(user.records)), ip=f"{far}.5", agent=user.agents[0],
-               sid=f"s{jti}")
+        b.emit(
+            t,
+            jti=jti,
+            sub=user.sub,
+            client=user.clients[0],
+            route=route,
+            path=_path(route, rng.choice(user.records)),
+            ip=f"{far}.5",
+            agent=user.agents[0],
+            sid=f"s{jti}",
+        )
         t += rng.uniform(10.0, 60.0)
     return Incident("impossible_travel", "sub", user.sub, begin, t)
 
 
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(
-        (lon2 - lon1) / 2
-    ) ** 2
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
     return 12_742.0 * math.asin(math.sqrt(h))

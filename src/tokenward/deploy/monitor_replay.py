@@ -43,7 +43,9 @@ def replay_monitor(
     )
 
 
-def audit_events(lines: Iterable[bytes | str], errors: TextIO | None = None) -> Iterator[UsageEvent]:
+def audit_events(
+    lines: Iterable[bytes | str], errors: TextIO | None = None
+) -> Iterator[UsageEvent]:
     """The events of audit lines; a malformed line is reported (by number) and skipped."""
     from tokenward.monitor.replay import ReplayError  # noqa: PLC0415
 

@@ -26,8 +26,8 @@ from tokenward.monitor.detectors import (
     SessionEndedDetector,
 )
 from tokenward.monitor.pipeline import Monitor
-from tokenward.monitor.risk import Locator, RiskBoard, RiskDetector, RiskScorer
 from tokenward.monitor.responder import Responder, RevocationWriter
+from tokenward.monitor.risk import Locator, RiskBoard, RiskDetector, RiskScorer
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender
 from tokenward.store.errors import STORAGE_ERRORS

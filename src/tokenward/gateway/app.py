@@ -23,7 +23,7 @@ from tokenward.core.events import ALLOW, DENY, IP_BLOCKED, UsageEvent, UsageSink
 from tokenward.core.lifecycle import Background
 from tokenward.core.ratelimits import RateDecision, RatePolicy
 from tokenward.gateway.admission import admit, check_url
-from tokenward.gateway.audit import AuditLog, AuditRecord
+from tokenward.gateway.audit import MAX_AUDIT_PATH, AuditLog, AuditRecord
 from tokenward.gateway.authorizers.base import RouteAuthorizer
 from tokenward.gateway.authorizers.choose import route_authorizers
 from tokenward.gateway.authorizers.dpop import DpopRefused
@@ -225,29 +225,32 @@ class Gateway:
         self.metrics.observe(
             record.route, record.method, status, record.admitted, record.reason, elapsed
         )
+        now = self.clock()
         if self.audit is not None:
-            self.audit.write(record, status, self.clock(), elapsed)
+            self.audit.write(record, status, now, elapsed)
         if self.usage is not None:
-            self._emit_usage(self.usage, record, status, scope)
+            self._emit_usage(self.usage, record, status, now)
 
-    def _emit_usage(self, usage: UsageSink, record: AuditRecord, status: int, scope: Scope) -> None:
-        """Identity only from verified claims (record.token is set after validation)."""
+    def _emit_usage(self, usage: UsageSink, record: AuditRecord, status: int, now: float) -> None:
+        """Identity only from verified claims (record.token is set after validation). The
+        time is the audit line's, to the millisecond, so a replay of the audit log sees what
+        the live monitor saw (docs/monitoring.md)."""
         token = record.token
-        agent = next((v for k, v in scope.get("headers", ()) if k == b"user-agent"), b"")
         usage.emit(
             UsageEvent(
-                time=self.clock(),
+                time=math.floor(now * 1000) / 1000,
                 jti=token.jti if token else None,
                 sub=token.sub if token else None,
                 client_id=token.client_id if token else None,
                 route=record.route,
                 ip=record.ip,
-                user_agent=agent.decode("latin-1")[:256] or None,
+                user_agent=record.agent,
                 status=status,
                 decision=ALLOW if record.admitted else DENY,
                 reason=record.reason,
                 sid=token.sid if token else None,
                 source="gateway",
+                path=record.path,
             )
         )
 
@@ -256,6 +259,9 @@ class Gateway:
     ) -> int:
         compiled, authorizers, engines = loaded
         path, target, readings = resolve_scope(scope)
+        record.path = path[:MAX_AUDIT_PATH]
+        agent = next((v for k, v in scope.get("headers", ()) if k == b"user-agent"), b"")
+        record.agent = agent[:256].decode("latin-1") or None
         if path != scope.get("path") or target != scope.get("raw_path"):
             # From here on the scope carries the resolved path: whatever reads it (signed
             # links, DPoP's htu, the upstream target, idempotency) sees what is routed on.

@@ -75,7 +75,7 @@ class SessionEndedSettings(DetectorSettings):
 
 
 class RiskSettings(BaseModel):
-    """Learned risk scoring (monitor/risk.py): thresholds on the 0–1 score map to actions."""
+    """Learned risk scoring (monitor/risk.py): thresholds on the 0-1 score map to actions."""
 
     enabled: bool = False  # opt-in: needs the `risk` extra and days of traffic to learn from
     model: Literal["novelty", "hst"] = "novelty"

@@ -57,24 +57,15 @@ def coalesce(batch: list[Queued]) -> list[tuple[Event, int]]:
 
 
 def _group_key(item: UsageEvent | RawUsage) -> tuple[object, ...]:
+    # jti, sub, client_id, route, ip, status, decision, reason, sid, second (, path)
     if isinstance(item, UsageEvent):
-        item = (
-            item.time,
-            item.jti,
-            item.sub,
-            item.client_id,
-            item.route,
-            item.ip,
-            None,
-            item.status,
-            item.decision,
-            item.reason,
-            item.sid,
-            item.source,
+        return (
+            (item.jti, item.sub, item.client_id, item.route, item.ip),
+            (item.status, item.decision, item.reason, item.sid),
+            int(item.time),
             item.path,
         )
-    # jti, sub, client_id, route, ip, status, decision, reason, sid, second, path
-    return (item[1:6], item[7:11], int(item[0]), item[12:13])
+    return (item[1:6], item[7:11], int(item[0]))
 
 
 def _usage(item: UsageEvent | RawUsage) -> UsageEvent:

@@ -100,7 +100,9 @@ class Profile:
     def note(self, network: str, now: float) -> None:
         self.recent_networks[network] = now
         if len(self.recent_networks) > MAX_SET:
-            del self.recent_networks[min(self.recent_networks, key=self.recent_networks.__getitem__)]
+            del self.recent_networks[
+                min(self.recent_networks, key=self.recent_networks.__getitem__)
+            ]
 
 
 class Profiles:

@@ -1,4 +1,4 @@
-"""Learned risk: every request scored 0–1 against what its subject, token, client and network
+"""Learned risk: every request scored 0-1 against what its subject, token, client and network
 usually do, with the features that drove the score as its explanation.
 
 Features are novelties measured per entity (`profiles.Profile`), each in [0, 1]:
@@ -17,7 +17,7 @@ Features are novelties measured per entity (`profiles.Profile`), each in [0, 1]:
 | `failures` | failed validations from this network in the last half hour |
 
 Two models turn them into a score, chosen by measurement (`make bench ONLY=P10`):
-`novelty` (the default) combines them as independent evidence, `1 − Π(1 − wᵢ·fᵢ)`, so one
+`novelty` (the default) combines them as independent evidence, `1 - Π(1 - wᵢ·fᵢ)`, so one
 unusual thing (a new phone, a business trip) stays below the alert threshold and two
 together, or one that never happens innocently (a token moving, impossible travel), cross it;
 `hst` feeds the same features to river's Half-Space Trees, which learns the joint density
@@ -25,7 +25,7 @@ online. Entities without history are scored against population baselines: the cl
 for hours and agents, every subject for routes, every network for networks.
 
 Everything here runs on the monitor's task, off the request path; `RiskBoard` answers the
-policy context (`context.risk`, 0–100) and the console from memory.
+policy context (`context.risk`, 0-100) and the console from memory.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Model(Protocol):
 
 
 class NoveltyModel:
-    """Independent evidence: 1 − Π(1 − wᵢ·fᵢ)."""
+    """Independent evidence: 1 - Π(1 - wᵢ·fᵢ)."""
 
     def score(self, features: dict[str, float]) -> float:
         keep = 1.0
@@ -111,10 +111,10 @@ class HalfSpaceModel:
         self._model = anomaly.HalfSpaceTrees(n_trees=25, height=8, window_size=250, seed=seed)
 
     def score(self, features: dict[str, float]) -> float:
-        return float(self._model.score_one(features))
+        return float(self._model.score_one(features))  # type: ignore[no-untyped-call]
 
     def learn(self, features: dict[str, float]) -> None:
-        self._model.learn_one(features)
+        self._model.learn_one(features)  # type: ignore[no-untyped-call]
 
 
 def build_model(name: str) -> Model:
@@ -199,45 +199,70 @@ class RiskScorer:
             return f
         subject = self.subjects.get(event.sub)
         client = self.clients.get(event.client_id) if event.client_id else None
-        token = self.tokens.get(event.jti) if event.jti else None
         agent = event.user_agent or "-"
-        warm = subject is not None and _warm(subject, now)
-        if token is not None and token.requests > 0 and net not in token.networks:
-            f["token_moved"] = 1.0 if agent not in token.agents else 0.3
-        place = self._locator.locate(event.ip) if self._locator is not None else None
-        if subject is not None and place is not None and subject.last_place is not None:
-            km = distance_km(subject.last_place, place)
-            hours = max(now - subject.last_place_at, 60.0) / 3600.0
-            if km > 500 and km / hours > 1000:
-                f["travel"] = 1.0
-        if warm and subject is not None:
-            if net not in subject.networks:
-                f["new_network"] = 1.0 if network.requests == 0 else 0.7
-            if agent not in subject.agents:
-                f["new_agent"] = 1.0 if client is None or agent not in client.agents else 0.7
-            hour = hour_of_day(now)
-            # Odd for the subject and for its client's users: an hour when others of the same
-            # application work too is a habit changing, not an intrusion.
-            rarity = _ramp(0.01 - subject.hour_share(hour), 0.0, 0.01)
-            if client is not None and _warm(client, now):
-                rarity *= _ramp(0.0005 - client.hour_share(hour), 0.0, 0.0005)
-            f["odd_hour"] = rarity
-            if rarity > 0.5:
-                f["night_volume"] = _ramp(subject.off_hours.peek(now) + 1, 3.0, 10.0)
-            share = subject.routes.get(event.route, 0) / subject.requests
-            if share < 0.05:  # new or rare for the subject, and rare among all subjects
-                users = self._route_subjects.get(event.route, 0)
-                rare = 1.0 - min(1.0, users / max(1.0, 0.2 * len(self.subjects)))
-                f["new_route"] = rare * (1.0 - share / 0.05)
-            if event.path is not None and event.path not in subject.paths:
-                usual = subject.new_paths.peek(now)
-                f["new_paths"] = _ramp(usual + 1, 15.0, 45.0)
-        elif agent not in (client.agents if client is not None else {}):
+        self._movement(f, event, net, agent, subject, now)
+        if subject is not None and _warm(subject, now):
+            self._habits(f, event, net, network, agent, subject, client, now)
+        elif client is None or agent not in client.agents:
+            # Cold start: no history of this subject yet, so the population's stands in.
             f["new_agent"] = 0.5 if network.requests == 0 else 0.0
         if event.status in FORBIDDEN:
             seen = subject.forbidden.peek(now) if subject is not None else 0.0
             f["forbidden"] = _ramp(seen + 1, 1.0, 4.0)
         return f
+
+    def _movement(
+        self,
+        f: dict[str, float],
+        event: UsageEvent,
+        net: str,
+        agent: str,
+        subject: Profile | None,
+        now: float,
+    ) -> None:
+        token = self.tokens.get(event.jti) if event.jti else None
+        if token is not None and token.requests > 0 and net not in token.networks:
+            f["token_moved"] = 1.0 if agent not in token.agents else 0.3
+        if subject is None or subject.last_place is None or self._locator is None:
+            return
+        place = self._locator.locate(event.ip)
+        if place is not None:
+            km = distance_km(subject.last_place, place)
+            hours = max(now - subject.last_place_at, 60.0) / 3600.0
+            if km > 500 and km / hours > 1000:
+                f["travel"] = 1.0
+
+    def _habits(
+        self,
+        f: dict[str, float],
+        event: UsageEvent,
+        net: str,
+        network: Profile,
+        agent: str,
+        subject: Profile,
+        client: Profile | None,
+        now: float,
+    ) -> None:
+        if net not in subject.networks:
+            f["new_network"] = 1.0 if network.requests == 0 else 0.7
+        if agent not in subject.agents:
+            f["new_agent"] = 1.0 if client is None or agent not in client.agents else 0.7
+        hour = hour_of_day(now)
+        # Odd for the subject and for its client's users: an hour when others of the same
+        # application work too is a habit changing, not an intrusion.
+        rarity = _ramp(0.01 - subject.hour_share(hour), 0.0, 0.01)
+        if client is not None and _warm(client, now):
+            rarity *= _ramp(0.0005 - client.hour_share(hour), 0.0, 0.0005)
+        f["odd_hour"] = rarity
+        if rarity > 0.5:
+            f["night_volume"] = _ramp(subject.off_hours.peek(now) + 1, 3.0, 10.0)
+        share = subject.routes.get(event.route, 0) / subject.requests
+        if share < 0.05:  # new or rare for the subject, and rare among all subjects
+            users = self._route_subjects.get(event.route, 0)
+            rare = 1.0 - min(1.0, users / max(1.0, 0.2 * len(self.subjects)))
+            f["new_route"] = rare * (1.0 - share / 0.05)
+        if event.path is not None and event.path not in subject.paths:
+            f["new_paths"] = _ramp(subject.new_paths.peek(now) + 1, 15.0, 45.0)
 
     # --- learning ----------------------------------------------------------------------
     def _learn(
@@ -260,21 +285,25 @@ class RiskScorer:
                 bump(profile.networks, net)
                 bump(profile.agents, agent)
                 profile.hours[hour] += n
-        if habit:
-            if not bump(subject.routes, event.route):
-                self._route_subjects[event.route] = self._route_subjects.get(event.route, 0) + 1
-                if len(self._route_subjects) > 4096:
-                    self._route_subjects.clear()
+        if habit and not bump(subject.routes, event.route):
+            self._route_subjects[event.route] = self._route_subjects.get(event.route, 0) + 1
+            if len(self._route_subjects) > 4096:
+                self._route_subjects.clear()
+        self._learn_rates(event, subject, hour, now, n)
+        place = self._locator.locate(event.ip) if self._locator is not None else None
+        if place is not None and event.decision == ALLOW and habit:
+            subject.last_place, subject.last_place_at = place, now
+        subject.note(net, now)
+
+    def _learn_rates(
+        self, event: UsageEvent, subject: Profile, hour: int, now: float, n: int
+    ) -> None:
         if event.path is not None and not bump(subject.paths, event.path, MAX_PATHS):
             subject.new_paths.add(now)
         if event.status in FORBIDDEN:
             subject.forbidden.add(now, n)
         if subject.requests > WARM_REQUESTS and subject.hour_share(hour) < 0.01:
             subject.off_hours.add(now, n)
-        place = self._locator.locate(event.ip) if self._locator is not None else None
-        if place is not None and event.decision == ALLOW and habit:
-            subject.last_place, subject.last_place_at = place, now
-        subject.note(net, now)
 
     def _learners(self, event: UsageEvent, now: float, subject: Profile) -> list[Profile]:
         found = [subject]
@@ -360,22 +389,20 @@ class RiskBoard:
         return self._flags.pop(key, None) is not None
 
     def score(self, token: Any, ip: str, route: str) -> int:
-        """`guard.authz.context.RiskProvider`: 0–100, the higher of subject and address."""
+        """`guard.authz.context.RiskProvider`: 0-100, the higher of subject and address."""
         level = max(self.level(f"sub:{token.sub}"), self.level(f"ip:{ip}"))
-        return int(round(level * 100))
+        return round(level * 100)
 
     def rows(self, limit: int = 100) -> list[dict[str, Any]]:
         now = self._clock()
-        live = [
-            (key, flag) for key, flag in self._flags.items() if now - flag.at < self._hold
-        ]
+        live = [(key, flag) for key, flag in self._flags.items() if now - flag.at < self._hold]
         live.sort(key=lambda item: item[1].score, reverse=True)
         return [
             {
                 "kind": key.split(":", 1)[0],
                 "value": key.split(":", 1)[1],
                 "score": flag.score,
-                "risk": int(round(flag.score * 100)),
+                "risk": round(flag.score * 100),
                 "at": flag.at,
                 "action": flag.action,
                 "reasons": list(flag.reasons),
