@@ -89,9 +89,10 @@ def parse_audit_line(line: bytes | str) -> UsageEvent | None:
 
 
 def target_of(alert: Alert) -> tuple[str, str]:
-    """(kind, value) an alert is about: from its deduplication key, e.g. `sub:alice`."""
+    """(kind, value) an alert is about: from its deduplication key, e.g. `sub:alice` (the
+    risk detector appends `|<action>`)."""
     kind, _, value = alert.key.partition(":")
-    return kind, value
+    return kind, value.split("|", 1)[0]
 
 
 def alert_line(alert: Alert) -> dict[str, Any]:
@@ -118,22 +119,21 @@ async def replay(
     batch_end: float | None = None
     for event in events:
         if batch_end is not None and event.time >= batch_end:
-            for alert in await _drain(monitor, clock, batch_end):
+            for alert in await _drain(monitor):
                 yield alert
             batch_end = None
         if batch_end is None:
             batch_end = event.time + window
-        clock.now = event.time
+        clock.now = max(clock.now, event.time)
         monitor.emit(event)
     if batch_end is not None:
-        for alert in await _drain(monitor, clock, batch_end):
+        for alert in await _drain(monitor):
             yield alert
 
 
-async def _drain(monitor: Monitor, clock: EventClock, now: float) -> list[Alert]:
-    """The live task drains after the events came in: at the end of the batch's window."""
+async def _drain(monitor: Monitor) -> list[Alert]:
+    """One batch, as the live task drains it; the clock reads the batch's latest event."""
     before = monitor.alerts.added
-    clock.now = now
     await monitor.drain()
     fresh = monitor.alerts.added - before
     return list(reversed(monitor.alerts.recent(fresh))) if fresh else []

@@ -446,7 +446,9 @@ class RiskDetector:
         return [
             Finding(
                 detector=self.name,
-                key=key,
+                # One alert per target and action level per cooldown: a score that climbs
+                # from step-up to revocation raises the stronger response too.
+                key=f"{key}|{action}",
                 title=f"Risk {assessment.score:.2f} for {assessment.kind} {assessment.value}",
                 explanation=(
                     f"Risk {assessment.score:.2f} (alert at {settings.alert_at:.2f}): {because}. "
