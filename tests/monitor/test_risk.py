@@ -59,9 +59,10 @@ def test_alerts_explain_and_name_their_action(trace) -> None:  # type: ignore[no
         assert alert.evidence["score"] >= 0.9
         assert alert.evidence["reasons"], "the top features are the explanation"
         assert "Response: " in alert.explanation
-        assert alert.responses and alert.responses[0]["action"] in (
+        assert alert.responses
+        assert alert.responses[0]["action"] in (
             "step_up", "revoke_token", "block_ip", "alert"
-        )  # fmt: skip
+        )
         for i in match(alert, trace.incidents):
             by_scenario.setdefault(trace.incidents[i].scenario, []).append(alert)
 
@@ -76,7 +77,8 @@ def test_alerts_explain_and_name_their_action(trace) -> None:  # type: ignore[no
     blocks = [
         a for a in by_scenario["credential_stuffing"] if a.responses[0]["action"] == "block_ip"
     ]
-    assert blocks and "blocked for" in blocks[0].responses[0]["done"]
+    assert blocks
+    assert "blocked for" in blocks[0].responses[0]["done"]
 
 
 def _event(when: float, sub: str | None, ip: str, **extra: object) -> UsageEvent:
@@ -96,7 +98,8 @@ def test_profiles_are_bounded_least_recently_seen_first() -> None:
         scorer.assess(_event(1000.0 + n, f"user{n}", f"192.0.2.{n % 200}", jti=f"t{n}"))
     assert len(scorer.subjects) == 100
     assert scorer.subjects.evicted == 150
-    assert scorer.subjects.get("user249") is not None and scorer.subjects.get("user0") is None
+    assert scorer.subjects.get("user249") is not None
+    assert scorer.subjects.get("user0") is None
 
 
 def test_a_token_moving_to_a_new_network_and_device_scores_high_from_the_first_request() -> None:
@@ -120,7 +123,7 @@ def test_failures_from_one_address_are_scored_against_the_address() -> None:
                 status=401,
                 decision=DENY,
                 reason="invalid_token",
-            )  # fmt: skip
+            )
         )
     assert isinstance(last, Assessment)
     assert (last.kind, last.value) == ("ip", "198.51.100.7")
@@ -143,7 +146,8 @@ def test_the_board_feeds_context_risk_for_the_hold_time() -> None:
     )
     assert [f.response for f in findings] == ["step_up"]
     assert board.score(Token(), "192.0.2.1", "orders") >= 90
-    assert board.rows()[0]["value"] == "alice" and board.rows()[0]["reasons"]
+    assert board.rows()[0]["value"] == "alice"
+    assert board.rows()[0]["reasons"]
     clock.advance(61)
     assert board.score(Token(), "192.0.2.1", "orders") == 0
 
