@@ -60,9 +60,7 @@ def test_alerts_explain_and_name_their_action(trace) -> None:  # type: ignore[no
         assert alert.evidence["reasons"], "the top features are the explanation"
         assert "Response: " in alert.explanation
         assert alert.responses
-        assert alert.responses[0]["action"] in (
-            "step_up", "revoke_token", "block_ip", "alert"
-        )
+        assert alert.responses[0]["action"] in ("step_up", "revoke_token", "block_ip", "alert")
         for i in match(alert, trace.incidents):
             by_scenario.setdefault(trace.incidents[i].scenario, []).append(alert)
 
