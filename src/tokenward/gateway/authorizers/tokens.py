@@ -26,13 +26,18 @@ class Tokens:
         self._cached: Callable[[str], AccessToken | None] = validator.cached
 
     async def authenticate(self, route: Route, header: str | None) -> AccessToken:
+        token = await self.verify(header)
+        check_token(route, token)
+        return token
+
+    async def verify(self, header: str | None) -> AccessToken:
+        """The verified token, before the route's audience and scopes are checked."""
         token = self._cached(header) if header is not None else None
         if token is None:
             self._metrics.cache_miss.inc()
             token = await self._validator.authenticate(header)
         else:
             self._metrics.cache_hit.inc()
-        check_token(route, token)
         return token
 
 
