@@ -68,6 +68,7 @@ def build_monitor(
         if policy.enabled:
             detectors.append(detector)
     risk = settings.risk
+    board = None
     if risk.enabled:
         board = risk_board if risk_board is not None else build_risk_board(settings, clock)
         scorer = RiskScorer(risk, locator if locator is not None else open_locator(risk.geoip))
@@ -94,6 +95,7 @@ def build_monitor(
         clock=clock,
         storage_errors=STORAGE_ERRORS,
         claims=claims,
+        risk=board,
     )
 
 

@@ -28,6 +28,7 @@ from tokenward.monitor.alerts import Alert, AlertLog, Finding, SecurityAudit
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
 from tokenward.monitor.detectors import Detector
 from tokenward.monitor.responder import Responder, ResponseError
+from tokenward.monitor.risk import RiskBoard
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender
 
@@ -94,8 +95,10 @@ class Monitor:
         clock: Callable[[], float] = time.time,
         storage_errors: tuple[type[Exception], ...] = (ConnectionError, TimeoutError),
         claims: AlertClaims | None = None,
+        risk: RiskBoard | None = None,
     ) -> None:
         self.settings = settings
+        self.risk = risk  # learned risk scores per subject and address (console, policies)
         self.enabled = settings.enabled
         self.buffer = EventBuffer(settings.buffer)
         self.detectors = list(detectors)
