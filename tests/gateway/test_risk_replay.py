@@ -19,6 +19,7 @@ import orjson
 
 from tests.conftest import FrozenClock
 from tests.gateway.conftest import GatewayFactory, Running
+from tests.gateway.test_policy_examples import example
 from tokenward.deploy.monitor_wiring import build_monitor, build_risk_board
 from tokenward.monitor.config import MonitorSettings, RiskSettings
 from tokenward.monitor.pipeline import Monitor
@@ -45,16 +46,7 @@ routes:
     policies:
       files: [{policy}]
 """
-STEP_UP_ON_RISK = """
-@id("pay")
-permit (principal, action, resource);
-
-@id("risky-needs-fresh-mfa")
-@step_up("acr=urn:tokenward:acr:mfa;max_age=300")
-forbid (principal, action, resource)
-when { context.risk >= 90 }
-unless { context.acr == "urn:tokenward:acr:mfa" && context.auth_age <= 300 };
-"""
+STEP_UP_ON_RISK = example("risky-needs-fresh-mfa")  # docs/policies.md
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
 
 
