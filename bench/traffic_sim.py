@@ -21,7 +21,6 @@ Everything comes from one `random.Random(seed)`: the same seed gives the same tr
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import random
 from dataclasses import dataclass, field
@@ -102,7 +101,8 @@ class Trace:
 
 
 def _net(ip: str) -> str:
-    return str(ipaddress.ip_network(f"{ip}/24", strict=False))
+    """The /24 of a simulated IPv4 address (all are), as the scorer's network keys read."""
+    return ip.rsplit(".", 1)[0] + ".0/24"
 
 
 class _Builder:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 HOURS = 24  # hour of day (UTC): two weeks teach a day's rhythm, not a week's
 MAX_SET = 64  # distinct networks, agents, routes per profile; the least used go first
 MAX_PATHS = 512
+MAX_PEOPLE = 8  # subjects remembered per hour of a client: more tells nothing new
 
 
 def _bump(table: dict[str, int], key: str, limit: int) -> int:
@@ -62,6 +63,9 @@ class Profile:
     routes: dict[str, int] = field(default_factory=dict)
     paths: dict[str, int] = field(default_factory=dict)
     hours: list[float] = field(default_factory=lambda: [0.0] * HOURS)
+    # Which subjects were active at each hour (a few each: enough to tell a habit of many
+    # users from one account's, which an attack on that account would be).
+    people: list[set[str]] = field(default_factory=lambda: [set() for _ in range(HOURS)])
     # Short and long request rates: their ratio is burstiness against the entity's own normal.
     fast: Rate = field(default_factory=lambda: Rate(300.0))
     slow: Rate = field(default_factory=lambda: Rate(6 * 3600.0))
@@ -85,6 +89,17 @@ class Profile:
             + 0.5 * self.hours[(hour - 1) % HOURS]
             + 0.5 * self.hours[(hour + 1) % HOURS]
         )
+
+    def people_near(self, hour: int) -> int:
+        """Distinct subjects seen at this hour of day or the next or previous one."""
+        return len(
+            self.people[hour] | self.people[(hour - 1) % HOURS] | self.people[(hour + 1) % HOURS]
+        )
+
+    def saw(self, subject: str, hour: int) -> None:
+        seen = self.people[hour]
+        if len(seen) < MAX_PEOPLE:
+            seen.add(subject)
 
     def hour_share(self, hour: int) -> float:
         """How usual this hour of day is for the entity: its share of the entity's requests."""

@@ -66,6 +66,9 @@ EARTH_KM = 12_742.0
 # Poisoning guard: what scores this high is not learned as a habit (hours, routes, networks,
 # agents), so an attack that goes on for hours does not teach the profile that it is normal.
 LEARN_BELOW = 0.7
+# An hour is usual for a client's users when this many of them were ever active near it: an
+# attack on one account (or two) does not make the night usual for everyone.
+POPULATION_HOUR = 3.0
 
 
 class Locator(Protocol):
@@ -252,7 +255,7 @@ class RiskScorer:
         # application work too is a habit changing, not an intrusion.
         rarity = _ramp(0.01 - subject.hour_share(hour), 0.0, 0.01)
         if client is not None and _warm(client, now):
-            rarity *= _ramp(0.0005 - client.hour_share(hour), 0.0, 0.0005)
+            rarity *= _ramp(POPULATION_HOUR - client.people_near(hour), 0.0, POPULATION_HOUR)
         f["odd_hour"] = rarity
         if rarity > 0.5:
             f["night_volume"] = _ramp(subject.off_hours.peek(now) + 1, 3.0, 10.0)
@@ -285,6 +288,10 @@ class RiskScorer:
                 bump(profile.networks, net)
                 bump(profile.agents, agent)
                 profile.hours[hour] += n
+        if event.client_id is not None:
+            client = self.clients.get(event.client_id)
+            if client is not None:
+                client.saw(event.sub, hour)
         if habit and not bump(subject.routes, event.route):
             self._route_subjects[event.route] = self._route_subjects.get(event.route, 0) + 1
             if len(self._route_subjects) > 4096:
