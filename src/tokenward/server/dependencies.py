@@ -18,6 +18,7 @@ from tokenward.oauth.device import DeviceAuthorization
 from tokenward.oauth.flow import AuthorizationFlow
 from tokenward.oauth.interaction import InteractionSealer
 from tokenward.oauth.introspection import Introspector
+from tokenward.oauth.par import PushedAuthorization
 from tokenward.oauth.revocation import Revoker
 from tokenward.oauth.revocation_publisher import RevocationPublisher
 from tokenward.oauth.sessions import SessionManager
@@ -98,6 +99,10 @@ def _authorization(p: Parts) -> AuthorizationValidator:
     return p.authorization
 
 
+def _pushed(p: Parts) -> PushedAuthorization:
+    return p.pushed_authorization
+
+
 def _flow(p: Parts) -> AuthorizationFlow:
     return p.flow
 
@@ -172,6 +177,7 @@ Revocation = Annotated[Revoker, Depends(_revoker)]
 Sessions = Annotated[SessionManager, Depends(_sessions)]
 Interactions = Annotated[InteractionSealer, Depends(_interactions)]
 Authorization = Annotated[AuthorizationValidator, Depends(_authorization)]
+Pushed = Annotated[PushedAuthorization, Depends(_pushed)]
 Flow = Annotated[AuthorizationFlow, Depends(_flow)]
 Device = Annotated[DeviceAuthorization, Depends(_device)]
 Throttle = Annotated[SignInThrottle, Depends(_login_throttle)]
