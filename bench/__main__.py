@@ -23,6 +23,7 @@ FIGURES = {
     "CAEP": "bench.p_caep",
     "SCHEMA": "bench.p_schema",
     "PAR": "bench.p_par",
+    "P10": "bench.p10_risk",
 }
 
 

@@ -62,6 +62,7 @@ class UsageEvent:
     reason: str  # "ok", or a fixed reason code such as REVOKED
     sid: str | None = None  # the token's session, when it has one
     source: str = "server"  # "gateway" or "server"
+    path: str | None = None  # the request path without its query (the gateway's), if known
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,9 +37,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 client_app = typer.Typer(no_args_is_help=True, help="OAuth clients")
 user_app = typer.Typer(no_args_is_help=True, help="End users")
 keys_app = typer.Typer(no_args_is_help=True, help="Signing keys")
+monitor_app = typer.Typer(no_args_is_help=True, help="Usage monitoring")
 app.add_typer(client_app, name="client")
 app.add_typer(user_app, name="user")
 app.add_typer(keys_app, name="keys")
+app.add_typer(monitor_app, name="monitor")
 app.command("login")(client_cli.login)
 app.command("call")(client_cli.call)
 app.add_typer(client_cli.token_app, name="token")
@@ -642,6 +644,37 @@ def gateway(
     run_gateway(
         str(config), settings=lambda: startup.settings(data_dir=State.data_dir, issuer=State.issuer)
     )
+
+
+@monitor_app.command("replay")
+def monitor_replay(
+    audit: Annotated[Path, typer.Argument(help="A gateway audit log (JSON lines); - for stdin")],
+    risk: Annotated[
+        bool, typer.Option("--risk/--no-risk", help="Score with the learned risk detector too")
+    ] = True,
+) -> None:
+    """Replay gateway audit lines through the monitor in event time: one JSON line per alert
+    (detector, target, time, score, explanation, responses). Responses act on memory only."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from tokenward.deploy.monitor_replay import run_replay  # noqa: PLC0415
+    from tokenward.monitor.config import MonitorSettings  # noqa: PLC0415
+
+    try:
+        settings = MonitorSettings()
+    except ValidationError as exc:
+        _startup_failed(StartupError(f"TOKENWARD_MONITOR_*: {exc.errors()[0]['msg']}"))
+    if risk:
+        settings = settings.model_copy(
+            update={"risk": settings.risk.model_copy(update={"enabled": True})}
+        )
+    try:
+        source = sys.stdin.buffer if str(audit) == "-" else audit.open("rb")
+    except OSError as exc:
+        _startup_failed(StartupError(f"cannot read {audit}: {exc.strerror}"))
+    with source:
+        count = asyncio.run(run_replay(source, sys.stdout, settings, errors=sys.stderr))
+    typer.echo(f"{count} alerts", err=True)
 
 
 def main() -> None:

@@ -12,20 +12,24 @@ import gc
 import importlib
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import uvicorn
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from tokenward.config import Settings
+from tokenward.core.events import UsageSink
 from tokenward.core.lifecycle import Background
 from tokenward.datadir import DataDirError
 from tokenward.deploy.gateway_feed import GatewayFeed, deployment_namespace, namespace_for
 from tokenward.deploy.gateway_local import embedded_trust, local_trust
 from tokenward.deploy.gateway_workers import Worker, supervise
+from tokenward.deploy.monitor_wiring import open_locator
 from tokenward.deploy.namespace import Namespace
 from tokenward.deploy.startup import StartupError as SettingsError
 from tokenward.gateway.app import Gateway
@@ -48,6 +52,9 @@ from tokenward.gateway.startup import (
 from tokenward.gateway.tracing import app_for
 from tokenward.gateway.trust import TrustError, TrustSetup, build_bff, remote_trust
 from tokenward.guard import RevocationMirror
+from tokenward.monitor.config import MonitorSettings
+from tokenward.monitor.risk import RiskBoard, RiskDetector, RiskScorer
+from tokenward.monitor.risk_feed import RiskFeed, Tee
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
@@ -308,7 +315,11 @@ async def _gateway(
     if audit is not None:
         resources.callback(audit.close)
     relay, blocklist = shared.monitoring(config)
-    companions = [item for item in (relay, blocklist) if item is not None]
+    feed, board = local_risk(config)
+    usage: UsageSink | None = relay
+    if feed is not None:
+        usage = Tee(relay, feed) if relay is not None else feed
+    companions = [item for item in (relay, blocklist, feed) if item is not None]
     return Gateway(
         config,
         trust.validator if trust else None,
@@ -320,9 +331,27 @@ async def _gateway(
         background=[*(trust.background if trust else ()), *shared.background(), *companions],
         limiter=shared.limiter(config),
         idempotency=shared.idempotency(),
-        usage=relay,
+        usage=usage,
         blocklist=blocklist,
+        risk=board,
     )
+
+
+def local_risk(config: GatewayConfig) -> tuple[RiskFeed | None, RiskBoard | None]:
+    """With `monitor: {risk: true}`, this gateway scores its own requests for `context.risk`
+    (thresholds from `TOKENWARD_MONITOR_RISK__*`, as the servers read them)."""
+    if config.monitor is None or not config.monitor.risk:
+        return None, None
+    try:
+        settings = MonitorSettings()
+    except ValidationError as exc:
+        raise StartupError(
+            "TOKENWARD_MONITOR_RISK", str(exc.errors()[0]["msg"]), "fix the variable"
+        ) from None
+    risk = settings.risk.model_copy(update={"enabled": True})
+    board = RiskBoard(risk.hold, risk.max_entities, time.time)
+    detector = RiskDetector(risk, RiskScorer(risk, open_locator(risk.geoip)), board)
+    return RiskFeed(detector, capacity=config.monitor.buffer), board
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -27,6 +27,7 @@ from tokenward.monitor.detectors import (
 )
 from tokenward.monitor.pipeline import Monitor
 from tokenward.monitor.responder import Responder, RevocationWriter
+from tokenward.monitor.risk import Locator, RiskBoard, RiskDetector, RiskScorer
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender
 from tokenward.store.errors import STORAGE_ERRORS
@@ -45,6 +46,8 @@ def build_monitor(
     blocklist: IpBlocklist | None = None,
     audit_stream: TextIO | None = None,
     claims: AlertClaims | None = None,
+    locator: Locator | None = None,
+    risk_board: RiskBoard | None = None,
 ) -> Monitor:
     """`keep`: seconds a revocation must be remembered (longest token lifetime + leeway)."""
     windows = windows if windows is not None else MemoryWindows(settings.max_keys)
@@ -64,6 +67,13 @@ def build_monitor(
         policies[detector.name] = policy
         if policy.enabled:
             detectors.append(detector)
+    risk = settings.risk
+    board = None
+    if risk.enabled:
+        board = risk_board if risk_board is not None else build_risk_board(settings, clock)
+        scorer = RiskScorer(risk, locator if locator is not None else open_locator(risk.geoip))
+        detectors.append(RiskDetector(risk, scorer, board))
+        policies["risk"] = DetectorSettings(block_seconds=risk.block_seconds)
     responder = Responder(
         revocations,
         sessions,
@@ -85,6 +95,7 @@ def build_monitor(
         clock=clock,
         storage_errors=STORAGE_ERRORS,
         claims=claims,
+        risk=board,
     )
 
 
@@ -114,3 +125,17 @@ def open_security_audit(path: str | None) -> SecurityAudit | None:
         return SecurityAudit()
     fd = open_private(Path(path))
     return SecurityAudit(open(fd, "a", buffering=1, encoding="utf-8"))  # kept for the process
+
+
+def build_risk_board(settings: MonitorSettings, clock: Callable[[], float]) -> RiskBoard:
+    """The scores `context.risk` and the console read (one per process, shared by both)."""
+    return RiskBoard(settings.risk.hold, settings.risk.max_entities, clock)
+
+
+def open_locator(path: str | None) -> Locator | None:
+    """Places for impossible travel from a MaxMind City database, when one is configured."""
+    if path is None:
+        return None
+    from tokenward.monitor.risk_geo import MaxMindPlaces  # noqa: PLC0415 - optional extra
+
+    return MaxMindPlaces(path)

@@ -23,7 +23,7 @@ from tokenward.core.events import ALLOW, DENY, IP_BLOCKED, UsageEvent, UsageSink
 from tokenward.core.lifecycle import Background
 from tokenward.core.ratelimits import RateDecision, RatePolicy
 from tokenward.gateway.admission import admit, check_url
-from tokenward.gateway.audit import AuditLog, AuditRecord
+from tokenward.gateway.audit import MAX_AUDIT_PATH, AuditLog, AuditRecord
 from tokenward.gateway.authorizers.base import RouteAuthorizer
 from tokenward.gateway.authorizers.choose import route_authorizers
 from tokenward.gateway.authorizers.dpop import DpopRefused
@@ -206,10 +206,11 @@ class Gateway:
         self.metrics.observe(
             record.route, record.method, status, record.admitted, record.reason, elapsed
         )
+        now = self.clock()
         if self.audit is not None:
-            self.audit.write(record, status, self.clock(), elapsed)
+            self.audit.write(record, status, now, elapsed)
         if self.usage is not None:
-            self._emit_usage(self.usage, record, status, scope)
+            self._emit_usage(self.usage, record, status, now)
 
     def _refusal(self, exc: Exception, record: AuditRecord, hsts: Headers) -> Answer:
         """The answer for a request that failed with `exc`; `record.reason` says why."""
@@ -248,24 +249,26 @@ class Gateway:
         body = {"error": "server_error", "error_description": "the gateway failed"}
         return json_answer(500, body, hsts)
 
-    def _emit_usage(self, usage: UsageSink, record: AuditRecord, status: int, scope: Scope) -> None:
-        """Identity only from verified claims (record.token is set after validation)."""
+    def _emit_usage(self, usage: UsageSink, record: AuditRecord, status: int, now: float) -> None:
+        """Identity only from verified claims (record.token is set after validation). The
+        time is the audit line's, to the millisecond, so a replay of the audit log sees what
+        the live monitor saw (docs/monitoring.md)."""
         token = record.token
-        agent = next((v for k, v in scope.get("headers", ()) if k == b"user-agent"), b"")
         usage.emit(
             UsageEvent(
-                time=self.clock(),
+                time=math.floor(now * 1000) / 1000,
                 jti=token.jti if token else None,
                 sub=token.sub if token else None,
                 client_id=token.client_id if token else None,
                 route=record.route,
                 ip=record.ip,
-                user_agent=agent.decode("latin-1")[:256] or None,
+                user_agent=record.agent,
                 status=status,
                 decision=ALLOW if record.admitted else DENY,
                 reason=record.reason,
                 sid=token.sid if token else None,
                 source="gateway",
+                path=record.path,
             )
         )
 
@@ -275,6 +278,7 @@ class Gateway:
         """Decide, then forward: the gateway as the proxy."""
         compiled = loaded[0]
         scope, path, readings = resolved(scope)
+        _note_request(record, scope, path)
         bff = self.bff
         if bff is not None and path in bff.paths:
             return await self._bff_endpoint(bff, compiled, scope, send, record)
@@ -335,6 +339,7 @@ class Gateway:
             original = original_request(authz, compiled, scope)
             record.method = original["method"]
             original, path, readings = resolved(original)
+            _note_request(record, original, path)
             decision = await self._decide(loaded, original, path, readings, record)
         except ClientGone:
             raise
@@ -507,3 +512,11 @@ def create_gateway(
         countries=countries,
         risk=risk,
     )
+
+
+def _note_request(record: AuditRecord, scope: Scope, path: str) -> None:
+    """The audit line's path (no query) and user agent: what the risk monitor and a replay of
+    the audit log see (docs/monitoring.md)."""
+    record.path = path[:MAX_AUDIT_PATH]
+    agent = next((v for k, v in scope.get("headers", ()) if k == b"user-agent"), b"")
+    record.agent = agent[:256].decode("latin-1") or None

@@ -24,15 +24,26 @@ from tokenward.datadir import open_private
 
 _LINE = (
     b'{"time":"%b","route":%b,"method":%b,"status":%d,"decision":"%b","reason":"%b",%b,'
-    b'"client_ip":%b,"latency_ms":%.3f%b}\n'
+    b'"client_ip":%b,"path":%b,"user_agent":%b,"latency_ms":%.3f%b}\n'
 )
-_NOBODY = b'"sub":null,"client_id":null,"jti":null'
+MAX_AUDIT_PATH = 1024  # longer paths are cut (the gateway's limits bound them anyway)
+_NOBODY = b'"sub":null,"client_id":null,"jti":null,"sid":null'
 
 
 class AuditRecord:
     """Filled in as the request goes through the gateway; written once at the end."""
 
-    __slots__ = ("admitted", "ip", "method", "policies", "reason", "route", "token")
+    __slots__ = (
+        "admitted",
+        "agent",
+        "ip",
+        "method",
+        "path",
+        "policies",
+        "reason",
+        "route",
+        "token",
+    )
 
     def __init__(self, method: str) -> None:
         self.method = method
@@ -42,6 +53,8 @@ class AuditRecord:
         self.token: AccessToken | None = None
         self.admitted = False  # the policy allowed it (an upstream may still fail it)
         self.policies: tuple[str, ...] | None = None  # Cedar's determining policies, if judged
+        self.path: str | None = None  # the request path, never the query string
+        self.agent: str | None = None  # the User-Agent header, cut at 256 characters
 
 
 class AuditLog:
@@ -55,7 +68,7 @@ class AuditLog:
         self._second = -1
         self._second_text = b""
         self._strings: dict[str, bytes] = {}
-        self._tokens: dict[tuple[str, str, str], bytes] = {}
+        self._tokens: dict[tuple[str, str, str, str | None], bytes] = {}
         self._policy_lists: dict[tuple[str, ...], bytes] = {}
 
     @classmethod
@@ -84,6 +97,8 @@ class AuditLog:
                 record.reason.encode("ascii", "replace"),
                 self._who(record.token),
                 orjson.dumps(record.ip),
+                orjson.dumps(record.path),
+                self._json(record.agent) if record.agent is not None else b"null",
                 latency * 1000,
                 self._policies(record.policies),
             )
@@ -112,13 +127,18 @@ class AuditLog:
     def _who(self, token: AccessToken | None) -> bytes:
         if token is None:
             return _NOBODY
-        key = (token.jti, token.sub, token.client_id)
+        key = (token.jti, token.sub, token.client_id, token.sid)
         cache = self._tokens
         value = cache.get(key)
         if value is None:
             if len(cache) >= 10_000:
                 cache.clear()
-            fields = {"sub": token.sub, "client_id": token.client_id, "jti": token.jti}
+            fields = {
+                "sub": token.sub,
+                "client_id": token.client_id,
+                "jti": token.jti,
+                "sid": token.sid,
+            }
             value = cache[key] = orjson.dumps(fields)[1:-1]
         return value
 

@@ -394,7 +394,16 @@ def _url_or_env(fields: dict[str, Node], node: Node, name: str, *, required: boo
 
 
 MONITOR_FIELDS = frozenset(
-    {"redis_url", "redis_url_env", "namespace", "stream", "buffer", "interval", "blocklist"}
+    {
+        "redis_url",
+        "redis_url_env",
+        "namespace",
+        "stream",
+        "buffer",
+        "interval",
+        "blocklist",
+        "risk",
+    }
 )
 
 
@@ -420,4 +429,5 @@ def monitor(
         else 10_000,
         interval=fields["interval"].number(minimum=0.01) if "interval" in fields else 0.2,
         blocklist=fields["blocklist"].boolean() if "blocklist" in fields else True,
+        risk=fields["risk"].boolean() if "risk" in fields else False,
     )

@@ -216,6 +216,7 @@ class MonitorRelaySettings:
     buffer: int = 10_000  # events queued between shipments; beyond it they are dropped
     interval: float = 0.2  # seconds between shipments
     blocklist: bool = True  # refuse addresses the deployment's monitor or an admin blocked
+    risk: bool = False  # score requests here too, for `context.risk` (docs/monitoring.md)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class Finding:
     target: Target
     evidence: dict[str, Any] = field(default_factory=dict)
     severity: str = "medium"
+    response: str | None = None  # overrides the detector's configured response (risk levels)
 
 
 @dataclass(slots=True)
@@ -97,6 +98,7 @@ class AlertLog:
         self._clock = clock
         self._alerts: OrderedDict[str, Alert] = OrderedDict()
         self._recent: dict[tuple[str, str], str] = {}  # (detector, key) -> alert id
+        self.added = 0  # alerts ever raised here (a replay reads the new ones by it)
 
     def is_repeat(self, finding: Finding) -> bool:
         """Whether `add` would count this finding as a repeat of an alert raised here."""
@@ -124,6 +126,7 @@ class AlertLog:
             last_seen=now,
         )
         self._alerts[alert.id] = alert
+        self.added += 1
         self._recent[(finding.detector, finding.key)] = alert.id
         while len(self._alerts) > self._capacity:
             _, dropped = self._alerts.popitem(last=False)

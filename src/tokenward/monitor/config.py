@@ -74,6 +74,22 @@ class SessionEndedSettings(DetectorSettings):
     recheck: float = Field(default=30.0, gt=0)  # how long a session lookup is cached
 
 
+class RiskSettings(BaseModel):
+    """Learned risk scoring (monitor/risk.py): thresholds on the 0-1 score map to actions."""
+
+    enabled: bool = False  # opt-in: needs the `risk` extra and days of traffic to learn from
+    model: Literal["novelty", "hst"] = "novelty"
+    alert_at: float = Field(default=0.9, ge=0, le=1)
+    step_up_at: float = Field(default=0.9, ge=0, le=1)  # context.risk raised for `hold` s
+    revoke_at: float = Field(default=0.99, ge=0, le=1)
+    revoke_response: Literal["revoke_token", "revoke_session", "revoke_subject"] = "revoke_token"
+    block_ip_at: float = Field(default=0.95, ge=0, le=1)  # scores about an address alone
+    block_seconds: float = Field(default=900.0, gt=0)
+    hold: float = Field(default=3600.0, gt=0)  # how long a high score stays in context.risk
+    max_entities: int = Field(default=100_000, ge=100)  # per profile kind, LRU
+    geoip: str | None = None  # a MaxMind City database: places for impossible travel
+
+
 class WebhookSettings(BaseModel):
     url: str | None = None
     secret: SecretStr | None = None
@@ -106,3 +122,4 @@ class MonitorSettings(BaseSettings):
     failures: FailureSettings = Field(default_factory=FailureSettings)
     session_ended: SessionEndedSettings = Field(default_factory=SessionEndedSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)

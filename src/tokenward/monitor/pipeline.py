@@ -28,6 +28,7 @@ from tokenward.monitor.alerts import Alert, AlertLog, Finding, SecurityAudit
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
 from tokenward.monitor.detectors import Detector
 from tokenward.monitor.responder import Responder, ResponseError
+from tokenward.monitor.risk import RiskBoard
 from tokenward.monitor.stats import UsageStats
 from tokenward.monitor.webhook import WebhookSender
 
@@ -57,22 +58,14 @@ def coalesce(batch: list[Queued]) -> list[tuple[Event, int]]:
 
 
 def _group_key(item: UsageEvent | RawUsage) -> tuple[object, ...]:
+    # jti, sub, client_id, route, ip, status, decision, reason, sid, second (, path)
     if isinstance(item, UsageEvent):
-        item = (
-            item.time,
-            item.jti,
-            item.sub,
-            item.client_id,
-            item.route,
-            item.ip,
-            None,
-            item.status,
-            item.decision,
-            item.reason,
-            item.sid,
-            item.source,
+        return (
+            (item.jti, item.sub, item.client_id, item.route, item.ip),
+            (item.status, item.decision, item.reason, item.sid),
+            int(item.time),
+            item.path,
         )
-    # jti, sub, client_id, route, ip, status, decision, reason, sid, second
     return (item[1:6], item[7:11], int(item[0]))
 
 
@@ -102,8 +95,10 @@ class Monitor:
         clock: Callable[[], float] = time.time,
         storage_errors: tuple[type[Exception], ...] = (ConnectionError, TimeoutError),
         claims: AlertClaims | None = None,
+        risk: RiskBoard | None = None,
     ) -> None:
         self.settings = settings
+        self.risk = risk  # learned risk scores per subject and address (console, policies)
         self.enabled = settings.enabled
         self.buffer = EventBuffer(settings.buffer)
         self.detectors = list(detectors)
@@ -187,16 +182,25 @@ class Monitor:
         if alert is None:
             return None
         policy = self._policies.get(finding.detector, DetectorSettings())
+        action = finding.response or policy.response
         try:
-            result = await self.responder.respond(
-                policy.response,
-                alert.target,
-                by=f"monitor:{finding.detector}",
-                reason=alert.title,
-                block_seconds=policy.block_seconds,
-            )
+            if action == "step_up":  # already in force: the detector raised context.risk
+                result = {
+                    "action": action,
+                    "by": f"monitor:{finding.detector}",
+                    "at": self.clock(),
+                    "done": "context.risk raised: policies that step up on risk challenge",
+                }
+            else:
+                result = await self.responder.respond(
+                    action,
+                    alert.target,
+                    by=f"monitor:{finding.detector}",
+                    reason=alert.title,
+                    block_seconds=policy.block_seconds,
+                )
         except ResponseError as exc:
-            result = {"action": policy.response, "by": "monitor", "done": str(exc), "failed": True}
+            result = {"action": action, "by": "monitor", "done": str(exc), "failed": True}
         self.alerts.record_response(alert, result)
         if self.audit is not None:
             self.audit.alert(alert)

@@ -41,7 +41,7 @@ GROUP = "monitors"
 VERSION = b"1"
 MAX_STREAM_ENTRIES = 10_000  # batches kept for consumers that lag; the oldest are trimmed
 MAX_FIELD = 512  # longest string field a consumer accepts (user agents are cut at 256)
-_STRING_FIELDS = (1, 2, 3, 4, 5, 6, 8, 9, 10, 11)  # positions that hold str | None
+_STRING_FIELDS = (1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12)  # positions that hold str | None
 _FIELD_NAMES = [field.name for field in fields(UsageEvent)]
 _FIELD_COUNT = len(_FIELD_NAMES)
 _FIELDS = attrgetter(*_FIELD_NAMES)  # an event as a plain tuple, cheaper than astuple's copy
@@ -135,8 +135,10 @@ def decode_batch(payload: bytes) -> list[UsageEvent]:
 
 
 def _event(row: Any) -> UsageEvent:
+    if isinstance(row, list) and len(row) == _FIELD_COUNT - 1:
+        row.append(None)  # a gateway from before the path was shipped
     if not isinstance(row, list) or len(row) != _FIELD_COUNT:
-        raise TypeError("an event is a list of 12 fields")
+        raise TypeError("an event is a list of 13 fields")
     when, status = row[0], row[7]
     if not isinstance(when, int | float) or isinstance(when, bool):
         raise TypeError("time")

@@ -10,6 +10,7 @@ from tokenward.gateway.authorizers.base import Authorized
 from tokenward.gateway.authorizers.tokens import Tokens
 from tokenward.gateway.headers import IdentityHeaders, Incoming
 from tokenward.gateway.model import Route
+from tokenward.gateway.policy import check_token
 from tokenward.resource.asgi import DUPLICATE_AUTHORIZATION, certificate_of
 
 
@@ -28,6 +29,9 @@ class Bearer:
         if len(values) > 1:
             raise InvalidRequest(DUPLICATE_AUTHORIZATION)
         header = values[0].decode("latin-1") if values else None
-        token = await self._tokens.authenticate(self._route, header, certificate_of(scope))
+        token = await self._tokens.verify(header, certificate_of(scope))
+        # Verified: a refusal for scope or audience is attributed (audit, usage monitor),
+        # so privilege probing with a valid token is seen as this subject's.
         record.token = token
+        check_token(self._route, token)
         return scope, token, self._identity(token)

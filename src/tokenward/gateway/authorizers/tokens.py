@@ -28,7 +28,13 @@ class Tokens:
     async def authenticate(
         self, route: Route, header: str | None, certificate: str | None = None
     ) -> AccessToken:
-        """`certificate`: the x5t#S256 of the request's TLS client certificate, which a
+        token = await self.verify(header, certificate)
+        check_token(route, token)
+        return token
+
+    async def verify(self, header: str | None, certificate: str | None = None) -> AccessToken:
+        """The verified token, before the route's audience and scopes are checked.
+        `certificate`: the x5t#S256 of the request's TLS client certificate, which a
         certificate-bound token (RFC 8705) needs; such tokens are never in the plain cache."""
         token = self._cached(header) if header is not None else None
         if token is None and certificate is not None:
@@ -38,7 +44,6 @@ class Tokens:
             token = await self._validator.authenticate(header, certificate=certificate)
         else:
             self._metrics.cache_hit.inc()
-        check_token(route, token)
         return token
 
 

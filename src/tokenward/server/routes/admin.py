@@ -160,6 +160,7 @@ async def _section_context(
         return {
             "alerts": [a.as_dict() for a in monitor.alerts.recent(200)],
             "blocked": monitor.blocklist.entries(),
+            "risk": monitor.risk.rows(100) if monitor.risk is not None else None,
         }
     return {
         "usage": monitor.stats.snapshot(clock()),
