@@ -65,6 +65,7 @@ from tokenward.services.signin import PasswordSignIn
 from tokenward.services.userinfo import UserClaims
 from tokenward.services.users import UserAdmin
 from tokenward.store import memory, memory_flows, sql
+from tokenward.store.cached_clients import CachedClientStore
 from tokenward.store.memory_signin_throttle import MemorySignInThrottle
 from tokenward.store.redis_alert_claims import RedisAlertClaims
 from tokenward.store.redis_blocklist import RedisBlocklist
@@ -464,7 +465,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         keys=sql.SqlKeyStore(sessions),
         revocations=sql.SqlRevocationStore(sessions, clock),
         access_tokens=sql.SqlAccessTokenStore(sessions, clock),
-        clients=sql.SqlClientStore(sessions),
+        clients=CachedClientStore(sql.SqlClientStore(sessions)),
         users=sql.SqlUserStore(sessions),
         replay=(
             RedisReplayCache(redis, clock, prefix=Namespace.of(settings).replay)
