@@ -21,10 +21,56 @@ const redirectUri = 'http://127.0.0.1/cb';
 const verifier = 'v'.repeat(43);
 const challenge = createHash('sha256').update(verifier).digest('base64url');
 
+// oidc-provider's built-in memory adapter is an LRU of 1,000 entries: a round's pool of refresh
+// tokens would evict itself. This one is a plain Map, as unbounded as a database table, and
+// costs no more per call.
+const store = new Map();
+const grants = new Map();
+class MapAdapter {
+  constructor(model) { this.model = model; }
+
+  key(id) { return `${this.model}:${id}`; }
+
+  async upsert(id, payload, expiresIn) {
+    const expiresAt = expiresIn ? Date.now() + expiresIn * 1000 : Infinity;
+    store.set(this.key(id), { payload, expiresAt });
+    if (payload.grantId) {
+      if (!grants.has(payload.grantId)) grants.set(payload.grantId, new Set());
+      grants.get(payload.grantId).add(this.key(id));
+    }
+  }
+
+  async find(id) {
+    const entry = store.get(this.key(id));
+    if (!entry) return undefined;
+    if (entry.expiresAt <= Date.now()) { store.delete(this.key(id)); return undefined; }
+    return entry.payload;
+  }
+
+  async findByUid(uid) { return this.find(uid); }
+
+  async findByUserCode(userCode) { return this.find(userCode); }
+
+  async consume(id) {
+    const entry = store.get(this.key(id));
+    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) { store.delete(this.key(id)); }
+
+  async revokeByGrantId(grantId) {
+    for (const key of grants.get(grantId) ?? []) store.delete(key);
+    grants.delete(grantId);
+  }
+}
+
 const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'bench-es256', alg: 'ES256', use: 'sig' };
 
 const provider = new Provider(issuer, {
+  adapter: MapAdapter,
+  // tokenward answers a code exchange with a refresh token whenever the client may refresh.
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
   jwks: { keys: [jwk] },
   clients: [{
     client_id: clientId,
@@ -82,12 +128,13 @@ async function mint(kind, count) {
     const common = { accountId, client, grantId, authTime: Math.floor(Date.now() / 1000) };
     if (kind === 'refresh') {
       const token = new provider.RefreshToken({
-        ...common, scope: 'openid offline_access read', resource, gty: 'authorization_code',
+        // No openid: tokenward's refresh answers carry no ID token either.
+        ...common, scope: 'offline_access read', resource, gty: 'authorization_code',
       });
       values.push(await token.save());
     } else {
       const code = new provider.AuthorizationCode({
-        ...common, scope: 'openid read', resource, redirectUri,
+        ...common, scope: 'openid offline_access read', resource, redirectUri,
         codeChallenge: challenge, codeChallengeMethod: 'S256',
       });
       values.push(await code.save());

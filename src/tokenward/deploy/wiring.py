@@ -457,7 +457,9 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     await sql.migrate(engine)
     sessions = sql.session_factory(engine)
     redis = connect(settings.redis_url) if settings.redis_url else None
-    grants = sql.SqlGrantStore(sessions, clock)
+    # SQLite: the token endpoint's writes share commits (store/sql/group_commit.py).
+    group = sql.GroupCommit(sessions) if url.startswith("sqlite") else None
+    grants = sql.SqlGrantStore(sessions, clock, group=group)
     closers: list[Callable[[], Awaitable[Any]]] = [engine.dispose]
     if redis is not None:
         closers.append(redis.aclose)
@@ -473,7 +475,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
             else sql.SqlReplayCache(sessions, clock)
         ),
         sessions=sql.SqlSessionStore(sessions, clock),
-        codes=sql.SqlCodeStore(sessions, clock),
+        codes=sql.SqlCodeStore(sessions, clock, group=group),
         grants=grants,
         lineage=grants,
         devices=sql.SqlDeviceStore(sessions, clock),
