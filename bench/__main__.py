@@ -16,6 +16,7 @@ FIGURES = {
     "P7": "bench.p7_signedurl",
     "P8": "bench.p8_monitoring",
     "DPOP": "bench.p_dpop",
+    "PAR": "bench.p_par",
 }
 
 

@@ -40,6 +40,30 @@ async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b'{"hello":"world"}'})
 
 
+CALLBACK = "http://127.0.0.1:9/cb"  # never contacted: the load generator reads the redirect
+PASSWORD = "bench password " + "y" * 16
+
+
+async def prepare_flows(port: int) -> tuple[Any, dict[str, str]]:
+    """For the code flow, plain and pushed (PAR): a confidential web client that skips consent,
+    and a user to sign in once."""
+    issuer = f"http://127.0.0.1:{port}"
+    services = await build_services(
+        Settings(issuer=issuer, master_key=generate_master_key()), memory_stores()
+    )
+    await services.client_admin.create_client(
+        "web",
+        grant_types=["authorization_code"],
+        scope="read",
+        redirect_uris=[CALLBACK],
+        secret=SECRET,
+        skip_consent=True,
+    )
+    await services.user_admin.create_user("bench", PASSWORD)
+    info = {"client_id": "web", "secret": SECRET, "redirect_uri": CALLBACK}
+    return server_app(services), {**info, "username": "bench", "password": PASSWORD}
+
+
 async def prepare(port: int, token_format: str) -> tuple[Any, dict[str, str]]:
     issuer = f"http://127.0.0.1:{port}"
     services = await build_services(
@@ -59,11 +83,13 @@ async def prepare(port: int, token_format: str) -> tuple[Any, dict[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--mode", choices=["as", "as-opaque", "hello"], required=True)
+    parser.add_argument("--mode", choices=["as", "as-opaque", "as-flows", "hello"], required=True)
     args = parser.parse_args()
     if args.mode == "hello":
         app: Any = hello_app
         info: dict[str, str] = {}
+    elif args.mode == "as-flows":
+        app, info = asyncio.run(prepare_flows(args.port))
     else:
         app, info = asyncio.run(prepare(args.port, "opaque" if args.mode == "as-opaque" else "jwt"))
     print(json.dumps(info), flush=True)

@@ -378,3 +378,50 @@ def test_client_create_takes_a_token_exchange_policy(data_dir: Path) -> None:
     )
     assert code != 0
     assert "confidential" in str(refused)
+
+
+def test_a_client_held_to_par_and_signed_request_objects(data_dir: Path) -> None:
+    """--require-par and --require-signed-request-object (RFC 9126, RFC 9101); a secret client
+    may register keys for its request objects; keys are replaced with `client set-keys`."""
+    path = data_dir / "jar-keys.json"
+    path.write_text(json.dumps({"keys": [_client_key("jar-1")[1]]}))
+    base = ("client", "create", "--grant-type", "authorization_code")
+    uri = ("--redirect-uri", "https://app.example/cb")
+    code, out = run(
+        data_dir, *base, *uri, "--client-id", "nokeys", "--require-signed-request-object"
+    )
+    assert code == 1
+    assert "signed request objects need the client's public keys" in str(out)
+    code, created = run(
+        data_dir,
+        *base,
+        *uri,
+        "--client-id",
+        "fapi",
+        "--auth-method",
+        "client_secret_basic",
+        "--jwks",
+        str(path),
+        "--require-par",
+        "--require-signed-request-object",
+    )
+    assert code == 0, created
+    assert isinstance(created, dict)
+    assert created["auth_method"] == "client_secret_basic"
+    assert created["client_secret"]
+    assert created["jwks_kids"] == ["jar-1"]
+    assert created["require_pushed_authorization_requests"] is True
+    assert created["require_signed_request_object"] is True
+
+    code, moved = run(
+        data_dir, "client", "set-keys", "fapi", "--jwks-uri", "https://app.example/jwks.json"
+    )
+    assert code == 0, moved
+    assert isinstance(moved, dict)
+    assert (moved["jwks_uri"], moved["jwks_kids"]) == ("https://app.example/jwks.json", [])
+    code, out = run(data_dir, "client", "set-keys", "fapi")
+    assert code == 1
+    assert "jwks" in str(out)
+    code, listed = run(data_dir, "client", "list")
+    assert isinstance(listed, list)
+    assert listed[0]["require_pushed_authorization_requests"] is True

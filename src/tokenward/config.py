@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     default_audience: str | None = None  # default: issuer + "/api"
     token_cache_entries: int = 10_000
     dpop_nonces: bool = True  # RFC 9449 §8 server nonces at the token endpoint
+    # PAR (RFC 9126) and JAR (RFC 9101), server-wide; clients can be held to them one by one too.
+    require_pushed_authorization_requests: bool = False
+    require_signed_request_object: bool = False
+    par_lifetime: int = Field(default=60, ge=10, le=599)  # seconds a request_uri stays usable
     revocation_resync_seconds: float = 2.0  # re-read the revocation log this often
     revocation_max_staleness: float = 30.0  # past this without a sync, validators answer 503
     revocation_fail_open: bool = False  # True: keep serving on a stale mirror (and log it)

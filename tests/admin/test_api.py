@@ -154,6 +154,61 @@ async def test_client_uris_are_checked_over_the_api(server: Monitored) -> None:
     assert created.json()["post_logout_redirect_uris"] == ["https://app.example/bye"]
 
 
+async def test_client_keys_and_par_jar_flags_over_the_api(server: Monitored) -> None:
+    """jwks (an object) or jwks_uri at registration, the PAR/JAR flags, and keys replaced."""
+    http, auth = server.at("192.0.2.50"), await admin_token(server)
+    jwks = {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", **_POINT}]}
+    body = {
+        "client_id": "fapi",
+        "grant_types": ["authorization_code"],
+        "redirect_uris": ["https://app.example/cb"],
+        "auth_method": "client_secret_basic",
+        "jwks": jwks,
+        "require_pushed_authorization_requests": True,
+        "require_signed_request_object": True,
+    }
+    created = await http.post("/admin/api/clients", json=body, headers=auth)
+    assert created.status_code == 201, created.text
+    assert created.json()["client_secret"]
+    assert created.json()["jwks_kids"] == ["k1"]
+    assert created.json()["require_pushed_authorization_requests"] is True
+    assert created.json()["require_signed_request_object"] is True
+    stored = await server.services.stores.clients.get("fapi")
+    assert stored is not None
+    assert stored.require_signed_request_object
+
+    private = {**jwks["keys"][0], "d": "x"}
+    refused = await http.post(
+        "/admin/api/clients",
+        json={**body, "client_id": "leaky", "jwks": {"keys": [private]}},
+        headers=auth,
+    )
+    assert refused.status_code == 400
+    assert "private or secret key members" in refused.json()["error_description"]
+
+    moved = await http.put(
+        "/admin/api/clients/fapi/keys",
+        json={"jwks_uri": "https://app.example/jwks.json"},
+        headers=auth,
+    )
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["jwks_uri"], moved.json()["jwks_kids"]) == (
+        "https://app.example/jwks.json",
+        [],
+    )
+    plain_http = await http.put(
+        "/admin/api/clients/fapi/keys", json={"jwks_uri": "http://app.example/k"}, headers=auth
+    )
+    assert plain_http.status_code == 400
+
+
+# A P-256 public point (RFC 7515 Appendix A.3's key).
+_POINT = {
+    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+}
+
+
 async def test_sessions_users_and_revocation(server: Monitored, clock: FrozenClock) -> None:
     http, auth = server.at("192.0.2.50"), await admin_token(server)
     tokens = await oauth_sign_in(server, "198.51.100.10")

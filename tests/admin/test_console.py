@@ -276,3 +276,44 @@ async def test_sign_out(server: Monitored, console: Console) -> None:
     out = await console.post("/admin/logout")
     assert out.status_code == 303
     assert (await console.http.get("/admin/clients")).status_code == 303
+
+
+async def test_a_client_with_keys_and_par_from_the_console(
+    server: Monitored, console: Console
+) -> None:
+    form = await console.get("/admin/clients")
+    assert 'name="jwks"' in form.text
+    assert 'name="require_pushed_authorization_requests"' in form.text
+    jwks = (
+        '{"keys": [{"kty": "EC", "crv": "P-256", "kid": "console-1", "alg": "ES256", '
+        '"x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", '
+        '"y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}'
+    )
+    created = await console.post(
+        "/admin/clients",
+        op="create",
+        client_id="fapi-web",
+        grant_types="authorization_code",
+        redirect_uris="https://app.example/cb",
+        auth_method="client_secret_basic",
+        jwks=jwks,
+        jwks_uri="",
+        require_pushed_authorization_requests="1",
+        require_signed_request_object="1",
+    )
+    assert created.status_code == 200, created.text[:500]
+    stored = await server.services.stores.clients.get("fapi-web")
+    assert stored is not None
+    assert (stored.auth_method, stored.require_pushed_authorization_requests) == (
+        "client_secret_basic",
+        True,
+    )
+    assert stored.require_signed_request_object
+    assert "console-1" in created.text  # the key column lists the kids
+    moved = await console.post(
+        "/admin/clients", op="keys", client_id="fapi-web", jwks_uri="https://app.example/k.json"
+    )
+    assert "Client keys replaced" in moved.text
+    stored = await server.services.stores.clients.get("fapi-web")
+    assert stored is not None
+    assert (stored.jwks, stored.jwks_uri) == (None, "https://app.example/k.json")

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import IN_CI
 from tests.docs.blocks import (
@@ -49,6 +50,7 @@ from tests.docs.sandbox import Sandbox, sandbox
 from tests.e2e.live import free_port
 from tokenward.gateway.config import parse_config
 from tokenward.guard import RemoteJwks, RevocationMirror, Validator
+from tokenward.tokens.jwk import public_jwk
 
 PAGES = [path.relative_to(ROOT).as_posix() for path in documents()]
 CLIENTS = {"svc": "read orders:read", "billing": "orders:read"}
@@ -144,11 +146,27 @@ def _token_exchange(box: Sandbox, _tmp: Path) -> Given:
     return given, {}
 
 
+def _fapi(box: Sandbox, tmp: Path) -> Given:
+    """`shop` registered as the page registers it, with the public half of `shop_key`."""
+    shop_key = ec.generate_private_key(ec.SECP256R1())
+    jwks = tmp / "shop-jwks.json"
+    jwks.write_text(json.dumps({"keys": [public_jwk(shop_key.public_key(), "shop-1", "ES256")]}))
+    created = box.run(
+        "tokenward client create --client-id shop --grant-type authorization_code "
+        "--scope 'openid read' --redirect-uri https://shop.example/callback "
+        f"--auth-method client_secret_basic --jwks {jwks} "
+        "--require-par --require-signed-request-object"
+    )
+    created.check_returncode()
+    return {"shop_key": shop_key, "shop_secret": json.loads(created.stdout)["client_secret"]}, {}
+
+
 GIVENS: dict[str, Callable[[Sandbox, Path], Given]] = {
     "README.md": _readme,
     "docs/client-sdk.md": _client_sdk,
     "docs/signed-urls.md": _signed_urls,
     "docs/token-exchange.md": _token_exchange,
+    "docs/fapi.md": _fapi,
 }
 
 

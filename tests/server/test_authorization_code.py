@@ -135,7 +135,7 @@ async def test_code_of_another_client_refused(server: Server) -> None:
         ({"scope": "admin"}, "invalid_scope"),
         ({"prompt": "none"}, "login_required"),
         ({"resource": "https://elsewhere.example"}, "invalid_target"),
-        ({"request": "eyJ..."}, "invalid_request"),
+        ({"request": "eyJ..."}, "invalid_request_object"),  # the client has no keys
     ],
 )
 async def test_errors_after_validation_redirect_with_state_and_iss(

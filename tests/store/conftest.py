@@ -28,6 +28,7 @@ from tokenward.core.ports import (
     DeviceStore,
     GrantStore,
     KeyStore,
+    PushedRequestStore,
     RevocationStore,
     SessionStore,
     UserStore,
@@ -43,6 +44,7 @@ from tokenward.store.sql import (
     SqlDeviceStore,
     SqlGrantStore,
     SqlKeyStore,
+    SqlPushedRequestStore,
     SqlReplayCache,
     SqlRevocationStore,
     SqlSessionStore,
@@ -191,6 +193,7 @@ class Flows:
     devices: DeviceStore
     consents: ConsentStore
     replay: ReplayCache
+    pushed: PushedRequestStore
     engine: AsyncEngine | None = None
 
 
@@ -205,6 +208,7 @@ def memory_flows_backend(clock: FrozenClock) -> Flows:
         memory_flows.MemoryDeviceStore(),
         memory_flows.MemoryConsentStore(),
         memory.MemoryReplayCache(clock),
+        memory_flows.MemoryPushedRequestStore(clock),
     )
 
 
@@ -220,6 +224,7 @@ def sql_flows_backend(name: str, engine: AsyncEngine, clock: FrozenClock) -> Flo
         SqlDeviceStore(sessions, clock),
         SqlConsentStore(sessions),
         SqlReplayCache(sessions, clock),
+        SqlPushedRequestStore(sessions, clock),
         engine,
     )
 

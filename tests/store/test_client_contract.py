@@ -45,6 +45,8 @@ EVERY_FIELD = client(
     name="Die Küche — 台所",
     exchange_audiences=("https://c.example/api", "https://b.example/api"),
     exchange_impersonation=True,
+    require_pushed_authorization_requests=True,
+    require_signed_request_object=True,
 )
 
 

@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0006_token_exchange"
+HEAD = "0007_par"
 TABLES = {
     "signing_keys",
     "revocations",
@@ -44,6 +44,8 @@ TABLES = {
     "device_codes",
     "consents",
     "replay_markers",
+    # 0007_par: pushed authorization requests
+    "pushed_requests",
 }
 
 

@@ -13,6 +13,7 @@ from tokenward.core.records import (
     DeviceRecord,
     FamilyRecord,
     MintedToken,
+    PushedRequest,
     RefreshRecord,
     Revocation,
     SessionRecord,
@@ -126,6 +127,18 @@ class CodeStore(Protocol):
         """In one transaction: record on a consumed code what its exchange minted, and create the
         grant family that starts with it (`GrantStore.create` plus `add_minted`). False, writing
         nothing, if the code is unknown, was redeemed already, or a replay has marked it."""
+        ...
+
+
+class PushedRequestStore(Protocol):
+    """Pushed authorization requests (RFC 9126): each taken at most once, by its client."""
+
+    async def save(self, request: PushedRequest) -> None: ...
+
+    async def take(self, digest: str, client_id: str, now: float) -> PushedRequest | None:
+        """Atomically remove and return the request if it exists, belongs to `client_id` and
+        has not expired at `now`; None otherwise (and a request of another client stays).
+        Exactly one of concurrent callers gets it."""
         ...
 
 

@@ -64,6 +64,22 @@ class ClientRecord:
     # may not exchange), and whether it may impersonate (else every exchange is a delegation).
     exchange_audiences: tuple[str, ...] = ()
     exchange_impersonation: bool = False
+    # RFC 9126 §6 and RFC 9101 §10.5: authorization requests only pushed (PAR), only signed (JAR).
+    require_pushed_authorization_requests: bool = False
+    require_signed_request_object: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PushedRequest:
+    """A pushed authorization request (RFC 9126), stored by the digest of its request_uri's
+    random part, usable once, by its client, until `expires_at`. `params` is the validated
+    request as JSON `[[name, value], ...]`; `signed`: it came as a verified request object."""
+
+    digest: str
+    client_id: str
+    params: str
+    expires_at: float
+    signed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,7 +268,8 @@ def client_create(
         Path | None,
         typer.Option(
             "--jwks",
-            help="A JSON file of the client's public keys (a JWKS): makes it private_key_jwt",
+            help="A JSON file of the client's public keys (a JWKS), for private_key_jwt (the "
+            "default with keys) and signed request objects",
             dir_okay=False,
         ),
     ] = None,
@@ -276,7 +277,8 @@ def client_create(
         str | None,
         typer.Option(
             "--jwks-uri",
-            help="Where the client publishes its public keys (https): makes it private_key_jwt",
+            help="Where the client publishes its public keys (https), fetched and cached: as "
+            "--jwks",
         ),
     ] = None,
     exchange_audience: Annotated[
@@ -291,6 +293,17 @@ def client_create(
         typer.Option(
             "--exchange-impersonation",
             help="Token exchange without an actor token impersonates (default: delegates)",
+        ),
+    ] = False,
+    require_par: Annotated[
+        bool,
+        typer.Option("--require-par", help="Authorization requests only pushed to /par (RFC 9126)"),
+    ] = False,
+    require_signed_request_object: Annotated[
+        bool,
+        typer.Option(
+            "--require-signed-request-object",
+            help="Authorization requests only as signed request objects (RFC 9101); needs keys",
         ),
     ] = False,
 ) -> None:
@@ -314,8 +327,27 @@ def client_create(
                 post_logout_redirect_uris=post_logout_redirect_uri,
                 exchange_audiences=exchange_audience,
                 exchange_impersonation=exchange_impersonation,
+                require_par=require_par,
+                require_signed_request_object=require_signed_request_object,
             )
         )
+    )
+
+
+@client_app.command("set-keys")
+def client_set_keys(
+    client_id: str,
+    jwks: Annotated[
+        Path | None, typer.Option("--jwks", help="A JSON file of the new keys", dir_okay=False)
+    ] = None,
+    jwks_uri: Annotated[
+        str | None, typer.Option("--jwks-uri", help="Or where to fetch them")
+    ] = None,
+) -> None:
+    """Replace a client's public keys (a JWKS file or a jwks_uri)."""
+    key_set = _read_text(jwks) if jwks is not None else None
+    _emit(
+        _run(lambda s: s.client_admin.set_client_keys(client_id, jwks=key_set, jwks_uri=jwks_uri))
     )
 
 

@@ -19,6 +19,7 @@ from tokenward.core.ports import (
     DeviceStore,
     GrantStore,
     KeyStore,
+    PushedRequestStore,
     RevocationStore,
     SessionStore,
     TokenLineage,
@@ -33,6 +34,7 @@ from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.pipeline import Monitor
 from tokenward.oauth.authorize import AuthorizationValidator
 from tokenward.oauth.client_auth import ClientAuthenticator, ReplayCache, SecretHasher
+from tokenward.oauth.client_keys import ClientKeys
 from tokenward.oauth.csrf import CsrfTokens
 from tokenward.oauth.device import DeviceAuthorization, DeviceCodeGrant
 from tokenward.oauth.discovery import metadata
@@ -45,7 +47,10 @@ from tokenward.oauth.grants.token_exchange import TokenExchangeGrant
 from tokenward.oauth.interaction import InteractionSealer
 from tokenward.oauth.introspection import Introspector
 from tokenward.oauth.issuance import AccessTokenIssuer
+from tokenward.oauth.par import PushedAuthorization
 from tokenward.oauth.refresh import RefreshAdmin, RefreshTokens
+from tokenward.oauth.request_object import RequestObjects
+from tokenward.oauth.request_uri import RequestUris
 from tokenward.oauth.revocation import Revoker
 from tokenward.oauth.revocation_publisher import RevocationPublisher
 from tokenward.oauth.sessions import SessionManager
@@ -101,6 +106,7 @@ class StoreSet:
     devices: DeviceStore
     consents: ConsentStore
     lineage: TokenLineage  # the grant store again: which family a token descends from
+    pushed: PushedRequestStore  # PAR (RFC 9126): request_uri -> the pushed request, once
     redis: Redis | None = None  # scale-out: pub/sub fan-out and shared hot state
     engine: AsyncEngine | None = None  # the SQL stores' engine, for readiness probes
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
@@ -118,11 +124,11 @@ def memory_stores(clock: Clock = time.time) -> StoreSet:
         clients=memory.MemoryClientStore(),
         users=memory.MemoryUserStore(),
         replay=memory.MemoryReplayCache(clock),
-        **memory_flow_stores(),
+        **memory_flow_stores(clock),
     )
 
 
-def memory_flow_stores() -> dict[str, Any]:
+def memory_flow_stores(clock: Clock = time.time) -> dict[str, Any]:
     grants = memory_flows.MemoryGrantStore()
     return {
         "sessions": memory_flows.MemorySessionStore(),
@@ -131,6 +137,7 @@ def memory_flow_stores() -> dict[str, Any]:
         "lineage": grants,
         "devices": memory_flows.MemoryDeviceStore(),
         "consents": memory_flows.MemoryConsentStore(),
+        "pushed": memory_flows.MemoryPushedRequestStore(clock),
     }
 
 
@@ -149,6 +156,7 @@ class Services:
     interactions: InteractionSealer
     csrf: CsrfTokens  # the browser pages' and the console's CSRF cookies: issued here only
     authorization: AuthorizationValidator
+    pushed_authorization: PushedAuthorization  # POST /par (RFC 9126)
     flow: AuthorizationFlow
     device: DeviceAuthorization
     login_throttle: SignInThrottle
@@ -180,6 +188,8 @@ class Services:
             list(self.keys.keyrings),
             openid=openid,
             revocation_feed=self.settings.revocation_feed,
+            require_par=self.settings.require_pushed_authorization_requests,
+            require_signed=self.settings.require_signed_request_object,
         )
 
 
@@ -273,8 +283,28 @@ async def build_services(
     any_audience = Validator(audience=(), any_audience=True, **common)
 
     base = settings.issuer.rstrip("/")
+    client_keys = ClientKeys()  # one cache of clients' jwks_uri sets, for assertions and JAR
     authenticator = ClientAuthenticator(
-        stores.clients, hasher, stores.replay, frozenset({settings.issuer, f"{base}/token"}), clock
+        stores.clients,
+        hasher,
+        stores.replay,
+        # RFC 9126 §2: the PAR URL is a fine audience for an assertion sent there too.
+        frozenset({settings.issuer, f"{base}/token", f"{base}/par"}),
+        clock,
+        keys=client_keys,
+    )
+    request_objects = RequestObjects(
+        client_keys, stores.replay, settings.issuer, settings.leeway, clock
+    )
+    request_uris = RequestUris(stores.pushed, settings.par_lifetime, clock)
+    authorization = AuthorizationValidator(
+        stores.clients,
+        settings.issuer,
+        settings.audience,
+        uris=request_uris,
+        request_objects=request_objects,
+        require_par=settings.require_pushed_authorization_requests,
+        require_signed=settings.require_signed_request_object,
     )
     issuer = AccessTokenIssuer(
         {
@@ -355,7 +385,10 @@ async def build_services(
             derive_subkey(master_key, "interaction"), stores.replay.first_use, clock
         ),
         csrf=CsrfTokens(derive_subkey(master_key, "csrf"), clock),
-        authorization=AuthorizationValidator(stores.clients, settings.issuer, settings.audience),
+        authorization=authorization,
+        pushed_authorization=PushedAuthorization(
+            authenticator, authorization, request_objects, request_uris, dpop, f"{base}/par"
+        ),
         flow=AuthorizationFlow(stores.codes, stores.consents, settings.issuer, clock),
         device=DeviceAuthorization(
             authenticator, stores.devices, settings.issuer, settings.audience, clock
@@ -480,6 +513,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         lineage=grants,
         devices=sql.SqlDeviceStore(sessions, clock),
         consents=sql.SqlConsentStore(sessions),
+        pushed=sql.SqlPushedRequestStore(sessions, clock),
         redis=redis,
         engine=engine,
         closers=closers,

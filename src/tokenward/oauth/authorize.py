@@ -23,6 +23,8 @@ from tokenward.oauth.errors import (
     UnauthorizedClient,
     UnsupportedResponseType,
 )
+from tokenward.oauth.request_object import RequestObjects
+from tokenward.oauth.request_uri import RequestUris
 from tokenward.oauth.resources import audience_for
 from tokenward.oauth.scopes import granted_scopes, parse_scope
 
@@ -132,10 +134,34 @@ def _single(pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, str], set[str]]
 
 
 class AuthorizationValidator:
-    def __init__(self, clients: ClientStore, issuer: str, default_audience: str) -> None:
+    """`uris` and `request_objects`: PAR (RFC 9126) and JAR (RFC 9101); without them both
+    `request_uri` and `request` are refused. `require_par` / `require_signed`: server-wide, as
+    the client records' flags are per client."""
+
+    def __init__(
+        self,
+        clients: ClientStore,
+        issuer: str,
+        default_audience: str,
+        *,
+        uris: RequestUris | None = None,
+        request_objects: RequestObjects | None = None,
+        require_par: bool = False,
+        require_signed: bool = False,
+    ) -> None:
         self._clients = clients
         self._issuer = issuer
         self._default_audience = default_audience
+        self._uris = uris
+        self._request_objects = request_objects
+        self.require_par = require_par
+        self.require_signed = require_signed
+
+    def par_required(self, client: ClientRecord) -> bool:
+        return self.require_par or client.require_pushed_authorization_requests
+
+    def signed_required(self, client: ClientRecord) -> bool:
+        return self.require_signed or client.require_signed_request_object
 
     async def validate(
         self, pairs: Sequence[tuple[str, str]]
@@ -143,17 +169,80 @@ class AuthorizationValidator:
         if len(pairs) > MAX_PARAMS:
             raise ErrorPage("The sign-in link has too many parameters.")
         params, repeated = _single(pairs)
+        client = await self._client(params, repeated)
+        resolved, signed = await self._resolved(pairs, params, repeated, client)
+        if resolved is not pairs and self.signed_required(client) and not signed:
+            # A pushed request of a client that was told to sign after it pushed.
+            raise ErrorPage("The application must sign its sign-in requests.")
+        return self.check(client, resolved), client
+
+    def check(self, client: ClientRecord, pairs: Sequence[tuple[str, str]]) -> AuthorizationRequest:
+        """The request's parameters checked for this (known, enabled) client: `ErrorPage` while
+        the redirect URI is not established, `RedirectError` afterwards."""
+        if len(pairs) > MAX_PARAMS:
+            raise ErrorPage("The sign-in link has too many parameters.")
+        params, repeated = _single(pairs)
         resources = tuple(value for name, value in pairs if name == "resource" and value)
         repeated.discard("resource")  # RFC 8707: resource may repeat
-        client = await self._client(params, repeated)
+        if "client_id" in repeated or params.get("client_id", client.client_id) != client.client_id:
+            raise ErrorPage("The client_id parameter is repeated or names another application.")
         redirect_uri, given = self._redirect_uri(params, repeated, client)
         state = params.get("state")
         if state is not None and len(state) > MAX_STATE:
             state = None
         try:
-            return self._checked(params, repeated, resources, client, redirect_uri, given), client
+            return self._checked(params, repeated, resources, client, redirect_uri, given)
         except OAuthError as error:
             raise RedirectError(error, redirect_uri, state, self._issuer) from None
+
+    async def _resolved(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        params: dict[str, str],
+        repeated: set[str],
+        client: ClientRecord,
+    ) -> tuple[Sequence[tuple[str, str]], bool]:
+        """The parameters that count: a pushed request's (RFC 9126 §4) or a request object's
+        (RFC 9101 §5), ignoring whatever else the link carries; else the link's own."""
+        if {"request", "request_uri"} & repeated:
+            raise ErrorPage("The request or request_uri parameter is repeated.")
+        if "request_uri" in params:
+            if self._uris is None or "request" in params:
+                raise ErrorPage("This sign-in link carries a request_uri this server cannot use.")
+            try:
+                return await self._uris.resolve(params["request_uri"], client.client_id)
+            except OAuthError:
+                raise ErrorPage(
+                    "This sign-in link expired or was already used: start again from the "
+                    "application."
+                ) from None
+        if self.par_required(client):
+            raise self._refusal(
+                params, repeated, client, InvalidRequest("pushed authorization requests only")
+            )
+        if "request" in params:
+            if self._request_objects is None:
+                raise ErrorPage("This server does not accept request objects.")
+            try:
+                return await self._request_objects.verify(client, params["request"]), True
+            except OAuthError as exc:
+                # RFC 9101 §6.3: invalid_request_object, to the client's registered redirect URI
+                # (the link's, when it is registered), never to one the object names.
+                raise self._refusal(params, repeated, client, exc) from None
+        if self.signed_required(client):
+            raise self._refusal(
+                params, repeated, client, InvalidRequest("signed request objects only")
+            )
+        return pairs, False
+
+    def _refusal(
+        self, params: dict[str, str], repeated: set[str], client: ClientRecord, error: OAuthError
+    ) -> RedirectError:
+        """Back to the redirect URI, once it is known to be the client's (else our own page)."""
+        redirect_uri, _given = self._redirect_uri(params, repeated, client)
+        state = params.get("state")
+        state = state if state is not None and len(state) <= MAX_STATE else None
+        return RedirectError(error, redirect_uri, state, self._issuer)
 
     async def _client(self, params: dict[str, str], repeated: set[str]) -> ClientRecord:
         if "client_id" in repeated:

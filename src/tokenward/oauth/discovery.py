@@ -20,6 +20,8 @@ def metadata(
     *,
     openid: bool,
     revocation_feed: bool = True,
+    require_par: bool = False,
+    require_signed: bool = False,
 ) -> dict[str, Any]:
     base = issuer.rstrip("/")
     document: dict[str, Any] = {
@@ -45,6 +47,14 @@ def metadata(
         "authorization_response_iss_parameter_supported": True,  # RFC 9207
         "introspection_signing_alg_values_supported": list(signing_algs),
         "dpop_signing_alg_values_supported": list(PROOF_ALGS),  # RFC 9449 §5.1
+        # PAR (RFC 9126 §5) and JAR (RFC 9101 §10.5). request_uri: only ours from /par, which
+        # RFC 9126 §5 says needs no request_uri_parameter_supported; we never fetch one.
+        "pushed_authorization_request_endpoint": f"{base}/par",
+        "require_pushed_authorization_requests": require_par,
+        "request_parameter_supported": True,
+        "request_uri_parameter_supported": False,
+        "request_object_signing_alg_values_supported": ASSERTION_ALGS,
+        "require_signed_request_object": require_signed,
     }
     if revocation_feed:  # a tokenward extension: the log RemoteRevocations follows
         document[METADATA_FIELD] = base + PATH

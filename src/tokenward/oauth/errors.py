@@ -67,6 +67,18 @@ class UnsupportedResponseType(OAuthError):
     error = "unsupported_response_type"
 
 
+class InvalidRequestObject(OAuthError):
+    """RFC 9101 §6.3: the request object is invalid (signature, claims, key, replay)."""
+
+    error = "invalid_request_object"
+
+
+class InvalidRequestUri(OAuthError):
+    """RFC 9101 §6.3, RFC 9126 §4: the request_uri is unknown, used, expired or not yours."""
+
+    error = "invalid_request_uri"
+
+
 class UnsupportedTokenType(OAuthError):
     """RFC 7009 §2.2.1."""
 

@@ -30,6 +30,7 @@ ERROR_CODES = frozenset(
 ENDPOINTS = frozenset(
     {
         "/token",
+        "/par",
         "/authorize",
         "/introspect",
         "/revoke",

@@ -22,6 +22,7 @@ from tokenward.oauth.device import DeviceAuthorization
 from tokenward.oauth.flow import AuthorizationFlow
 from tokenward.oauth.interaction import InteractionSealer
 from tokenward.oauth.introspection import Introspector
+from tokenward.oauth.par import PushedAuthorization
 from tokenward.oauth.revocation import Revoker
 from tokenward.oauth.revocation_publisher import RevocationPublisher
 from tokenward.oauth.sessions import SessionManager
@@ -107,6 +108,10 @@ async def _authorization(p: Parts) -> AuthorizationValidator:
     return p.authorization
 
 
+async def _pushed(p: Parts) -> PushedAuthorization:
+    return p.pushed_authorization
+
+
 async def _flow(p: Parts) -> AuthorizationFlow:
     return p.flow
 
@@ -181,6 +186,7 @@ Revocation = Annotated[Revoker, Depends(_revoker)]
 Sessions = Annotated[SessionManager, Depends(_sessions)]
 Interactions = Annotated[InteractionSealer, Depends(_interactions)]
 Authorization = Annotated[AuthorizationValidator, Depends(_authorization)]
+Pushed = Annotated[PushedAuthorization, Depends(_pushed)]
 Flow = Annotated[AuthorizationFlow, Depends(_flow)]
 Device = Annotated[DeviceAuthorization, Depends(_device)]
 Throttle = Annotated[SignInThrottle, Depends(_login_throttle)]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tokenward.oauth.flow import AuthorizationFlow
     from tokenward.oauth.interaction import InteractionSealer
     from tokenward.oauth.introspection import Introspector
+    from tokenward.oauth.par import PushedAuthorization
     from tokenward.oauth.revocation import Revoker
     from tokenward.oauth.revocation_publisher import RevocationPublisher
     from tokenward.oauth.sessions import SessionManager
@@ -73,6 +74,8 @@ class ServerParts(Protocol):
     def csrf(self) -> CsrfTokens: ...
     @property
     def authorization(self) -> AuthorizationValidator: ...
+    @property
+    def pushed_authorization(self) -> PushedAuthorization: ...
     @property
     def flow(self) -> AuthorizationFlow: ...
     @property

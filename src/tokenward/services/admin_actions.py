@@ -3,6 +3,7 @@ one audited whether it worked or not."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -49,6 +50,11 @@ class AdminActions:
             "client.disable": lambda p, _a: clients.set_client_disabled(str(p["client_id"]), True),
             "client.enable": lambda p, _a: clients.set_client_disabled(str(p["client_id"]), False),
             "client.rotate_secret": lambda p, _a: clients.rotate_client_secret(str(p["client_id"])),
+            "client.set_keys": lambda p, _a: clients.set_client_keys(
+                str(p["client_id"]),
+                jwks=_jwks_text(p.get("jwks")),
+                jwks_uri=_text(p.get("jwks_uri")),
+            ),
             "user.disable": lambda p, _a: users.set_user_disabled(str(p["user_id"]), True),
             "user.enable": lambda p, _a: users.set_user_disabled(str(p["user_id"]), False),
             "user.logout": lambda p, _a: users.force_logout(str(p["user_id"])),
@@ -94,6 +100,11 @@ class AdminActions:
             token_format=str(p.get("token_format") or "jwt"),
             exchange_audiences=[str(item) for item in p.get("exchange_audiences") or []],
             exchange_impersonation=bool(p.get("exchange_impersonation")),
+            auth_method=_text(p.get("auth_method")),
+            jwks=_jwks_text(p.get("jwks")),
+            jwks_uri=_text(p.get("jwks_uri")),
+            require_par=bool(p.get("require_pushed_authorization_requests")),
+            require_signed_request_object=bool(p.get("require_signed_request_object")),
         )
 
     async def _revoke_grant(self, p: Params, _actor: str) -> dict[str, Any]:
@@ -126,3 +137,15 @@ class AdminActions:
 
     async def _unblock(self, p: Params, _actor: str) -> dict[str, Any]:
         return {"ip": p["ip"], "unblocked": self._monitor.blocklist.unblock(str(p["ip"]))}
+
+
+def _text(value: object) -> str | None:
+    """A form or JSON field: blank or absent is None."""
+    return str(value).strip() or None if value is not None else None
+
+
+def _jwks_text(value: object) -> str | None:
+    """The JWKS as JSON text: the API sends an object, the console's form its text."""
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return _text(value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -58,12 +57,16 @@ class ClientAdmin:
         post_logout_redirect_uris: list[str] | None = None,
         exchange_audiences: list[str] | None = None,
         exchange_impersonation: bool = False,
+        require_par: bool = False,
+        require_signed_request_object: bool = False,
     ) -> dict[str, Any]:
         """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys
-        a private_key_jwt client signs its assertions with; that method needs one of them. Every
+        the client signs with: its private_key_jwt assertions (that method needs them) and its
+        request objects (JAR, RFC 9101; `require_signed_request_object` needs them). Every
         URI is checked here, the one place all registrations pass (oauth/client_uris.py says
         how). `exchange_audiences` and `exchange_impersonation`: the client's token exchange
-        policy (docs/token-exchange.md)."""
+        policy (docs/token-exchange.md). `require_par`: its authorization requests only through
+        /par (RFC 9126)."""
         if await self._clients.get(client_id) is not None:
             raise AdminError(f"client {client_id!r} exists already")
         if jwks is not None and jwks_uri is not None:
@@ -75,6 +78,10 @@ class ClientAdmin:
         _check_grants_and_format(grant_types, token_format)
         if method == "none" and TOKEN_EXCHANGE in grant_types:  # RFC 8693 needs who exchanges
             raise AdminError("token exchange is for confidential clients only")
+        if require_signed_request_object and not keys:
+            raise AdminError(
+                "signed request objects need the client's public keys (--jwks or --jwks-uri)"
+            )
         if method in SECRET_METHODS:
             secret = secret or SecretHasher.generate()
             if len(secret) < 32:
@@ -97,11 +104,11 @@ class ClientAdmin:
             jwks_uri=jwks_uri,
             exchange_audiences=tuple(dict.fromkeys(exchange_audiences or ())),
             exchange_impersonation=exchange_impersonation,
+            require_pushed_authorization_requests=require_par,
+            require_signed_request_object=require_signed_request_object,
         )
         await self._clients.put(client)
         view = client_view(client)
-        if key_set is not None:
-            view["jwks_kids"] = [key.get("kid") for key in json.loads(key_set)["keys"]]
         if secret and method != "none":
             view["client_secret"] = secret  # shown once; only its digest is stored
         return view
@@ -123,6 +130,26 @@ class ClientAdmin:
         await self._clients.put(replace(client, secret_digest=self._hasher.digest(secret)))
         return {**client_view(client), "client_secret": secret}
 
+    async def set_client_keys(
+        self, client_id: str, *, jwks: str | None = None, jwks_uri: str | None = None
+    ) -> dict[str, Any]:
+        """Replace the client's public keys (a rotation): a JWKS document or a jwks_uri, checked
+        as at registration. Assertions and request objects signed with the old keys stop
+        verifying at once; a jwks_uri lets the client rotate on its own instead."""
+        client = await self._clients.get(client_id)
+        if client is None:
+            raise AdminError(f"no client {client_id!r}")
+        if (jwks is None) == (jwks_uri is None):
+            raise AdminError("give the client's keys (jwks) or where to fetch them (jwks_uri)")
+        key_set = public_key_set(jwks) if jwks is not None else None
+        if jwks_uri is not None:
+            check_jwks_uri(jwks_uri)
+        if client.auth_method == "none":
+            raise AdminError("public clients have no keys to register")
+        changed = replace(client, jwks=key_set, jwks_uri=jwks_uri)
+        await self._clients.put(changed)
+        return client_view(changed)
+
     async def get(self, client_id: str) -> ClientRecord | None:
         return await self._clients.get(client_id)
 
@@ -140,10 +167,10 @@ def _auth_method(requested: str | None, *, public: bool, keys: bool) -> str:
     method = requested or default
     if method not in METHODS:
         raise AdminError(f"auth method must be one of {', '.join(METHODS)}")
-    if (method == "private_key_jwt") != keys:
-        raise AdminError(
-            "private_key_jwt clients need their public keys (--jwks or --jwks-uri), and only they"
-        )
+    if method == "private_key_jwt" and not keys:
+        raise AdminError("private_key_jwt clients need their public keys (--jwks or --jwks-uri)")
+    if method == "none" and keys:  # a public client's signature proves nothing: no secret key
+        raise AdminError("public clients have no keys to register")
     if public != (method == "none"):
         raise AdminError("public clients use auth method none, and only they do")
     return method

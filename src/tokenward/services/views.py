@@ -23,6 +23,12 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "skip_consent": client.skip_consent,
         "disabled": client.disabled,
         "jwks_uri": client.jwks_uri,
+        # The registered keys by kid (the keys are public, but a list of ids is what one checks).
+        "jwks_kids": [key.get("kid") for key in json.loads(client.jwks)["keys"]]
+        if client.jwks
+        else [],
+        "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
+        "require_signed_request_object": client.require_signed_request_object,
         "exchange_audiences": list(client.exchange_audiences),
         "exchange_impersonation": client.exchange_impersonation,
     }

@@ -5,7 +5,8 @@ Single-threaded asyncio makes each method atomic (no await inside a read-modify-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from tokenward.core.records import (
@@ -13,6 +14,7 @@ from tokenward.core.records import (
     DeviceRecord,
     FamilyRecord,
     MintedToken,
+    PushedRequest,
     RefreshRecord,
     RotationOutcome,
     SessionRecord,
@@ -220,3 +222,29 @@ class MemoryConsentStore:
 
     async def withdraw(self, user_id: str, client_id: str) -> None:
         self._granted.pop((user_id, client_id), None)
+
+
+class MemoryPushedRequestStore:
+    """Expired requests are dropped every PURGE_EVERY saves, so pushes nobody redeems do not
+    pile up."""
+
+    PURGE_EVERY = 256
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._requests: dict[str, PushedRequest] = {}
+        self._clock = clock
+        self._saves = 0
+
+    async def save(self, request: PushedRequest) -> None:
+        self._saves += 1
+        if self._saves % self.PURGE_EVERY == 0:
+            now = self._clock()
+            self._requests = {k: r for k, r in self._requests.items() if r.expires_at > now}
+        self._requests[request.digest] = request
+
+    async def take(self, digest: str, client_id: str, now: float) -> PushedRequest | None:
+        found = self._requests.get(digest)
+        if found is None or found.client_id != client_id:
+            return None
+        del self._requests[digest]  # used or expired: either way it is gone
+        return found if found.expires_at > now else None

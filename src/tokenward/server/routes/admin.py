@@ -44,6 +44,7 @@ SECTION_OPS: dict[str, dict[str, str]] = {
         "disable": "client.disable",
         "enable": "client.enable",
         "rotate": "client.rotate_secret",
+        "keys": "client.set_keys",
     },
     "users": {"disable": "user.disable", "enable": "user.enable", "logout": "user.logout"},
     "sessions": {"revoke": "session.revoke", "revoke_grant": "grant.revoke"},
@@ -253,6 +254,7 @@ def _notice(action: str) -> str:
     return {
         "client.create": "Client created. Copy the secret now: it is not shown again.",
         "client.rotate_secret": "Secret rotated. Copy the new secret now: it is not shown again.",
+        "client.set_keys": "Client keys replaced.",
         "client.disable": "Client disabled; its tokens are revoked.",
         "client.enable": "Client enabled.",
         "user.disable": "User disabled, signed out everywhere, tokens revoked.",

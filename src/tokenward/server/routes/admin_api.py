@@ -34,6 +34,10 @@ class Client(BaseModel):
     disabled: bool
     exchange_audiences: list[str] = []  # token exchange policy (docs/token-exchange.md)
     exchange_impersonation: bool = False
+    jwks_uri: str | None = None  # the client's keys: fetched from here, or registered (kids)
+    jwks_kids: list[str | None] = []
+    require_pushed_authorization_requests: bool = False  # PAR, JAR (docs/fapi.md)
+    require_signed_request_object: bool = False
 
 
 class ClientWithSecret(Client):
@@ -50,6 +54,18 @@ class NewClient(BaseModel):
     token_format: str = "jwt"
     exchange_audiences: list[str] = Field([], max_length=16)
     exchange_impersonation: bool = False
+    auth_method: str | None = Field(None, description="Default: by public, jwks, jwks_uri")
+    jwks: dict[str, Any] | None = Field(None, description="The client's public keys (JWKS)")
+    jwks_uri: str | None = Field(None, max_length=2048, description="Or where it publishes them")
+    require_pushed_authorization_requests: bool = False
+    require_signed_request_object: bool = False
+
+
+class ClientKeys(BaseModel):
+    """One of the two: the keys, or where the client publishes them (fetched and cached)."""
+
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = Field(None, max_length=2048)
 
 
 class User(BaseModel):
@@ -211,6 +227,12 @@ async def enable_client(client_id: str, who: Admin, actions: Actions) -> Any:
 @router.post("/clients/{client_id}/rotate-secret", response_model=ClientWithSecret)
 async def rotate_secret(client_id: str, who: Admin, actions: Actions) -> Any:
     return await _act(actions, who, "client.rotate_secret", {"client_id": client_id})
+
+
+@router.put("/clients/{client_id}/keys", response_model=Client, summary="Replace client keys")
+async def set_client_keys(client_id: str, body: ClientKeys, who: Admin, actions: Actions) -> Any:
+    params = {"client_id": client_id, **body.model_dump()}
+    return await _act(actions, who, "client.set_keys", params)
 
 
 @router.get("/users", response_model=list[User], summary="List users")

@@ -1,13 +1,17 @@
-"""Token, introspection, revocation, JWKS and discovery endpoints."""
+"""Token, pushed authorization, introspection, revocation, JWKS and discovery endpoints."""
 
 from __future__ import annotations
+
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from tokenward.config import Settings
+from tokenward.oauth.form import parse_form
 from tokenward.oauth.introspection import Introspector
+from tokenward.oauth.par import PushRequest
 from tokenward.oauth.token_endpoint import NO_STORE, TokenEndpoint, TokenRequest
 from tokenward.ops import tracing
 from tokenward.ops.metrics import ServerMetrics
@@ -17,11 +21,12 @@ from tokenward.server.dependencies import (
     Keys,
     Metrics,
     Parts,
+    Pushed,
     Revocation,
     Tokens,
     parts_of,
 )
-from tokenward.server.edge import JSONResponse, read_form, single_header
+from tokenward.server.edge import FORM_STATE, JSONResponse, read_body, read_form, single_header
 
 JWT_INTROSPECTION = "application/token-introspection+jwt"
 router = APIRouter()
@@ -49,6 +54,24 @@ async def _token(
         with tracing.span("tokenward.token", {"oauth.grant_type": grant}):
             result = await endpoint.handle(token_request)
     return JSONResponse(result.body, headers=result.headers)
+
+
+@router.post("/par", summary="Pushed authorization request (RFC 9126)", tags=["oauth"])
+async def par(request: Request, endpoint: Pushed, settings: Config) -> Response:
+    body = await read_body(request, settings.max_body_bytes)
+    form = parse_form(body, request.headers.get("content-type"))  # type, sizes, repeats
+    setattr(request.state, FORM_STATE, form)  # for the refusal log's client_id
+    # The pairs too, in order: the pushed request is kept as sent. parse_form accepted the
+    # body, so this parses.
+    pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+    result, headers = await endpoint.push(
+        PushRequest(
+            pairs=pairs,
+            authorization=single_header(request, "authorization"),
+            dpop=single_header(request, "dpop"),
+        )
+    )
+    return JSONResponse(result, status_code=201, headers=headers)
 
 
 @router.post("/introspect", summary="Token introspection (RFC 7662, RFC 9701)", tags=["oauth"])

@@ -19,6 +19,7 @@ from tokenward.store.sql.engine import alembic_config, create_engine, migrate, s
 from tokenward.store.sql.grants import SqlGrantStore
 from tokenward.store.sql.group_commit import GroupCommit
 from tokenward.store.sql.keys import SqlKeyStore
+from tokenward.store.sql.pushed_requests import SqlPushedRequestStore
 from tokenward.store.sql.replay import SqlReplayCache
 from tokenward.store.sql.revocations import SqlRevocationStore
 from tokenward.store.sql.sessions import SqlSessionStore
@@ -33,6 +34,7 @@ __all__ = [
     "SqlDeviceStore",
     "SqlGrantStore",
     "SqlKeyStore",
+    "SqlPushedRequestStore",
     "SqlReplayCache",
     "SqlRevocationStore",
     "SqlSessionStore",

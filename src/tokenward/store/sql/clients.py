@@ -65,6 +65,8 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "name": client.name,
         "exchange_audiences": dump_strings(client.exchange_audiences),
         "exchange_impersonation": client.exchange_impersonation,
+        "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
+        "require_signed_request_object": client.require_signed_request_object,
     }
 
 
@@ -91,4 +93,6 @@ def _record(row: ClientRow) -> ClientRecord:
         name=row.name,
         exchange_audiences=load_strings(row.exchange_audiences),
         exchange_impersonation=row.exchange_impersonation,
+        require_pushed_authorization_requests=row.require_pushed_authorization_requests,
+        require_signed_request_object=row.require_signed_request_object,
     )

@@ -119,6 +119,9 @@ class ClientRow(Base):
     # Token exchange (RFC 8693) policy: audiences it may exchange for, and impersonation.
     exchange_audiences: Mapped[str] = mapped_column(Text(), server_default="[]")  # JSON list
     exchange_impersonation: Mapped[bool] = mapped_column(server_default=false())
+    # PAR (RFC 9126) and JAR (RFC 9101): how this client must send its authorization requests.
+    require_pushed_authorization_requests: Mapped[bool] = mapped_column(server_default=false())
+    require_signed_request_object: Mapped[bool] = mapped_column(server_default=false())
 
 
 class UserRow(Base):
@@ -149,6 +152,17 @@ class SessionRow(Base):
     expires_at: Mapped[float]
     acr: Mapped[str | None]
     ended_at: Mapped[float | None]
+
+
+class PushedRequestRow(Base):
+    __tablename__ = "pushed_requests"
+    __table_args__ = (Index("ix_pushed_requests_expires_at", "expires_at"),)
+
+    digest: Mapped[str] = mapped_column(primary_key=True)  # of the request_uri, never the uri
+    client_id: Mapped[str]
+    params: Mapped[str] = mapped_column(Text())  # JSON [[name, value], ...]
+    expires_at: Mapped[float]
+    signed: Mapped[bool]
 
 
 class CodeRow(Base):
