@@ -1,140 +1,137 @@
-"""P4 client-credentials issuance and P5 introspection over HTTP on loopback, with wrk.
+"""P4/P5: the token endpoint and introspection over HTTP on loopback, beside oidc-provider.
 
-One uvicorn process (uvloop + httptools) on one core, wrk with one thread on the other. The
-baseline is the bare ASGI hello-world on the same server stack, measured in the same run, and
-the reference figure is oidc-provider's published ~1.6-2.0k ES256 JWT issuances/s on this kind
-of machine (the issue's number; not re-measured here).
+Every server runs as its users run it (bench/contenders.py): `tokenward serve` on its default
+SQLite data dir and on PostgreSQL, oidc-provider (pinned, bench/oidc-provider) in Node, all with
+ES256 JWT access tokens and client_secret_basic. wrk drives one at a time, in interleaved
+rounds, and each figure is the median of the per-round ratios tokenward ÷ oidc-provider. When
+Node is absent, tokenward's rates are printed and the ratios are skipped, saying why.
+
+- P4: client_credentials issuance; P4-pg the same on PostgreSQL;
+- P5: introspection of an opaque access token (oidc-provider introspects only opaque ones);
+- P4-refresh: refresh-token rotation; P4-code: authorization-code exchange (PKCE, ID token and
+  refresh token in the answer): each request spends one credential minted before the round.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import re
 import shutil
-import socket
-import subprocess
-import sys
+import statistics
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
-
+from bench import contenders, wrk
+from bench.contenders import CODE_VERIFIER, REDIRECT_URI, Contender, PeerMissing
 from bench.harness import Figure
 
-DURATION = "5s"
-CONNECTIONS = "32"
-OIDC_PROVIDER_ES256 = 1800.0  # midpoint of the 1.6-2.0k requests/s the issue quotes
-_LUA = """
-wrk.method = "POST"
-wrk.body = {body}
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Authorization"] = {auth}
-"""
+ROUNDS = 3
+SECONDS = 3
+POOL = 3000  # single-use credentials per round and server: the run stops when they are spent
+
+Load = Callable[[Contender, Path], wrk.Load]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def server(mode: str) -> Iterator[tuple[str, dict[str, str]]]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.serve_as", "--port", str(port), "--mode", mode],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
+def _issue(server: Contender, _tmp: Path) -> wrk.Load:
+    return wrk.Load(
+        server.base + server.token_path,
+        server.authorization(),
+        body="grant_type=client_credentials&scope=read" + server.jwt_extra,
     )
-    assert process.stdout is not None
-    info = json.loads(process.stdout.readline())
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.post(base + "/healthz" if mode == "hello" else base + "/token", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    try:
-        yield base, info
-    finally:
-        process.terminate()
-        process.wait(10)
-        process.stdout.close()
 
 
-def wrk(url: str, body: str, authorization: str) -> float:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_LUA.format(body=json.dumps(body), auth=json.dumps(authorization)))
-    try:
-        result = subprocess.run(
-            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}", "-s", script.name, url],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
+def _introspect(server: Contender, _tmp: Path) -> wrk.Load:
+    answer = server.token(
+        {"grant_type": "client_credentials", "scope": "read"}
+        | ({"resource": server.opaque_extra.split("=", 1)[1]} if server.opaque_extra else {}),
+        client_id=server.opaque_client,
+    )
+    return wrk.Load(
+        server.base + server.introspect_path,
+        server.authorization(server.opaque_client),
+        body=f"token={answer['access_token']}",
+    )
+
+
+def _pooled(kind: str) -> Load:
+    def load(server: Contender, tmp: Path) -> wrk.Load:
+        pool = tmp / f"{server.name}-{kind}.txt"
+        server.mint(kind, POOL, pool)  # type: ignore[operator]
+        if kind == "refresh":
+            prefix, suffix = "grant_type=refresh_token&refresh_token=", ""
+        else:
+            prefix = "grant_type=authorization_code&code="
+            suffix = f"&redirect_uri={REDIRECT_URI}&code_verifier={CODE_VERIFIER}"
+        return wrk.Load(
+            server.base + server.token_path,
+            server.authorization(),
+            pool=pool,
+            prefix=prefix,
+            suffix=suffix + server.jwt_extra,
         )
-    finally:
-        os.unlink(script.name)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if non_2xx:
-        raise RuntimeError(f"wrk saw {non_2xx.group(1)} failed responses:\n{result.stdout}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    if match is None:
-        raise RuntimeError(result.stdout + result.stderr)
-    return float(match.group(1))
+
+    return load
 
 
-def _basic(client_id: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+def _measure(servers: list[Contender], load: Load, tmp: Path) -> dict[str, list[wrk.Result]]:
+    results: dict[str, list[wrk.Result]] = {server.name: [] for server in servers}
+    for _ in range(ROUNDS):
+        for server in servers:
+            results[server.name].append(wrk.run(load(server, tmp), server.pids, SECONDS))
+    return results
+
+
+def _figure(
+    name: str, what: str, results: dict[str, list[wrk.Result]], ours: str, peer: str | None
+) -> Figure:
+    rates = {key: statistics.median(r.rate for r in runs) for key, runs in results.items()}
+    cpu = {key: statistics.median(r.cpu for r in runs) for key, runs in results.items()}
+    details = [f"{key} {rates[key]:,.0f}/s, {cpu[key] * 1e3:.2f} ms CPU/req" for key in results]
+    print(f"  {name}: " + "; ".join(details))
+    if peer is None:
+        return Figure(name, rates[ours], f"{what}/s, no peer: {_skipped}", details)
+    ratio = statistics.median(
+        a.rate / b.rate for a, b in zip(results[ours], results[peer], strict=True)
+    )
+    return Figure(name, ratio, f"{what}, {ours} ÷ {peer}, median of {ROUNDS} rounds", details)
+
+
+_skipped = ""
 
 
 def run() -> list[Figure]:
+    global _skipped
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is needed for P4/P5: apt-get install -y wrk")
-    with server("hello") as (base, _):
-        hello = wrk(base + "/", "grant_type=client_credentials", "Basic eA==")
-    rates: dict[str, float] = {}
-    for mode in ("as", "as-opaque"):
-        with server(mode) as (base, info):
-            auth = _basic(info["client_id"], info["secret"])
-            rates[mode] = wrk(base + "/token", "grant_type=client_credentials&scope=read", auth)
-            if mode == "as":
-                token = httpx.post(
-                    base + "/token",
-                    data={"grant_type": "client_credentials"},
-                    headers={"authorization": auth},
-                ).json()["access_token"]
-                rates["introspect"] = wrk(base + "/introspect", f"token={token}", auth)
-    print(
-        f"  P4: hello-world {hello:,.0f}/s, ES256 JWT issuance {rates['as']:,.0f}/s, "
-        f"opaque {rates['as-opaque']:,.0f}/s; P5: introspection {rates['introspect']:,.0f}/s"
-    )
-    return [
-        Figure(
-            "P4",
-            rates["as"],
-            "client-credentials ES256 JWTs/s over HTTP, 1 server core",
-            [
-                f"{rates['as'] / OIDC_PROVIDER_ES256:.2f}× oidc-provider's ~1.8k",
-                f"{rates['as'] / hello:.2f}× bare ASGI hello-world ({hello:,.0f}/s)",
-                f"opaque {rates['as-opaque']:,.0f}/s",
-            ],
-        ),
-        Figure(
-            "P5",
-            rates["introspect"],
-            "introspections/s over HTTP, 1 server core",
-            [
-                f"{rates['introspect'] / hello:.2f}× bare ASGI hello-world",
-            ],
-        ),
-    ]
+    print("  (2 shared cores, other work running: figures are taken under load)")
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        ours = stack.enter_context(contenders.tokenward())
+        ours_pg = stack.enter_context(contenders.tokenward(postgres=True))
+        peer: Contender | None
+        try:
+            peer = stack.enter_context(contenders.oidc_provider())
+        except PeerMissing as exc:
+            print(f"  oidc-provider skipped: {exc}")
+            _skipped, peer = str(exc), None
+        peers = [peer] if peer is not None else []
+        p = peer.name if peer is not None else None
+        issue = _measure([ours, ours_pg, *peers], _issue, tmp)
+        figures = [
+            _figure("P4", "client_credentials ES256 JWTs", _pick(issue, ours, p), ours.name, p),
+            _figure("P4-pg", "the same on PostgreSQL", _pick(issue, ours_pg, p), ours_pg.name, p),
+        ]
+        intro = _measure([ours, *peers], _introspect, tmp)
+        figures.append(_figure("P5", "opaque-token introspections", intro, ours.name, p))
+        refresh = _measure([ours, *peers], _pooled("refresh"), tmp)
+        figures.append(_figure("P4-refresh", "refresh rotations", refresh, ours.name, p))
+        code = _measure([ours, *peers], _pooled("code"), tmp)
+        figures.append(_figure("P4-code", "code exchanges", code, ours.name, p))
+    return figures
+
+
+def _pick(
+    results: dict[str, list[wrk.Result]], ours: Contender, peer: str | None
+) -> dict[str, list[wrk.Result]]:
+    names = [ours.name] + ([peer] if peer else [])
+    return {name: results[name] for name in names}

@@ -36,6 +36,7 @@ from tokenward.core.ports import (
 from tokenward.oauth.client_auth import ReplayCache
 from tokenward.store import memory, memory_flows
 from tokenward.store.sql import (
+    GroupCommit,
     SqlAccessTokenStore,
     SqlClientStore,
     SqlCodeStore,
@@ -213,12 +214,13 @@ def memory_flows_backend(clock: FrozenClock) -> Flows:
 
 def sql_flows_backend(name: str, engine: AsyncEngine, clock: FrozenClock) -> Flows:
     sessions = session_factory(engine)
+    group = GroupCommit(sessions) if name == "sqlite" else None  # as deploy/wiring.py does
     return Flows(
         name,
         clock,
         SqlSessionStore(sessions, clock),
-        SqlCodeStore(sessions, clock),
-        SqlGrantStore(sessions, clock),
+        SqlCodeStore(sessions, clock, group=group),
+        SqlGrantStore(sessions, clock, group=group),
         SqlDeviceStore(sessions, clock),
         SqlConsentStore(sessions),
         SqlReplayCache(sessions, clock),

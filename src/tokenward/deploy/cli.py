@@ -25,6 +25,7 @@ from tokenward.server.serving import Server
 from tokenward.services import demo as demo_accounts
 from tokenward.services.errors import AdminError
 from tokenward.services.views import client_view, iso_time, user_view
+from tokenward.serving import loop as serving_loop
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
 from tokenward.serving.tls import with_client_certificates
@@ -269,7 +270,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
             await services.stores.aclose()
 
     try:
-        asyncio.run(main())
+        serving_loop.run(main())
     except StartupError as exc:
         _startup_failed(exc)
     except TracingUnavailable as exc:  # TOKENWARD_OTEL_ENABLED without the otel extra

@@ -82,6 +82,7 @@ from tokenward.services.ssf_receiver import Transmitter as SsfTransmitter
 from tokenward.services.userinfo import UserClaims
 from tokenward.services.users import UserAdmin
 from tokenward.store import memory, memory_flows, sql
+from tokenward.store.cached_clients import CachedClientStore
 from tokenward.store.memory_participants import MemorySessionParticipants
 from tokenward.store.memory_signin_throttle import MemorySignInThrottle
 from tokenward.store.memory_ssf import MemorySetQueue, MemorySsfStreams
@@ -608,7 +609,9 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     await sql.migrate(engine)
     sessions = sql.session_factory(engine)
     redis = connect(settings.redis_url) if settings.redis_url else None
-    grants = sql.SqlGrantStore(sessions, clock)
+    # SQLite: the token endpoint's writes share commits (store/sql/group_commit.py).
+    group = sql.GroupCommit(sessions) if url.startswith("sqlite") else None
+    grants = sql.SqlGrantStore(sessions, clock, group=group)
     closers: list[Callable[[], Awaitable[Any]]] = [engine.dispose]
     if redis is not None:
         closers.append(redis.aclose)
@@ -616,7 +619,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         keys=sql.SqlKeyStore(sessions),
         revocations=sql.SqlRevocationStore(sessions, clock),
         access_tokens=sql.SqlAccessTokenStore(sessions, clock),
-        clients=sql.SqlClientStore(sessions),
+        clients=CachedClientStore(sql.SqlClientStore(sessions)),
         users=sql.SqlUserStore(sessions),
         replay=(
             RedisReplayCache(redis, clock, prefix=Namespace.of(settings).replay)
@@ -624,7 +627,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
             else sql.SqlReplayCache(sessions, clock)
         ),
         sessions=sql.SqlSessionStore(sessions, clock),
-        codes=sql.SqlCodeStore(sessions, clock),
+        codes=sql.SqlCodeStore(sessions, clock, group=group),
         grants=grants,
         lineage=grants,
         devices=sql.SqlDeviceStore(sessions, clock),

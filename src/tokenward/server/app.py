@@ -68,6 +68,7 @@ def create_app(
     _fill_state(app, services)
     install_error_handlers(app)
     install_bearer_error_handler(app)  # RFC 6750 bodies for the demo API
+    app.router.routes.extend(oauth.DIRECT_ROUTES)  # first: they shadow their FastAPI twins
     for module in (oauth, browser, device, oidc, demo, admin, admin_api, ops, docs, ssf):
         app.include_router(module.router)
     if services.settings.metrics == "on":

@@ -1,6 +1,10 @@
 """FastAPI dependency providers for the route modules: each hands a handler one part it needs,
 read from `request.app.state`, which `create_app` fills. Handlers name these aliases in their
-signatures (`flow: Flow`) instead of closing over the whole set of parts."""
+signatures (`flow: Flow`) instead of closing over the whole set of parts.
+
+The providers are `async def` although they never await: FastAPI runs a plain `def` provider
+in a worker thread, a thread hop per provider per request (an eighth of the token endpoint's
+time under load, docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -45,22 +49,27 @@ READINESS = "readiness"
 CONSOLE = "console"
 
 
-def parts(request: Request) -> ServerParts:
+def parts_of(request: Request) -> ServerParts:
+    """The parts, for a route that is not a FastAPI one (server/routes/oauth.py)."""
     found: ServerParts = getattr(request.app.state, PARTS)
     return found
 
 
-def _browser(request: Request) -> Browser:
+async def parts(request: Request) -> ServerParts:
+    return parts_of(request)
+
+
+async def _browser(request: Request) -> Browser:
     found: Browser = getattr(request.app.state, BROWSER)
     return found
 
 
-def _readiness(request: Request) -> Readiness:
+async def _readiness(request: Request) -> Readiness:
     found: Readiness = getattr(request.app.state, READINESS)
     return found
 
 
-def _console_pages(request: Request) -> ConsolePages:
+async def _console_pages(request: Request) -> ConsolePages:
     found: ConsolePages = getattr(request.app.state, CONSOLE)
     return found
 
@@ -68,107 +77,107 @@ def _console_pages(request: Request) -> ConsolePages:
 Parts = Annotated[ServerParts, Depends(parts)]
 
 
-def _settings(p: Parts) -> Settings:
+async def _settings(p: Parts) -> Settings:
     return p.settings
 
 
-def _keys(p: Parts) -> KeyManager:
+async def _keys(p: Parts) -> KeyManager:
     return p.keys
 
 
-def _token_endpoint(p: Parts) -> TokenEndpoint:
+async def _token_endpoint(p: Parts) -> TokenEndpoint:
     return p.token_endpoint
 
 
-def _introspector(p: Parts) -> Introspector:
+async def _introspector(p: Parts) -> Introspector:
     return p.introspector
 
 
-def _revoker(p: Parts) -> Revoker:
+async def _revoker(p: Parts) -> Revoker:
     return p.revoker
 
 
-def _sessions(p: Parts) -> SessionManager:
+async def _sessions(p: Parts) -> SessionManager:
     return p.sessions
 
 
-def _interactions(p: Parts) -> InteractionSealer:
+async def _interactions(p: Parts) -> InteractionSealer:
     return p.interactions
 
 
-def _authorization(p: Parts) -> AuthorizationValidator:
+async def _authorization(p: Parts) -> AuthorizationValidator:
     return p.authorization
 
 
-def _pushed(p: Parts) -> PushedAuthorization:
+async def _pushed(p: Parts) -> PushedAuthorization:
     return p.pushed_authorization
 
 
-def _flow(p: Parts) -> AuthorizationFlow:
+async def _flow(p: Parts) -> AuthorizationFlow:
     return p.flow
 
 
-def _device(p: Parts) -> DeviceAuthorization:
+async def _device(p: Parts) -> DeviceAuthorization:
     return p.device
 
 
-def _login_throttle(p: Parts) -> SignInThrottle:
+async def _login_throttle(p: Parts) -> SignInThrottle:
     return p.login_throttle
 
 
-def _userinfo(p: Parts) -> Validator:
+async def _userinfo(p: Parts) -> Validator:
     return p.userinfo
 
 
-def _monitor(p: Parts) -> Monitor:
+async def _monitor(p: Parts) -> Monitor:
     return p.monitor
 
 
-def _publisher(p: Parts) -> RevocationPublisher:
+async def _publisher(p: Parts) -> RevocationPublisher:
     return p.revocation_publisher
 
 
-def _admin_actions(p: Parts) -> AdminActions:
+async def _admin_actions(p: Parts) -> AdminActions:
     return p.admin_actions
 
 
-def _admin_access(p: Parts) -> AdminAccess:
+async def _admin_access(p: Parts) -> AdminAccess:
     return p.admin_access
 
 
-def _console(p: Parts) -> ConsoleQueries:
+async def _console(p: Parts) -> ConsoleQueries:
     return p.console
 
 
-def _sign_in(p: Parts) -> PasswordSignIn:
+async def _sign_in(p: Parts) -> PasswordSignIn:
     return p.sign_in
 
 
-def _user_claims(p: Parts) -> UserClaims:
+async def _user_claims(p: Parts) -> UserClaims:
     return p.user_claims
 
 
-def _logout(p: Parts) -> Logout:
+async def _logout(p: Parts) -> Logout:
     return p.logout
 
 
-def _device_approval(p: Parts) -> DeviceApproval:
+async def _device_approval(p: Parts) -> DeviceApproval:
     return p.device_approval
 
 
-def _resumed_clients(p: Parts) -> ResumedClients:
+async def _resumed_clients(p: Parts) -> ResumedClients:
     return p.resumed_clients
 
 
-def _clock(p: Parts) -> Callable[[], float]:
+async def _clock(p: Parts) -> Callable[[], float]:
     return p.clock
 
 
-def _shared_signals(p: Parts) -> SharedSignals:
+async def _shared_signals(p: Parts) -> SharedSignals:
     return p.shared_signals
 
 
-def _metrics(p: Parts) -> ServerMetrics:
+async def _metrics(p: Parts) -> ServerMetrics:
     return p.metrics
 
 

@@ -27,8 +27,10 @@ lack is added here, in the few methods the transport and the parsers call:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -84,6 +86,19 @@ class _Throttled:
 
 
 _warnings = _Throttled()
+
+
+def no_delay(transport: asyncio.BaseTransport) -> None:
+    """Turn Nagle's algorithm off on an accepted TCP connection. asyncio does it only for
+    sockets whose `proto` is IPPROTO_TCP, and a socket made as `socket(AF_INET, SOCK_STREAM)`
+    (ours, and most that are handed to uvicorn) says 0; uvicorn then writes a response's head
+    and body separately, and the body waited for the client's delayed ACK, 40 ms on Linux, on
+    every keep-alive response (20 requests/s on one connection, measured).
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):  # the peer may already be gone
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _Refused(Exception):
@@ -161,6 +176,7 @@ class _Guard(asyncio.Protocol):
                 f"Connection limit ({self.max_connections}) reached: new connections are closed.",
             )
             return
+        no_delay(transport)
         # The first head is timed from the accept: a connection that sends nothing is closed.
         now = self.loop.time()
         head = self._head = _Head(now + self.head_timeout)

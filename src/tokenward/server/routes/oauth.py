@@ -6,11 +6,15 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
+from tokenward.config import Settings
 from tokenward.oauth.form import parse_form
+from tokenward.oauth.introspection import Introspector
 from tokenward.oauth.par import PushRequest
-from tokenward.oauth.token_endpoint import NO_STORE, TokenRequest
+from tokenward.oauth.token_endpoint import NO_STORE, TokenEndpoint, TokenRequest
 from tokenward.ops import tracing
+from tokenward.ops.metrics import ServerMetrics
 from tokenward.server.dependencies import (
     Config,
     Introspection,
@@ -20,6 +24,7 @@ from tokenward.server.dependencies import (
     Pushed,
     Revocation,
     Tokens,
+    parts_of,
 )
 from tokenward.server.edge import FORM_STATE, JSONResponse, read_body, read_form, single_header
 from tokenward.serving.tls import peer_certificate
@@ -30,6 +35,12 @@ router = APIRouter()
 
 @router.post("/token", summary="Token endpoint (RFC 6749 §3.2)", tags=["oauth"])
 async def token(request: Request, endpoint: Tokens, metrics: Metrics, settings: Config) -> Response:
+    return await _token(request, endpoint, metrics, settings)
+
+
+async def _token(
+    request: Request, endpoint: TokenEndpoint, metrics: ServerMetrics, settings: Settings
+) -> Response:
     with metrics.token_request() as labels:
         form = await read_form(request, settings.max_body_bytes)
         labels.grant_type = form.params.get("grant_type")
@@ -70,6 +81,12 @@ async def par(request: Request, endpoint: Pushed, settings: Config) -> Response:
 async def introspect(
     request: Request, introspector: Introspection, metrics: Metrics, settings: Config
 ) -> Response:
+    return await _introspect(request, introspector, metrics, settings)
+
+
+async def _introspect(
+    request: Request, introspector: Introspector, metrics: ServerMetrics, settings: Settings
+) -> Response:
     with metrics.introspection() as result:
         form = await read_form(request, settings.max_body_bytes)
         caller, body = await introspector.introspect(
@@ -80,6 +97,26 @@ async def introspect(
         jwt = introspector.as_jwt(caller, body)
         return Response(jwt, media_type=JWT_INTROSPECTION, headers=NO_STORE)
     return JSONResponse(body, headers=NO_STORE)
+
+
+async def _direct_token(request: Request) -> Response:
+    p = parts_of(request)
+    return await _token(request, p.token_endpoint, p.metrics, p.settings)
+
+
+async def _direct_introspect(request: Request) -> Response:
+    p = parts_of(request)
+    return await _introspect(request, p.introspector, p.metrics, p.settings)
+
+
+# The two busiest endpoints as plain Starlette routes, placed before the FastAPI ones by
+# create_app: FastAPI's per-request dependency solving and request wrapping were a quarter of
+# the token endpoint's time under load (docs/performance.md). The FastAPI routes above stay for
+# the OpenAPI description and run the same code; errors are rendered by the same handlers.
+DIRECT_ROUTES = [
+    Route("/token", _direct_token, methods=["POST"]),
+    Route("/introspect", _direct_introspect, methods=["POST"]),
+]
 
 
 @router.post("/revoke", summary="Token revocation (RFC 7009)", tags=["oauth"])

@@ -17,6 +17,7 @@ from tokenward.store.sql.consents import SqlConsentStore
 from tokenward.store.sql.devices import SqlDeviceStore
 from tokenward.store.sql.engine import alembic_config, create_engine, migrate, session_factory
 from tokenward.store.sql.grants import SqlGrantStore
+from tokenward.store.sql.group_commit import GroupCommit
 from tokenward.store.sql.keys import SqlKeyStore
 from tokenward.store.sql.participants import SqlSessionParticipants
 from tokenward.store.sql.pushed_requests import SqlPushedRequestStore
@@ -27,6 +28,7 @@ from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
 from tokenward.store.sql.users import SqlUserStore
 
 __all__ = [
+    "GroupCommit",
     "SqlAccessTokenStore",
     "SqlClientStore",
     "SqlCodeStore",

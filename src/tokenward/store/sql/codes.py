@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tokenward.core.records import CodeRecord, FamilyRecord, MintedToken, RefreshRecord
 from tokenward.store.sql import grants as sql_grants
 from tokenward.store.sql.grants import insert_family
+from tokenward.store.sql.group_commit import GroupCommit, write
 from tokenward.store.sql.models import CodeRow, dump_strings, load_strings, upsert
 
 # Every this many saves (per process) also deletes codes that expired over PURGE_AFTER ago: kept
@@ -30,10 +31,15 @@ PURGE_AFTER = 86400.0
 
 class SqlCodeStore:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], float] = time.time
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Callable[[], float] = time.time,
+        *,
+        group: GroupCommit | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._group = group  # SQLite: uses and redemptions share commits
         self._saves = 0
         self._redeems = 0
 
@@ -46,7 +52,7 @@ class SqlCodeStore:
                 await session.execute(delete(CodeRow).where(CodeRow.expires_at <= cutoff))
 
     async def consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
-        async with self._sessions.begin() as session:
+        async def work(session: AsyncSession) -> tuple[CodeRecord | None, bool]:
             first = await session.scalar(
                 update(CodeRow)
                 .where(CodeRow.digest == digest, CodeRow.consumed_at.is_(None))
@@ -68,10 +74,12 @@ class SqlCodeStore:
             )
             return (None if replayed is None else _record(replayed)), False
 
+        return await write(self._sessions, self._group, work)
+
     async def redeem(
         self, digest: str, minted: MintedToken, grant: tuple[FamilyRecord, RefreshRecord] | None
     ) -> bool:
-        async with self._sessions.begin() as session:
+        async def work(session: AsyncSession) -> bool:
             # The row lock this UPDATE takes (PostgreSQL; SQLite has one writer) is held until the
             # family below is committed too, so a replay reads both or neither.
             recorded = await session.scalar(
@@ -98,6 +106,8 @@ class SqlCodeStore:
                 if self._redeems % sql_grants.PURGE_EVERY == 0:
                     await sql_grants.purge_families(session, self._clock())
             return True
+
+        return await write(self._sessions, self._group, work)
 
 
 def _values(code: CodeRecord) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 from tokenward.core.records import FamilyRecord, MintedToken, RefreshRecord, RotationOutcome
+from tokenward.store.sql.group_commit import GroupCommit, write
 from tokenward.store.sql.models import (
     FamilyRow,
     MintedTokenRow,
@@ -42,10 +43,15 @@ MINTED_HORIZON = 86400.0
 
 class SqlGrantStore:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], float] = time.time
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Callable[[], float] = time.time,
+        *,
+        group: GroupCommit | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._group = group  # SQLite: rotations and minted tokens share commits
         self._creates = 0
 
     async def create(self, family: FamilyRecord, first: RefreshRecord) -> None:
@@ -58,8 +64,10 @@ class SqlGrantStore:
     async def rotate(
         self, digest: str, successor: RefreshRecord, now: float, grace: float
     ) -> tuple[str, FamilyRecord | None, RefreshRecord | None]:
-        async with self._sessions.begin() as session:
-            await lock_for_writing(session)  # SQLite: the whole rotation is one writer's turn
+        # SQLite: the whole rotation is one writer's turn (BEGIN IMMEDIATE, by `write`).
+        async def work(
+            session: AsyncSession,
+        ) -> tuple[str, FamilyRecord | None, RefreshRecord | None]:
             found = await _locked(session, digest)
             if found is None:
                 return RotationOutcome.INVALID, None, None
@@ -68,6 +76,8 @@ class SqlGrantStore:
                 return RotationOutcome.INVALID, family, token
             outcome, token = await _rotate_locked(session, token, successor, now, grace)
             return outcome, family, token
+
+        return await write(self._sessions, self._group, work)
 
     async def lookup(self, digest: str) -> tuple[RefreshRecord, FamilyRecord] | None:
         async with self._sessions() as session:
@@ -97,7 +107,7 @@ class SqlGrantStore:
             return [MintedToken(row.jti, row.expires_at) for row in rows]
 
     async def add_minted(self, family_id: str, token: MintedToken) -> None:
-        async with self._sessions.begin() as session:
+        async def work(session: AsyncSession) -> None:
             await session.execute(
                 delete(MintedTokenRow).where(
                     MintedTokenRow.family_id == family_id,
@@ -106,6 +116,8 @@ class SqlGrantStore:
             )
             values = {"family_id": family_id, "jti": token.jti, "expires_at": token.expires_at}
             await session.execute(_add_minted(session, values))
+
+        await write(self._sessions, self._group, work)
 
     async def family_of(self, jti: str) -> str | None:
         async with self._sessions() as session:
