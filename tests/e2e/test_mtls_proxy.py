@@ -96,7 +96,12 @@ def _start_nginx(base: Path, pki: Pki, port: int, upstream: int) -> subprocess.P
         stderr=subprocess.DEVNULL,
         **_drop_privileges(base),
     )
-    _wait_until_listening(process, port, base)
+    try:
+        _wait_until_listening(process, port, base)
+    except BaseException:
+        process.kill()  # nobody else holds it yet: reap it here, not in a later test's GC
+        process.wait(10)
+        raise
     return process
 
 
