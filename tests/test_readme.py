@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.cluster import TOKENWARD, wait_healthy
-from tests.e2e.live import free_port, serve_in_thread
+from tests.e2e.live import free_port, serve_in_thread, stop_process
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_ISSUER = "https://auth.example.com"
@@ -85,8 +85,7 @@ def authorization_server(tmp_path: Path) -> Iterator[tuple[str, Path, tuple[str,
             wait_healthy(issuer, process)
             yield issuer, data_dir, ("svc", json.loads(created)["client_secret"])
         finally:
-            process.terminate()
-            process.wait(15)
+            stop_process(process)
 
 
 def refused_within(api: httpx.Client, headers: dict[str, str], bound: float) -> float:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.e2e.live import free_port
+from tests.e2e.live import free_port, stop_process
 from tests.store.conftest import PG_URL, require_postgres
 from tokenward.config import ENV_FILE
 from tokenward.store.sql import create_engine
@@ -175,8 +175,7 @@ def test_serve_takes_the_issuer_from_the_env_file(data_dir: Path) -> None:
         try:
             metadata = _poll_json(f"http://127.0.0.1:{port}/.well-known/openid-configuration")
         finally:
-            process.terminate()
-            process.wait(15)
+            stop_process(process)
     assert metadata["issuer"] == "https://auth.example.com"
 
 

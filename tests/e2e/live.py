@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,37 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+
+
+def stop_process(process: subprocess.Popen[Any], within: float = 15.0) -> None:
+    """Stop a process as an operator stops a node (SIGTERM). One still running `within` seconds
+    later is killed and reaped, so no live Popen is left for the garbage collector to trip over
+    in a later test, and the test fails: a server that ignores SIGTERM is a bug."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+        raise AssertionError(
+            f"{process.args!r} did not exit within {within:.0f}s of SIGTERM"
+        ) from None
+
+
+def stop_processes(processes: list[subprocess.Popen[Any]], within: float = 15.0) -> None:
+    """SIGTERM to all first (they stop in parallel), then `stop_process` each."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    failures = []
+    for process in processes:
+        try:
+            stop_process(process, within)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise AssertionError("; ".join(failures))
 
 
 def free_port() -> int:

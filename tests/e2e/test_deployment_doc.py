@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.e2e.cluster import TOKENWARD, wait_healthy
-from tests.e2e.live import free_port
+from tests.e2e.live import free_port, stop_processes
 from tests.store.conftest import PG_URL, require_postgres
 from tests.store.redis_server import need_shared_redis
 from tokenward.store.sql import create_engine
@@ -165,7 +165,4 @@ def test_two_nodes_started_as_documented_share_tokens_and_revocations(
                 assert time.monotonic() < deadline, "node B still accepts the token revoked at A"
                 time.sleep(0.01)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(15)
+        stop_processes(processes)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.cluster import TOKENWARD, Cluster, cluster, wait_healthy
-from tests.e2e.live import free_port
+from tests.e2e.live import free_port, stop_processes
 from tests.store.conftest import PG_URL
 
 LIMIT = 7
@@ -86,9 +86,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 wait_healthy(gateways[-1], process, path="/healthz")
             yield Deployment(group, gateways, secret)
         finally:
-            for process in processes:
-                process.terminate()
-                process.wait(15)
+            stop_processes(processes)
 
 
 def _token(deployment: Deployment, node: str) -> str:

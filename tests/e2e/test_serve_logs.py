@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from tests.e2e.cluster import wait_healthy
-from tests.e2e.live import free_port
+from tests.e2e.live import free_port, stop_process
 from tests.server.flows import Pkce, hidden_interaction, query_of
 
 TOKENWARD = str(Path(sys.executable).parent / "tokenward")
@@ -251,8 +251,7 @@ def _fragments(value: str) -> list[str]:
 def test_nothing_secret_reaches_the_logs(served: Served) -> None:
     _whole_flow(served)
     time.sleep(1.0)  # the monitor drains every 0.2 s; its audit lines follow
-    served.process.terminate()
-    served.process.wait(15)
+    stop_process(served.process)
     printed = served.output()
     # The log is really there: one access line per request, path only.
     assert re.search(r'127\.0\.0\.1:\d+ - "GET /api/hello" 40\d \d+\.\dms', printed), printed

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.cluster import wait_healthy
-from tests.e2e.live import free_port
+from tests.e2e.live import free_port, stop_process
 
 TOKENWARD = str(Path(sys.executable).parent / "tokenward")
 
@@ -35,8 +35,7 @@ def demo(data_dir: Path, port: int) -> Iterator[str]:
         try:
             yield _serving(process, port)
         finally:
-            process.terminate()
-            process.wait(15)
+            stop_process(process)
 
 
 def _serving(process: subprocess.Popen[str], port: int) -> str:

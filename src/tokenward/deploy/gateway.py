@@ -24,7 +24,7 @@ from starlette.types import ASGIApp
 
 from tokenward.config import Settings
 from tokenward.core.events import UsageSink
-from tokenward.core.lifecycle import Background
+from tokenward.core.lifecycle import Background, cancel_and_wait
 from tokenward.datadir import DataDirError
 from tokenward.deploy.gateway_feed import GatewayFeed, deployment_namespace, namespace_for
 from tokenward.deploy.gateway_local import embedded_trust, local_trust
@@ -355,9 +355,7 @@ def local_risk(config: GatewayConfig) -> tuple[RiskFeed | None, RiskBoard | None
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
 
 
 def listening(config: GatewayConfig, listener: socket.socket, admin: socket.socket | None) -> str:

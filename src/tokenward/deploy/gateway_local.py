@@ -11,7 +11,6 @@ closes the stores it opened.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from tokenward.config import Settings
+from tokenward.core.lifecycle import cancel_and_wait
 from tokenward.deploy.wiring import Services, StoreSet, build_services, open_stores
 from tokenward.gateway.model import GatewayConfig
 from tokenward.gateway.startup import StartupError
@@ -67,9 +67,7 @@ class LocalTrust:
 
     async def stop(self) -> None:
         if self._keys_task is not None:
-            self._keys_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keys_task
+            await cancel_and_wait(self._keys_task)
         await self._services.revocations.stop()
         await self._services.stores.aclose()
 

@@ -20,6 +20,7 @@ from typing import IO
 import orjson
 
 from tokenward.core.claims import AccessToken
+from tokenward.core.lifecycle import cancel_and_wait
 from tokenward.datadir import open_private
 
 _LINE = (
@@ -167,9 +168,7 @@ class AuditLog:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         self.flush()
 

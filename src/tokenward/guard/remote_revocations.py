@@ -33,6 +33,7 @@ from typing import Any, Self, TypeGuard
 import httpx
 import structlog
 
+from tokenward.core.lifecycle import cancel_and_wait
 from tokenward.core.revocation_mirror import (
     REVOKED_CLIENT,
     REVOKED_JTI,
@@ -190,9 +191,7 @@ class RemoteRevocations(RevocationMirror):
         task, self._task = self._task, None
         if task is not None and not task.done() and not task.get_loop().is_closed():
             if task.get_loop() is asyncio.get_running_loop():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
             else:
                 task.get_loop().call_soon_threadsafe(task.cancel)
         if self._thread is not None:

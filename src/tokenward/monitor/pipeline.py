@@ -13,7 +13,6 @@ Nothing here runs on the request path but `emit`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -22,7 +21,7 @@ import structlog
 
 from tokenward.core.blocklist import IpBlocklist
 from tokenward.core.events import AuthEvent, Event, EventBuffer, Queued, RawUsage, UsageEvent
-from tokenward.core.lifecycle import Background
+from tokenward.core.lifecycle import Background, cancel_and_wait
 from tokenward.core.ports import AlertClaims
 from tokenward.monitor.alerts import Alert, AlertLog, Finding, SecurityAudit
 from tokenward.monitor.config import DetectorSettings, MonitorSettings
@@ -244,9 +243,7 @@ class Monitor:
         for companion in reversed(self.companions):
             await companion.stop()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self.drain()
         if self.webhook is not None:

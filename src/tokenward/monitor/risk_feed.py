@@ -10,11 +10,11 @@ not acted on here: the servers raise the alerts and run the responses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
 from tokenward.core.events import EventBuffer, UsageEvent, UsageSink
+from tokenward.core.lifecycle import cancel_and_wait
 from tokenward.monitor.risk import RiskDetector
 
 log = structlog.get_logger(__name__)
@@ -46,9 +46,7 @@ class RiskFeed:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

@@ -16,7 +16,6 @@ and counted, so a dead receiver costs bounded memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import time
@@ -27,6 +26,8 @@ from typing import Any
 import httpx
 import orjson
 import structlog
+
+from tokenward.core.lifecycle import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 SIGNATURE_HEADER = "Tokenward-Signature"
@@ -99,9 +100,7 @@ class WebhookSender:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def wait_idle(self) -> None:

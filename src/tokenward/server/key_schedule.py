@@ -4,10 +4,10 @@ background; a `Background` for the deployment's lifespan."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
+from tokenward.core.lifecycle import cancel_and_wait
 from tokenward.tokens.key_manager import KeyManager
 
 log = structlog.get_logger(__name__)
@@ -25,9 +25,7 @@ class KeySchedule:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

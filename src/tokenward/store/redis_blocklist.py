@@ -28,7 +28,6 @@ nodes shifts expiries by the skew.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import math
 import time
@@ -42,6 +41,7 @@ import structlog
 from redis.asyncio import Redis
 
 from tokenward.core.blocklist import MAX_ENTRIES, BlockEntry, blockable_ip, canonical_ip
+from tokenward.core.lifecycle import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -179,9 +179,7 @@ class RedisBlocklist:
     async def stop(self) -> None:
         """Stop the loop, write what is still queued (if Redis answers), close an owned client."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         try:
             async with asyncio.timeout(SYNC_TIMEOUT):

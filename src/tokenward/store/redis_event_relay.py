@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from tokenward.core.events import ALLOW, DENY, EventBuffer, UsageEvent
+from tokenward.core.lifecycle import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 GROUP = "monitors"
@@ -80,9 +81,7 @@ class EventRelay:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         with contextlib.suppress(RedisError, OSError):
             await self.flush()
@@ -187,9 +186,7 @@ class EventConsumer:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _ensure_group(self) -> None:

@@ -12,7 +12,6 @@ chose `fail_open`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tokenward.core.lifecycle import cancel_and_wait
 from tokenward.core.ports import RevocationStore
 from tokenward.core.records import Revocation
 from tokenward.core.revocation_mirror import RevocationMirror
@@ -143,8 +143,7 @@ class RevocationFeed:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks.clear()
 
     def staleness(self) -> float:

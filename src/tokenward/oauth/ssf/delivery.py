@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import httpx
 import structlog
 
+from tokenward.core.lifecycle import cancel_and_wait
+
 log = structlog.get_logger(__name__)
 MAX_RESPONSE = 16 * 1024  # bytes of an answer read (an error body); the rest is discarded
 RETRY_STATUSES = frozenset({408, 429})
@@ -95,9 +97,7 @@ class Deliveries:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def wait_idle(self) -> None:

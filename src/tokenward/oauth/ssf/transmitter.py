@@ -19,13 +19,13 @@ sends them when enabled again; a disabled one drops them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
 
 import structlog
 
+from tokenward.core.lifecycle import cancel_and_wait
 from tokenward.core.ports import SessionStore, SetQueue, SsfStreams
 from tokenward.core.records import Revocation, RevocationKind, SsfStream
 from tokenward.core.signals import SESSION_REVOKED, SYSTEM, SecuritySignal
@@ -122,9 +122,7 @@ class Transmitter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self.deliveries.stop()
 
