@@ -326,11 +326,25 @@ def test_a_registration_access_token_reaches_only_its_own_client(server: Server)
     assert httpx.get(their_uri, headers=own).status_code == 200  # still there
 
 
-def test_operator_created_clients_have_no_registration_token(server: Server) -> None:
+def test_operator_created_and_unknown_clients_have_no_registration_token(server: Server) -> None:
+    created = server.call(
+        server.services.client_admin.create_client(
+            f"operator-{time.monotonic_ns()}",
+            grant_types=["client_credentials"],
+            scope="read",
+            redirect_uris=[],
+        )
+    )
+    # Its own secret is no registration access token either.
+    own_secret = {"authorization": f"Bearer {created['client_secret']}"}
     anything = {"authorization": "Bearer " + "a" * 43}
 
-    assert httpx.get(f"{server.base}/register/none-such", headers=anything).status_code == 401
-    assert httpx.get(f"{server.base}/register/none-such").status_code == 401
+    operator = httpx.get(f"{server.base}/register/{created['client_id']}", headers=own_secret)
+    unknown = httpx.get(f"{server.base}/register/none-such", headers=anything)
+    bare = httpx.delete(f"{server.base}/register/{created['client_id']}")
+
+    assert [operator.status_code, unknown.status_code, bare.status_code] == [401, 401, 401]
+    assert _token(server.base, created["client_id"], created["client_secret"]).status_code == 200
 
 
 # --- initial access tokens -----------------------------------------------------------------
@@ -478,7 +492,12 @@ def test_each_refusal_has_its_rfc_7591_code(server: Server, case: str) -> None:
 
 def test_a_body_that_is_not_json_is_refused(server: Server) -> None:
     token = server.initial_token()["token"]
-    for content, media in ((b"{", "application/json"), (b"a=b", "text/plain")):
+    duplicate = b'{"scope": "read", "grant_types": ["client_credentials"], "scope": "openid"}'
+    for content, media in (
+        (b"{", "application/json"),
+        (b"a=b", "text/plain"),
+        (duplicate, "application/json"),
+    ):
         answer = httpx.post(
             f"{server.base}/register",
             content=content,

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from tokenward.core.errors import JoseError
 from tokenward.oauth.errors import InvalidClientMetadata
 from tokenward.server.dependencies import Registration
 from tokenward.server.edge import JSONResponse, client_ip, read_body, single_header
+from tokenward.tokens.jws import loads_object
 
 router = APIRouter(tags=["registration"])
 MAX_JSON_BYTES = 64 * 1024  # a client's metadata, JWKS and statement included
@@ -24,10 +25,10 @@ async def _metadata(request: Request) -> Any:
     if media != "application/json":
         raise InvalidClientMetadata("the body must be application/json")
     body = await read_body(request, MAX_JSON_BYTES)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidClientMetadata("the body must be a JSON object") from None
+    try:  # strict: a member given twice could mean one thing here and another to a proxy
+        return loads_object(body)
+    except JoseError:
+        raise InvalidClientMetadata("the body must be a JSON object, each member once") from None
 
 
 @router.post("/register", summary="Register a client (RFC 7591)", status_code=201)
