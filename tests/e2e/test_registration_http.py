@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from jwcrypto import jwk
+from structlog.testing import capture_logs
 
 from tests.e2e.conftest import CALLBACK, PASSWORD
 from tests.e2e.live import free_port, serve_in_thread
@@ -613,3 +614,27 @@ def test_open_registration_needs_no_token_and_is_rate_limited(open_server: str) 
     assert int(answers[3].headers["retry-after"]) > 0
     created = answers[0].json()
     assert _token(open_server, created["client_id"], created["client_secret"]).status_code == 200
+
+
+def test_no_token_or_secret_reaches_the_logs(server: Server) -> None:
+    wrong_initial = "wrong-initial-Qz7" + "x" * 30
+    with capture_logs() as logs:
+        created = server.register(SERVICE).json()
+        bearer = {"authorization": f"Bearer {created['registration_access_token']}"}
+        uri = created["registration_client_uri"]
+        server.register(SERVICE, wrong_initial)
+        server.register({**WEB, "redirect_uris": ["http://evil.example/cb"]})
+        httpx.get(uri, headers={"authorization": f"Bearer {wrong_initial}"})
+        updated = httpx.put(
+            uri, headers=bearer, json={**SERVICE, "client_id": created["client_id"]}
+        )
+
+    written = json.dumps(logs, default=str)
+    assert any(entry["event"] == "oauth_refused" for entry in logs)  # refusals are logged
+    for secret in (
+        created["client_secret"],
+        created["registration_access_token"],
+        updated.json()["registration_access_token"],
+        wrong_initial,
+    ):
+        assert secret not in written
