@@ -531,3 +531,45 @@ def test_a_client_held_to_par_and_signed_request_objects(data_dir: Path) -> None
     code, listed = run(data_dir, "client", "list")
     assert isinstance(listed, list)
     assert listed[0]["require_pushed_authorization_requests"] is True
+
+
+def test_registration_tokens_are_created_listed_and_revoked(data_dir: Path) -> None:
+    code, made = run(data_dir, "client", "registration-token", "create", "--max-uses", "2")
+    assert code == 0, made
+    assert isinstance(made, dict)
+    assert len(made["token"]) >= 43
+    assert made["max_uses"] == 2
+
+    code, listed = run(data_dir, "client", "registration-token", "list")
+    assert code == 0
+    assert listed == [{k: v for k, v in made.items() if k != "token"}]  # never the token
+
+    code, revoked = run(data_dir, "client", "registration-token", "revoke", made["token_id"])
+    assert code == 0
+    assert revoked == {"token_id": made["token_id"], "revoked": True}
+    code, listed = run(data_dir, "client", "registration-token", "list")
+    assert [token["revoked"] for token in listed] == [True]  # type: ignore[union-attr,index]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--ttl", "10"), "lifetime"),
+        (("--ttl", "99999999"), "lifetime"),
+        (("--max-uses", "0"), "max uses"),
+    ],
+)
+def test_registration_tokens_are_bounded(
+    data_dir: Path, args: tuple[str, ...], message: str
+) -> None:
+    code, out = run(data_dir, "client", "registration-token", "create", *args)
+
+    assert code == 1
+    assert message in str(out)
+
+
+def test_revoking_an_unknown_registration_token_is_a_clear_error(data_dir: Path) -> None:
+    code, out = run(data_dir, "client", "registration-token", "revoke", "iat-nothing")
+
+    assert code == 1
+    assert "no initial access token" in str(out)

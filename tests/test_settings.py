@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tokenward.config import ENV_FILE, Settings, load_settings, loopback_issuer
+from tokenward.config import ENV_FILE, Settings, load_settings, loopback_issuer, rate_limit
 
 
 @pytest.fixture(autouse=True)
@@ -126,11 +126,20 @@ SAMPLES = {
         ' "algorithm": "ES256"}]'
     ),
     "ssf_max_age": "600.0",
+    "registration": "initial_token",
+    "registration_scopes": "openid profile",
+    "registration_rate": "5/m",
+    "registration_statement_issuers": (
+        '[{"issuer": "https://sw.example", "jwks_uri": "https://sw.example/jwks",'
+        ' "algorithm": "ES256"}]'
+    ),
+    "registration_require_statement": "true",
 }
 STRUCTURED = {
     "exchange_trusted_issuers",
     "audience_signing_algs",
     "ssf_transmitters",
+    "registration_statement_issuers",
 }  # JSON, compared as JSON
 
 
@@ -167,3 +176,27 @@ def test_signing_settings_refuse_what_cannot_sign(
     monkeypatch.setenv(f"TOKENWARD_{name.upper()}", value)
     with pytest.raises(ValueError, match=message):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("registration", "anyone", "registration must be one of off, initial_token, open"),
+        ("registration_rate", "20", "a rate must be"),
+        ("registration_rate", "0/h", "a rate must be"),
+        ("registration_rate", "20/week", "a rate must be"),
+        ("registration_require_statement", "true", "needs registration_statement_issuers"),
+    ],
+)
+def test_registration_settings_refuse_what_they_cannot_enforce(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(f"TOKENWARD_{name.upper()}", value)
+    with pytest.raises(ValueError, match=message):
+        load_settings()
+
+
+def test_registration_rates_read_as_requests_per_seconds() -> None:
+    assert rate_limit("20/h") == (20, 3600.0)
+    assert rate_limit("5/s") == (5, 1.0)
+    assert rate_limit("100/d") == (100, 86400.0)

@@ -21,6 +21,8 @@ from tokenward.tokens.errors import MasterKeyError
 
 ENV_FILE = "tokenward.env"  # in the data directory; the environment overrides it
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+REGISTRATION_MODES = ("off", "initial_token", "open")
+_RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class TrustedIssuerSetting(BaseModel):
@@ -126,6 +128,20 @@ class Settings(BaseSettings):
     ssf_transmitters: list[TrustedIssuerSetting] = []
     ssf_max_age: float = Field(default=3600.0, ge=60.0, le=7 * 86400.0)
 
+    # Dynamic client registration (RFC 7591/7592, docs/registration.md): off; initial_token
+    # (POST /register needs an initial access token, `tokenward client registration-token
+    # create`); or open (anyone may register: only behind other controls).
+    registration: str = "off"
+    # The scopes a dynamically registered client may hold (space-separated); it asks for a
+    # subset, or gets them all.
+    registration_scopes: str = "openid profile email offline_access"
+    # Registrations per client address: N/s, N/m, N/h or N/d.
+    registration_rate: str = "20/h"
+    # Software statement issuers (RFC 7591 §2.3), as a JSON list of {"issuer", "jwks_uri",
+    # "algorithm"}; and whether every registration must carry a statement of one of them.
+    registration_statement_issuers: list[TrustedIssuerSetting] = []
+    registration_require_statement: bool = False
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_an_https_url_without_query(cls, value: str) -> str:
@@ -136,6 +152,25 @@ class Settings(BaseSettings):
         if not value.startswith("https://") and not loopback:
             raise ValueError("the issuer must be an https URL (http only on loopback)")
         return value
+
+    @field_validator("registration")
+    @classmethod
+    def _registration_mode(cls, value: str) -> str:
+        if value not in REGISTRATION_MODES:
+            raise ValueError(f"registration must be one of {', '.join(REGISTRATION_MODES)}")
+        return value
+
+    @field_validator("registration_rate")
+    @classmethod
+    def _registration_rate(cls, value: str) -> str:
+        rate_limit(value)  # raises ValueError unless N/s, N/m, N/h or N/d
+        return value
+
+    @model_validator(mode="after")
+    def _statements_need_issuers(self) -> Settings:
+        if self.registration_require_statement and not self.registration_statement_issuers:
+            raise ValueError("registration_require_statement needs registration_statement_issuers")
+        return self
 
     @field_validator("metrics")
     @classmethod
@@ -322,3 +357,11 @@ def split_networks(text: str) -> tuple[IpNetwork, ...]:
 
 def _names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def rate_limit(value: str) -> tuple[int, float]:
+    """`N/unit` (s, m, h, d) as (requests, seconds): `20/h` is (20, 3600.0)."""
+    count, _, unit = value.strip().partition("/")
+    if not count.isdigit() or not 1 <= int(count) <= 1_000_000 or unit not in _RATE_UNITS:
+        raise ValueError("a rate must be N/s, N/m, N/h or N/d with N from 1 to 1000000")
+    return int(count), _RATE_UNITS[unit]

@@ -331,3 +331,38 @@ async def test_a_backchannel_logout_uri_over_the_api(server: Monitored) -> None:
     assert stored.backchannel_logout_session_required is True
     assert plain_http.status_code == 400
     assert "loopback" in plain_http.json()["error_description"]
+
+
+async def test_registration_tokens_over_the_api(server: Monitored) -> None:
+    http, auth = server.at("192.0.2.50"), await admin_token(server)
+
+    created = await http.post(
+        "/admin/api/registration-tokens", json={"ttl": 600, "max_uses": 3}, headers=auth
+    )
+    refused = await http.post("/admin/api/registration-tokens", json={"ttl": 1}, headers=auth)
+    revoked = await http.delete(
+        f"/admin/api/registration-tokens/{created.json()['token_id']}", headers=auth
+    )
+    unknown = await http.delete("/admin/api/registration-tokens/iat-nothing", headers=auth)
+    anonymous = await http.post("/admin/api/registration-tokens", json={})
+
+    assert created.status_code == 201, created.text
+    made = created.json()
+    assert made["max_uses"] == 3
+    assert made["uses"] == 0
+    assert made["revoked"] is False
+    assert refused.status_code == 400
+    assert "lifetime" in refused.json()["error_description"]
+    assert revoked.json() == {"token_id": made["token_id"], "revoked": True}
+    assert unknown.status_code == 400
+    assert anonymous.status_code == 401
+    listed = await server.services.initial_tokens.list()
+    assert [(token["token_id"], token["revoked"]) for token in listed] == [(made["token_id"], True)]
+    audit = [x for x in server.audit_lines() if x["event"] == "admin_action"]
+    assert [a["action"] for a in audit] == [
+        "registration_token.create",
+        "registration_token.create",
+        "registration_token.revoke",
+        "registration_token.revoke",
+    ]
+    assert made["token"] not in server.audit.getvalue()  # shown once, never audited

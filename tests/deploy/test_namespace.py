@@ -24,6 +24,7 @@ def test_every_derived_name_is_unchanged() -> None:
     assert names.replay == "tokenward:7bae8c70456fde67:replay:"
     assert names.usage == "tokenward:7bae8c70456fde67:usage"
     assert names.rate_limits == "tokenward:7bae8c70456fde67:ratelimit:"
+    assert names.registration_rate == "tokenward:7bae8c70456fde67:register-rate:"
     assert names.idempotency == "tokenward:7bae8c70456fde67:idempotency:"
     assert names.gateway_replay == "tokenward:7bae8c70456fde67:gateway-replay:"
 

@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0012_ssf"
+HEAD = "0014_dcr"
 TABLES = {
     "signing_keys",
     "revocations",
@@ -52,6 +52,9 @@ TABLES = {
     "session_participants",
     "ssf_streams",
     "ssf_set_queue",
+    # 0014: dynamic client registration's initial and registration access tokens
+    "initial_access_tokens",
+    "registration_access_tokens",
 }
 
 

@@ -12,6 +12,7 @@ from tokenward.core.records import (
     CodeRecord,
     DeviceRecord,
     FamilyRecord,
+    InitialAccessToken,
     MintedToken,
     PushedRequest,
     RefreshRecord,
@@ -284,3 +285,38 @@ class TokenVerifier(Protocol):
     async def inspect(self, raw: str) -> AccessToken:
         """The verified token, or a `core.errors.BearerError` saying why not."""
         ...
+
+
+class InitialAccessTokens(Protocol):
+    """Initial access tokens of dynamic client registration (RFC 7591 §3), by keyed digest."""
+
+    async def save(self, token: InitialAccessToken) -> None: ...
+
+    async def find(self, digest: str, now: float) -> InitialAccessToken | None:
+        """The token with this digest if it is usable at `now` (not revoked, expired or used
+        up); nothing is counted."""
+        ...
+
+    async def spend(self, digest: str, now: float) -> InitialAccessToken | None:
+        """Atomically count one use of the token with this digest if it is not revoked, not
+        expired at `now` and not used up; the token as it was before, or None (nothing
+        counted). Of concurrent callers at most `max_uses - uses` succeed."""
+        ...
+
+    async def revoke(self, token_id: str) -> bool:
+        """True when a token of this id existed (revoked now, or already)."""
+        ...
+
+    async def list_all(self) -> Sequence[InitialAccessToken]: ...
+
+
+class RegistrationAccessTokens(Protocol):
+    """RFC 7592 registration access tokens: one per dynamically registered client, by digest."""
+
+    async def put(self, client_id: str, digest: str) -> None:
+        """Set (or replace: a rotation) the client's token digest."""
+        ...
+
+    async def get(self, client_id: str) -> str | None: ...
+
+    async def delete(self, client_id: str) -> bool: ...

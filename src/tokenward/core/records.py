@@ -253,3 +253,18 @@ class DeviceRecord:
     user_id: str | None = None
     session_id: str | None = None
     auth_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InitialAccessToken:
+    """An initial access token for dynamic client registration (RFC 7591 §3): kept as a keyed
+    digest only, usable until `expires_at`, at most `max_uses` times (None: no count), unless
+    revoked."""
+
+    token_id: str  # public name for listing and revoking; not the token
+    digest: str
+    created_at: float
+    expires_at: float
+    max_uses: int | None = None
+    uses: int = 0
+    revoked: bool = False

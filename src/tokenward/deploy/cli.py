@@ -39,6 +39,10 @@ client_app = typer.Typer(no_args_is_help=True, help="OAuth clients")
 user_app = typer.Typer(no_args_is_help=True, help="End users")
 keys_app = typer.Typer(no_args_is_help=True, help="Signing keys")
 monitor_app = typer.Typer(no_args_is_help=True, help="Usage monitoring")
+registration_token_app = typer.Typer(
+    no_args_is_help=True, help="Initial access tokens for dynamic client registration (RFC 7591)"
+)
+client_app.add_typer(registration_token_app, name="registration-token")
 app.add_typer(client_app, name="client")
 app.add_typer(user_app, name="user")
 app.add_typer(keys_app, name="keys")
@@ -477,6 +481,33 @@ def client_rotate_secret(client_id: str) -> None:
     """Give a confidential client a new generated secret (printed once)."""
 
     _emit(_run(lambda s: s.client_admin.rotate_client_secret(client_id)))
+
+
+@registration_token_app.command("create")
+def registration_token_create(
+    ttl: Annotated[
+        float, typer.Option("--ttl", help="Seconds it stays usable (60 s to 30 days)")
+    ] = 86400.0,
+    max_uses: Annotated[
+        int | None,
+        typer.Option("--max-uses", help="Registrations it allows [default: unlimited]"),
+    ] = None,
+) -> None:
+    """Create an initial access token for POST /register (TOKENWARD_REGISTRATION=initial_token);
+    prints it once."""
+    _emit(_run(lambda s: s.initial_tokens.create(ttl, max_uses)))
+
+
+@registration_token_app.command("list")
+def registration_token_list() -> None:
+    """Initial access tokens by id (never the tokens): uses, expiry, revoked."""
+    _emit(_run(lambda s: s.initial_tokens.list()))
+
+
+@registration_token_app.command("revoke")
+def registration_token_revoke(token_id: str) -> None:
+    """Revoke an initial access token; clients it registered stay."""
+    _emit(_run(lambda s: s.initial_tokens.revoke(token_id)))
 
 
 # --- users ---------------------------------------------------------------------------------

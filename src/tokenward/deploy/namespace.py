@@ -63,6 +63,11 @@ class Namespace:
         return self.root + ":ratelimit:"
 
     @property
+    def registration_rate(self) -> str:
+        """The servers' dynamic client registrations per address (RFC 7591, GCRA state)."""
+        return self.root + ":register-rate:"
+
+    @property
     def idempotency(self) -> str:
         return self.root + ":idempotency:"
 

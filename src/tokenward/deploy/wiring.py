@@ -10,7 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tokenward.config import Settings
+from tokenward.config import Settings, rate_limit
 from tokenward.core.ports import (
     AccessTokenStore,
     ClientStore,
@@ -18,8 +18,10 @@ from tokenward.core.ports import (
     ConsentStore,
     DeviceStore,
     GrantStore,
+    InitialAccessTokens,
     KeyStore,
     PushedRequestStore,
+    RegistrationAccessTokens,
     RevocationStore,
     SessionParticipants,
     SessionStore,
@@ -28,10 +30,12 @@ from tokenward.core.ports import (
     TokenLineage,
     UserStore,
 )
+from tokenward.core.ratelimits import RatePolicy
 from tokenward.core.throttle import SignInThrottle
 from tokenward.datadir import secure_file, secure_sqlite
 from tokenward.deploy.monitor_wiring import build_monitor
 from tokenward.deploy.namespace import Namespace
+from tokenward.gateway.ratelimit import MemoryRateLimiter
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.pipeline import Monitor
@@ -57,6 +61,7 @@ from tokenward.oauth.request_uri import RequestUris
 from tokenward.oauth.revocation import Revoker
 from tokenward.oauth.revocation_publisher import RevocationPublisher
 from tokenward.oauth.sessions import SessionManager
+from tokenward.oauth.software_statements import SoftwareStatements, StatementIssuer
 from tokenward.oauth.ssf.backchannel import BackChannelLogout
 from tokenward.oauth.ssf.delivery import Deliveries
 from tokenward.oauth.ssf.poll import PollEndpoint
@@ -73,7 +78,13 @@ from tokenward.services.clients import ClientAdmin
 from tokenward.services.console import ConsoleQueries
 from tokenward.services.demo import DemoAccounts
 from tokenward.services.device_approval import DeviceApproval
+from tokenward.services.initial_tokens import InitialTokenAdmin
 from tokenward.services.logout import Logout
+from tokenward.services.registration import (
+    ClientRegistration,
+    RateLimiter,
+    RegistrationPolicy,
+)
 from tokenward.services.revoking import Watermarks
 from tokenward.services.shared_signals import RECEIVE, SharedSignals, poll_url
 from tokenward.services.signin import PasswordSignIn
@@ -84,12 +95,17 @@ from tokenward.services.users import UserAdmin
 from tokenward.store import memory, memory_flows, sql
 from tokenward.store.cached_clients import CachedClientStore
 from tokenward.store.memory_participants import MemorySessionParticipants
+from tokenward.store.memory_registration import (
+    MemoryInitialAccessTokens,
+    MemoryRegistrationAccessTokens,
+)
 from tokenward.store.memory_signin_throttle import MemorySignInThrottle
 from tokenward.store.memory_ssf import MemorySetQueue, MemorySsfStreams
 from tokenward.store.redis_alert_claims import RedisAlertClaims
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_event_relay import EventConsumer
+from tokenward.store.redis_ratelimit import RedisRateLimiter
 from tokenward.store.redis_replay import RedisReplayCache
 from tokenward.store.redis_signin_throttle import RedisSignInThrottle
 from tokenward.store.redis_windows import RedisWindows
@@ -130,6 +146,11 @@ class StoreSet:
     participants: SessionParticipants = field(default_factory=MemorySessionParticipants)
     ssf_streams: SsfStreams = field(default_factory=MemorySsfStreams)
     set_queue: SetQueue = field(default_factory=MemorySetQueue)
+    # Dynamic client registration (RFC 7591/7592): initial and registration access tokens.
+    initial_tokens: InitialAccessTokens = field(default_factory=MemoryInitialAccessTokens)
+    registration_tokens: RegistrationAccessTokens = field(
+        default_factory=MemoryRegistrationAccessTokens
+    )
 
     async def aclose(self) -> None:
         for close in self.closers:
@@ -198,6 +219,8 @@ class Services:
     resumed_clients: ResumedClients
     demo: DemoAccounts
     shared_signals: SharedSignals  # SSF transmitter and receiver, back-channel logout
+    registration: ClientRegistration  # RFC 7591/7592 at /register
+    initial_tokens: InitialTokenAdmin  # the operator's initial access tokens for /register
     clock: Clock = field(default=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
 
@@ -216,6 +239,7 @@ class Services:
             ),
             require_par=self.settings.require_pushed_authorization_requests,
             require_signed=self.settings.require_signed_request_object,
+            registration=self.registration.enabled,
         )
 
 
@@ -422,6 +446,8 @@ async def build_services(
     user_admin = UserAdmin(
         stores.users, stores.sessions, session_manager, watermarks, clock, signals=transmitter
     )
+    registration_digests = SecretHasher(derive_subkey(master_key, "registration-tokens"))
+    initial_tokens = InitialTokenAdmin(stores.initial_tokens, registration_digests, clock)
     return Services(
         settings=settings,
         stores=stores,
@@ -454,7 +480,7 @@ async def build_services(
         user_admin=user_admin,
         watermarks=watermarks,
         admin_actions=AdminActions(
-            client_admin, user_admin, watermarks, stores.consents, keys, monitor
+            client_admin, user_admin, watermarks, stores.consents, keys, monitor, initial_tokens
         ),
         admin_access=AdminAccess(stores.clients, stores.users),
         console=ConsoleQueries(
@@ -482,8 +508,56 @@ async def build_services(
         resumed_clients=ResumedClients(stores.clients),
         demo=DemoAccounts(client_admin, user_admin),
         shared_signals=shared_signals(settings, stores, transmitter, user_admin, watermarks, clock),
+        registration=client_registration(
+            settings, stores, client_admin, registration_digests, watermarks, clock
+        ),
+        initial_tokens=initial_tokens,
         clock=clock,
         metrics=server_metrics,
+    )
+
+
+def client_registration(
+    settings: Settings,
+    stores: StoreSet,
+    admin: ClientAdmin,
+    digests: SecretHasher,
+    watermarks: Watermarks,
+    clock: Clock,
+) -> ClientRegistration:
+    """RFC 7591/7592 as TOKENWARD_REGISTRATION* say; registrations counted per address in
+    Redis when there is one (every node shares the allowance), else in this process."""
+    requests, per = rate_limit(settings.registration_rate)
+    limiter: RateLimiter = (
+        RedisRateLimiter(stores.redis, Namespace.of(settings).registration_rate)
+        if stores.redis is not None
+        else MemoryRateLimiter(max_keys=10_000)
+    )
+    statements = SoftwareStatements(
+        [
+            StatementIssuer(entry.issuer, RemoteJwks(entry.jwks_uri), entry.algorithm)
+            for entry in settings.registration_statement_issuers
+        ],
+        leeway=settings.leeway,
+        clock=clock,
+    )
+    return ClientRegistration(
+        issuer=settings.issuer,
+        policy=RegistrationPolicy(
+            mode=settings.registration,
+            scopes=frozenset(settings.registration_scopes.split()),
+            rate=RatePolicy("registration", requests, per, "ip"),
+            require_statement=settings.registration_require_statement,
+        ),
+        admin=admin,
+        clients=stores.clients,
+        initial_tokens=stores.initial_tokens,
+        access_tokens=stores.registration_tokens,
+        digests=digests,
+        statements=statements,
+        limiter=limiter,
+        watermarks=watermarks,
+        clock=clock,
     )
 
 
@@ -636,6 +710,8 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         ssf_streams=sql.SqlSsfStreams(sessions),
         set_queue=sql.SqlSetQueue(sessions),
         pushed=sql.SqlPushedRequestStore(sessions, clock),
+        initial_tokens=sql.SqlInitialAccessTokens(sessions),
+        registration_tokens=sql.SqlRegistrationAccessTokens(sessions),
         redis=redis,
         engine=engine,
         closers=closers,

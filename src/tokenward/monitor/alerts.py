@@ -179,9 +179,12 @@ def _dumps(value: Any, **_kwargs: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+SECRET_FIELDS = frozenset({"client_secret", "token", "registration_access_token"})
+
+
 def without_secrets(view: dict[str, Any]) -> dict[str, Any]:
-    """A result fit for an audit line: client secrets removed."""
-    return {k: v for k, v in view.items() if k != "client_secret"}
+    """A result fit for an audit line: client secrets and tokens shown once removed."""
+    return {k: v for k, v in view.items() if k not in SECRET_FIELDS}
 
 
 def copy_alert(alert: Alert) -> Alert:

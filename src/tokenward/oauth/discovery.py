@@ -25,6 +25,7 @@ def metadata(
     mtls_base: str | None = None,
     require_par: bool = False,
     require_signed: bool = False,
+    registration: bool = False,
 ) -> dict[str, Any]:
     """`mtls_base`: where clients reach the endpoints with a TLS client certificate (RFC 8705
     §5), None when no certificate can reach this server."""
@@ -81,6 +82,8 @@ def metadata(
             "revocation_endpoint_auth_methods_supported",
         ):
             document[name] = [m for m in document[name] if m not in MTLS_METHODS]
+    if registration:  # RFC 8414 §2, RFC 7591 §3: only when dynamic registration is on
+        document["registration_endpoint"] = f"{base}/register"
     if revocation_feed:  # a tokenward extension: the log RemoteRevocations follows
         document[METADATA_FIELD] = base + PATH
     if openid:

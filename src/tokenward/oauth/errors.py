@@ -141,3 +141,39 @@ class DpopProofRefused(OAuthError):
             refusal.description, headers={"dpop-nonce": nonce} if nonce is not None else None
         )
         self.error = refusal.error
+
+
+class InvalidRedirectUri(OAuthError):
+    """RFC 7591 §3.2.2: a redirect URI is refused."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadata(OAuthError):
+    """RFC 7591 §3.2.2: a metadata field is invalid or contradicts another."""
+
+    error = "invalid_client_metadata"
+
+
+class InvalidSoftwareStatement(OAuthError):
+    """RFC 7591 §3.2.2: the software statement is malformed, unverifiable or expired."""
+
+    error = "invalid_software_statement"
+
+
+class UnapprovedSoftwareStatement(OAuthError):
+    """RFC 7591 §3.2.2: the software statement's issuer is not one this server accepts."""
+
+    error = "unapproved_software_statement"
+
+
+class InvalidToken(OAuthError):
+    """RFC 6750 §3.1 at RFC 7592's client configuration endpoint (and RFC 7591's initial
+    access token): 401 with a Bearer challenge. Descriptions are fixed phrases."""
+
+    error = "invalid_token"
+    status = 401
+
+    def __init__(self, description: str = "") -> None:
+        challenge = f'Bearer error="invalid_token", error_description="{description}"'
+        super().__init__(description, headers={"WWW-Authenticate": challenge})

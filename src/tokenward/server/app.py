@@ -31,6 +31,7 @@ from tokenward.server.routes import (
     oauth,
     oidc,
     ops,
+    registration,
     ssf,
 )
 from tokenward.server.routes import revocations as revocation_feed
@@ -75,6 +76,8 @@ def create_app(
         app.include_router(ops.metrics_router)
     if services.settings.revocation_feed:
         app.include_router(revocation_feed.router)
+    if services.registration.enabled:  # RFC 7591: off unless the operator turns it on
+        app.include_router(registration.router)
     if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
         app.add_middleware(
             MonitorMiddleware,

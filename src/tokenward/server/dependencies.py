@@ -38,6 +38,7 @@ from tokenward.services.authorize_clients import ResumedClients
 from tokenward.services.console import ConsoleQueries
 from tokenward.services.device_approval import DeviceApproval
 from tokenward.services.logout import Logout
+from tokenward.services.registration import ClientRegistration
 from tokenward.services.shared_signals import SharedSignals
 from tokenward.services.signin import PasswordSignIn
 from tokenward.services.userinfo import UserClaims
@@ -177,6 +178,10 @@ async def _shared_signals(p: Parts) -> SharedSignals:
     return p.shared_signals
 
 
+async def _registration(p: Parts) -> ClientRegistration:
+    return p.registration
+
+
 async def _metrics(p: Parts) -> ServerMetrics:
     return p.metrics
 
@@ -208,5 +213,6 @@ LogoutDep = Annotated[Logout, Depends(_logout)]
 Approval = Annotated[DeviceApproval, Depends(_device_approval)]
 Resumed = Annotated[ResumedClients, Depends(_resumed_clients)]
 Clock = Annotated[Callable[[], float], Depends(_clock)]
+Registration = Annotated[ClientRegistration, Depends(_registration)]
 Metrics = Annotated[ServerMetrics, Depends(_metrics)]
 Signals = Annotated[SharedSignals, Depends(_shared_signals)]

@@ -15,6 +15,7 @@ from tokenward.monitor.pipeline import Monitor
 from tokenward.monitor.responder import ResponseError
 from tokenward.services.clients import ClientAdmin
 from tokenward.services.errors import AdminError
+from tokenward.services.initial_tokens import InitialTokenAdmin
 from tokenward.services.revoking import Watermarks
 from tokenward.services.users import UserAdmin
 from tokenward.tokens.key_manager import KeyManager
@@ -38,6 +39,7 @@ class AdminActions:
         consents: ConsentStore,
         keys: KeyManager,
         monitor: Monitor,
+        initial_tokens: InitialTokenAdmin,
     ) -> None:
         self._clients = clients
         self._users = users
@@ -70,6 +72,10 @@ class AdminActions:
             "alert.respond": self._respond,
             "ip.block": self._block,
             "ip.unblock": self._unblock,
+            "registration_token.create": lambda p, _a: initial_tokens.create(
+                float(p.get("ttl") or 86400), int(p["max_uses"]) if p.get("max_uses") else None
+            ),
+            "registration_token.revoke": lambda p, _a: initial_tokens.revoke(str(p["token_id"])),
         }
 
     async def perform(self, actor: str, via: str, action: str, params: Params) -> dict[str, Any]:

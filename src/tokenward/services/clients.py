@@ -18,7 +18,7 @@ from tokenward.oauth.mtls import (
     normalized_dn,
 )
 from tokenward.services.client_keys import check_jwks_uri, public_key_set
-from tokenward.services.errors import AdminError
+from tokenward.services.errors import AdminError, RedirectUriError
 from tokenward.services.revoking import Watermarks
 from tokenward.services.views import client_view
 from tokenward.tokens.algorithms import ALGORITHMS, GENERATED
@@ -88,6 +88,70 @@ class ClientAdmin:
         its tokens are signed with (docs/post-quantum.md)."""
         if await self._clients.get(client_id) is not None:
             raise AdminError(f"client {client_id!r} exists already")
+        client, secret = self.build_client(
+            client_id,
+            grant_types=grant_types,
+            scope=scope,
+            redirect_uris=redirect_uris,
+            secret=secret,
+            public=public,
+            auth_method=auth_method,
+            token_format=token_format,
+            skip_consent=skip_consent,
+            audience=audience,
+            jwks=jwks,
+            jwks_uri=jwks_uri,
+            post_logout_redirect_uris=post_logout_redirect_uris,
+            exchange_audiences=exchange_audiences,
+            exchange_impersonation=exchange_impersonation,
+            tls_subject=tls_subject,
+            tls_bound_tokens=tls_bound_tokens,
+            access_token_alg=access_token_alg,
+            id_token_signed_response_alg=id_token_signed_response_alg,
+            backchannel_logout_uri=backchannel_logout_uri,
+            backchannel_logout_session_required=backchannel_logout_session_required,
+            require_par=require_par,
+            require_signed_request_object=require_signed_request_object,
+        )
+        await self._clients.put(client)
+        view = client_view(client)
+        if secret is not None:
+            view["client_secret"] = secret  # shown once; only its digest is stored
+        return view
+
+    def build_client(
+        self,
+        client_id: str,
+        *,
+        grant_types: list[str],
+        scope: str,
+        redirect_uris: list[str],
+        secret: str | None = None,
+        public: bool = False,
+        auth_method: str | None = None,
+        token_format: str = "jwt",
+        skip_consent: bool = False,
+        audience: list[str] | None = None,
+        jwks: str | None = None,
+        jwks_uri: str | None = None,
+        post_logout_redirect_uris: list[str] | None = None,
+        exchange_audiences: list[str] | None = None,
+        exchange_impersonation: bool = False,
+        tls_subject: dict[str, str] | None = None,
+        tls_bound_tokens: bool | None = None,
+        access_token_alg: str | None = None,
+        id_token_signed_response_alg: str = "RS256",
+        backchannel_logout_uri: str | None = None,
+        backchannel_logout_session_required: bool = False,
+        require_par: bool = False,
+        require_signed_request_object: bool = False,
+        name: str = "",
+        created_at: float | None = None,
+    ) -> tuple[ClientRecord, str | None]:
+        """The one validation path of every registration (CLI, admin API, console, dynamic
+        registration): the client record, checked, and its new secret in clear (None for
+        clients without one). Stores nothing: the caller decides where the record goes.
+        A redirect URI refused raises `RedirectUriError` (RFC 7591 names that case apart)."""
         _check_signing_algs(access_token_alg, id_token_signed_response_alg)
         if jwks is not None and jwks_uri is not None:
             raise AdminError("give the client's keys (--jwks) or where to fetch them (--jwks-uri)")
@@ -105,6 +169,8 @@ class ClientAdmin:
                 raise AdminError(str(exc)) from None
         if method == "none" and TOKEN_EXCHANGE in grant_types:  # RFC 8693 needs who exchanges
             raise AdminError("token exchange is for confidential clients only")
+        if method == "none" and "client_credentials" in grant_types:  # RFC 6749 §4.4
+            raise AdminError("client_credentials is for confidential clients only")
         if require_signed_request_object and not keys:
             raise AdminError(
                 "signed request objects need the client's public keys (--jwks or --jwks-uri)"
@@ -120,7 +186,7 @@ class ClientAdmin:
             auth_method=method,
             grant_types=tuple(grant_types),
             scopes=frozenset(scope.split()),
-            created_at=self._clock(),
+            created_at=self._clock() if created_at is None else created_at,
             secret_digest=self._hasher.digest(secret) if secret else None,
             redirect_uris=redirects,
             post_logout_redirect_uris=after_logout,
@@ -143,12 +209,9 @@ class ClientAdmin:
             backchannel_logout_session_required=backchannel_logout_session_required,
             require_pushed_authorization_requests=require_par,
             require_signed_request_object=require_signed_request_object,
+            name=name,
         )
-        await self._clients.put(client)
-        view = client_view(client)
-        if secret and method != "none":
-            view["client_secret"] = secret  # shown once; only its digest is stored
-        return view
+        return client, secret if secret and method != "none" else None
 
     async def set_client_disabled(self, client_id: str, disabled: bool) -> dict[str, Any]:
         client = await self._clients.get(client_id)
@@ -189,6 +252,10 @@ class ClientAdmin:
 
     async def get(self, client_id: str) -> ClientRecord | None:
         return await self._clients.get(client_id)
+
+    def secret_matches(self, secret: str, digest: str | None) -> bool:
+        """Constant time: is `secret` the one whose digest is stored?"""
+        return self._hasher.matches(secret, digest)
 
 
 def _check_grants_and_format(grant_types: list[str], token_format: str) -> None:
@@ -238,10 +305,11 @@ def _checked_uris(
     if jwks_uri is not None:
         check_jwks_uri(jwks_uri)
     try:
-        return (
-            client_uris.redirect_uris(redirects),
-            client_uris.redirect_uris(after_logout or [], "post-logout redirect URI"),
-        )
+        checked = client_uris.redirect_uris(redirects)
+    except client_uris.UriError as exc:
+        raise RedirectUriError(str(exc)) from None
+    try:
+        return checked, client_uris.redirect_uris(after_logout or [], "post-logout redirect URI")
     except client_uris.UriError as exc:
         raise AdminError(str(exc)) from None
 

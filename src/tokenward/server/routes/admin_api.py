@@ -75,6 +75,26 @@ class ClientKeys(BaseModel):
     jwks_uri: str | None = Field(None, max_length=2048)
 
 
+class NewRegistrationToken(BaseModel):
+    """An initial access token for POST /register (RFC 7591 §3)."""
+
+    ttl: float = Field(86400.0, description="Seconds it stays usable (60 s to 30 days)")
+    max_uses: int | None = Field(None, description="Registrations it allows; none: unlimited")
+
+
+class RegistrationToken(BaseModel):
+    token_id: str
+    created_at: str
+    expires_at: str
+    max_uses: int | None
+    uses: int
+    revoked: bool
+
+
+class RegistrationTokenWithToken(RegistrationToken):
+    token: str = Field(description="Shown once; only its digest is kept")
+
+
 class User(BaseModel):
     user_id: str
     username: str
@@ -240,6 +260,23 @@ async def rotate_secret(client_id: str, who: Admin, actions: Actions) -> Any:
 async def set_client_keys(client_id: str, body: ClientKeys, who: Admin, actions: Actions) -> Any:
     params = {"client_id": client_id, **body.model_dump()}
     return await _act(actions, who, "client.set_keys", params)
+
+
+@router.post(
+    "/registration-tokens",
+    response_model=RegistrationTokenWithToken,
+    status_code=201,
+    summary="Create an initial access token for dynamic client registration",
+)
+async def create_registration_token(
+    body: NewRegistrationToken, who: Admin, actions: Actions
+) -> Any:
+    return await _act(actions, who, "registration_token.create", body.model_dump())
+
+
+@router.delete("/registration-tokens/{token_id}", summary="Revoke an initial access token")
+async def revoke_registration_token(token_id: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "registration_token.revoke", {"token_id": token_id})
 
 
 @router.get("/users", response_model=list[User], summary="List users")

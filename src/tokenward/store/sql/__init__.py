@@ -21,6 +21,7 @@ from tokenward.store.sql.group_commit import GroupCommit
 from tokenward.store.sql.keys import SqlKeyStore
 from tokenward.store.sql.participants import SqlSessionParticipants
 from tokenward.store.sql.pushed_requests import SqlPushedRequestStore
+from tokenward.store.sql.registration import SqlInitialAccessTokens, SqlRegistrationAccessTokens
 from tokenward.store.sql.replay import SqlReplayCache
 from tokenward.store.sql.revocations import SqlRevocationStore
 from tokenward.store.sql.sessions import SqlSessionStore
@@ -35,8 +36,10 @@ __all__ = [
     "SqlConsentStore",
     "SqlDeviceStore",
     "SqlGrantStore",
+    "SqlInitialAccessTokens",
     "SqlKeyStore",
     "SqlPushedRequestStore",
+    "SqlRegistrationAccessTokens",
     "SqlReplayCache",
     "SqlRevocationStore",
     "SqlSessionParticipants",

@@ -240,6 +240,25 @@ class PushedRequestRow(Base):
     signed: Mapped[bool]
 
 
+class InitialAccessTokenRow(Base):
+    __tablename__ = "initial_access_tokens"
+
+    token_id: Mapped[str] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(unique=True)  # of the token, never the token
+    created_at: Mapped[float]
+    expires_at: Mapped[float]
+    max_uses: Mapped[int | None]
+    uses: Mapped[int]
+    revoked: Mapped[bool]
+
+
+class RegistrationAccessTokenRow(Base):
+    __tablename__ = "registration_access_tokens"
+
+    client_id: Mapped[str] = mapped_column(primary_key=True)
+    digest: Mapped[str]  # of the token, never the token
+
+
 class CodeRow(Base):
     __tablename__ = "authorization_codes"
     __table_args__ = (Index("ix_authorization_codes_expires_at", "expires_at"),)
