@@ -70,6 +70,9 @@ class PushedAuthorization:
         if "request_uri" in params:  # §2.1
             raise InvalidRequest("request_uri is not allowed in a pushed request")
         pairs, signed = await self._parameters(client, request.pairs, params)
+        profile = self._validator.profiles.for_client(client)
+        if profile.par_redirect_uri_required and all(name != "redirect_uri" for name, _ in pairs):
+            raise InvalidRequest(f"the {profile.name} profile needs redirect_uri in the push")
         if jkt is not None:
             given = [value for name, value in pairs if name == "dpop_jkt"]
             if given and given != [jkt]:  # RFC 9449 §10.1
