@@ -95,6 +95,7 @@ SAMPLES = {
     "require_pushed_authorization_requests": "true",
     "require_signed_request_object": "true",
     "par_lifetime": "90",
+    "profile": "fapi2",
     "revocation_resync_seconds": "1",
     "revocation_max_staleness": "10",
     "revocation_fail_open": "true",
