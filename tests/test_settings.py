@@ -168,3 +168,11 @@ def test_signing_settings_refuse_what_cannot_sign(
     monkeypatch.setenv(f"TOKENWARD_{name.upper()}", value)
     with pytest.raises(ValueError, match=message):
         load_settings()
+
+
+def test_profile_fapi2_needs_a_fapi2_signing_algorithm() -> None:
+    with pytest.raises(ValueError, match="profile fapi2 needs signing_alg"):
+        Settings(profile="fapi2", signing_alg="RS256")
+    assert Settings(profile="fapi2", signing_alg="PS256").profile == "fapi2"
+    with pytest.raises(ValueError, match="profile"):
+        Settings(profile="fapi3")  # type: ignore[arg-type]
