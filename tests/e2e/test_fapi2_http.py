@@ -120,6 +120,7 @@ async def _server_wide(issuer: str, data_dir: Path, clock: SkewClock) -> Server:
         "node-app": new_key(kid="node-app-1"),
         "old-rs256": new_key("RSA", kid="old-rs256-1", alg="RS256"),
         "old-localhost": new_key(kid="old-localhost-1"),
+        "old-id-token": new_key(kid="old-id-token-1"),
     }
     common: dict[str, Any] = {
         "grant_types": ["authorization_code", "refresh_token"],
@@ -144,6 +145,8 @@ async def _server_wide(issuer: str, data_dir: Path, clock: SkewClock) -> Server:
         id_token_signed_response_alg="ES256",
         **{**common, "redirect_uris": [LOCALHOST_CALLBACK]},
     )
+    # ES256 keys, but ID tokens registered for RS256 (baseline's default).
+    await before.create_client("old-id-token", jwks=public_jwks(keys["old-id-token"]), **common)
     certificate = self_signed(data_dir, "edge", "edge-app")
     for client_id, bound in (("edge-app", True), ("edge-unbound", False)):
         await admin.create_client(
@@ -554,7 +557,13 @@ def test_must_algorithms_rs256_is_refused_for_assertions_objects_and_proofs(
         headers={"DPoP": proof},
     )  # fmt: skip
 
+    rs256_id_tokens = push(server_wide, "old-id-token", _authorization())
+    at_push = _rs256_push(server_wide)
+
     assert rs256_key.get("alg") == "RS256"
+    assert _error(rs256_id_tokens) == (401, "invalid_client")
+    assert "RS256" in rs256_id_tokens.json()["error_description"]
+    assert _error(at_push) == (400, "invalid_dpop_proof")
     assert _error(by_assertion) == (401, "invalid_client")
     assert "RS256" in by_assertion.json()["error_description"]
     assert _error(by_object) == (400, "invalid_request_object")
@@ -688,6 +697,23 @@ def test_must_no_cors_on_authorize(per_client: Server) -> None:
 def _certificate(server: Server) -> Issued:
     assert server.certificate is not None
     return server.certificate
+
+
+def _rs256_push(server: Server) -> httpx.Response:
+    """A push with an RS256 DPoP proof, retried with the server's nonce."""
+    url = f"{server.base}/par"
+
+    def send(nonce: str | None) -> httpx.Response:
+        return httpx.post(
+            url,
+            data={**_authorization(), **assertion(server, "node-app")},
+            headers={"DPoP": _rs256_proof(url, nonce)},
+        )
+
+    first = send(None)
+    if first.status_code == 400 and first.json()["error"] == "use_dpop_nonce":
+        return send(first.headers["dpop-nonce"])
+    return first
 
 
 def _rs256_proof(url: str, nonce: str | None = None) -> str:

@@ -185,13 +185,20 @@ class ClientAuthenticator:
 
     def _check_profile_method(self, client: ClientRecord) -> None:
         """A method the client's profile forbids (a secret under fapi2) authenticates nothing,
-        even when it was registered before the profile applied."""
+        even when it was registered before the profile applied; nor does a client whose
+        tokens would be signed with an algorithm the profile forbids (an RS256 ID token)."""
         profile = self._profiles.for_client(client)
         if not profile.allows_method(client.auth_method):
             raise InvalidClient(
                 f"the {profile.name} profile allows only "
                 + ", ".join(sorted(profile.auth_methods or ()))
             )
+        for alg in (client.id_token_alg, client.access_token_alg):
+            if alg is not None and not profile.allows_alg(alg):
+                raise InvalidClient(
+                    f"the client's tokens are registered for {alg}, which the {profile.name} "
+                    "profile does not allow: register the client again"
+                )
 
     async def _check_assertion(self, client: ClientRecord, assertion: str) -> None:
         try:
