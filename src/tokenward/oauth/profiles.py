@@ -49,7 +49,9 @@ class Profile:
     redirect_status: int  # 303 See Other after a POST (FAPI 2.0 §5.3.2.2, RFC 9700 §4.12)
     # http redirect URIs only for native apps on a loopback IP literal (no `localhost`).
     http_redirect_ip_loopback_only: bool
-    min_rsa_bits: int = 2048  # tokens.jwk refuses smaller RSA keys for every profile
+    # Not fields, because every profile has them: PKCE S256 (oauth/pkce.py), response_type
+    # code (oauth/authorize.py), `iss` in responses (RFC 9207), RSA keys of 2048 bits or more
+    # (tokens/jwk.py).
 
     def allows_alg(self, alg: str) -> bool:
         return self.signing_algs is None or alg in self.signing_algs

@@ -1,4 +1,5 @@
-"""Refresh token grant (RFC 6749 §6, OAuth 2.1 §4.3.1) with rotation and reuse detection."""
+"""Refresh token grant (RFC 6749 §6, OAuth 2.1 §4.3.1) with rotation and reuse detection; under
+a profile that says so (fapi2, oauth/profiles.py) without rotation, the token bound instead."""
 
 from __future__ import annotations
 
@@ -70,10 +71,6 @@ class RefreshTokenGrant:
             dpop_jkt=request.dpop_jkt,
             x5t_s256=request.x5t_s256,
         )
-        # Mint and record the access token before rotating: once the rotation commits, nothing
-        # may fail before the answer, or the client never sees the successor and its retry
-        # counts as reuse (the family revoked, the user signed out). A token minted here for a
-        # request that then fails is never delivered, and dies with the family if it is revoked.
         if not self._profiles.for_client(client).rotate_refresh_tokens:
             # FAPI 2.0 §5.3.2.1: no rotation; the token stays bound to the client (and to the
             # DPoP key, checked above), so a lost response costs the client nothing.
@@ -85,6 +82,10 @@ class RefreshTokenGrant:
                 client, grant, refresh_value=value, access=access
             )
             return response
+        # Mint and record the access token before rotating: once the rotation commits, nothing
+        # may fail before the answer, or the client never sees the successor and its retry
+        # counts as reuse (the family revoked, the user signed out). A token minted here for a
+        # request that then fails is never delivered, and dies with the family if it is revoked.
         access = await self._minter.access(client, grant)
         await self._minter.record(family, access)
         rotation = await self._refresh.rotate(value, family, client)
