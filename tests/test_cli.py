@@ -573,3 +573,62 @@ def test_revoking_an_unknown_registration_token_is_a_clear_error(data_dir: Path)
 
     assert code == 1
     assert "no initial access token" in str(out)
+
+
+def test_client_create_profile_fapi2_refuses_metadata_the_profile_breaks(data_dir: Path) -> None:
+    """`--profile fapi2` (docs/fapi2.md): registration refuses what FAPI 2.0 would refuse at
+    every request: a secret, an http redirect URI other than a loopback IP literal, a key or ID
+    token algorithm other than PS256/ES256/EdDSA, RSA below 2048 bits."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    es256 = data_dir / "es256.json"
+    es256.write_text(json.dumps({"keys": [_client_key("fapi-1")[1]]}))
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 refused
+    rs256 = data_dir / "rs256.json"
+    rs256.write_text(
+        json.dumps(
+            {"keys": [public_jwk(rsa.generate_private_key(65537, 2048).public_key(), "r", "RS256")]}
+        )
+    )
+    weak = data_dir / "weak.json"
+    weak.write_text(
+        json.dumps({"keys": [{**public_jwk(small.public_key(), "w", "RS256"), "alg": "PS256"}]})
+    )
+    base = ("client", "create", "--grant-type", "authorization_code", "--profile", "fapi2")
+    https = ("--redirect-uri", "https://bank.example/cb")
+    refusals = {
+        "secret": (*https, "--auth-method", "client_secret_basic", "--jwks", str(es256)),
+        "localhost": ("--redirect-uri", "http://localhost:8080/cb", "--jwks", str(es256)),
+        "http-host": ("--redirect-uri", "http://bank.example/cb", "--jwks", str(es256)),
+        "rs256-key": (*https, "--jwks", str(rs256)),
+        "rsa-1024": (*https, "--jwks", str(weak)),
+        "rs256-id-token": (*https, "--jwks", str(es256), "--id-token-alg", "RS256"),
+        "public": (*https, "--public"),
+    }
+    for name, args in refusals.items():
+        code, out = run(data_dir, *base, "--client-id", name, *args)
+        assert code == 1, (name, out)
+    code, out = run(data_dir, *base, "--client-id", "secret", *refusals["secret"])
+    assert "allows only these auth methods" in str(out)
+    code, out = run(data_dir, *base, "--client-id", "x", *https, "--jwks", str(rs256))
+    assert "RS256" in str(out)
+    code, out = run(data_dir, *base[:-1], "fapi3", "--client-id", "x", *https)
+    assert (code, "profile must be one of baseline, fapi2" in str(out)) == (1, True)
+
+    code, created = run(
+        data_dir,
+        *base,
+        "--client-id",
+        "bank",
+        *https,
+        "--redirect-uri",
+        "http://127.0.0.1/native-cb",
+        "--jwks",
+        str(es256),
+    )
+    assert code == 0, created
+    assert isinstance(created, dict)
+    assert created["profile"] == "fapi2"
+    assert created["auth_method"] == "private_key_jwt"
+    assert created["id_token_signed_response_alg"] == "ES256"  # RS256 is not allowed
+    assert "client_secret" not in created

@@ -95,6 +95,7 @@ SAMPLES = {
     "require_pushed_authorization_requests": "true",
     "require_signed_request_object": "true",
     "par_lifetime": "90",
+    "profile": "fapi2",
     "revocation_resync_seconds": "1",
     "revocation_max_staleness": "10",
     "revocation_fail_open": "true",
@@ -200,3 +201,11 @@ def test_registration_rates_read_as_requests_per_seconds() -> None:
     assert rate_limit("20/h") == (20, 3600.0)
     assert rate_limit("5/s") == (5, 1.0)
     assert rate_limit("100/d") == (100, 86400.0)
+
+
+def test_profile_fapi2_needs_a_fapi2_signing_algorithm() -> None:
+    with pytest.raises(ValueError, match="profile fapi2 needs signing_alg"):
+        Settings(profile="fapi2", signing_alg="RS256")
+    assert Settings(profile="fapi2", signing_alg="PS256").profile == "fapi2"
+    with pytest.raises(ValueError, match="profile"):
+        Settings(profile="fapi3")  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +20,7 @@ from tokenward.tokens.algorithms import ALGORITHMS, GENERATED
 from tokenward.tokens.errors import MasterKeyError
 
 ENV_FILE = "tokenward.env"  # in the data directory; the environment overrides it
+FAPI2_SIGNING_ALGS = frozenset({"PS256", "ES256", "EdDSA"})  # as oauth/profiles.py FAPI2_ALGS
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 REGISTRATION_MODES = ("off", "initial_token", "open")
 _RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -85,6 +86,9 @@ class Settings(BaseSettings):
     require_pushed_authorization_requests: bool = False
     require_signed_request_object: bool = False
     par_lifetime: int = Field(default=60, ge=10, le=599)  # seconds a request_uri stays usable
+    # The security profile every client is held to at least (oauth/profiles.py, docs/fapi2.md);
+    # a client's own profile may be stricter, never weaker.
+    profile: Literal["baseline", "fapi2"] = "baseline"
     revocation_resync_seconds: float = 2.0  # re-read the revocation log this often
     revocation_max_staleness: float = 30.0  # past this without a sync, validators answer 503
     revocation_fail_open: bool = False  # True: keep serving on a stale mirror (and log it)
@@ -210,6 +214,13 @@ class Settings(BaseSettings):
         """TOKENWARD_SIGNING_ALGS as a list: algorithms whose keys stay active whatever
         `tokenward keys migrate` chose."""
         return _names(self.signing_algs)
+
+    @model_validator(mode="after")
+    def _profile_algorithm(self) -> Settings:
+        # FAPI 2.0 §5.4: what the server signs with is PS256, ES256 or EdDSA too.
+        if self.profile == "fapi2" and self.signing_alg not in FAPI2_SIGNING_ALGS:
+            raise ValueError("profile fapi2 needs signing_alg PS256, ES256 or EdDSA")
+        return self
 
     @model_validator(mode="after")
     def _publish_ahead_outlasts_caches(self) -> Settings:

@@ -206,6 +206,43 @@ async def test_client_keys_and_par_jar_flags_over_the_api(server: Monitored) -> 
     assert plain_http.status_code == 400
 
 
+async def test_a_fapi2_client_over_the_api(server: Monitored) -> None:
+    """`profile: fapi2` (docs/fapi2.md): stored and shown; metadata that breaks it refused."""
+    http, auth = server.at("192.0.2.51"), await admin_token(server)
+    jwks = {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", **_POINT}]}
+    body = {
+        "client_id": "bank",
+        "grant_types": ["authorization_code"],
+        "redirect_uris": ["https://bank.example/cb"],
+        "jwks": jwks,
+        "profile": "fapi2",
+    }
+    created = await http.post("/admin/api/clients", json=body, headers=auth)
+    assert created.status_code == 201, created.text
+    assert (created.json()["profile"], created.json()["id_token_signed_response_alg"]) == (
+        "fapi2",
+        "ES256",
+    )
+    stored = await server.services.stores.clients.get("bank")
+    assert stored is not None
+    assert stored.profile == "fapi2"
+
+    for name, change in {
+        "secret": {"auth_method": "client_secret_basic"},
+        "http": {"redirect_uris": ["http://bank.example/cb"]},
+        "rs256-id-token": {"id_token_signed_response_alg": "RS256"},
+    }.items():
+        refused = await http.post(
+            "/admin/api/clients", json={**body, "client_id": name, **change}, headers=auth
+        )
+        assert refused.status_code == 400, (name, refused.text)
+        assert refused.json()["error"] == "invalid_request", name
+    unknown = await http.post(
+        "/admin/api/clients", json={**body, "client_id": "p3", "profile": "fapi3"}, headers=auth
+    )
+    assert unknown.status_code in (400, 422)
+
+
 # A P-256 public point (RFC 7515 Appendix A.3's key).
 _POINT = {
     "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",

@@ -310,6 +310,21 @@ async def test_a_client_with_keys_and_par_from_the_console(
     )
     assert stored.require_signed_request_object
     assert "console-1" in created.text  # the key column lists the kids
+    held = await console.post(
+        "/admin/clients",
+        op="create",
+        client_id="fapi2-web",
+        grant_types="authorization_code",
+        redirect_uris="https://app.example/cb",
+        jwks=jwks.replace("console-1", "console-2"),
+        jwks_uri="",
+        profile="fapi2",
+    )
+    assert held.status_code == 200, held.text[:500]
+    assert "FAPI 2.0</span>" in held.text
+    fapi2 = await server.services.stores.clients.get("fapi2-web")
+    assert fapi2 is not None
+    assert (fapi2.profile, fapi2.auth_method) == ("fapi2", "private_key_jwt")
     moved = await console.post(
         "/admin/clients", op="keys", client_id="fapi-web", jwks_uri="https://app.example/k.json"
     )

@@ -178,6 +178,21 @@ def _fapi(box: Sandbox, tmp: Path) -> Given:
     return {"shop_key": shop_key, "shop_secret": json.loads(created.stdout)["client_secret"]}, {}
 
 
+def _fapi2(box: Sandbox, tmp: Path) -> Given:
+    """`bank` registered with --profile fapi2 and the public half of `bank_key` (a key file: the
+    page's shell block names a jwks_uri, fetched only when used)."""
+    bank_key = ec.generate_private_key(ec.SECP256R1())
+    jwks = tmp / "bank-jwks.json"
+    jwks.write_text(json.dumps({"keys": [public_jwk(bank_key.public_key(), "bank-1", "ES256")]}))
+    created = box.run(
+        "tokenward client create --client-id bank --grant-type authorization_code "
+        "--grant-type refresh_token --scope 'openid read' "
+        f"--redirect-uri https://bank.example/callback --jwks {jwks} --profile fapi2"
+    )
+    created.check_returncode()
+    return {"bank_key": bank_key}, {}
+
+
 GIVENS: dict[str, Callable[[Sandbox, Path], Given]] = {
     "README.md": _readme,
     "docs/client-sdk.md": _client_sdk,
@@ -185,6 +200,7 @@ GIVENS: dict[str, Callable[[Sandbox, Path], Given]] = {
     "docs/token-exchange.md": _token_exchange,
     "docs/continuous-access.md": _continuous_access,
     "docs/fapi.md": _fapi,
+    "docs/fapi2.md": _fapi2,
 }
 
 

@@ -56,6 +56,7 @@ EVERY_FIELD = client(
     backchannel_logout_session_required=True,
     require_pushed_authorization_requests=True,
     require_signed_request_object=True,
+    profile="fapi2",
 )
 
 

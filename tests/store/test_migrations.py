@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0014_dcr"
+HEAD = "0015_fapi"
 TABLES = {
     "signing_keys",
     "revocations",

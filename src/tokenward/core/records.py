@@ -93,6 +93,8 @@ class ClientRecord:
     # RFC 9126 §6 and RFC 9101 §10.5: authorization requests only pushed (PAR), only signed (JAR).
     require_pushed_authorization_requests: bool = False
     require_signed_request_object: bool = False
+    # The security profile the client is held to (oauth/profiles.py): baseline | fapi2.
+    profile: str = "baseline"
 
 
 @dataclass(frozen=True, slots=True)

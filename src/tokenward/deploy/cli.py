@@ -371,11 +371,12 @@ def client_create(
         ),
     ] = None,
     id_token_alg: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--id-token-alg", help="id_token_signed_response_alg (RS256, ES256, ML-DSA-65...)"
+            "--id-token-alg",
+            help="id_token_signed_response_alg (default RS256, ES256 under fapi2; ML-DSA-65...)",
         ),
-    ] = "RS256",
+    ] = None,
     backchannel_logout_uri: Annotated[
         str | None,
         typer.Option(
@@ -394,6 +395,13 @@ def client_create(
             help="Authorization requests only as signed request objects (RFC 9101); needs keys",
         ),
     ] = False,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="Security profile: baseline, or fapi2 (FAPI 2.0 Security Profile, docs/fapi2.md)",
+        ),
+    ] = "baseline",
 ) -> None:
     """Register a client; prints its secret once."""
     key_set = _read_text(jwks) if jwks is not None else None
@@ -430,6 +438,7 @@ def client_create(
                 backchannel_logout_session_required=backchannel_logout_uri is not None,
                 require_par=require_par,
                 require_signed_request_object=require_signed_request_object,
+                profile=profile,
             )
         )
     )

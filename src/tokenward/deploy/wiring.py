@@ -55,6 +55,7 @@ from tokenward.oauth.interaction import InteractionSealer
 from tokenward.oauth.introspection import Introspector
 from tokenward.oauth.issuance import AccessTokenIssuer
 from tokenward.oauth.par import PushedAuthorization
+from tokenward.oauth.profiles import Profiles, profile_named
 from tokenward.oauth.refresh import RefreshAdmin, RefreshTokens
 from tokenward.oauth.request_object import RequestObjects
 from tokenward.oauth.request_uri import RequestUris
@@ -240,6 +241,7 @@ class Services:
             require_par=self.settings.require_pushed_authorization_requests,
             require_signed=self.settings.require_signed_request_object,
             registration=self.registration.enabled,
+            profile=profile_named(self.settings.profile),
         )
 
 
@@ -350,6 +352,7 @@ async def build_services(
     any_audience = Validator(audience=(), any_audience=True, **common)
 
     base = settings.issuer.rstrip("/")
+    profiles = Profiles(profile_named(settings.profile))  # FAPI 2.0 and friends: oauth/profiles
     client_keys = ClientKeys()  # one cache of clients' jwks_uri sets, for assertions and JAR
     authenticator = ClientAuthenticator(
         stores.clients,
@@ -359,9 +362,11 @@ async def build_services(
         frozenset({settings.issuer, f"{base}/token", f"{base}/par"}),
         clock,
         keys=client_keys,
+        issuer=settings.issuer,
+        profiles=profiles,
     )
     request_objects = RequestObjects(
-        client_keys, stores.replay, settings.issuer, settings.leeway, clock
+        client_keys, stores.replay, settings.issuer, settings.leeway, clock, profiles
     )
     request_uris = RequestUris(stores.pushed, settings.par_lifetime, clock)
     authorization = AuthorizationValidator(
@@ -372,6 +377,7 @@ async def build_services(
         request_objects=request_objects,
         require_par=settings.require_pushed_authorization_requests,
         require_signed=settings.require_signed_request_object,
+        profiles=profiles,
     )
     issuer = AccessTokenIssuer(
         {
@@ -412,13 +418,21 @@ async def build_services(
                 participants=stores.participants,
             ),
             RefreshTokenGrant(
-                minter, stores.users, revocations, mirror, settings.leeway, clock, events=monitor
+                minter,
+                stores.users,
+                revocations,
+                mirror,
+                settings.leeway,
+                clock,
+                events=monitor,
+                profiles=profiles,
             ),
             DeviceCodeGrant(stores.devices, minter, clock),
             exchange,
         ],
         dpop=dpop,
         token_url=f"{base}/token",
+        profiles=profiles,
     )
     refresh_admin = RefreshAdmin(stores.grants, revocations, mirror, settings.leeway, clock)
     introspector = Introspector(
@@ -442,7 +456,7 @@ async def build_services(
     max_token_lifetime = keys.keyring.policy.max_token_lifetime
     keep = max(max_token_lifetime + settings.leeway, settings.refresh_token_lifetime)
     watermarks = Watermarks(revocations, keep, clock)
-    client_admin = ClientAdmin(stores.clients, hasher, watermarks, clock)
+    client_admin = ClientAdmin(stores.clients, hasher, watermarks, clock, profiles)
     user_admin = UserAdmin(
         stores.users, stores.sessions, session_manager, watermarks, clock, signals=transmitter
     )
@@ -467,7 +481,7 @@ async def build_services(
         pushed_authorization=PushedAuthorization(
             authenticator, authorization, request_objects, request_uris, dpop, f"{base}/par"
         ),
-        flow=AuthorizationFlow(stores.codes, stores.consents, settings.issuer, clock),
+        flow=AuthorizationFlow(stores.codes, stores.consents, settings.issuer, clock, profiles),
         device=DeviceAuthorization(
             authenticator, stores.devices, settings.issuer, settings.audience, clock
         ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -23,6 +23,7 @@ from tokenward.oauth.errors import (
     UnauthorizedClient,
     UnsupportedResponseType,
 )
+from tokenward.oauth.profiles import Profiles, redirect_uri_problem
 from tokenward.oauth.request_object import RequestObjects
 from tokenward.oauth.request_uri import RequestUris
 from tokenward.oauth.resources import audience_for
@@ -74,10 +75,16 @@ class RedirectError(Exception):
     """An error sent back to the validated redirect URI."""
 
     def __init__(
-        self, error: OAuthError, redirect_uri: str, state: str | None, issuer: str
+        self,
+        error: OAuthError,
+        redirect_uri: str,
+        state: str | None,
+        issuer: str,
+        status: int = 302,
     ) -> None:
         super().__init__(error.description)
         self.error = error
+        self.status = status  # the profile's: 303 under fapi2
         self.location = redirect_to(redirect_uri, {**error.body(), "state": state, "iss": issuer})
 
 
@@ -96,6 +103,7 @@ class AuthorizationRequest:
     acr_values: str | None = None
     login_hint: str | None = None
     dpop_jkt: str | None = None  # RFC 9449 §10: binds the code to a DPoP key
+    profile: str = "baseline"  # the security profile the request was checked under
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,7 +156,9 @@ class AuthorizationValidator:
         request_objects: RequestObjects | None = None,
         require_par: bool = False,
         require_signed: bool = False,
+        profiles: Profiles | None = None,
     ) -> None:
+        self.profiles = profiles or Profiles()
         self._clients = clients
         self._issuer = issuer
         self._default_audience = default_audience
@@ -158,7 +168,11 @@ class AuthorizationValidator:
         self.require_signed = require_signed
 
     def par_required(self, client: ClientRecord) -> bool:
-        return self.require_par or client.require_pushed_authorization_requests
+        return (
+            self.require_par
+            or client.require_pushed_authorization_requests
+            or self.profiles.for_client(client).require_par
+        )
 
     def signed_required(self, client: ClientRecord) -> bool:
         return self.require_signed or client.require_signed_request_object
@@ -187,13 +201,20 @@ class AuthorizationValidator:
         if "client_id" in repeated or params.get("client_id", client.client_id) != client.client_id:
             raise ErrorPage("The client_id parameter is repeated or names another application.")
         redirect_uri, given = self._redirect_uri(params, repeated, client)
+        profile = self.profiles.for_client(client)
+        problem = redirect_uri_problem(profile, redirect_uri)
+        if problem is not None:  # registered before the client (or the server) went fapi2
+            raise ErrorPage(f"The redirect_uri cannot be used: {problem}.")
         state = params.get("state")
         if state is not None and len(state) > MAX_STATE:
             state = None
         try:
-            return self._checked(params, repeated, resources, client, redirect_uri, given)
+            checked = self._checked(params, repeated, resources, client, redirect_uri, given)
         except OAuthError as error:
-            raise RedirectError(error, redirect_uri, state, self._issuer) from None
+            raise RedirectError(
+                error, redirect_uri, state, self._issuer, profile.redirect_status
+            ) from None
+        return replace(checked, profile=profile.name)
 
     async def _resolved(
         self,
@@ -242,7 +263,8 @@ class AuthorizationValidator:
         redirect_uri, _given = self._redirect_uri(params, repeated, client)
         state = params.get("state")
         state = state if state is not None and len(state) <= MAX_STATE else None
-        return RedirectError(error, redirect_uri, state, self._issuer)
+        status = self.profiles.for_client(client).redirect_status
+        return RedirectError(error, redirect_uri, state, self._issuer, status)
 
     async def _client(self, params: dict[str, str], repeated: set[str]) -> ClientRecord:
         if "client_id" in repeated:

@@ -29,6 +29,7 @@ from tokenward.core.records import ClientRecord
 from tokenward.oauth.client_keys import ClientKeys
 from tokenward.oauth.errors import InvalidClient, InvalidRequest
 from tokenward.oauth.mtls import MTLS_METHODS, MtlsAuthenticator
+from tokenward.oauth.profiles import Profile, Profiles
 from tokenward.tokens.jws import loads_object, parse_compact, payload_bytes, verify_compact
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -134,7 +135,14 @@ class ClientAuthenticator:
         audiences: frozenset[str],
         clock: Callable[[], float] = time.time,
         keys: ClientKeys | None = None,
+        *,
+        issuer: str = "",
+        profiles: Profiles | None = None,
     ) -> None:
+        """`issuer`: the one audience a client under a profile that says so may name;
+        `profiles`: which profile each client is held to (methods, algorithms, audience)."""
+        self._issuer = issuer
+        self._profiles = profiles or Profiles()
         self._keys = keys or ClientKeys()
         self._mtls = MtlsAuthenticator(self._keys)
         self._clients = clients
@@ -160,11 +168,13 @@ class ClientAuthenticator:
             and presented.method == "none"
             and client.auth_method in MTLS_METHODS
         ):
+            self._check_profile_method(client)
             await self._mtls.authenticate(client, certificate)
             return client
         if client is None or client.disabled or client.auth_method != presented.method:
             # One answer for unknown, disabled and wrong-method clients: no client enumeration.
             raise InvalidClient("client authentication failed", headers=challenge)
+        self._check_profile_method(client)
         if presented.secret is not None and not self._hasher.matches(
             presented.secret, client.secret_digest
         ):
@@ -173,15 +183,33 @@ class ClientAuthenticator:
             await self._check_assertion(client, presented.assertion)
         return client
 
+    def _check_profile_method(self, client: ClientRecord) -> None:
+        """A method the client's profile forbids (a secret under fapi2) authenticates nothing,
+        even when it was registered before the profile applied; nor does a client whose
+        tokens would be signed with an algorithm the profile forbids (an RS256 ID token)."""
+        profile = self._profiles.for_client(client)
+        if not profile.allows_method(client.auth_method):
+            raise InvalidClient(
+                f"the {profile.name} profile allows only "
+                + ", ".join(sorted(profile.auth_methods or ()))
+            )
+        for alg in (client.id_token_alg, client.access_token_alg):
+            if alg is not None and not profile.allows_alg(alg):
+                raise InvalidClient(
+                    f"the client's tokens are registered for {alg}, which the {profile.name} "
+                    "profile does not allow: register the client again"
+                )
+
     async def _check_assertion(self, client: ClientRecord, assertion: str) -> None:
         try:
             kid = parse_compact(assertion).header.get("kid")
             lookup = await self._keys.lookup(client, kid if isinstance(kid, str) else None)
-            jws, _key = verify_compact(assertion, lookup)
+            jws, key = verify_compact(assertion, lookup)
             claims = loads_object(payload_bytes(jws))
         except (JoseError, orjson.JSONDecodeError):
             raise InvalidClient("client authentication failed") from None
         now = self._clock()
+        self._check_profile_claims(self._profiles.for_client(client), key.alg.name, claims, now)
         exp, jti, aud = claims.get("exp"), claims.get("jti"), claims.get("aud")
         audiences = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
         if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
@@ -194,3 +222,25 @@ class ClientAuthenticator:
             f"pkjwt:{client.client_id}:{jti}", exp + 30
         ):
             raise InvalidClient("the client assertion was already used (jti)")
+
+    def _check_profile_claims(
+        self, profile: Profile, alg: str, claims: dict[str, object], now: float
+    ) -> None:
+        if not profile.allows_alg(alg):
+            raise InvalidClient(f"the {profile.name} profile does not allow {alg[:20]} assertions")
+        if profile.assertion_audience_is_issuer and claims.get("aud") != self._issuer:
+            # FAPI 2.0 §5.3.2.1: the issuer identifier, as a string, and nothing else.
+            raise InvalidClient("the client assertion's aud must be the issuer, as a string")
+        if profile.future_skew is not None and not within_skew(claims, now, profile.future_skew):
+            raise InvalidClient("the client assertion's iat or nbf is in the future")
+
+
+def within_skew(claims: dict[str, object], now: float, skew: float) -> bool:
+    """`iat` and `nbf`, where present, numbers no more than `skew` seconds ahead of `now`."""
+    for name in ("iat", "nbf"):
+        value = claims.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool) or value > now + skew:
+            return False
+    return True

@@ -8,6 +8,7 @@ from typing import Any
 from tokenward.core.revocation_wire import METADATA_FIELD, PATH
 from tokenward.oauth.client_auth import METHODS
 from tokenward.oauth.mtls import MTLS_METHODS
+from tokenward.oauth.profiles import BASELINE, Profile
 from tokenward.tokens.dpop import PROOF_ALGS
 
 # private_key_jwt: every asymmetric algorithm a client key may be pinned to (RFC 9964 included).
@@ -26,9 +27,11 @@ def metadata(
     require_par: bool = False,
     require_signed: bool = False,
     registration: bool = False,
+    profile: Profile = BASELINE,
 ) -> dict[str, Any]:
     """`mtls_base`: where clients reach the endpoints with a TLS client certificate (RFC 8705
-    §5), None when no certificate can reach this server."""
+    §5), None when no certificate can reach this server. `profile`: the deployment's, which
+    narrows what is offered (a fapi2 server lists only what FAPI 2.0 allows)."""
     base = issuer.rstrip("/")
     document: dict[str, Any] = {
         "issuer": issuer,  # RFC 8414 §3.3: identical to the issuer we sign with
@@ -56,7 +59,7 @@ def metadata(
         # PAR (RFC 9126 §5) and JAR (RFC 9101 §10.5). request_uri: only ours from /par, which
         # RFC 9126 §5 says needs no request_uri_parameter_supported; we never fetch one.
         "pushed_authorization_request_endpoint": f"{base}/par",
-        "require_pushed_authorization_requests": require_par,
+        "require_pushed_authorization_requests": require_par or profile.require_par,
         "request_parameter_supported": True,
         "request_uri_parameter_supported": False,
         "request_object_signing_alg_values_supported": ASSERTION_ALGS,
@@ -84,6 +87,7 @@ def metadata(
             document[name] = [m for m in document[name] if m not in MTLS_METHODS]
     if registration:  # RFC 8414 §2, RFC 7591 §3: only when dynamic registration is on
         document["registration_endpoint"] = f"{base}/register"
+    _narrow(document, profile)
     if revocation_feed:  # a tokenward extension: the log RemoteRevocations follows
         document[METADATA_FIELD] = base + PATH
     if openid:
@@ -92,7 +96,9 @@ def metadata(
                 "userinfo_endpoint": f"{base}/userinfo",
                 "end_session_endpoint": f"{base}/logout",
                 "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": sorted({"RS256", *signing_algs}),
+                "id_token_signing_alg_values_supported": [
+                    alg for alg in sorted({"RS256", *signing_algs}) if profile.allows_alg(alg)
+                ],
                 "claims_supported": [
                     "sub",
                     "iss",
@@ -114,3 +120,15 @@ def metadata(
             }
         )
     return document
+
+
+def _narrow(document: dict[str, Any], profile: Profile) -> None:
+    """Only the methods and algorithms the deployment's profile lets every client use."""
+    for name, values in document.items():
+        if name.endswith("_auth_methods_supported"):
+            document[name] = [m for m in values if profile.allows_method(m)]
+        elif (
+            name.endswith("_alg_values_supported")
+            and name != "id_token_signing_alg_values_supported"
+        ):
+            document[name] = [alg for alg in values if profile.allows_alg(alg)]

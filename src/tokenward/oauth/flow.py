@@ -15,7 +15,8 @@ from tokenward.core.ports import CodeStore, ConsentStore
 from tokenward.core.records import ClientRecord, CodeRecord
 from tokenward.oauth.authorize import AuthorizationRequest, RedirectError, redirect_to
 from tokenward.oauth.errors import AccessDenied, ConsentRequired, LoginRequired
-from tokenward.oauth.grants.authorization_code import CODE_LIFETIME, code_digest
+from tokenward.oauth.grants.authorization_code import code_digest
+from tokenward.oauth.profiles import Profiles
 from tokenward.oauth.sessions import ActiveSession
 
 
@@ -33,6 +34,7 @@ class ShowConsent:
 @dataclass(frozen=True, slots=True)
 class Redirect:
     location: str
+    status: int = 302  # the request's profile says: 303 under fapi2
 
 
 Step = ShowLogin | ShowConsent | Redirect
@@ -45,7 +47,9 @@ class AuthorizationFlow:
         consents: ConsentStore,
         issuer: str,
         clock: Callable[[], float] = time.time,
+        profiles: Profiles | None = None,
     ) -> None:
+        self._profiles = profiles or Profiles()
         self._codes = codes
         self._consents = consents
         self._issuer = issuer
@@ -70,7 +74,8 @@ class AuthorizationFlow:
                     ConsentRequired("the user must approve this application"), request
                 )
             return ShowConsent(request, session)
-        return Redirect(await self._issue_code(request, session))
+        status = self._profiles.named(request.profile).redirect_status
+        return Redirect(await self._issue_code(request, session), status)
 
     async def record_consent(self, request: AuthorizationRequest, session: ActiveSession) -> None:
         await self._consents.grant(
@@ -111,7 +116,7 @@ class AuthorizationFlow:
                 user_id=session.user.user_id,
                 session_id=session.record.session_id,
                 auth_time=session.record.auth_time,
-                expires_at=now + CODE_LIFETIME,
+                expires_at=now + self._profiles.named(request.profile).code_lifetime,
                 nonce=request.nonce,
                 acr=session.record.acr,
                 dpop_jkt=request.dpop_jkt,
@@ -124,4 +129,5 @@ class AuthorizationFlow:
     def _error(
         self, error: AccessDenied | LoginRequired | ConsentRequired, request: AuthorizationRequest
     ) -> RedirectError:
-        return RedirectError(error, request.redirect_uri, request.state, self._issuer)
+        status = self._profiles.named(request.profile).redirect_status
+        return RedirectError(error, request.redirect_uri, request.state, self._issuer, status)

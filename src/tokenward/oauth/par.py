@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenward.core.client_certs import ClientCertificate
-from tokenward.core.errors import JoseError
+from tokenward.core.errors import InvalidDpopProof, JoseError
 from tokenward.core.records import ClientRecord
 from tokenward.oauth.authorize import AuthorizationValidator, ErrorPage, RedirectError
 from tokenward.oauth.client_auth import ClientAuthenticator
@@ -24,7 +24,7 @@ from tokenward.oauth.errors import DpopProofRefused, InvalidRequest, Unauthorize
 from tokenward.oauth.request_object import RequestObjects
 from tokenward.oauth.request_uri import RequestUris
 from tokenward.oauth.token_endpoint import NO_STORE
-from tokenward.tokens.dpop import DpopVerifier
+from tokenward.tokens.dpop import DpopProof, DpopVerifier
 
 # What authenticates the client at this endpoint: never part of the stored request.
 CLIENT_AUTH = frozenset({"client_secret", "client_assertion", "client_assertion_type"})
@@ -61,15 +61,23 @@ class PushedAuthorization:
         params = _single_params(request.pairs)
         # The proof first: a client told to retry with a DPoP nonce (RFC 9449 §8) sends the
         # same request object again, whose jti must not have been spent on the refused try.
-        jkt = await self._dpop_jkt(request.dpop)
+        proof = await self._dpop_proof(request.dpop)
+        jkt = proof.jkt if proof is not None else None
         client = await self._authenticator.authenticate(
             params, request.authorization, request.certificate
         )
+        profile = self._validator.profiles.for_client(client)
+        if proof is not None and not profile.allows_alg(proof.alg):
+            raise DpopProofRefused(
+                InvalidDpopProof(f"the {profile.name} profile does not allow {proof.alg} proofs")
+            )
         if "authorization_code" not in client.grant_types:
             raise UnauthorizedClient("the client may not use the authorization code grant")
         if "request_uri" in params:  # §2.1
             raise InvalidRequest("request_uri is not allowed in a pushed request")
         pairs, signed = await self._parameters(client, request.pairs, params)
+        if profile.par_redirect_uri_required and all(name != "redirect_uri" for name, _ in pairs):
+            raise InvalidRequest(f"the {profile.name} profile needs redirect_uri in the push")
         if jkt is not None:
             given = [value for name, value in pairs if name == "dpop_jkt"]
             if given and given != [jkt]:  # RFC 9449 §10.1
@@ -100,7 +108,7 @@ class PushedAuthorization:
             kept.insert(0, ("client_id", client.client_id))
         return kept, False
 
-    async def _dpop_jkt(self, proof: str | None) -> str | None:
+    async def _dpop_proof(self, proof: str | None) -> DpopProof | None:
         if proof is None:
             return None
         if self._dpop is None:
@@ -109,7 +117,7 @@ class PushedAuthorization:
             verified = await self._dpop.verify(proof, method="POST", url=self._par_url)
         except JoseError as exc:
             raise DpopProofRefused(self._dpop.refusal(exc)) from None
-        return verified.jkt
+        return verified
 
 
 def _single_params(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:

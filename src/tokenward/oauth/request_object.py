@@ -18,9 +18,10 @@ import orjson
 
 from tokenward.core.errors import JoseError
 from tokenward.core.records import ClientRecord
-from tokenward.oauth.client_auth import ReplayCache
+from tokenward.oauth.client_auth import ReplayCache, within_skew
 from tokenward.oauth.client_keys import ClientKeys
 from tokenward.oauth.errors import InvalidRequestObject
+from tokenward.oauth.profiles import Profiles
 from tokenward.tokens.jwk import VerificationKey
 from tokenward.tokens.jws import loads_object, parse_compact, payload_bytes, verify_compact
 
@@ -41,7 +42,9 @@ class RequestObjects:
         issuer: str,
         leeway: float = 30.0,
         clock: Callable[[], float] = time.time,
+        profiles: Profiles | None = None,
     ) -> None:
+        self._profiles = profiles or Profiles()
         self._keys = keys
         self._replay = replay
         self._issuer = issuer
@@ -51,8 +54,9 @@ class RequestObjects:
     async def verify(self, client: ClientRecord, request: str) -> list[tuple[str, str]]:
         """The request's parameters, as (name, value) pairs, from a request object `client`
         signed; `InvalidRequestObject` saying why not otherwise."""
-        claims = await self._verified_claims(client, request)
+        claims, alg = await self._verified_claims(client, request)
         now = self._clock()
+        self._check_profile(client, alg, claims, now)
         if claims.get("iss") != client.client_id:
             raise InvalidRequestObject("the request object's iss must be the client_id")
         if claims.get("client_id", client.client_id) != client.client_id:
@@ -79,7 +83,18 @@ class RequestObjects:
             raise InvalidRequestObject("the request object was already used (jti)")
         return [("client_id", client.client_id), *_parameters(claims)]
 
-    async def _verified_claims(self, client: ClientRecord, request: str) -> dict[str, Any]:
+    def _check_profile(
+        self, client: ClientRecord, alg: str, claims: dict[str, Any], now: float
+    ) -> None:
+        profile = self._profiles.for_client(client)
+        if not profile.allows_alg(alg):
+            raise InvalidRequestObject(f"the {profile.name} profile does not allow {alg[:20]}")
+        if profile.future_skew is not None and not within_skew(claims, now, profile.future_skew):
+            raise InvalidRequestObject("the request object's iat or nbf is in the future")
+
+    async def _verified_claims(
+        self, client: ClientRecord, request: str
+    ) -> tuple[dict[str, Any], str]:
         if client.jwks is None and client.jwks_uri is None:
             raise InvalidRequestObject("the client has no registered keys (jwks or jwks_uri)")
         try:
@@ -88,8 +103,8 @@ class RequestObjects:
                 raise InvalidRequestObject("the request object's typ must be oauth-authz-req+jwt")
             kid = header.get("kid")
             lookup = await self._keys.lookup(client, kid if isinstance(kid, str) else None)
-            jws, _key = verify_compact(request, lambda kid: _asymmetric(lookup(kid)))
-            return loads_object(payload_bytes(jws))
+            jws, key = verify_compact(request, lambda kid: _asymmetric(lookup(kid)))
+            return loads_object(payload_bytes(jws)), key.alg.name
         except (JoseError, orjson.JSONDecodeError):
             # One answer for every signature failure: which check failed helps only an attacker.
             raise InvalidRequestObject("the request object does not verify") from None

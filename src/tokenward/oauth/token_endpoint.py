@@ -17,6 +17,7 @@ from tokenward.oauth.errors import (
     UnsupportedGrantType,
 )
 from tokenward.oauth.mtls import certificate_binding
+from tokenward.oauth.profiles import Profiles
 from tokenward.oauth.scopes import format_scope
 from tokenward.tokens.dpop import DpopVerifier
 from tokenward.tokens.grant import IssuedAccessToken
@@ -73,7 +74,9 @@ class TokenEndpoint:
         handlers: Iterable[GrantHandler],
         dpop: DpopVerifier | None = None,
         token_url: str = "",
+        profiles: Profiles | None = None,
     ) -> None:
+        self._profiles = profiles or Profiles()
         self._authenticator = authenticator
         self._handlers = {handler.grant_type: handler for handler in handlers}
         self.dpop = dpop
@@ -98,6 +101,13 @@ class TokenEndpoint:
         request = await self._bind_dpop(request, client)
         if request.dpop_jkt is None:  # one binding per token: a DPoP proof was this request's
             request = replace(request, x5t_s256=certificate_binding(client, request.certificate))
+        profile = self._profiles.for_client(client)
+        if profile.sender_constrained and request.dpop_jkt is None and request.x5t_s256 is None:
+            # Refused before the grant runs: a code or refresh token is not spent on it.
+            raise InvalidRequest(
+                f"the {profile.name} profile issues only sender-constrained tokens: "
+                "send a DPoP proof or a bound TLS client certificate"
+            )
         response = await handler.handle(request, client)
         nonce = self.dpop.nonce() if self.dpop else None
         if nonce is not None:
@@ -116,4 +126,9 @@ class TokenEndpoint:
             proof = await self.dpop.verify(request.dpop, method="POST", url=self._token_url)
         except JoseError as exc:
             raise DpopProofRefused(self.dpop.refusal(exc)) from None
+        profile = self._profiles.for_client(client)
+        if not profile.allows_alg(proof.alg):
+            raise DpopProofRefused(
+                InvalidDpopProof(f"the {profile.name} profile does not allow {proof.alg} proofs")
+            )
         return replace(request, dpop_jkt=proof.jkt)

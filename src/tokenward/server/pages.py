@@ -77,9 +77,11 @@ class Browser:
         return self.page("message.html", status, title=title, message=message, error=error)
 
     @staticmethod
-    def redirect(location: str) -> RedirectResponse:
+    def redirect(location: str, status: int = 302) -> RedirectResponse:
+        """`status`: 303 for a client under the fapi2 profile (FAPI 2.0 §5.3.2.2: a 307 would
+        make the browser re-post the user's credentials to the client)."""
         headers = {"cache-control": "no-store", "pragma": "no-cache"}
-        return RedirectResponse(location, status_code=302, headers=headers)
+        return RedirectResponse(location, status_code=status, headers=headers)
 
     def set_session(self, response: Response, secret: str) -> None:
         self.set_cookie(response, self.session_cookie, secret, max_age=None, same_site="lax")

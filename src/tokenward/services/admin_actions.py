@@ -107,7 +107,7 @@ class AdminActions:
             exchange_audiences=[str(item) for item in p.get("exchange_audiences") or []],
             exchange_impersonation=bool(p.get("exchange_impersonation")),
             access_token_alg=str(p["access_token_alg"]) if p.get("access_token_alg") else None,
-            id_token_signed_response_alg=str(p.get("id_token_signed_response_alg") or "RS256"),
+            id_token_signed_response_alg=_text(p.get("id_token_signed_response_alg")),
             backchannel_logout_uri=_text(p.get("backchannel_logout_uri")),
             backchannel_logout_session_required=bool(p.get("backchannel_logout_uri")),
             auth_method=_text(p.get("auth_method")),
@@ -115,6 +115,7 @@ class AdminActions:
             jwks_uri=_text(p.get("jwks_uri")),
             require_par=bool(p.get("require_pushed_authorization_requests")),
             require_signed_request_object=bool(p.get("require_signed_request_object")),
+            profile=str(p.get("profile") or "baseline"),
         )
 
     async def _revoke_grant(self, p: Params, _actor: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -17,11 +18,14 @@ from tokenward.oauth.mtls import (
     check_registration,
     normalized_dn,
 )
+from tokenward.oauth.profiles import Profile, Profiles, UnknownProfile, profile_named
+from tokenward.oauth.profiles import redirect_uri_problem as profile_redirect_problem
 from tokenward.services.client_keys import check_jwks_uri, public_key_set
 from tokenward.services.errors import AdminError, RedirectUriError
 from tokenward.services.revoking import Watermarks
 from tokenward.services.views import client_view
 from tokenward.tokens.algorithms import ALGORITHMS, GENERATED
+from tokenward.tokens.jwk import key_set_from_jwks
 
 GRANT_TYPES = (
     "authorization_code",
@@ -41,7 +45,9 @@ class ClientAdmin:
         hasher: SecretHasher,
         watermarks: Watermarks,
         clock: Callable[[], float],
+        profiles: Profiles | None = None,
     ) -> None:
+        self._profiles = profiles or Profiles()
         self._clients = clients
         self._hasher = hasher
         self._watermarks = watermarks
@@ -68,11 +74,12 @@ class ClientAdmin:
         tls_subject: dict[str, str] | None = None,
         tls_bound_tokens: bool | None = None,
         access_token_alg: str | None = None,
-        id_token_signed_response_alg: str = "RS256",
+        id_token_signed_response_alg: str | None = None,
         backchannel_logout_uri: str | None = None,
         backchannel_logout_session_required: bool = False,
         require_par: bool = False,
         require_signed_request_object: bool = False,
+        profile: str = "baseline",
     ) -> dict[str, Any]:
         """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys
         the client signs with: its private_key_jwt assertions (that method needs them) and its
@@ -85,7 +92,9 @@ class ClientAdmin:
         certificate it presents (default: yes for the mTLS methods), RFC 8705, docs/mtls.md.
         `require_par`: its authorization requests only through /par (RFC 9126).
         `access_token_alg` and `id_token_signed_response_alg`: the algorithms
-        its tokens are signed with (docs/post-quantum.md)."""
+        its tokens are signed with (docs/post-quantum.md; ID tokens: RS256 by default, ES256
+        under fapi2). `profile`: baseline or fapi2 (docs/fapi2.md); the metadata must keep
+        every rule of the stricter of it and the deployment's profile."""
         if await self._clients.get(client_id) is not None:
             raise AdminError(f"client {client_id!r} exists already")
         client, secret = self.build_client(
@@ -112,6 +121,7 @@ class ClientAdmin:
             backchannel_logout_session_required=backchannel_logout_session_required,
             require_par=require_par,
             require_signed_request_object=require_signed_request_object,
+            profile=profile,
         )
         await self._clients.put(client)
         view = client_view(client)
@@ -140,11 +150,12 @@ class ClientAdmin:
         tls_subject: dict[str, str] | None = None,
         tls_bound_tokens: bool | None = None,
         access_token_alg: str | None = None,
-        id_token_signed_response_alg: str = "RS256",
+        id_token_signed_response_alg: str | None = None,
         backchannel_logout_uri: str | None = None,
         backchannel_logout_session_required: bool = False,
         require_par: bool = False,
         require_signed_request_object: bool = False,
+        profile: str = "baseline",
         name: str = "",
         created_at: float | None = None,
     ) -> tuple[ClientRecord, str | None]:
@@ -152,6 +163,8 @@ class ClientAdmin:
         registration): the client record, checked, and its new secret in clear (None for
         clients without one). Stores nothing: the caller decides where the record goes.
         A redirect URI refused raises `RedirectUriError` (RFC 7591 names that case apart)."""
+        effective = self._effective(profile)
+        id_token_signed_response_alg = id_token_signed_response_alg or _id_token_alg(effective)
         _check_signing_algs(access_token_alg, id_token_signed_response_alg)
         if jwks is not None and jwks_uri is not None:
             raise AdminError("give the client's keys (--jwks) or where to fetch them (--jwks-uri)")
@@ -175,6 +188,13 @@ class ClientAdmin:
             raise AdminError(
                 "signed request objects need the client's public keys (--jwks or --jwks-uri)"
             )
+        _check_profile(
+            effective,
+            method=method,
+            redirect_uris=redirects,
+            key_set=key_set,
+            algs=(access_token_alg, id_token_signed_response_alg),
+        )
         if method in SECRET_METHODS:
             secret = secret or SecretHasher.generate()
             if len(secret) < 32:
@@ -210,8 +230,16 @@ class ClientAdmin:
             require_pushed_authorization_requests=require_par,
             require_signed_request_object=require_signed_request_object,
             name=name,
+            profile=profile,
         )
         return client, secret if secret and method != "none" else None
+
+    def _effective(self, profile: str) -> Profile:
+        """The profile a client registered with `profile` is held to."""
+        try:
+            return self._profiles.named(profile_named(profile).name)
+        except UnknownProfile as exc:
+            raise AdminError(str(exc)) from None
 
     async def set_client_disabled(self, client_id: str, disabled: bool) -> dict[str, Any]:
         client = await self._clients.get(client_id)
@@ -244,6 +272,7 @@ class ClientAdmin:
         key_set = public_key_set(jwks) if jwks is not None else None
         if jwks_uri is not None:
             check_jwks_uri(jwks_uri)
+        _check_profile_keys(self._profiles.for_client(client), key_set)
         if client.auth_method == "none":
             raise AdminError("public clients have no keys to register")
         changed = replace(client, jwks=key_set, jwks_uri=jwks_uri)
@@ -321,3 +350,44 @@ def _check_signing_algs(access_token_alg: str | None, id_token_alg: str) -> None
         if value is not None and (value not in GENERATED or ALGORITHMS[value].symmetric):
             choices = ", ".join(alg for alg in GENERATED if not ALGORITHMS[alg].symmetric)
             raise AdminError(f"{name} must be one of {choices}")
+
+
+def _check_profile(
+    profile: Profile,
+    *,
+    method: str,
+    redirect_uris: tuple[str, ...],
+    key_set: str | None,
+    algs: tuple[str | None, ...],
+) -> None:
+    """Registration refuses metadata the client's profile would refuse at every request."""
+    if not profile.allows_method(method):
+        allowed = ", ".join(sorted(profile.auth_methods or ()))
+        raise AdminError(f"the {profile.name} profile allows only these auth methods: {allowed}")
+    for uri in redirect_uris:
+        problem = profile_redirect_problem(profile, uri)
+        if problem is not None:
+            raise AdminError(f"redirect URI {uri[:80]!r}: {problem}")
+    for alg in algs:
+        if alg is not None and not profile.allows_alg(alg):
+            raise AdminError(f"the {profile.name} profile does not allow {alg}")
+    _check_profile_keys(profile, key_set)
+
+
+def _check_profile_keys(profile: Profile, key_set: str | None) -> None:
+    """Every registered key pinned to an algorithm the profile allows (public_key_set has
+    already refused RSA below 2048 bits, for every profile)."""
+    if key_set is None:
+        return
+    for key in key_set_from_jwks(json.loads(key_set)).values():
+        alg = key.alg.name
+        if not profile.allows_alg(alg):
+            raise AdminError(
+                f"key {str(key.kid)[:40]!r} is for {alg}; the {profile.name} profile "
+                f"allows only {', '.join(sorted(profile.signing_algs or ()))}"
+            )
+
+
+def _id_token_alg(profile: Profile) -> str:
+    """The default ID token algorithm: RS256 (OIDC Core §15.1), ES256 where it is not allowed."""
+    return "RS256" if profile.allows_alg("RS256") else "ES256"

@@ -244,7 +244,7 @@ class ClientRegistration:
                 post_logout_redirect_uris=read.texts("post_logout_redirect_uris", default=[]),
                 tls_subject={name: value for name in SUBJECT_FIELDS if (value := read.text(name))},
                 tls_bound_tokens=read.flag("tls_client_certificate_bound_access_tokens"),
-                id_token_signed_response_alg=read.text("id_token_signed_response_alg") or "RS256",
+                id_token_signed_response_alg=read.text("id_token_signed_response_alg"),
                 backchannel_logout_uri=backchannel,
                 backchannel_logout_session_required=bool(
                     read.flag("backchannel_logout_session_required")

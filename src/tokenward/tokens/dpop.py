@@ -65,6 +65,7 @@ class DpopProof:
     jkt: str  # RFC 7638 thumbprint of the proof's key: what tokens are bound to (cnf.jkt)
     jti: str
     iat: int
+    alg: str = ""  # the proof's signing algorithm, for profiles that allow only some
 
 
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
@@ -136,7 +137,7 @@ class DpopVerifier:
         iat = self._check_claims(claims, method, url, access_token)
         if not await self._first_use(f"dpop:{jkt}:{claims['jti']}", iat + IAT_PAST + IAT_FUTURE):
             raise DpopError("the DPoP proof was already used (jti)")
-        return DpopProof(jkt, str(claims["jti"]), iat)
+        return DpopProof(jkt, str(claims["jti"]), iat, key.alg.name)
 
     def _key(self, jwk: Mapping[str, Any], alg: str) -> tuple[VerificationKey, str]:
         """Clients sign many proofs with one key: importing it (point checks, key objects) costs

@@ -1,4 +1,5 @@
-"""Refresh token grant (RFC 6749 §6, OAuth 2.1 §4.3.1) with rotation and reuse detection."""
+"""Refresh token grant (RFC 6749 §6, OAuth 2.1 §4.3.1) with rotation and reuse detection; under
+a profile that says so (fapi2, oauth/profiles.py) without rotation, the token bound instead."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tokenward.core.ports import RevocationStore, UserStore
 from tokenward.core.records import ClientRecord, FamilyRecord, RotationOutcome
 from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope
+from tokenward.oauth.profiles import Profiles
 from tokenward.oauth.refresh import refresh_digest
 from tokenward.oauth.revocation import deny_minted
 from tokenward.oauth.scopes import parse_scope
@@ -33,7 +35,9 @@ class RefreshTokenGrant:
         leeway: float,
         clock: Callable[[], float] = time.time,
         events: AuthEventSink | None = None,
+        profiles: Profiles | None = None,
     ) -> None:
+        self._profiles = profiles or Profiles()
         self._minter = minter
         self._refresh = minter.refresh
         self._users = users
@@ -50,7 +54,7 @@ class RefreshTokenGrant:
         found = await self._refresh.grants.lookup(refresh_digest(value))
         if found is None or found[1].client_id != client.client_id:
             raise InvalidGrant("the refresh token is invalid")
-        family = found[1]
+        token, family = found
         await self._check_family(family, client)
         if family.dpop_jkt is not None and family.dpop_jkt != request.dpop_jkt:
             raise InvalidGrant("the refresh token is bound to another DPoP key")  # RFC 9449 §5
@@ -67,6 +71,17 @@ class RefreshTokenGrant:
             dpop_jkt=request.dpop_jkt,
             x5t_s256=request.x5t_s256,
         )
+        if not self._profiles.for_client(client).rotate_refresh_tokens:
+            # FAPI 2.0 §5.3.2.1: no rotation; the token stays bound to the client (and to the
+            # DPoP key, checked above), so a lost response costs the client nothing.
+            if token.rotated_at is not None or token.expires_at <= self._clock():
+                raise InvalidGrant("the refresh token is invalid")
+            access = await self._minter.access(client, grant)
+            await self._minter.record(family, access)
+            response, _access, _family = await self._minter.respond(
+                client, grant, refresh_value=value, access=access
+            )
+            return response
         # Mint and record the access token before rotating: once the rotation commits, nothing
         # may fail before the answer, or the client never sees the successor and its retry
         # counts as reuse (the family revoked, the user signed out). A token minted here for a

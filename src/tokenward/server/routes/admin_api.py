@@ -7,7 +7,7 @@ cookies are read, so there is nothing to forge across sites. Every change is aud
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
@@ -41,6 +41,7 @@ class Client(BaseModel):
     jwks_kids: list[str | None] = []
     require_pushed_authorization_requests: bool = False  # PAR, JAR (docs/fapi.md)
     require_signed_request_object: bool = False
+    profile: str = "baseline"  # the security profile (docs/fapi2.md)
 
 
 class ClientWithSecret(Client):
@@ -58,7 +59,8 @@ class NewClient(BaseModel):
     exchange_audiences: list[str] = Field([], max_length=16)
     exchange_impersonation: bool = False
     access_token_alg: str | None = Field(None, max_length=16)
-    id_token_signed_response_alg: str = Field("RS256", max_length=16)
+    # Default: RS256, or ES256 for a client under the fapi2 profile.
+    id_token_signed_response_alg: str | None = Field(None, max_length=16)
     # OpenID Back-Channel Logout 1.0: where logout tokens go (docs/continuous-access.md)
     backchannel_logout_uri: str | None = Field(None, max_length=2048)
     auth_method: str | None = Field(None, description="Default: by public, jwks, jwks_uri")
@@ -66,6 +68,7 @@ class NewClient(BaseModel):
     jwks_uri: str | None = Field(None, max_length=2048, description="Or where it publishes them")
     require_pushed_authorization_requests: bool = False
     require_signed_request_object: bool = False
+    profile: Literal["baseline", "fapi2"] = "baseline"  # docs/fapi2.md
 
 
 class ClientKeys(BaseModel):

@@ -43,7 +43,7 @@ def _render(
 ) -> Response:
     """The step's page: a redirect, the sign-in form, or the consent form."""
     if isinstance(step, Redirect):
-        return browser.redirect(step.location)
+        return browser.redirect(step.location, step.status)
     csrf = browser.csrf(request)
     if isinstance(step, ShowLogin):
         sealed = interactions.seal("login", {"authorize": step.request.to_dict()}, csrf)
@@ -95,7 +95,7 @@ async def _authorize(
         return browser.message("This sign-in link is not valid", exc.description)
     except RedirectError as exc:
         _refused(request, pairs, exc.error.error, exc.error.description)
-        return browser.redirect(exc.location)
+        return browser.redirect(exc.location, exc.status)
 
 
 @router.get("/authorize")
@@ -175,7 +175,7 @@ async def login(
         step = await flow.next_step(auth_request, client, attempt.session, signed_in_now=True)
         response = _render(step, client, request, browser, interactions)
     except RedirectError as exc:
-        response = browser.redirect(exc.location)
+        response = browser.redirect(exc.location, exc.status)
     browser.set_session(response, attempt.cookie_secret)
     return response
 
@@ -201,12 +201,13 @@ async def consent(
     if session is None or session.user.user_id != state["user_id"]:
         return browser.message(START_AGAIN, "Your session ended; sign in again.")
     if single(pairs, "decision") != "approve":
-        return browser.redirect(flow.denied(auth_request).location)
+        denied = flow.denied(auth_request)
+        return browser.redirect(denied.location, denied.status)
     await flow.record_consent(auth_request, session)
     try:
         step = await flow.next_step(
             auth_request, client, session, signed_in_now=True, consented_now=True
         )
     except RedirectError as exc:
-        return browser.redirect(exc.location)
+        return browser.redirect(exc.location, exc.status)
     return _render(step, client, request, browser, interactions)

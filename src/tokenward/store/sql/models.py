@@ -145,6 +145,8 @@ class ClientRow(Base):
     # PAR (RFC 9126) and JAR (RFC 9101): how this client must send its authorization requests.
     require_pushed_authorization_requests: Mapped[bool] = mapped_column(server_default=false())
     require_signed_request_object: Mapped[bool] = mapped_column(server_default=false())
+    # The security profile the client is held to (oauth/profiles.py): baseline | fapi2.
+    profile: Mapped[str] = mapped_column(Text(), server_default="baseline")
 
 
 class UserRow(Base):
