@@ -21,6 +21,7 @@ PUBLIC = {
     "DpopKey",
     "FileStore",
     "Http",
+    "IdTokenError",
     "InsecureStoreError",
     "InsecureTransportError",
     "KeyringStore",
@@ -56,6 +57,7 @@ def test_shapes() -> None:
     assert inspect.iscoroutinefunction(client.AuthorizationCodePKCE.alogin)
     errors = [client.LoginRequired, client.OAuthResponseError, client.AuthorizationError]
     errors += [client.DiscoveryError, client.StoreError, client.InsecureStoreError]
+    errors += [client.IdTokenError]
     assert all(issubclass(error, client.ClientError) for error in errors)
     skew = inspect.signature(client.TokenAuth).parameters["skew"].default
     assert skew == 30.0

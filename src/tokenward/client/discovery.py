@@ -45,6 +45,7 @@ class ServerMetadata:
     dpop_algs: tuple[str, ...] = ()
     # RFC 8705 §5: where a client presenting a certificate sends its token requests.
     mtls_token_endpoint: str | None = None
+    jwks_uri: str | None = None  # the keys that sign its ID tokens (OIDC Discovery §3)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -67,6 +68,7 @@ class ServerMetadata:
             authorization_endpoint=_endpoint(document, "authorization_endpoint"),
             device_authorization_endpoint=_endpoint(document, "device_authorization_endpoint"),
             revocation_endpoint=_endpoint(document, "revocation_endpoint"),
+            jwks_uri=_endpoint(document, "jwks_uri"),
             iss_parameter_supported=document.get("authorization_response_iss_parameter_supported")
             is True,
             dpop_algs=tuple(a for a in algs if isinstance(a, str))

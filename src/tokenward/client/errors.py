@@ -61,6 +61,12 @@ class AuthorizationError(ClientError):
         self.error = error
 
 
+class IdTokenError(ClientError):
+    """An ID token failed verification (signature, issuer, audience, expiry, nonce, hashes) or
+    the issuer's keys to check it could not be had: the sign-in's result is not to be trusted.
+    The message names the check that failed, never the token."""
+
+
 class InsecureTransportError(ClientError):
     """A token would have been sent over plain HTTP to a host other than this machine."""
 

@@ -135,9 +135,11 @@ class AuthorizationCodePKCE(TokenSource):
             raise DiscoveryError("the issuer offers no authorization endpoint")
         verifier = secrets.token_urlsafe(64)  # RFC 7636 §4.1: 43-128 characters
         state = secrets.token_urlsafe(32)
+        # OIDC Core §3.1.2.1: binds the ID token to this sign-in (checked in id_tokens.py).
+        nonce = secrets.token_urlsafe(32)
         receiver = LoopbackReceiver(self._host, self._port, self._path)
         try:
-            url = self._authorization_url(metadata, receiver.redirect_uri, verifier, state)
+            url = self._authorization_url(metadata, receiver.redirect_uri, verifier, state, nonce)
             yield from blocking(lambda: self._open_browser(url))
             params = yield from blocking(lambda: receiver.wait(self._timeout))
         finally:
@@ -149,10 +151,15 @@ class AuthorizationCodePKCE(TokenSource):
             "redirect_uri": receiver.redirect_uri,
             "code_verifier": verifier,
         }
-        return (yield from self._token_flow(exchange, self.dpop))
+        return (yield from self._token_flow(exchange, self.dpop, nonce=nonce))
 
     def _authorization_url(
-        self, metadata: ServerMetadata, redirect_uri: str, verifier: str, state: str
+        self,
+        metadata: ServerMetadata,
+        redirect_uri: str,
+        verifier: str,
+        state: str,
+        nonce: str,
     ) -> str:
         challenge = b64url_encode(hashlib.sha256(verifier.encode("ascii")).digest())
         query = {
@@ -161,6 +168,7 @@ class AuthorizationCodePKCE(TokenSource):
             "redirect_uri": redirect_uri,
             "scope": self.scope or "openid",
             "state": state,
+            "nonce": nonce,
             "code_challenge": challenge,
             "code_challenge_method": "S256",
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Literal, Self
 from urllib.parse import quote_plus
 
@@ -20,6 +21,7 @@ from tokenward.client._flow import Flow, Http, send
 from tokenward.client.discovery import Discovery
 from tokenward.client.dpop import DpopKey
 from tokenward.client.errors import ClientError, LoginRequired, OAuthResponseError, safe_text
+from tokenward.client.id_tokens import DEFAULT_LEEWAY, IdTokenVerifier
 from tokenward.client.nonces import NonceCache
 from tokenward.client.tls import ClientCertificate
 from tokenward.client.tokens import TokenSet, parse_token_response
@@ -60,11 +62,14 @@ class TokenSource:
         discovery: Discovery | None = None,
         clock: Callable[[], float] = time.time,
         certificate: ClientCertificate | None = None,
+        id_token_leeway: float = DEFAULT_LEEWAY,
     ) -> None:
         """`certificate`: a TLS client certificate to present (RFC 8705): without a secret
         the client authenticates with it (`tls_client_auth` unless `auth_method` says
         `self_signed_tls_client_auth`), and the server may bind the tokens to it; requests go
-        to the metadata's `mtls_endpoint_aliases` when it has them."""
+        to the metadata's `mtls_endpoint_aliases` when it has them. Every ID token a
+        response carries is verified (`id_tokens.IdTokenVerifier`, `id_token_leeway` seconds
+        of clock skew) before the tokens are handed out."""
         self.issuer = issuer
         self.client_id = client_id
         self._secret = client_secret
@@ -89,6 +94,9 @@ class TokenSource:
         self.discovery = discovery or Discovery(issuer)
         self.clock = clock
         self.nonces = NonceCache()
+        self.id_tokens = IdTokenVerifier(
+            issuer, client_id, leeway=id_token_leeway, clock=self.clock
+        )
 
     def __repr__(self) -> str:
         jkt = self.dpop.thumbprint if self.dpop else None
@@ -148,7 +156,9 @@ class TokenSource:
         params = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         try:
             # A bound refresh token needs the key it is bound to (RFC 9449 §5).
-            newer = yield from self._token_flow(params, tokens.dpop_key or self.dpop)
+            newer = yield from self._token_flow(
+                params, tokens.dpop_key or self.dpop, previous=tokens.id_token_claims
+            )
         except OAuthResponseError as exc:
             if exc.error == "invalid_grant":  # revoked, expired, reused: only a sign-in helps
                 raise LoginRequired(
@@ -158,7 +168,16 @@ class TokenSource:
             raise
         return tokens.successor(newer)
 
-    def _token_flow(self, params: Mapping[str, str], dpop_key: DpopKey | None) -> Flow[TokenSet]:
+    def _token_flow(
+        self,
+        params: Mapping[str, str],
+        dpop_key: DpopKey | None,
+        *,
+        nonce: str | None = None,
+        previous: Mapping[str, Any] | None = None,
+    ) -> Flow[TokenSet]:
+        """`nonce`: the one the sign-in sent, which its ID token must carry; `previous`: the
+        claims of the ID token a refresh's new one succeeds."""
         metadata = yield from self.discovery.flow()
         endpoint = metadata.token_endpoint
         if self.certificate is not None and metadata.mtls_token_endpoint is not None:
@@ -167,13 +186,24 @@ class TokenSource:
         body = _json_or_none(response)
         if response.status_code != 200:  # RFC 6749 §5.1: success is exactly 200
             raise self._error(response, body, params)
-        return parse_token_response(
+        tokens = parse_token_response(
             body,
             now=self.clock(),
             dpop_key=dpop_key,
             issuer=self.issuer,
             client_id=self.client_id,
         )
+        if tokens.id_token is None:
+            return tokens
+        claims = yield from self.id_tokens.flow(
+            tokens.id_token,
+            metadata,
+            nonce=nonce,
+            access_token=tokens.access_token,
+            code=params.get("code"),
+            previous=previous,
+        )
+        return replace(tokens, id_token_claims=claims)
 
     def _post(
         self, url: str, params: Mapping[str, str], dpop_key: DpopKey | None

@@ -28,6 +28,8 @@ class TokenSet:
     dpop_key: DpopKey | None = None  # the key a DPoP-bound access or refresh token needs
     issuer: str | None = None
     client_id: str | None = None
+    # The ID token's claims, verified on receipt (client/id_tokens.py); None without one.
+    id_token_claims: Mapping[str, Any] | None = None
 
     @property
     def is_dpop(self) -> bool:
@@ -54,6 +56,7 @@ class TokenSet:
             newer,
             refresh_token=newer.refresh_token or self.refresh_token,
             id_token=newer.id_token or self.id_token,
+            id_token_claims=newer.id_token_claims if newer.id_token else self.id_token_claims,
             dpop_key=newer.dpop_key or self.dpop_key,
         )
 
@@ -68,6 +71,7 @@ class TokenSet:
             "id_token": self.id_token,
             "issuer": self.issuer,
             "client_id": self.client_id,
+            "id_token_claims": dict(self.id_token_claims) if self.id_token_claims else None,
         }
         if self.dpop_key is not None:
             data["dpop_key"] = self.dpop_key.private_pem(wrap).decode("ascii")
@@ -91,6 +95,7 @@ class TokenSet:
                 else None,
                 issuer=_optional_str(data.get("issuer")),
                 client_id=_optional_str(data.get("client_id")),
+                id_token_claims=_optional_dict(data.get("id_token_claims")),
             )
         except (KeyError, TypeError, ValueError):
             raise StoreError("a stored token entry is malformed") from None
@@ -98,6 +103,10 @@ class TokenSet:
 
 def _optional_str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _optional_dict(value: object) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
 
 
 def _optional_float(value: object) -> float | None:

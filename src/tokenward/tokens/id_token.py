@@ -16,8 +16,10 @@ from tokenward.tokens.keyring import Keyring
 
 ID_TOKEN_LIFETIME = 3600
 # OIDC Core §3.1.3.6: the hash of the JWS alg; EdDSA (Ed25519) uses SHA-512 (OIDC errata).
-# ML-DSA names no hash and OIDC defines none for it yet: its ID tokens carry no at_hash, which
-# the code flow makes optional (§3.1.3.6), rather than a hash a relying party cannot check.
+# ML-DSA names no hash and OIDC defines none for it yet: its ID tokens carry no at_hash (nor
+# c_hash), which the code flow makes optional (§3.1.3.6), rather than a hash a relying party
+# cannot check (panva's oidc-token-hash, used by openid-client, refuses such a claim as
+# "unrecognized JWS algorithm"). The SDK reads this same table (docs/post-quantum.md).
 _HASH_OF = {
     "RS256": "sha256",
     "PS256": "sha256",
@@ -27,7 +29,14 @@ _HASH_OF = {
 }
 
 
+def has_token_hash(alg: str) -> bool:
+    """Whether OIDC defines at_hash / c_hash for ID tokens signed with `alg`."""
+    return alg in _HASH_OF
+
+
 def token_hash(value: str, alg: str) -> str:
+    """OIDC Core §3.1.3.6 / §3.3.2.11: the left half of the alg's hash, base64url; only for
+    algorithms where `has_token_hash` holds (KeyError otherwise)."""
     digest = hashlib.new(_HASH_OF[alg], value.encode("ascii")).digest()
     return b64url_encode(digest[: len(digest) // 2])
 
@@ -87,7 +96,7 @@ class IdTokenSigner:
             "acr": claims.acr,
         }
         payload.update({name: value for name, value in optional.items() if value is not None})
-        if access_token is not None and key.alg.name in _HASH_OF:
+        if access_token is not None and has_token_hash(key.alg.name):
             payload["at_hash"] = token_hash(access_token, key.alg.name)
         header = {"alg": key.alg.name, "kid": key.kid, "typ": "JWT"}
         return sign_compact(header, orjson.dumps(payload), key.sign)
