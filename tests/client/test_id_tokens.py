@@ -106,8 +106,8 @@ def test_a_sign_in_yields_verified_id_token_claims(
         assert claims["aud"] == client_id
         assert claims["nonce"] == sent["nonce"]
         assert len(sent["nonce"]) >= 43  # 256 bits
-        # OIDC defines at_hash for ES256 (SHA-256); for ML-DSA it defines none: never sent.
-        assert ("at_hash" in claims) is (alg == "ES256")
+        # Checked by the SDK: SHA-256 for ES256, SHAKE256 (64 bytes) for ML-DSA.
+        assert "at_hash" in claims
         renewed = source.refresh(tokens)
     assert renewed.id_token_claims is not None
     assert renewed.id_token_claims["sub"] == claims["sub"]
@@ -252,11 +252,22 @@ def test_at_hash_is_checked_where_oidc_defines_it(deployment: Deployment) -> Non
         verify(deployment, sign(deployment, "ES256"), access_token="another-access-token")
 
 
-def test_an_ml_dsa_token_carrying_at_hash_is_refused(deployment: Deployment) -> None:
-    # Our server never sends one; another might: OIDC names no hash for ML-DSA to check it with.
-    token = sign(deployment, "ML-DSA-65", at_hash=token_hash("the-access-token", "ES256"))
-    with pytest.raises(IdTokenError, match="no hash"):
-        verify(deployment, token, access_token="the-access-token")
+def test_an_ml_dsa_at_hash_is_shake256_not_sha256(deployment: Deployment) -> None:
+    # OpenID connect issue #1125: SHAKE256 (64 bytes out) for ML-DSA; a SHA-256 one is wrong.
+    sha256 = token_hash("the-access-token", "ES256")
+    wrong = sign_claims(deployment, "ML-DSA-65", {"aud": "pq-desktop", "at_hash": sha256})
+    with pytest.raises(IdTokenError, match="at_hash does not match"):
+        verify(deployment, wrong, access_token="the-access-token")
+    shake = token_hash("the-access-token", "ML-DSA-65")
+    right = sign_claims(deployment, "ML-DSA-65", {"aud": "pq-desktop", "at_hash": shake})
+    assert verify(deployment, right, access_token="the-access-token")["at_hash"] == shake
+
+
+def test_token_hash_matches_oidc_token_hash_vectors() -> None:
+    # panva/oidc-token-hash test/generate.js (5.2.0): the same value for all three ML-DSA sets.
+    value = "YmJiZTAwYmYtMzgyOC00NzhkLTkyOTItNjJjNDM3MGYzOWIy9sFhvH8K_x8UIHj1osisS57f5DduL"
+    for alg in ("ML-DSA-44", "ML-DSA-65", "ML-DSA-87"):
+        assert token_hash(value, alg) == "sB_U72jyb0WgtX8TsVoqJnm6CD295W9gfSDRxkilB3I"
 
 
 def test_an_unknown_kid_refetches_once_then_fails(deployment: Deployment) -> None:

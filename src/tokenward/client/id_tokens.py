@@ -4,8 +4,8 @@ The signature is checked with a key from the issuer's `jwks_uri`, and the algori
 the key is pinned to (`tokens.jws.verify_compact`): the token's `alg` header chooses nothing and
 must equal the key's. Then `iss` (exactly the issuer), `aud` (our client_id among them, and `azp`
 ours when there are several), `exp` and `iat` with leeway, the `nonce` we sent, and `at_hash` /
-`c_hash` where present: with the hash OIDC defines for the algorithm (`tokens.id_token`), and
-refused for ML-DSA, for which OIDC defines none (docs/post-quantum.md).
+`c_hash` where present, with the hash OIDC defines for the algorithm (`tokens.id_token`): SHA-256
+for RS256/PS256/ES256, SHA-512 for EdDSA, SHAKE256 for ML-DSA (docs/post-quantum.md).
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
 
 
 def _check_hash(claims: Mapping[str, Any], name: str, value: str | None, alg: str) -> None:
-    """OIDC Core §3.1.3.8 / §3.3.2.11: checked when present. An algorithm OIDC gives no hash
-    (ML-DSA) cannot carry one we could check: such a claim is refused, not skipped."""
+    """OIDC Core §3.1.3.8 / §3.3.2.11: checked when present. A claim we cannot check (an
+    algorithm with no hash defined) is refused, not skipped."""
     claimed = claims.get(name)
     if claimed is None:
         return

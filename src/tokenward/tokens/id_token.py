@@ -15,17 +15,31 @@ from tokenward.tokens.jws import sign_compact
 from tokenward.tokens.keyring import Keyring
 
 ID_TOKEN_LIFETIME = 3600
-# OIDC Core §3.1.3.6: the hash of the JWS alg; EdDSA (Ed25519) uses SHA-512 (OIDC errata).
-# ML-DSA names no hash and OIDC defines none for it yet: its ID tokens carry no at_hash (nor
-# c_hash), which the code flow makes optional (§3.1.3.6), rather than a hash a relying party
-# cannot check (panva's oidc-token-hash, used by openid-client, refuses such a claim as
-# "unrecognized JWS algorithm"). The SDK reads this same table (docs/post-quantum.md).
-_HASH_OF = {
-    "RS256": "sha256",
-    "PS256": "sha256",
-    "ES256": "sha256",
-    "HS256": "sha256",
-    "EdDSA": "sha512",
+# OIDC Core §3.1.3.6: at_hash / c_hash are the left half of the JWS alg's hash. EdDSA (Ed25519)
+# uses SHA-512; ML-DSA, whose JWS algorithms (RFC 9964) name no hash, uses SHAKE256 with a 64-byte
+# output, as the OpenID Connect WG settled in connect issue #1125 and as panva's oidc-token-hash
+# (5.2.0, used by oidc-provider and openid-client) computes it: the left 32 bytes, base64url.
+# The SDK checks with this same table (docs/post-quantum.md).
+_SHAKE256_BYTES = 64
+
+
+def _sha(name: str) -> Callable[[bytes], bytes]:
+    return lambda data: hashlib.new(name, data).digest()
+
+
+def _shake256(data: bytes) -> bytes:
+    return hashlib.shake_256(data).digest(_SHAKE256_BYTES)
+
+
+_HASH_OF: dict[str, Callable[[bytes], bytes]] = {
+    "RS256": _sha("sha256"),
+    "PS256": _sha("sha256"),
+    "ES256": _sha("sha256"),
+    "HS256": _sha("sha256"),
+    "EdDSA": _sha("sha512"),
+    "ML-DSA-44": _shake256,
+    "ML-DSA-65": _shake256,
+    "ML-DSA-87": _shake256,
 }
 
 
@@ -37,7 +51,7 @@ def has_token_hash(alg: str) -> bool:
 def token_hash(value: str, alg: str) -> str:
     """OIDC Core §3.1.3.6 / §3.3.2.11: the left half of the alg's hash, base64url; only for
     algorithms where `has_token_hash` holds (KeyError otherwise)."""
-    digest = hashlib.new(_HASH_OF[alg], value.encode("ascii")).digest()
+    digest = _HASH_OF[alg](value.encode("ascii"))
     return b64url_encode(digest[: len(digest) // 2])
 
 
@@ -70,9 +84,7 @@ class IdTokenSigner:
         return sorted(
             alg
             for alg, ring in self._keyrings.items()
-            if alg != "HS256"
-            and (alg in _HASH_OF or alg.startswith("ML-DSA-"))
-            and ring.has_active()
+            if alg != "HS256" and alg in _HASH_OF and ring.has_active()
         )
 
     def sign(self, claims: IdTokenClaims, alg: str, access_token: str | None = None) -> str:
