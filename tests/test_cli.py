@@ -424,7 +424,18 @@ def test_client_create_takes_an_mtls_registration(data_dir: Path) -> None:
         assert message in str(refused), (args, refused)
 
 
-def test_client_create_takes_signing_algorithms(data_dir: Path) -> None:
+def test_client_create_takes_signing_algorithms(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pinned = ("--access-token-alg", "ML-DSA-87", "--id-token-alg", "ML-DSA-65")
+    base = ("client", "create", "--grant-type", "client_credentials", "--scope", "read")
+    code, keyless = run(data_dir, *base, "--client-id", "early", *pinned)
+    # Fail closed: the deployment holds no ML-DSA key yet, so nothing may be pinned to one.
+    assert code == 1
+    assert "no active ML-DSA-65 signing key; add ML-DSA-65 to TOKENWARD_SIGNING_ALGS" in str(
+        keyless
+    )
+    monkeypatch.setenv("TOKENWARD_SIGNING_ALGS", "ML-DSA-87,ML-DSA-65")
     code, client = run(
         data_dir,
         "client",

@@ -80,7 +80,7 @@ SAMPLES = {
     "master_key_file": "/run/secrets/master.key",
     "signing_alg": "EdDSA",
     "signing_algs": "ML-DSA-65,ES256",
-    "audience_signing_algs": '{"https://pqc.example/api": "ML-DSA-87"}',
+    "audience_signing_algs": '{"https://pqc.example/api": "EdDSA"}',  # fapi2 (below) allows it
     "key_schedule_seconds": "5",
     "key_rotation_days": "7",
     "jwks_max_age": "60",
@@ -207,5 +207,9 @@ def test_profile_fapi2_needs_a_fapi2_signing_algorithm() -> None:
     with pytest.raises(ValueError, match="profile fapi2 needs signing_alg"):
         Settings(profile="fapi2", signing_alg="RS256")
     assert Settings(profile="fapi2", signing_alg="PS256").profile == "fapi2"
+    # An audience mapped to ML-DSA under fapi2: refused, with FAPI 2.0's list as the reason.
+    with pytest.raises(ValueError, match=r"ML-DSA-65 is not in FAPI 2\.0's PS256/ES256/EdDSA list"):
+        Settings(profile="fapi2", audience_signing_algs={"https://pqc.example/api": "ML-DSA-65"})
+    assert Settings(profile="fapi2", audience_signing_algs={"https://a.example": "PS256"})
     with pytest.raises(ValueError, match="profile"):
         Settings(profile="fapi3")  # type: ignore[arg-type]

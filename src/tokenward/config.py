@@ -218,8 +218,22 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _profile_algorithm(self) -> Settings:
         # FAPI 2.0 §5.4: what the server signs with is PS256, ES256 or EdDSA too.
-        if self.profile == "fapi2" and self.signing_alg not in FAPI2_SIGNING_ALGS:
+        if self.profile != "fapi2":
+            return self
+        if self.signing_alg not in FAPI2_SIGNING_ALGS:
             raise ValueError("profile fapi2 needs signing_alg PS256, ES256 or EdDSA")
+        for audience, alg in self.audience_signing_algs.items():
+            if alg not in FAPI2_SIGNING_ALGS:
+                raise ValueError(
+                    f"audience_signing_algs: {audience[:80]!r} is signed with {alg}, which the "
+                    f"fapi2 profile does not allow: {alg} is not in FAPI 2.0's PS256/ES256/EdDSA "
+                    "list (§5.4)"
+                    + (
+                        "; post-quantum ML-DSA (RFC 9964) is not among them yet"
+                        if alg.startswith("ML-DSA-")
+                        else ""
+                    )
+                )
         return self
 
     @model_validator(mode="after")

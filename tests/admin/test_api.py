@@ -101,6 +101,19 @@ async def test_client_lifecycle_over_the_api(server: Monitored, clock: FrozenClo
 
 async def test_a_token_exchange_policy_over_the_api(server: Monitored) -> None:
     http, auth = server.at("192.0.2.51"), await admin_token(server)
+    keyless = await http.post(
+        "/admin/api/clients",
+        json={
+            "client_id": "orders",
+            "grant_types": ["client_credentials"],
+            "scope": "read",
+            "access_token_alg": "ML-DSA-65",
+        },
+        headers=auth,
+    )
+    # Fail closed: no ML-DSA-65 key on this deployment, so no client pinned to it (issue 17).
+    assert keyless.status_code == 400
+    assert "no active ML-DSA-65 signing key" in keyless.json()["error_description"]
     created = await http.post(
         "/admin/api/clients",
         json={
@@ -109,15 +122,15 @@ async def test_a_token_exchange_policy_over_the_api(server: Monitored) -> None:
             "scope": "read",
             "exchange_audiences": ["https://inventory.example/api"],
             "exchange_impersonation": True,
-            "access_token_alg": "ML-DSA-65",
-            "id_token_signed_response_alg": "ML-DSA-44",
+            "access_token_alg": "RS256",
+            "id_token_signed_response_alg": "ES256",
         },
         headers=auth,
     )
     assert created.status_code == 201, created.text
     body = created.json()
-    assert body["access_token_alg"] == "ML-DSA-65"
-    assert body["id_token_signed_response_alg"] == "ML-DSA-44"
+    assert body["access_token_alg"] == "RS256"
+    assert body["id_token_signed_response_alg"] == "ES256"
     assert body["exchange_audiences"] == ["https://inventory.example/api"]
     assert body["exchange_impersonation"] is True
     public = await http.post(

@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import FrozenClock
 from tokenward.core.records import SigningChoice
 from tokenward.store.memory import MemoryKeyStore
+from tokenward.tokens.errors import NoSigningKey
 from tokenward.tokens.grant import TokenGrant
 from tokenward.tokens.jws import parse_compact
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
@@ -123,12 +124,18 @@ async def test_migrate_refuses_what_it_cannot_do(clock: FrozenClock) -> None:
         await keys.migrate("ES256")
 
 
-async def test_a_client_pinned_to_a_retired_algorithm_gets_the_deployments(
+async def test_a_client_pinned_to_a_retired_algorithm_gets_nothing_rather_than_another(
     clock: FrozenClock,
 ) -> None:
+    """Fail closed: no silent fallback to the deployment's algorithm (issue 17)."""
     keys = await manager(clock, MemoryKeyStore(), KeySealer(generate_master_key()))
     strategy = JwtAccessTokenStrategy(keys, "https://issuer.example", lifetime=900, clock=clock)
     await keys.migrate("ML-DSA-87", force=True)
     await keys.tick()
-    issued = strategy.mint_sync(TokenGrant("a", "app", (LEGACY_API,), signing_alg="ES256"))
+    with pytest.raises(NoSigningKey) as refused:
+        strategy.mint_sync(TokenGrant("a", "app", (LEGACY_API,), signing_alg="ES256"))
+    assert refused.value.alg == "ES256"
+    issued = strategy.mint_sync(TokenGrant("a", "app", (LEGACY_API,)))
     assert parse_compact(issued.value).header["alg"] == "ML-DSA-87"
+    with pytest.raises(NoSigningKey):
+        strategy.mint_sync(TokenGrant("a", "app", (LEGACY_API,), signing_alg="ML-DSA-44"))

@@ -19,6 +19,7 @@ from tokenward.deploy import startup
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.startup import StartupError
 from tokenward.deploy.wiring import Services
+from tokenward.oauth.profiles import profile_named
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.server.outer import uvicorn_log_config
 from tokenward.server.serving import Server
@@ -622,6 +623,10 @@ def keys_migrate(
     token can carry them (docs/post-quantum.md)."""
 
     async def action(services: Any) -> dict[str, Any]:
+        # FAPI 2.0 §5.4: a fapi2 deployment's tokens stay PS256, ES256 or EdDSA.
+        refusal = profile_named(services.settings.profile).alg_refusal(to, "access tokens")
+        if refusal is not None:
+            raise KeyRotationError(refusal)
         plan = await services.keys.migrate(to, audience, force=force)
         return {
             "audience": plan.audience,

@@ -364,6 +364,7 @@ async def build_services(
         keys=client_keys,
         issuer=settings.issuer,
         profiles=profiles,
+        signing_algs=keys.algorithms,
     )
     request_objects = RequestObjects(
         client_keys, stores.replay, settings.issuer, settings.leeway, clock, profiles
@@ -390,7 +391,9 @@ async def build_services(
                 lifetime=settings.access_token_lifetime,
                 clock=clock,
             ),
-        }
+        },
+        algorithm_of=keys.signing.access_token_alg,
+        profiles=profiles,
     )
     id_tokens = IdTokenSigner(keys.keyrings, settings.issuer, clock)
     refresh = RefreshTokens(
@@ -456,7 +459,9 @@ async def build_services(
     max_token_lifetime = keys.keyring.policy.max_token_lifetime
     keep = max(max_token_lifetime + settings.leeway, settings.refresh_token_lifetime)
     watermarks = Watermarks(revocations, keep, clock)
-    client_admin = ClientAdmin(stores.clients, hasher, watermarks, clock, profiles)
+    client_admin = ClientAdmin(
+        stores.clients, hasher, watermarks, clock, profiles, signing_algs=keys.algorithms
+    )
     user_admin = UserAdmin(
         stores.users, stores.sessions, session_manager, watermarks, clock, signals=transmitter
     )

@@ -15,12 +15,13 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote
 
 import orjson
+import structlog
 
 from tokenward.core.client_certs import ClientCertificate
 from tokenward.core.errors import JoseError
@@ -32,6 +33,7 @@ from tokenward.oauth.mtls import MTLS_METHODS, MtlsAuthenticator
 from tokenward.oauth.profiles import Profile, Profiles
 from tokenward.tokens.jws import loads_object, parse_compact, payload_bytes, verify_compact
 
+log = structlog.get_logger(__name__)
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 3600.0  # common client default (Authlib, Nimbus); jti kept until exp
 METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", *MTLS_METHODS, "none")
@@ -138,9 +140,13 @@ class ClientAuthenticator:
         *,
         issuer: str = "",
         profiles: Profiles | None = None,
+        signing_algs: Callable[[], Collection[str]] | None = None,
     ) -> None:
         """`issuer`: the one audience a client under a profile that says so may name;
-        `profiles`: which profile each client is held to (methods, algorithms, audience)."""
+        `profiles`: which profile each client is held to (methods, algorithms, audience);
+        `signing_algs`: the algorithms the deployment holds an active key for now (None: not
+        checked), so a client pinned to another is refused before a code or grant is spent."""
+        self._signing_algs = signing_algs
         self._issuer = issuer
         self._profiles = profiles or Profiles()
         self._keys = keys or ClientKeys()
@@ -194,10 +200,27 @@ class ClientAuthenticator:
                 + ", ".join(sorted(profile.auth_methods or ()))
             )
         for alg in (client.id_token_alg, client.access_token_alg):
-            if alg is not None and not profile.allows_alg(alg):
+            refusal = profile.alg_refusal(alg, "for the client's tokens") if alg else None
+            if refusal is not None:
+                raise InvalidClient(f"{refusal}; register the client again")
+        self._check_signing_keys(client)
+
+    def _check_signing_keys(self, client: ClientRecord) -> None:
+        """Fail closed: a client whose tokens are pinned to an algorithm with no active key
+        here gets nothing, rather than tokens in another algorithm (its API or its own ID-token
+        check was promised that one). The operator's to fix, so logged as an error."""
+        if self._signing_algs is None:
+            return
+        pinned = [client.access_token_alg if client.token_format == "jwt" else None]
+        pinned.append(client.id_token_alg if "openid" in client.scopes else None)
+        available = self._signing_algs()
+        for alg in pinned:
+            if alg is not None and alg not in available:
+                log.error("no_signing_key", client_id=client.client_id, alg=alg)
                 raise InvalidClient(
-                    f"the client's tokens are registered for {alg}, which the {profile.name} "
-                    "profile does not allow: register the client again"
+                    f"this server holds no active {alg[:20]} signing key, which the client's "
+                    f"tokens are registered for; the operator must add {alg[:20]} to "
+                    "TOKENWARD_SIGNING_ALGS"
                 )
 
     async def _check_assertion(self, client: ClientRecord, assertion: str) -> None:
@@ -226,8 +249,9 @@ class ClientAuthenticator:
     def _check_profile_claims(
         self, profile: Profile, alg: str, claims: dict[str, object], now: float
     ) -> None:
-        if not profile.allows_alg(alg):
-            raise InvalidClient(f"the {profile.name} profile does not allow {alg[:20]} assertions")
+        refusal = profile.alg_refusal(alg, "client assertions")
+        if refusal is not None:
+            raise InvalidClient(refusal)
         if profile.assertion_audience_is_issuer and claims.get("aud") != self._issuer:
             # FAPI 2.0 §5.3.2.1: the issuer identifier, as a string, and nothing else.
             raise InvalidClient("the client assertion's aud must be the issuer, as a string")

@@ -67,10 +67,9 @@ class PushedAuthorization:
             params, request.authorization, request.certificate
         )
         profile = self._validator.profiles.for_client(client)
-        if proof is not None and not profile.allows_alg(proof.alg):
-            raise DpopProofRefused(
-                InvalidDpopProof(f"the {profile.name} profile does not allow {proof.alg} proofs")
-            )
+        refusal = profile.alg_refusal(proof.alg, "DPoP proofs") if proof is not None else None
+        if refusal is not None:
+            raise DpopProofRefused(InvalidDpopProof(refusal))
         if "authorization_code" not in client.grant_types:
             raise UnauthorizedClient("the client may not use the authorization code grant")
         if "request_uri" in params:  # §2.1

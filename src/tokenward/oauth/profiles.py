@@ -16,8 +16,10 @@ from urllib.parse import urlsplit
 
 from tokenward.core.records import ClientRecord
 
-# FAPI 2.0 Security Profile §5.4: PS256, ES256 and EdDSA (Ed25519) only.
-FAPI2_ALGS = frozenset({"PS256", "ES256", "EdDSA"})
+# FAPI 2.0 Security Profile §5.4: PS256, ES256 and EdDSA (Ed25519) only, in the spec's order
+# (the order error messages name them in).
+FAPI2_ALG_LIST = ("PS256", "ES256", "EdDSA")
+FAPI2_ALGS = frozenset(FAPI2_ALG_LIST)
 # §5.3.2.1: private_key_jwt or mTLS client authentication only.
 FAPI2_AUTH_METHODS = frozenset(
     {"private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"}
@@ -31,6 +33,7 @@ class UnknownProfile(ValueError):
 @dataclass(frozen=True, slots=True)
 class Profile:
     name: str
+    title: str  # the specification, as error messages name it
     strictness: int  # the higher wins when the client's and the deployment's differ
     # Authorization requests only through /par (RFC 9126), and the push names redirect_uri.
     require_par: bool
@@ -38,7 +41,9 @@ class Profile:
     # Every access token sender-constrained: DPoP (RFC 9449) or mTLS (RFC 8705).
     sender_constrained: bool
     auth_methods: frozenset[str] | None  # None: every method the server has
-    signing_algs: frozenset[str] | None  # client JWTs, DPoP proofs, ID tokens; None: any
+    # Client JWTs, DPoP proofs, ID and access tokens, registered keys; None: any. A tuple, in
+    # the order the specification lists them.
+    signing_algs: tuple[str, ...] | None
     # private_key_jwt: `aud` must be the issuer, as a string (not the token endpoint, no array).
     assertion_audience_is_issuer: bool
     # iat / nbf of client JWTs may be this far in the future (FAPI 2.0 §5.3.2.1: accept up to
@@ -56,12 +61,29 @@ class Profile:
     def allows_alg(self, alg: str) -> bool:
         return self.signing_algs is None or alg in self.signing_algs
 
+    def alg_refusal(self, alg: str, what: str = "") -> str | None:
+        """Why `alg` may not sign `what` under this profile, as an error description names it
+        (None: it may). ML-DSA is refused by name: FAPI 2.0 §5.4 lists no post-quantum
+        algorithm, and a client trying one should learn that rather than guess."""
+        if self.allows_alg(alg):
+            return None
+        shown = alg[:20]
+        listed = "/".join(self.signing_algs or ())
+        reason = (
+            f"the {self.name} profile does not allow {shown}{' ' + what if what else ''}: "
+            f"{shown} is not in {self.title}'s {listed} list (§5.4)"
+        )
+        if alg.startswith("ML-DSA-"):
+            reason += "; post-quantum ML-DSA (RFC 9964) is not among them yet"
+        return reason
+
     def allows_method(self, method: str) -> bool:
         return self.auth_methods is None or method in self.auth_methods
 
 
 BASELINE = Profile(
     name="baseline",
+    title="OAuth 2.1",
     strictness=0,
     require_par=False,
     par_redirect_uri_required=False,
@@ -78,12 +100,13 @@ BASELINE = Profile(
 
 FAPI2 = Profile(
     name="fapi2",
+    title="FAPI 2.0",
     strictness=1,
     require_par=True,
     par_redirect_uri_required=True,
     sender_constrained=True,
     auth_methods=FAPI2_AUTH_METHODS,
-    signing_algs=FAPI2_ALGS,
+    signing_algs=FAPI2_ALG_LIST,
     assertion_audience_is_issuer=True,
     future_skew=10.0,
     code_lifetime=60,

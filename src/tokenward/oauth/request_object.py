@@ -87,8 +87,9 @@ class RequestObjects:
         self, client: ClientRecord, alg: str, claims: dict[str, Any], now: float
     ) -> None:
         profile = self._profiles.for_client(client)
-        if not profile.allows_alg(alg):
-            raise InvalidRequestObject(f"the {profile.name} profile does not allow {alg[:20]}")
+        refusal = profile.alg_refusal(alg, "request objects")
+        if refusal is not None:
+            raise InvalidRequestObject(refusal)
         if profile.future_skew is not None and not within_skew(claims, now, profile.future_skew):
             raise InvalidRequestObject("the request object's iat or nbf is in the future")
 

@@ -127,8 +127,7 @@ class TokenEndpoint:
         except JoseError as exc:
             raise DpopProofRefused(self.dpop.refusal(exc)) from None
         profile = self._profiles.for_client(client)
-        if not profile.allows_alg(proof.alg):
-            raise DpopProofRefused(
-                InvalidDpopProof(f"the {profile.name} profile does not allow {proof.alg} proofs")
-            )
+        refusal = profile.alg_refusal(proof.alg, "DPoP proofs")
+        if refusal is not None:
+            raise DpopProofRefused(InvalidDpopProof(refusal))
         return replace(request, dpop_jkt=proof.jkt)

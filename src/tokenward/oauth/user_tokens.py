@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
+
 from tokenward.core.records import ClientRecord, FamilyRecord, MintedToken
+from tokenward.oauth.errors import InvalidClient
 from tokenward.oauth.issuance import AccessTokenIssuer
 from tokenward.oauth.mtls import confirmation
 from tokenward.oauth.refresh import NewFamily, RefreshTokens
 from tokenward.oauth.token_endpoint import TokenResponse, token_response
+from tokenward.tokens.errors import NoSigningKey
 from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
 from tokenward.tokens.id_token import IdTokenClaims, IdTokenSigner
+
+log = structlog.get_logger(__name__)
+
+
+def no_id_token_key(client: ClientRecord, alg: str) -> InvalidClient:
+    """The client's id_token_signed_response_alg has no active key here: refused rather than
+    signed in another algorithm (which the client would refuse, OIDC Core §3.1.3.7), logged
+    for the operator, who fixes it (TOKENWARD_SIGNING_ALGS)."""
+    log.error("no_signing_key", client_id=client.client_id, alg=alg)
+    return InvalidClient(
+        f"this server holds no active {alg[:20]} signing key, which the client's ID tokens are "
+        f"registered for; the operator must add {alg[:20]} to TOKENWARD_SIGNING_ALGS"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +101,12 @@ class UserTokenMinter:
     ) -> tuple[TokenResponse, IssuedAccessToken, FamilyRecord | None]:
         """The response; starts a family when the client may refresh and none was given.
         `access`: already minted (and recorded on its family) by the caller."""
+        if (
+            with_id_token
+            and "openid" in grant.scopes
+            and not self._id_tokens.can_sign(client.id_token_alg)
+        ):  # before anything is minted or recorded: nothing half-issued to clean up
+            raise no_id_token_key(client, client.id_token_alg)
         if access is None:
             access = await self.access(client, grant)
         new = self.new_family(client, grant) if refresh_value is None else None
@@ -102,5 +125,8 @@ class UserTokenMinter:
                 nonce=grant.nonce,
                 acr=grant.acr,
             )
-            extra["id_token"] = self._id_tokens.sign(claims, client.id_token_alg, access.value)
+            try:
+                extra["id_token"] = self._id_tokens.sign(claims, client.id_token_alg, access.value)
+            except NoSigningKey as exc:  # the key retired between the check above and now
+                raise no_id_token_key(client, exc.alg) from None
         return token_response(access, refresh_value, **extra), access, family

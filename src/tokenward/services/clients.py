@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
@@ -46,7 +46,11 @@ class ClientAdmin:
         watermarks: Watermarks,
         clock: Callable[[], float],
         profiles: Profiles | None = None,
+        signing_algs: Callable[[], Collection[str]] | None = None,
     ) -> None:
+        """`signing_algs`: the algorithms the deployment holds an active key for (None: not
+        checked); a client pinned to another is refused at registration."""
+        self._signing_algs = signing_algs
         self._profiles = profiles or Profiles()
         self._clients = clients
         self._hasher = hasher
@@ -195,6 +199,8 @@ class ClientAdmin:
             key_set=key_set,
             algs=(access_token_alg, id_token_signed_response_alg),
         )
+        # After the profile: "FAPI 2.0 does not allow ML-DSA" is the answer, not "add a key".
+        self._check_signing_keys(access_token_alg, id_token_signed_response_alg, token_format)
         if method in SECRET_METHODS:
             secret = secret or SecretHasher.generate()
             if len(secret) < 32:
@@ -233,6 +239,24 @@ class ClientAdmin:
             profile=profile,
         )
         return client, secret if secret and method != "none" else None
+
+    def _check_signing_keys(
+        self, access_token_alg: str | None, id_token_alg: str, token_format: str
+    ) -> None:
+        """Fail closed at registration: tokens pinned to an algorithm the deployment holds no
+        active key for would be refused at every request (they are never signed in another)."""
+        if self._signing_algs is None:
+            return
+        available = self._signing_algs()
+        pinned = {"id_token_alg": id_token_alg}
+        if token_format == "jwt" and access_token_alg is not None:
+            pinned["access_token_alg"] = access_token_alg
+        for name, alg in pinned.items():
+            if alg not in available:
+                raise AdminError(
+                    f"{name} {alg}: this deployment holds no active {alg} signing key; add "
+                    f"{alg} to TOKENWARD_SIGNING_ALGS first (it has {', '.join(sorted(available))})"
+                )
 
     def _effective(self, profile: str) -> Profile:
         """The profile a client registered with `profile` is held to."""
@@ -368,9 +392,10 @@ def _check_profile(
         problem = profile_redirect_problem(profile, uri)
         if problem is not None:
             raise AdminError(f"redirect URI {uri[:80]!r}: {problem}")
-    for alg in algs:
-        if alg is not None and not profile.allows_alg(alg):
-            raise AdminError(f"the {profile.name} profile does not allow {alg}")
+    for name, alg in zip(("access_token_alg", "id_token_alg"), algs, strict=True):
+        refusal = profile.alg_refusal(alg, f"as {name}") if alg is not None else None
+        if refusal is not None:
+            raise AdminError(refusal)
     _check_profile_keys(profile, key_set)
 
 
@@ -380,12 +405,9 @@ def _check_profile_keys(profile: Profile, key_set: str | None) -> None:
     if key_set is None:
         return
     for key in key_set_from_jwks(json.loads(key_set)).values():
-        alg = key.alg.name
-        if not profile.allows_alg(alg):
-            raise AdminError(
-                f"key {str(key.kid)[:40]!r} is for {alg}; the {profile.name} profile "
-                f"allows only {', '.join(sorted(profile.signing_algs or ()))}"
-            )
+        refusal = profile.alg_refusal(key.alg.name, "keys")
+        if refusal is not None:
+            raise AdminError(f"key {str(key.kid)[:40]!r}: {refusal}")
 
 
 def _id_token_alg(profile: Profile) -> str:

@@ -16,5 +16,15 @@ class KeySetRejected(JoseError):
     """A key set as a whole is unsafe: duplicate `kid`, or symmetric and asymmetric keys mixed."""
 
 
+class NoSigningKey(LookupError):
+    """An algorithm a client or an audience is pinned to has no active key here. Signing with
+    another algorithm instead would hand out a token its relying party was told it would never
+    see (a PQC-only API getting ES256), so nothing is signed: the caller refuses the request."""
+
+    def __init__(self, alg: str) -> None:
+        super().__init__(f"no active {alg[:20]} signing key")
+        self.alg = alg
+
+
 class MasterKeyError(RuntimeError):
     """The master key that seals private keys at rest is missing, malformed or wrong."""

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from tokenward.tokens.b64 import b64url_encode
+from tokenward.tokens.errors import NoSigningKey
 from tokenward.tokens.jws import sign_compact
 from tokenward.tokens.keyring import Keyring
 
@@ -87,10 +88,16 @@ class IdTokenSigner:
             if alg != "HS256" and alg in _HASH_OF and ring.has_active()
         )
 
+    def can_sign(self, alg: str) -> bool:
+        ring = self._keyrings.get(alg)
+        return ring is not None and ring.has_active() and alg in _HASH_OF and alg != "HS256"
+
     def sign(self, claims: IdTokenClaims, alg: str, access_token: str | None = None) -> str:
         ring = self._keyrings.get(alg)
         if ring is None or not ring.has_active():
-            ring = self._keyrings["RS256"]
+            # The client registered for `alg` (id_token_signed_response_alg) and checks for it
+            # (OIDC Core §3.1.3.7 step 7): an RS256 token instead would only be refused there.
+            raise NoSigningKey(alg)
         key = ring.active()
         now = int(self._clock())
         payload: dict[str, Any] = dict(claims.extra or {})

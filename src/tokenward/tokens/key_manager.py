@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from tokenward.core.ports import KeyStore
 from tokenward.core.records import SigningChoice
 from tokenward.tokens import algorithms as algs
+from tokenward.tokens.errors import NoSigningKey
 from tokenward.tokens.jwk import VerificationKey
 from tokenward.tokens.keyring import (
     KeyPolicy,
@@ -113,12 +114,13 @@ class KeyManager:
         return self.keyring.active()
 
     def signing_ring(self, alg: str) -> Keyring:
-        """The keyring that signs `alg`; the deployment's when `alg` has no active key (a
-        client pinned to an algorithm the deployment migrated away from)."""
+        """The keyring that signs `alg`. Fails closed (`NoSigningKey`) when `alg` has no active
+        key (a client pinned to an algorithm the deployment never held, or migrated away from):
+        another algorithm would be a token its audience was promised it would not get."""
         ring = self.keyrings.get(alg)
         if ring is not None and ring.has_active():
             return ring
-        return self.keyring
+        raise NoSigningKey(alg)
 
     def access_token_ring(self, audience: Sequence[str], client_alg: str | None) -> Keyring:
         return self.signing_ring(self.signing.access_token_alg(audience, client_alg))
