@@ -497,6 +497,24 @@ def test_keys_migrate_publishes_ahead_and_refuses_what_it_cannot(data_dir: Path)
     assert "migrate to one of" in str(refused)
 
 
+def test_keys_migrate_to_ml_dsa_is_refused_under_fapi2(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOKENWARD_PROFILE", "fapi2")
+    code, refused = run(
+        data_dir, "keys", "migrate", "--to", "ML-DSA-65", "--audience", "https://a.example"
+    )
+    assert code == 1
+    assert "ML-DSA-65 is not in FAPI 2.0's PS256/ES256/EdDSA list" in str(refused)
+    code, keys = run(data_dir, "keys", "list")
+    assert isinstance(keys, list)
+    assert "ML-DSA-65" not in {key["alg"] for key in keys}  # nothing generated or published
+    code, plan = run(
+        data_dir, "keys", "migrate", "--to", "PS256", "--audience", "https://a.example"
+    )
+    assert code == 0, plan
+
+
 def test_a_client_held_to_par_and_signed_request_objects(data_dir: Path) -> None:
     """--require-par and --require-signed-request-object (RFC 9126, RFC 9101); a secret client
     may register keys for its request objects; keys are replaced with `client set-keys`."""
