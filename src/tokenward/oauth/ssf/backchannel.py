@@ -16,10 +16,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+import structlog
+
 from tokenward.core.ports import ClientStore, SessionParticipants
 from tokenward.core.records import ClientRecord, SessionParticipant
 from tokenward.oauth.ssf.delivery import Deliveries
 from tokenward.oauth.ssf.signing import TokenSigner
+from tokenward.tokens.errors import NoSigningKey
+
+log = structlog.get_logger(__name__)
 
 BACKCHANNEL_LOGOUT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYPE = "logout+jwt"
@@ -57,7 +62,9 @@ class BackChannelLogout:
             client = await self._clients.get(participant.client_id)
             if client is None or client.disabled or not client.backchannel_logout_uri:
                 continue
-            token = self.logout_token(client, participant.user_id, participant.session_id)
+            token = self._signed_or_none(client, participant)
+            if token is None:
+                continue
             self._deliveries.submit(
                 client.backchannel_logout_uri,
                 urlencode({"logout_token": token}).encode(),
@@ -66,6 +73,17 @@ class BackChannelLogout:
             )
             sent += 1
         return sent
+
+    def _signed_or_none(self, client: ClientRecord, participant: SessionParticipant) -> str | None:
+        """The logout token, or None (logged for the operator) when the client's ID-token
+        algorithm has no key here: the RP would refuse any other algorithm (§2.6)."""
+        missing: str | None = None
+        try:
+            return self.logout_token(client, participant.user_id, participant.session_id)
+        except NoSigningKey as exc:
+            missing = exc.alg
+        log.error("no_signing_key", client_id=client.client_id, alg=missing)
+        return None
 
     def logout_token(self, client: ClientRecord, user_id: str, session_id: str | None) -> str:
         now = int(self._clock())

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from tokenward.tokens.errors import NoSigningKey
 from tokenward.tokens.jws import sign_compact
 from tokenward.tokens.keyring import Keyring
 
@@ -22,7 +23,13 @@ class TokenSigner:
         self._default = default
 
     def sign(self, claims: Mapping[str, Any], typ: str, alg: str | None = None) -> str:
-        ring = self._keyrings.get(alg or self._default) or self._keyrings[self._default]
+        """`alg`: the client's (its ID tokens'); without an active key for it, `NoSigningKey`:
+        the receiver checks the algorithm it registered, so another one would only be refused
+        there (and would hide the misconfiguration)."""
+        name = alg or self._default
+        ring = self._keyrings.get(name)
+        if ring is None or not ring.has_active():
+            raise NoSigningKey(name)
         key = ring.active()
         header = {"alg": key.alg.name, "kid": key.kid, "typ": typ}
         return sign_compact(header, orjson.dumps(dict(claims)), key.sign)
