@@ -274,3 +274,23 @@ async def test_an_audience_algorithm_without_a_key_is_invalid_target() -> None:
     )
     with pytest.raises(InvalidTarget, match="no active ML-DSA-87 signing key"):
         await issuer.issue(app, TokenGrant("app", "app", ("https://pq.example/api",)))
+
+
+@pytest.mark.anyio
+async def test_a_ps256_fapi2_deployment_defaults_id_tokens_to_ps256() -> None:
+    """No ES256 key here: the default ID-token algorithm is one the deployment can sign."""
+    settings = Settings(
+        issuer="https://issuer.example",
+        master_key=generate_master_key(),
+        profile="fapi2",
+        signing_alg="PS256",
+    )
+    services = await build_services(settings, memory_stores())
+    created = await services.client_admin.create_client(
+        "bank",
+        grant_types=["client_credentials"],
+        scope="openid read",
+        redirect_uris=[],
+        jwks=jwks_of(ring("ES256")),
+    )
+    assert created["id_token_signed_response_alg"] == "PS256"

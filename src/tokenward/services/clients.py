@@ -168,7 +168,9 @@ class ClientAdmin:
         clients without one). Stores nothing: the caller decides where the record goes.
         A redirect URI refused raises `RedirectUriError` (RFC 7591 names that case apart)."""
         effective = self._effective(profile)
-        id_token_signed_response_alg = id_token_signed_response_alg or _id_token_alg(effective)
+        id_token_signed_response_alg = id_token_signed_response_alg or _id_token_alg(
+            effective, self._signing_algs() if self._signing_algs is not None else None
+        )
         _check_signing_algs(access_token_alg, id_token_signed_response_alg)
         if jwks is not None and jwks_uri is not None:
             raise AdminError("give the client's keys (--jwks) or where to fetch them (--jwks-uri)")
@@ -410,6 +412,13 @@ def _check_profile_keys(profile: Profile, key_set: str | None) -> None:
             raise AdminError(f"key {str(key.kid)[:40]!r}: {refusal}")
 
 
-def _id_token_alg(profile: Profile) -> str:
-    """The default ID token algorithm: RS256 (OIDC Core §15.1), ES256 where it is not allowed."""
-    return "RS256" if profile.allows_alg("RS256") else "ES256"
+def _id_token_alg(profile: Profile, available: Collection[str] | None = None) -> str:
+    """The default ID token algorithm: RS256 (OIDC Core §15.1); where the profile forbids it,
+    ES256, else the first the profile allows that the deployment holds a key for (ES256 when
+    none does, which registration then refuses naming the setting to change)."""
+    if profile.allows_alg("RS256"):
+        return "RS256"
+    for alg in ("ES256", *(profile.signing_algs or ())):
+        if available is not None and alg in available and profile.allows_alg(alg):
+            return alg
+    return "ES256"
