@@ -6,6 +6,8 @@ fail closed with a clear error, no 5xx)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import secrets
 import time
@@ -37,6 +39,7 @@ from tokenward.tokens.sealing import KeySealer, generate_master_key
 from tokenward.tokens.signing_choice import SigningPolicy
 
 FAPI_LIST = "not in FAPI 2.0's PS256/ES256/EdDSA list"
+CALLBACK = "https://bank.example/callback"
 
 
 def ring(alg: str) -> Keyring:
@@ -97,9 +100,9 @@ async def _prepare(issuer: str) -> Live:
     before = ClientAdmin(services.stores.clients, services.hasher, services.watermarks, time.time)
     await before.create_client(
         "old-pq",
-        grant_types=["client_credentials"],
-        scope="read",
-        redirect_uris=[],
+        grant_types=["client_credentials", "authorization_code"],
+        scope="openid read",
+        redirect_uris=[CALLBACK],
         jwks=jwks_of(rings["old-pq"], rings["old-pq/ML-DSA-65"]),
         id_token_signed_response_alg="ES256",
     )
@@ -172,6 +175,37 @@ def test_an_ml_dsa_client_assertion_under_fapi2_is_refused_with_the_reason(live:
     assert refused.json()["error"] == "invalid_client"
     assert FAPI_LIST in refused.json()["error_description"]
     assert "ML-DSA-65" in refused.json()["error_description"]
+
+
+def test_an_ml_dsa_request_object_under_fapi2_is_refused_with_the_reason(live: Live) -> None:
+    key = live.rings["old-pq/ML-DSA-65"].active()
+    now = int(time.time())
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    claims = {
+        "iss": "old-pq",
+        "aud": live.base,
+        "client_id": "old-pq",
+        "response_type": "code",
+        "redirect_uri": CALLBACK,
+        "scope": "openid read",
+        "state": "s-1",
+        "nonce": "n-1",
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "code_challenge_method": "S256",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": secrets.token_urlsafe(16),
+    }
+    header = {"alg": key.alg.name, "kid": key.kid, "typ": "oauth-authz-req+jwt"}
+    request = sign_compact(header, json.dumps(claims).encode(), key.sign)
+    refused = httpx.post(
+        f"{live.base}/par", data={"request": request, **live.assertion("old-pq", "ES256")}
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_request_object"
+    assert FAPI_LIST in refused.json()["error_description"]
 
 
 def token_with_proof(live: Live, key: DpopKey) -> httpx.Response:
