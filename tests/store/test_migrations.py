@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0012_ssf"
+HEAD = "0013_mfa"
 TABLES = {
     "signing_keys",
     "revocations",
@@ -52,6 +52,10 @@ TABLES = {
     "session_participants",
     "ssf_streams",
     "ssf_set_queue",
+    # 0013: second factors
+    "totp_factors",
+    "recovery_codes",
+    "passkeys",
 }
 
 

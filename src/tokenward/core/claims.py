@@ -31,6 +31,7 @@ _REGISTERED = frozenset(
         "sid",
         "auth_time",
         "acr",
+        "amr",  # derived from acr (core/assurance.py) wherever a token is written
         "cnf",
     }
 )

@@ -19,13 +19,16 @@ from tokenward.core.ports import (
     DeviceStore,
     GrantStore,
     KeyStore,
+    Passkeys,
     PushedRequestStore,
+    RecoveryCodes,
     RevocationStore,
     SessionParticipants,
     SessionStore,
     SetQueue,
     SsfStreams,
     TokenLineage,
+    TotpFactors,
     UserStore,
 )
 from tokenward.core.throttle import SignInThrottle
@@ -73,16 +76,26 @@ from tokenward.services.clients import ClientAdmin
 from tokenward.services.console import ConsoleQueries
 from tokenward.services.demo import DemoAccounts
 from tokenward.services.device_approval import DeviceApproval
+from tokenward.services.factors import FactorCatalogue
 from tokenward.services.logout import Logout
+from tokenward.services.passkeys import PasskeyService
+from tokenward.services.recovery_codes import RecoveryCodeService
 from tokenward.services.revoking import Watermarks
+from tokenward.services.second_factors import SecondFactors
 from tokenward.services.shared_signals import RECEIVE, SharedSignals, poll_url
 from tokenward.services.signin import PasswordSignIn
 from tokenward.services.ssf_receiver import SetReceiver
 from tokenward.services.ssf_receiver import Transmitter as SsfTransmitter
+from tokenward.services.totp import TotpService
 from tokenward.services.userinfo import UserClaims
 from tokenward.services.users import UserAdmin
 from tokenward.store import memory, memory_flows, sql
 from tokenward.store.cached_clients import CachedClientStore
+from tokenward.store.memory_factors import (
+    MemoryPasskeys,
+    MemoryRecoveryCodes,
+    MemoryTotpFactors,
+)
 from tokenward.store.memory_participants import MemorySessionParticipants
 from tokenward.store.memory_signin_throttle import MemorySignInThrottle
 from tokenward.store.memory_ssf import MemorySetQueue, MemorySsfStreams
@@ -130,6 +143,10 @@ class StoreSet:
     participants: SessionParticipants = field(default_factory=MemorySessionParticipants)
     ssf_streams: SsfStreams = field(default_factory=MemorySsfStreams)
     set_queue: SetQueue = field(default_factory=MemorySetQueue)
+    # Second factors (docs/second-factors.md).
+    totp_factors: TotpFactors = field(default_factory=MemoryTotpFactors)
+    recovery_codes: RecoveryCodes = field(default_factory=MemoryRecoveryCodes)
+    passkeys: Passkeys = field(default_factory=MemoryPasskeys)
 
     async def aclose(self) -> None:
         for close in self.closers:
@@ -198,6 +215,7 @@ class Services:
     resumed_clients: ResumedClients
     demo: DemoAccounts
     shared_signals: SharedSignals  # SSF transmitter and receiver, back-channel logout
+    second_factors: SecondFactors  # TOTP, recovery codes, passkeys (docs/second-factors.md)
     clock: Clock = field(default=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
 
@@ -415,6 +433,12 @@ async def build_services(
     )
     session_manager = SessionManager(stores.sessions, stores.users, clock)
     login_throttle = sign_in_throttle(settings, stores, clock)
+    second_factors = SecondFactors(
+        catalogue=FactorCatalogue(stores.totp_factors, stores.recovery_codes, stores.passkeys),
+        totp=TotpService(stores.totp_factors, sealer, login_throttle, clock),
+        recovery=RecoveryCodeService(stores.recovery_codes, login_throttle, clock),
+        passkeys=PasskeyService(stores.passkeys, settings.issuer, clock),
+    )
     max_token_lifetime = keys.keyring.policy.max_token_lifetime
     keep = max(max_token_lifetime + settings.leeway, settings.refresh_token_lifetime)
     watermarks = Watermarks(revocations, keep, clock)
@@ -441,7 +465,9 @@ async def build_services(
         pushed_authorization=PushedAuthorization(
             authenticator, authorization, request_objects, request_uris, dpop, f"{base}/par"
         ),
-        flow=AuthorizationFlow(stores.codes, stores.consents, settings.issuer, clock),
+        flow=AuthorizationFlow(
+            stores.codes, stores.consents, settings.issuer, clock, second_factors.catalogue
+        ),
         device=DeviceAuthorization(
             authenticator, stores.devices, settings.issuer, settings.audience, clock
         ),
@@ -482,6 +508,7 @@ async def build_services(
         resumed_clients=ResumedClients(stores.clients),
         demo=DemoAccounts(client_admin, user_admin),
         shared_signals=shared_signals(settings, stores, transmitter, user_admin, watermarks, clock),
+        second_factors=second_factors,
         clock=clock,
         metrics=server_metrics,
     )
@@ -635,6 +662,9 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         participants=sql.SqlSessionParticipants(sessions),
         ssf_streams=sql.SqlSsfStreams(sessions),
         set_queue=sql.SqlSetQueue(sessions),
+        totp_factors=sql.SqlTotpFactors(sessions),
+        recovery_codes=sql.SqlRecoveryCodes(sessions),
+        passkeys=sql.SqlPasskeys(sessions),
         pushed=sql.SqlPushedRequestStore(sessions, clock),
         redis=redis,
         engine=engine,

@@ -38,6 +38,7 @@ from tokenward.services.authorize_clients import ResumedClients
 from tokenward.services.console import ConsoleQueries
 from tokenward.services.device_approval import DeviceApproval
 from tokenward.services.logout import Logout
+from tokenward.services.second_factors import SecondFactors
 from tokenward.services.shared_signals import SharedSignals
 from tokenward.services.signin import PasswordSignIn
 from tokenward.services.userinfo import UserClaims
@@ -210,3 +211,10 @@ Resumed = Annotated[ResumedClients, Depends(_resumed_clients)]
 Clock = Annotated[Callable[[], float], Depends(_clock)]
 Metrics = Annotated[ServerMetrics, Depends(_metrics)]
 Signals = Annotated[SharedSignals, Depends(_shared_signals)]
+
+
+async def _second_factors(p: Parts) -> SecondFactors:
+    return p.second_factors
+
+
+Factors = Annotated[SecondFactors, Depends(_second_factors)]

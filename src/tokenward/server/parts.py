@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from tokenward.services.console import ConsoleQueries
     from tokenward.services.device_approval import DeviceApproval
     from tokenward.services.logout import Logout
+    from tokenward.services.second_factors import SecondFactors
     from tokenward.services.shared_signals import SharedSignals
     from tokenward.services.signin import PasswordSignIn
     from tokenward.services.userinfo import UserClaims
@@ -107,6 +108,8 @@ class ServerParts(Protocol):
     def resumed_clients(self) -> ResumedClients: ...
     @property
     def shared_signals(self) -> SharedSignals: ...
+    @property
+    def second_factors(self) -> SecondFactors: ...
     @property
     def clock(self) -> Callable[[], float]: ...
     @property

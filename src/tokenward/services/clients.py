@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from tokenward.core.assurance import LEVELS
 from tokenward.core.ports import ClientStore
 from tokenward.core.records import ClientRecord
 from tokenward.oauth import client_uris
@@ -73,6 +74,7 @@ class ClientAdmin:
         backchannel_logout_session_required: bool = False,
         require_par: bool = False,
         require_signed_request_object: bool = False,
+        min_acr: str | None = None,
     ) -> dict[str, Any]:
         """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys
         the client signs with: its private_key_jwt assertions (that method needs them) and its
@@ -85,7 +87,9 @@ class ClientAdmin:
         certificate it presents (default: yes for the mTLS methods), RFC 8705, docs/mtls.md.
         `require_par`: its authorization requests only through /par (RFC 9126).
         `access_token_alg` and `id_token_signed_response_alg`: the algorithms
-        its tokens are signed with (docs/post-quantum.md)."""
+        its tokens are signed with (docs/post-quantum.md). `min_acr`: the weakest sign-in
+        its users may have (docs/second-factors.md)."""
+        _check_acr(min_acr)
         if await self._clients.get(client_id) is not None:
             raise AdminError(f"client {client_id!r} exists already")
         _check_signing_algs(access_token_alg, id_token_signed_response_alg)
@@ -143,6 +147,7 @@ class ClientAdmin:
             backchannel_logout_session_required=backchannel_logout_session_required,
             require_pushed_authorization_requests=require_par,
             require_signed_request_object=require_signed_request_object,
+            min_acr=min_acr,
         )
         await self._clients.put(client)
         view = client_view(client)
@@ -186,6 +191,16 @@ class ClientAdmin:
         changed = replace(client, jwks=key_set, jwks_uri=jwks_uri)
         await self._clients.put(changed)
         return client_view(changed)
+
+    async def set_min_acr(self, client_id: str, min_acr: str | None) -> dict[str, Any]:
+        """The weakest sign-in the client accepts from now on (None: any). Tokens already
+        issued keep their acr; the client's next authorization asks for the factor."""
+        _check_acr(min_acr)
+        client = await self._clients.get(client_id)
+        if client is None:
+            raise AdminError(f"no client {client_id!r}")
+        await self._clients.put(replace(client, min_acr=min_acr))
+        return client_view(replace(client, min_acr=min_acr))
 
     async def get(self, client_id: str) -> ClientRecord | None:
         return await self._clients.get(client_id)
@@ -253,3 +268,8 @@ def _check_signing_algs(access_token_alg: str | None, id_token_alg: str) -> None
         if value is not None and (value not in GENERATED or ALGORITHMS[value].symmetric):
             choices = ", ".join(alg for alg in GENERATED if not ALGORITHMS[alg].symmetric)
             raise AdminError(f"{name} must be one of {choices}")
+
+
+def _check_acr(min_acr: str | None) -> None:
+    if min_acr is not None and min_acr not in LEVELS:
+        raise AdminError(f"min_acr must be one of {', '.join(LEVELS)}")

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from tokenward.core.assurance import PWD
 from tokenward.core.events import LOGIN_FAILED, AuthEvent
 from tokenward.core.ports import UserStore
 from tokenward.core.records import UserRecord
@@ -79,7 +80,7 @@ class PasswordSignIn:
             self._report_failure(ip, username, "wrong_credentials")
             return SignIn(error="Wrong username or password.", status=401)
         await self._throttle.succeeded(attempt)
-        secret, record = await self._sessions.start(user)
+        secret, record = await self._sessions.start(user, PWD)
         return SignIn(ActiveSession(record, user), secret)
 
     def _report_failure(self, ip: str, username: str, reason: str) -> None:

@@ -16,6 +16,7 @@ from tokenward.store.sql.codes import SqlCodeStore
 from tokenward.store.sql.consents import SqlConsentStore
 from tokenward.store.sql.devices import SqlDeviceStore
 from tokenward.store.sql.engine import alembic_config, create_engine, migrate, session_factory
+from tokenward.store.sql.factors import SqlPasskeys, SqlRecoveryCodes, SqlTotpFactors
 from tokenward.store.sql.grants import SqlGrantStore
 from tokenward.store.sql.group_commit import GroupCommit
 from tokenward.store.sql.keys import SqlKeyStore
@@ -36,13 +37,16 @@ __all__ = [
     "SqlDeviceStore",
     "SqlGrantStore",
     "SqlKeyStore",
+    "SqlPasskeys",
     "SqlPushedRequestStore",
+    "SqlRecoveryCodes",
     "SqlReplayCache",
     "SqlRevocationStore",
     "SqlSessionParticipants",
     "SqlSessionStore",
     "SqlSetQueue",
     "SqlSsfStreams",
+    "SqlTotpFactors",
     "SqlUserStore",
     "alembic_config",
     "create_engine",

@@ -78,6 +78,7 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "backchannel_logout_session_required": client.backchannel_logout_session_required,
         "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
         "require_signed_request_object": client.require_signed_request_object,
+        "min_acr": client.min_acr,
     }
 
 
@@ -115,4 +116,5 @@ def _record(row: ClientRow) -> ClientRecord:
         backchannel_logout_session_required=row.backchannel_logout_session_required,
         require_pushed_authorization_requests=row.require_pushed_authorization_requests,
         require_signed_request_object=row.require_signed_request_object,
+        min_acr=row.min_acr,
     )
