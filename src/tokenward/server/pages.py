@@ -36,7 +36,7 @@ SCRIPT_PAGE_HEADERS = {
     **PAGE_HEADERS,
     "content-security-policy": (
         "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; img-src data:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "frame-ancestors 'none'; base-uri 'none'"
     ),
 }
 
