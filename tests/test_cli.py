@@ -531,3 +531,29 @@ def test_a_client_held_to_par_and_signed_request_objects(data_dir: Path) -> None
     code, listed = run(data_dir, "client", "list")
     assert isinstance(listed, list)
     assert listed[0]["require_pushed_authorization_requests"] is True
+
+
+def test_a_client_minimum_sign_in_level(data_dir: Path) -> None:
+    """`client create --min-acr` and `client update ID --min-acr` (docs/second-factors.md)."""
+    base = ("client", "create", "--grant-type", "authorization_code")
+    uri = ("--redirect-uri", "https://app.example/cb")
+    code, created = run(
+        data_dir, *base, *uri, "--client-id", "bank", "--min-acr", "urn:tokenward:acr:mfa"
+    )
+    assert code == 0, created
+    assert isinstance(created, dict)
+    assert created["min_acr"] == "urn:tokenward:acr:mfa"
+    code, out = run(data_dir, *base, *uri, "--client-id", "gold", "--min-acr", "gold")
+    assert code == 1
+    assert "min_acr must be one of" in str(out)
+    code, raised = run(data_dir, "client", "update", "bank", "--min-acr", "urn:tokenward:acr:phr")
+    assert code == 0, raised
+    assert isinstance(raised, dict)
+    assert raised["min_acr"] == "urn:tokenward:acr:phr"
+    code, cleared = run(data_dir, "client", "update", "bank", "--min-acr", "none")
+    assert code == 0, cleared
+    assert isinstance(cleared, dict)
+    assert cleared["min_acr"] is None
+    code, out = run(data_dir, "client", "update", "nobody", "--min-acr", "none")
+    assert code == 1
+    assert "no client" in str(out)

@@ -480,11 +480,23 @@ async def build_services(
         user_admin=user_admin,
         watermarks=watermarks,
         admin_actions=AdminActions(
-            client_admin, user_admin, watermarks, stores.consents, keys, monitor
+            client_admin,
+            user_admin,
+            watermarks,
+            stores.consents,
+            keys,
+            monitor,
+            second_factors.catalogue,
         ),
         admin_access=AdminAccess(stores.clients, stores.users),
         console=ConsoleQueries(
-            stores.clients, stores.users, stores.sessions, stores.consents, keys, clock
+            stores.clients,
+            stores.users,
+            stores.sessions,
+            stores.consents,
+            keys,
+            clock,
+            factors=second_factors.catalogue,
         ),
         sign_in=PasswordSignIn(
             stores.users,

@@ -46,7 +46,12 @@ SECTION_OPS: dict[str, dict[str, str]] = {
         "rotate": "client.rotate_secret",
         "keys": "client.set_keys",
     },
-    "users": {"disable": "user.disable", "enable": "user.enable", "logout": "user.logout"},
+    "users": {
+        "disable": "user.disable",
+        "enable": "user.enable",
+        "logout": "user.logout",
+        "reset_factors": "user.reset_factors",
+    },
     "sessions": {"revoke": "session.revoke", "revoke_grant": "grant.revoke"},
     "keys": {"rotate": "key.rotate"},
     "alerts": {"respond": "alert.respond", "block": "ip.block", "unblock": "ip.unblock"},
@@ -261,6 +266,8 @@ def _notice(action: str) -> str:
         "user.disable": "User disabled, signed out everywhere, tokens revoked.",
         "user.enable": "User enabled.",
         "user.logout": "User signed out everywhere; every token issued so far is revoked.",
+        "user.reset_factors": "Second factors removed: the user signs in by password and sets "
+        "up new ones at /account.",
         "session.revoke": "Session ended; its tokens are revoked.",
         "grant.revoke": "Consent withdrawn; the user's tokens are revoked.",
         "key.rotate": "Keys rotated.",
