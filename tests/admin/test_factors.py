@@ -4,6 +4,8 @@ admin action."""
 
 from __future__ import annotations
 
+import re
+
 import pyotp
 import pytest
 
@@ -91,3 +93,27 @@ async def test_console_shows_and_resets_factors(server: Monitored, console: Cons
     assert "Second factors removed" in done.text
     summary = await server.services.second_factors.catalogue.summary(user_id)
     assert (summary.totp, summary.passkeys) == (False, ())
+
+
+async def test_an_admin_with_an_app_signs_in_to_the_console_with_its_code(
+    server: Monitored,
+) -> None:
+    factors = server.services.second_factors
+    root = await server.services.stores.users.by_username("root")
+    assert root is not None
+    enrolment = factors.totp.start("root")
+    totp = pyotp.TOTP(enrolment.secret)
+    now = server.services.clock()
+    assert await factors.totp.confirm(root.user_id, enrolment.secret, totp.at(now))
+    console = Console(server.at("192.0.2.201"))
+    refused = await console.sign_in()  # the password alone
+    assert refused.status_code == 401
+    assert "not right" in refused.text
+    wrong = await console.sign_in(code="000000")
+    assert wrong.status_code == 401
+    signed_in = await console.sign_in(code=totp.at(now + 30))
+    assert signed_in.status_code == 303, re.findall(r"role=\"alert\">([^<]+)", signed_in.text)
+    assert (await console.get("/admin/dashboard")).status_code == 200
+    replayed = await Console(server.at("192.0.2.202")).sign_in(code=totp.at(now + 30))
+    assert replayed.status_code == 401
+    assert "already used" in replayed.text

@@ -52,7 +52,14 @@ async def _prepare(issuer: str, backend: str, data_dir: Path) -> tuple[Services,
             min_acr=min_acr,
         )
         secrets[client_id] = created["client_secret"]
-    for username in ("tess", "pat"):
+    await services.client_admin.create_client(
+        "tv",
+        grant_types=["urn:ietf:params:oauth:grant-type:device_code"],
+        scope="read",
+        redirect_uris=[],
+        public=True,
+    )
+    for username in ("tess", "pat", "dana"):
         await services.user_admin.create_user(username, PASSWORD)
     await stores.aclose()
     return services, secrets
@@ -235,3 +242,42 @@ def test_discovery_lists_the_levels(server: Server) -> None:
     document = httpx.get(f"{server.base}/.well-known/openid-configuration").json()
     assert document["acr_values_supported"] == [PWD, MFA, PHR]
     assert "amr" in document["claims_supported"]
+
+
+def test_a_device_is_approved_with_the_second_factor_too(server: Server) -> None:
+    with httpx.Client() as setup:
+        secret, _codes = _enrol_totp(server, setup, "dana")
+    with httpx.Client(base_url=server.base) as http:
+        start = http.post("/device_authorization", data={"client_id": "tv", "scope": "read"})
+        user_code = start.json()["user_code"]
+        page = http.get(start.json()["verification_uri_complete"])
+        factor = http.post(
+            "/login",
+            data={
+                "interaction": hidden_interaction(page.text),
+                "username": "dana",
+                "password": PASSWORD,
+            },
+        )
+        assert factor.status_code == 200
+        assert 'action="/login/totp"' in factor.text
+        back = http.post(
+            "/login/totp",
+            data={
+                "interaction": hidden_interaction(factor.text),
+                "code": pyotp.TOTP(secret).at(time.time() + 30),
+            },
+        )
+        assert back.status_code in (302, 303)
+        assert back.headers["location"].startswith("/device?")
+        entered = http.get(back.headers["location"])
+        assert 'action="/device"' in entered.text
+        confirm = http.post(
+            "/device",
+            data={"interaction": hidden_interaction(entered.text), "user_code": user_code},
+        )
+        done = http.post(
+            "/device/decision",
+            data={"interaction": hidden_interaction(confirm.text), "decision": "approve"},
+        )
+        assert "Device connected" in done.text

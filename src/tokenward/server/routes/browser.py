@@ -129,7 +129,9 @@ async def login(
     except OAuthError as exc:
         return browser.message(START_AGAIN, exc.description)
     if "device" in state:
-        return await device_after_login(sign_in, interactions, browser, request, state, pairs)
+        return await device_after_login(
+            sign_in, interactions, browser, request, state, pairs, factors
+        )
     if state.get("account"):
         return await account_after_login(
             sign_in, request, pairs, browser, interactions, sessions, factors

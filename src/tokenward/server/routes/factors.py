@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -63,6 +64,9 @@ async def _continue(
     """After a factor: the account page, or the authorization request's next step."""
     if state.get("account"):
         response: Response = browser.redirect("/account")
+    elif "device" in state:  # back to the device code page, now at the level it needs
+        user_code = str(state["device"].get("user_code", ""))[:32]
+        response = browser.redirect("/device?" + urlencode({"user_code": user_code}))
     else:
         try:
             auth_request, client = await _resume(state, clients)
@@ -110,7 +114,9 @@ async def _again(
     methods = await factors.catalogue.methods(session.user.user_id)
     name = "your account"
     origin: dict[str, Any] = {"account": True}
-    if not state.get("account"):
+    if "device" in state:
+        name, origin = "your device", {"device": state["device"]}
+    elif not state.get("account"):
         try:
             auth_request, client = await _resume(state, clients)
         except ErrorPage as exc:
