@@ -27,6 +27,7 @@ from tokenward.deploy.wiring import Services, build_services, memory_stores, ope
 from tokenward.tokens.sealing import generate_master_key
 
 CALLBACK = "http://127.0.0.1:9/callback"
+FORM = {"content-type": "application/x-www-form-urlencoded"}
 PASSWORD = "correct horse battery"
 
 
@@ -59,7 +60,7 @@ async def _prepare(issuer: str, backend: str, data_dir: Path) -> tuple[Services,
         redirect_uris=[],
         public=True,
     )
-    for username in ("tess", "pat", "dana"):
+    for username in ("tess", "pat", "dana", "quinn"):
         await services.user_admin.create_user(username, PASSWORD)
     await stores.aclose()
     return services, secrets
@@ -281,3 +282,44 @@ def test_a_device_is_approved_with_the_second_factor_too(server: Server) -> None
             data={"interaction": hidden_interaction(confirm.text), "decision": "approve"},
         )
         assert "Device connected" in done.text
+
+
+def test_bad_input_to_the_factor_pages_is_4xx_never_5xx(server: Server) -> None:
+    with httpx.Client(base_url=server.base) as http:
+        assert http.post("/login/totp", data={"code": "123456"}).status_code == 400
+        assert http.post("/login/passkey", data={"interaction": "x" * 20000}).status_code == 400
+        signin = http.post("/login/passkey-signin", content=b"\xff\x00", headers=FORM)
+        assert signin.status_code == 400
+        for path in ("/account/totp", "/account/passkeys", "/account/passkeys/remove"):
+            assert http.post(path, data={"interaction": "nope"}).status_code == 400
+        script = http.get("/assets/passkeys.js")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+
+    with httpx.Client() as setup:
+        _enrol_totp(server, setup, "quinn")
+    # A user with an app, signing in: garbage where the passkey answer goes, a huge code.
+    with httpx.Client() as http:
+        page = _authorize(server, http, Pkce.new())
+        factor = _password(server, http, page, "quinn")
+        assert 'action="/login/totp"' in factor.text
+        garbage = http.post(
+            f"{server.base}/login/passkey",
+            data={"interaction": hidden_interaction(factor.text), "credential": "{not json"},
+        )
+        assert garbage.status_code == 401
+        assert "could not be verified" in garbage.text
+        huge = http.post(
+            f"{server.base}/login/totp",
+            data={"interaction": hidden_interaction(garbage.text), "code": "9" * 5000},
+        )
+        assert huge.status_code == 401
+        # The passkey sign-in form of the sign-in page, with an answer that is no passkey.
+        login = _authorize(server, http, Pkce.new(), prompt="login")
+        forms = re.findall(r'name="interaction" value="([^"]+)"', login.text)
+        assert len(forms) == 2  # the password form, and "Sign in with a passkey"
+        fake = http.post(
+            f"{server.base}/login/passkey-signin",
+            data={"interaction": forms[1], "credential": '{"id": "AAAA", "rawId": "AAAA"}'},
+        )
+        assert fake.status_code == 401
