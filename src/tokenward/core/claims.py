@@ -31,7 +31,6 @@ _REGISTERED = frozenset(
         "sid",
         "auth_time",
         "acr",
-        "amr",  # derived from acr (core/assurance.py) wherever a token is written
         "cnf",
     }
 )
