@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tokenward.core.assurance import (
+    PWD,
     best_reachable,
     floor_of,
     rank,
@@ -137,7 +138,8 @@ class AuthorizationFlow:
         must = strongest(client.min_acr, floor_of(methods))
         wanted = strongest(must, requested(request.acr_values))
         target = wanted if rank(best) >= rank(wanted) else must
-        if satisfies(session.record.acr, target) or target is None:
+        # A session from before levels were recorded was a password sign-in.
+        if target is None or satisfies(session.record.acr or PWD, target):
             return None
         return ShowFactor(request, session, target, methods)
 
