@@ -209,6 +209,11 @@ def test_totp_sign_in_acr_amr_replay_and_recovery(server: Server) -> None:
         )
         assert replay.status_code == 401
         assert "already used" in replay.text
+        failures = server.services.metrics.registry.get_sample_value(
+            "tokenward_sign_in_failures_total", {"reason": "wrong_second_factor"}
+        )
+        assert failures is not None
+        assert failures >= 1
         # A recovery code instead: good once.
         done = http.post(
             f"{server.base}/login/totp",

@@ -117,6 +117,7 @@ async def login(
         return console.page(request, "login.html", 403, username=username, error=error)
     raised, refusal = await _second_factor(request, pairs, attempt.session, sessions, factors)
     if refusal is not None:
+        sign_in.report_failure(client_ip(request) or "unknown", username, "wrong_second_factor")
         await sessions.end(attempt.session.record.session_id)
         _audit_login(monitor, username, "second factor")
         return console.page(request, "login.html", 401, username=username, error=refusal)

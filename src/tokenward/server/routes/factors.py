@@ -23,7 +23,15 @@ from tokenward.oauth.errors import OAuthError
 from tokenward.oauth.flow import AuthorizationFlow
 from tokenward.oauth.interaction import InteractionSealer
 from tokenward.oauth.sessions import ActiveSession, SessionManager
-from tokenward.server.dependencies import Factors, Flow, Interactions, Pages, Resumed, Sessions
+from tokenward.server.dependencies import (
+    Factors,
+    Flow,
+    Interactions,
+    Pages,
+    Resumed,
+    Sessions,
+    SignInDep,
+)
 from tokenward.server.edge import client_ip
 from tokenward.server.pages import Browser
 from tokenward.server.signin import form_pairs, single
@@ -32,6 +40,7 @@ from tokenward.services.authorize_clients import ResumedClients
 from tokenward.services.passkeys import PasskeyError
 from tokenward.services.recovery_codes import looks_like_recovery_code
 from tokenward.services.second_factors import SecondFactors
+from tokenward.services.signin import PasswordSignIn
 
 router = APIRouter(include_in_schema=False)
 START_AGAIN = "Please start again"
@@ -138,6 +147,11 @@ async def _again(
     )
 
 
+def _failed(sign_in: PasswordSignIn, request: Request, username: str, status: int) -> None:
+    reason = "throttled" if status == 429 else "wrong_second_factor"
+    sign_in.report_failure(client_ip(request) or "unknown", username, reason)
+
+
 @router.post("/login/totp")
 async def login_totp(
     request: Request,
@@ -147,6 +161,7 @@ async def login_totp(
     sessions: Sessions,
     flow: Flow,
     factors: Factors,
+    sign_in: SignInDep,
 ) -> Response:
     try:
         pairs, state, session = await _factor_state(request, browser, interactions, sessions)
@@ -160,6 +175,7 @@ async def login_totp(
     else:
         check = await factors.totp.verify(user.user_id, user.username, code, ip)
     if not check.ok:
+        _failed(sign_in, request, user.username, check.status)
         return await _again(
             state,
             session,
@@ -189,6 +205,7 @@ async def login_passkey(
     sessions: Sessions,
     flow: Flow,
     factors: Factors,
+    sign_in: SignInDep,
 ) -> Response:
     try:
         pairs, state, session = await _factor_state(request, browser, interactions, sessions)
@@ -200,6 +217,7 @@ async def login_passkey(
             credential, str(state.get("challenge", "")), expected_user=session.user.user_id
         )
     except PasskeyError as exc:
+        _failed(sign_in, request, session.user.username, 401)
         return await _again(
             state, session, str(exc), 401, request, browser, interactions, clients, factors
         )
@@ -223,6 +241,7 @@ async def login_passkey_signin(
     sessions: Sessions,
     flow: Flow,
     factors: Factors,
+    sign_in: SignInDep,
 ) -> Response:
     """A passkey alone (usernameless): the credential names the user."""
     try:
@@ -236,6 +255,7 @@ async def login_passkey_signin(
     try:
         user_id = await factors.passkeys.authenticate(credential, str(state.get("challenge", "")))
     except PasskeyError as exc:
+        _failed(sign_in, request, "", 401)  # no username: the passkey named nobody we know
         return browser.message("The passkey was not accepted", str(exc), 401)
     started = await sessions.start_for(user_id, PHR)
     if started is None:
