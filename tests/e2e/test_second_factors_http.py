@@ -60,7 +60,7 @@ async def _prepare(issuer: str, backend: str, data_dir: Path) -> tuple[Services,
         redirect_uris=[],
         public=True,
     )
-    for username in ("tess", "pat", "dana", "quinn"):
+    for username in ("tess", "pat", "dana", "quinn", "rory"):
         await services.user_admin.create_user(username, PASSWORD)
     await stores.aclose()
     return services, secrets
@@ -328,3 +328,37 @@ def test_bad_input_to_the_factor_pages_is_4xx_never_5xx(server: Server) -> None:
             data={"interaction": forms[1], "credential": '{"id": "AAAA", "rawId": "AAAA"}'},
         )
         assert fake.status_code == 401
+
+
+def test_the_account_page_needs_the_factor_to_change_it(server: Server) -> None:
+    with httpx.Client() as setup:
+        _secret, codes = _enrol_totp(server, setup, "rory")
+    with httpx.Client(base_url=server.base) as http:
+        login = http.get("/account")
+        factor = http.post(
+            "/login",
+            data={
+                "interaction": hidden_interaction(login.text),
+                "username": "rory",
+                "password": PASSWORD,
+            },
+        )
+        assert factor.status_code == 200
+        assert 'action="/login/totp"' in factor.text  # the password alone opens nothing
+        assert http.get("/account").text.count('action="/login/totp"') == 1  # still asked
+        back = http.post(
+            "/login/totp",
+            data={"interaction": hidden_interaction(factor.text), "code": codes[1]},
+        )
+        assert (back.status_code, back.headers["location"]) == (302, "/account")
+        page = http.get("/account")
+        assert "An authenticator app is set up. 9 recovery codes left." in page.text
+        removed = http.post(
+            "/account/totp/remove", data={"interaction": hidden_interaction(page.text)}
+        )
+        assert "The authenticator is removed." in removed.text
+    # Without a factor, the password alone signs rory in again.
+    with httpx.Client() as http:
+        pkce = Pkce.new()
+        done = _password(server, http, _authorize(server, http, pkce), "rory")
+        assert _claims(_tokens(server, http, done, pkce)["access_token"])["acr"] == PWD
