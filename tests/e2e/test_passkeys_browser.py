@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,7 +27,7 @@ from tests.server.flows import Pkce, query_of
 from tokenward.config import Settings
 from tokenward.core.assurance import PHR, satisfies
 from tokenward.deploy.deployment import server_app
-from tokenward.deploy.wiring import Services, build_services, memory_stores
+from tokenward.deploy.wiring import Services, build_services, memory_stores, open_stores
 from tokenward.guard.authz.stepup import parse_step_up
 from tokenward.tokens.sealing import generate_master_key
 
@@ -50,10 +51,10 @@ class Server:
     kim: str  # her user id
 
 
-async def _prepare(issuer: str) -> tuple[Services, str, str]:
-    services = await build_services(
-        Settings(issuer=issuer, master_key=generate_master_key()), memory_stores()
-    )
+async def _prepare(issuer: str, backend: str, data_dir: Path) -> tuple[Services, str, str]:
+    settings = Settings(issuer=issuer, master_key=generate_master_key(), data_dir=data_dir)
+    stores = memory_stores() if backend == "memory" else await open_stores(settings)
+    services = await build_services(settings, stores)
     web = await services.client_admin.create_client(
         "web",
         grant_types=["authorization_code"],
@@ -64,16 +65,25 @@ async def _prepare(issuer: str) -> tuple[Services, str, str]:
     await services.user_admin.create_user("kim", PASSWORD)
     kim = await services.stores.users.by_username("kim")
     assert kim is not None
+    await stores.aclose()  # pooled SQL connections belong to this loop; the server opens its own
     return services, web["client_secret"], kim.user_id
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["memory", "sqlite"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     port = free_port()
+    data_dir = tmp_path_factory.mktemp("tokenward")
     # WebAuthn wants a domain for the relying party, never an IP address: localhost.
-    services, secret, kim = asyncio.run(_prepare(f"http://localhost:{port}"))
-    with serve_in_thread(server_app(services), port):
-        yield Server(f"http://localhost:{port}", services, secret, kim)
+    services, secret, kim = asyncio.run(
+        _prepare(f"http://localhost:{port}", request.param, data_dir)
+    )
+    try:
+        with serve_in_thread(server_app(services), port):
+            yield Server(f"http://localhost:{port}", services, secret, kim)
+    finally:
+        asyncio.run(services.stores.aclose())
 
 
 def _authorize_url(server: Server, pkce: Pkce, **extra: str) -> str:
