@@ -117,3 +117,18 @@ async def test_an_admin_with_an_app_signs_in_to_the_console_with_its_code(
     replayed = await Console(server.at("192.0.2.202")).sign_in(code=totp.at(now + 30))
     assert replayed.status_code == 401
     assert "already used" in replayed.text
+
+
+async def test_console_sets_a_client_minimum(server: Monitored, console: Console) -> None:
+    page = await console.get("/admin/clients")
+    assert 'aria-label="Minimum sign-in for web"' in page.text
+    done = await console.post("/admin/clients", op="min_acr", client_id="web", min_acr=PHR)
+    assert done.status_code == 200, done.text[:300]
+    assert "minimum sign-in is changed" in done.text
+    stored = await server.services.stores.clients.get("web")
+    assert stored is not None
+    assert stored.min_acr == PHR
+    await console.post("/admin/clients", op="min_acr", client_id="web", min_acr="")
+    cleared = await server.services.stores.clients.get("web")
+    assert cleared is not None
+    assert cleared.min_acr is None

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from tokenward.core.assurance import MFA, TOTP
+from tokenward.core.assurance import LEVELS, MFA, TOTP
 from tokenward.monitor.pipeline import Monitor
 from tokenward.oauth.sessions import ActiveSession, SessionManager
 from tokenward.oauth.token_endpoint import NO_STORE
@@ -50,6 +50,7 @@ SECTION_OPS: dict[str, dict[str, str]] = {
         "enable": "client.enable",
         "rotate": "client.rotate_secret",
         "keys": "client.set_keys",
+        "min_acr": "client.set_min_acr",
     },
     "users": {
         "disable": "user.disable",
@@ -197,7 +198,7 @@ async def _section_context(
     section: str, queries: ConsoleQueries, monitor: Monitor, clock: Callable[[], float]
 ) -> dict[str, Any]:
     if section == "clients":
-        return {"clients": await queries.clients()}
+        return {"clients": await queries.clients(), "levels": LEVELS}
     if section == "users":
         return {"users": await queries.users()}
     if section == "sessions":
@@ -304,6 +305,8 @@ def _notice(action: str) -> str:
         "client.create": "Client created. Copy the secret now: it is not shown again.",
         "client.rotate_secret": "Secret rotated. Copy the new secret now: it is not shown again.",
         "client.set_keys": "Client keys replaced.",
+        "client.set_min_acr": "The client's minimum sign-in is changed; its next sign-ins ask "
+        "for it.",
         "client.disable": "Client disabled; its tokens are revoked.",
         "client.enable": "Client enabled.",
         "user.disable": "User disabled, signed out everywhere, tokens revoked.",
