@@ -30,6 +30,7 @@ PUBLIC = {
     "RefreshToken",
     "ServerMetadata",
     "ServerUnreachable",
+    "StepUpRequired",
     "StoreError",
     "TokenAuth",
     "TokenSet",

@@ -18,6 +18,7 @@ from tokenward.client.errors import (
     LoginRequired,
     OAuthResponseError,
     ServerUnreachable,
+    StepUpRequired,
     StoreError,
 )
 from tokenward.client.loopback import AuthorizationCodePKCE
@@ -48,6 +49,7 @@ __all__ = [
     "RefreshToken",
     "ServerMetadata",
     "ServerUnreachable",
+    "StepUpRequired",
     "StoreError",
     "TokenAuth",
     "TokenSet",

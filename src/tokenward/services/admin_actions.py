@@ -15,6 +15,7 @@ from tokenward.monitor.pipeline import Monitor
 from tokenward.monitor.responder import ResponseError
 from tokenward.services.clients import ClientAdmin
 from tokenward.services.errors import AdminError
+from tokenward.services.factors import FactorCatalogue
 from tokenward.services.initial_tokens import InitialTokenAdmin
 from tokenward.services.revoking import Watermarks
 from tokenward.services.users import UserAdmin
@@ -40,6 +41,7 @@ class AdminActions:
         keys: KeyManager,
         monitor: Monitor,
         initial_tokens: InitialTokenAdmin,
+        factors: FactorCatalogue,
     ) -> None:
         self._clients = clients
         self._users = users
@@ -47,6 +49,7 @@ class AdminActions:
         self._consents = consents
         self._keys = keys
         self._monitor = monitor
+        self._factors = factors
         self._actions: dict[str, Action] = {
             "client.create": self._create_client,
             "client.disable": lambda p, _a: clients.set_client_disabled(str(p["client_id"]), True),
@@ -60,6 +63,10 @@ class AdminActions:
             "user.disable": lambda p, _a: users.set_user_disabled(str(p["user_id"]), True),
             "user.enable": lambda p, _a: users.set_user_disabled(str(p["user_id"]), False),
             "user.logout": lambda p, _a: users.force_logout(str(p["user_id"])),
+            "user.reset_factors": self._reset_factors,
+            "client.set_min_acr": lambda p, _a: clients.set_min_acr(
+                str(p["client_id"]), _text(p.get("min_acr"))
+            ),
             "session.revoke": lambda p, _a: users.end_session(str(p["session_id"])),
             "grant.revoke": self._revoke_grant,
             "key.rotate": self._rotate_keys,
@@ -116,7 +123,17 @@ class AdminActions:
             require_par=bool(p.get("require_pushed_authorization_requests")),
             require_signed_request_object=bool(p.get("require_signed_request_object")),
             profile=str(p.get("profile") or "baseline"),
+            min_acr=_text(p.get("min_acr")),
         )
+
+    async def _reset_factors(self, p: Params, _actor: str) -> dict[str, Any]:
+        """A user who lost their authenticator: every second factor removed, so their next
+        sign-in is by password and they set up new ones at /account."""
+        user_id = str(p["user_id"])
+        if await self._users.get(user_id) is None:
+            raise ActionError(f"no user {user_id!r}")
+        removed = await self._factors.reset(user_id)
+        return {"user_id": user_id, "factors_removed": removed}
 
     async def _revoke_grant(self, p: Params, _actor: str) -> dict[str, Any]:
         user_id, client_id = str(p["user_id"]), str(p["client_id"])

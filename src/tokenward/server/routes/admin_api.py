@@ -42,6 +42,7 @@ class Client(BaseModel):
     require_pushed_authorization_requests: bool = False  # PAR, JAR (docs/fapi.md)
     require_signed_request_object: bool = False
     profile: str = "baseline"  # the security profile (docs/fapi2.md)
+    min_acr: str | None = None  # the weakest sign-in it accepts (docs/second-factors.md)
 
 
 class ClientWithSecret(Client):
@@ -69,6 +70,34 @@ class NewClient(BaseModel):
     require_pushed_authorization_requests: bool = False
     require_signed_request_object: bool = False
     profile: Literal["baseline", "fapi2"] = "baseline"  # docs/fapi2.md
+    min_acr: str | None = Field(None, max_length=64, description="An acr_values_supported level")
+
+
+class MinAcr(BaseModel):
+    """The weakest sign-in the client accepts; null: any (docs/second-factors.md)."""
+
+    min_acr: str | None = Field(max_length=64)
+
+
+class Passkey(BaseModel):
+    id: str
+    name: str
+    created_at: float
+    last_used_at: float | None = None
+
+
+class Factors(BaseModel):
+    """A user's second factors: which, how many, when; never a secret."""
+
+    user_id: str
+    totp: bool
+    recovery_codes_left: int
+    passkeys: list[Passkey]
+
+
+class FactorsReset(BaseModel):
+    user_id: str
+    factors_removed: int
 
 
 class ClientKeys(BaseModel):
@@ -104,6 +133,8 @@ class User(BaseModel):
     disabled: bool
     admin: bool
     active_sessions: int
+    totp: bool = False
+    passkeys: int = 0
 
 
 class UserState(BaseModel):
@@ -280,6 +311,31 @@ async def create_registration_token(
 @router.delete("/registration-tokens/{token_id}", summary="Revoke an initial access token")
 async def revoke_registration_token(token_id: str, who: Admin, actions: Actions) -> Any:
     return await _act(actions, who, "registration_token.revoke", {"token_id": token_id})
+
+
+@router.put("/clients/{client_id}/min-acr", response_model=Client, summary="Minimum sign-in")
+async def set_min_acr(client_id: str, body: MinAcr, who: Admin, actions: Actions) -> Any:
+    params = {"client_id": client_id, "min_acr": body.min_acr}
+    return await _act(actions, who, "client.set_min_acr", params)
+
+
+@router.get("/users/{user_id}/factors", response_model=Factors, summary="A user's factors")
+async def user_factors(user_id: str, _who: Admin, queries: Queries) -> Any:
+    found = await queries.user_factors(user_id)
+    if found is None:
+        return JSONResponse(
+            {"error": "not_found", "error_description": f"no user {user_id!r}"},
+            status_code=404,
+            headers=NO_STORE,
+        )
+    return found
+
+
+@router.delete(
+    "/users/{user_id}/factors", response_model=FactorsReset, summary="Reset a user's factors"
+)
+async def reset_factors(user_id: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "user.reset_factors", {"user_id": user_id})
 
 
 @router.get("/users", response_model=list[User], summary="List users")
