@@ -20,10 +20,12 @@ from tests.server.flows import hidden_interaction
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import build_services, memory_stores
-from tokenward.gateway.bff import Bff
+from tokenward.gateway.bff import Bff, Endpoints
 from tokenward.gateway.bff_seal import Sealed, SessionRecord
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.trust import build_bff, remote_trust
+from tokenward.store.redis_bff_sessions import RedisSessionStore
+from tokenward.store.redis_client import connect
 from tokenward.tokens.sealing import generate_master_key
 
 PASSWORD = "correct horse battery"
@@ -193,3 +195,22 @@ def test_login_redirect_only_to_local_paths(setup: Setup) -> None:
         assert pending is not None
         assert pending.return_to == "/"
         assert browser.get(f"{base}/app/echo").status_code == 401
+
+
+def test_an_unreachable_session_store_answers_503(
+    gateway: GatewayFactory, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TW_BFF_TEST_SECRET", "s")
+    text = CONFIG.replace("AS", "http://127.0.0.1:9").replace("GW", "http://gw.example")
+    config = parse_config(text.format(upstream="http://127.0.0.1:9"))
+    assert config.bff is not None
+    dead = RedisSessionStore(connect(f"redis://127.0.0.1:{free_port()}"))
+    bff = Bff(config.bff, Endpoints("http://as/authorize", "http://as/token", None), "s", clock,
+              store=dead)  # fmt: skip
+    running = gateway(text, bff=bff)
+    with httpx.Client(cookies={"tw_session": "x" * 43}) as browser:
+        for path in ("/bff/login", "/app/echo"):
+            answer = browser.get(f"{running.base}{path}")
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.json()["error"] == "temporarily_unavailable"
+            assert answer.headers["retry-after"] == "1"
