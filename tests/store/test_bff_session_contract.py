@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import FrozenClock
 from tests.store.redis_server import need_shared_redis
+from tokenward.gateway import bff_store
 from tokenward.gateway.bff_seal import Sealed, SessionRecord, new_secret
 from tokenward.gateway.bff_store import MemorySessionStore, SessionStore
 from tokenward.store.redis_bff_sessions import RedisSessionStore
@@ -155,3 +156,16 @@ async def test_a_dump_of_redis_holds_no_cookie_value_and_no_token() -> None:
         async for name in redis.scan_iter(match=prefix + "*"):
             await redis.delete(name)
         await redis.aclose()
+
+
+async def test_memory_store_is_bounded_and_the_oldest_give_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bff_store, "MAX_LOGINS", 3)
+    clock = FrozenClock()
+    store = MemorySessionStore(clock)
+    for index in range(5):  # /login is unauthenticated: a flood must not grow memory
+        await store.put_login(f"s{index}", b"p", 600)
+    assert [await store.take_login(f"s{index}") for index in range(5)] == [
+        None, None, b"p", b"p", b"p"
+    ]  # fmt: skip
