@@ -36,6 +36,7 @@ class Deployment:
     nodes: Cluster
     a: str
     b: str
+    workers: str  # a third gateway, `workers: 2` on one port
     prefix: str  # the gateways' BFF keys in Redis
 
 
@@ -77,12 +78,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         env = {**group.env, "GW_BFF_SECRET": created["client_secret"]}
         with ExitStack() as stack:
             bases = []
-            for index, port in enumerate(ports):
+            for index, port in enumerate([*ports, free_port()]):
                 path = tmp / f"gateway{index}.yaml"
-                path.write_text(_config(group, port, app))
+                extra = "workers: 2\n" if index == 2 else ""
+                path.write_text(extra + _config(group, port, app))
                 bases.append(stack.enter_context(gateway_process(path, env)).base)
             prefix = Namespace.derived(group.issuer, None).bff_sessions
-            yield Deployment(group, bases[0], bases[1], prefix)
+            yield Deployment(group, bases[0], bases[1], bases[2], prefix)
 
 
 async def _short_lived(group: Cluster) -> None:
@@ -252,3 +254,14 @@ def test_a_callback_finished_at_one_gateway_cannot_be_replayed_at_the_other(
         assert browser.get(callback).status_code == 302
         replayed = browser.get(callback.replace(deployment.a, deployment.b))
         assert (replayed.status_code, replayed.json()["error"]) == (400, "bff_state")
+
+
+def test_workers_of_one_gateway_serve_one_session(deployment: Deployment) -> None:
+    with httpx.Client() as browser:
+        assert _sign_in(deployment, browser).status_code == 302
+        cookie = browser.cookies["tw_session"]
+    # A new connection each time: the kernel spreads them over both workers (SO_REUSEPORT);
+    # with sessions per process about half would find none.
+    for _ in range(12):
+        with httpx.Client(cookies={"tw_session": cookie}) as fresh:
+            assert fresh.get(f"{deployment.workers}/healthz").status_code == 200
