@@ -64,7 +64,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         yield Setup(tmp, served, pki, svc, other, bound, unbound, gateway_env)
 
 
-def _gateway(setup: Setup, name: str, tls: str, upstream: str) -> Iterator[RunningGateway]:
+def _gateway(
+    setup: Setup, name: str, tls: str, upstream: str, extra: str = ""
+) -> Iterator[RunningGateway]:
     config = setup.tmp / f"{name}.yaml"
     config.write_text(
         f"""
@@ -73,6 +75,7 @@ trust: {{issuer: "{setup.served.base}", audience: "{setup.served.base}/api"}}
 trusted_proxies: [127.0.0.1/32]
 audit: {{enabled: false}}
 tls: {tls}
+{extra}
 routes:
   - {{name: api, prefix: /api, upstreams: ["{upstream}"], auth: bearer, scopes: [read]}}
 """
@@ -95,6 +98,30 @@ def listener(setup: Setup, upstream: Upstream) -> Iterator[RunningGateway]:
 def fronted(setup: Setup, upstream: Upstream) -> Iterator[RunningGateway]:
     tls = f"{{client_cert_header: {HEADER}}}"
     yield from _gateway(setup, "fronted", tls, f"http://127.0.0.1:{upstream.port}")
+
+
+# External authorization (docs/edge.md): nginx's auth_request describing the client's request.
+AUTHZ = "authz: {mode: nginx, path: /_authz, cache_seconds: 60}"
+CHECK = {"x-original-method": "GET", "x-original-uri": "/api/x", "x-original-host": "api.example"}
+
+
+@pytest.fixture(scope="module")
+def authz_fronted(setup: Setup, upstream: Upstream) -> Iterator[RunningGateway]:
+    """Plain HTTP; the client's certificate in the trusted proxy's header."""
+    tls = f"{{client_cert_header: {HEADER}}}"
+    yield from _gateway(setup, "authz-fronted", tls, f"http://127.0.0.1:{upstream.port}", AUTHZ)
+
+
+@pytest.fixture(scope="module")
+def authz_listener(setup: Setup, upstream: Upstream) -> Iterator[RunningGateway]:
+    """The gateway's own TLS listener asks its peers for certificates too: the proxy's
+    connection may carry one (here: the very certificate the bound token is bound to)."""
+    server = setup.pki.issue("gw-authz", "localhost", ips=("127.0.0.1",), server=True)
+    tls = (
+        f'{{cert: "{server.cert_path}", key: "{server.key_path}", client_certs: optional, '
+        f'client_ca: "{setup.pki.ca.cert_path}", client_cert_header: {HEADER}}}'
+    )
+    yield from _gateway(setup, "authz-tls", tls, f"http://127.0.0.1:{upstream.port}", AUTHZ)
 
 
 def _tls_client(setup: Setup, cert: Issued | None) -> httpx.Client:
@@ -141,3 +168,56 @@ def test_front_proxy_header_only_from_a_trusted_proxy(
     untrusted = httpx.HTTPTransport(local_address="127.0.0.2")
     with httpx.Client(timeout=10, transport=untrusted) as http:
         assert _status(http, url, setup.bound, **header) == 401
+
+
+def _check(client: httpx.Client, base: str, token: str, **headers: str) -> httpx.Response:
+    return client.get(
+        base + "/_authz", headers={**CHECK, "authorization": f"Bearer {token}", **headers}
+    )
+
+
+def test_authz_takes_the_certificate_only_from_the_trusted_proxys_header(
+    setup: Setup, authz_fronted: RunningGateway
+) -> None:
+    """A bound token is allowed only with its certificate in the configured header, from a
+    trusted proxy; without it, or with another, the check refuses (fail closed)."""
+    header = {HEADER: quote(setup.svc.pem, safe="")}
+    with httpx.Client(timeout=10) as proxy:  # 127.0.0.1: the trusted proxy
+        allowed = _check(proxy, authz_fronted.base, setup.bound, **header)
+        assert allowed.status_code == 200, allowed.text
+        # The proxy's cache key holds no certificate: a bound decision is never cacheable.
+        assert allowed.headers["cache-control"] == "no-store"
+        bare = _check(proxy, authz_fronted.base, setup.bound)
+        assert bare.status_code == 401
+        assert 'error="invalid_token"' in bare.headers["www-authenticate"]
+        wrong = {HEADER: quote(setup.other.pem, safe="")}
+        assert _check(proxy, authz_fronted.base, setup.bound, **wrong).status_code == 401
+        garbled = {HEADER: "not a certificate"}
+        assert _check(proxy, authz_fronted.base, setup.bound, **garbled).status_code == 401
+        unbound = _check(proxy, authz_fronted.base, setup.unbound)
+        assert unbound.status_code == 200
+        assert unbound.headers["cache-control"].startswith("max-age=")
+    untrusted = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(timeout=10, transport=untrusted) as stranger:
+        refused = _check(stranger, authz_fronted.base, setup.bound, **header)
+        assert refused.status_code == 403  # authz_untrusted: no decision, no certificate
+
+
+def test_authz_never_takes_the_proxys_own_connection_certificate(
+    setup: Setup, authz_listener: RunningGateway
+) -> None:
+    """The check's connection is the proxy's: its certificate says nothing about the client,
+    even when it is the very one the token is bound to."""
+    assert authz_listener.base.startswith("https://")
+    with _tls_client(setup, setup.svc) as proxy:
+        assert _check(proxy, authz_listener.base, setup.bound).status_code == 401
+        assert _check(proxy, authz_listener.base, setup.unbound).status_code == 200
+        header = {HEADER: quote(setup.svc.pem, safe="")}
+        assert _check(proxy, authz_listener.base, setup.bound, **header).status_code == 200
+        garbled = {HEADER: "not a certificate"}
+        assert _check(proxy, authz_listener.base, setup.bound, **garbled).status_code == 401
+        # Proxied through the gateway itself: a trusted proxy's malformed header leaves the
+        # request with no certificate, not with the proxy's connection certificate.
+        url = authz_listener.base + "/api/x"
+        assert _status(proxy, url, setup.bound, **garbled) == 401
+        assert _status(proxy, url, setup.bound) == 200  # no header: the connection's own

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from tokenward.monitor.pipeline import Monitor
+from tokenward.oauth.mtls import SUBJECT_FIELDS
 from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.server.console import ConsolePages
 from tokenward.server.dependencies import (
@@ -149,7 +150,8 @@ async def _section_context(
     section: str, queries: ConsoleQueries, monitor: Monitor, clock: Callable[[], float]
 ) -> dict[str, Any]:
     if section == "clients":
-        return {"clients": await queries.clients()}
+        # The RFC 8705 subject fields, named once: the form's inputs and the table's column.
+        return {"clients": await queries.clients(), "tls_subject_fields": SUBJECT_FIELDS}
     if section == "users":
         return {"users": await queries.users()}
     if section == "sessions":
