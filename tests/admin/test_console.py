@@ -326,12 +326,38 @@ async def test_a_client_with_keys_and_par_from_the_console(
     assert fapi2 is not None
     assert (fapi2.profile, fapi2.auth_method) == ("fapi2", "private_key_jwt")
     moved = await console.post(
-        "/admin/clients", op="keys", client_id="fapi-web", jwks_uri="https://app.example/k.json"
+        "/admin/clients",
+        op="keys",
+        client_id="fapi-web",
+        jwks_uri="https://app.example/k.json",
+        jwks="",
     )
     assert "Client keys replaced" in moved.text
     stored = await server.services.stores.clients.get("fapi-web")
     assert stored is not None
     assert (stored.jwks, stored.jwks_uri) == (None, "https://app.example/k.json")
+    # and back to registered keys, a JWKS document from the row's form (a rotation)
+    back = await console.post(
+        "/admin/clients",
+        op="keys",
+        client_id="fapi-web",
+        jwks_uri="",
+        jwks=jwks.replace("console-1", "console-3"),
+    )
+    assert "Client keys replaced" in back.text
+    stored = await server.services.stores.clients.get("fapi-web")
+    assert stored is not None
+    assert stored.jwks_uri is None
+    assert stored.jwks is not None
+    assert "console-3" in stored.jwks
+    both = await console.post(
+        "/admin/clients",
+        op="keys",
+        client_id="fapi-web",
+        jwks_uri="https://app.example/k.json",
+        jwks=jwks,
+    )
+    assert both.status_code == 400
 
 
 async def test_mtls_clients_from_the_console(server: Monitored, console: Console) -> None:
