@@ -28,6 +28,7 @@ from tests.e2e.test_interop_openid_client import NODE_DIR, _node_ready
 from tests.pki import Issued, Pki, self_signed
 from tests.server.flows import Pkce, hidden_interaction, query_of
 from tokenward.client import ClientCertificate, ClientCredentials, OAuthResponseError
+from tokenward.client.dpop import DpopKey
 
 CLIENT_CREDENTIALS = ("--grant-type", "client_credentials", "--scope", "read")
 
@@ -304,3 +305,40 @@ def test_user_tokens_and_their_refreshes_are_bound(setup: Setup) -> None:
     with served.http() as http:
         refused = http.get("/userinfo", headers={"authorization": f"Bearer {body['access_token']}"})
     assert refused.status_code == 401
+
+
+def test_dpop_and_mtls_side_by_side(setup: Setup) -> None:
+    """A mixed deployment (docs/mtls.md): a client authenticated by its certificate that also
+    sends a DPoP proof gets a DPoP-bound token (one token, one binding: cnf.jkt, no x5t#S256),
+    and the same API takes it with its proof while taking certificate-bound tokens beside it."""
+    base = setup.served.base
+    key = DpopKey()
+
+    def dpop_token() -> httpx.Response:
+        with setup.served.http(setup.svc) as http:
+            nonce: str | None = None
+            for _ in range(2):  # RFC 9449 §8: at most one use_dpop_nonce retry
+                response = http.post(
+                    "/token",
+                    data={"grant_type": "client_credentials", "client_id": "svc"},
+                    headers={"dpop": key.proof("POST", f"{base}/token", nonce=nonce)},
+                )
+                if response.status_code != 400 or response.json()["error"] != "use_dpop_nonce":
+                    return response
+                nonce = response.headers["dpop-nonce"]
+        raise AssertionError("the server asked for a DPoP nonce twice")
+
+    issued = dpop_token()
+    assert issued.status_code == 200, issued.text
+    assert issued.json()["token_type"] == "DPoP"
+    access = issued.json()["access_token"]
+    assert verified_claims(setup.served, access)["cnf"] == {"jkt": key.thumbprint}
+    api = f"{base}/api/hello"
+    with setup.served.http(None) as http:  # the DPoP key, not a certificate, proves it
+        proof = key.proof("GET", api, access_token=access)
+        answer = http.get(api, headers={"authorization": f"DPoP {access}", "dpop": proof})
+        assert answer.status_code == 200, answer.text
+        assert http.get(api, headers={"authorization": f"DPoP {access}"}).status_code == 401
+    bound = setup.token("svc", setup.svc).json()["access_token"]
+    with setup.served.http(setup.svc) as http:
+        assert http.get(api, headers={"authorization": f"Bearer {bound}"}).status_code == 200
