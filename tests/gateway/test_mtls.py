@@ -7,8 +7,11 @@ trusted proxy there) so it can mint tokens bound to certificates generated here.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import ssl
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +20,12 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.docs.blocks import documented
+from tests.e2e.live import free_port
 from tests.e2e.mtls_setup import Served, serve
 from tests.gateway.conftest import Upstream
 from tests.gateway.processes import RunningGateway, gateway_process
+from tests.nginx_process import running_nginx
 from tests.pki import Issued, Pki
 
 HEADER = "X-SSL-Client-Cert"
@@ -221,3 +227,61 @@ def test_authz_never_takes_the_proxys_own_connection_certificate(
         url = authz_listener.base + "/api/x"
         assert _status(proxy, url, setup.bound, **garbled) == 401
         assert _status(proxy, url, setup.bound) == 200  # no header: the connection's own
+
+
+# A real nginx terminating the clients' TLS (asking for certificates chaining to the test CA)
+# and asking the gateway with docs/edge.md's check location.
+NGINX_SERVER = """
+server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {base}/server.pem;
+    ssl_certificate_key {base}/server.key;
+    ssl_verify_client optional;
+    ssl_client_certificate {base}/clients-ca.pem;
+    location / {{
+        auth_request /_authz;
+        proxy_pass http://127.0.0.1:{upstream};
+        proxy_set_header Authorization "";
+    }}
+{check}
+}}
+"""
+
+
+def test_bound_tokens_through_nginx_auth_request(
+    setup: Setup, authz_fronted: RunningGateway, upstream: Upstream
+) -> None:
+    """docs/edge.md's check location under a real nginx: the bound token passes with its
+    certificate, and is refused without one, with another, or with a certificate header the
+    client wrote itself (nginx replaces it with what the TLS connection carried: nothing)."""
+    check = documented("docs/edge.md", "nginx", "location = /_authz {").text
+    gateway = authz_fronted.base.removeprefix("http://")
+    assert "127.0.0.1:8080" in check
+    assert HEADER in check
+    check = check.replace("127.0.0.1:8080", gateway)
+    server = setup.pki.issue("nginx", "localhost", ips=("127.0.0.1",), server=True)
+    # nginx runs as nobody when the suite is root: a directory of its own outside pytest's
+    # (mode 0700) tree, removed at the end.
+    tmp_path = Path(tempfile.mkdtemp(prefix="tw-gateway-mtls-nginx-"))
+    for source, name in (
+        (server.cert_path, "server.pem"),
+        (server.key_path, "server.key"),
+        (setup.pki.ca.cert_path, "clients-ca.pem"),
+    ):
+        (tmp_path / name).write_bytes(source.read_bytes())
+    port = free_port()
+    config = NGINX_SERVER.format(port=port, base=tmp_path, upstream=upstream.port, check=check)
+    origin = f"https://127.0.0.1:{port}"
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, tmp_path, ignore_errors=True)
+        stack.enter_context(running_nginx(tmp_path, config, port))
+        with _tls_client(setup, setup.svc) as http:
+            assert _status(http, origin + "/api/x", setup.bound) == 200
+            assert _status(http, origin + "/api/x", setup.unbound) == 200
+        with _tls_client(setup, setup.other) as http:
+            assert _status(http, origin + "/api/x", setup.bound) == 401
+        smuggled = {HEADER: quote(setup.svc.pem, safe="")}
+        with _tls_client(setup, None) as http:
+            assert _status(http, origin + "/api/x", setup.bound) == 401
+            assert _status(http, origin + "/api/x", setup.bound, **smuggled) == 401
+            assert _status(http, origin + "/api/x", setup.unbound) == 200
