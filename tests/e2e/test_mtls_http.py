@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+import requests
+import requests_oauth2client as roc
 from cryptography.hazmat.primitives import hashes
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -342,3 +344,32 @@ def test_dpop_and_mtls_side_by_side(setup: Setup) -> None:
     bound = setup.token("svc", setup.svc).json()["access_token"]
     with setup.served.http(setup.svc) as http:
         assert http.get(api, headers={"authorization": f"Bearer {bound}"}).status_code == 200
+
+
+def test_requests_oauth2client_through_a_client_certificate(setup: Setup) -> None:
+    """requests-oauth2client (a third-party client) as a tls_client_auth client: its requests
+    session presents the certificate, the client sends only its client_id (RFC 8705 §2), and
+    the bound token it gets works only over a session with the same certificate."""
+    pki = setup.served.pki
+    assert pki is not None
+    base = setup.served.base
+    with requests.Session() as session:
+        session.trust_env = (
+            False  # else REQUESTS_CA_BUNDLE overrides session.verify (requests#3829)
+        )
+        session.cert = setup.svc.files
+        session.verify = str(pki.ca.cert_path)
+        client = roc.OAuth2Client(
+            token_endpoint=f"{base}/token", auth=roc.PublicApp("svc"), session=session
+        )
+        token = client.client_credentials(scope="read")
+        assert isinstance(token, roc.BearerToken)
+        claims = verified_claims(setup.served, token.access_token)
+        assert claims["cnf"] == {"x5t#S256": thumbprint(setup.svc)}
+        assert session.get(f"{base}/api/hello", auth=token).status_code == 200
+    with requests.Session() as bare:
+        bare.trust_env = False
+        bare.verify = str(pki.ca.cert_path)
+        refused = bare.get(f"{base}/api/hello", auth=token)
+        assert refused.status_code == 401
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
