@@ -373,3 +373,39 @@ def test_requests_oauth2client_through_a_client_certificate(setup: Setup) -> Non
         refused = bare.get(f"{base}/api/hello", auth=token)
         assert refused.status_code == 401
         assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+
+def test_a_client_registered_over_the_admin_api_authenticates_by_certificate(
+    setup: Setup,
+) -> None:
+    """The admin API takes RFC 8705 metadata (docs/mtls.md): a tls_client_auth client created
+    there, by its SAN, gets a token bound to its certificate, and no other certificate does."""
+    served = setup.served
+    admin_client = ("--grant-type", "client_credentials", "--scope", "tokenward:admin")
+    ops = served.cli("client", "create", "--client-id", "ops-mtls", *admin_client)
+    with served.http(None, auth=("ops-mtls", ops["client_secret"])) as http:
+        admin = http.post(
+            "/token", data={"grant_type": "client_credentials", "scope": "tokenward:admin"}
+        )
+    assert admin.status_code == 200, admin.text
+    with served.http(None) as http:
+        created = http.post(
+            "/admin/api/clients",
+            json={
+                "client_id": "api-svc",
+                "grant_types": ["client_credentials"],
+                "scope": "read",
+                "auth_method": "tls_client_auth",
+                "tls_client_auth_san_dns": "svc.example",
+            },
+            headers={"authorization": f"Bearer {admin.json()['access_token']}"},
+        )
+    assert created.status_code == 201, created.text
+    assert created.json()["tls_client_certificate_bound_access_tokens"] is True
+    issued = setup.token("api-svc", setup.svc)
+    assert issued.status_code == 200, issued.text
+    claims = verified_claims(served, issued.json()["access_token"])
+    assert claims["cnf"] == {"x5t#S256": thumbprint(setup.svc)}
+    refused = setup.token("api-svc", setup.other)
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_client"
