@@ -13,6 +13,7 @@ from tokenward.core.ports import ConsentStore
 from tokenward.monitor.alerts import without_secrets
 from tokenward.monitor.pipeline import Monitor
 from tokenward.monitor.responder import ResponseError
+from tokenward.oauth.mtls import SUBJECT_FIELDS
 from tokenward.services.clients import ClientAdmin
 from tokenward.services.errors import AdminError
 from tokenward.services.factors import FactorCatalogue
@@ -124,6 +125,10 @@ class AdminActions:
             require_signed_request_object=bool(p.get("require_signed_request_object")),
             profile=str(p.get("profile") or "baseline"),
             min_acr=_text(p.get("min_acr")),
+            tls_subject={
+                name: value for name in SUBJECT_FIELDS if (value := _text(p.get(name))) is not None
+            },
+            tls_bound_tokens=_choice(p.get("tls_client_certificate_bound_access_tokens")),
         )
 
     async def _reset_factors(self, p: Params, _actor: str) -> dict[str, Any]:
@@ -170,6 +175,19 @@ class AdminActions:
 def _text(value: object) -> str | None:
     """A form or JSON field: blank or absent is None."""
     return str(value).strip() or None if value is not None else None
+
+
+def _choice(value: object) -> bool | None:
+    """A yes/no field that may be left to its default: the API's true, false or null, the
+    console's select ("", "true", "false"). Anything else is refused, never guessed at."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("", "default"):
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    raise ActionError(f"expected true, false or nothing, not {str(value)[:20]!r}")
 
 
 def _jwks_text(value: object) -> str | None:

@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from tokenward.core.assurance import LEVELS, MFA, TOTP
 from tokenward.monitor.pipeline import Monitor
+from tokenward.oauth.mtls import SUBJECT_FIELDS
 from tokenward.oauth.sessions import ActiveSession, SessionManager
 from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.server.console import ConsolePages
@@ -198,7 +199,12 @@ async def _section_context(
     section: str, queries: ConsoleQueries, monitor: Monitor, clock: Callable[[], float]
 ) -> dict[str, Any]:
     if section == "clients":
-        return {"clients": await queries.clients(), "levels": LEVELS}
+        # The RFC 8705 subject fields, named once: the form's inputs and the table's column.
+        return {
+            "clients": await queries.clients(),
+            "levels": LEVELS,
+            "tls_subject_fields": SUBJECT_FIELDS,
+        }
     if section == "users":
         return {"users": await queries.users()}
     if section == "sessions":

@@ -43,6 +43,13 @@ class Client(BaseModel):
     require_signed_request_object: bool = False
     profile: str = "baseline"  # the security profile (docs/fapi2.md)
     min_acr: str | None = None  # the weakest sign-in it accepts (docs/second-factors.md)
+    # RFC 8705 (docs/mtls.md): the one certificate subject field of a tls_client_auth client
+    tls_client_auth_subject_dn: str | None = None
+    tls_client_auth_san_dns: str | None = None
+    tls_client_auth_san_uri: str | None = None
+    tls_client_auth_san_ip: str | None = None
+    tls_client_auth_san_email: str | None = None
+    tls_client_certificate_bound_access_tokens: bool = False
 
 
 class ClientWithSecret(Client):
@@ -70,6 +77,15 @@ class NewClient(BaseModel):
     require_pushed_authorization_requests: bool = False
     require_signed_request_object: bool = False
     profile: Literal["baseline", "fapi2"] = "baseline"  # docs/fapi2.md
+    # RFC 8705 (docs/mtls.md): exactly one for tls_client_auth, none for any other method
+    tls_client_auth_subject_dn: str | None = Field(None, max_length=1024)
+    tls_client_auth_san_dns: str | None = Field(None, max_length=253)
+    tls_client_auth_san_uri: str | None = Field(None, max_length=2048)
+    tls_client_auth_san_ip: str | None = Field(None, max_length=45)
+    tls_client_auth_san_email: str | None = Field(None, max_length=320)
+    tls_client_certificate_bound_access_tokens: bool | None = Field(
+        None, description="Default: yes for tls_client_auth and self_signed_tls_client_auth"
+    )
     min_acr: str | None = Field(None, max_length=64, description="An acr_values_supported level")
 
 
