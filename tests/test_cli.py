@@ -661,3 +661,29 @@ def test_client_create_profile_fapi2_refuses_metadata_the_profile_breaks(data_di
     assert created["auth_method"] == "private_key_jwt"
     assert created["id_token_signed_response_alg"] == "ES256"  # RS256 is not allowed
     assert "client_secret" not in created
+
+
+def test_a_client_minimum_sign_in_level(data_dir: Path) -> None:
+    """`client create --min-acr` and `client update ID --min-acr` (docs/second-factors.md)."""
+    base = ("client", "create", "--grant-type", "authorization_code")
+    uri = ("--redirect-uri", "https://app.example/cb")
+    code, created = run(
+        data_dir, *base, *uri, "--client-id", "bank", "--min-acr", "urn:tokenward:acr:mfa"
+    )
+    assert code == 0, created
+    assert isinstance(created, dict)
+    assert created["min_acr"] == "urn:tokenward:acr:mfa"
+    code, out = run(data_dir, *base, *uri, "--client-id", "gold", "--min-acr", "gold")
+    assert code == 1
+    assert "min_acr must be one of" in str(out)
+    code, raised = run(data_dir, "client", "update", "bank", "--min-acr", "urn:tokenward:acr:phr")
+    assert code == 0, raised
+    assert isinstance(raised, dict)
+    assert raised["min_acr"] == "urn:tokenward:acr:phr"
+    code, cleared = run(data_dir, "client", "update", "bank", "--min-acr", "none")
+    assert code == 0, cleared
+    assert isinstance(cleared, dict)
+    assert cleared["min_acr"] is None
+    code, out = run(data_dir, "client", "update", "nobody", "--min-acr", "none")
+    assert code == 1
+    assert "no client" in str(out)

@@ -40,9 +40,11 @@ class Console:
             self.csrf = csrf_of(response.text)
         return response
 
-    async def sign_in(self, username: str = "root", password: str = PASSWORD) -> httpx.Response:
+    async def sign_in(
+        self, username: str = "root", password: str = PASSWORD, **more: str
+    ) -> httpx.Response:
         await self.get("/admin/login")
-        return await self.post("/admin/login", username=username, password=password)
+        return await self.post("/admin/login", username=username, password=password, **more)
 
 
 @pytest.fixture

@@ -256,6 +256,87 @@ async def test_a_fapi2_client_over_the_api(server: Monitored) -> None:
     assert unknown.status_code in (400, 422)
 
 
+async def test_mtls_clients_over_the_api(server: Monitored) -> None:
+    """RFC 8705 metadata (docs/mtls.md) through the same checks as the CLI: the subject field
+    stored (a DN normalised), binding on by default for the mTLS methods, shown in the list;
+    a second subject, one on a secret client, a bad IP or a self-signed client without keys
+    refused."""
+    http, auth = server.at("192.0.2.52"), await admin_token(server)
+    body = {"grant_types": ["client_credentials"], "scope": "read"}
+    created = await http.post(
+        "/admin/api/clients",
+        json={
+            **body,
+            "client_id": "reporting",
+            "auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=reporting, O=Example",
+        },
+        headers=auth,
+    )
+    assert created.status_code == 201, created.text
+    shown = created.json()
+    assert shown["client_secret"] is None
+    assert shown["tls_client_auth_subject_dn"] == "CN=reporting,O=Example"
+    assert shown["tls_client_certificate_bound_access_tokens"] is True
+    stored = await server.services.stores.clients.get("reporting")
+    assert stored is not None
+    assert (stored.auth_method, stored.tls_client_auth_subject_dn) == (
+        "tls_client_auth",
+        "CN=reporting,O=Example",
+    )
+    assert stored.tls_client_certificate_bound_access_tokens
+
+    jwks = {"keys": [{"kty": "EC", "crv": "P-256", "kid": "edge", "alg": "ES256", **_POINT}]}
+    self_signed = await http.post(
+        "/admin/api/clients",
+        json={
+            **body,
+            "client_id": "edge-app",
+            "auth_method": "self_signed_tls_client_auth",
+            "jwks": jwks,
+            "tls_client_certificate_bound_access_tokens": False,
+        },
+        headers=auth,
+    )
+    assert self_signed.status_code == 201, self_signed.text
+    assert self_signed.json()["tls_client_certificate_bound_access_tokens"] is False
+    bound_secret = await http.post(
+        "/admin/api/clients",
+        json={**body, "client_id": "bound", "tls_client_certificate_bound_access_tokens": True},
+        headers=auth,
+    )
+    assert bound_secret.status_code == 201, bound_secret.text
+    assert bound_secret.json()["client_secret"]
+    stored = await server.services.stores.clients.get("bound")
+    assert stored is not None
+    assert stored.tls_client_certificate_bound_access_tokens
+
+    listed = {
+        c["client_id"]: c for c in (await http.get("/admin/api/clients", headers=auth)).json()
+    }
+    assert listed["reporting"]["tls_client_auth_subject_dn"] == "CN=reporting,O=Example"
+    assert listed["edge-app"]["auth_method"] == "self_signed_tls_client_auth"
+
+    tls = {**body, "auth_method": "tls_client_auth"}
+    for name, change in {
+        "two-subjects": {
+            **tls,
+            "tls_client_auth_san_dns": "a.example",
+            "tls_client_auth_san_email": "a@example.com",
+        },
+        "no-subject": tls,
+        "bad-ip": {**tls, "tls_client_auth_san_ip": "300.1.2.3"},
+        "secret-with-subject": {**body, "tls_client_auth_san_dns": "a.example"},
+        "self-signed-no-keys": {**body, "auth_method": "self_signed_tls_client_auth"},
+    }.items():
+        refused = await http.post(
+            "/admin/api/clients", json={**change, "client_id": name}, headers=auth
+        )
+        assert refused.status_code == 400, (name, refused.text)
+        assert refused.json()["error"] == "invalid_request", name
+        assert await server.services.stores.clients.get(name) is None, name
+
+
 # A P-256 public point (RFC 7515 Appendix A.3's key).
 _POINT = {
     "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",

@@ -326,9 +326,125 @@ async def test_a_client_with_keys_and_par_from_the_console(
     assert fapi2 is not None
     assert (fapi2.profile, fapi2.auth_method) == ("fapi2", "private_key_jwt")
     moved = await console.post(
-        "/admin/clients", op="keys", client_id="fapi-web", jwks_uri="https://app.example/k.json"
+        "/admin/clients",
+        op="keys",
+        client_id="fapi-web",
+        jwks_uri="https://app.example/k.json",
+        jwks="",
     )
     assert "Client keys replaced" in moved.text
     stored = await server.services.stores.clients.get("fapi-web")
     assert stored is not None
     assert (stored.jwks, stored.jwks_uri) == (None, "https://app.example/k.json")
+    # and back to registered keys, a JWKS document from the row's form (a rotation)
+    back = await console.post(
+        "/admin/clients",
+        op="keys",
+        client_id="fapi-web",
+        jwks_uri="",
+        jwks=jwks.replace("console-1", "console-3"),
+    )
+    assert "Client keys replaced" in back.text
+    stored = await server.services.stores.clients.get("fapi-web")
+    assert stored is not None
+    assert stored.jwks_uri is None
+    assert stored.jwks is not None
+    assert "console-3" in stored.jwks
+    both = await console.post(
+        "/admin/clients",
+        op="keys",
+        client_id="fapi-web",
+        jwks_uri="https://app.example/k.json",
+        jwks=jwks,
+    )
+    assert both.status_code == 400
+
+
+async def test_mtls_clients_from_the_console(server: Monitored, console: Console) -> None:
+    """The RFC 8705 fields on the console's form (docs/mtls.md), through the same checks as
+    the CLI and the API, and shown in the client table; keys by jwks_uri at creation too."""
+    form = await console.get("/admin/clients")
+    for field in (
+        'value="tls_client_auth"',
+        'value="self_signed_tls_client_auth"',
+        'name="tls_client_auth_san_dns"',
+        'name="tls_client_auth_subject_dn"',
+        'name="tls_client_certificate_bound_access_tokens"',
+    ):
+        assert field in form.text, field
+    blank = {
+        "tls_client_auth_subject_dn": "",
+        "tls_client_auth_san_uri": "",
+        "tls_client_auth_san_ip": "",
+        "tls_client_auth_san_email": "",
+        "jwks": "",
+        "jwks_uri": "",
+    }
+    created = await console.post(
+        "/admin/clients",
+        op="create",
+        client_id="inventory",
+        grant_types="client_credentials",
+        scope="read",
+        auth_method="tls_client_auth",
+        tls_client_auth_san_dns="Inventory.Example.com",
+        tls_client_certificate_bound_access_tokens="",
+        **blank,
+    )
+    assert created.status_code == 200, created.text[:500]
+    stored = await server.services.stores.clients.get("inventory")
+    assert stored is not None
+    assert (stored.auth_method, stored.tls_client_auth_san_dns) == (
+        "tls_client_auth",
+        "Inventory.Example.com",
+    )
+    assert stored.tls_client_certificate_bound_access_tokens
+    row = re.search(r'<tr data-client="inventory">.*?</tr>', created.text, re.S)
+    assert row is not None
+    assert "Inventory.Example.com" in row.group(0)
+    assert "certificate-bound</span>" in row.group(0)
+
+    self_signed = await console.post(
+        "/admin/clients",
+        op="create",
+        client_id="edge-app",
+        grant_types="client_credentials",
+        scope="read",
+        auth_method="self_signed_tls_client_auth",
+        tls_client_auth_san_dns="",
+        tls_client_certificate_bound_access_tokens="false",
+        **{**blank, "jwks_uri": "https://edge.example/jwks.json"},
+    )
+    assert self_signed.status_code == 200, self_signed.text[:500]
+    stored = await server.services.stores.clients.get("edge-app")
+    assert stored is not None
+    assert (stored.auth_method, stored.jwks_uri) == (
+        "self_signed_tls_client_auth",
+        "https://edge.example/jwks.json",
+    )
+    assert not stored.tls_client_certificate_bound_access_tokens
+
+    two = await console.post(
+        "/admin/clients",
+        op="create",
+        client_id="two-subjects",
+        grant_types="client_credentials",
+        scope="read",
+        auth_method="tls_client_auth",
+        tls_client_auth_san_dns="a.example",
+        tls_client_certificate_bound_access_tokens="",
+        **{**blank, "tls_client_auth_san_email": "a@example.com"},
+    )
+    assert two.status_code == 400
+    assert "exactly one" in two.text
+    assert await server.services.stores.clients.get("two-subjects") is None
+    odd = await console.post(
+        "/admin/clients",
+        op="create",
+        client_id="odd",
+        grant_types="client_credentials",
+        scope="read",
+        tls_client_certificate_bound_access_tokens="maybe",
+    )
+    assert odd.status_code == 400
+    assert await server.services.stores.clients.get("odd") is None

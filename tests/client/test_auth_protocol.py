@@ -18,6 +18,7 @@ from tokenward.client import (
     LoginRequired,
     MemoryStore,
     OAuthResponseError,
+    StepUpRequired,
     TokenAuth,
     TokenSet,
 )
@@ -225,3 +226,26 @@ async def test_async_retry_rules_match(clock: FrozenClock) -> None:
         assert (await api.get(API)).status_code == 200
     assert len(servers.resource_requests) == 2
     assert servers.grants() == ["client_credentials", "client_credentials"]
+
+
+def test_a_step_up_challenge_raises_step_up_required(clock: FrozenClock) -> None:
+    """RFC 9470: no renewal (a refresh keeps the old sign-in), the acr_values and max_age the
+    API asked for handed to the caller, for AuthorizationCodePKCE.login(...)."""
+    header = (
+        'Bearer error="insufficient_user_authentication", '
+        'error_description="a passkey is needed", '
+        'acr_values="urn:tokenward:acr:phr", max_age="300"'
+    )
+    refusal = httpx.Response(401, headers={"www-authenticate": header})
+    servers = FakeServers(resource_script=[lambda _r: refusal] * 3)
+    token_source, client = source(servers, clock)
+    with (
+        client,
+        api_client(servers, TokenAuth(token_source)) as api,
+        pytest.raises(StepUpRequired) as raised,
+    ):
+        api.get(API)
+    assert (raised.value.acr_values, raised.value.max_age) == ("urn:tokenward:acr:phr", 300)
+    assert raised.value.description == "a passkey is needed"
+    assert len(servers.resource_requests) == 1
+    assert servers.grants() == ["client_credentials"]

@@ -87,6 +87,22 @@ def test_sign_in_through_the_browser(auth_server: AuthServer) -> None:
     assert renewed.refresh_token != tokens.refresh_token
 
 
+def test_a_step_up_sign_in_sends_acr_values_and_max_age(auth_server: AuthServer) -> None:
+    """What a StepUpRequired asked for goes to /authorize; a password-only user's token then
+    says pwd, which the API that asked will judge (docs/second-factors.md)."""
+    asked: list[dict[str, str]] = []
+    sign_in = browser(auth_server)
+
+    def open_url(url: str) -> None:
+        asked.append(query(url))
+        sign_in(url)
+
+    with desktop(auth_server, open_url) as source:
+        tokens = source.login(acr_values="urn:tokenward:acr:mfa", max_age=0)
+    assert (asked[0]["acr_values"], asked[0]["max_age"]) == ("urn:tokenward:acr:mfa", "0")
+    assert tokens.access_token
+
+
 @pytest.mark.anyio
 async def test_sign_in_async_with_dpop(auth_server: AuthServer) -> None:
     key = DpopKey(clock=auth_server.clock)

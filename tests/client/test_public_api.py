@@ -31,6 +31,7 @@ PUBLIC = {
     "RefreshToken",
     "ServerMetadata",
     "ServerUnreachable",
+    "StepUpRequired",
     "StoreError",
     "TokenAuth",
     "TokenSet",

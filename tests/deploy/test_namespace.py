@@ -27,6 +27,7 @@ def test_every_derived_name_is_unchanged() -> None:
     assert names.registration_rate == "tokenward:7bae8c70456fde67:register-rate:"
     assert names.idempotency == "tokenward:7bae8c70456fde67:idempotency:"
     assert names.gateway_replay == "tokenward:7bae8c70456fde67:gateway-replay:"
+    assert names.bff_sessions == "tokenward:7bae8c70456fde67:bff:"
 
 
 def test_a_configured_namespace_is_used_as_given() -> None:

@@ -193,6 +193,18 @@ def _fapi2(box: Sandbox, tmp: Path) -> Given:
     return {"bank_key": bank_key}, {}
 
 
+def _second_factors(box: Sandbox, _tmp: Path) -> Given:
+    """`sam` and the `bank` client, as the page names them."""
+    password = secrets.token_urlsafe(16)
+    created = box.run(
+        "tokenward client create --client-id bank --grant-type authorization_code "
+        "--scope openid --redirect-uri https://bank.example/callback"
+    )
+    created.check_returncode()
+    box.run(f"printf '%s\\n' {password} | tokenward user create --username sam").check_returncode()
+    return {"password": password, "bank_secret": json.loads(created.stdout)["client_secret"]}, {}
+
+
 GIVENS: dict[str, Callable[[Sandbox, Path], Given]] = {
     "README.md": _readme,
     "docs/client-sdk.md": _client_sdk,
@@ -201,6 +213,7 @@ GIVENS: dict[str, Callable[[Sandbox, Path], Given]] = {
     "docs/continuous-access.md": _continuous_access,
     "docs/fapi.md": _fapi,
     "docs/fapi2.md": _fapi2,
+    "docs/second-factors.md": _second_factors,
 }
 
 

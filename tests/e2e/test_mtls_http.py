@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+import requests
+import requests_oauth2client as roc
 from cryptography.hazmat.primitives import hashes
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -28,6 +30,7 @@ from tests.e2e.test_interop_openid_client import NODE_DIR, _node_ready
 from tests.pki import Issued, Pki, self_signed
 from tests.server.flows import Pkce, hidden_interaction, query_of
 from tokenward.client import ClientCertificate, ClientCredentials, OAuthResponseError
+from tokenward.client.dpop import DpopKey
 
 CLIENT_CREDENTIALS = ("--grant-type", "client_credentials", "--scope", "read")
 
@@ -304,3 +307,105 @@ def test_user_tokens_and_their_refreshes_are_bound(setup: Setup) -> None:
     with served.http() as http:
         refused = http.get("/userinfo", headers={"authorization": f"Bearer {body['access_token']}"})
     assert refused.status_code == 401
+
+
+def test_dpop_and_mtls_side_by_side(setup: Setup) -> None:
+    """A mixed deployment (docs/mtls.md): a client authenticated by its certificate that also
+    sends a DPoP proof gets a DPoP-bound token (one token, one binding: cnf.jkt, no x5t#S256),
+    and the same API takes it with its proof while taking certificate-bound tokens beside it."""
+    base = setup.served.base
+    key = DpopKey()
+
+    def dpop_token() -> httpx.Response:
+        with setup.served.http(setup.svc) as http:
+            nonce: str | None = None
+            for _ in range(2):  # RFC 9449 §8: at most one use_dpop_nonce retry
+                response = http.post(
+                    "/token",
+                    data={"grant_type": "client_credentials", "client_id": "svc"},
+                    headers={"dpop": key.proof("POST", f"{base}/token", nonce=nonce)},
+                )
+                if response.status_code != 400 or response.json()["error"] != "use_dpop_nonce":
+                    return response
+                nonce = response.headers["dpop-nonce"]
+        raise AssertionError("the server asked for a DPoP nonce twice")
+
+    issued = dpop_token()
+    assert issued.status_code == 200, issued.text
+    assert issued.json()["token_type"] == "DPoP"
+    access = issued.json()["access_token"]
+    assert verified_claims(setup.served, access)["cnf"] == {"jkt": key.thumbprint}
+    api = f"{base}/api/hello"
+    with setup.served.http(None) as http:  # the DPoP key, not a certificate, proves it
+        proof = key.proof("GET", api, access_token=access)
+        answer = http.get(api, headers={"authorization": f"DPoP {access}", "dpop": proof})
+        assert answer.status_code == 200, answer.text
+        assert http.get(api, headers={"authorization": f"DPoP {access}"}).status_code == 401
+    bound = setup.token("svc", setup.svc).json()["access_token"]
+    with setup.served.http(setup.svc) as http:
+        assert http.get(api, headers={"authorization": f"Bearer {bound}"}).status_code == 200
+
+
+def test_requests_oauth2client_through_a_client_certificate(setup: Setup) -> None:
+    """requests-oauth2client (a third-party client) as a tls_client_auth client: its requests
+    session presents the certificate, the client sends only its client_id (RFC 8705 §2), and
+    the bound token it gets works only over a session with the same certificate."""
+    pki = setup.served.pki
+    assert pki is not None
+    base = setup.served.base
+    with requests.Session() as session:
+        session.trust_env = (
+            False  # else REQUESTS_CA_BUNDLE overrides session.verify (requests#3829)
+        )
+        session.cert = setup.svc.files
+        session.verify = str(pki.ca.cert_path)
+        client = roc.OAuth2Client(
+            token_endpoint=f"{base}/token", auth=roc.PublicApp("svc"), session=session
+        )
+        token = client.client_credentials(scope="read")
+        assert isinstance(token, roc.BearerToken)
+        claims = verified_claims(setup.served, token.access_token)
+        assert claims["cnf"] == {"x5t#S256": thumbprint(setup.svc)}
+        assert session.get(f"{base}/api/hello", auth=token).status_code == 200
+    with requests.Session() as bare:
+        bare.trust_env = False
+        bare.verify = str(pki.ca.cert_path)
+        refused = bare.get(f"{base}/api/hello", auth=token)
+        assert refused.status_code == 401
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+
+def test_a_client_registered_over_the_admin_api_authenticates_by_certificate(
+    setup: Setup,
+) -> None:
+    """The admin API takes RFC 8705 metadata (docs/mtls.md): a tls_client_auth client created
+    there, by its SAN, gets a token bound to its certificate, and no other certificate does."""
+    served = setup.served
+    admin_client = ("--grant-type", "client_credentials", "--scope", "tokenward:admin")
+    ops = served.cli("client", "create", "--client-id", "ops-mtls", *admin_client)
+    with served.http(None, auth=("ops-mtls", ops["client_secret"])) as http:
+        admin = http.post(
+            "/token", data={"grant_type": "client_credentials", "scope": "tokenward:admin"}
+        )
+    assert admin.status_code == 200, admin.text
+    with served.http(None) as http:
+        created = http.post(
+            "/admin/api/clients",
+            json={
+                "client_id": "api-svc",
+                "grant_types": ["client_credentials"],
+                "scope": "read",
+                "auth_method": "tls_client_auth",
+                "tls_client_auth_san_dns": "svc.example",
+            },
+            headers={"authorization": f"Bearer {admin.json()['access_token']}"},
+        )
+    assert created.status_code == 201, created.text
+    assert created.json()["tls_client_certificate_bound_access_tokens"] is True
+    issued = setup.token("api-svc", setup.svc)
+    assert issued.status_code == 200, issued.text
+    claims = verified_claims(served, issued.json()["access_token"])
+    assert claims["cnf"] == {"x5t#S256": thumbprint(setup.svc)}
+    refused = setup.token("api-svc", setup.other)
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_client"

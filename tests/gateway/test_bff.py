@@ -8,6 +8,7 @@ import asyncio
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -19,8 +20,12 @@ from tests.server.flows import hidden_interaction
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import build_services, memory_stores
+from tokenward.gateway.bff import Bff, Endpoints
+from tokenward.gateway.bff_seal import Sealed, SessionRecord
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.trust import build_bff, remote_trust
+from tokenward.store.redis_bff_sessions import RedisSessionStore
+from tokenward.store.redis_client import connect
 from tokenward.tokens.sealing import generate_master_key
 
 PASSWORD = "correct horse battery"
@@ -74,6 +79,14 @@ def setup(
         bff = asyncio.run(build_bff(config, clock))
         running = gateway(text, validator=trust.validator, bff=bff, server={"port": gw_port})
         yield Setup(issuer, running, user_id)
+
+
+def _record(bff: Bff, cookie: str) -> SessionRecord:
+    """The session as the store keeps it, opened with the browser's cookie."""
+    sealed = Sealed(cookie)
+    record = sealed.session(asyncio.run(bff.store.load(sealed.key, None)))
+    assert record is not None
+    return record
 
 
 def _sign_in(setup: Setup, browser: httpx.Client) -> httpx.Response:
@@ -136,14 +149,15 @@ def test_browser_session_refresh_csrf_and_logout(setup: Setup, clock: FrozenCloc
         # Past the access token's lifetime the gateway refreshes it itself.
         bff = setup.gateway.gateway.bff
         assert bff is not None
-        (session,) = bff._sessions.values()
-        first_access = session.access_token
+        first = _record(bff, browser.cookies["tw_session"])
         clock.advance(901)
         again = browser.get(f"{base}/app/echo")
         assert again.status_code == 200, again.text
-        assert session.access_token != first_access
+        session = _record(bff, browser.cookies["tw_session"])
+        assert session.access_token != first.access_token
+        assert session.refresh_token != first.refresh_token
 
-        tokens = [first_access, session.access_token, session.refresh_token or "-"]
+        tokens = [first.access_token, session.access_token, session.refresh_token or "-"]
         out = browser.post(f"{base}/bff/logout", headers={"origin": base, "x-csrf-token": csrf})
         assert out.status_code == 204
         after = browser.get(f"{base}/app/echo")
@@ -176,5 +190,27 @@ def test_login_redirect_only_to_local_paths(setup: Setup) -> None:
         assert state is not None
         bff = setup.gateway.gateway.bff
         assert bff is not None
-        assert bff._logins[state.group(1)][1] == "/"
+        sealed = Sealed(unquote(state.group(1)))
+        pending = sealed.pending(asyncio.run(bff.store.take_login(sealed.key)))
+        assert pending is not None
+        assert pending.return_to == "/"
         assert browser.get(f"{base}/app/echo").status_code == 401
+
+
+def test_an_unreachable_session_store_answers_503(
+    gateway: GatewayFactory, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TW_BFF_TEST_SECRET", "s")
+    text = CONFIG.replace("AS", "http://127.0.0.1:9").replace("GW", "http://gw.example")
+    config = parse_config(text.format(upstream="http://127.0.0.1:9"))
+    assert config.bff is not None
+    dead = RedisSessionStore(connect(f"redis://127.0.0.1:{free_port()}"))
+    bff = Bff(config.bff, Endpoints("http://as/authorize", "http://as/token", None), "s", clock,
+              store=dead)  # fmt: skip
+    running = gateway(text, bff=bff)
+    with httpx.Client(cookies={"tw_session": "x" * 43}) as browser:
+        for path in ("/bff/login", "/app/echo"):
+            answer = browser.get(f"{running.base}{path}")
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.json()["error"] == "temporarily_unavailable"
+            assert answer.headers["retry-after"] == "1"

@@ -160,6 +160,25 @@ def test_bff_section_is_required_and_checked() -> None:
     assert config.routes[0].auth == "bff"
 
 
+def test_bff_idle_timeout_and_workers_need_a_shared_store() -> None:
+    bff_route = GOOD.replace("    auth: bearer\n", "    auth: bff\n", 1)
+    section = (
+        "bff:\n  client_id: web\n  redirect_uri: https://gw/cb\n  client_secret_env: S\n"
+        "  allowed_origins: [https://app.example]\n  session_ttl: 3600\n"
+    )
+    assert parse_config(section + bff_route).bff.idle_timeout is None  # type: ignore[union-attr]
+    config = parse_config(section + "  idle_timeout: 900\n" + bff_route)
+    assert config.bff is not None
+    assert (config.bff.session_ttl, config.bff.idle_timeout) == (3600, 900)
+    with pytest.raises(ConfigError, match="idle_timeout: must not exceed session_ttl"):
+        parse_config(section + "  idle_timeout: 7200\n" + bff_route)
+    # More than one worker: sessions must be in Redis, which the config then has.
+    with pytest.raises(ConfigError, match="browser sessions through Redis"):
+        parse_config("workers: 2\n" + section + bff_route)
+    shared = bff_route.replace("rate_limits:\n", "rate_limits:\n  redis_url: redis://r:6379\n")
+    assert parse_config("workers: 2\n" + section + shared).workers == 2
+
+
 def test_dpop_route_public_url_and_nonces() -> None:
     dpop_route = GOOD.replace("    auth: bearer\n", "    auth: dpop\n", 1)
     config = parse_config(

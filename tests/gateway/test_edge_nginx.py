@@ -55,8 +55,9 @@ routes:
 
 
 def documented_block() -> str:
-    found = [block for block in blocks(ROOT / "docs" / "edge.md") if block.lang == "nginx"]
-    assert len(found) == 1, "docs/edge.md shows one nginx configuration"
+    covering = "tests/gateway/test_edge_nginx.py::test_documented_nginx_config_runs"
+    found = [block for block in blocks(ROOT / "docs" / "edge.md") if block.covered_by == covering]
+    assert len(found) == 1, "docs/edge.md shows one whole nginx configuration"
     return found[0].text
 
 

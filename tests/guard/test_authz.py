@@ -117,6 +117,14 @@ def test_claims_become_attributes_and_tags() -> None:
     assert not decide(access_token(jti="2", extra={**extra, "groups": []}), facts()).allowed
 
 
+def test_an_opaque_token_of_ours_has_the_amr_its_acr_implies() -> None:
+    """Opaque tokens store no amr claim; the policy sees the methods behind the acr."""
+    text = '@id("p") permit (principal, action, resource) when { context.amr.contains("otp") };'
+    decide = engine(text).decide
+    assert decide(access_token(acr="urn:tokenward:acr:mfa"), facts()).allowed
+    assert not decide(access_token(jti="2", acr="urn:tokenward:acr:pwd"), facts()).allowed
+
+
 class Fixed:
     def __init__(self, value: int) -> None:
         self.value = value

@@ -10,7 +10,9 @@ from tests.conftest import FrozenClock
 from tokenward.core.records import ClientRecord, UserRecord
 from tokenward.oauth.sessions import SessionManager
 from tokenward.services.console import ConsoleQueries
+from tokenward.services.factors import FactorCatalogue
 from tokenward.store.memory import MemoryClientStore, MemoryUserStore
+from tokenward.store.memory_factors import MemoryPasskeys, MemoryRecoveryCodes, MemoryTotpFactors
 from tokenward.store.memory_flows import MemoryConsentStore, MemorySessionStore
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +36,8 @@ async def test_sessions_grants_and_users(clock: FrozenClock) -> None:
     clock.advance(10)
     _secret, second = await manager.start(alice)
     await manager.end(first.session_id)
-    queries = ConsoleQueries(clients, users, sessions, consents, NoKeys(), clock)
+    factors = FactorCatalogue(MemoryTotpFactors(), MemoryRecoveryCodes(), MemoryPasskeys())
+    queries = ConsoleQueries(clients, users, sessions, consents, NoKeys(), clock, factors=factors)
 
     assert [row["session_id"] for row in await queries.sessions()] == [second.session_id]
     assert await queries.grants() == [
@@ -42,5 +45,6 @@ async def test_sessions_grants_and_users(clock: FrozenClock) -> None:
     ]
     [user] = await queries.users()
     assert (user["username"], user["active_sessions"], user["admin"]) == ("alice", 1, False)
+    assert (user["totp"], user["passkeys"]) == (False, 0)
     assert [client["client_id"] for client in await queries.clients()] == ["web"]
     assert queries.keys() == []

@@ -13,10 +13,15 @@ from tests.pki import Pki
 from tokenward.config import Settings
 from tokenward.core.proxies import parse_networks
 from tokenward.serving.tls import (
+    CERTIFICATE_KEY,
+    FROM_CONNECTION,
     MAX_HEADER_BYTES,
+    SOURCE_KEY,
+    TLS_EXTENSION,
     ProxyCertificateMiddleware,
     TlsSettings,
     peer_certificate,
+    proxied_certificate_only,
 )
 
 
@@ -95,3 +100,29 @@ async def test_each_distinct_certificate_is_parsed_once(pem: str, tmp_path: Path
     first = await _through(middleware, _scope("127.0.0.1", header))
     second = await _through(middleware, _scope("127.0.0.1", header))
     assert first is second  # the same parsed certificate and thumbprint: no second hash
+
+
+@pytest.mark.anyio
+async def test_a_trusted_proxys_bad_header_drops_its_connection_certificate(pem: str) -> None:
+    """From a trusted proxy the header alone speaks for the client: a malformed one leaves no
+    certificate, not the one the proxy's own TLS connection carries; a check for an external
+    proxy keeps only a header's certificate."""
+    middleware = ProxyCertificateMiddleware(
+        Seen(), header="X-SSL-Client-Cert", trusted=parse_networks(["127.0.0.1"])
+    )
+    header = (b"x-ssl-client-cert", pem.encode())
+    cert = await _through(middleware, _scope("127.0.0.1", header))
+    assert cert is not None
+    proxy_own = {CERTIFICATE_KEY: cert, SOURCE_KEY: FROM_CONNECTION}
+
+    def on_connection(peer: str, *headers: tuple[bytes, bytes]) -> dict[str, Any]:
+        return {**_scope(peer, *headers), "extensions": {TLS_EXTENSION: proxy_own}}
+
+    garbled = (b"x-ssl-client-cert", b"garbage")
+    assert await _through(middleware, on_connection("127.0.0.1", garbled)) is None
+    # From an untrusted peer the header is ignored: its own connection's certificate stands.
+    assert await _through(middleware, on_connection("192.0.2.1", garbled)) is cert
+    assert proxied_certificate_only(on_connection("127.0.0.1")) == {}
+    described = on_connection("127.0.0.1", header)
+    await middleware(described, None, None)
+    assert TLS_EXTENSION in proxied_certificate_only(described)

@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0015_fapi"
+HEAD = "0016_mfa"
 TABLES = {
     "signing_keys",
     "revocations",
@@ -55,6 +55,10 @@ TABLES = {
     # 0014: dynamic client registration's initial and registration access tokens
     "initial_access_tokens",
     "registration_access_tokens",
+    # 0013: second factors
+    "totp_factors",
+    "recovery_codes",
+    "passkeys",
 }
 
 

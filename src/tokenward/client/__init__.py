@@ -19,6 +19,7 @@ from tokenward.client.errors import (
     LoginRequired,
     OAuthResponseError,
     ServerUnreachable,
+    StepUpRequired,
     StoreError,
 )
 from tokenward.client.loopback import AuthorizationCodePKCE
@@ -50,6 +51,7 @@ __all__ = [
     "RefreshToken",
     "ServerMetadata",
     "ServerUnreachable",
+    "StepUpRequired",
     "StoreError",
     "TokenAuth",
     "TokenSet",

@@ -4,8 +4,10 @@ Per request: the token as `Bearer`, or for a DPoP-bound token as `DPoP` with a f
 carries `ath` and the origin's latest nonce (RFC 9449 §7.1). Before a request, a token expiring
 within `skew` seconds is renewed; after a `401 invalid_token` the token is renewed once and the
 request retried once; after a `401 use_dpop_nonce` (§9) the request is retried once with the
-new nonce. Renewal is single flight: one lock per mode (a `threading.Lock` for `httpx.Client`,
-an `asyncio.Lock` for `httpx.AsyncClient`), and whoever gets it second finds the work done.
+new nonce; a `401 insufficient_user_authentication` (RFC 9470) raises `StepUpRequired` with
+the acr_values and max_age the API asked for. Renewal is single flight: one lock per mode (a
+`threading.Lock` for `httpx.Client`, an `asyncio.Lock` for `httpx.AsyncClient`), and whoever
+gets it second finds the work done.
 Rotated refresh tokens go to the store at once and replace their predecessor everywhere.
 """
 
@@ -27,7 +29,9 @@ from tokenward.client.errors import (
     LoginRequired,
     OAuthResponseError,
     ServerUnreachable,
+    StepUpRequired,
     StoreError,
+    safe_text,
 )
 from tokenward.client.nonces import NonceCache
 from tokenward.client.storage import MemoryStore, TokenStore
@@ -48,6 +52,22 @@ def challenge_errors(response: httpx.Response) -> set[str]:
             if name.lower() == "error":
                 found.add(value.strip('"'))
     return found
+
+
+MAX_ACR_VALUES = 256
+
+
+def step_up_of(response: httpx.Response) -> StepUpRequired | None:
+    """RFC 9470 §3: the `insufficient_user_authentication` challenge, with what it asks for."""
+    for header in response.headers.get_list("www-authenticate"):
+        params = {name.lower(): value.strip('"') for name, value in _AUTH_PARAM.findall(header)}
+        if params.get("error") != "insufficient_user_authentication":
+            continue
+        acr = safe_text(params.get("acr_values", ""))[:MAX_ACR_VALUES] or None
+        age = params.get("max_age", "")
+        max_age = int(age) if age.isdigit() and len(age) <= 10 else None
+        return StepUpRequired(acr, max_age, params.get("error_description", ""))
+    return None
 
 
 def _identity(tokens: TokenSet) -> tuple[str, str | None]:
@@ -157,6 +177,9 @@ class TokenAuth(httpx.Auth):
         fresh_nonce = self._nonces.remember(response)
         if response.status_code != 401:
             return None
+        step_up = step_up_of(response)
+        if step_up is not None:
+            raise step_up  # a new token from the same sign-in would be refused the same way
         errors = challenge_errors(response)
         if "use_dpop_nonce" in errors and tokens.is_dpop and fresh_nonce:
             return None if _Retry.NONCE in done else _Retry.NONCE

@@ -67,6 +67,28 @@ class IdTokenError(ClientError):
     The message names the check that failed, never the token."""
 
 
+class StepUpRequired(ClientError):
+    """The API refused the token as too weak or too old a sign-in (RFC 9470
+    `insufficient_user_authentication`): sign the user in again asking for `acr_values` and
+    `max_age`, e.g. `AuthorizationCodePKCE.login(acr_values=e.acr_values, max_age=e.max_age)`.
+    Renewing the token would not help (a refresh keeps the sign-in it came from), so the SDK
+    does not retry."""
+
+    def __init__(self, acr_values: str | None, max_age: int | None, description: str = "") -> None:
+        self.acr_values = acr_values
+        self.max_age = max_age
+        self.description = safe_text(description)
+        wanted = ", ".join(
+            part
+            for part in (
+                f"acr_values={acr_values}" if acr_values else "",
+                f"max_age={max_age}" if max_age is not None else "",
+            )
+            if part
+        )
+        super().__init__(f"step-up sign-in required ({wanted or 'a fresh sign-in'})")
+
+
 class InsecureTransportError(ClientError):
     """A token would have been sent over plain HTTP to a host other than this machine."""
 

@@ -123,13 +123,19 @@ class AuthorizationCodePKCE(TokenSource):
         self._host, self._port, self._path = host, port, redirect_path
         self._timeout = timeout
 
-    def login(self) -> TokenSet:
-        return self.http.run(self._login_flow())
+    def login(self, *, acr_values: str | None = None, max_age: int | None = None) -> TokenSet:
+        """Sign in in the browser. `acr_values`, `max_age` (OIDC Core §3.1.2.1): what a
+        `StepUpRequired` asked for, to get a token from a stronger or fresher sign-in."""
+        return self.http.run(self._login_flow(acr_values, max_age))
 
-    async def alogin(self) -> TokenSet:
-        return await self.http.arun(self._login_flow())
+    async def alogin(
+        self, *, acr_values: str | None = None, max_age: int | None = None
+    ) -> TokenSet:
+        return await self.http.arun(self._login_flow(acr_values, max_age))
 
-    def _login_flow(self) -> Flow[TokenSet]:
+    def _login_flow(
+        self, acr_values: str | None = None, max_age: int | None = None
+    ) -> Flow[TokenSet]:
         metadata = yield from self.discovery.flow()
         if metadata.authorization_endpoint is None:
             raise DiscoveryError("the issuer offers no authorization endpoint")
@@ -140,6 +146,10 @@ class AuthorizationCodePKCE(TokenSource):
         receiver = LoopbackReceiver(self._host, self._port, self._path)
         try:
             url = self._authorization_url(metadata, receiver.redirect_uri, verifier, state, nonce)
+            step_up = {"acr_values": acr_values, "max_age": max_age}
+            extra = {name: str(value) for name, value in step_up.items() if value is not None}
+            if extra:
+                url += "&" + urlencode(extra)
             yield from blocking(lambda: self._open_browser(url))
             params = yield from blocking(lambda: receiver.wait(self._timeout))
         finally:

@@ -14,7 +14,9 @@ from tokenward.core.records import (
     FamilyRecord,
     InitialAccessToken,
     MintedToken,
+    PasskeyCredential,
     PushedRequest,
+    RecoveryCode,
     RefreshRecord,
     Revocation,
     SessionParticipant,
@@ -22,6 +24,7 @@ from tokenward.core.records import (
     SigningChoice,
     SsfStream,
     StoredKey,
+    TotpFactor,
     UserRecord,
 )
 
@@ -100,6 +103,55 @@ class UserStore(Protocol):
         ...
 
     async def list_all(self) -> Sequence[UserRecord]: ...
+
+
+class TotpFactors(Protocol):
+    """Second factors (services/totp.py): one TOTP authenticator per user."""
+
+    async def get(self, user_id: str) -> TotpFactor | None: ...
+
+    async def put(self, factor: TotpFactor) -> None:
+        """Insert or replace the user's authenticator."""
+        ...
+
+    async def advance(self, user_id: str, step: int) -> bool:
+        """Record `step` as the last accepted one only if it is later than the stored one
+        (compare-and-set): False when a code of this step was already used, so two nodes
+        accepting one code at once cannot both win."""
+        ...
+
+    async def delete(self, user_id: str) -> bool: ...
+
+
+class RecoveryCodes(Protocol):
+    """Single-use recovery codes (services/recovery_codes.py), hashed."""
+
+    async def replace(self, user_id: str, codes: Sequence[RecoveryCode]) -> None:
+        """The user's codes become exactly these (the old ones stop working)."""
+        ...
+
+    async def of_user(self, user_id: str) -> Sequence[RecoveryCode]: ...
+
+    async def use(self, user_id: str, code_id: str) -> bool:
+        """Delete one code; False if it was already gone (used by a concurrent request)."""
+        ...
+
+
+class Passkeys(Protocol):
+    """WebAuthn credentials (services/passkeys.py)."""
+
+    async def add(self, credential: PasskeyCredential) -> None: ...
+
+    async def get(self, credential_id: str) -> PasskeyCredential | None: ...
+
+    async def of_user(self, user_id: str) -> Sequence[PasskeyCredential]: ...
+
+    async def used(self, credential_id: str, seen: int, count: int, now: float) -> bool:
+        """Store the new signature counter only if the stored one is still `seen`
+        (compare-and-set); False when another sign-in with this credential came first."""
+        ...
+
+    async def delete(self, user_id: str, credential_id: str) -> bool: ...
 
 
 class Conflict(Exception):

@@ -95,6 +95,8 @@ class ClientRecord:
     require_signed_request_object: bool = False
     # The security profile the client is held to (oauth/profiles.py): baseline | fapi2.
     profile: str = "baseline"
+    # The weakest authentication this client accepts (core/assurance.py LEVELS); None: any.
+    min_acr: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,3 +272,39 @@ class InitialAccessToken:
     max_uses: int | None = None
     uses: int = 0
     revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TotpFactor:
+    """A user's confirmed TOTP authenticator (RFC 6238). The shared secret is kept sealed under
+    the master key; `last_step` is the time step of the last code accepted, so no code of that
+    step or an earlier one is accepted again (RFC 6238 §5.2)."""
+
+    user_id: str
+    sealed_secret: bytes
+    created_at: float
+    last_step: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryCode:
+    """One single-use recovery code, kept only as a keyed digest."""
+
+    user_id: str
+    code_id: str
+    code_hash: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeyCredential:
+    """A WebAuthn credential (a passkey): `credential_id` base64url, its COSE public key, and the
+    authenticator's signature counter as last seen (a counter that does not grow is a clone)."""
+
+    credential_id: str
+    user_id: str
+    public_key: bytes
+    sign_count: int
+    created_at: float
+    name: str = ""
+    last_used_at: float | None = None

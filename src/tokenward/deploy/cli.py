@@ -403,6 +403,14 @@ def client_create(
             help="Security profile: baseline, or fapi2 (FAPI 2.0 Security Profile, docs/fapi2.md)",
         ),
     ] = "baseline",
+    min_acr: Annotated[
+        str | None,
+        typer.Option(
+            "--min-acr",
+            help="The weakest sign-in its users may have: urn:tokenward:acr:pwd, "
+            "urn:tokenward:acr:mfa or urn:tokenward:acr:phr (docs/second-factors.md)",
+        ),
+    ] = None,
 ) -> None:
     """Register a client; prints its secret once."""
     key_set = _read_text(jwks) if jwks is not None else None
@@ -440,9 +448,29 @@ def client_create(
                 require_par=require_par,
                 require_signed_request_object=require_signed_request_object,
                 profile=profile,
+                min_acr=min_acr,
             )
         )
     )
+
+
+@client_app.command("update")
+def client_update(
+    client_id: str,
+    min_acr: Annotated[
+        str | None,
+        typer.Option(
+            "--min-acr",
+            help="The weakest sign-in its users may have (an acr level; 'none': any)",
+        ),
+    ] = None,
+) -> None:
+    """Change a client's settings (now: its minimum authentication level)."""
+    if min_acr is None:
+        typer.echo("error: nothing to change (give --min-acr)", err=True)
+        raise typer.Exit(2)
+    level = None if min_acr == "none" else min_acr
+    _emit(_run(lambda s: s.client_admin.set_min_acr(client_id, level)))
 
 
 @client_app.command("set-keys")

@@ -59,6 +59,7 @@ from tokenward.ops.tracing import TracingUnavailable
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
 from tokenward.serving.tls import CERT_REQS, ProxyCertificateMiddleware, with_client_certificates
+from tokenward.store.redis_bff_sessions import RedisSessionStore
 from tokenward.store.redis_blocklist import RedisBlocklist
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_event_relay import EventRelay
@@ -144,7 +145,8 @@ async def build_trust(
 
 class Shared:
     """What gateways behind one balancer share: one Redis client (for the revocation feed, the
-    DPoP replay cache, idempotency records and rate limits) and the revocation feed."""
+    DPoP replay cache, idempotency records, rate limits and browser sessions) and the
+    revocation feed."""
 
     def __init__(self, config: GatewayConfig) -> None:
         revocations = config.revocations
@@ -183,6 +185,13 @@ class Shared:
         if self.rate_redis is None:
             return None
         return RedisIdempotencyStore(self.rate_redis, self.namespace.idempotency)
+
+    def bff_sessions(self) -> RedisSessionStore | None:
+        """Browser-mode sessions in the shared Redis, so any gateway (or worker) serves a
+        browser signed in at another; None: this process's memory (one process only)."""
+        if self.rate_redis is None:
+            return None
+        return RedisSessionStore(self.rate_redis, self.namespace.bff_sessions)
 
     def monitoring(self, config: GatewayConfig) -> tuple[EventRelay | None, RedisBlocklist | None]:
         """With `monitor:`, usage events go to the servers' monitors over a Redis stream, and
@@ -305,7 +314,7 @@ async def _gateway(
     trust: TrustSetup | None,
     resources: contextlib.AsyncExitStack,
 ) -> Gateway:
-    bff = await build_bff(config)
+    bff = await build_bff(config, store=shared.bff_sessions())
     try:
         audit = AuditLog.open(config.audit_path)
     except DataDirError as exc:

@@ -75,3 +75,8 @@ class Namespace:
     def gateway_replay(self) -> str:
         """The gateways' own DPoP replay cache: their proofs are not the servers' proofs."""
         return self.root + ":gateway-replay:"
+
+    @property
+    def bff_sessions(self) -> str:
+        """The gateways' browser-mode sessions, pending sign-ins and refresh locks."""
+        return self.root + ":bff:"

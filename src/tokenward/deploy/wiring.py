@@ -20,7 +20,9 @@ from tokenward.core.ports import (
     GrantStore,
     InitialAccessTokens,
     KeyStore,
+    Passkeys,
     PushedRequestStore,
+    RecoveryCodes,
     RegistrationAccessTokens,
     RevocationStore,
     SessionParticipants,
@@ -28,6 +30,7 @@ from tokenward.core.ports import (
     SetQueue,
     SsfStreams,
     TokenLineage,
+    TotpFactors,
     UserStore,
 )
 from tokenward.core.ratelimits import RatePolicy
@@ -79,22 +82,32 @@ from tokenward.services.clients import ClientAdmin
 from tokenward.services.console import ConsoleQueries
 from tokenward.services.demo import DemoAccounts
 from tokenward.services.device_approval import DeviceApproval
+from tokenward.services.factors import FactorCatalogue
 from tokenward.services.initial_tokens import InitialTokenAdmin
 from tokenward.services.logout import Logout
+from tokenward.services.passkeys import PasskeyService
+from tokenward.services.recovery_codes import RecoveryCodeService
 from tokenward.services.registration import (
     ClientRegistration,
     RateLimiter,
     RegistrationPolicy,
 )
 from tokenward.services.revoking import Watermarks
+from tokenward.services.second_factors import SecondFactors
 from tokenward.services.shared_signals import RECEIVE, SharedSignals, poll_url
 from tokenward.services.signin import PasswordSignIn
 from tokenward.services.ssf_receiver import SetReceiver
 from tokenward.services.ssf_receiver import Transmitter as SsfTransmitter
+from tokenward.services.totp import TotpService
 from tokenward.services.userinfo import UserClaims
 from tokenward.services.users import UserAdmin
 from tokenward.store import memory, memory_flows, sql
 from tokenward.store.cached_clients import CachedClientStore
+from tokenward.store.memory_factors import (
+    MemoryPasskeys,
+    MemoryRecoveryCodes,
+    MemoryTotpFactors,
+)
 from tokenward.store.memory_participants import MemorySessionParticipants
 from tokenward.store.memory_registration import (
     MemoryInitialAccessTokens,
@@ -152,6 +165,10 @@ class StoreSet:
     registration_tokens: RegistrationAccessTokens = field(
         default_factory=MemoryRegistrationAccessTokens
     )
+    # Second factors (docs/second-factors.md).
+    totp_factors: TotpFactors = field(default_factory=MemoryTotpFactors)
+    recovery_codes: RecoveryCodes = field(default_factory=MemoryRecoveryCodes)
+    passkeys: Passkeys = field(default_factory=MemoryPasskeys)
 
     async def aclose(self) -> None:
         for close in self.closers:
@@ -222,6 +239,7 @@ class Services:
     shared_signals: SharedSignals  # SSF transmitter and receiver, back-channel logout
     registration: ClientRegistration  # RFC 7591/7592 at /register
     initial_tokens: InitialTokenAdmin  # the operator's initial access tokens for /register
+    second_factors: SecondFactors  # TOTP, recovery codes, passkeys (docs/second-factors.md)
     clock: Clock = field(default=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
 
@@ -253,6 +271,23 @@ GRANTS = (
     TokenExchangeGrant,
 )
 SCOPES_SUPPORTED = frozenset({"openid", "profile", "email", "offline_access"})
+
+
+def build_second_factors(
+    settings: Settings,
+    stores: StoreSet,
+    sealer: KeySealer,
+    recovery_digests: SecretHasher,
+    throttle: SignInThrottle,
+    clock: Clock,
+) -> SecondFactors:
+    """TOTP, recovery codes and passkeys (docs/second-factors.md), throttled like passwords."""
+    return SecondFactors(
+        catalogue=FactorCatalogue(stores.totp_factors, stores.recovery_codes, stores.passkeys),
+        totp=TotpService(stores.totp_factors, sealer, throttle, clock),
+        recovery=RecoveryCodeService(stores.recovery_codes, recovery_digests, throttle, clock),
+        passkeys=PasskeyService(stores.passkeys, settings.issuer, clock),
+    )
 
 
 async def build_services(
@@ -456,8 +491,17 @@ async def build_services(
     )
     session_manager = SessionManager(stores.sessions, stores.users, clock)
     login_throttle = sign_in_throttle(settings, stores, clock)
-    max_token_lifetime = keys.keyring.policy.max_token_lifetime
-    keep = max(max_token_lifetime + settings.leeway, settings.refresh_token_lifetime)
+    second_factors = build_second_factors(
+        settings,
+        stores,
+        sealer,
+        SecretHasher(derive_subkey(master_key, "recovery-codes")),
+        login_throttle,
+        clock,
+    )
+    keep = max(
+        keys.keyring.policy.max_token_lifetime + settings.leeway, settings.refresh_token_lifetime
+    )
     watermarks = Watermarks(revocations, keep, clock)
     client_admin = ClientAdmin(
         stores.clients, hasher, watermarks, clock, profiles, signing_algs=keys.algorithms
@@ -486,7 +530,14 @@ async def build_services(
         pushed_authorization=PushedAuthorization(
             authenticator, authorization, request_objects, request_uris, dpop, f"{base}/par"
         ),
-        flow=AuthorizationFlow(stores.codes, stores.consents, settings.issuer, clock, profiles),
+        flow=AuthorizationFlow(
+            stores.codes,
+            stores.consents,
+            settings.issuer,
+            clock,
+            profiles=profiles,
+            factors=second_factors.catalogue,
+        ),
         device=DeviceAuthorization(
             authenticator, stores.devices, settings.issuer, settings.audience, clock
         ),
@@ -499,11 +550,24 @@ async def build_services(
         user_admin=user_admin,
         watermarks=watermarks,
         admin_actions=AdminActions(
-            client_admin, user_admin, watermarks, stores.consents, keys, monitor, initial_tokens
+            client_admin,
+            user_admin,
+            watermarks,
+            stores.consents,
+            keys,
+            monitor,
+            initial_tokens,
+            second_factors.catalogue,
         ),
         admin_access=AdminAccess(stores.clients, stores.users),
         console=ConsoleQueries(
-            stores.clients, stores.users, stores.sessions, stores.consents, keys, clock
+            stores.clients,
+            stores.users,
+            stores.sessions,
+            stores.consents,
+            keys,
+            clock,
+            factors=second_factors.catalogue,
         ),
         sign_in=PasswordSignIn(
             stores.users,
@@ -520,7 +584,7 @@ async def build_services(
             settings.issuer,
             session_manager,
             revocations,
-            settings.refresh_token_lifetime + max_token_lifetime,
+            settings.refresh_token_lifetime + keys.keyring.policy.max_token_lifetime,
             clock,
         ),
         device_approval=DeviceApproval(stores.devices, stores.clients, clock),
@@ -531,6 +595,7 @@ async def build_services(
             settings, stores, client_admin, registration_digests, watermarks, clock
         ),
         initial_tokens=initial_tokens,
+        second_factors=second_factors,
         clock=clock,
         metrics=server_metrics,
     )
@@ -728,6 +793,9 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         participants=sql.SqlSessionParticipants(sessions),
         ssf_streams=sql.SqlSsfStreams(sessions),
         set_queue=sql.SqlSetQueue(sessions),
+        totp_factors=sql.SqlTotpFactors(sessions),
+        recovery_codes=sql.SqlRecoveryCodes(sessions),
+        passkeys=sql.SqlPasskeys(sessions),
         pushed=sql.SqlPushedRequestStore(sessions, clock),
         initial_tokens=sql.SqlInitialAccessTokens(sessions),
         registration_tokens=sql.SqlRegistrationAccessTokens(sessions),

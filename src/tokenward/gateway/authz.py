@@ -7,8 +7,10 @@ check request's own method, path after the prefix, and Host (Envoy). They are re
 scope the gateway would have seen as the proxy itself, and that scope goes through the very
 same decision (`Gateway._decide`: path resolution, route, address, token, binding, scopes,
 policies, rate limit), on exactly the bytes the client sent: the raw request URI, never a
-proxy's decoded copy. Only the answer differs: 200 with the identity headers to forward, or
-the refusal, reshaped where the proxy cannot pass a status through (nginx knows 401 and 403).
+proxy's decoded copy; the client's TLS certificate, for certificate-bound tokens, only from
+the header the trusted proxy sets. Only the answer differs: 200 with the identity headers to
+forward, or the refusal, reshaped where the proxy cannot pass a status through (nginx knows 401
+and 403).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tokenward.gateway.model import AuthzSettings, Route
 from tokenward.gateway.paths import resolve_scope
 from tokenward.gateway.policy import Denied
 from tokenward.gateway.render import Answer
+from tokenward.serving.tls import proxied_certificate_only
 
 Headers = list[tuple[bytes, bytes]]
 STATUS_HEADER = b"x-tokenward-status"  # the refusal's real status, where nginx needs 403
@@ -121,6 +124,9 @@ def original_request(authz: AuthzSettings, compiled: Compiled, scope: Scope) -> 
         "raw_path": raw_path,
         "query_string": query,
         "headers": kept,
+        # The client's certificate (RFC 8705 binding) only as the proxy's header describes it
+        # (`tls.client_cert_header`): this connection's own certificate is the proxy's.
+        "extensions": proxied_certificate_only(scope),
     }
 
 
@@ -178,9 +184,13 @@ def allowed(authz: AuthzSettings, compiled: Compiled, decision: Decision, now: f
 def _max_age(authz: AuthzSettings, decision: Decision, now: float) -> int:
     """How long the proxy may reuse this allow: only with `cache_seconds`, only on bearer
     routes whose decision depends on nothing but the token and the request line (no Cedar
-    policies, no IP rules; a DPoP proof is single-use), and never past the token's expiry."""
+    policies, no IP rules; a DPoP proof is single-use; a certificate-bound token also depends
+    on the certificate, which is not in the proxy's cache key), and never past the token's
+    expiry."""
     token, route = decision.token, decision.route
     if authz.cache_seconds <= 0 or token is None or route.auth != "bearer":
+        return 0
+    if token.x5t_s256 is not None:
         return 0
     if route.policies is not None or route.ip.allow or route.ip.deny:
         return 0

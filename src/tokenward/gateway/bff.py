@@ -12,7 +12,9 @@ cookie (HttpOnly, Secure, SameSite=Lax, `__Host-` prefixed). JavaScript never se
   `allowed_origins` and an `X-CSRF-Token` header equal to the CSRF cookie (double submit).
 - `logout_path` (POST, CSRF-checked): revokes the refresh token, ends the session.
 
-Sessions are kept in memory, keyed by a SHA-256 of the cookie value.
+Sessions live behind the `SessionStore` port (gateway/bff_store.py): this process's memory, or
+Redis shared by every gateway. The store holds them sealed (gateway/bff_seal.py): its key and
+the record's AES-GCM key are both derived from the cookie, which only the browser has.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -33,24 +35,22 @@ import httpx
 import structlog
 from starlette.types import Scope
 
+from tokenward.gateway.bff_seal import PendingLogin, Sealed, SessionRecord, new_secret
+from tokenward.gateway.bff_store import MemorySessionStore, SessionStore
 from tokenward.gateway.model import BffSettings
 from tokenward.gateway.policy import Denied
 
 log = structlog.get_logger(__name__)
 Headers = list[tuple[bytes, bytes]]
 LOGIN_TTL = 600.0
-REFRESH_AHEAD = 30.0  # refresh this long before the access token expires
+REFRESH_AHEAD = 30.0  # refresh this long before the access token expires (at most half its life)
+TOKEN_TIMEOUT = 10.0  # seconds for one call to the issuer
+# The refresh lock outlives the holder's token request, so it is never taken over while the
+# holder may still spend the refresh token; a waiter gives up after `refresh_wait` (503).
+LOCK_TTL = TOKEN_TIMEOUT + 5.0
+REFRESH_WAIT = 5.0
+REFRESH_POLL = 0.05  # seconds between a waiter's looks at the lock holder's result
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
-
-@dataclass
-class Session:
-    access_token: str
-    refresh_token: str | None
-    access_expires_at: float
-    csrf: str
-    ends_at: float
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,17 @@ class Bff:
         client_secret: str,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        store: SessionStore | None = None,
+        refresh_wait: float = REFRESH_WAIT,
     ) -> None:
+        """`store`: where sessions live (default: this process's memory)."""
         self.settings = settings
         self.endpoints = endpoints
         self._auth = httpx.BasicAuth(settings.client_id, client_secret)
         self._clock = clock
         self._transport = transport
-        self._sessions: dict[str, Session] = {}
-        self._logins: dict[str, tuple[str, str, float]] = {}  # state -> verifier, return_to, exp
+        self.store: SessionStore = store if store is not None else MemorySessionStore(clock)
+        self._refresh_wait = refresh_wait
         prefix = "__Host-" if settings.secure_cookies else ""
         self.session_cookie = f"{prefix}tw_session"
         self.csrf_cookie = f"{prefix}tw_csrf"
@@ -102,10 +105,10 @@ class Bff:
         # Only a local path: an open redirect here would hand users to any site after login.
         if not return_to.startswith("/") or return_to.startswith("//") or "\\" in return_to:
             return_to = "/"
-        state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
-        now = self._clock()
-        self._logins = {k: v for k, v in self._logins.items() if v[2] > now}
-        self._logins[state] = (verifier, return_to, now + LOGIN_TTL)
+        state, verifier = new_secret(), secrets.token_urlsafe(48)
+        sealed = Sealed(state)
+        pending = PendingLogin(verifier, return_to, self._clock() + LOGIN_TTL)
+        await self.store.put_login(sealed.key, sealed.seal(pending), LOGIN_TTL)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
         params = {
             "response_type": "code",
@@ -124,30 +127,31 @@ class Bff:
         query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
         state = query.get("state", "")
         expected = cookies.get(self.login_cookie, "")
-        pending = self._logins.pop(state, None) if state else None
-        # The state must be ours, unexpired, and issued to this very browser (login cookie).
-        if (
-            pending is None
-            or pending[2] <= self._clock()
-            or not hmac.compare_digest(state.encode(), expected.encode())
-        ):
+        sealed = Sealed.of(state)
+        # The state must be issued to this very browser (login cookie) before it is taken, so
+        # a callback URL lured into another browser does not even spend the real one's sign-in;
+        # then ours and unexpired, taken once (a replay, here or at another gateway, finds none).
+        pending = None
+        if sealed is not None and hmac.compare_digest(state.encode(), expected.encode()):
+            pending = sealed.pending(await self.store.take_login(sealed.key))
+        if pending is None or pending.expires_at <= self._clock():
             raise Denied(400, "bff_state", "the sign-in could not be matched to this browser")
         if "code" not in query:
             raise Denied(400, "bff_denied", "the sign-in was not completed")
-        verifier, return_to, _ = pending
         tokens = await self._token_request(
             {
                 "grant_type": "authorization_code",
                 "code": query["code"],
                 "redirect_uri": self.settings.redirect_uri,
-                "code_verifier": verifier,
+                "code_verifier": pending.verifier,
             }
         )
-        session_id, session = self._new_session(tokens)
+        cookie, record = await self._new_session(tokens)
+        max_age = int(self.settings.session_ttl)
         headers = [
-            (b"location", return_to.encode("latin-1")),
-            self._cookie(self.session_cookie, session_id, int(self.settings.session_ttl), True),
-            self._cookie(self.csrf_cookie, session.csrf, int(self.settings.session_ttl), False),
+            (b"location", pending.return_to.encode("latin-1")),
+            self._cookie(self.session_cookie, cookie, max_age, True),
+            self._cookie(self.csrf_cookie, record.csrf, max_age, False),
             self._cookie(self.login_cookie, "", 0, http_only=True),
         ]
         return 302, headers
@@ -155,12 +159,12 @@ class Bff:
     async def _logout(self, scope: Scope, cookies: dict[str, str]) -> tuple[int, Headers]:
         if scope["method"] != "POST":
             raise Denied(405, "method_not_allowed", "sign out with POST")
-        session = self._session(cookies)
-        self.check_csrf(scope, cookies, session)
-        self._sessions.pop(_digest(cookies[self.session_cookie]), None)
+        sealed, record = await self._session(cookies)
+        self.check_csrf(scope, cookies, record)
+        await self.store.delete(sealed.key)
         revocation = self.endpoints.revocation
-        if session.refresh_token and revocation:
-            await self._revoke(revocation, session.refresh_token)
+        if record.refresh_token and revocation:
+            await self._revoke(revocation, record.refresh_token)
         return 204, [
             self._cookie(self.session_cookie, "", 0, http_only=True),
             self._cookie(self.csrf_cookie, "", 0, http_only=False),
@@ -169,14 +173,14 @@ class Bff:
     # --- protected routes -------------------------------------------------------------------
     async def authorization(self, scope: Scope, cookies: dict[str, str]) -> str:
         """The Authorization value to validate for this browser request (CSRF checked)."""
-        session = self._session(cookies)
+        sealed, record = await self._session(cookies)
         if scope["method"] not in SAFE_METHODS:
-            self.check_csrf(scope, cookies, session)
-        if self._clock() >= session.access_expires_at - REFRESH_AHEAD:
-            await self._refresh(cookies[self.session_cookie], session)
-        return "Bearer " + session.access_token
+            self.check_csrf(scope, cookies, record)
+        if self._due(record):
+            record = await self._refresh(sealed)
+        return "Bearer " + record.access_token
 
-    def check_csrf(self, scope: Scope, cookies: dict[str, str], session: Session) -> None:
+    def check_csrf(self, scope: Scope, cookies: dict[str, str], record: SessionRecord) -> None:
         headers = scope["headers"]
         origin = next((v for n, v in headers if n == b"origin"), b"").decode("latin-1")
         sent = next((v for n, v in headers if n == b"x-csrf-token"), b"").decode("latin-1")
@@ -186,39 +190,89 @@ class Bff:
         if not (
             sent
             and hmac.compare_digest(sent.encode(), cookie.encode())
-            and hmac.compare_digest(sent.encode(), session.csrf.encode())
+            and hmac.compare_digest(sent.encode(), record.csrf.encode())
         ):
             raise Denied(403, "csrf", "cross-site request refused (CSRF token)")
 
-    def _session(self, cookies: dict[str, str]) -> Session:
-        value = cookies.get(self.session_cookie)
-        session = self._sessions.get(_digest(value)) if value else None
-        if session is None or session.ends_at <= self._clock():
+    async def _session(self, cookies: dict[str, str]) -> tuple[Sealed, SessionRecord]:
+        sealed = Sealed.of(cookies.get(self.session_cookie))
+        if sealed is None:
             raise Denied(401, "no_session", "sign in first")
-        return session
+        return sealed, await self._load(sealed)
 
-    async def _refresh(self, cookie: str, session: Session) -> None:
-        async with session.lock:  # one refresh per session; the others wait and reuse it
-            if self._clock() < session.access_expires_at - REFRESH_AHEAD:
-                return
-            if session.refresh_token is None:
-                self._sessions.pop(_digest(cookie), None)
-                raise Denied(401, "session_expired", "the session expired; sign in again")
-            try:
-                tokens = await self._token_request(
-                    {"grant_type": "refresh_token", "refresh_token": session.refresh_token}
+    async def _load(self, sealed: Sealed) -> SessionRecord:
+        """The session's current record; each read counts as activity (the idle timeout)."""
+        record = sealed.session(await self.store.load(sealed.key, self.settings.idle_timeout))
+        if record is None:
+            raise Denied(401, "no_session", "sign in first")
+        if record.ends_at <= self._clock():
+            await self.store.delete(sealed.key)
+            raise Denied(401, "no_session", "sign in first")
+        return record
+
+    def _due(self, record: SessionRecord) -> bool:
+        return self._clock() >= record.access_expires_at - record.refresh_ahead
+
+    def _ttl(self, record: SessionRecord) -> float:
+        left = record.ends_at - self._clock()
+        idle = self.settings.idle_timeout
+        return min(left, idle) if idle is not None else left
+
+    async def _refresh(self, sealed: Sealed) -> SessionRecord:
+        """One refresh per session across every gateway sharing the store: the lock holder
+        spends the (rotating) refresh token; the others wait for its result and reuse it."""
+        owner = secrets.token_hex(16)
+        give_up = time.monotonic() + self._refresh_wait
+        while True:
+            if await self.store.lock(sealed.key, owner, LOCK_TTL):
+                try:
+                    record = await self._load(sealed)  # refreshed meanwhile by the last holder?
+                    return await self._rotate(sealed, record) if self._due(record) else record
+                finally:
+                    await self.store.unlock(sealed.key, owner)
+            await asyncio.sleep(REFRESH_POLL)  # another request (or gateway) is refreshing
+            record = await self._load(sealed)
+            if not self._due(record):
+                return record
+            if time.monotonic() >= give_up:
+                raise Denied(
+                    503,
+                    "bff_refresh_busy",
+                    "the session is being refreshed; retry",
+                    [(b"retry-after", b"1")],
                 )
-            except Denied:
-                self._sessions.pop(_digest(cookie), None)
-                raise Denied(401, "session_expired", "the session expired; sign in again") from None
-            session.access_token = tokens["access_token"]
-            session.refresh_token = tokens.get("refresh_token", session.refresh_token)
-            session.access_expires_at = self._clock() + float(tokens.get("expires_in", 300))
+
+    async def _rotate(self, sealed: Sealed, record: SessionRecord) -> SessionRecord:
+        if record.refresh_token is None:
+            await self.store.delete(sealed.key)
+            raise Denied(401, "session_expired", "the session expired; sign in again")
+        try:
+            tokens = await self._token_request(
+                {"grant_type": "refresh_token", "refresh_token": record.refresh_token}
+            )
+        except Denied as exc:
+            if exc.status >= 500:  # the issuer is unreachable: the refresh token is unspent
+                raise
+            await self.store.delete(sealed.key)
+            raise Denied(401, "session_expired", "the session expired; sign in again") from None
+        lifetime = float(tokens.get("expires_in", 300))
+        fresh = replace(
+            record,
+            access_token=tokens["access_token"],
+            refresh_token=tokens.get("refresh_token", record.refresh_token),
+            access_expires_at=self._clock() + lifetime,
+            refresh_ahead=min(REFRESH_AHEAD, lifetime / 2),
+        )
+        if not await self.store.replace(sealed.key, sealed.seal(fresh), self._ttl(fresh)):
+            raise Denied(401, "no_session", "sign in first")  # signed out meanwhile
+        return fresh
 
     # --- talking to the issuer ----------------------------------------------------------------
     async def _token_request(self, form: dict[str, str]) -> dict[str, Any]:
         try:
-            async with httpx.AsyncClient(transport=self._transport, timeout=10) as client:
+            async with httpx.AsyncClient(
+                transport=self._transport, timeout=TOKEN_TIMEOUT
+            ) as client:
                 response = await client.post(self.endpoints.token, data=form, auth=self._auth)
         except httpx.HTTPError as exc:
             log.warning("bff_token_unreachable", error=type(exc).__name__)
@@ -237,24 +291,28 @@ class Bff:
     async def _revoke(self, endpoint: str, token: str) -> None:
         form = {"token": token, "token_type_hint": "refresh_token"}
         try:
-            async with httpx.AsyncClient(transport=self._transport, timeout=10) as client:
+            async with httpx.AsyncClient(
+                transport=self._transport, timeout=TOKEN_TIMEOUT
+            ) as client:
                 await client.post(endpoint, data=form, auth=self._auth)
         except httpx.HTTPError as exc:  # the session is gone here either way
             log.warning("bff_revoke_failed", error=type(exc).__name__)
 
-    def _new_session(self, tokens: dict[str, Any]) -> tuple[str, Session]:
+    async def _new_session(self, tokens: dict[str, Any]) -> tuple[str, SessionRecord]:
         now = self._clock()
-        self._sessions = {k: s for k, s in self._sessions.items() if s.ends_at > now}
-        session_id = secrets.token_urlsafe(32)
-        session = Session(
+        cookie = new_secret()
+        lifetime = float(tokens.get("expires_in", 300))
+        record = SessionRecord(
             access_token=tokens["access_token"],
             refresh_token=tokens.get("refresh_token"),
-            access_expires_at=now + float(tokens.get("expires_in", 300)),
+            access_expires_at=now + lifetime,
+            refresh_ahead=min(REFRESH_AHEAD, lifetime / 2),
             csrf=secrets.token_urlsafe(32),
             ends_at=now + self.settings.session_ttl,
         )
-        self._sessions[_digest(session_id)] = session
-        return session_id, session
+        sealed = Sealed(cookie)
+        await self.store.create(sealed.key, sealed.seal(record), self._ttl(record))
+        return cookie, record
 
     def _cookie(self, name: str, value: str, max_age: int, http_only: bool) -> tuple[bytes, bytes]:
         parts = [f"{name}={value}", "Path=/", f"Max-Age={max_age}"]
@@ -277,7 +335,3 @@ def parse_cookies(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
             except CookieError:
                 continue  # a malformed cookie header is ignored, not a 500
     return {key: morsel.value for key, morsel in jar.items()}
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()

@@ -85,8 +85,6 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
     metrics_host, metrics_port = sections.metrics(top.get("metrics"))
     trust = sections.trust(top.get("trust"))
     bff_settings = sections.bff(top.get("bff"))
-    if bff_settings is not None and "workers" in top and top["workers"].integer(minimum=1) > 1:
-        raise top["workers"].error("browser mode (bff:) keeps sessions per process: use 1")
     if bff_settings is None and any(route.auth == "bff" for route in routes):
         raise root.error("bff: is required when a route uses auth: bff")
     revocations = sections.revocations(top.get("revocations"))

@@ -45,7 +45,8 @@ def workers(node: Node | None, redis_url: str | None) -> int:
         raise node.error(f"at most {MAX_WORKERS}")
     if count > 1 and redis_url is None:
         raise node.error(
-            "more than one worker shares rate limits, idempotency keys and DPoP proofs "
+            "more than one worker shares rate limits, idempotency keys, DPoP proofs and "
+            "browser sessions "
             "through Redis: set rate_limits.redis_url (or revocations.redis_url)"
         )
     return count
@@ -215,7 +216,7 @@ def introspection(node: Node, trust: Trust) -> Trust:
 
 BFF_FIELDS = frozenset(
     {"client_id", "redirect_uri", "client_secret_env", "client_secret_file", "scopes",
-     "allowed_origins", "secure_cookies", "session_ttl", "paths"}
+     "allowed_origins", "secure_cookies", "session_ttl", "idle_timeout", "paths"}
 )  # fmt: skip
 
 
@@ -237,6 +238,12 @@ def bff(node: Node | None) -> BffSettings | None:
         if not path.string().startswith("/"):
             raise path.error("must start with /")
     origins = tuple(item.string().rstrip("/") for item in fields["allowed_origins"].listed())
+    session_ttl = 8 * 3600.0
+    if "session_ttl" in fields:
+        session_ttl = fields["session_ttl"].number(minimum=60)
+    idle = fields["idle_timeout"].number(minimum=60) if "idle_timeout" in fields else None
+    if idle is not None and idle > session_ttl:
+        raise fields["idle_timeout"].error("must not exceed session_ttl")
     return BffSettings(
         client_id=fields["client_id"].string(),
         redirect_uri=fields["redirect_uri"].string(),
@@ -245,9 +252,8 @@ def bff(node: Node | None) -> BffSettings | None:
         scopes=tuple(fields["scopes"].strings()) if "scopes" in fields else ("openid",),
         allowed_origins=origins,
         secure_cookies=fields["secure_cookies"].boolean() if "secure_cookies" in fields else True,
-        session_ttl=fields["session_ttl"].number(minimum=60)
-        if "session_ttl" in fields
-        else 8 * 3600.0,
+        session_ttl=session_ttl,
+        idle_timeout=idle,
         login_path=paths["login"].string() if "login" in paths else "/bff/login",
         callback_path=paths["callback"].string() if "callback" in paths else "/bff/callback",
         logout_path=paths["logout"].string() if "logout" in paths else "/bff/logout",

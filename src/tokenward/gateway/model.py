@@ -172,7 +172,8 @@ class BffSettings:
     scopes: tuple[str, ...] = ("openid",)
     allowed_origins: tuple[str, ...] = ()
     secure_cookies: bool = True  # false only for plain-HTTP development on loopback
-    session_ttl: float = 8 * 3600.0
+    session_ttl: float = 8 * 3600.0  # the absolute lifetime of a session
+    idle_timeout: float | None = None  # ends a session unused this long (None: only the TTL)
     login_path: str = "/bff/login"
     callback_path: str = "/bff/callback"
     logout_path: str = "/bff/logout"

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from tokenward.core.errors import JoseError
 from tokenward.gateway.bff import Bff, Endpoints
+from tokenward.gateway.bff_store import SessionStore
 from tokenward.gateway.model import DpopSettings, GatewayConfig, Trust
 from tokenward.guard import KeySource, RemoteJwks, RevocationMirror, StaticKeySource, Validator
 from tokenward.guard.introspection_client import IntrospectionResolver
@@ -204,8 +205,13 @@ def read_secret(env: str | None, file: str | None) -> str:
         raise TrustError(f"cannot read the secret file {file}: {exc.strerror}") from None
 
 
-async def build_bff(config: GatewayConfig, clock: Callable[[], float] = time.time) -> Bff | None:
-    """Browser mode's client: the issuer's endpoints from discovery, its secret from env/file."""
+async def build_bff(
+    config: GatewayConfig,
+    clock: Callable[[], float] = time.time,
+    store: SessionStore | None = None,
+) -> Bff | None:
+    """Browser mode's client: the issuer's endpoints from discovery, its secret from env/file.
+    `store`: where its sessions live (default: this process's memory)."""
     settings = config.bff
     if settings is None:
         return None
@@ -217,4 +223,4 @@ async def build_bff(config: GatewayConfig, clock: Callable[[], float] = time.tim
     revocation = metadata.get("revocation_endpoint")
     endpoints = Endpoints(authorize, token, revocation if isinstance(revocation, str) else None)
     secret = read_secret(settings.client_secret_env, settings.client_secret_file)
-    return Bff(settings, endpoints, secret, clock)
+    return Bff(settings, endpoints, secret, clock, store=store)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tokenward.core.assurance import LEVELS
 from tokenward.core.revocation_wire import METADATA_FIELD, PATH
 from tokenward.oauth.client_auth import METHODS
 from tokenward.oauth.mtls import MTLS_METHODS
@@ -108,12 +109,15 @@ def metadata(
                     "auth_time",
                     "nonce",
                     "acr",
+                    "amr",
                     "sid",
                     "name",
                     "email",
                     "preferred_username",
                 ],
                 "prompt_values_supported": ["none", "login", "consent"],
+                # Weakest first (core/assurance.py): password, + one-time code, passkey.
+                "acr_values_supported": list(LEVELS),
                 # OpenID Back-Channel Logout 1.0 §2.1: logout tokens always carry sid.
                 "backchannel_logout_supported": True,
                 "backchannel_logout_session_supported": True,

@@ -2,6 +2,13 @@
 
 OIDC Core §3.1.2.3: prompt=login and an exceeded max_age force a new sign-in; prompt=none
 never shows a page and answers login_required / consent_required instead.
+
+Assurance (core/assurance.py): the session must reach the strongest of the levels asked by
+`acr_values`, the client's `min_acr` and the user's floor (who set up a second factor must use
+it); when it does not, the user is asked for the missing factor. A client minimum the user cannot
+reach (no passkey for a passkey-only client) is access_denied; `acr_values` the user cannot reach
+are met as far as they can be, and the tokens' `acr` says how far (OIDC Core §3.1.2.1: they are
+voluntary; a resource server that needs more refuses the token, RFC 9470).
 """
 
 from __future__ import annotations
@@ -10,7 +17,17 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from tokenward.core.assurance import (
+    PWD,
+    best_reachable,
+    floor_of,
+    rank,
+    requested,
+    satisfies,
+    strongest,
+)
 from tokenward.core.ports import CodeStore, ConsentStore
 from tokenward.core.records import ClientRecord, CodeRecord
 from tokenward.oauth.authorize import AuthorizationRequest, RedirectError, redirect_to
@@ -37,7 +54,28 @@ class Redirect:
     status: int = 302  # the request's profile says: 303 under fapi2
 
 
-Step = ShowLogin | ShowConsent | Redirect
+@dataclass(frozen=True, slots=True)
+class ShowFactor:
+    """Ask the signed-in user for a second factor that brings the session to `level`."""
+
+    request: AuthorizationRequest
+    session: ActiveSession
+    level: str
+    methods: frozenset[str]  # the user's factors (core/assurance.py TOTP, PASSKEY)
+
+
+Step = ShowLogin | ShowFactor | ShowConsent | Redirect
+
+
+class FactorMethods(Protocol):
+    async def methods(self, user_id: str) -> frozenset[str]:
+        """The second factors the user has set up (services/factors.FactorCatalogue)."""
+        ...
+
+
+class _NoFactors:
+    async def methods(self, user_id: str) -> frozenset[str]:
+        return frozenset()
 
 
 class AuthorizationFlow:
@@ -48,8 +86,10 @@ class AuthorizationFlow:
         issuer: str,
         clock: Callable[[], float] = time.time,
         profiles: Profiles | None = None,
+        factors: FactorMethods | None = None,
     ) -> None:
         self._profiles = profiles or Profiles()
+        self._factors = factors if factors is not None else _NoFactors()
         self._codes = codes
         self._consents = consents
         self._issuer = issuer
@@ -68,6 +108,11 @@ class AuthorizationFlow:
             if "none" in request.prompt:
                 raise self._error(LoginRequired("the user must sign in"), request)
             return ShowLogin(request)
+        factor = await self._missing_factor(request, client, session)
+        if factor is not None:
+            if "none" in request.prompt:
+                raise self._error(LoginRequired("a second factor is required"), request)
+            return factor
         if not consented_now and await self._needs_consent(request, client, session):
             if "none" in request.prompt:
                 raise self._error(
@@ -84,6 +129,24 @@ class AuthorizationFlow:
 
     def denied(self, request: AuthorizationRequest) -> RedirectError:
         return self._error(AccessDenied("the user declined"), request)
+
+    async def _missing_factor(
+        self, request: AuthorizationRequest, client: ClientRecord, session: ActiveSession
+    ) -> ShowFactor | None:
+        methods = await self._factors.methods(session.user.user_id)
+        best = best_reachable(methods)
+        if client.min_acr is not None and rank(best) < rank(client.min_acr):
+            raise self._error(
+                AccessDenied("the application requires a second factor the user has not set up"),
+                request,
+            )
+        must = strongest(client.min_acr, floor_of(methods))
+        wanted = strongest(must, requested(request.acr_values))
+        target = wanted if rank(best) >= rank(wanted) else must
+        # A session from before levels were recorded was a password sign-in.
+        if target is None or satisfies(session.record.acr or PWD, target):
+            return None
+        return ShowFactor(request, session, target, methods)
 
     def _needs_fresh_login(self, request: AuthorizationRequest, session: ActiveSession) -> bool:
         if "login" in request.prompt:

@@ -52,6 +52,25 @@ class SessionManager:
         await self.sessions.put(record)
         return secret, record
 
+    async def start_for(
+        self, user_id: str, acr: str, replacing: str | None = None
+    ) -> tuple[str, ActiveSession] | None:
+        """A new session at `acr` for an enabled user (a second factor or a passkey sign-in);
+        `replacing`: the session it supersedes (the password-only one), ended now. A new
+        session id and cookie, not the old one raised: nothing learnt before the factor is
+        worth anything after it."""
+        user = await self._users.get(user_id)
+        if user is None or user.disabled:
+            return None
+        secret, record = await self.start(user, acr)
+        if replacing is not None:
+            await self.end(replacing)
+        return secret, ActiveSession(record, user)
+
+    def recent(self, session: ActiveSession, seconds: float) -> bool:
+        """Signed in within the last `seconds` (the account page asks for a recent sign-in)."""
+        return self._clock() - session.record.auth_time <= seconds
+
     async def current(self, cookie: str | None) -> ActiveSession | None:
         """The live session behind a cookie: not ended, not expired, user enabled and unchanged."""
         if not cookie or len(cookie) > 128:

@@ -52,7 +52,7 @@ ENDPOINTS = frozenset(
 )
 PREFIXES = ("/admin", "/api")  # grouped: their paths carry ids
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-SIGN_IN_REASONS = frozenset({"wrong_credentials", "throttled"})
+SIGN_IN_REASONS = frozenset({"wrong_credentials", "wrong_second_factor", "throttled"})
 INTROSPECTION_OUTCOMES = frozenset({"active", "inactive"})
 
 

@@ -22,12 +22,14 @@ from tokenward.server.outer import Outer
 from tokenward.server.pages import Browser
 from tokenward.server.parts import ServerParts
 from tokenward.server.routes import (
+    account,
     admin,
     admin_api,
     browser,
     demo,
     device,
     docs,
+    factors,
     oauth,
     oidc,
     ops,
@@ -70,7 +72,20 @@ def create_app(
     install_error_handlers(app)
     install_bearer_error_handler(app)  # RFC 6750 bodies for the demo API
     app.router.routes.extend(oauth.DIRECT_ROUTES)  # first: they shadow their FastAPI twins
-    for module in (oauth, browser, device, oidc, demo, admin, admin_api, ops, docs, ssf):
+    for module in (
+        oauth,
+        browser,
+        factors,
+        account,
+        device,
+        oidc,
+        demo,
+        admin,
+        admin_api,
+        ops,
+        docs,
+        ssf,
+    ):
         app.include_router(module.router)
     if services.settings.metrics == "on":
         app.include_router(ops.metrics_router)

@@ -39,6 +39,7 @@ from tokenward.services.console import ConsoleQueries
 from tokenward.services.device_approval import DeviceApproval
 from tokenward.services.logout import Logout
 from tokenward.services.registration import ClientRegistration
+from tokenward.services.second_factors import SecondFactors
 from tokenward.services.shared_signals import SharedSignals
 from tokenward.services.signin import PasswordSignIn
 from tokenward.services.userinfo import UserClaims
@@ -216,3 +217,10 @@ Clock = Annotated[Callable[[], float], Depends(_clock)]
 Registration = Annotated[ClientRegistration, Depends(_registration)]
 Metrics = Annotated[ServerMetrics, Depends(_metrics)]
 Signals = Annotated[SharedSignals, Depends(_shared_signals)]
+
+
+async def _second_factors(p: Parts) -> SecondFactors:
+    return p.second_factors
+
+
+Factors = Annotated[SecondFactors, Depends(_second_factors)]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.requests import HTTPConnection
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -29,6 +30,24 @@ PAGE_HEADERS = {
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
 }
+
+# The second-factor pages: the passkey script from this origin, and the QR code as a data: image.
+SCRIPT_PAGE_HEADERS = {
+    **PAGE_HEADERS,
+    "content-security-policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; img-src data:; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+def script_json(text: str) -> Markup:
+    """JSON to put inside a <script type="application/json">: `<` escaped, so no value (a
+    username) can close the element. Markup: it is escaped for its place here, which is not
+    HTML's escaping (entities are not decoded inside a script element)."""
+    return Markup(  # noqa: S704 - escaped above for a script element
+        text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    )
 
 
 def cookie_name(name: str, secure: bool) -> str:
@@ -69,6 +88,14 @@ class Browser:
         response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
         if csrf is not None:
             self.set_cookie(response, self.csrf_cookie, csrf, max_age=3600, same_site="strict")
+        return response
+
+    def script_page(
+        self, template: str, status: int = 200, csrf: str | None = None, **context: Any
+    ) -> HTMLResponse:
+        """A page that runs /assets/passkeys.js or shows a QR code (SCRIPT_PAGE_HEADERS)."""
+        response = self.page(template, status, csrf, **context)
+        response.headers["content-security-policy"] = SCRIPT_PAGE_HEADERS["content-security-policy"]
         return response
 
     def message(

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from tokenward.services.device_approval import DeviceApproval
     from tokenward.services.logout import Logout
     from tokenward.services.registration import ClientRegistration
+    from tokenward.services.second_factors import SecondFactors
     from tokenward.services.shared_signals import SharedSignals
     from tokenward.services.signin import PasswordSignIn
     from tokenward.services.userinfo import UserClaims
@@ -110,6 +111,8 @@ class ServerParts(Protocol):
     def shared_signals(self) -> SharedSignals: ...
     @property
     def registration(self) -> ClientRegistration: ...  # RFC 7591/7592
+    @property
+    def second_factors(self) -> SecondFactors: ...
     @property
     def clock(self) -> Callable[[], float]: ...
     @property

@@ -13,8 +13,10 @@ from tokenward.core.ports import ConsentStore
 from tokenward.monitor.alerts import without_secrets
 from tokenward.monitor.pipeline import Monitor
 from tokenward.monitor.responder import ResponseError
+from tokenward.oauth.mtls import SUBJECT_FIELDS
 from tokenward.services.clients import ClientAdmin
 from tokenward.services.errors import AdminError
+from tokenward.services.factors import FactorCatalogue
 from tokenward.services.initial_tokens import InitialTokenAdmin
 from tokenward.services.revoking import Watermarks
 from tokenward.services.users import UserAdmin
@@ -40,6 +42,7 @@ class AdminActions:
         keys: KeyManager,
         monitor: Monitor,
         initial_tokens: InitialTokenAdmin,
+        factors: FactorCatalogue,
     ) -> None:
         self._clients = clients
         self._users = users
@@ -47,6 +50,7 @@ class AdminActions:
         self._consents = consents
         self._keys = keys
         self._monitor = monitor
+        self._factors = factors
         self._actions: dict[str, Action] = {
             "client.create": self._create_client,
             "client.disable": lambda p, _a: clients.set_client_disabled(str(p["client_id"]), True),
@@ -60,6 +64,10 @@ class AdminActions:
             "user.disable": lambda p, _a: users.set_user_disabled(str(p["user_id"]), True),
             "user.enable": lambda p, _a: users.set_user_disabled(str(p["user_id"]), False),
             "user.logout": lambda p, _a: users.force_logout(str(p["user_id"])),
+            "user.reset_factors": self._reset_factors,
+            "client.set_min_acr": lambda p, _a: clients.set_min_acr(
+                str(p["client_id"]), _text(p.get("min_acr"))
+            ),
             "session.revoke": lambda p, _a: users.end_session(str(p["session_id"])),
             "grant.revoke": self._revoke_grant,
             "key.rotate": self._rotate_keys,
@@ -116,7 +124,21 @@ class AdminActions:
             require_par=bool(p.get("require_pushed_authorization_requests")),
             require_signed_request_object=bool(p.get("require_signed_request_object")),
             profile=str(p.get("profile") or "baseline"),
+            min_acr=_text(p.get("min_acr")),
+            tls_subject={
+                name: value for name in SUBJECT_FIELDS if (value := _text(p.get(name))) is not None
+            },
+            tls_bound_tokens=_choice(p.get("tls_client_certificate_bound_access_tokens")),
         )
+
+    async def _reset_factors(self, p: Params, _actor: str) -> dict[str, Any]:
+        """A user who lost their authenticator: every second factor removed, so their next
+        sign-in is by password and they set up new ones at /account."""
+        user_id = str(p["user_id"])
+        if await self._users.get(user_id) is None:
+            raise ActionError(f"no user {user_id!r}")
+        removed = await self._factors.reset(user_id)
+        return {"user_id": user_id, "factors_removed": removed}
 
     async def _revoke_grant(self, p: Params, _actor: str) -> dict[str, Any]:
         user_id, client_id = str(p["user_id"]), str(p["client_id"])
@@ -153,6 +175,19 @@ class AdminActions:
 def _text(value: object) -> str | None:
     """A form or JSON field: blank or absent is None."""
     return str(value).strip() or None if value is not None else None
+
+
+def _choice(value: object) -> bool | None:
+    """A yes/no field that may be left to its default: the API's true, false or null, the
+    console's select ("", "true", "false"). Anything else is refused, never guessed at."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("", "default"):
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    raise ActionError(f"expected true, false or nothing, not {str(value)[:20]!r}")
 
 
 def _jwks_text(value: object) -> str | None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
+from tokenward.core.assurance import LEVELS
 from tokenward.core.ports import ClientStore
 from tokenward.core.records import ClientRecord
 from tokenward.oauth import client_uris
@@ -84,6 +85,7 @@ class ClientAdmin:
         require_par: bool = False,
         require_signed_request_object: bool = False,
         profile: str = "baseline",
+        min_acr: str | None = None,
     ) -> dict[str, Any]:
         """`jwks` (JWKS JSON text) or `jwks_uri` (where the client publishes it): the public keys
         the client signs with: its private_key_jwt assertions (that method needs them) and its
@@ -98,7 +100,8 @@ class ClientAdmin:
         `access_token_alg` and `id_token_signed_response_alg`: the algorithms
         its tokens are signed with (docs/post-quantum.md; ID tokens: RS256 by default, ES256
         under fapi2). `profile`: baseline or fapi2 (docs/fapi2.md); the metadata must keep
-        every rule of the stricter of it and the deployment's profile."""
+        every rule of the stricter of it and the deployment's profile. `min_acr`: the weakest
+        sign-in its users may have (docs/second-factors.md)."""
         if await self._clients.get(client_id) is not None:
             raise AdminError(f"client {client_id!r} exists already")
         client, secret = self.build_client(
@@ -126,6 +129,7 @@ class ClientAdmin:
             require_par=require_par,
             require_signed_request_object=require_signed_request_object,
             profile=profile,
+            min_acr=min_acr,
         )
         await self._clients.put(client)
         view = client_view(client)
@@ -160,6 +164,7 @@ class ClientAdmin:
         require_par: bool = False,
         require_signed_request_object: bool = False,
         profile: str = "baseline",
+        min_acr: str | None = None,
         name: str = "",
         created_at: float | None = None,
     ) -> tuple[ClientRecord, str | None]:
@@ -167,6 +172,7 @@ class ClientAdmin:
         registration): the client record, checked, and its new secret in clear (None for
         clients without one). Stores nothing: the caller decides where the record goes.
         A redirect URI refused raises `RedirectUriError` (RFC 7591 names that case apart)."""
+        _check_acr(min_acr)
         effective = self._effective(profile)
         id_token_signed_response_alg = id_token_signed_response_alg or _id_token_alg(
             effective, self._signing_algs() if self._signing_algs is not None else None
@@ -239,6 +245,7 @@ class ClientAdmin:
             require_signed_request_object=require_signed_request_object,
             name=name,
             profile=profile,
+            min_acr=min_acr,
         )
         return client, secret if secret and method != "none" else None
 
@@ -304,6 +311,16 @@ class ClientAdmin:
         changed = replace(client, jwks=key_set, jwks_uri=jwks_uri)
         await self._clients.put(changed)
         return client_view(changed)
+
+    async def set_min_acr(self, client_id: str, min_acr: str | None) -> dict[str, Any]:
+        """The weakest sign-in the client accepts from now on (None: any). Tokens already
+        issued keep their acr; the client's next authorization asks for the factor."""
+        _check_acr(min_acr)
+        client = await self._clients.get(client_id)
+        if client is None:
+            raise AdminError(f"no client {client_id!r}")
+        await self._clients.put(replace(client, min_acr=min_acr))
+        return client_view(replace(client, min_acr=min_acr))
 
     async def get(self, client_id: str) -> ClientRecord | None:
         return await self._clients.get(client_id)
@@ -422,3 +439,8 @@ def _id_token_alg(profile: Profile, available: Collection[str] | None = None) ->
         if available is not None and alg in available and profile.allows_alg(alg):
             return alg
     return "ES256"
+
+
+def _check_acr(min_acr: str | None) -> None:
+    if min_acr is not None and min_acr not in LEVELS:
+        raise AdminError(f"min_acr must be one of {', '.join(LEVELS)}")

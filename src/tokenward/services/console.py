@@ -7,6 +7,7 @@ from typing import Any
 
 from tokenward.core.ports import ClientStore, ConsentStore, SessionStore, UserStore
 from tokenward.core.records import SessionRecord
+from tokenward.services.factors import FactorCatalogue
 from tokenward.services.views import client_view, is_admin
 from tokenward.tokens.key_manager import KeyManager
 
@@ -22,7 +23,10 @@ class ConsoleQueries:
         consents: ConsentStore,
         keys: KeyManager,
         clock: Callable[[], float],
+        *,
+        factors: FactorCatalogue,
     ) -> None:
+        self._factors = factors
         self._clients = clients
         self._users = users
         self._sessions = sessions
@@ -34,6 +38,7 @@ class ConsoleQueries:
         rows = []
         for user in list(await self._users.list_all())[:MAX_LISTED]:
             sessions = await self._sessions.for_user(user.user_id)
+            factors = await self._factors.summary(user.user_id)
             rows.append(
                 {
                     "user_id": user.user_id,
@@ -41,9 +46,17 @@ class ConsoleQueries:
                     "disabled": user.disabled,
                     "admin": is_admin(user),
                     "active_sessions": sum(1 for s in sessions if _live(s, self._clock())),
+                    "totp": factors.totp,
+                    "passkeys": len(factors.passkeys),
                 }
             )
         return rows
+
+    async def user_factors(self, user_id: str) -> dict[str, Any] | None:
+        """The user's second factors (never a secret: which, how many, when); None: no user."""
+        if await self._users.get(user_id) is None:
+            return None
+        return {"user_id": user_id, **(await self._factors.summary(user_id)).as_dict()}
 
     async def sessions(self) -> list[dict[str, Any]]:
         now = self._clock()

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from tokenward.core.assurance import PWD
 from tokenward.core.events import LOGIN_FAILED, AuthEvent
 from tokenward.core.ports import UserStore
 from tokenward.core.records import UserRecord
@@ -69,21 +70,22 @@ class PasswordSignIn:
         for unknown user and wrong password."""
         attempt = await self._throttle.attempt(username, ip)
         if attempt.wait is not None:
-            self._report_failure(ip, username, "throttled")
+            self.report_failure(ip, username, "throttled")
             return SignIn(
                 error=f"Too many failed sign-in attempts. Try again in {attempt.wait} seconds.",
                 status=429,
             )
         user = await self._verified_user(username, password)
         if user is None:
-            self._report_failure(ip, username, "wrong_credentials")
+            self.report_failure(ip, username, "wrong_credentials")
             return SignIn(error="Wrong username or password.", status=401)
         await self._throttle.succeeded(attempt)
-        secret, record = await self._sessions.start(user)
+        secret, record = await self._sessions.start(user, PWD)
         return SignIn(ActiveSession(record, user), secret)
 
-    def _report_failure(self, ip: str, username: str, reason: str) -> None:
-        """Tell the monitor (bursts of failed sign-ins from one address); never blocks."""
+    def report_failure(self, ip: str, username: str, reason: str) -> None:
+        """Tell the monitor (bursts of failed sign-ins from one address) and the metrics; never
+        blocks. Also for the second factor's failures (server/routes/factors.py)."""
         self._failures.sign_in_failed(reason)
         event = AuthEvent(self._clock(), LOGIN_FAILED, ip, username=username[:64], reason=reason)
         self._events.emit(event)

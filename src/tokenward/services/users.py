@@ -43,6 +43,9 @@ class UserAdmin:
         self._watermarks = watermarks
         self._clock = clock
 
+    async def get(self, user_id: str) -> UserRecord | None:
+        return await self._users.get(user_id)
+
     async def by_username(self, username: str) -> UserRecord | None:
         return await self._users.by_username(username)
 

@@ -31,6 +31,7 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
         "require_signed_request_object": client.require_signed_request_object,
         "profile": client.profile,
+        "min_acr": client.min_acr,
         "exchange_audiences": list(client.exchange_audiences),
         "exchange_impersonation": client.exchange_impersonation,
         **{name: getattr(client, name) for name in SUBJECT_FIELDS if getattr(client, name)},

@@ -33,6 +33,12 @@ from tokenward.core.proxies import IpNetwork, in_networks, parse_ip
 
 TLS_EXTENSION = "tls"
 CERTIFICATE_KEY = "tokenward.client_certificate"
+# Where the certificate came from: the connection's own TLS handshake, or a trusted proxy's
+# header. A check for an external proxy (gateway/authz.py) must tell them apart: there the
+# connection's peer is the proxy, so its certificate is the proxy's, never the client's.
+SOURCE_KEY = "tokenward.client_certificate_source"
+FROM_CONNECTION = "connection"
+FROM_PROXY_HEADER = "proxy_header"
 MAX_HEADER_BYTES = 16 * 1024
 PARSED_HEADERS = 1024  # distinct proxy-header certificates kept parsed
 CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
@@ -79,7 +85,17 @@ def peer_certificate(scope: Scope) -> ClientCertificate | None:
     return cert if isinstance(cert, ClientCertificate) else None
 
 
-def _extension(cert: ClientCertificate) -> dict[str, Any]:
+def proxied_certificate_only(scope: Scope) -> dict[str, Any]:
+    """The scope's extensions keeping a client certificate only if a trusted proxy's header
+    gave it: for requests where the connection's peer is a proxy describing someone else."""
+    extensions = dict(scope.get("extensions") or {})
+    tls = extensions.get(TLS_EXTENSION)
+    if tls and tls.get(SOURCE_KEY) != FROM_PROXY_HEADER:
+        del extensions[TLS_EXTENSION]
+    return extensions
+
+
+def _extension(cert: ClientCertificate, source: str) -> dict[str, Any]:
     return {
         "server_cert": None,
         "client_cert_chain": [as_pem(cert.der)],
@@ -88,6 +104,7 @@ def _extension(cert: ClientCertificate) -> dict[str, Any]:
         "tls_version": None,
         "cipher_suite": None,
         CERTIFICATE_KEY: cert,
+        SOURCE_KEY: source,
     }
 
 
@@ -122,7 +139,7 @@ def with_client_certificates(base: type[Any]) -> type[Any]:
                 return  # the handshake accepted it, so this is only our size bound
             # uvicorn runs `self.app` for each request; per connection, it now adds the TLS
             # extension first (one dict, shared by every request of the connection).
-            self.app = functools.partial(_with_tls, self.app, _extension(cert))
+            self.app = functools.partial(_with_tls, self.app, _extension(cert, FROM_CONNECTION))
 
     ClientCertificates.__name__ = f"ClientCertificates{base.__name__}"
     return ClientCertificates
@@ -155,11 +172,18 @@ class ProxyCertificateMiddleware:
         peer = scope.get("client")
         if not peer or not in_networks(parse_ip(peer[0]), self._trusted):
             return
-        if len(values) != 1 or len(values[0]) > MAX_HEADER_BYTES:
-            return
-        tls = self._lookup(values[0])
+        tls = None
+        if len(values) == 1 and len(values[0]) <= MAX_HEADER_BYTES:
+            tls = self._lookup(values[0])
+        # From a trusted proxy the header is the only word on the client's certificate: a
+        # repeated or malformed one leaves the request with none, never with the certificate
+        # the proxy's own connection may carry (fail closed). A new dict: uvicorn may share one.
+        extensions = {
+            k: v for k, v in (scope.get("extensions") or {}).items() if k != TLS_EXTENSION
+        }
         if tls is not None:
-            scope.setdefault("extensions", {})[TLS_EXTENSION] = tls
+            extensions[TLS_EXTENSION] = tls
+        scope["extensions"] = extensions
 
     def _lookup(self, value: bytes) -> dict[str, Any] | None:
         cache = self._parsed
@@ -169,7 +193,7 @@ class ProxyCertificateMiddleware:
         try:
             cert = from_header(value.decode("latin-1"))
             cert.parsed  # noqa: B018 - a proxy's header is parsed once, here, or refused
-            tls: dict[str, Any] | None = _extension(cert)
+            tls: dict[str, Any] | None = _extension(cert, FROM_PROXY_HEADER)
         except CertificateError:
             tls = None
         cache[value] = tls

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from tokenward.core.assurance import amr_of
 from tokenward.tokens.b64 import b64url_encode
 from tokenward.tokens.errors import NoSigningKey
 from tokenward.tokens.jws import sign_compact
@@ -115,6 +116,9 @@ class IdTokenSigner:
             "acr": claims.acr,
         }
         payload.update({name: value for name, value in optional.items() if value is not None})
+        amr = amr_of(claims.acr)
+        if amr is not None:  # OIDC Core §2: the methods behind the acr
+            payload["amr"] = list(amr)
         if access_token is not None and has_token_hash(key.alg.name):
             payload["at_hash"] = token_hash(access_token, key.alg.name)
         header = {"alg": key.alg.name, "kid": key.kid, "typ": "JWT"}

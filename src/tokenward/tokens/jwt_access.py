@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from tokenward.core.assurance import amr_of
 from tokenward.core.claims import AccessToken
 from tokenward.tokens.grant import IssuedAccessToken, TokenGrant
 from tokenward.tokens.jws import sign_compact
@@ -51,6 +52,9 @@ def claims_of(token: AccessToken) -> dict[str, Any]:
         value = getattr(token, name)
         if value is not None:
             claims[name] = value
+    amr = amr_of(token.acr)
+    if amr is not None:  # RFC 8176 / RFC 9068 §2.2.1: how the user authenticated
+        claims["amr"] = list(amr)
     if token.cnf is not None:
         claims["cnf"] = dict(token.cnf)
     return claims

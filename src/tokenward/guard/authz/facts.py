@@ -9,6 +9,7 @@ from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import Any
 
+from tokenward.core.assurance import amr_of
 from tokenward.core.claims import AccessToken
 from tokenward.guard.authz.schema import READ_METHODS, WRITE_METHODS, Actions
 
@@ -140,7 +141,8 @@ def context(
         "hour": local.hour,
         "weekday": local.isoweekday(),
         "acr": token.acr or "",
-        "amr": strings(token.extra.get("amr")),
+        # As the token says; an opaque token of ours stores none: the one its acr implies.
+        "amr": strings(token.extra.get("amr") or amr_of(token.acr)),
         "auth_age": NO_AUTH_TIME if auth_time is None else max(0, int(now) - auth_time),
         "sender": sender(token),
         "scopes": sorted(token.scopes),

@@ -17,22 +17,28 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from tokenward.core.assurance import LEVELS, MFA, TOTP
 from tokenward.monitor.pipeline import Monitor
+from tokenward.oauth.mtls import SUBJECT_FIELDS
+from tokenward.oauth.sessions import ActiveSession, SessionManager
 from tokenward.oauth.token_endpoint import NO_STORE
 from tokenward.server.console import ConsolePages
 from tokenward.server.dependencies import (
     Actions,
     Clock,
     Console,
+    Factors,
     MonitorDep,
     Queries,
     Sessions,
     SignInDep,
 )
-from tokenward.server.edge import JSONResponse
-from tokenward.server.signin import attempt_sign_in
+from tokenward.server.edge import JSONResponse, client_ip
+from tokenward.server.signin import attempt_sign_in, single
 from tokenward.services.admin_actions import ActionError
 from tokenward.services.console import ConsoleQueries
+from tokenward.services.recovery_codes import looks_like_recovery_code
+from tokenward.services.second_factors import SecondFactors
 from tokenward.services.views import is_admin
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "admin"
@@ -45,8 +51,14 @@ SECTION_OPS: dict[str, dict[str, str]] = {
         "enable": "client.enable",
         "rotate": "client.rotate_secret",
         "keys": "client.set_keys",
+        "min_acr": "client.set_min_acr",
     },
-    "users": {"disable": "user.disable", "enable": "user.enable", "logout": "user.logout"},
+    "users": {
+        "disable": "user.disable",
+        "enable": "user.enable",
+        "logout": "user.logout",
+        "reset_factors": "user.reset_factors",
+    },
     "sessions": {"revoke": "session.revoke", "revoke_grant": "grant.revoke"},
     "keys": {"rotate": "key.rotate"},
     "alerts": {"respond": "alert.respond", "block": "ip.block", "unblock": "ip.unblock"},
@@ -88,6 +100,7 @@ async def login(
     sign_in: SignInDep,
     sessions: Sessions,
     monitor: MonitorDep,
+    factors: Factors,
 ) -> Response:
     pairs, problem = await console.checked_form(request)
     if pairs is None:
@@ -104,10 +117,47 @@ async def login(
         _audit_login(monitor, username, "no role")
         error = "This account may not use the admin console."
         return console.page(request, "login.html", 403, username=username, error=error)
+    raised, refusal = await _second_factor(request, pairs, attempt.session, sessions, factors)
+    if refusal is not None:
+        sign_in.report_failure(client_ip(request) or "unknown", username, "wrong_second_factor")
+        await sessions.end(attempt.session.record.session_id)
+        _audit_login(monitor, username, "second factor")
+        return console.page(request, "login.html", 401, username=username, error=refusal)
     _audit_login(monitor, username)
     response = console.see_other("/admin/dashboard")
-    console.cookie(response, console.session_cookie, attempt.cookie_secret, None)
+    cookie = raised or attempt.cookie_secret
+    console.cookie(response, console.session_cookie, cookie, None)
     return response
+
+
+async def _second_factor(
+    request: Request,
+    pairs: list[tuple[str, str]],
+    session: ActiveSession,
+    sessions: SessionManager,
+    factors: SecondFactors,
+) -> tuple[str | None, str | None]:
+    """An admin who set up a second factor signs in to the console with it: the form's code
+    (an authenticator app's or a recovery code). (the raised session's cookie secret, or None
+    when the account has no second factor; the refusal to show, or None)."""
+    user = session.user
+    methods = await factors.catalogue.methods(user.user_id)
+    if not methods:
+        return None, None
+    if TOTP not in methods:  # passkeys only: the console's form takes codes, not passkeys
+        return None, "Set up an authenticator app at /account to sign in to the console."
+    code = (single(pairs, "code") or "")[:64]
+    ip = client_ip(request) or "unknown"
+    if looks_like_recovery_code(code):
+        check = await factors.recovery.use_throttled(user.user_id, user.username, code, ip)
+    else:
+        check = await factors.totp.verify(user.user_id, user.username, code, ip)
+    if not check.ok:
+        return None, check.error or "The code is not right."
+    started = await sessions.start_for(user.user_id, MFA, replacing=session.record.session_id)
+    if started is None:
+        return None, "This account may not use the admin console."
+    return started[0], None
 
 
 @router.post("/logout")
@@ -149,7 +199,12 @@ async def _section_context(
     section: str, queries: ConsoleQueries, monitor: Monitor, clock: Callable[[], float]
 ) -> dict[str, Any]:
     if section == "clients":
-        return {"clients": await queries.clients()}
+        # The RFC 8705 subject fields, named once: the form's inputs and the table's column.
+        return {
+            "clients": await queries.clients(),
+            "levels": LEVELS,
+            "tls_subject_fields": SUBJECT_FIELDS,
+        }
     if section == "users":
         return {"users": await queries.users()}
     if section == "sessions":
@@ -256,11 +311,15 @@ def _notice(action: str) -> str:
         "client.create": "Client created. Copy the secret now: it is not shown again.",
         "client.rotate_secret": "Secret rotated. Copy the new secret now: it is not shown again.",
         "client.set_keys": "Client keys replaced.",
+        "client.set_min_acr": "The client's minimum sign-in is changed; its next sign-ins ask "
+        "for it.",
         "client.disable": "Client disabled; its tokens are revoked.",
         "client.enable": "Client enabled.",
         "user.disable": "User disabled, signed out everywhere, tokens revoked.",
         "user.enable": "User enabled.",
         "user.logout": "User signed out everywhere; every token issued so far is revoked.",
+        "user.reset_factors": "Second factors removed: the user signs in by password and sets "
+        "up new ones at /account.",
         "session.revoke": "Session ended; its tokens are revoked.",
         "grant.revoke": "Consent withdrawn; the user's tokens are revoked.",
         "key.rotate": "Keys rotated.",

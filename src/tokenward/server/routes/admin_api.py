@@ -42,6 +42,14 @@ class Client(BaseModel):
     require_pushed_authorization_requests: bool = False  # PAR, JAR (docs/fapi.md)
     require_signed_request_object: bool = False
     profile: str = "baseline"  # the security profile (docs/fapi2.md)
+    min_acr: str | None = None  # the weakest sign-in it accepts (docs/second-factors.md)
+    # RFC 8705 (docs/mtls.md): the one certificate subject field of a tls_client_auth client
+    tls_client_auth_subject_dn: str | None = None
+    tls_client_auth_san_dns: str | None = None
+    tls_client_auth_san_uri: str | None = None
+    tls_client_auth_san_ip: str | None = None
+    tls_client_auth_san_email: str | None = None
+    tls_client_certificate_bound_access_tokens: bool = False
 
 
 class ClientWithSecret(Client):
@@ -69,6 +77,43 @@ class NewClient(BaseModel):
     require_pushed_authorization_requests: bool = False
     require_signed_request_object: bool = False
     profile: Literal["baseline", "fapi2"] = "baseline"  # docs/fapi2.md
+    # RFC 8705 (docs/mtls.md): exactly one for tls_client_auth, none for any other method
+    tls_client_auth_subject_dn: str | None = Field(None, max_length=1024)
+    tls_client_auth_san_dns: str | None = Field(None, max_length=253)
+    tls_client_auth_san_uri: str | None = Field(None, max_length=2048)
+    tls_client_auth_san_ip: str | None = Field(None, max_length=45)
+    tls_client_auth_san_email: str | None = Field(None, max_length=320)
+    tls_client_certificate_bound_access_tokens: bool | None = Field(
+        None, description="Default: yes for tls_client_auth and self_signed_tls_client_auth"
+    )
+    min_acr: str | None = Field(None, max_length=64, description="An acr_values_supported level")
+
+
+class MinAcr(BaseModel):
+    """The weakest sign-in the client accepts; null: any (docs/second-factors.md)."""
+
+    min_acr: str | None = Field(max_length=64)
+
+
+class Passkey(BaseModel):
+    id: str
+    name: str
+    created_at: float
+    last_used_at: float | None = None
+
+
+class Factors(BaseModel):
+    """A user's second factors: which, how many, when; never a secret."""
+
+    user_id: str
+    totp: bool
+    recovery_codes_left: int
+    passkeys: list[Passkey]
+
+
+class FactorsReset(BaseModel):
+    user_id: str
+    factors_removed: int
 
 
 class ClientKeys(BaseModel):
@@ -104,6 +149,8 @@ class User(BaseModel):
     disabled: bool
     admin: bool
     active_sessions: int
+    totp: bool = False
+    passkeys: int = 0
 
 
 class UserState(BaseModel):
@@ -280,6 +327,31 @@ async def create_registration_token(
 @router.delete("/registration-tokens/{token_id}", summary="Revoke an initial access token")
 async def revoke_registration_token(token_id: str, who: Admin, actions: Actions) -> Any:
     return await _act(actions, who, "registration_token.revoke", {"token_id": token_id})
+
+
+@router.put("/clients/{client_id}/min-acr", response_model=Client, summary="Minimum sign-in")
+async def set_min_acr(client_id: str, body: MinAcr, who: Admin, actions: Actions) -> Any:
+    params = {"client_id": client_id, "min_acr": body.min_acr}
+    return await _act(actions, who, "client.set_min_acr", params)
+
+
+@router.get("/users/{user_id}/factors", response_model=Factors, summary="A user's factors")
+async def user_factors(user_id: str, _who: Admin, queries: Queries) -> Any:
+    found = await queries.user_factors(user_id)
+    if found is None:
+        return JSONResponse(
+            {"error": "not_found", "error_description": f"no user {user_id!r}"},
+            status_code=404,
+            headers=NO_STORE,
+        )
+    return found
+
+
+@router.delete(
+    "/users/{user_id}/factors", response_model=FactorsReset, summary="Reset a user's factors"
+)
+async def reset_factors(user_id: str, who: Admin, actions: Actions) -> Any:
+    return await _act(actions, who, "user.reset_factors", {"user_id": user_id})
 
 
 @router.get("/users", response_model=list[User], summary="List users")

@@ -11,11 +11,12 @@ from starlette.responses import Response
 from tokenward.core.records import ClientRecord
 from tokenward.oauth.authorize import AuthorizationRequest, ErrorPage, RedirectError
 from tokenward.oauth.errors import OAuthError
-from tokenward.oauth.flow import Redirect, ShowLogin, Step
+from tokenward.oauth.flow import ShowLogin
 from tokenward.oauth.interaction import InteractionSealer
 from tokenward.ops.refusals import log_refusal
 from tokenward.server.dependencies import (
     Authorization,
+    Factors,
     Flow,
     Interactions,
     Pages,
@@ -25,50 +26,15 @@ from tokenward.server.dependencies import (
 )
 from tokenward.server.edge import client_ip
 from tokenward.server.pages import Browser
+from tokenward.server.routes.account import account_after_login
 from tokenward.server.routes.device import device_after_login
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
+from tokenward.server.steps import render
 from tokenward.services.authorize_clients import ResumedClients
+from tokenward.services.second_factors import SecondFactors
 
 router = APIRouter(include_in_schema=False)
 START_AGAIN = "Please start again"
-
-
-def _render(
-    step: Step,
-    client: ClientRecord,
-    request: Request,
-    browser: Browser,
-    interactions: InteractionSealer,
-    **extra: Any,
-) -> Response:
-    """The step's page: a redirect, the sign-in form, or the consent form."""
-    if isinstance(step, Redirect):
-        return browser.redirect(step.location, step.status)
-    csrf = browser.csrf(request)
-    if isinstance(step, ShowLogin):
-        sealed = interactions.seal("login", {"authorize": step.request.to_dict()}, csrf)
-        return browser.page(
-            "login.html",
-            extra.pop("status", 200),
-            csrf,
-            action="/login",
-            interaction=sealed,
-            client_name=client.name or client.client_id,
-            username=extra.pop("username", step.request.login_hint or ""),
-            **extra,
-        )
-    state = {"authorize": step.request.to_dict(), "user_id": step.session.user.user_id}
-    sealed = interactions.seal("consent", state, csrf)
-    return browser.page(
-        "consent.html",
-        200,
-        csrf,
-        action="/consent",
-        interaction=sealed,
-        client_name=client.name or client.client_id,
-        username=step.session.user.username,
-        scopes=step.request.scopes,
-    )
 
 
 def _refused(request: Request, pairs: list[tuple[str, str]], error: str, description: str) -> None:
@@ -84,12 +50,13 @@ async def _authorize(
     sessions: Sessions,
     browser: Browser,
     interactions: InteractionSealer,
+    factors: SecondFactors,
 ) -> Response:
     try:
         auth_request, client = await validator.validate(pairs)
         session = await sessions.current(browser.session_of(request))
         step = await flow.next_step(auth_request, client, session)
-        return _render(step, client, request, browser, interactions)
+        return render(step, client, request, browser, interactions, factors)
     except ErrorPage as exc:
         _refused(request, pairs, "invalid_request", exc.description)
         return browser.message("This sign-in link is not valid", exc.description)
@@ -106,12 +73,15 @@ async def authorize_get(
     sessions: Sessions,
     browser: Pages,
     interactions: Interactions,
+    factors: Factors,
 ) -> Response:
     try:
         pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=64)
     except ValueError:  # more than 64 fields
         return browser.message("This sign-in link is not valid", "It has too many parameters.")
-    return await _authorize(request, pairs, validator, flow, sessions, browser, interactions)
+    return await _authorize(
+        request, pairs, validator, flow, sessions, browser, interactions, factors
+    )
 
 
 @router.post("/authorize")  # OIDC Core §3.1.2.1: POST allowed
@@ -122,9 +92,12 @@ async def authorize_post(
     sessions: Sessions,
     browser: Pages,
     interactions: Interactions,
+    factors: Factors,
 ) -> Response:
     pairs = await form_pairs(request)
-    return await _authorize(request, pairs, validator, flow, sessions, browser, interactions)
+    return await _authorize(
+        request, pairs, validator, flow, sessions, browser, interactions, factors
+    )
 
 
 async def _resume(
@@ -145,6 +118,8 @@ async def login(
     clients: Resumed,
     sign_in: SignInDep,
     flow: Flow,
+    factors: Factors,
+    sessions: Sessions,
 ) -> Response:
     try:
         pairs = await form_pairs(request)
@@ -154,26 +129,33 @@ async def login(
     except OAuthError as exc:
         return browser.message(START_AGAIN, exc.description)
     if "device" in state:
-        return await device_after_login(sign_in, interactions, browser, request, state, pairs)
+        return await device_after_login(
+            sign_in, interactions, browser, request, state, pairs, factors
+        )
+    if state.get("account"):
+        return await account_after_login(
+            sign_in, request, pairs, browser, interactions, sessions, factors
+        )
     try:
         auth_request, client = await _resume(state, clients)
     except ErrorPage as exc:
         return browser.message(START_AGAIN, exc.description)
     attempt = await attempt_sign_in(sign_in, request, pairs)
     if attempt.session is None or attempt.cookie_secret is None:
-        return _render(
+        return render(
             ShowLogin(auth_request),
             client,
             request,
             browser,
             interactions,
+            factors,
             status=attempt.status,
             username=single(pairs, "username") or "",
             error=attempt.error,
         )
     try:
         step = await flow.next_step(auth_request, client, attempt.session, signed_in_now=True)
-        response = _render(step, client, request, browser, interactions)
+        response = render(step, client, request, browser, interactions, factors)
     except RedirectError as exc:
         response = browser.redirect(exc.location, exc.status)
     browser.set_session(response, attempt.cookie_secret)
@@ -188,6 +170,7 @@ async def consent(
     clients: Resumed,
     sessions: Sessions,
     flow: Flow,
+    factors: Factors,
 ) -> Response:
     try:
         pairs = await form_pairs(request)
@@ -210,4 +193,4 @@ async def consent(
         )
     except RedirectError as exc:
         return browser.redirect(exc.location, exc.status)
-    return _render(step, client, request, browser, interactions)
+    return render(step, client, request, browser, interactions, factors)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from tokenward.core.assurance import floor_of, satisfies
 from tokenward.core.throttle import Attempt, SignInThrottle
 from tokenward.oauth.device import display_user_code, normalise_user_code
 from tokenward.oauth.errors import OAuthError
@@ -17,6 +18,7 @@ from tokenward.server.dependencies import (
     Approval,
     Config,
     Device,
+    Factors,
     Interactions,
     Pages,
     Sessions,
@@ -25,6 +27,8 @@ from tokenward.server.dependencies import (
 from tokenward.server.edge import JSONResponse, read_form, single_header
 from tokenward.server.pages import Browser
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
+from tokenward.server.steps import factor_page
+from tokenward.services.second_factors import SecondFactors
 from tokenward.services.signin import PasswordSignIn
 from tokenward.serving.tls import peer_certificate
 
@@ -83,6 +87,7 @@ async def device_after_login(
     request: Request,
     state: dict[str, Any],
     pairs: list[tuple[str, str]],
+    factors: SecondFactors,
 ) -> Response:
     """The sign-in form of the device pages was posted (to /login, which the browser pages
     share): sign in, then ask for the code."""
@@ -92,7 +97,8 @@ async def device_after_login(
         return _login_page(
             interactions, browser, request, user_code, status=attempt.status, error=attempt.error
         )
-    response = _code_page(interactions, browser, request, attempt.session, user_code)
+    gate = await _factor_gate(attempt.session, user_code, request, browser, interactions, factors)
+    response = gate or _code_page(interactions, browser, request, attempt.session, user_code)
     browser.set_session(response, attempt.cookie_secret)
     return response
 
@@ -111,14 +117,49 @@ async def device_authorization(request: Request, device: Device, settings: Confi
     return JSONResponse(body, headers=NO_STORE)
 
 
+async def _factor_gate(
+    session: ActiveSession,
+    user_code: str,
+    request: Request,
+    browser: Browser,
+    interactions: InteractionSealer,
+    factors: SecondFactors,
+) -> Response | None:
+    """A user who set up a second factor approves devices with it too (the password alone
+    would otherwise be enough to connect a device): its page, or None when the session has it."""
+    methods = await factors.catalogue.methods(session.user.user_id)
+    floor = floor_of(methods)
+    if floor is None or satisfies(session.record.acr, floor):
+        return None
+    origin = {"device": {"user_code": user_code}}
+    return factor_page(
+        session,
+        floor,
+        methods,
+        "your device",
+        request,
+        browser,
+        interactions,
+        factors,
+        origin=origin,
+    )
+
+
 @router.get("/device", include_in_schema=False)
 async def device_page(
-    request: Request, browser: Pages, sessions: Sessions, interactions: Interactions
+    request: Request,
+    browser: Pages,
+    sessions: Sessions,
+    interactions: Interactions,
+    factors: Factors,
 ) -> Response:
     user_code = request.query_params.get("user_code", "")[:32]
     session = await sessions.current(browser.session_of(request))
     if session is None:
         return _login_page(interactions, browser, request, user_code)
+    gate = await _factor_gate(session, user_code, request, browser, interactions, factors)
+    if gate is not None:
+        return gate
     return _code_page(interactions, browser, request, session, user_code)
 
 
@@ -128,6 +169,7 @@ async def _checked(
     browser: Browser,
     interactions: InteractionSealer,
     sessions: SessionManager,
+    factors: SecondFactors,
 ) -> tuple[list[tuple[str, str]], dict[str, Any], ActiveSession]:
     pairs = await form_pairs(request)
     state = await interactions.open(
@@ -136,6 +178,9 @@ async def _checked(
     session = await sessions.current(browser.session_of(request))
     if session is None or session.user.user_id != state["user_id"]:
         raise _SessionEnded
+    floor = floor_of(await factors.catalogue.methods(session.user.user_id))
+    if floor is not None and not satisfies(session.record.acr, floor):
+        raise _SessionEnded  # the pages above asked for the factor; this form skipped them
     return pairs, state, session
 
 
@@ -153,9 +198,12 @@ async def enter_code(
     interactions: Interactions,
     approval: Approval,
     throttle: Throttle,
+    factors: Factors,
 ) -> Response:
     try:
-        pairs, _state, session = await _checked(request, "device", browser, interactions, sessions)
+        pairs, _state, session = await _checked(
+            request, "device", browser, interactions, sessions, factors
+        )
     except (OAuthError, _SessionEnded):
         return browser.message("Please start again", ENDED)
     attempt = await _throttled(throttle, session, request)
@@ -190,10 +238,11 @@ async def decide(
     sessions: Sessions,
     interactions: Interactions,
     approval: Approval,
+    factors: Factors,
 ) -> Response:
     try:
         pairs, state, session = await _checked(
-            request, "device-confirm", browser, interactions, sessions
+            request, "device-confirm", browser, interactions, sessions, factors
         )
     except (OAuthError, _SessionEnded):
         return browser.message("Please start again", ENDED)

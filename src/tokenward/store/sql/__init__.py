@@ -16,6 +16,7 @@ from tokenward.store.sql.codes import SqlCodeStore
 from tokenward.store.sql.consents import SqlConsentStore
 from tokenward.store.sql.devices import SqlDeviceStore
 from tokenward.store.sql.engine import alembic_config, create_engine, migrate, session_factory
+from tokenward.store.sql.factors import SqlPasskeys, SqlRecoveryCodes, SqlTotpFactors
 from tokenward.store.sql.grants import SqlGrantStore
 from tokenward.store.sql.group_commit import GroupCommit
 from tokenward.store.sql.keys import SqlKeyStore
@@ -38,7 +39,9 @@ __all__ = [
     "SqlGrantStore",
     "SqlInitialAccessTokens",
     "SqlKeyStore",
+    "SqlPasskeys",
     "SqlPushedRequestStore",
+    "SqlRecoveryCodes",
     "SqlRegistrationAccessTokens",
     "SqlReplayCache",
     "SqlRevocationStore",
@@ -46,6 +49,7 @@ __all__ = [
     "SqlSessionStore",
     "SqlSetQueue",
     "SqlSsfStreams",
+    "SqlTotpFactors",
     "SqlUserStore",
     "alembic_config",
     "create_engine",

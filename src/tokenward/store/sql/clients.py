@@ -79,6 +79,7 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "require_pushed_authorization_requests": client.require_pushed_authorization_requests,
         "require_signed_request_object": client.require_signed_request_object,
         "profile": client.profile,
+        "min_acr": client.min_acr,
     }
 
 
@@ -117,4 +118,5 @@ def _record(row: ClientRow) -> ClientRecord:
         require_pushed_authorization_requests=row.require_pushed_authorization_requests,
         require_signed_request_object=row.require_signed_request_object,
         profile=row.profile,
+        min_acr=row.min_acr,
     )

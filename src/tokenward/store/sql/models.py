@@ -147,6 +147,7 @@ class ClientRow(Base):
     require_signed_request_object: Mapped[bool] = mapped_column(server_default=false())
     # The security profile the client is held to (oauth/profiles.py): baseline | fapi2.
     profile: Mapped[str] = mapped_column(Text(), server_default="baseline")
+    min_acr: Mapped[str | None]
 
 
 class UserRow(Base):
@@ -160,6 +161,43 @@ class UserRow(Base):
     password_changed_at: Mapped[float]
     disabled: Mapped[bool]
     claims: Mapped[str] = mapped_column(Text())  # JSON object, kept as the caller wrote it
+
+
+class TotpFactorRow(Base):
+    """A user's TOTP authenticator: the sealed secret and the last accepted time step."""
+
+    __tablename__ = "totp_factors"
+
+    user_id: Mapped[str] = mapped_column(primary_key=True)
+    sealed_secret: Mapped[bytes]
+    created_at: Mapped[float]
+    last_step: Mapped[int] = mapped_column(BigInteger())
+
+
+class RecoveryCodeRow(Base):
+    """One single-use recovery code (keyed digest)."""
+
+    __tablename__ = "recovery_codes"
+
+    user_id: Mapped[str] = mapped_column(primary_key=True)
+    code_id: Mapped[str] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(Text())
+    created_at: Mapped[float]
+
+
+class PasskeyRow(Base):
+    """A WebAuthn credential, by its id; found by user for the account page and the console."""
+
+    __tablename__ = "passkeys"
+    __table_args__ = (Index("ix_passkeys_user_id", "user_id"),)
+
+    credential_id: Mapped[str] = mapped_column(primary_key=True)
+    user_id: Mapped[str]
+    public_key: Mapped[bytes]
+    sign_count: Mapped[int] = mapped_column(BigInteger())
+    created_at: Mapped[float]
+    name: Mapped[str] = mapped_column(Text())
+    last_used_at: Mapped[float | None]
 
 
 class SessionParticipantRow(Base):
