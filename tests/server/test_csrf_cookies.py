@@ -47,8 +47,8 @@ def test_tokens_are_ours_for_one_purpose_and_expire(clock: FrozenClock) -> None:
     nonce, issued, mac = token.split(".")
     for forged in (
         f"{nonce}.{int(issued) + 1}.{mac}",
-        f"{nonce[:-1]}A.{issued}.{mac}",
-        f"{nonce}.{issued}.{mac[:-1]}A" if mac[-1] != "A" else f"{nonce}.{issued}.{mac[:-1]}B",
+        f"{nonce[:-1]}{'B' if nonce[-1] == 'A' else 'A'}.{issued}.{mac}",  # another last char
+        f"{nonce}.{issued}.{mac[:-1]}{'B' if mac[-1] == 'A' else 'A'}",
         f"{nonce}.{issued}",
         token + "x",
         "",
