@@ -4,6 +4,7 @@ user, what each CAEP event does to them, and the claims it refuses. SETs are mad
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -162,11 +163,91 @@ async def test_a_jti_is_remembered_per_transmitter_until_the_set_is_too_old(
 ) -> None:
     _services, receiver, clock = setup
     token = make_set(clock, {CAEP + "session-revoked": {}}, jti="once")
-    await receiver.receive(token)
+    assert (await receiver.receive(token)).action == "logout"
 
-    with pytest.raises(SetRefused):
-        await receiver.receive(token)
-    clock.advance(3600 + 60)
+    assert (await receiver.receive(token)).action == "duplicate"  # acknowledged, not acted on
+    clock.advance(3000)  # long past the pending lease: held until the SET is too old
+    assert (await receiver.receive(token)).action == "duplicate"
+    clock.advance(600 + 60)
     with pytest.raises(SetRefused) as too_old:  # by then its iat refuses it anyway
         await receiver.receive(token)
     assert "iat" in too_old.value.description
+
+
+class FailingOnce:
+    """The session service, whose storage fails on the first call."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls = 0
+
+    async def force_logout(self, user_id: str) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("the database is unreachable")
+        result: dict[str, Any] = await self._inner.force_logout(user_id)
+        return result
+
+
+def receiver_with(services: Services, clock: FrozenClock, sessions: Any) -> SetReceiver:
+    return SetReceiver(
+        [Transmitter(IDP, Keys(), "ES256")],
+        frozenset({US}),
+        services.stores.replay,
+        services.stores.users,
+        sessions,
+        services.watermarks,
+        clock=clock,
+    )
+
+
+async def test_a_set_whose_action_failed_is_acted_on_when_retried(
+    setup: tuple[Services, SetReceiver, FrozenClock],
+) -> None:
+    services, _receiver, clock = setup
+    user_id = await alice(services)
+    user = await services.stores.users.get(user_id)
+    assert user is not None
+    secret, _session = await services.sessions.start(user)
+    sessions = FailingOnce(services.user_admin)
+    receiver = receiver_with(services, clock, sessions)
+    token = make_set(clock, {CAEP + "session-revoked": {}}, jti="retried")
+
+    with pytest.raises(ConnectionError):
+        await receiver.receive(token)
+    assert await services.sessions.current(secret) is not None  # nothing was done
+
+    clock.advance(2)  # the transmitter's retry, well within the pending lease
+    assert (await receiver.receive(token)).action == "logout"
+    assert await services.sessions.current(secret) is None
+    assert (await receiver.receive(token)).action == "duplicate"
+    assert sessions.calls == 2
+
+
+class Slow:
+    """The session service, slow enough that concurrent deliveries overlap."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls = 0
+
+    async def force_logout(self, user_id: str) -> dict[str, Any]:
+        self.calls += 1
+        for _ in range(20):
+            await asyncio.sleep(0)  # yield to the other deliveries, without a wall-clock wait
+        result: dict[str, Any] = await self._inner.force_logout(user_id)
+        return result
+
+
+async def test_concurrent_deliveries_of_one_set_act_once(
+    setup: tuple[Services, SetReceiver, FrozenClock],
+) -> None:
+    services, _receiver, clock = setup
+    sessions = Slow(services.user_admin)
+    receiver = receiver_with(services, clock, sessions)
+    token = make_set(clock, {CAEP + "session-revoked": {}}, jti="twice")
+
+    results = await asyncio.gather(*(receiver.receive(token) for _ in range(5)))
+
+    assert sorted(item.action for item in results) == ["duplicate"] * 4 + ["logout"]
+    assert sessions.calls == 1

@@ -90,3 +90,19 @@ async def test_sql_purges_expired_markers(
 
     assert await count_rows(sql_flows, "replay_markers") == 2
     assert not await sql_flows.replay.first_use("live", NOW + 60)
+
+
+async def test_hold_extends_a_claim_or_releases_it(flows: Flows) -> None:
+    assert await flows.replay.first_use("set:a", NOW + 60)  # claimed, pending
+    await flows.replay.hold("set:a", NOW + 3600)  # done: held long
+    flows.clock.advance(120)
+    assert not await flows.replay.first_use("set:a", NOW + 180)
+
+    now = NOW + 120
+    assert await flows.replay.first_use("set:b", now + 60)
+    await flows.replay.hold("set:b", now)  # failed: released at once
+    assert await flows.replay.first_use("set:b", now + 60)  # the retry claims it
+    assert not await flows.replay.first_use("set:b", now + 60)
+
+    await flows.replay.hold("set:c", now - 5)  # releasing what was never claimed is harmless
+    assert await flows.replay.first_use("set:c", now + 60)

@@ -651,7 +651,7 @@ def ssf_transmitter(
     """SETs are signed with the server's signing keyring; logout tokens like the client's ID
     tokens. One delivery queue serves both."""
     signer = TokenSigner(keys.keyrings, settings.signing_alg)
-    deliveries = Deliveries()
+    deliveries = Deliveries(allow_loopback=settings.delivery_allow_loopback)
     backchannel = BackChannelLogout(
         settings.issuer, stores.clients, stores.participants, signer, deliveries, clock
     )
@@ -685,6 +685,7 @@ def shared_signals(
         transmitter.enabled,
         transmitter.verify,
         clock,
+        allow_loopback=settings.delivery_allow_loopback,
     )
     receiver = SetReceiver(
         [

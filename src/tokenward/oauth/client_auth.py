@@ -44,6 +44,12 @@ class ReplayCache(Protocol):
         """True the first time `key` is seen before it expires; False for every replay."""
         ...
 
+    async def hold(self, key: str, expires_at: float) -> None:
+        """Make `key`'s marker last until `expires_at`, whatever was there: a claim taken with
+        `first_use` is extended once its work is done, or released (`expires_at` not after now)
+        when the work failed, so a retry may claim it again."""
+        ...
+
 
 class SecretHasher:
     """Client secrets are 256-bit random values: a keyed HMAC is as safe as a slow hash here

@@ -4,9 +4,11 @@ operator configured, verified and acted on.
 A SET is accepted only if: it is a compact JWS with `typ` secevent+jwt; its `iss` is a
 configured transmitter and its signature verifies with that transmitter's keys (fetched from its
 `jwks_uri`, cached) in the one algorithm pinned for it; its `aud` names us; its `iat` is no
-older than `max_age` and not in the future (beyond `leeway`); it has a `jti` not seen before
-(remembered in the replay cache, shared by every node, until the SET would be too old anyway);
-and `events` is a non-empty object. Anything else is refused with the RFC 8935 §2.3 error code.
+older than `max_age` and not in the future (beyond `leeway`); it has a `jti`; and `events` is a
+non-empty object. Anything else is refused with the RFC 8935 §2.3 error code. A SET whose jti
+was acted on already (remembered in the replay cache, shared by every node, until the SET would
+be too old anyway), or is being acted on, is acknowledged and not acted on again; one whose
+action failed is forgotten, so the transmitter's retry acts.
 
 Acting (docs/continuous-access.md): the subject (`sub_id`, RFC 9493) names one of our users as
 `iss_sub` (its `sub` our user id), `opaque` (our user id) or `email` (the username), or a
@@ -18,6 +20,7 @@ about a subject we do not know is accepted and ignored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +40,8 @@ log = structlog.get_logger(__name__)
 MAX_SET_BYTES = 16 * 1024
 MAX_EVENTS = 8
 MAX_JTI = 256
+# How long a SET being acted on is held as pending; past it, a crashed node's claim lapses.
+ACTION_LEASE = 60.0
 
 
 class SetRefused(Exception):
@@ -72,7 +77,7 @@ class Received:
     issuer: str
     events: tuple[str, ...]
     user_id: str | None  # None: a subject we do not know
-    action: str  # what was done: logout, revoke_tokens, none
+    action: str  # what was done: logout, revoke_tokens, none; duplicate: acted on already
 
 
 class SetReceiver:
@@ -120,10 +125,24 @@ class SetReceiver:
             raise SetRefused("invalid_request", f"events must hold 1 to {MAX_EVENTS} events")
         # Per transmitter, digested: one transmitter's jti cannot shadow another's.
         key = "set:" + hashlib.sha256(f"{transmitter.issuer}\0{jti}".encode()).hexdigest()
-        if not await self._replay.first_use(key, issued_at + self._max_age + self._leeway):
-            raise SetRefused("invalid_request", "this SET (jti) was received already")
-        user_id = await self._user(claims, transmitter.issuer)
-        action = await self._act(user_id, events) if user_id is not None else "none"
+        # Claimed as pending for a short lease, so of two concurrent deliveries one acts; kept
+        # until the SET is too old only once the action succeeded. A failed action releases
+        # the claim (and the error reaches the transmitter as a 5xx), so its retry is acted on;
+        # a node that dies mid-action lets the lease lapse. An action that outlives its lease
+        # may be repeated by a retry: ending sessions and revoking a subject are idempotent.
+        if not await self._replay.first_use(key, now + ACTION_LEASE):
+            log.info("ssf_set_duplicate", iss=transmitter.issuer, jti=jti[:64])
+            return Received(jti, transmitter.issuer, tuple(events), None, "duplicate")
+        try:
+            user_id = await self._user(claims, transmitter.issuer)
+            action = await self._act(user_id, events) if user_id is not None else "none"
+        except BaseException:
+            # Released, so the transmitter's retry acts; if storage is down even for this, the
+            # lease lapses on its own.
+            with contextlib.suppress(Exception):
+                await self._replay.hold(key, now)
+            raise
+        await self._replay.hold(key, issued_at + self._max_age + self._leeway)
         log.info(
             "ssf_set_received",
             iss=transmitter.issuer,

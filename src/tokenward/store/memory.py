@@ -147,3 +147,9 @@ class MemoryReplayCache:
             return False
         self._seen[key] = expires_at
         return True
+
+    async def hold(self, key: str, expires_at: float) -> None:
+        if expires_at <= self._clock():
+            self._seen.pop(key, None)
+        else:
+            self._seen[key] = expires_at

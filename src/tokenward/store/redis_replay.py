@@ -21,6 +21,15 @@ class RedisReplayCache:
 
     async def first_use(self, key: str, expires_at: float) -> bool:
         ttl_ms = max(1, int((expires_at - self._clock()) * 1000))
+        return bool(await self._redis.set(self._name(key), b"1", nx=True, px=ttl_ms))
+
+    async def hold(self, key: str, expires_at: float) -> None:
+        ttl_ms = int((expires_at - self._clock()) * 1000)
+        if ttl_ms <= 0:
+            await self._redis.delete(self._name(key))
+        else:
+            await self._redis.set(self._name(key), b"1", px=ttl_ms)
+
+    def _name(self, key: str) -> str:
         # Keys hold client-chosen jti values of any length: store a digest.
-        name = self._prefix + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
-        return bool(await self._redis.set(name, b"1", nx=True, px=ttl_ms))
+        return self._prefix + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()

@@ -188,6 +188,12 @@ async def test_streams_are_bounded_and_private(services: Services) -> None:
         {"delivery": {"method": "urn:example:carrier-pigeon"}},
         {"delivery": {"method": "urn:ietf:rfc:8935"}},  # push without a URL
         {"delivery": {"method": "urn:ietf:rfc:8935", "endpoint_url": "ftp://rx.example/"}},
+        # Not https, or not a public address (SSRF), without the development setting:
+        {"delivery": {"method": "urn:ietf:rfc:8935", "endpoint_url": "http://127.0.0.1:9/e"}},
+        {"delivery": {"method": "urn:ietf:rfc:8935", "endpoint_url": "https://localhost/e"}},
+        {"delivery": {"method": "urn:ietf:rfc:8935", "endpoint_url": "https://10.0.0.1/e"}},
+        {"delivery": {"method": "urn:ietf:rfc:8935", "endpoint_url": "https://[fe80::1]/e"}},
+        {"delivery": {"method": "urn:ietf:rfc:8935", "endpoint_url": "https://169.254.169.254/"}},
         {"delivery": {"method": POLL, "endpoint_url": "https://rx.example/mine"}},
         {"events_requested": "session-revoked"},
         {"events_requested": [f"urn:e:{n}" for n in range(17)]},

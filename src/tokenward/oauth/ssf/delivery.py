@@ -1,14 +1,17 @@
 """Outbound deliveries: SETs pushed to receivers (RFC 8935) and logout tokens POSTed to relying
 parties (Back-Channel Logout 1.0), over one bounded HTTP client.
 
-Bounded everywhere: each attempt has a timeout, redirects are not followed (a receiver that
-moved registers its new URL), at most `MAX_RESPONSE` bytes of an answer are read, and at most
+Bounded everywhere: each network step has a timeout and the whole attempt `deadline`, redirects
+are not followed (a receiver that moved registers its new URL), at most `MAX_RESPONSE` bytes of an
+answer are read, and at most
 `capacity` deliveries wait (past that the oldest is dropped and counted). A network error, 408,
 429 or 5xx is retried after `base_delay`, `2·base_delay`, ... capped at `max_delay`, up to
 `max_attempts` in all; any other answer ends the delivery. Retries wait in a queue ordered by
 due time, so one dead receiver's backoff never holds up another's deliveries.
 
-URLs were checked when registered (oauth.client_uris: https, or http on loopback only).
+URLs were checked when registered (oauth.client_uris, oauth.outbound), and are checked again
+on every attempt (oauth.outbound: https; public addresses only, checked when connecting, since
+DNS can change), unless `allow_loopback` (development, tests). A refused URL is not retried.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import httpx
 import structlog
 
 from tokenward.core.lifecycle import cancel_and_wait
+from tokenward.oauth.outbound import GuardedTransport, refused_by_guard, url_problem
 
 log = structlog.get_logger(__name__)
 MAX_RESPONSE = 16 * 1024  # bytes of an answer read (an error body); the rest is discarded
@@ -55,6 +59,8 @@ class Deliveries:
         self,
         *,
         timeout: float = 5.0,
+        deadline: float = 15.0,
+        allow_loopback: bool = False,
         max_attempts: int = 6,
         base_delay: float = 1.0,
         max_delay: float = 60.0,
@@ -63,12 +69,15 @@ class Deliveries:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._timeout = timeout
+        self._deadline = deadline
+        self._allow_loopback = allow_loopback
         self._max_attempts = max_attempts
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._capacity = capacity
         self._clock = clock
-        self._transport = transport
+        # Tests may hand in a transport of their own; otherwise, the guarded one.
+        self._transport = transport or GuardedTransport(allow_loopback=allow_loopback)
         self._heap: list[Delivery] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -109,7 +118,10 @@ class Deliveries:
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(
-            timeout=self._timeout, follow_redirects=False, transport=self._transport
+            timeout=self._timeout,
+            follow_redirects=False,
+            transport=self._transport,
+            trust_env=False,  # an environment's proxy would connect for us, unchecked
         ) as client:
             while True:
                 if not self._heap:
@@ -127,7 +139,12 @@ class Deliveries:
 
     async def _attempt(self, client: httpx.AsyncClient, item: Delivery) -> None:
         item.attempts += 1
-        status = await self._post(client, item)
+        try:
+            status = await self._post(client, item)
+        except _Refused as exc:
+            self.stats.refused += 1
+            log.warning("delivery_refused", label=item.label, reason=str(exc))
+            return
         if status is not None and 200 <= status < 300:
             self.stats.delivered += 1
             return
@@ -144,11 +161,20 @@ class Deliveries:
         heapq.heappush(self._heap, item)
 
     async def _post(self, client: httpx.AsyncClient, item: Delivery) -> int | None:
-        """The answer's status, or None when there was none (network error, timeout)."""
+        """The answer's status, or None when there was none (network error, timeout); raises
+        `_Refused` when the URL or its address may not be reached."""
+        problem = url_problem(item.url, allow_loopback=self._allow_loopback)
+        if problem:
+            raise _Refused(problem)
         try:
-            async with client.stream(
-                "POST", item.url, content=item.body, headers=dict(item.headers)
-            ) as response:
+            # A receiver that answers a byte at a time stays within each step's timeout: the
+            # deadline bounds the attempt as a whole.
+            async with (
+                asyncio.timeout(self._deadline),
+                client.stream(
+                    "POST", item.url, content=item.body, headers=dict(item.headers)
+                ) as response,
+            ):
                 read = 0
                 async for chunk in response.aiter_bytes():
                     read += len(chunk)
@@ -156,5 +182,14 @@ class Deliveries:
                         break  # we only wanted the status: an endless answer is cut off
                 return response.status_code
         except httpx.HTTPError as exc:
+            if refused_by_guard(exc):
+                raise _Refused(str(exc)) from None
             log.info("delivery_retry", label=item.label, error=type(exc).__name__)
             return None
+        except TimeoutError:
+            log.info("delivery_retry", label=item.label, error="deadline")
+            return None
+
+
+class _Refused(Exception):
+    """The URL or its address may not be reached (oauth.outbound): a delivery not retried."""

@@ -17,6 +17,7 @@ from typing import Any
 from tokenward.core.ports import SetQueue, SsfStreams
 from tokenward.core.records import SsfStream
 from tokenward.oauth.client_uris import UriError, check_uri
+from tokenward.oauth.outbound import OutboundRefused, check_url
 from tokenward.oauth.ssf.events import EVENTS_SUPPORTED
 from tokenward.oauth.ssf.subjects import SubjectError, normalise
 
@@ -46,7 +47,9 @@ class StreamError(Exception):
 class StreamManager:
     """`poll_url(stream_id)`: our poll endpoint for a stream. `on_enabled(stream)`: called after
     a stream is enabled again (a paused push stream sends what it held). `on_verify(stream,
-    state)`: send the verification event."""
+    state)`: send the verification event. `allow_loopback`: a push endpoint may be plain http
+    on loopback (development, tests); otherwise it is https on a public address (oauth.outbound,
+    checked again at each delivery)."""
 
     def __init__(
         self,
@@ -57,8 +60,11 @@ class StreamManager:
         on_enabled: Callable[[SsfStream], Awaitable[None]],
         on_verify: Callable[[SsfStream, str | None], Awaitable[None]],
         clock: Callable[[], float] = time.time,
+        *,
+        allow_loopback: bool = False,
     ) -> None:
         self._issuer = issuer
+        self._allow_loopback = allow_loopback
         self._streams = streams
         self._queue = queue
         self._poll_url = poll_url
@@ -73,7 +79,7 @@ class StreamManager:
         if len(mine) >= MAX_STREAMS_PER_CLIENT:
             raise StreamError(409, f"at most {MAX_STREAMS_PER_CLIENT} streams per client")
         stream_id = secrets.token_urlsafe(16)
-        method, endpoint, authorization = self._delivery(body.get("delivery"), stream_id)
+        method, endpoint, authorization = await self._delivery(body.get("delivery"), stream_id)
         stream = SsfStream(
             stream_id=stream_id,
             owner=owner,
@@ -107,7 +113,9 @@ class StreamManager:
                 body.get("description", ""), "description", MAX_DESCRIPTION
             )
         if replace_all or "delivery" in body:
-            method, endpoint, authorization = self._delivery(body.get("delivery"), stream.stream_id)
+            method, endpoint, authorization = await self._delivery(
+                body.get("delivery"), stream.stream_id
+            )
             changes.update(
                 delivery_method=method, endpoint_url=endpoint, authorization_header=authorization
             )
@@ -196,7 +204,7 @@ class StreamManager:
             view["description"] = stream.description
         return view
 
-    def _delivery(self, delivery: object, stream_id: str) -> tuple[str, str, str | None]:
+    async def _delivery(self, delivery: object, stream_id: str) -> tuple[str, str, str | None]:
         if delivery is None:
             delivery = {"method": POLL}
         if not isinstance(delivery, dict):
@@ -211,16 +219,24 @@ class StreamManager:
         url = delivery.get("endpoint_url")
         if not isinstance(url, str):
             raise StreamError(400, "push delivery needs delivery.endpoint_url")
-        try:
-            check_uri(url, "endpoint_url")
-        except UriError as exc:
-            raise StreamError(400, str(exc)) from None
+        await self._check_push_endpoint(url)
         authorization = delivery.get("authorization_header")
         if authorization is not None:
             authorization = _text(authorization, "authorization_header", MAX_AUTHORIZATION)
             if not authorization.isprintable() or not authorization.isascii():
                 raise StreamError(400, "authorization_header must be printable ASCII")
         return PUSH, url, authorization
+
+    async def _check_push_endpoint(self, url: str) -> None:
+        """https on a public address (SSRF: the server fetches it), unless the development
+        setting allows loopback; checked again at each delivery, as DNS can change."""
+        try:
+            check_uri(url, "endpoint_url")
+            await check_url(url, allow_loopback=self._allow_loopback)
+        except UriError as exc:
+            raise StreamError(400, str(exc)) from None
+        except OutboundRefused as exc:
+            raise StreamError(400, f"endpoint_url: {exc}") from None
 
 
 def _only_receiver_fields(body: Mapping[str, Any], *, allow_transmitter: bool = False) -> None:

@@ -50,6 +50,29 @@ class SqlReplayCache:
             )
             return written is not None
 
+    async def hold(self, key: str, expires_at: float) -> None:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        async with self._sessions.begin() as session:
+            if expires_at <= self._clock():
+                await session.execute(
+                    delete(ReplayMarkerRow).where(ReplayMarkerRow.key_digest == digest)
+                )
+                return
+            values = {"key_digest": digest, "expires_at": expires_at}
+            await session.execute(_upsert(session, values))
+
+
+def _upsert(session: AsyncSession, values: dict[str, Any]) -> Insert:
+    if session.get_bind().dialect.name == "postgresql":
+        pg = postgresql.insert(ReplayMarkerRow).values(values)
+        return pg.on_conflict_do_update(
+            index_elements=["key_digest"], set_={"expires_at": pg.excluded.expires_at}
+        )
+    lite = sqlite.insert(ReplayMarkerRow).values(values)
+    return lite.on_conflict_do_update(
+        index_elements=["key_digest"], set_={"expires_at": lite.excluded.expires_at}
+    )
+
 
 def _insert_unless_live(session: AsyncSession, values: dict[str, Any], now: float) -> Insert:
     # A marker that expires at `now` is already expired, as in the memory backend.
