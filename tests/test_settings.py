@@ -135,6 +135,7 @@ SAMPLES = {
         ' "algorithm": "ES256"}]'
     ),
     "registration_require_statement": "true",
+    "outbound_allow_loopback": "true",
 }
 STRUCTURED = {
     "exchange_trusted_issuers",

@@ -131,10 +131,10 @@ class Settings(BaseSettings):
     # "algorithm"}; and how old (by iat, seconds) a SET may be.
     ssf_transmitters: list[TrustedIssuerSetting] = []
     ssf_max_age: float = Field(default=3600.0, ge=60.0, le=7 * 86400.0)
-    # Outbound deliveries (SSF push streams, back-channel logout) go to https URLs on public
-    # addresses only (oauth/outbound.py). On: plain http and loopback addresses are allowed
-    # too, for development and tests; never in production.
-    delivery_allow_loopback: bool = False
+    # Requests to URLs someone else chose (SSF push streams, back-channel logout, clients'
+    # jwks_uri) go to https URLs on public addresses only (oauth/outbound.py). On: plain http
+    # and loopback addresses are allowed too, for development and tests; never in production.
+    outbound_allow_loopback: bool = False
 
     # Dynamic client registration (RFC 7591/7592, docs/registration.md): off; initial_token
     # (POST /register needs an initial access token, `tokenward client registration-token

@@ -125,7 +125,7 @@ async def _prepare(issuer: str, rp: str, backend: str, data_dir: Path) -> tuple[
         ssf_transmitters=[
             TrustedIssuerSetting(issuer=OTHER_ISSUER, jwks_uri=f"{rp}/jwks", algorithm="ES256")
         ],
-        delivery_allow_loopback=True,  # the test relying party and receiver are on loopback
+        outbound_allow_loopback=True,  # the test relying party and receiver are on loopback
     )
     stores = memory_stores() if backend == "memory" else await open_stores(settings)
     services = await build_services(settings, stores)

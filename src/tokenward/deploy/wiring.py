@@ -57,6 +57,7 @@ from tokenward.oauth.grants.token_exchange import TokenExchangeGrant
 from tokenward.oauth.interaction import InteractionSealer
 from tokenward.oauth.introspection import Introspector
 from tokenward.oauth.issuance import AccessTokenIssuer
+from tokenward.oauth.outbound import GuardedTransport
 from tokenward.oauth.par import PushedAuthorization
 from tokenward.oauth.profiles import Profiles, profile_named
 from tokenward.oauth.refresh import RefreshAdmin, RefreshTokens
@@ -388,7 +389,9 @@ async def build_services(
 
     base = settings.issuer.rstrip("/")
     profiles = Profiles(profile_named(settings.profile))  # FAPI 2.0 and friends: oauth/profiles
-    client_keys = ClientKeys()  # one cache of clients' jwks_uri sets, for assertions and JAR
+    # One cache of clients' jwks_uri sets, for assertions and JAR. Anyone who registers a client
+    # chooses that URL (dynamic registration), so it is fetched through the SSRF guard.
+    client_keys = ClientKeys(GuardedTransport(allow_loopback=settings.outbound_allow_loopback))
     authenticator = ClientAuthenticator(
         stores.clients,
         hasher,
@@ -651,7 +654,7 @@ def ssf_transmitter(
     """SETs are signed with the server's signing keyring; logout tokens like the client's ID
     tokens. One delivery queue serves both."""
     signer = TokenSigner(keys.keyrings, settings.signing_alg)
-    deliveries = Deliveries(allow_loopback=settings.delivery_allow_loopback)
+    deliveries = Deliveries(allow_loopback=settings.outbound_allow_loopback)
     backchannel = BackChannelLogout(
         settings.issuer, stores.clients, stores.participants, signer, deliveries, clock
     )
@@ -685,7 +688,7 @@ def shared_signals(
         transmitter.enabled,
         transmitter.verify,
         clock,
-        allow_loopback=settings.delivery_allow_loopback,
+        allow_loopback=settings.outbound_allow_loopback,
     )
     receiver = SetReceiver(
         [

@@ -1,11 +1,12 @@
 """Requests to URLs that someone else chose (a receiver's RFC 8935 push endpoint, a relying
-party's back-channel logout URI) reach public addresses only, so they cannot be aimed at this
-server's own network (SSRF): not loopback, private, link-local (cloud metadata at
-169.254.169.254), multicast, unspecified, reserved or otherwise non-global addresses.
+party's back-channel logout URI, a client's registered `jwks_uri`) reach public addresses only,
+so they cannot be aimed at this server's own network (SSRF): not loopback, private, link-local
+(cloud metadata at 169.254.169.254), multicast, unspecified, reserved or otherwise non-global
+addresses.
 
 The URL's syntax is `client_uris.check_uri`'s (https, or http on loopback only), checked when it
 is registered and again before each request; plain http and loopback addresses are refused too
-unless `allow_loopback` (development and tests, the `delivery_allow_loopback` setting).
+unless `allow_loopback` (development and tests, the `outbound_allow_loopback` setting).
 
 The addresses are checked when the connection is made, not beforehand: `GuardedBackend` resolves
 the host, refuses if any address it resolves to is refused, and connects to the address it
