@@ -10,7 +10,8 @@ nginx worker answering `200 ok` from memory, so the upstream never bounds the fi
   check), scope check, rate limit (GCRA, per token) and one audit JSON line per request.
 
 The load generator is wrk (one thread, 32 connections, bounded by time), run in interleaved
-rounds so drift hits every contender alike; each figure is the median of per-round ratios.
+rounds, every other round in reverse order, so drift hits every contender alike; each figure
+is the median of per-round ratios.
 P3a = full ÷ off (goal ≥ 0.90); P3b = full ÷ nginx (goal ≥ 0.3).
 
 P3P = `cedar` ÷ `full`: the full gateway with a typical three-policy Cedar set on the route
@@ -292,7 +293,10 @@ def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
             _wrk(url, credential, 1)  # warm-up: connections, caches, the token's validation
         samples: dict[str, list[Sample]] = {name: [] for name in targets}
         for round_ in range(ROUNDS):
-            for name, (url, credential, pid) in targets.items():
+            # Odd rounds run the contenders in reverse, so whatever drifts within a round
+            # (another process waking, the CPU's clock) favours no contender over its pair.
+            order = list(targets.items())
+            for name, (url, credential, pid) in order if round_ % 2 == 0 else order[::-1]:
                 sample = _wrk(url, credential, SECONDS, pid)
                 samples[name].append(sample)
                 print(
