@@ -47,6 +47,18 @@ pytestmark = pytest.mark.anyio
         ("::ffff:10.0.0.1", "a private address"),  # IPv4-mapped
         ("::ffff:127.0.0.1", "a loopback address"),
         ("100.64.0.1", "not a public address"),  # shared address space (CGNAT)
+        # IPv6 forms that a translator or tunnel delivers to an IPv4 address (RFC 6052, 3056,
+        # 4380, 4291): judged by the IPv4 address they lead to.
+        ("64:ff9b::a00:1", "a private address"),  # NAT64 to 10.0.0.1
+        ("64:ff9b::7f00:1", "a loopback address"),  # NAT64 to 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", "a link-local address"),  # NAT64 to the metadata address
+        ("64:ff9b:1::a00:1", "not a public address"),  # local-use NAT64 prefix (RFC 8215)
+        ("2002:a00:1::1", "a private address"),  # 6to4 from 10.0.0.1
+        ("2002:a9fe:a9fe::1", "a link-local address"),  # 6to4 from 169.254.169.254
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "a private address"),  # Teredo to 10.0.0.1
+        ("::a00:1", "a private address"),  # IPv4-compatible 10.0.0.1
+        ("::ffff:8.8.8.8", None),  # a mapped public address is that address
+        ("64:ff9b::808:808", None),  # NAT64 to a public address
         ("8.8.8.8", None),
         ("2606:4700:4700::1111", None),
     ],

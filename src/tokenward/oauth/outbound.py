@@ -41,10 +41,38 @@ class AddressRefused(httpcore.ConnectError):
     """Raised at connect time; httpx wraps it in an `httpx.ConnectError` whose cause is this."""
 
 
+# IPv6 prefixes that carry an IPv4 address a translator or tunnel will deliver to: checking
+# only the IPv6 form would let 64:ff9b::a00:1 reach 10.0.0.1 through a NAT64 gateway.
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: never global
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 §2.5.5.1, deprecated
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address `address` leads to: mapped, NAT64, 6to4, Teredo or IPv4-compatible."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    if address.sixtofour is not None:
+        return address.sixtofour  # 2002:a00:1:: tunnels to 10.0.0.1
+    if address.teredo is not None:
+        return address.teredo[1]  # the client behind the Teredo relay
+    if address in NAT64_WELL_KNOWN or (
+        address in IPV4_COMPATIBLE and int(address) > 1  # not :: or ::1 (checked as IPv6)
+    ):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def address_problem(address: IpAddress, *, allow_loopback: bool) -> str | None:
     """Why `address` may not be reached, or None."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in NAT64_LOCAL_USE:
+            return "not a public address"
+        inner = embedded_ipv4(address)
+        if inner is not None:
+            problem = address_problem(inner, allow_loopback=allow_loopback)
+            if problem is not None or address.ipv4_mapped is not None:
+                return problem  # a mapped address is its IPv4 address; others are both
     if address.is_loopback:
         return None if allow_loopback else "a loopback address"
     for refused, problem in (
