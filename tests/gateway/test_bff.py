@@ -20,7 +20,7 @@ from tests.server.flows import hidden_interaction
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import build_services, memory_stores
-from tokenward.gateway.bff import Bff, Endpoints
+from tokenward.gateway.bff import LOGIN_RATE, Bff, Endpoints
 from tokenward.gateway.bff_seal import Sealed, SessionRecord
 from tokenward.gateway.config import parse_config
 from tokenward.gateway.trust import build_bff, remote_trust
@@ -214,3 +214,19 @@ def test_an_unreachable_session_store_answers_503(
             assert answer.status_code == 503, (path, answer.text)
             assert answer.json()["error"] == "temporarily_unavailable"
             assert answer.headers["retry-after"] == "1"
+
+
+def test_sign_ins_started_from_one_address_are_limited(setup: Setup, clock: FrozenClock) -> None:
+    """/login is unauthenticated and stores a pending sign-in each time: 30 a minute per address."""
+    base = setup.gateway.base
+    with httpx.Client() as browser:
+        for _ in range(LOGIN_RATE.requests):
+            assert browser.get(f"{base}/bff/login").status_code == 302
+        refused = browser.get(f"{base}/bff/login")
+        assert refused.status_code == 429
+        assert refused.json()["error"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
+        # The callback and the API are not counted against the sign-in budget.
+        assert browser.get(f"{base}/app/echo").status_code == 401
+        clock.advance(LOGIN_RATE.per)
+        assert browser.get(f"{base}/bff/login").status_code == 302

@@ -35,7 +35,7 @@ from tokenward.gateway.authz import (
     original_request,
     resolved,
 )
-from tokenward.gateway.bff import Bff, parse_cookies
+from tokenward.gateway.bff import LOGIN_RATE, Bff, parse_cookies
 from tokenward.gateway.compiled import Compiled, check_reloadable
 from tokenward.gateway.contextual import Engines, judge, route_engines
 from tokenward.gateway.headers import Incoming
@@ -429,6 +429,20 @@ class Gateway:
     ) -> int:
         record.route = "bff"
         check_url(scope)
+        client = scope.get("client")
+        forwarded = compiled.headers.upstream_headers(scope["headers"]).forwarded_for
+        record.ip = compiled.client_ip(client[0] if client else None, forwarded)
+        if self.blocklist is not None and self.blocklist.is_blocked(record.ip):
+            raise Denied(403, IP_BLOCKED, "requests from this address are blocked for a while")
+        if scope["path"] == bff.settings.login_path:
+            limit = await self.limiter.acquire(f"bff-login\0{record.ip}", LOGIN_RATE, self.clock())
+            if not limit.allowed:
+                raise Denied(
+                    429,
+                    "rate_limited",
+                    "too many sign-ins started from this address; retry after the delay given",
+                    [(b"retry-after", retry_after(limit))],
+                )
         status, headers = await bff.endpoint(scope, parse_cookies(scope["headers"]))
         record.admitted = True
         hsts = compiled.hsts(compiled.scheme(scope, Incoming(), None))

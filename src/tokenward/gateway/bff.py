@@ -35,6 +35,7 @@ import httpx
 import structlog
 from starlette.types import Scope
 
+from tokenward.core.ratelimits import RatePolicy
 from tokenward.gateway.bff_seal import PendingLogin, Sealed, SessionRecord, new_secret
 from tokenward.gateway.bff_store import MemorySessionStore, SessionStore
 from tokenward.gateway.model import BffSettings
@@ -43,6 +44,9 @@ from tokenward.gateway.policy import Denied
 log = structlog.get_logger(__name__)
 Headers = list[tuple[bytes, bytes]]
 LOGIN_TTL = 600.0
+# /login is unauthenticated and each call stores a pending sign-in for LOGIN_TTL: one address
+# may start this many per minute (counted where the gateway's rate limits are: Redis when shared).
+LOGIN_RATE = RatePolicy("bff-login", 30, 60.0, "ip")
 REFRESH_AHEAD = 30.0  # refresh this long before the access token expires (at most half its life)
 TOKEN_TIMEOUT = 10.0  # seconds for one call to the issuer
 # The refresh lock outlives the holder's token request, so it is never taken over while the
