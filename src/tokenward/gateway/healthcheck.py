@@ -72,6 +72,7 @@ class Health:
         self._passive_failures += 1
         if self._passive_failures >= passive.failures:
             self._passive_failures = 0
+            self._oks = 0  # with active checks, healthy_threshold good ones bring it back
             self._out_until = self._clock() + passive.cooloff
             log.warning("gateway_upstream_marked_unhealthy", upstream=self.label, by="passive")
 
@@ -86,9 +87,10 @@ class Health:
         if ok:
             self._failures = 0
             self._oks += 1
-            if not self.up and self._oks >= active.healthy_threshold:
+            if self._oks >= active.healthy_threshold and (not self.up or self._out_until):
+                # Enough good checks since it was marked: back, whichever marked it.
                 self.up = True
-                self._out_until = 0.0  # the checks say it is back: the passive mark is stale
+                self._out_until = 0.0
                 log.info("gateway_upstream_healthy", upstream=self.label)
         else:
             self._oks = 0
