@@ -26,8 +26,8 @@ def test_a_waiter_gets_the_slot_given_back() -> None:
         slots = Slots(1, 1, 5.0)
         assert await slots.take()
         waiting = asyncio.create_task(slots.take())
-        while not slots.waiters:
-            await asyncio.sleep(0)  # let the waiter queue up
+        await asyncio.sleep(0)  # one turn of the loop: the waiter queues up
+        assert len(slots.waiters) == 1
         assert not await slots.take()  # the one waiting place is taken
         slots.give()
         assert await waiting
@@ -55,8 +55,8 @@ def test_a_cancelled_waiter_passes_a_handed_slot_on() -> None:
         assert await slots.take()
         first = asyncio.create_task(slots.take())
         second = asyncio.create_task(slots.take())
-        while len(slots.waiters) < 2:
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(slots.waiters) == 2
         first.cancel()
         slots.give()  # the first waiter's future is done: handed to the second
         assert await second
