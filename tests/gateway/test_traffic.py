@@ -3,6 +3,7 @@ be sent again (RFC 9110 §9.2.2 idempotent methods, a body read whole)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -213,3 +214,21 @@ def test_a_body_read_whole_is_sent_again_and_a_streamed_one_is_not(
     assert reached() == before + 1
     assert running.http.delete("/open/status/503").status_code == 503
     assert reached() == before + 3
+
+
+def test_a_reload_that_adds_active_checks_starts_them(
+    gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    plain = "routes:\n  - {{name: open, prefix: /open, auth: none, upstreams: [{upstream}]}}\n"
+    running = gateway(plain)
+    assert running.http.get("/open/x").status_code == 200
+    checks = "traffic: {{health: {{active: {{path: /open/h, interval: 0.05}}}}}}"
+    checked = plain.replace("[{upstream}]}}", f"[{{upstream}}], {checks}}}}}")
+    url = f"http://127.0.0.1:{upstream.port}"
+    before = upstream.requests
+    running.gateway.reload(parse_config(checked.format(upstream=url)))
+    deadline = time.monotonic() + 10
+    while upstream.requests < before + 3:  # checks arrive with no request from a client
+        assert time.monotonic() < deadline, "no health checks after the reload"
+        time.sleep(0.02)  # polling interval
+    running.gateway.reload(parse_config(plain.format(upstream=url)))

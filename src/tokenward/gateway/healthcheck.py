@@ -136,15 +136,21 @@ class HealthChecker:
         self._targets = targets
         self._probe = prober
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
 
     def changed(self) -> None:
-        """The set of checks changed (a reload): look again now."""
-        self._wake.set()
+        """The set of checks changed (a reload): look again now. Safe from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def start(self) -> None:
         if self._task is None:
+            self._loop = asyncio.get_running_loop()
             self._task = asyncio.create_task(self._run(), name="gateway-health-checks")
 
     async def stop(self) -> None:
@@ -158,11 +164,13 @@ class HealthChecker:
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
-            soonest = now + MAX_IDLE_WAIT
+            soonest: float | None = None
             for upstream, health in self._targets():
                 active = health.active
                 if active is None:
                     continue
+                if soonest is None:
+                    soonest = now + MAX_IDLE_WAIT
                 if health.next_check <= now and not health.probing:
                     health.next_check = now + active.interval
                     health.probing = True
@@ -171,8 +179,10 @@ class HealthChecker:
                     task.add_done_callback(self._probes.discard)
                 soonest = min(soonest, health.next_check)
             self._wake.clear()
+            # Nothing to check (no route has `active:`): sleep until a reload says otherwise.
+            wait = None if soonest is None else max(0.0, soonest - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, soonest - loop.time()))
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def _check(self, upstream: Upstream, health: Health, active: ActiveHealth) -> None:
         try:

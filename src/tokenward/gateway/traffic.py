@@ -263,7 +263,11 @@ class TrafficProxy:
         subject: str | None,
     ) -> int:
         """As `Proxy.forward`, for a route with `traffic:`."""
-        traffic = self.manager.routes[route.name]
+        traffic = self.manager.routes.get(route.name)
+        if traffic is None or traffic.policy is not route.traffic:
+            # A reload changed the route under this request: it keeps the config it started
+            # with, on state of its own (one request; rare).
+            traffic = RouteTraffic(route, _policy(route), None)
         group = traffic.choose(incoming, subject)  # once: retries stay in the group
         method: str = scope["method"]
         retries = traffic.policy.retries
@@ -296,7 +300,7 @@ class TrafficProxy:
                 may_retry
                 and retries is not None
                 and response.status in retries.statuses
-                and any(m not in tried and m.healthy() for m in group.members)
+                and any(m not in tried and m.healthy() and m.closed() for m in group.members)
             ):
                 connection.close()  # its answer is dropped: the next upstream answers instead
                 member.release()
@@ -346,6 +350,12 @@ class TrafficProxy:
     def _spend(self, budget: Budget, route: str) -> None:
         budget.left -= 1
         self.manager.retries[route] = self.manager.retries.get(route, 0) + 1
+
+
+def _policy(route: Route) -> TrafficPolicy:
+    if route.traffic is None:
+        raise ValueError(f"route {route.name!r} has no traffic: section")
+    return route.traffic
 
 
 def _replayable(incoming: Incoming) -> bool:
