@@ -3,6 +3,8 @@ be sent again (RFC 9110 §9.2.2 idempotent methods, a body read whole)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -232,3 +234,78 @@ def test_a_reload_that_adds_active_checks_starts_them(
         assert time.monotonic() < deadline, "no health checks after the reload"
         time.sleep(0.02)  # polling interval
     running.gateway.reload(parse_config(plain.format(upstream=url)))
+
+
+@pytest.fixture
+def hangs_up() -> Iterator[tuple[str, list[bytes]]]:
+    """An upstream that reads each request head and closes without answering."""
+    heads: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                heads.append(data.split(b"\r\n", 1)[0])
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", heads
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+HANGUP_ROUTE = """
+routes:
+  - name: open
+    prefix: /open
+    auth: none
+    upstreams: [{hangup}, {upstream}]
+    timeouts: {{read: 0.5}}
+    traffic:
+      retries: {{attempts: 2}}
+"""
+
+
+def test_a_closed_connection_is_retried_for_a_get_and_never_for_a_post(
+    gateway: GatewayFactory, hangs_up: tuple[str, list[bytes]], upstream: Upstream
+) -> None:
+    url, heads = hangs_up
+    running = gateway(HANGUP_ROUTE.replace("{hangup}", url))
+    for _ in range(4):  # round robin: two of them start on the one that hangs up
+        assert running.http.get("/open/x").status_code == 200
+    assert heads.count(b"GET /open/x HTTP/1.1") == 2
+    statuses = []
+    for _ in range(4):
+        before = upstream.requests
+        statuses.append(running.http.post("/open/x", content=b"{}").status_code)
+        if statuses[-1] == 502:
+            assert upstream.requests == before  # not sent again to the good one
+    assert sorted(statuses) == [200, 200, 502, 502]
+    assert heads.count(b"POST /open/x HTTP/1.1") == 2
+    assert running.last_audit()["reason"] in ("ok", "upstream_closed")
+
+
+def test_a_read_timeout_is_not_retried(gateway: GatewayFactory, upstream: Upstream) -> None:
+    text = RETRY_ROUTE.replace("{second}", "{upstream}").replace(
+        "auth: none", "auth: none\n    timeouts: {{read: 0.3}}"
+    )
+    running = gateway(text)
+    before = upstream.requests
+    assert running.http.get("/open/slow").status_code == 504
+    assert upstream.requests == before + 1

@@ -25,6 +25,7 @@ from tokenward.gateway.healthcheck import Health, HealthChecker, Target
 from tokenward.gateway.model import Route, Upstream
 from tokenward.gateway.proxy import (
     SMALL_BODY,
+    BadGateway,
     ClientGone,
     Headers,
     Proxy,
@@ -33,7 +34,13 @@ from tokenward.gateway.proxy import (
     request_target,
 )
 from tokenward.gateway.traffic_model import IDEMPOTENT, CanaryRule, TrafficPolicy
-from tokenward.gateway.upstream import ConnectFailed, Connection, ResponseHead, UpstreamError
+from tokenward.gateway.upstream import (
+    ConnectFailed,
+    Connection,
+    ConnectTimeout,
+    ResponseHead,
+    UpstreamError,
+)
 
 PREFIX = "tokenward_gateway"
 
@@ -276,10 +283,11 @@ class TrafficProxy:
             body = await _read_body(receive) if incoming.has_body else None
             budget = Budget(retries.attempts, time.monotonic() + retries.deadline)
         framing = _request_framing(incoming)
+        order = group.order()  # once per request: round robin stays even under retries
         tried: set[Member] = set()
         last_error: UpstreamError | None = None
         while True:
-            member = await _pick(group, tried, last_error)
+            member = await _pick(order, tried, last_error)
             tried.add(member)
             upstream = member.upstream
             head = _head(method, request_target(scope, route, upstream), upstream, incoming)
@@ -300,7 +308,7 @@ class TrafficProxy:
                 may_retry
                 and retries is not None
                 and response.status in retries.statuses
-                and any(m not in tried and m.healthy() and m.closed() for m in group.members)
+                and any(m not in tried and m.healthy() and m.closed() for m in order)
             ):
                 connection.close()  # its answer is dropped: the next upstream answers instead
                 member.release()
@@ -328,16 +336,22 @@ class TrafficProxy:
             connection, response = await self.proxy._exchange(
                 member.upstream, route, method, head, receive, incoming
             )
-        except ConnectFailed as exc:
+        except (ConnectFailed, ConnectTimeout) as exc:
             member.failed()
             member.release()
             raise Again(exc, spends=False) from None  # nothing was sent: any method may go on
-        except UpstreamError as exc:
+        except BadGateway as exc:
+            # A connection closed without an answer (stale): the request may be sent again.
+            # A read timeout or a broken answer is not retried: the upstream may have acted.
             member.failed()
             member.release()
             if not may_retry:
                 raise
             raise Again(exc, spends=True) from None
+        except UpstreamError:
+            member.failed()
+            member.release()
+            raise
         except BaseException:
             member.release()
             raise
@@ -367,8 +381,10 @@ def _replayable(incoming: Incoming) -> bool:
     return length is not None and length.isdigit() and int(length) <= SMALL_BODY
 
 
-async def _pick(group: Group, tried: set[Member], last_error: UpstreamError | None) -> Member:
-    candidates = [m for m in group.order() if m not in tried and m.healthy()]
+async def _pick(
+    order: list[Member], tried: set[Member], last_error: UpstreamError | None
+) -> Member:
+    candidates = [m for m in order if m not in tried and m.healthy()]
     try:
         return await _claim(candidates)
     except TrafficRefused:
