@@ -367,8 +367,9 @@ def test_a_get_is_retried_on_another_upstream_and_a_post_is_not(
     with backends("a", "b") as (a, b):
         a.status = 503
         with gateway(tmp_path, env, RETRIES.format(a=a.url, b=b.url)) as gw:
-            for _ in range(6):
+            for _ in range(4):
                 assert answered_by(gw.request("GET", "/open/x")) == "b"
+            for _ in range(4):
                 put = gw.request("PUT", "/open/x", content=b'{"v": 1}')
                 assert answered_by(put) == "b"
             assert a.count("GET") >= 1  # round robin sent some to a first: retried on b

@@ -385,38 +385,44 @@ async def _pick(
     order: list[Member], tried: set[Member], last_error: UpstreamError | None
 ) -> Member:
     candidates = [m for m in order if m not in tried and m.healthy()]
+    # The usual case decided without a coroutine: a candidate free now.
+    member = _free_now(candidates)
+    if member is not None:
+        return member
     try:
-        return await _claim(candidates)
+        return await _wait_for_one(candidates)
     except TrafficRefused:
         if last_error is not None:
             raise last_error from None  # what the tried upstream did says more
         raise
 
 
-async def _claim(candidates: list[Member]) -> Member:
-    """The first candidate with a free slot and a closed (or probing) circuit; else one bounded
-    wait for a slot; else 503."""
-    if not candidates:
-        raise TrafficRefused(
-            "no_healthy_upstream", "no healthy upstream can take the request; retry later"
-        )
-    full = False
+def _free_now(candidates: list[Member]) -> Member | None:
+    """The first candidate with a free slot and a closed (or probing) circuit."""
     for member in candidates:
         if not member.closed():
             continue
         slots = member.slots
         if slots is not None and not slots.try_take():
-            full = True
             continue
         if _through(member):
             return member
-    for member in candidates:  # every one busy: wait for the first that has room to wait
+    return None
+
+
+async def _wait_for_one(candidates: list[Member]) -> Member:
+    """None free now: one bounded wait for a slot where there is room to wait; else 503."""
+    if not candidates:
+        raise TrafficRefused(
+            "no_healthy_upstream", "no healthy upstream can take the request; retry later"
+        )
+    for member in candidates:
         slots = member.slots
         if slots is not None and member.closed() and slots.can_wait():
             if await slots.take() and _through(member):
                 return member
             break
-    if full:
+    if any(m.closed() and m.slots is not None for m in candidates):
         raise TrafficRefused("upstream_overloaded", "the upstream is at its connection limit")
     raise TrafficRefused("circuit_open", "the upstream's circuit is open; retry later")
 
