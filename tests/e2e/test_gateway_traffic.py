@@ -324,7 +324,7 @@ PASSIVE = """
     upstreams: [{a}, {b}]
     traffic:
       health:
-        passive: {{failures: 2, cooloff: 1.0}}
+        passive: {{failures: 2, cooloff: 3.0}}
 """
 
 
@@ -396,7 +396,7 @@ BREAKER = """
     auth: none
     upstreams: [{a}]
     traffic:
-      breaker: {{failures: 3, cooloff: 1.0}}
+      breaker: {{failures: 3, cooloff: 3.0}}
 """
 
 
