@@ -19,6 +19,10 @@ P3P = `cedar` ÷ `full`: the full gateway with a typical three-policy Cedar set 
 address, scopes and hour, so decisions are cached per token and hour; `cedar_live` swaps one
 policy for one that reads `auth_age`, which turns the decision cache off (every request is
 evaluated by Cedar), and is reported beside it.
+
+P3T = `traffic` ÷ `off`: the `off` route with `traffic:` (passive health checks, a circuit
+breaker and a connection limit on its upstream: docs/gateway.md, Traffic management), the
+price of those mechanisms on every request when they are configured (goal ≥ 0.90).
 """
 
 from __future__ import annotations
@@ -140,11 +144,27 @@ when { context.auth_age > 3600 };
 )
 
 
+# `traffic` contender: `off` plus every per-request traffic mechanism on its one upstream
+# (passive health, breaker, connection limit), to price them when configured.
+TRAFFIC = """
+    traffic:
+      health: {passive: {failures: 3, cooloff: 10}}
+      breaker: {failures: 5, cooloff: 30}
+      limits: {max_connections: 1000, max_pending: 100}"""
+
+
 def _gateway_config(
-    tmp: Path, name: str, port: int, upstream: int, full: bool, cedar: str | None = None
+    tmp: Path,
+    name: str,
+    port: int,
+    upstream: int,
+    full: bool,
+    cedar: str | None = None,
+    traffic: str = "",
 ) -> Path:
     path = tmp / f"{name}.yaml"
     policy = "scopes: [read]\n    rate_limit: bench" if full else "rate_limit: off"
+    policy += traffic
     if cedar is not None:
         (tmp / f"{name}.cedar").write_text(cedar)
         policy += f"\n    policies:\n      files: [{tmp / f'{name}.cedar'}]"
@@ -262,7 +282,7 @@ def run() -> list[Figure]:
 
 
 def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
-    up, px, full, off, cedar, live = (_free_port() for _ in range(6))
+    up, px, full, off, cedar, live, paced = (_free_port() for _ in range(7))
     up_conf = _nginx_conf(tmp, "up", _upstream_server(up))
     px_conf = _nginx_conf(tmp, "px", _proxy_server(px, up))
     nginx = ["nginx", "-g", "daemon off;", "-c"]
@@ -280,6 +300,10 @@ def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
         _process(
             [*serve, str(_gateway_config(tmp, "cedar_live", live, up, True, CEDAR_LIVE))], live
         ) as gw_live,
+        _process(
+            [*serve, str(_gateway_config(tmp, "traffic", paced, up, False, traffic=TRAFFIC))],
+            paced,
+        ) as gw_traffic,
     ):
         targets = {
             "direct": (f"http://127.0.0.1:{up}/", None, upstream.pid),
@@ -288,6 +312,7 @@ def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
             "full": (f"http://127.0.0.1:{full}/", token, gw_full.pid),
             "cedar": (f"http://127.0.0.1:{cedar}/", token, gw_cedar.pid),
             "cedar_live": (f"http://127.0.0.1:{live}/", token, gw_live.pid),
+            "traffic": (f"http://127.0.0.1:{paced}/", None, gw_traffic.pid),
         }
         for url, credential, _pid in targets.values():
             _wrk(url, credential, 1)  # warm-up: connections, caches, the token's validation
@@ -370,6 +395,16 @@ def _figures(samples: dict[str, list[Sample]]) -> list[Figure]:
                 f"decision cache off (auth_age read): "
                 f"{_median_ratio(samples['cedar_live'], samples['full']):.2f}, "
                 f"{rps['cedar_live']:.0f} req/s, CPU {_cpu(samples, 'cedar_live')}",
+                "goal ≥ 0.90",
+            ],
+        ),
+        Figure(
+            "P3T",
+            _median_ratio(samples["traffic"], samples["off"]),
+            "gateway auth off + traffic: (passive health, breaker, limits) ÷ auth off",
+            [
+                f"{rps['traffic']:.0f} vs {rps['off']:.0f} req/s",
+                f"CPU per request {_cpu(samples, 'traffic')} vs {_cpu(samples, 'off')}",
                 "goal ≥ 0.90",
             ],
         ),

@@ -61,6 +61,7 @@ from tokenward.gateway.render import (
     send_empty,
 )
 from tokenward.gateway.schema import RouteSchema, api_path, read_body, replay, reporting
+from tokenward.gateway.traffic import TrafficManager, TrafficProxy
 from tokenward.gateway.upstream import Pool, UpstreamError
 from tokenward.guard.authz.context import CountryLookup, MaxMindCountries, RiskProvider
 from tokenward.guard.introspection_client import IntrospectionResolver
@@ -73,6 +74,7 @@ Headers = list[tuple[bytes, bytes]]
 # request never pairs one load's routes with another's authorizers.
 Loaded = tuple[Compiled, dict[str, RouteAuthorizer], Engines]
 CLIENT_CLOSED = 499  # the client left before an answer: logged, never sent
+UPSTREAM_ERRORS = {502: "bad_gateway", 503: "temporarily_unavailable", 504: "gateway_timeout"}
 
 
 class Gateway:
@@ -118,6 +120,8 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         dpop = validator.dpop if validator is not None else None
         self._dpop_algorithms = dpop.algorithms if dpop is not None else ()
+        self.traffic = TrafficManager()  # routes with `traffic:`; configured by each load
+        self.metrics.sources.append(self.traffic.collect)
         self._loaded = self._load(config)
         if bff is None and config.bff is not None:
             raise ValueError("a config with bff: needs a Bff (tokenward.gateway.bff)")
@@ -129,6 +133,7 @@ class Gateway:
         self._fallback_limiter: MemoryRateLimiter | None = None  # best-effort limits, outage
         self.audit = audit
         self.proxy = Proxy(pool or Pool())
+        self.traffic_proxy = TrafficProxy(self.proxy, self.traffic)
         self.idempotency = Idempotency(idempotency or MemoryIdempotencyStore(), clock)
         self.background = list(background)
 
@@ -147,6 +152,7 @@ class Gateway:
 
     def _load(self, config: GatewayConfig) -> Loaded:
         compiled = Compiled(config, self.bff.cookie_names if self.bff else (), self.clock)
+        self.traffic.configure(config.routes)
         authorizers = route_authorizers(
             compiled,
             self.validator,
@@ -173,8 +179,13 @@ class Gateway:
         await lifespan(
             receive,
             send,
-            on_start=[*(item.start for item in audits), *(item.start for item in self.background)],
+            on_start=[
+                *(item.start for item in audits),
+                *(item.start for item in self.background),
+                self.traffic.start,
+            ],
             on_stop=[
+                self.traffic.stop,
                 *(item.stop for item in reversed(self.background)),
                 self.proxy.pool.close,
                 *(item.close for item in self._opened),
@@ -228,10 +239,12 @@ class Gateway:
             record.reason = exc.reason
             self.metrics.upstream_error(record.route, exc.reason)
             body = {
-                "error": "bad_gateway" if exc.status == 502 else "gateway_timeout",
+                "error": UPSTREAM_ERRORS.get(exc.status, "bad_gateway"),
                 "error_description": str(exc),
             }
-            return json_answer(exc.status, body, hsts)
+            # 503: no upstream may take it now (traffic.py): a retry after a while may pass.
+            retry = [(b"retry-after", b"1")] if exc.status == 503 else []
+            return json_answer(exc.status, body, retry + hsts)
         if isinstance(exc, STORAGE_ERRORS):
             # Shared state (rate limits, idempotency records in Redis) is unreachable: fail
             # closed with a retryable answer rather than let a limit or a key go unenforced.
@@ -291,6 +304,10 @@ class Gateway:
         balancer = compiled.balancers[route.name]
 
         async def forward(receive: Receive, send: Send) -> int:
+            if route.traffic is not None:
+                return await self.traffic_proxy.forward(
+                    scope, receive, send, route, incoming, added, extra, _subject(token)
+                )
             return await self.proxy.forward(
                 scope, receive, send, route, balancer, incoming, added, extra
             )
@@ -534,3 +551,7 @@ def _note_request(record: AuditRecord, scope: Scope, path: str) -> None:
     record.path = path[:MAX_AUDIT_PATH]
     agent = next((v for k, v in scope.get("headers", ()) if k == b"user-agent"), b"")
     record.agent = agent[:256].decode("latin-1") or None
+
+
+def _subject(token: AccessToken | None) -> str | None:
+    return token.sub if token is not None else None

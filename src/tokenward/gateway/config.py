@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tokenward.core.ratelimits import RatePolicy
-from tokenward.gateway import config_authz, config_policies, config_schema
+from tokenward.gateway import config_authz, config_policies, config_schema, config_traffic
 from tokenward.gateway import config_sections as sections
 from tokenward.gateway.model import (
     AUTH_MODES,
@@ -192,6 +192,7 @@ ROUTE_FIELDS = frozenset(
         "signed_url",
         "policies",
         "openapi",
+        "traffic",
     }
 )
 
@@ -217,11 +218,12 @@ def _route(node: Node, policies: dict[str, RatePolicy], cedar: PolicySettings, b
     scopes = frozenset(fields["scopes"].strings()) if "scopes" in fields else frozenset()
     if scopes and auth not in TOKEN_MODES:
         raise fields["scopes"].error("scopes need a token: auth: bearer, dpop or bff")
+    upstreams = _upstreams(fields["upstreams"])
     return Route(
         name=fields["name"].string() if "name" in fields else prefix,
         prefix=prefix,
         methods=_methods(fields.get("methods")),
-        upstreams=_upstreams(fields["upstreams"]),
+        upstreams=upstreams,
         auth=auth,
         scopes=scopes,
         scope_match=fields["scope_match"].choice(("all", "any"))
@@ -237,6 +239,7 @@ def _route(node: Node, policies: dict[str, RatePolicy], cedar: PolicySettings, b
         signed_url=sections.signed_url(fields.get("signed_url"), auth, node),
         policies=config_policies.route_policies(fields.get("policies"), auth, node, cedar, base),
         schema=config_schema.route_schema(fields.get("openapi"), base),
+        traffic=config_traffic.traffic(fields.get("traffic"), _upstream),
         line=node.line,
     )
 

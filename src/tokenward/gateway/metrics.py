@@ -10,7 +10,7 @@ step each (a dict copy is atomic under the GIL, so a scrape never sees a torn di
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -46,6 +46,8 @@ class GatewayMetrics(Collector):
         self._upstream_errors: dict[tuple[str, str], int] = {}
         self.cache_hit = Hit()
         self.cache_miss = Hit()
+        # More families read at scrape time (the upstreams' health and breakers: traffic.py).
+        self.sources: list[Callable[[], Iterable[Metric]]] = []
         self.registry.register(self)
 
     def observe(
@@ -84,6 +86,8 @@ class GatewayMetrics(Collector):
         for (route, kind), count in self._upstream_errors.copy().items():
             errors.add_metric([route, kind], count)
         yield errors
+        for source in list(self.sources):
+            yield from source()
 
     @staticmethod
     def _request_families(

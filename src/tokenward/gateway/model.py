@@ -14,6 +14,7 @@ from tokenward.tokens.dpop import PROOF_ALGS
 
 if TYPE_CHECKING:
     from tokenward.gateway.schema import RouteSchema
+    from tokenward.gateway.traffic_model import TrafficPolicy
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 AUTH_MODES = ("bearer", "bff", "none", "dpop", "signed_url")
@@ -123,6 +124,7 @@ class Route:
     signed_url: SignedUrlSettings | None = None
     policies: RoutePolicies | None = None
     schema: RouteSchema | None = None  # `openapi:` the route's request schemas
+    traffic: TrafficPolicy | None = None  # `traffic:` canary, health, retries (traffic.py)
     line: int = 0
 
     def matches(self, path: str) -> bool:

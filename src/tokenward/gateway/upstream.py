@@ -35,6 +35,10 @@ class UpstreamTimeout(UpstreamError):
     reason = "upstream_timeout"
 
 
+class ConnectTimeout(UpstreamTimeout):
+    """Connecting timed out: nothing was sent, so another upstream may take any request."""
+
+
 class BadUpstream(UpstreamError):
     reason = "upstream_protocol"
 
@@ -98,7 +102,7 @@ class Pool:
                     upstream.host, upstream.port, limit=MAX_HEAD_BYTES
                 )
         except TimeoutError:
-            raise UpstreamTimeout("connecting to the upstream timed out") from None
+            raise ConnectTimeout("connecting to the upstream timed out") from None
         except OSError:
             raise ConnectFailed("the upstream refused or dropped the connection") from None
         return Connection(reader, writer), False
