@@ -415,6 +415,13 @@ def uvicorn_config(app: ASGIApp, config: GatewayConfig, *, coalesce: bool = True
         log_level="warning",
         access_log=False,  # the audit log is the access log, without query strings
         timeout_graceful_shutdown=10,
+        # WebSocket upgrades (`websocket:` routes) on uvicorn's sans-I/O `websockets` protocol;
+        # a message beyond the largest route limit is refused there (1009), smaller route
+        # limits by the relay (gateway/websocket.py). Heads are bounded before the upgrade.
+        ws="websockets-sansio",
+        ws_max_size=max(
+            (r.websocket.max_message_bytes for r in config.routes if r.websocket), default=65536
+        ),
         # `limits:`: bounded request heads, a head deadline, a connection cap. Two descriptors
         # per connection: the client's and one to the upstream.
         **server_options(
