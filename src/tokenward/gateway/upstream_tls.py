@@ -21,6 +21,10 @@ from tokenward.gateway.yamlnodes import Node
 if TYPE_CHECKING:
     from tokenward.gateway.model import Upstream
 
+CLOSED_AFTER_HANDSHAKE = (
+    "the upstream closed the new TLS connection without answering: it may require a client "
+    "certificate (upstream_tls.cert and key) or not accept the one presented"
+)
 FIELDS = frozenset({"ca", "cert", "key", "server_name"})
 
 
