@@ -34,7 +34,9 @@ routes:
 
 def _config(url: str, **tls: str) -> str:
     block = "".join(f"      {name}: {value}\n" for name, value in tls.items())
-    text = ROUTE.replace("{url}", url).replace("{tls}", "    upstream_tls:\n" + block if tls else "")
+    text = ROUTE.replace("{url}", url).replace(
+        "{tls}", "    upstream_tls:\n" + block if tls else ""
+    )
     return text.replace("{", "{{").replace("}", "}}")  # the factory formats the text
 
 
@@ -124,9 +126,7 @@ class _Answer(socketserver.StreamRequestHandler):
         self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
 
 
-def test_the_configured_server_name_is_sent_and_checked(
-    gateway: GatewayFactory, pki: Pki
-) -> None:
+def test_the_configured_server_name_is_sent_and_checked(gateway: GatewayFactory, pki: Pki) -> None:
     named = pki.issue("named", "upstream.internal", dns=("upstream.internal",), server=True)
     port = free_port()
     server = _SniServer(port, named)
