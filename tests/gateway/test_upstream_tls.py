@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.docs.blocks import ROOT, blocks
 from tests.e2e.live import free_port
 from tests.gateway.conftest import GatewayFactory, serve
 from tests.gateway.upstream_app import Upstream
@@ -210,3 +211,24 @@ routes:
 """
     with pytest.raises(ConfigError, match="applies to https:// upstreams"):
         parse_config(text)
+
+
+def test_documented_config_loads(tmp_path: Path, pki: Pki) -> None:
+    block = next(
+        block
+        for block in blocks(ROOT / "docs" / "gateway.md")
+        if block.covered_by == "tests/gateway/test_upstream_tls.py::test_documented_config_loads"
+    )
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    client = pki.issue("documented-client", "gateway")
+    (certs / "internal-ca.pem").write_bytes(pki.ca.cert_path.read_bytes())
+    (certs / "gateway-client.pem").write_bytes(client.cert_path.read_bytes())
+    (certs / "gateway-client.key").write_bytes(client.key_path.read_bytes())
+    config = tmp_path / "gateway.yaml"
+    trust = "trust: {issuer: https://auth.example.com, audience: https://api.example.com}\n"
+    config.write_text(trust + block.text)
+    upstream = parse_config(config.read_text(), str(config)).routes[0].upstreams[0]
+    assert upstream.tls is not None
+    assert upstream.tls.server_name == "ledger.internal"
+    assert upstream.port == 8443
