@@ -247,14 +247,19 @@ class Gateway:
             mirror = self.validator.revocations if self.validator is not None else None
             watch = TokenWatch(decision.token, mirror, self.clock)
             limit = route.websocket.max_message_bytes if route.websocket else 0
-            relay = Upgraded(receive, send, upstream, limit, watch, watch.next_look)
-            await send(
-                {
-                    "type": "websocket.accept",
-                    "subprotocol": upstream.subprotocol,
-                    "headers": decision.extra,
-                }
-            )
+            accepted = Upgraded(receive, send, upstream, limit, watch, watch.next_look)
+            try:
+                await send(
+                    {
+                        "type": "websocket.accept",
+                        "subprotocol": upstream.subprotocol,
+                        "headers": decision.extra,
+                    }
+                )
+            except BaseException:
+                await upstream.close()  # the client left during the upstream's handshake
+                raise
+            relay = accepted
             status = 101
         except Exception as exc:  # noqa: BLE001 - every refusal is answered, as for HTTP
             answer = self._refusal(exc, record, compiled.hsts(as_http(scope)["scheme"]))
