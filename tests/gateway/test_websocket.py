@@ -8,17 +8,15 @@ test_websocket_expiry.py, on the gateway's clock)."""
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
-from websockets.sync.server import Server, ServerConnection, serve
 
 from tests.e2e.live import free_port
 from tests.gateway.processes import (
@@ -29,23 +27,10 @@ from tests.gateway.processes import (
     service_client,
     token,
 )
+from tests.gateway.ws_echo import Echo, echo_server
 
 # The feed re-reads the log every 2 s without Redis, and the relay looks every 1 s.
 REVOCATION_BOUND = 2.0 + 1.0 + 1.5  # the last term: slack for a shared 2-core machine
-
-
-@dataclass
-class Echo:
-    """An upstream that echoes every message and remembers each handshake's headers."""
-
-    handshakes: list[dict[str, str]] = field(default_factory=list)
-
-    def handler(self, connection: ServerConnection) -> None:
-        request = connection.request
-        if request is not None:
-            self.handshakes.append({k.lower(): v for k, v in request.headers.raw_items()})
-        for message in connection:
-            connection.send(message)
 
 
 @dataclass
@@ -75,21 +60,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     cli(data_dir, env, "init")
     client = service_client(data_dir, env)
     echo = Echo()
-    upstream_port = free_port()
-    upstream: Server = serve(echo.handler, "127.0.0.1", upstream_port)
-    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
-    thread.start()
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    try:
-        with server_process(data_dir, env, port) as server:
-            config = _config(tmp / "gateway.yaml", issuer, f"http://127.0.0.1:{upstream_port}")
-            args = ("--data-dir", str(data_dir), "--issuer", issuer)
-            with gateway_process(config, env, global_args=args) as gateway:
-                yield Deployment(gateway, server, client, echo)
-    finally:
-        upstream.shutdown()
-        thread.join(10)
+    with echo_server(echo) as upstream_port, server_process(data_dir, env, port) as server:
+        config = _config(tmp / "gateway.yaml", issuer, f"http://127.0.0.1:{upstream_port}")
+        args = ("--data-dir", str(data_dir), "--issuer", issuer)
+        with gateway_process(config, env, global_args=args) as gateway:
+            yield Deployment(gateway, server, client, echo)
 
 
 def _config(path: Path, issuer: str, upstream: str) -> Path:
