@@ -138,6 +138,23 @@ def test_a_message_over_the_route_limit_closes_with_1009(deployment: Deployment)
     assert caught.value.rcvd.code == 1009
 
 
+def test_a_multibyte_text_is_measured_in_bytes(deployment: Deployment) -> None:
+    with deployment.open("/chat/room", deployment.bearer()) as ws:
+        ws.send("é" * 2048)  # 2,048 characters, 4,096 bytes: at the limit
+        assert ws.recv(timeout=10) == "é" * 2048
+        ws.send("é" * 2049)
+        with pytest.raises(ConnectionClosed) as caught:
+            ws.recv(timeout=10)
+    assert caught.value.rcvd is not None
+    assert caught.value.rcvd.code == 1009
+
+
+def test_the_upgrade_head_is_bounded_like_any_other(deployment: Deployment) -> None:
+    """`limits.max_header_bytes` (32 KiB by default) applies before the upgrade: 431."""
+    refused = _refused(deployment, "/chat/room", "x" * 40_000)
+    assert refused.status_code == 431
+
+
 def closed_within(ws: ClientConnection, within: float) -> tuple[int, str, float]:
     """Keep the connection busy until the gateway closes it: (code, reason, seconds taken)."""
     started = time.monotonic()

@@ -126,7 +126,11 @@ class Upgraded:
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            if len(data) > limit:  # a text's length in characters is at most its bytes
+            # A text's UTF-8 size is 1 to 4 bytes a character: encoded only when it may matter.
+            size = len(data)
+            if isinstance(data, str) and size * 4 > limit:
+                size = len(data.encode("utf-8"))
+            if size > limit:
                 self.closed_by = "client_message_too_big"
                 await self._close_client(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 await _close_upstream(upstream, CloseCode.GOING_AWAY)
