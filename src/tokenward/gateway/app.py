@@ -276,6 +276,9 @@ class Gateway:
             self._emit_usage(self.usage, record, status, self.clock())
         if relay is not None:
             await relay.run()
+            # Why it ended (client, upstream, token_expired, token_revoked, ...): the audit
+            # line was the upgrade's; this says how long the decision held.
+            log.info("gateway_websocket_closed", route=record.route, closed_by=relay.closed_by)
 
     def _refusal(self, exc: Exception, record: AuditRecord, hsts: Headers) -> Answer:
         """The answer for a request that failed with `exc`; `record.reason` says why."""
