@@ -5,6 +5,7 @@ one-line refusals at load for files that are missing or not what they should be.
 
 from __future__ import annotations
 
+import os
 import socketserver
 import ssl
 import threading
@@ -18,6 +19,7 @@ import pytest
 from tests.docs.blocks import ROOT, blocks
 from tests.e2e.live import free_port
 from tests.gateway.conftest import GatewayFactory, serve
+from tests.gateway.processes import refused
 from tests.gateway.upstream_app import Upstream
 from tests.pki import Issued, Pki
 from tokenward.gateway.config import ConfigError, parse_config
@@ -232,3 +234,21 @@ def test_documented_config_loads(tmp_path: Path, pki: Pki) -> None:
     assert upstream.tls is not None
     assert upstream.tls.server_name == "ledger.internal"
     assert upstream.port == 8443
+
+
+def test_the_gateway_process_refuses_a_missing_ca_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        """
+listen: {host: 127.0.0.1, port: 0}
+routes:
+  - {name: r, prefix: /r, upstreams: ["https://127.0.0.1:8443"], auth: none,
+     upstream_tls: {ca: certs/missing.pem}}
+"""
+    )
+    status, stderr = refused(config, dict(os.environ))
+    assert status == 2
+    assert stderr.splitlines() == [
+        f"tokenward gateway: {config}:5: routes[0].upstream_tls.ca: "
+        f"cannot read {tmp_path / 'certs' / 'missing.pem'}"
+    ]
