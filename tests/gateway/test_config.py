@@ -80,10 +80,10 @@ def test_example_file_loads() -> None:
         ("10.9.0.0/16", "10.9.0.0/99", 14, "routes[0].ip.deny[0]", "not an IPv4 or IPv6"),
         (
             "http://10.0.0.2:8000/v1",
-            "https://10.0.0.2/v1",
+            "ftp://10.0.0.2/v1",
             10,
             "routes[0].upstreams[1]",
-            "must be an http:// URL",
+            "must be an http:// or https:// URL",
         ),
         (
             "    methods: [get, POST]",

@@ -19,12 +19,15 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from tests.docs.blocks import documented
 from tests.e2e.live import free_port
 from tests.e2e.mtls_setup import Served, serve
 from tests.gateway.conftest import Upstream
 from tests.gateway.processes import RunningGateway, gateway_process
+from tests.gateway.ws_echo import Echo, echo_server
 from tests.nginx_process import running_nginx
 from tests.pki import Issued, Pki
 
@@ -71,7 +74,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 
 
 def _gateway(
-    setup: Setup, name: str, tls: str, upstream: str, extra: str = ""
+    setup: Setup, name: str, tls: str, upstream: str, extra: str = "", route: str = ""
 ) -> Iterator[RunningGateway]:
     config = setup.tmp / f"{name}.yaml"
     config.write_text(
@@ -84,7 +87,7 @@ tls: {tls}
 {extra}
 routes:
   - {{name: api, prefix: /api, upstreams: ["{upstream}"], auth: bearer, scopes: [read]}}
-"""
+{route}"""
     )
     with gateway_process(config, setup.env) as running:
         yield running
@@ -98,6 +101,23 @@ def listener(setup: Setup, upstream: Upstream) -> Iterator[RunningGateway]:
         f'client_ca: "{setup.pki.ca.cert_path}"}}'
     )
     yield from _gateway(setup, "listener", tls, f"http://127.0.0.1:{upstream.port}")
+
+
+@pytest.fixture(scope="module")
+def ws_listener(setup: Setup) -> Iterator[RunningGateway]:
+    """The own TLS listener with a WebSocket route to an echo upstream."""
+    server = setup.pki.issue("gw-ws", "localhost", ips=("127.0.0.1",), server=True)
+    tls = (
+        f'{{cert: "{server.cert_path}", key: "{server.key_path}", client_certs: optional, '
+        f'client_ca: "{setup.pki.ca.cert_path}"}}'
+    )
+    with echo_server(Echo()) as port:
+        echo = f"http://127.0.0.1:{port}"
+        route = (
+            f'  - {{name: ws, prefix: /ws, upstreams: ["{echo}"], auth: bearer, scopes: [read], '
+            "websocket: true}\n"
+        )
+        yield from _gateway(setup, "ws-listener", tls, echo, route=route)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +176,27 @@ def test_own_listener_enforces_the_binding(setup: Setup, listener: RunningGatewa
     with _tls_client(setup, None) as http:
         assert _status(http, url, setup.bound) == 401
         assert _status(http, url, setup.unbound) == 200
+
+
+def test_a_websocket_upgrade_enforces_the_binding(
+    setup: Setup, ws_listener: RunningGateway
+) -> None:
+    url = ws_listener.base.replace("https://", "wss://") + "/ws/room"
+    headers = {"authorization": f"Bearer {setup.bound}"}
+
+    def context(cert: Issued | None) -> ssl.SSLContext:
+        made = ssl.create_default_context(cafile=str(setup.pki.ca.cert_path))
+        if cert is not None:
+            made.load_cert_chain(*cert.files)
+        return made
+
+    with ws_connect(url, additional_headers=headers, ssl=context(setup.svc)) as ws:
+        ws.send("bound")
+        assert ws.recv(timeout=10) == "bound"
+    for cert in (setup.other, None):
+        with pytest.raises(InvalidStatus) as caught:
+            ws_connect(url, additional_headers=headers, ssl=context(cert))
+        assert caught.value.response.status_code == 401
 
 
 def test_front_proxy_header_only_from_a_trusted_proxy(

@@ -388,6 +388,19 @@ def _wrap(config: GatewayConfig, *, coalesce: bool) -> Callable[[type[Any]], typ
     return coalescing if coalesce else None
 
 
+def _ws_protocol(config: GatewayConfig) -> str | type[Any]:
+    """uvicorn's sans-I/O `websockets` protocol; with client certificates on the listener it
+    hands them to the app like the HTTP protocol does, so a certificate-bound token's upgrade
+    is checked against the connection's certificate (RFC 8705)."""
+    if config.tls.client_certs == "none":
+        return "websockets-sansio"
+    from uvicorn.protocols.websockets.websockets_sansio_impl import (  # noqa: PLC0415
+        WebSocketsSansIOProtocol,
+    )
+
+    return with_client_certificates(WebSocketsSansIOProtocol)
+
+
 def served_app(gateway: ASGIApp, config: GatewayConfig) -> ASGIApp:
     """The gateway, behind the trusted front proxy's certificate header when configured (it
     reads the connection's peer, so it goes outermost, before any X-Forwarded-For rule)."""
@@ -415,6 +428,13 @@ def uvicorn_config(app: ASGIApp, config: GatewayConfig, *, coalesce: bool = True
         log_level="warning",
         access_log=False,  # the audit log is the access log, without query strings
         timeout_graceful_shutdown=10,
+        # WebSocket upgrades (`websocket:` routes) on uvicorn's sans-I/O `websockets` protocol;
+        # a message beyond the largest route limit is refused there (1009), smaller route
+        # limits by the relay (gateway/websocket.py). Heads are bounded before the upgrade.
+        ws=_ws_protocol(config),
+        ws_max_size=max(
+            (r.websocket.max_message_bytes for r in config.routes if r.websocket), default=65536
+        ),
         # `limits:`: bounded request heads, a head deadline, a connection cap. Two descriptors
         # per connection: the client's and one to the upstream.
         **server_options(

@@ -63,6 +63,15 @@ from tokenward.gateway.render import (
 from tokenward.gateway.schema import RouteSchema, api_path, read_body, replay, reporting
 from tokenward.gateway.traffic import TrafficManager, TrafficProxy
 from tokenward.gateway.upstream import Pool, UpstreamError
+from tokenward.gateway.websocket import (
+    TokenWatch,
+    Upgraded,
+    as_http,
+    check_websocket,
+    open_upstream,
+    send_upgrade_refusal,
+    upstream_headers,
+)
 from tokenward.guard.authz.context import CountryLookup, MaxMindCountries, RiskProvider
 from tokenward.guard.introspection_client import IntrospectionResolver
 from tokenward.guard.validator import Validator
@@ -169,9 +178,8 @@ class Gateway:
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
-        # Upgrades are not proxied: refuse the handshake rather than half-support it.
         elif kind == "websocket" and (await receive())["type"] == "websocket.connect":
-            await send({"type": "websocket.close", "code": 1008, "reason": "not supported"})
+            await self._websocket(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         audit = self.audit
@@ -222,6 +230,66 @@ class Gateway:
             self.audit.write(record, status, now, elapsed)
         if self.usage is not None:
             self._emit_usage(self.usage, record, status, now)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An upgrade, on a route with `websocket:` only: decided as the GET it is, then
+        relayed to the upstream until either side closes or the token ends (websocket.py).
+        Audited once, at the upgrade: 101 when it went through."""
+        started = time.perf_counter()
+        loaded = self._loaded
+        compiled = loaded[0]
+        record = AuditRecord("GET")
+        relay: Upgraded | None = None
+        try:
+            http, path, readings = resolved(as_http(scope))
+            _note_request(record, http, path)
+            check_websocket(compiled, path, record)  # before any token work or rate count
+            decision = await self._decide(loaded, http, path, readings, record)
+            incoming = decision.incoming
+            added = decision.added
+            added.extend(forwarding(decision.scheme, incoming, decision.peer, compiled))
+            route = decision.route
+            upstream = await open_upstream(
+                decision.scope,
+                route,
+                compiled.balancers[route.name].order(),
+                upstream_headers(added, incoming.headers),
+            )
+            mirror = self.validator.revocations if self.validator is not None else None
+            watch = TokenWatch(decision.token, mirror, self.clock)
+            limit = route.websocket.max_message_bytes if route.websocket else 0
+            accepted = Upgraded(receive, send, upstream, limit, watch, watch.next_look)
+            try:
+                await send(
+                    {
+                        "type": "websocket.accept",
+                        "subprotocol": upstream.subprotocol,
+                        "headers": decision.extra,
+                    }
+                )
+            except BaseException:
+                await upstream.close()  # the client left during the upstream's handshake
+                raise
+            relay = accepted
+            status = 101
+        except Exception as exc:  # noqa: BLE001 - every refusal is answered, as for HTTP
+            answer = self._refusal(exc, record, compiled.hsts(as_http(scope)["scheme"]))
+            status = answer[0]
+            with contextlib.suppress(Exception):
+                await send_upgrade_refusal(scope, send, answer)
+        self.metrics.observe(
+            record.route, "GET", status, record.admitted, record.reason,
+            time.perf_counter() - started,
+        )  # fmt: skip
+        if self.audit is not None:
+            self.audit.write(record, status, self.clock(), time.perf_counter() - started)
+        if self.usage is not None:
+            self._emit_usage(self.usage, record, status, self.clock())
+        if relay is not None:
+            await relay.run()
+            # Why it ended (client, upstream, token_expired, token_revoked, ...): the audit
+            # line was the upgrade's; this says how long the decision held.
+            log.info("gateway_websocket_closed", route=record.route, closed_by=relay.closed_by)
 
     def _refusal(self, exc: Exception, record: AuditRecord, hsts: Headers) -> Answer:
         """The answer for a request that failed with `exc`; `record.reason` says why."""

@@ -8,6 +8,7 @@ docs/gateway.md and examples/gateway.yaml.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,6 +30,8 @@ from tokenward.gateway.model import (
     Upstream,
 )
 from tokenward.gateway.paths import prefix_is_resolved
+from tokenward.gateway.upstream_tls import TlsContexts
+from tokenward.gateway.websocket_config import websocket_settings
 from tokenward.gateway.yamlnodes import ConfigError, Node, parse_document
 
 __all__ = ["ConfigError", "GatewayConfig", "load_config", "parse_config"]
@@ -77,7 +80,10 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
     rate_redis, rate_prefix = _rate_backend(top.get("rate_limits"))
     base = Path(source).parent if source != "<config>" else Path.cwd()
     cedar = config_policies.settings(top.get("policies"), base)
-    routes = tuple(_route(node, policies, cedar, base) for node in top["routes"].sequence())
+    contexts = TlsContexts(base)
+    routes = tuple(
+        _route(node, policies, cedar, base, contexts) for node in top["routes"].sequence()
+    )
     if not routes:
         raise top["routes"].error("needs at least one route")
     _unique_names(routes, top["routes"])
@@ -193,11 +199,19 @@ ROUTE_FIELDS = frozenset(
         "policies",
         "openapi",
         "traffic",
+        "upstream_tls",
+        "websocket",
     }
 )
 
 
-def _route(node: Node, policies: dict[str, RatePolicy], cedar: PolicySettings, base: Path) -> Route:
+def _route(
+    node: Node,
+    policies: dict[str, RatePolicy],
+    cedar: PolicySettings,
+    base: Path,
+    contexts: TlsContexts,
+) -> Route:
     fields = node.mapping(ROUTE_FIELDS)
     for required in ("prefix", "upstreams", "auth"):
         if required not in fields:
@@ -218,7 +232,16 @@ def _route(node: Node, policies: dict[str, RatePolicy], cedar: PolicySettings, b
     scopes = frozenset(fields["scopes"].strings()) if "scopes" in fields else frozenset()
     if scopes and auth not in TOKEN_MODES:
         raise fields["scopes"].error("scopes need a token: auth: bearer, dpop or bff")
-    upstreams = _upstreams(fields["upstreams"])
+    tls = fields.get("upstream_tls")
+    upstreams = _upstreams(fields["upstreams"], tls, contexts)
+
+    def group_upstream(item: Node) -> Upstream:
+        """A `traffic.groups` URL, under the route's `upstream_tls` like its upstreams."""
+        upstream = _upstream(item)
+        if upstream.scheme != "https":
+            return upstream
+        return replace(upstream, tls=contexts.settings(tls))
+
     return Route(
         name=fields["name"].string() if "name" in fields else prefix,
         prefix=prefix,
@@ -239,16 +262,26 @@ def _route(node: Node, policies: dict[str, RatePolicy], cedar: PolicySettings, b
         signed_url=sections.signed_url(fields.get("signed_url"), auth, node),
         policies=config_policies.route_policies(fields.get("policies"), auth, node, cedar, base),
         schema=config_schema.route_schema(fields.get("openapi"), base),
-        traffic=config_traffic.traffic(fields.get("traffic"), _upstream),
+        traffic=config_traffic.traffic(fields.get("traffic"), group_upstream),
+        websocket=websocket_settings(fields.get("websocket")),
         line=node.line,
     )
 
 
-def _upstreams(node: Node) -> tuple[Upstream, ...]:
+def _upstreams(node: Node, tls: Node | None, contexts: TlsContexts) -> tuple[Upstream, ...]:
     items = node.listed()
     if not items:
         raise node.error("needs at least one upstream URL")
-    return tuple(_upstream(item) for item in items)
+    upstreams = tuple(_upstream(item) for item in items)
+    if not any(upstream.scheme == "https" for upstream in upstreams):
+        if tls is not None:
+            raise tls.error("applies to https:// upstreams; this route has none")
+        return upstreams
+    settings = contexts.settings(tls)  # built once per distinct setting, at load
+    return tuple(
+        replace(upstream, tls=settings) if upstream.scheme == "https" else upstream
+        for upstream in upstreams
+    )
 
 
 def _methods(node: Node | None) -> frozenset[str] | None:
@@ -264,13 +297,12 @@ def _methods(node: Node | None) -> frozenset[str] | None:
 def _upstream(node: Node) -> Upstream:
     url = node.string()
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        # TLS to the upstream is not implemented: refuse rather than silently downgrade.
-        raise node.error("must be an http:// URL (TLS to upstreams is not supported yet)")
+    if parts.scheme not in ("http", "https"):
+        raise node.error("must be an http:// or https:// URL")
     if not parts.hostname or parts.query or parts.fragment or parts.username:
-        raise node.error("must be http://host[:port][/base-path] without query or credentials")
+        raise node.error("must be http(s)://host[:port][/base-path] without query or credentials")
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise node.error("has an invalid port") from None
     return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))

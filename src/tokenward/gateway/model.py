@@ -15,6 +15,8 @@ from tokenward.tokens.dpop import PROOF_ALGS
 if TYPE_CHECKING:
     from tokenward.gateway.schema import RouteSchema
     from tokenward.gateway.traffic_model import TrafficPolicy
+    from tokenward.gateway.upstream_tls import UpstreamTls
+    from tokenward.gateway.websocket_config import WebSocketSettings
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 AUTH_MODES = ("bearer", "bff", "none", "dpop", "signed_url")
@@ -47,6 +49,7 @@ class Upstream:
     host: str
     port: int
     base_path: str  # no trailing slash; "" for the root
+    tls: UpstreamTls | None = None  # https:// only (gateway/upstream_tls.py)
 
     @property
     def host_header(self) -> str:
@@ -125,6 +128,7 @@ class Route:
     policies: RoutePolicies | None = None
     schema: RouteSchema | None = None  # `openapi:` the route's request schemas
     traffic: TrafficPolicy | None = None  # `traffic:` canary, health, retries (traffic.py)
+    websocket: WebSocketSettings | None = None  # `websocket:` upgrades allowed (None: refused)
     line: int = 0
 
     def matches(self, path: str) -> bool:

@@ -24,11 +24,13 @@ from tokenward.gateway.upstream import (
     Pool,
     ResponseHead,
     StaleConnection,
+    TlsRefused,
     UpstreamError,
     UpstreamTimeout,
     body_chunks,
     read_head,
 )
+from tokenward.gateway.upstream_tls import CLOSED_AFTER_HANDSHAKE
 
 Headers = list[tuple[bytes, bytes]]
 SMALL_BODY = 64 * 1024
@@ -133,6 +135,10 @@ class Proxy:
                 # already consumed from the client and cannot be sent again.
                 if reused and not incoming.has_body:
                     continue
+                if upstream.tls is not None and not reused:
+                    # TLS 1.3 reports a refused client certificate only after the handshake,
+                    # and asyncio turns the alert into a bare close: say what it likely was.
+                    raise TlsRefused(CLOSED_AFTER_HANDSHAKE) from None
                 raise BadGateway() from None
             except TimeoutError:
                 connection.close()

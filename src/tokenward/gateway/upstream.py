@@ -10,11 +10,13 @@ the upstream (two Content-Lengths that differ, a bad chunk size, an overlong hea
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from tokenward.gateway.model import Upstream
+from tokenward.gateway.upstream_tls import UpstreamTls, open_stream, tls_failure
 
 MAX_HEAD_BYTES = 64 * 1024
 CHUNK = 64 * 1024
@@ -28,6 +30,20 @@ class UpstreamError(Exception):
 
 class ConnectFailed(UpstreamError):
     reason = "upstream_unreachable"
+
+
+class TlsFailed(ConnectFailed):
+    """The TLS handshake failed (the certificate did not verify, the upstream wanted a client
+    certificate we do not have, ...): nothing was sent, so the next upstream may be tried."""
+
+    reason = "upstream_tls"
+
+
+class TlsRefused(UpstreamError):
+    """The upstream refused the TLS session after the handshake (TLS 1.3 reports a missing
+    or unaccepted client certificate only then): the request may have been sent."""
+
+    reason = "upstream_tls"
 
 
 class UpstreamTimeout(UpstreamError):
@@ -84,12 +100,14 @@ class Pool:
     """
 
     def __init__(self, max_idle: int = 64, idle_timeout: float = 4.0) -> None:
-        self._idle: dict[tuple[str, int], list[Connection]] = {}
+        # Keyed by the TLS settings too (identity: gateway/upstream_tls.py): a connection is
+        # never reused under other TLS settings than it was opened with.
+        self._idle: dict[tuple[str, int, UpstreamTls | None], list[Connection]] = {}
         self._max_idle = max_idle
         self._idle_timeout = idle_timeout
 
     async def acquire(self, upstream: Upstream, connect_timeout: float) -> tuple[Connection, bool]:
-        idle = self._idle.get((upstream.host, upstream.port))
+        idle = self._idle.get((upstream.host, upstream.port, upstream.tls))
         now = time.monotonic()
         while idle:
             connection = idle.pop()
@@ -98,9 +116,9 @@ class Pool:
             connection.close()
         try:
             async with asyncio.timeout(connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    upstream.host, upstream.port, limit=MAX_HEAD_BYTES
-                )
+                reader, writer = await open_stream(upstream, MAX_HEAD_BYTES)
+        except ssl.SSLError as exc:
+            raise TlsFailed(tls_failure(exc)) from None
         except TimeoutError:
             raise ConnectTimeout("connecting to the upstream timed out") from None
         except OSError:
@@ -108,7 +126,7 @@ class Pool:
         return Connection(reader, writer), False
 
     def release(self, upstream: Upstream, connection: Connection) -> None:
-        idle = self._idle.setdefault((upstream.host, upstream.port), [])
+        idle = self._idle.setdefault((upstream.host, upstream.port, upstream.tls), [])
         if len(idle) >= self._max_idle:
             connection.close()
             return
@@ -143,6 +161,8 @@ async def _read_head_bytes(reader: asyncio.StreamReader) -> bytes:
         raise BadUpstream("the upstream closed the connection mid-response") from None
     except asyncio.LimitOverrunError:
         raise BadUpstream("the upstream's response head is too large") from None
+    except ssl.SSLError as exc:
+        raise TlsRefused(tls_failure(exc)) from None
     except OSError:
         raise StaleConnection("the upstream connection failed") from None
 
