@@ -193,3 +193,30 @@ def test_an_expired_lease_goes_back_to_the_shared_bucket() -> None:
     assert held == 1000 - 15 - 1
     # the holder's new lease (halved: 4, one spent) and `other`'s own request come off again
     assert back == held + 7 - 4 - 1
+
+
+def test_requests_waiting_for_one_lease_survive_the_asker_going_away(tmp_path: Path) -> None:
+    """Concurrent requests for a key share the one round trip in flight; the request that
+    started it being cancelled (its client left) does not cancel the others' answer."""
+    with private_redis(str(tmp_path)) as server:
+
+        async def run() -> tuple[bool, int]:
+            admin = Redis.from_url(server.url)
+            limiter = RedisRateLimiter(Redis.from_url(server.url), "tw-test:", owns_client=True)
+            await limiter.acquire("warm", BUSY, 0.0)  # the script is loaded, the client is up
+            await admin.execute_command("CLIENT", "PAUSE", "300", "ALL")
+            first = asyncio.ensure_future(limiter.acquire("k", BUSY, 0.0))
+            second = asyncio.ensure_future(limiter.acquire("k", BUSY, 0.0))
+            await asyncio.sleep(0)  # one pass of the loop: both have started, one lease asked
+            assert list(limiter._asking) == ["k"]
+            first.cancel()
+            decision = await second
+            stats = await admin.info("commandstats")
+            await limiter.stop()
+            await admin.aclose()
+            evalsha = stats["cmdstat_evalsha"]
+            return decision.allowed, evalsha["calls"] - evalsha.get("failed_calls", 0)
+
+        allowed, calls = asyncio.run(run())
+    assert allowed
+    assert calls == 2  # "warm", then one lease for both requests (NOSCRIPT retries aside)

@@ -85,6 +85,7 @@ class RedisRateLimiter:
             task = self._asking.get(key)
             if task is None:
                 task = asyncio.ensure_future(self._ask(key, policy))
+                task.add_done_callback(_retrieve)
                 self._asking[key] = task
             # Shielded: a waiter whose client went away must not cancel the others' answer.
             refusal = await asyncio.shield(task)
@@ -118,3 +119,10 @@ class RedisRateLimiter:
     async def stop(self) -> None:
         if self._owns_client:
             await self._redis.aclose()
+
+
+def _retrieve(task: asyncio.Task[RateDecision | None]) -> None:
+    """Every waiter may have gone (clients that disconnected): the error is theirs, not the
+    loop's to log as never retrieved."""
+    if not task.cancelled():
+        task.exception()
