@@ -156,7 +156,9 @@ def test_leases_hold_the_limit_within_the_bound_with_few_round_trips(tmp_path: P
             decisions = await asyncio.gather(
                 *(limiters[i % 2].acquire("k", BUSY, 0.0) for i in range(3000))
             )
-            stats = await Redis.from_url(server.url).info("commandstats")
+            admin = Redis.from_url(server.url)
+            stats = await admin.info("commandstats")
+            await admin.aclose()
             for limiter in limiters:
                 await limiter.stop()
             trips = sum(
