@@ -4,9 +4,11 @@ P3b's setting with both sides given both cores: the same upstream (one nginx wor
 `200 ok` from memory), nginx `proxy_pass` with upstream keep-alive and `worker_processes 2`,
 and `tokenward gateway` with the full policy (bearer token, scope, rate limit, audit line per
 request) and `workers: 2`, whose rate limits are then in Redis (127.0.0.1:6379, as more than
-one worker requires). One worker of the same gateway (limits in memory, as P3b) is measured
-beside them. wrk, one thread, 32 connections, interleaved rounds; medians of per-round ratios
-(goal ≥ 0.4). Taken under load from other jobs on the shared machine.
+one worker requires; each worker leases part of the quota, store/rate_leases.py, so the busy
+bench token costs a round trip per ~50 ms per worker, not per request). One worker of the
+same gateway (limits in memory, as P3b) is measured beside them. wrk, one thread, 32
+connections, interleaved rounds; medians of per-round ratios (goal ≥ 0.4). Taken under load
+from other jobs on the shared machine.
 """
 
 from __future__ import annotations

@@ -138,3 +138,91 @@ def test_implicit_default_limit_keeps_serving_without_redis(
         back = node.http.get("/items", headers=bearer)
         # The shared count again (this Redis keeps nothing across a restart: it starts afresh).
         assert back.headers["ratelimit"].startswith('"default";r=999;')
+
+
+BUSY = RatePolicy("busy", 1000, 86400.0, "token")  # K_max = 10: leases of up to 10 requests
+
+
+def test_leases_hold_the_limit_within_the_bound_with_few_round_trips(tmp_path: Path) -> None:
+    """Two processes' limiters (own clients) flooding one key: admitted within
+    P x (K_max - 1) = 18 of the limit, while most requests never reach Redis."""
+    with private_redis(str(tmp_path)) as server:
+
+        async def run() -> tuple[int, int]:
+            # A still clock: lease sizes follow the key's rate, which a loaded machine would
+            # otherwise move; the bound holds whatever the sizes are.
+            limiters = [
+                RedisRateLimiter(
+                    Redis.from_url(server.url), "tw-test:", owns_client=True, clock=lambda: 0.0
+                )
+                for _ in range(2)
+            ]
+            decisions = await asyncio.gather(
+                *(limiters[i % 2].acquire("k", BUSY, 0.0) for i in range(3000))
+            )
+            admin = Redis.from_url(server.url)
+            stats = await admin.info("commandstats")
+            await admin.aclose()
+            for limiter in limiters:
+                await limiter.stop()
+            trips = sum(
+                stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval")
+            )
+            return sum(decision.allowed for decision in decisions), trips
+
+        admitted, trips = asyncio.run(run())
+    assert 1000 - 18 <= admitted <= 1000 + 18 + 1  # + 1: GCRA's refill over the test (T = 86 s)
+    assert trips < 3000 // 10
+
+
+def test_an_expired_lease_goes_back_to_the_shared_bucket() -> None:
+    url = need_shared_redis()
+    prefix = f"tw-test:{secrets.token_hex(6)}:"
+    clock = [0.0]
+
+    async def run() -> tuple[int, int]:
+        holder = RedisRateLimiter(
+            Redis.from_url(url), prefix, owns_client=True, clock=lambda: clock[0]
+        )
+        other = RedisRateLimiter(Redis.from_url(url), prefix, owns_client=True)
+        for _ in range(8):  # leases of 1, 2, 4, 8: 15 granted, 8 spent, 7 held
+            assert (await holder.acquire("k", BUSY, 0.0)).allowed
+        held = (await other.acquire("k", BUSY, 0.0)).remaining
+        clock[0] += 2.0  # past the lease's TTL: the 7 go back with the next lease
+        await holder.acquire("k", BUSY, 0.0)
+        back = (await other.acquire("k", BUSY, 0.0)).remaining
+        await holder.stop()
+        await other.stop()
+        return held, back
+
+    held, back = asyncio.run(run())
+    assert held == 1000 - 15 - 1
+    # the holder's new lease (halved: 4, one spent) and `other`'s own request come off again
+    assert back == held + 7 - 4 - 1
+
+
+def test_requests_waiting_for_one_lease_survive_the_asker_going_away(tmp_path: Path) -> None:
+    """Concurrent requests for a key share the one round trip in flight; the request that
+    started it being cancelled (its client left) does not cancel the others' answer."""
+    with private_redis(str(tmp_path)) as server:
+
+        async def run() -> tuple[bool, int]:
+            admin = Redis.from_url(server.url)
+            limiter = RedisRateLimiter(Redis.from_url(server.url), "tw-test:", owns_client=True)
+            await limiter.acquire("warm", BUSY, 0.0)  # the script is loaded, the client is up
+            await admin.execute_command("CLIENT", "PAUSE", "300", "ALL")
+            first = asyncio.ensure_future(limiter.acquire("k", BUSY, 0.0))
+            second = asyncio.ensure_future(limiter.acquire("k", BUSY, 0.0))
+            await asyncio.sleep(0)  # one pass of the loop: both have started, one lease asked
+            assert list(limiter._asking) == ["k"]
+            first.cancel()
+            decision = await second
+            stats = await admin.info("commandstats")
+            await limiter.stop()
+            await admin.aclose()
+            evalsha = stats["cmdstat_evalsha"]
+            return decision.allowed, evalsha["calls"] - evalsha.get("failed_calls", 0)
+
+        allowed, calls = asyncio.run(run())
+    assert allowed
+    assert calls == 2  # "warm", then one lease for both requests (NOSCRIPT retries aside)

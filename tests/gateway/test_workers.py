@@ -9,11 +9,13 @@ import signal
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.e2e.live import free_port
 from tests.gateway.processes import gateway_process, refused
 from tests.gateway.upstream_app import Upstream
 from tests.store.redis_server import need_shared_redis
@@ -70,6 +72,55 @@ def test_two_workers_share_one_port_and_one_rate_limit(
         statuses = [fresh(f"{gateway.base}/limited/x") for _ in range(8)]
         # Per-worker memory would admit up to 10: the limit is the shared one.
         assert statuses == [200] * 5 + [429] * 3
+
+
+BUSY = """\
+  - name: busy
+    prefix: /busy
+    upstreams: [{upstream}]
+    auth: none
+    rate_limit: {{requests: 1000, per: 86400, key: ip}}
+metrics: {{port: {metrics}}}
+"""
+
+
+def test_busy_limit_holds_within_the_lease_bound_across_two_workers(
+    tmp_path: Path, env: dict[str, str], upstream_url: str
+) -> None:
+    """A limit that leases (K_max = 1000 // 100 = 10), flooded over connections spread on both
+    workers: admitted within workers x (K_max - 1) = 18 of the limit (docs/gateway.md)."""
+    metrics = free_port_pair()
+    extra = BUSY.format(upstream=upstream_url, metrics=metrics)
+    with gateway_process(write_config(tmp_path, upstream_url, extra), env) as gateway:
+
+        def flood(_: int) -> list[int]:
+            with httpx.Client(timeout=10) as client:  # one connection: one worker's
+                return [client.get(f"{gateway.base}/busy/x").status_code for _ in range(160)]
+
+        with ThreadPoolExecutor(16) as pool:  # 16 connections: both workers get some
+            statuses = [status for batch in pool.map(flood, range(16)) for status in batch]
+        served = [_served(metrics + index) for index in range(2)]
+    assert set(statuses) == {200, 429}
+    assert 1000 - 18 <= statuses.count(200) <= 1000 + 18 + 1  # + 1: refill over the test
+    assert all(count > 0 for count in served), served  # both workers took part
+
+
+def free_port_pair() -> int:
+    """A port p with p + 1 free too (worker i serves its metrics on `metrics.port` + i)."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port + 1)) != 0 and port < 65535:
+                return port
+
+
+def _served(port: int) -> int:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("tokenward_gateway_requests_total{") and 'route="busy"' in line
+    )
 
 
 def test_reload_reaches_every_worker(
