@@ -15,7 +15,8 @@ import pytest
 
 from tests.admin.conftest import Console
 from tests.conftest import FrozenClock
-from tests.server.portal_setup import write_gateway
+from tests.docs.blocks import documented
+from tests.server.portal_setup import ORDERS_YAML, write_gateway
 from tokenward.config import Settings
 from tokenward.core.events import UsageEvent
 from tokenward.deploy.deployment import server_app
@@ -420,3 +421,29 @@ def test_a_bad_gateway_config_is_refused_at_start(tmp_path: Path) -> None:
         load_catalogue([bad])
     with pytest.raises(PortalConfigError):
         load_catalogue([tmp_path / "missing.yaml"])
+
+
+def test_documented_config_builds_the_catalogue(tmp_path: Path) -> None:
+    """docs/portal.md's gateway config, with an OpenAPI document beside it."""
+    block = documented("docs/portal.md", "yaml", "trust:")
+    (tmp_path / "orders.yaml").write_text(ORDERS_YAML, encoding="utf-8")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(block.text, encoding="utf-8")
+    catalogue = load_catalogue([config])
+    orders = catalogue.named("orders")
+    assert orders is not None
+    assert orders.prefix == "/api/orders"
+    assert orders.scopes == ("orders:read", "orders:write")
+    assert orders.audience == "https://api.example/orders"
+    assert (orders.title, orders.version) == ("Orders", "1.2")
+    assert [(op.method, op.path) for op in orders.operations] == [
+        ("GET", "/api/orders/orders"),
+        ("POST", "/api/orders/orders"),
+        ("GET", "/api/orders/orders/{id}"),
+    ]
+    post = orders.operations[1]
+    assert post.body_required
+    assert post.bodies[0].media_type == "application/json"
+    assert '"qty"' in post.bodies[0].schema  # the $ref followed
+    by_id = orders.operations[2]
+    assert [(p.name, p.location, p.required) for p in by_id.parameters] == [("id", "path", True)]
