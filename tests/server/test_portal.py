@@ -5,8 +5,9 @@ app, a form without CSRF or from another origin is refused."""
 
 from __future__ import annotations
 
+import io
+import json
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tokenward.core.events import UsageEvent
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.portal import PortalConfigError, load_catalogue
 from tokenward.deploy.wiring import Services, build_services, memory_stores
+from tokenward.monitor.alerts import SecurityAudit
 from tokenward.monitor.config import MonitorSettings
 from tokenward.tokens.sealing import generate_master_key
 
@@ -36,6 +38,7 @@ _INTERACTION = re.compile(r'name="interaction" value="([^"]+)"')
 class Portal:
     services: Services
     app: object
+    audit: io.StringIO
 
     def browser(self) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=self.app, client=("192.0.2.30", 40000))  # type: ignore[arg-type]
@@ -43,7 +46,7 @@ class Portal:
 
 
 @pytest.fixture
-async def portal(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Portal]:
+async def portal(tmp_path: Path, clock: FrozenClock) -> Portal:
     config = write_gateway(tmp_path)
     settings = Settings(
         issuer=ISSUER,
@@ -57,7 +60,9 @@ async def portal(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Portal]:
     for name in ("dev", "other", "root"):
         await services.user_admin.create_user(name, PASSWORD)
     await services.user_admin.set_admin("root", True)
-    return Portal(services, server_app(services))
+    audit = io.StringIO()
+    services.monitor.audit = SecurityAudit(audit)
+    return Portal(services, server_app(services), audit)
 
 
 def csrf_of(html: str) -> str:
@@ -214,6 +219,16 @@ async def test_register_approve_reveal_once_rotate(portal: Portal) -> None:
     assert new_secret != secret
     assert (await client_credentials(portal, client_id, secret)).json()["error"] == "invalid_client"
     assert (await client_credentials(portal, client_id, new_secret)).status_code == 200
+    audit = portal.audit.getvalue()
+    actions = [line["action"] for line in map(json.loads, audit.splitlines())]
+    assert actions == [
+        "portal.register",
+        "client.approve",
+        "portal.reveal_secret",
+        "portal.rotate_secret",
+    ]
+    assert secret not in audit
+    assert new_secret not in audit
     await http.aclose()
 
 

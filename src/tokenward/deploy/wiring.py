@@ -639,7 +639,7 @@ def developer_portal(
         clients=stores.clients,
         registration=registration,
         hasher=hasher,
-        stats=monitor.stats,
+        monitor=monitor,
         clock=clock,
     )
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from tokenward.core.ports import ClientStore
 from tokenward.core.records import APPROVED, PENDING, ClientRecord
-from tokenward.monitor.stats import UsageStats
+from tokenward.monitor.pipeline import Monitor
 from tokenward.oauth.client_auth import SecretHasher
 from tokenward.oauth.errors import OAuthError
 from tokenward.services.catalogue import Catalogue
@@ -54,15 +54,16 @@ class DeveloperApps:
         clients: ClientStore,
         registration: ClientRegistration,
         hasher: SecretHasher,
-        stats: UsageStats,
+        monitor: Monitor,
         clock: Callable[[], float],
     ) -> None:
+        """`monitor`: its usage window charts each app, its audit log records each change."""
         self.settings = settings
         self.catalogue = catalogue
         self._clients = clients
         self._registration = registration
         self._hasher = hasher
-        self._stats = stats
+        self._monitor = monitor
         self._clock = clock
 
     async def of(self, owner: str) -> Sequence[ClientRecord]:
@@ -115,6 +116,7 @@ class DeveloperApps:
             raise PortalError(exc.description) from None
         client = replace(client, owner=owner, approval=PENDING, audience=audience)
         await self._clients.put(client)
+        self._audit(owner, "portal.register", client.client_id, scope=" ".join(scopes))
         return client
 
     async def reveal_secret(self, owner: str, client_id: str) -> str:
@@ -122,6 +124,7 @@ class DeveloperApps:
         client = await self._approved(owner, client_id)
         if client.secret_digest is not None:
             raise PortalError("The secret was shown already; rotate it to get a new one.")
+        self._audit(owner, "portal.reveal_secret", client_id)
         return await self._new_secret(client)
 
     async def rotate_secret(self, owner: str, client_id: str) -> str:
@@ -129,11 +132,19 @@ class DeveloperApps:
         client = await self._approved(owner, client_id)
         if client.secret_digest is None:
             raise PortalError("Reveal the app's first secret instead.")
+        self._audit(owner, "portal.rotate_secret", client_id)
         return await self._new_secret(client)
 
     def usage(self, client_id: str) -> list[dict[str, float]]:
         """Requests with the app's tokens over the monitor's window (this process's view)."""
-        return self._stats.client_series(client_id, self._clock())
+        return self._monitor.stats.client_series(client_id, self._clock())
+
+    def _audit(self, owner: str, action: str, client_id: str, **details: str) -> None:
+        """In the audit log beside the operators' actions (never a secret)."""
+        if self._monitor.audit is not None:
+            self._monitor.audit.admin_action(
+                f"user_id:{owner}", action, "portal", client_id=client_id, **details
+            )
 
     async def _approved(self, owner: str, client_id: str) -> ClientRecord:
         client = await self.get(owner, client_id)
