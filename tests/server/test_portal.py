@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 
 from tests.admin.conftest import Console
@@ -462,3 +463,38 @@ def test_documented_config_builds_the_catalogue(tmp_path: Path) -> None:
     assert '"qty"' in post.bodies[0].schema  # the $ref followed
     by_id = orders.operations[2]
     assert [(p.name, p.location, p.required) for p in by_id.parameters] == [("id", "path", True)]
+
+
+async def test_a_developer_with_a_second_factor_gives_it_at_the_portal(
+    portal: Portal, clock: FrozenClock
+) -> None:
+    user = await portal.services.stores.users.by_username("dev")
+    assert user is not None
+    totp = portal.services.second_factors.totp
+    enrolment = totp.start("dev")
+    assert await totp.confirm(
+        user.user_id, enrolment.secret, pyotp.TOTP(enrolment.secret).at(clock())
+    )
+    http = portal.browser()
+    page = await http.get("/portal")
+    interaction = _INTERACTION.search(page.text)
+    assert interaction is not None
+    signed = await http.post(
+        "/login",
+        data={"interaction": interaction.group(1), "username": "dev", "password": PASSWORD},
+    )
+    # The password alone gets the factor page, not the portal.
+    assert signed.status_code == 200
+    assert 'action="/login/totp"' in signed.text
+    assert (await http.get("/portal/apps")).text.count('action="/login/totp"') == 1
+    factor = _INTERACTION.search(signed.text)
+    assert factor is not None
+    clock.now += 30  # the next time step: the enrolment's code is spent
+    done = await http.post(
+        "/login/totp",
+        data={"interaction": factor.group(1), "code": pyotp.TOTP(enrolment.secret).at(clock())},
+    )
+    assert done.status_code == 302, done.text[:500]
+    assert done.headers["location"] == "/portal"
+    assert 'data-api="orders"' in (await http.get("/portal")).text
+    await http.aclose()
