@@ -377,6 +377,7 @@ async def test_admin_approves_in_the_console_and_rejects_in_the_api(portal: Port
     page = await console.get("/admin/clients")
     assert f'data-pending="{client_id}"' in page.text
     assert "Shop app" in page.text
+    assert "<td>dev <span" in page.text  # the developer's username beside the owner id
     approved = await console.post("/admin/clients", op="approve", client_id=client_id)
     assert approved.status_code == 200
     assert "App approved" in approved.text
@@ -399,6 +400,7 @@ async def test_admin_approves_in_the_console_and_rejects_in_the_api(portal: Port
         mine = next(c for c in listed.json() if c["client_id"] == client_id)
         assert mine["owner"] == stored.owner
         assert mine["approval"] == "approved"
+        assert mine["owner_name"] == "dev"
         rejected = await api.post(f"/admin/api/clients/{client_id}/reject", headers=bearer)
         assert rejected.status_code == 200, rejected.text
         assert rejected.json()["approval"] == "rejected"

@@ -32,7 +32,8 @@ class Client(BaseModel):
     token_format: str
     skip_consent: bool
     disabled: bool
-    owner: str | None = None  # the developer portal's registrant (docs/portal.md)
+    owner: str | None = None  # the developer portal's registrant (docs/portal.md): user id
+    owner_name: str | None = None  # and username
     approval: str = "approved"  # approved | pending | rejected
     name: str = ""
     exchange_audiences: list[str] = []  # token exchange policy (docs/token-exchange.md)
