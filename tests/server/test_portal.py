@@ -500,3 +500,13 @@ async def test_a_developer_with_a_second_factor_gives_it_at_the_portal(
     assert done.headers["location"] == "/portal"
     assert 'data-api="orders"' in (await http.get("/portal")).text
     await http.aclose()
+
+
+async def test_without_a_catalogue_the_portal_is_not_served(clock: FrozenClock) -> None:
+    settings = Settings(issuer=ISSUER, master_key=generate_master_key())
+    services = await build_services(settings, memory_stores(clock), clock)
+    assert services.portal is None
+    transport = httpx.ASGITransport(app=server_app(services))
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+        for path in ("/portal", "/portal/apps"):
+            assert (await http.get(path)).status_code == 404
