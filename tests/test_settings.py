@@ -136,6 +136,8 @@ SAMPLES = {
     ),
     "registration_require_statement": "true",
     "outbound_allow_loopback": "true",
+    "portal_gateway_configs": "/etc/tokenward/gateway.yaml,/etc/tokenward/partners.yaml",
+    "portal_max_apps": "3",
 }
 STRUCTURED = {
     "exchange_trusted_issuers",

@@ -150,6 +150,16 @@ class Settings(BaseSettings):
     registration_statement_issuers: list[TrustedIssuerSetting] = []
     registration_require_statement: bool = False
 
+    # The developer portal at /portal (docs/portal.md): the gateway configuration files
+    # (comma-separated paths) whose routes and OpenAPI documents make its catalogue; empty:
+    # the portal is off. And how many apps one developer may register there.
+    portal_gateway_configs: str = ""
+    portal_max_apps: int = Field(default=5, ge=1, le=100)
+
+    @property
+    def portal_config_paths(self) -> tuple[Path, ...]:
+        return tuple(Path(p.strip()) for p in self.portal_gateway_configs.split(",") if p.strip())
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_an_https_url_without_query(cls, value: str) -> str:

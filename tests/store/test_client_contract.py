@@ -57,6 +57,8 @@ EVERY_FIELD = client(
     require_pushed_authorization_requests=True,
     require_signed_request_object=True,
     profile="fapi2",
+    owner="user-7f3a",  # the developer portal's registrant, and its approval (0017_portal)
+    approval="pending",
 )
 
 

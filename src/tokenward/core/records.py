@@ -49,6 +49,9 @@ class Revocation:
     expires_at: float
 
 
+APPROVED, PENDING, REJECTED = "approved", "pending", "rejected"
+
+
 @dataclass(frozen=True, slots=True)
 class ClientRecord:
     """A registered OAuth client. The secret is kept only as a keyed digest."""
@@ -97,6 +100,15 @@ class ClientRecord:
     profile: str = "baseline"
     # The weakest authentication this client accepts (core/assurance.py LEVELS); None: any.
     min_acr: str | None = None
+    # The developer portal (docs/portal.md): the user who registered the client there, and
+    # whether an operator approved it. Only an approved client gets tokens (fail closed).
+    owner: str | None = None
+    approval: str = "approved"  # APPROVED | PENDING | REJECTED
+
+    @property
+    def active(self) -> bool:
+        """May this client take part in any flow: not disabled, and approved."""
+        return not self.disabled and self.approval == APPROVED
 
 
 @dataclass(frozen=True, slots=True)

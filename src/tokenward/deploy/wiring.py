@@ -38,6 +38,7 @@ from tokenward.core.throttle import SignInThrottle
 from tokenward.datadir import secure_file, secure_sqlite
 from tokenward.deploy.monitor_wiring import build_monitor
 from tokenward.deploy.namespace import Namespace
+from tokenward.deploy.portal import load_catalogue
 from tokenward.gateway.ratelimit import MemoryRateLimiter
 from tokenward.guard import KeyringKeySource, RevocationMirror, Validator
 from tokenward.monitor.config import MonitorSettings
@@ -87,6 +88,7 @@ from tokenward.services.factors import FactorCatalogue
 from tokenward.services.initial_tokens import InitialTokenAdmin
 from tokenward.services.logout import Logout
 from tokenward.services.passkeys import PasskeyService
+from tokenward.services.portal import DeveloperApps, PortalSettings
 from tokenward.services.recovery_codes import RecoveryCodeService
 from tokenward.services.registration import (
     ClientRegistration,
@@ -241,6 +243,7 @@ class Services:
     registration: ClientRegistration  # RFC 7591/7592 at /register
     initial_tokens: InitialTokenAdmin  # the operator's initial access tokens for /register
     second_factors: SecondFactors  # TOTP, recovery codes, passkeys (docs/second-factors.md)
+    portal: DeveloperApps | None = None  # /portal (docs/portal.md); None: off
     clock: Clock = field(default=time.time)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)  # this server's registry
 
@@ -512,8 +515,9 @@ async def build_services(
     user_admin = UserAdmin(
         stores.users, stores.sessions, session_manager, watermarks, clock, signals=transmitter
     )
-    registration_digests = SecretHasher(derive_subkey(master_key, "registration-tokens"))
-    initial_tokens = InitialTokenAdmin(stores.initial_tokens, registration_digests, clock)
+    initial_tokens, registration = registration_parts(
+        settings, stores, client_admin, master_key, watermarks, clock
+    )
     return Services(
         settings=settings,
         stores=stores,
@@ -594,13 +598,49 @@ async def build_services(
         resumed_clients=ResumedClients(stores.clients),
         demo=DemoAccounts(client_admin, user_admin),
         shared_signals=shared_signals(settings, stores, transmitter, user_admin, watermarks, clock),
-        registration=client_registration(
-            settings, stores, client_admin, registration_digests, watermarks, clock
-        ),
+        registration=registration,
         initial_tokens=initial_tokens,
         second_factors=second_factors,
+        portal=developer_portal(settings, stores, registration, hasher, monitor, clock),
         clock=clock,
         metrics=server_metrics,
+    )
+
+
+def registration_parts(
+    settings: Settings,
+    stores: StoreSet,
+    admin: ClientAdmin,
+    master_key: str,
+    watermarks: Watermarks,
+    clock: Clock,
+) -> tuple[InitialTokenAdmin, ClientRegistration]:
+    """The operator's initial access tokens and RFC 7591/7592, sharing one digest subkey."""
+    digests = SecretHasher(derive_subkey(master_key, "registration-tokens"))
+    initial_tokens = InitialTokenAdmin(stores.initial_tokens, digests, clock)
+    return initial_tokens, client_registration(settings, stores, admin, digests, watermarks, clock)
+
+
+def developer_portal(
+    settings: Settings,
+    stores: StoreSet,
+    registration: ClientRegistration,
+    hasher: SecretHasher,
+    monitor: Monitor,
+    clock: Clock,
+) -> DeveloperApps | None:
+    """The portal when TOKENWARD_PORTAL_GATEWAY_CONFIGS names its catalogue, else None (off)."""
+    paths = settings.portal_config_paths
+    if not paths:
+        return None
+    return DeveloperApps(
+        settings=PortalSettings(max_apps=settings.portal_max_apps),
+        catalogue=load_catalogue(paths),
+        clients=stores.clients,
+        registration=registration,
+        hasher=hasher,
+        monitor=monitor,
+        clock=clock,
     )
 
 

@@ -259,6 +259,11 @@ class RouteSchema:
         # More literal text first: `/orders/export` before `/orders/{id}`.
         self._templated.sort(key=lambda entry: -len(re.sub(r"\(\[\^/\]\+\)", "", entry[0].pattern)))
 
+    @property
+    def document(self) -> dict[str, Any]:
+        """The OpenAPI document as loaded (read-only by convention): the portal renders it."""
+        return self._document
+
     def _lookup(self, at: str) -> Any:
         """The node at JSON pointer `at` in the document."""
         node: Any = self._document

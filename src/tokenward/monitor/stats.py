@@ -25,6 +25,9 @@ class _Bucket:
     ips: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     auth: Counter[str] = field(default_factory=Counter)
+    # Per client: what the developer portal charts for each app (docs/portal.md).
+    client_allow: Counter[str] = field(default_factory=Counter)
+    client_deny: Counter[str] = field(default_factory=Counter)
 
 
 def _count(table: Counter[str], key: str, n: int) -> None:
@@ -52,9 +55,13 @@ class UsageStats:
             return
         if event.decision == ALLOW:
             current.allow += n
+            if event.client_id is not None:
+                _count(current.client_allow, event.client_id, n)
         else:
             current.deny += n
             _count(current.reasons, event.reason, n)
+            if event.client_id is not None:
+                _count(current.client_deny, event.client_id, n)
         if event.jti is not None:
             _count(current.tokens, f"{event.jti}|{event.sub}", n)
         if event.sub is not None:
@@ -91,6 +98,18 @@ class UsageStats:
             "requests": sum(p["allow"] + p["deny"] for p in series),
             "denied": sum(p["deny"] for p in series),
         }
+
+    def client_series(self, client_id: str, now: float) -> list[dict[str, float]]:
+        """One client's requests per bucket over the window, oldest first: {t, allow, deny}
+        (a client past the per-bucket key bound counts under "(other)", not here)."""
+        last = int(now // self.bucket)
+        series = []
+        for index in range(last - self.size + 1, last + 1):
+            bucket = self._buckets.get(index)
+            allow = bucket.client_allow.get(client_id, 0) if bucket else 0
+            deny = bucket.client_deny.get(client_id, 0) if bucket else 0
+            series.append({"t": index * self.bucket, "allow": allow, "deny": deny})
+        return series
 
 
 def _rows(table: Counter[str], top: int) -> list[dict[str, Any]]:

@@ -273,7 +273,7 @@ class AuthorizationValidator:
         if client_id is not None and len(client_id) > LIMITS["client_id"]:
             raise ErrorPage("The client_id parameter is too long.")
         client = await self._clients.get(client_id) if client_id else None
-        if client is None or client.disabled:
+        if client is None or not client.active:
             raise ErrorPage(
                 "The application that sent you here is not registered with this server."
             )

@@ -176,14 +176,14 @@ class ClientAuthenticator:
         client = await self._clients.get(presented.client_id)
         if (
             client is not None
-            and not client.disabled
+            and client.active
             and presented.method == "none"
             and client.auth_method in MTLS_METHODS
         ):
             self._check_profile_method(client)
             await self._mtls.authenticate(client, certificate)
             return client
-        if client is None or client.disabled or client.auth_method != presented.method:
+        if client is None or not client.active or client.auth_method != presented.method:
             # One answer for unknown, disabled and wrong-method clients: no client enumeration.
             raise InvalidClient("client authentication failed", headers=challenge)
         self._check_profile_method(client)

@@ -33,6 +33,7 @@ from tokenward.server.routes import (
     oauth,
     oidc,
     ops,
+    portal,
     registration,
     ssf,
 )
@@ -87,12 +88,7 @@ def create_app(
         ssf,
     ):
         app.include_router(module.router)
-    if services.settings.metrics == "on":
-        app.include_router(ops.metrics_router)
-    if services.settings.revocation_feed:
-        app.include_router(revocation_feed.router)
-    if services.registration.enabled:  # RFC 7591: off unless the operator turns it on
-        app.include_router(registration.router)
+    _optional_routes(app, services)
     if services.monitor.enabled:  # blocked addresses refused; usage of /api/ and /userinfo
         app.add_middleware(
             MonitorMiddleware,
@@ -121,6 +117,18 @@ def create_app(
         return {"status": "ok"}
 
     return app
+
+
+def _optional_routes(app: FastAPI, services: ServerParts) -> None:
+    """The routers a deployment turns on in its settings."""
+    if services.settings.metrics == "on":
+        app.include_router(ops.metrics_router)
+    if services.settings.revocation_feed:
+        app.include_router(revocation_feed.router)
+    if services.portal is not None:  # the developer portal: on when it has a catalogue
+        app.include_router(portal.router)
+    if services.registration.enabled:  # RFC 7591: off unless the operator turns it on
+        app.include_router(registration.router)
 
 
 def _fill_state(app: FastAPI, services: ServerParts) -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from tokenward.services.console import ConsoleQueries
     from tokenward.services.device_approval import DeviceApproval
     from tokenward.services.logout import Logout
+    from tokenward.services.portal import DeveloperApps
     from tokenward.services.registration import ClientRegistration
     from tokenward.services.second_factors import SecondFactors
     from tokenward.services.shared_signals import SharedSignals
@@ -113,6 +114,8 @@ class ServerParts(Protocol):
     def registration(self) -> ClientRegistration: ...  # RFC 7591/7592
     @property
     def second_factors(self) -> SecondFactors: ...
+    @property
+    def portal(self) -> DeveloperApps | None: ...  # /portal (docs/portal.md); None: off
     @property
     def clock(self) -> Callable[[], float]: ...
     @property

@@ -16,6 +16,20 @@ from tokenward.oauth.sessions import ActiveSession
 from tokenward.server.pages import Browser, script_json
 from tokenward.services.second_factors import SecondFactors
 
+# Where an account sign-in (origin {"account": True}) goes on: /account, or the developer
+# portal's pages. A fixed list, so a sealed state can never name another place.
+ACCOUNT_PAGES = ("/account", "/portal")
+
+
+def account_origin(next_page: str = "/account") -> dict[str, Any]:
+    """The sealed origin of an account sign-in that continues at `next_page`."""
+    return {"account": True, "next": next_page if next_page in ACCOUNT_PAGES else "/account"}
+
+
+def next_page_of(state: dict[str, Any]) -> str:
+    page = state.get("next")
+    return page if isinstance(page, str) and page in ACCOUNT_PAGES else "/account"
+
 
 def render(
     step: Step,

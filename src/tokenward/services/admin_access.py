@@ -21,7 +21,7 @@ class AdminAccess:
             return None
         if token.sub == token.client_id:  # client credentials: the client acts for itself
             client = await self._clients.get(token.client_id)
-            ok = client is not None and not client.disabled and ADMIN_SCOPE in client.scopes
+            ok = client is not None and client.active and ADMIN_SCOPE in client.scopes
             return f"client:{token.client_id}" if ok else None
         user = await self._users.get(token.sub)
         if user is None or user.disabled or not is_admin(user):

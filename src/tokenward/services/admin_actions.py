@@ -55,6 +55,8 @@ class AdminActions:
             "client.create": self._create_client,
             "client.disable": lambda p, _a: clients.set_client_disabled(str(p["client_id"]), True),
             "client.enable": lambda p, _a: clients.set_client_disabled(str(p["client_id"]), False),
+            "client.approve": lambda p, _a: clients.set_client_approval(str(p["client_id"]), True),
+            "client.reject": lambda p, _a: clients.set_client_approval(str(p["client_id"]), False),
             "client.rotate_secret": lambda p, _a: clients.rotate_client_secret(str(p["client_id"])),
             "client.set_keys": lambda p, _a: clients.set_client_keys(
                 str(p["client_id"]),

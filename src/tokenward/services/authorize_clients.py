@@ -13,4 +13,4 @@ class ResumedClients:
 
     async def usable(self, client_id: str) -> ClientRecord | None:
         client = await self._clients.get(client_id)
-        return None if client is None or client.disabled else client
+        return None if client is None or not client.active else client

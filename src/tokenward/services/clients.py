@@ -9,7 +9,7 @@ from typing import Any
 
 from tokenward.core.assurance import LEVELS
 from tokenward.core.ports import ClientStore
-from tokenward.core.records import ClientRecord
+from tokenward.core.records import APPROVED, REJECTED, ClientRecord
 from tokenward.oauth import client_uris
 from tokenward.oauth.client_auth import METHODS, SecretHasher
 from tokenward.oauth.mtls import (
@@ -282,6 +282,19 @@ class ClientAdmin:
         if disabled:
             await self._watermarks.revoke(client=client_id)
         return client_view(replace(client, disabled=disabled))
+
+    async def set_client_approval(self, client_id: str, approved: bool) -> dict[str, Any]:
+        """The operator's decision on a client registered in the developer portal
+        (docs/portal.md): approved, it may get tokens; rejected, it never does, and whatever
+        it might hold is revoked."""
+        client = await self._clients.get(client_id)
+        if client is None:
+            raise AdminError(f"no client {client_id!r}")
+        changed = replace(client, approval=APPROVED if approved else REJECTED)
+        await self._clients.put(changed)
+        if not approved:
+            await self._watermarks.revoke(client=client_id)
+        return client_view(changed)
 
     async def rotate_client_secret(self, client_id: str) -> dict[str, Any]:
         client = await self._clients.get(client_id)

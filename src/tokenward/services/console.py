@@ -109,8 +109,17 @@ class ConsoleQueries:
         ]
 
     async def clients(self) -> list[dict[str, Any]]:
-        clients = await self._clients.list_all()
-        return [client_view(client) for client in list(clients)[:MAX_LISTED]]
+        """Every client; a portal app's with its developer's username beside the owner id."""
+        clients = list(await self._clients.list_all())[:MAX_LISTED]
+        owners = {client.owner for client in clients if client.owner is not None}
+        names = {}
+        for owner in owners:
+            user = await self._users.get(owner)
+            names[owner] = user.username if user is not None else None
+        return [
+            {**client_view(client), "owner_name": names.get(client.owner or "")}
+            for client in clients
+        ]
 
 
 def _live(session: SessionRecord, now: float) -> bool:

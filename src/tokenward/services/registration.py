@@ -177,6 +177,22 @@ class ClientRegistration:
         await self._access.delete(client_id)
         await self._watermarks.revoke(client=client_id)
 
+    def build_owned(
+        self,
+        client_id: str,
+        metadata: Mapping[str, Any],
+        *,
+        allowed_scopes: frozenset[str],
+        created_at: float,
+    ) -> ClientRecord:
+        """The developer portal's registration (docs/portal.md): `metadata` checked exactly as
+        at `POST /register`, scopes bounded by `allowed_scopes` instead. No secret: one is made
+        when the developer reveals it, after an operator approved the client."""
+        client, _secret = self._build(
+            client_id, metadata, created_at=created_at, allowed=allowed_scopes
+        )
+        return replace(client, secret_digest=None)
+
     # --- authentication ------------------------------------------------------------------
     async def _authorized(self, client_id: str, authorization: str | None) -> ClientRecord:
         presented = _bearer(authorization)
@@ -205,7 +221,12 @@ class ClientRegistration:
         return {**fields, **await self._statements.metadata(statement)}  # §2.3: it wins
 
     def _build(
-        self, client_id: str, fields: Mapping[str, Any], *, created_at: float
+        self,
+        client_id: str,
+        fields: Mapping[str, Any],
+        *,
+        created_at: float,
+        allowed: frozenset[str] | None = None,
     ) -> tuple[ClientRecord, str | None]:
         read = _Fields(fields)
         method = read.text("token_endpoint_auth_method") or "client_secret_basic"
@@ -228,7 +249,9 @@ class ClientRegistration:
         redirect_uris = read.texts("redirect_uris", default=[])
         if code and not redirect_uris:
             raise InvalidRedirectUri("redirect_uris are required for authorization_code")
-        scopes = self._scopes(read.text("scope"))
+        scopes = self._scopes(
+            read.text("scope"), self._policy.scopes if allowed is None else allowed
+        )
         jwks = read.object("jwks")
         backchannel = read.text("backchannel_logout_uri")
         try:
@@ -259,13 +282,14 @@ class ClientRegistration:
         except AdminError as exc:
             raise InvalidClientMetadata(str(exc)) from None
 
-    def _scopes(self, requested: str | None) -> frozenset[str]:
+    @staticmethod
+    def _scopes(requested: str | None, allowed: frozenset[str]) -> frozenset[str]:
         if requested is None:
-            return self._policy.scopes
+            return allowed
         if len(requested) > MAX_SCOPE:
             raise InvalidClientMetadata(f"scope is longer than {MAX_SCOPE} characters")
         asked = frozenset(requested.split())
-        refused = sorted(asked - self._policy.scopes)
+        refused = sorted(asked - allowed)
         if refused:
             raise InvalidClientMetadata(f"scope may not include {' '.join(refused)[:200]}")
         return asked

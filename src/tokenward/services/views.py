@@ -23,6 +23,9 @@ def client_view(client: ClientRecord) -> dict[str, Any]:
         "token_format": client.token_format,
         "skip_consent": client.skip_consent,
         "disabled": client.disabled,
+        "owner": client.owner,  # the developer portal's registrant (docs/portal.md)
+        "approval": client.approval,
+        "name": client.name,
         "jwks_uri": client.jwks_uri,
         # The registered keys by kid (the keys are public, but a list of ids is what one checks).
         "jwks_kids": [key.get("kid") for key in json.loads(client.jwks)["keys"]]

@@ -60,7 +60,7 @@ class BackChannelLogout:
         sent = 0
         for participant in participants:
             client = await self._clients.get(participant.client_id)
-            if client is None or client.disabled or not client.backchannel_logout_uri:
+            if client is None or not client.active or not client.backchannel_logout_uri:
                 continue
             token = self._signed_or_none(client, participant)
             if token is None:

@@ -21,14 +21,13 @@ from tokenward.oauth.sessions import ActiveSession, SessionManager
 from tokenward.server.dependencies import Factors, Interactions, Pages, Sessions
 from tokenward.server.pages import Browser, script_json
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
-from tokenward.server.steps import factor_page, passkey_signin_fields
+from tokenward.server.steps import account_origin, factor_page, passkey_signin_fields
 from tokenward.services.passkeys import PasskeyError
 from tokenward.services.second_factors import SecondFactors
 from tokenward.services.signin import PasswordSignIn
 
 router = APIRouter(include_in_schema=False)
 RECENT = 600  # seconds: how fresh a sign-in must be to change the account's factors
-ORIGIN = {"account": True}
 TITLE = "your account"
 
 
@@ -41,37 +40,45 @@ def login_page(
     error: str | None = None,
     status: int = 200,
     username: str = "",
+    next_page: str = "/account",
 ) -> Response:
+    """The sign-in page of /account (or of the developer portal: `next_page`)."""
     csrf = browser.csrf(request)
+    origin = account_origin(next_page)
     return browser.script_page(
         "login.html",
         status,
         csrf,
         action="/login",
-        interaction=interactions.seal("login", dict(ORIGIN), csrf),
+        interaction=interactions.seal("login", origin, csrf),
         client_name=TITLE,
         username=username,
         error=error,
-        **passkey_signin_fields(dict(ORIGIN), csrf, interactions, factors),
+        **passkey_signin_fields(origin, csrf, interactions, factors),
     )
 
 
-async def _gate(
+async def gate(
     session: ActiveSession | None,
     request: Request,
     browser: Browser,
     interactions: InteractionSealer,
     sessions: SessionManager,
     factors: SecondFactors,
+    *,
+    next_page: str = "/account",
+    recent: int | None = RECENT,
 ) -> Response | None:
-    """None when the session may change the account; else the page that gets it there."""
-    if session is None or not sessions.recent(session, RECENT):
-        return login_page(request, browser, interactions, factors)
+    """None when the session may go on (signed in within `recent` seconds, if given, and with
+    the account's second factor if it has one); else the page that gets it there."""
+    if session is None or (recent is not None and not sessions.recent(session, recent)):
+        return login_page(request, browser, interactions, factors, next_page=next_page)
     methods = await factors.catalogue.methods(session.user.user_id)
     floor = floor_of(methods)
     if floor is not None and not satisfies(session.record.acr, floor):
+        origin = account_origin(next_page)
         return factor_page(
-            session, floor, methods, TITLE, request, browser, interactions, factors, origin=ORIGIN
+            session, floor, methods, TITLE, request, browser, interactions, factors, origin=origin
         )
     return None
 
@@ -84,6 +91,8 @@ async def account_after_login(
     interactions: InteractionSealer,
     sessions: SessionManager,
     factors: SecondFactors,
+    *,
+    next_page: str = "/account",
 ) -> Response:
     """The account's sign-in form was posted (to /login, which the sign-in pages share)."""
     attempt = await attempt_sign_in(sign_in, request, pairs)
@@ -96,9 +105,12 @@ async def account_after_login(
             error=attempt.error,
             status=attempt.status,
             username=single(pairs, "username") or "",
+            next_page=next_page,
         )
-    gate = await _gate(attempt.session, request, browser, interactions, sessions, factors)
-    response = gate if gate is not None else browser.redirect("/account")
+    stop = await gate(
+        attempt.session, request, browser, interactions, sessions, factors, next_page=next_page
+    )
+    response = stop if stop is not None else browser.redirect(next_page)
     browser.set_session(response, attempt.cookie_secret)
     return response
 
@@ -148,9 +160,9 @@ async def account(
     factors: Factors,
 ) -> Response:
     session = await sessions.current(browser.session_of(request))
-    gate = await _gate(session, request, browser, interactions, sessions, factors)
-    if gate is not None or session is None:
-        return gate or login_page(request, browser, interactions, factors)
+    stop = await gate(session, request, browser, interactions, sessions, factors)
+    if stop is not None or session is None:
+        return stop or login_page(request, browser, interactions, factors)
     return await _page(session, request, browser, interactions, factors)
 
 
@@ -171,8 +183,8 @@ async def _posted(
     session = await sessions.current(browser.session_of(request))
     if session is None or session.record.session_id != state["session_id"]:
         return login_page(request, browser, interactions, factors)
-    gate = await _gate(session, request, browser, interactions, sessions, factors)
-    return gate if gate is not None else (pairs, state, session)
+    stop = await gate(session, request, browser, interactions, sessions, factors)
+    return stop if stop is not None else (pairs, state, session)
 
 
 @router.post("/account/totp")

@@ -50,6 +50,8 @@ SECTION_OPS: dict[str, dict[str, str]] = {
         "disable": "client.disable",
         "enable": "client.enable",
         "rotate": "client.rotate_secret",
+        "approve": "client.approve",
+        "reject": "client.reject",
         "keys": "client.set_keys",
         "min_acr": "client.set_min_acr",
     },
@@ -313,6 +315,8 @@ def _notice(action: str) -> str:
         "client.set_keys": "Client keys replaced.",
         "client.set_min_acr": "The client's minimum sign-in is changed; its next sign-ins ask "
         "for it.",
+        "client.approve": "App approved: its developer can now reveal its secret in the portal.",
+        "client.reject": "App rejected: it gets no tokens.",
         "client.disable": "Client disabled; its tokens are revoked.",
         "client.enable": "Client enabled.",
         "user.disable": "User disabled, signed out everywhere, tokens revoked.",

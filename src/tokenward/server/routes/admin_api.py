@@ -32,6 +32,10 @@ class Client(BaseModel):
     token_format: str
     skip_consent: bool
     disabled: bool
+    owner: str | None = None  # the developer portal's registrant (docs/portal.md): user id
+    owner_name: str | None = None  # and username
+    approval: str = "approved"  # approved | pending | rejected
+    name: str = ""
     exchange_audiences: list[str] = []  # token exchange policy (docs/token-exchange.md)
     exchange_impersonation: bool = False
     access_token_alg: str | None = None  # None: the audience's, else the deployment's
@@ -299,6 +303,18 @@ async def disable_client(client_id: str, who: Admin, actions: Actions) -> Any:
 @router.post("/clients/{client_id}/enable", response_model=Client, summary="Enable a client")
 async def enable_client(client_id: str, who: Admin, actions: Actions) -> Any:
     return await _act(actions, who, "client.enable", {"client_id": client_id})
+
+
+@router.post("/clients/{client_id}/approve", response_model=Client, summary="Approve an app")
+async def approve_client(client_id: str, who: Admin, actions: Actions) -> Any:
+    """A client registered in the developer portal may get tokens from now on."""
+    return await _act(actions, who, "client.approve", {"client_id": client_id})
+
+
+@router.post("/clients/{client_id}/reject", response_model=Client, summary="Reject an app")
+async def reject_client(client_id: str, who: Admin, actions: Actions) -> Any:
+    """A client registered in the developer portal never gets tokens."""
+    return await _act(actions, who, "client.reject", {"client_id": client_id})
 
 
 @router.post("/clients/{client_id}/rotate-secret", response_model=ClientWithSecret)

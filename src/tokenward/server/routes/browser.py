@@ -29,7 +29,7 @@ from tokenward.server.pages import Browser
 from tokenward.server.routes.account import account_after_login
 from tokenward.server.routes.device import device_after_login
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
-from tokenward.server.steps import render
+from tokenward.server.steps import next_page_of, render
 from tokenward.services.authorize_clients import ResumedClients
 from tokenward.services.second_factors import SecondFactors
 
@@ -134,7 +134,14 @@ async def login(
         )
     if state.get("account"):
         return await account_after_login(
-            sign_in, request, pairs, browser, interactions, sessions, factors
+            sign_in,
+            request,
+            pairs,
+            browser,
+            interactions,
+            sessions,
+            factors,
+            next_page=next_page_of(state),
         )
     try:
         auth_request, client = await _resume(state, clients)

@@ -35,7 +35,7 @@ from tokenward.server.dependencies import (
 from tokenward.server.edge import client_ip
 from tokenward.server.pages import Browser
 from tokenward.server.signin import form_pairs, single
-from tokenward.server.steps import factor_page, render
+from tokenward.server.steps import account_origin, factor_page, next_page_of, render
 from tokenward.services.authorize_clients import ResumedClients
 from tokenward.services.passkeys import PasskeyError
 from tokenward.services.recovery_codes import looks_like_recovery_code
@@ -72,7 +72,7 @@ async def _continue(
 ) -> Response:
     """After a factor: the account page, or the authorization request's next step."""
     if state.get("account"):
-        response: Response = browser.redirect("/account")
+        response: Response = browser.redirect(next_page_of(state))
     elif "device" in state:  # back to the device code page, now at the level it needs
         user_code = str(state["device"].get("user_code", ""))[:32]
         response = browser.redirect("/device?" + urlencode({"user_code": user_code}))
@@ -122,7 +122,7 @@ async def _again(
     """The factor page once more, with the error (a new interaction: the old one is spent)."""
     methods = await factors.catalogue.methods(session.user.user_id)
     name = "your account"
-    origin: dict[str, Any] = {"account": True}
+    origin: dict[str, Any] = account_origin(next_page_of(state))
     if "device" in state:
         name, origin = "your device", {"device": state["device"]}
     elif not state.get("account"):

@@ -80,6 +80,8 @@ def _values(client: ClientRecord) -> dict[str, Any]:
         "require_signed_request_object": client.require_signed_request_object,
         "profile": client.profile,
         "min_acr": client.min_acr,
+        "owner": client.owner,
+        "approval": client.approval,
     }
 
 
@@ -119,4 +121,6 @@ def _record(row: ClientRow) -> ClientRecord:
         require_signed_request_object=row.require_signed_request_object,
         profile=row.profile,
         min_acr=row.min_acr,
+        owner=row.owner,
+        approval=row.approval,
     )

@@ -148,6 +148,8 @@ class ClientRow(Base):
     # The security profile the client is held to (oauth/profiles.py): baseline | fapi2.
     profile: Mapped[str] = mapped_column(Text(), server_default="baseline")
     min_acr: Mapped[str | None]
+    owner: Mapped[str | None]  # the developer portal's registrant (docs/portal.md)
+    approval: Mapped[str] = mapped_column(Text(), server_default="approved")
 
 
 class UserRow(Base):
