@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0016_mfa"
+HEAD = "0017_mfagaps"
 TABLES = {
     "signing_keys",
     "revocations",
