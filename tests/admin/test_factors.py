@@ -11,7 +11,9 @@ import pytest
 
 from tests.admin.conftest import Console
 from tests.admin.test_api import admin_token
+from tests.conftest import FrozenClock
 from tests.monitor.serving import Monitored
+from tests.monitor.test_server import sign_in as oauth_sign_in
 from tokenward.core.assurance import MFA, PHR
 from tokenward.core.records import PasskeyCredential
 
@@ -33,8 +35,25 @@ async def _alice_with_factors(server: Monitored) -> str:
     return alice.user_id
 
 
-async def test_factors_listed_and_reset_over_the_api(server: Monitored) -> None:
+async def _refused_everywhere(server: Monitored, user_id: str, tokens: dict[str, str]) -> None:
+    """After a reset: no session of the user left, the access and refresh tokens refused."""
+    sessions = await server.services.stores.sessions.for_user(user_id)
+    assert sessions
+    assert all(session.ended_at is not None for session in sessions)
+    assert (await server.hello(tokens["access_token"])).status_code == 401
+    refreshed = await server.at("198.51.100.10").post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=("web", server.web_secret),
+    )
+    assert refreshed.status_code == 400, refreshed.text
+    assert refreshed.json()["error"] == "invalid_grant"
+
+
+async def test_factors_listed_and_reset_over_the_api(server: Monitored, clock: FrozenClock) -> None:
+    tokens = await oauth_sign_in(server, "198.51.100.10")  # signed in before the phone was lost
     user_id = await _alice_with_factors(server)
+    assert (await server.hello(tokens["access_token"])).status_code == 200
     http, auth = server.at("192.0.2.50"), await admin_token(server)
     listed = await http.get(f"/admin/api/users/{user_id}/factors", headers=auth)
     assert listed.status_code == 200, listed.text
@@ -46,9 +65,13 @@ async def test_factors_listed_and_reset_over_the_api(server: Monitored) -> None:
     users = (await http.get("/admin/api/users", headers=auth)).json()
     assert [(u["totp"], u["passkeys"]) for u in users if u["user_id"] == user_id] == [(True, 1)]
 
+    clock.advance(1)  # revocation counts tokens issued before this second
     reset = await http.delete(f"/admin/api/users/{user_id}/factors", headers=auth)
     assert reset.status_code == 200, reset.text
-    assert reset.json() == {"user_id": user_id, "factors_removed": 2}
+    body = reset.json()
+    assert (body["user_id"], body["factors_removed"]) == (user_id, 2)
+    assert [(r["kind"], r["value"]) for r in body["revoked"]] == [("sub", user_id)]
+    await _refused_everywhere(server, user_id, tokens)
     after = (await http.get(f"/admin/api/users/{user_id}/factors", headers=auth)).json()
     assert (after["totp"], after["recovery_codes_left"], after["passkeys"]) == (False, 0, [])
     assert (await http.get("/admin/api/users/nobody/factors", headers=auth)).status_code == 404
@@ -83,14 +106,19 @@ async def test_client_min_acr_over_the_api(server: Monitored) -> None:
     assert created.json()["min_acr"] == MFA
 
 
-async def test_console_shows_and_resets_factors(server: Monitored, console: Console) -> None:
+async def test_console_shows_and_resets_factors(
+    server: Monitored, console: Console, clock: FrozenClock
+) -> None:
+    tokens = await oauth_sign_in(server, "198.51.100.10")
     user_id = await _alice_with_factors(server)
     page = await console.get("/admin/users")
     assert "1 passkey" in page.text
     assert "Reset factors" in page.text
+    clock.advance(1)
     done = await console.post("/admin/users", op="reset_factors", user_id=user_id)
     assert done.status_code == 200, done.text[:500]
-    assert "Second factors removed" in done.text
+    assert "Second factors removed and the user signed out everywhere" in done.text
+    await _refused_everywhere(server, user_id, tokens)
     summary = await server.services.second_factors.catalogue.summary(user_id)
     assert (summary.totp, summary.passkeys) == (False, ())
 

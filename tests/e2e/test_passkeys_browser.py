@@ -6,6 +6,10 @@ A user registers a passkey at /account; a client then asks for step-up (acr_valu
 phishing-resistant level, as a resource server's insufficient_user_authentication challenge
 tells it to), the sign-in asks for the passkey, and the token that comes back carries that acr.
 Then, in a browser with no session, the passkey alone signs the user in (usernameless).
+
+An admin whose only factor is a passkey approves a device code (RFC 8628) for a client that
+requires the phishing-resistant level, from the device sign-in page, and the device's tokens
+carry that level; then signs in to the admin console with the passkey alone.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tokenward.guard.authz.stepup import parse_step_up
 from tokenward.tokens.sealing import generate_master_key
 
 CALLBACK = "http://127.0.0.1:9/callback"  # answered by the test's route, never contacted
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 PASSWORD = "correct horse battery"
 AUTHENTICATOR = {
     "protocol": "ctap2",
@@ -62,7 +67,17 @@ async def _prepare(issuer: str, backend: str, data_dir: Path) -> tuple[Services,
         redirect_uris=[CALLBACK],
         skip_consent=True,
     )
+    await services.client_admin.create_client(
+        "tv",
+        grant_types=[DEVICE_GRANT],
+        scope="openid read",
+        redirect_uris=[],
+        public=True,
+        min_acr=PHR,  # a passkey, nothing less
+    )
     await services.user_admin.create_user("kim", PASSWORD)
+    await services.user_admin.create_user("ada", PASSWORD)
+    await services.user_admin.set_admin("ada", True)
     kim = await services.stores.users.by_username("kim")
     assert kim is not None
     await stores.aclose()  # pooled SQL connections belong to this loop; the server opens its own
@@ -181,5 +196,78 @@ def test_passkey_registration_step_up_and_usernameless_sign_in(server: Server) -
             stored = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
             assert stored["credentials"][0]["signCount"] >= 2
             assert not errors, errors
+        finally:
+            browser.close()
+
+
+def _register_passkey(page: Any, server: Server, username: str) -> None:
+    """At /account, signed in by password (no factor yet): add a passkey."""
+    page.goto(f"{server.base}/account")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("form[action='/login'] button[type=submit]")
+    page.wait_for_selector("#passkey-form")
+    page.fill("#passkey-name", "virtual key")
+    page.click("#passkey-button")
+    page.wait_for_selector("text=Passkey virtual key added.")
+
+
+def test_a_passkey_approves_a_device_and_signs_in_to_the_console(server: Server) -> None:
+    start = sync_playwright()
+    with start() as playwright, httpx.Client(base_url=server.base) as device:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            failed: list[str] = []  # responses >= 400, but the refusal below
+            page.on(
+                "response",
+                lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+            )
+            cdp = context.new_cdp_session(page)
+            cdp.send("WebAuthn.enable")
+            cdp.send("WebAuthn.addVirtualAuthenticator", {"options": AUTHENTICATOR})
+            _register_passkey(page, server, "ada")
+
+            # The device asks; ada opens its link in a browser with no session and uses the
+            # passkey on the sign-in page: no password, and the level the client requires.
+            started = device.post(
+                "/device_authorization", data={"client_id": "tv", "scope": "openid read"}
+            ).json()
+            context.clear_cookies()
+            page.goto(started["verification_uri_complete"])
+            page.wait_for_selector("form[action='/login/passkey-signin']")
+            page.click("form[action='/login/passkey-signin'] button")
+            page.wait_for_selector("form[action='/device']")
+            page.click("form[action='/device'] button[type=submit]")
+            page.wait_for_selector("form[action='/device/decision']")
+            page.click("form[action='/device/decision'] button:has-text('Allow')")
+            page.wait_for_selector("text=Device connected")
+            tokens = device.post(
+                "/token",
+                data={
+                    "grant_type": DEVICE_GRANT,
+                    "device_code": started["device_code"],
+                    "client_id": "tv",
+                },
+            )
+            assert tokens.status_code == 200, tokens.text
+            for token in (tokens.json()["id_token"], tokens.json()["access_token"]):
+                claims = jwt.decode(token, options={"verify_signature": False})
+                assert (claims["acr"], claims["amr"]) == (PHR, ["hwk", "user"])
+                assert isinstance(claims["auth_time"], int)
+
+            # The console: the password alone is refused for a passkey account; the passkey
+            # alone signs the admin in.
+            context.clear_cookies()
+            page.goto(f"{server.base}/admin/login")
+            page.fill("#username", "ada")
+            page.fill("#password", PASSWORD)
+            page.click("form[action='/admin/login'] button[type=submit]")
+            page.wait_for_selector("text=This account signs in with a passkey")
+            page.click("form[action='/admin/login/passkey'] button")
+            page.wait_for_url(f"{server.base}/admin/dashboard")
+            assert page.locator("form[action='/admin/logout']").count() == 1
+            assert failed == [f"401 {server.base}/admin/login"], failed
         finally:
             browser.close()

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,9 @@ from tests.e2e.live import free_port, serve_in_thread
 from tests.server.flows import Pkce, hidden_interaction, query_of
 from tokenward.config import Settings
 from tokenward.core.assurance import MFA, PHR, PWD
+from tokenward.core.records import PasskeyCredential
 from tokenward.deploy.deployment import server_app
-from tokenward.deploy.wiring import Services, build_services, memory_stores, open_stores
+from tokenward.deploy.wiring import Services, StoreSet, build_services, memory_stores, open_stores
 from tokenward.tokens.sealing import generate_master_key
 
 CALLBACK = "http://127.0.0.1:9/callback"
@@ -36,9 +37,29 @@ class Server:
     base: str
     services: Services
     secrets: dict[str, str]
+    settings: Settings
+    backend: str
+
+    def change_stores(self, change: Callable[[StoreSet], Awaitable[None]]) -> None:
+        """Reach into the running server's storage, as a tampering operator or a corrupted
+        disk would: its own stores in memory, a second connection to its SQLite file."""
+
+        async def run() -> None:
+            if self.backend == "memory":
+                await change(self.services.stores)
+                return
+            stores = await open_stores(self.settings)
+            try:
+                await change(stores)
+            finally:
+                await stores.aclose()
+
+        asyncio.run(run())
 
 
-async def _prepare(issuer: str, backend: str, data_dir: Path) -> tuple[Services, dict[str, str]]:
+async def _prepare(
+    issuer: str, backend: str, data_dir: Path
+) -> tuple[Services, dict[str, str], Settings]:
     settings = Settings(issuer=issuer, master_key=generate_master_key(), data_dir=data_dir)
     stores = memory_stores() if backend == "memory" else await open_stores(settings)
     services = await build_services(settings, stores)
@@ -53,17 +74,19 @@ async def _prepare(issuer: str, backend: str, data_dir: Path) -> tuple[Services,
             min_acr=min_acr,
         )
         secrets[client_id] = created["client_secret"]
-    await services.client_admin.create_client(
-        "tv",
-        grant_types=["urn:ietf:params:oauth:grant-type:device_code"],
-        scope="read",
-        redirect_uris=[],
-        public=True,
-    )
-    for username in ("tess", "pat", "dana", "quinn", "rory"):
+    for client_id, min_acr in (("tv", None), ("tv-strict", MFA), ("tv-keys", PHR)):
+        await services.client_admin.create_client(
+            client_id,
+            grant_types=["urn:ietf:params:oauth:grant-type:device_code"],
+            scope="openid read",
+            redirect_uris=[],
+            public=True,
+            min_acr=min_acr,
+        )
+    for username in ("tess", "pat", "dana", "quinn", "rory", "devon", "vera", "uma", "kit"):
         await services.user_admin.create_user(username, PASSWORD)
     await stores.aclose()
-    return services, secrets
+    return services, secrets, settings
 
 
 @pytest.fixture(scope="module", params=["memory", "sqlite"])
@@ -72,10 +95,12 @@ def server(
 ) -> Iterator[Server]:
     port = free_port()
     data_dir = tmp_path_factory.mktemp("tokenward")
-    services, secrets = asyncio.run(_prepare(f"http://127.0.0.1:{port}", request.param, data_dir))
+    services, secrets, settings = asyncio.run(
+        _prepare(f"http://127.0.0.1:{port}", request.param, data_dir)
+    )
     try:
         with serve_in_thread(server_app(services), port) as base:
-            yield Server(base, services, secrets)
+            yield Server(base, services, secrets, settings, request.param)
     finally:
         asyncio.run(services.stores.aclose())
 
@@ -362,3 +387,175 @@ def test_the_account_page_needs_the_factor_to_change_it(server: Server) -> None:
         pkce = Pkce.new()
         done = _password(server, http, _authorize(server, http, pkce), "rory")
         assert _claims(_tokens(server, http, done, pkce)["access_token"])["acr"] == PWD
+
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def _device_start(http: httpx.Client, client_id: str, **extra: str) -> dict[str, Any]:
+    started = http.post(
+        "/device_authorization", data={"client_id": client_id, "scope": "openid read", **extra}
+    )
+    assert started.status_code == 200, started.text
+    body: dict[str, Any] = started.json()
+    return body
+
+
+def _device_poll(http: httpx.Client, client_id: str, device_code: str) -> httpx.Response:
+    return http.post(
+        "/token",
+        data={"grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": client_id},
+    )
+
+
+def _device_sign_in(
+    http: httpx.Client, start: dict[str, Any], user: str, secret: str | None = None
+) -> httpx.Response:
+    """Open the verification URI, sign in (with the app's code when there is one): the code
+    page."""
+    page = http.get(start["verification_uri_complete"])
+    signed_in = http.post(
+        "/login",
+        data={"interaction": hidden_interaction(page.text), "username": user, "password": PASSWORD},
+    )
+    if secret is not None:
+        assert 'action="/login/totp"' in signed_in.text
+        back = http.post(
+            "/login/totp",
+            data={
+                "interaction": hidden_interaction(signed_in.text),
+                "code": pyotp.TOTP(secret).at(time.time() + 30),
+            },
+        )
+        assert back.status_code == 302, back.text[:300]
+        signed_in = http.get(back.headers["location"])
+    assert 'action="/device"' in signed_in.text, signed_in.text[:500]
+    return signed_in
+
+
+def _device_approve(http: httpx.Client, page: httpx.Response, user_code: str) -> httpx.Response:
+    confirm = http.post(
+        "/device", data={"interaction": hidden_interaction(page.text), "user_code": user_code}
+    )
+    assert 'action="/device/decision"' in confirm.text, confirm.text[:500]
+    return http.post(
+        "/device/decision",
+        data={"interaction": hidden_interaction(confirm.text), "decision": "approve"},
+    )
+
+
+def test_device_tokens_carry_the_level_of_the_approving_sign_in(server: Server) -> None:
+    """acr, amr and auth_time flow from the approving sign-in into the ID token, the access
+    token and introspection, as for the code flow."""
+    with httpx.Client() as setup:
+        secret, _codes = _enrol_totp(server, setup, "devon")
+    with httpx.Client(base_url=server.base) as http:
+        start = _device_start(http, "tv")
+        before = time.time()
+        page = _device_sign_in(http, start, "devon", secret)
+        assert "Device connected" in _device_approve(http, page, start["user_code"]).text
+        tokens = _device_poll(http, "tv", start["device_code"])
+        assert tokens.status_code == 200, tokens.text
+        id_token = _claims(tokens.json()["id_token"])
+        access = _claims(tokens.json()["access_token"])
+        for claims in (id_token, access):
+            assert (claims["acr"], claims["amr"]) == (MFA, ["pwd", "otp"])
+            assert before - 2 <= claims["auth_time"] <= time.time()
+        introspected = http.post(
+            "/introspect",
+            auth=("web", server.secrets["web"]),
+            data={"token": tokens.json()["access_token"]},
+        ).json()
+        assert introspected["active"]
+        assert (introspected["acr"], introspected["amr"]) == (MFA, ["pwd", "otp"])
+
+
+def test_device_requests_honour_acr_values_and_the_client_minimum(server: Server) -> None:
+    with httpx.Client(base_url=server.base) as http:
+        # acr_values the password-only vera cannot reach: met as far as they can be (as on
+        # /authorize), and the tokens say how far.
+        start = _device_start(http, "tv", acr_values=MFA)
+        page = _device_sign_in(http, start, "vera")
+        assert "Device connected" in _device_approve(http, page, start["user_code"]).text
+        tokens = _device_poll(http, "tv", start["device_code"]).json()
+        assert (_claims(tokens["id_token"])["acr"], _claims(tokens["id_token"])["amr"]) == (
+            PWD,
+            ["pwd"],
+        )
+        # A client minimum vera cannot reach: refused, and the device hears access_denied.
+        strict = _device_start(http, "tv-strict")
+        page = http.get(f"/device?user_code={strict['user_code']}")
+        refused = http.post(
+            "/device",
+            data={"interaction": hidden_interaction(page.text), "user_code": strict["user_code"]},
+        )
+        assert refused.status_code == 403
+        assert "requires a second factor" in refused.text
+        denied = _device_poll(http, "tv-strict", strict["device_code"])
+        assert (denied.status_code, denied.json()["error"]) == (400, "access_denied")
+        too_long = http.post(
+            "/device_authorization", data={"client_id": "tv", "acr_values": "x" * 300}
+        )
+        assert (too_long.status_code, too_long.json()["error"]) == (400, "invalid_request")
+
+    # kit has an app and a passkey, signed in with the app: a passkey-only client's code asks
+    # for the passkey before the approval page (the browser test does the ceremony).
+    with httpx.Client() as setup:
+        secret, _codes = _enrol_totp(server, setup, "kit")
+
+    async def add_passkey(stores: StoreSet) -> None:
+        user = await stores.users.by_username("kit")
+        assert user is not None
+        await stores.passkeys.add(PasskeyCredential("a2l0", user.user_id, b"cose", 0, 1.0))
+
+    server.change_stores(add_passkey)
+    with httpx.Client(base_url=server.base) as http:
+        start = _device_start(http, "tv-keys")
+        page = _device_sign_in(http, start, "kit", secret)
+        asked = http.post(
+            "/device",
+            data={"interaction": hidden_interaction(page.text), "user_code": start["user_code"]},
+        )
+        assert asked.status_code == 200
+        assert 'action="/login/passkey"' in asked.text
+        assert 'action="/login/totp"' not in asked.text  # the app is not enough here
+        assert "This needs a passkey." in asked.text
+        pending = _device_poll(http, "tv-keys", start["device_code"])
+        assert pending.json()["error"] == "authorization_pending"
+
+
+def test_an_authenticator_secret_that_does_not_open_fails_closed(server: Server) -> None:
+    """A tampered row (or a changed master key): the code page says the app cannot be used and
+    what to do, with a 4xx, and a recovery code still signs the user in."""
+    with httpx.Client() as setup:
+        secret, codes = _enrol_totp(server, setup, "uma")
+
+    async def tamper(stores: StoreSet) -> None:
+        user = await stores.users.by_username("uma")
+        assert user is not None
+        factor = await stores.totp_factors.get(user.user_id)
+        assert factor is not None
+        flipped = factor.sealed_secret[:-1] + bytes([factor.sealed_secret[-1] ^ 1])
+        await stores.totp_factors.put(replace(factor, sealed_secret=flipped))
+
+    server.change_stores(tamper)
+    with httpx.Client() as http:
+        pkce = Pkce.new()
+        factor = _password(server, http, _authorize(server, http, pkce), "uma")
+        assert 'action="/login/totp"' in factor.text
+        refused = http.post(
+            f"{server.base}/login/totp",
+            data={
+                "interaction": hidden_interaction(factor.text),
+                "code": pyotp.TOTP(secret).at(time.time() + 30),
+            },
+        )
+        assert refused.status_code == 409, refused.text[:500]
+        assert "cannot be used to sign in right now" in refused.text
+        assert "recovery code" in refused.text
+        assert "Traceback" not in refused.text
+        done = http.post(
+            f"{server.base}/login/totp",
+            data={"interaction": hidden_interaction(refused.text), "code": codes[0]},
+        )
+        assert _claims(_tokens(server, http, done, pkce)["access_token"])["acr"] == MFA

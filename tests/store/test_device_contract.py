@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 
 from tests.store.conftest import Flows, count_rows
+from tokenward.core.assurance import MFA, PHR
 from tokenward.core.ports import Conflict
 from tokenward.core.records import DeviceRecord
 from tokenward.store.sql import devices as sql_devices
@@ -34,16 +35,17 @@ def device(digest: str = "d1", user_code: str = "BCDFGHJK", **changes: object) -
 
 
 def decided(record: DeviceRecord, status: str) -> DeviceRecord:
-    """`record` once u1 (session s1) decided, as `decide` below does."""
+    """`record` once u1 (session s1, signed in with a second factor) decided, as `decide`
+    below does."""
     return dataclasses.replace(
-        record, status=status, user_id="u1", session_id="s1", auth_time=NOW + 30.5
+        record, status=status, user_id="u1", session_id="s1", auth_time=NOW + 30.5, acr=MFA
     )
 
 
 async def decide(
     flows: Flows, approved: bool = True, now: float = NOW + 31, code: str = "BCDFGHJK"
 ) -> bool:
-    return await flows.devices.decide(code, approved, "u1", "s1", NOW + 30.5, now)
+    return await flows.devices.decide(code, approved, "u1", "s1", NOW + 30.5, now, acr=MFA)
 
 
 async def test_unknown_requests(flows: Flows) -> None:
@@ -59,6 +61,7 @@ async def test_every_field_round_trips_by_user_code(flows: Flows) -> None:
             audience=("https://b.example", "https://a.example"),
             interval=15,
             last_poll_at=NOW + 1.25,
+            acr_values=f"{PHR} urn:example:gold",
         ),
         "approved",
     )
@@ -83,6 +86,17 @@ async def test_approving_a_pending_request_records_who(flows: Flows) -> None:
     assert await decide(flows)
 
     assert await flows.devices.by_user_code("BCDFGHJK") == decided(device(), "approved")
+
+
+async def test_a_password_only_approval_records_no_level(flows: Flows) -> None:
+    """A sign-in from before levels were recorded has none: stored as none, not as a level."""
+    await flows.devices.save(device(acr_values=MFA))
+
+    assert await flows.devices.decide("BCDFGHJK", True, "u1", "s1", NOW + 30.5, NOW + 31, acr=None)
+
+    stored = await flows.devices.by_user_code("BCDFGHJK")
+    assert stored is not None
+    assert (stored.acr, stored.acr_values, stored.status) == (None, MFA, "approved")
 
 
 async def test_denying_records_the_denial(flows: Flows) -> None:

@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0017_portal"
+HEAD = "0018_mfagaps"
 TABLES = {
     "signing_keys",
     "revocations",

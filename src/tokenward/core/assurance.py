@@ -54,3 +54,18 @@ def best_reachable(methods: frozenset[str]) -> str:
 def floor_of(methods: frozenset[str]) -> str | None:
     """A user who set up a second factor must use it: no password-only sign-in for them."""
     return MFA if any(method in _REACHES for method in methods) else None
+
+
+def can_reach(methods: frozenset[str], minimum: str | None) -> bool:
+    """Whether a user with these second factors can meet a client's minimum at all."""
+    return minimum is None or rank(best_reachable(methods)) >= rank(minimum)
+
+
+def target(methods: frozenset[str], minimum: str | None, acr_values: str | None) -> str | None:
+    """The level a sign-in must reach: the strongest of the client's minimum, the user's floor
+    and the `acr_values` asked for, where the user can reach them (they are a request, OIDC Core
+    §3.1.2.1: met as far as they can be); None when nothing is asked. A minimum the user
+    cannot reach is the caller's to refuse first (`can_reach`)."""
+    must = strongest(minimum, floor_of(methods))
+    wanted = strongest(must, requested(acr_values))
+    return wanted if rank(best_reachable(methods)) >= rank(wanted) else must

@@ -303,8 +303,11 @@ class DeviceStore(Protocol):
         session_id: str,
         auth_time: float,
         now: float,
+        *,
+        acr: str | None,
     ) -> bool:
-        """Approve or deny a pending, unexpired request; False if it was not pending."""
+        """Approve or deny a pending, unexpired request, recording the deciding session, its
+        sign-in time and level (`acr`); False if it was not pending."""
         ...
 
     async def poll(self, device_digest: str, now: float) -> tuple[DeviceRecord | None, bool]:

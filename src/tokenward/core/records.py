@@ -269,6 +269,8 @@ class DeviceRecord:
     user_id: str | None = None
     session_id: str | None = None
     auth_time: float | None = None
+    acr: str | None = None  # the approving sign-in's level (core/assurance.py)
+    acr_values: str | None = None  # the levels the device asked for (docs/second-factors.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,11 @@ class SecretHasher:
     def matches(self, secret: str, digest: str | None) -> bool:
         if digest is None:
             return False
-        return hmac.compare_digest(self.digest(secret), digest)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a corrupted stored
+        # digest, or a typed secret) with a TypeError, which would be a 500, not a refusal.
+        return hmac.compare_digest(
+            self.digest(secret).encode(), digest.encode("utf-8", "surrogatepass")
+        )
 
     @staticmethod
     def generate() -> str:

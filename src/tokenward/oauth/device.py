@@ -34,6 +34,7 @@ POLL_INTERVAL = 5
 # with attempts bounded by the code lifetime and sign-in throttling.
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
+MAX_ACR_VALUES = 256  # as on /authorize
 
 
 def device_digest(device_code: str) -> str:
@@ -71,10 +72,15 @@ class DeviceAuthorization:
         authorization: str | None,
         certificate: ClientCertificate | None = None,
     ) -> dict[str, Any]:
-        """RFC 8628 §3.1-3.2."""
+        """RFC 8628 §3.1-3.2. `acr_values` (OIDC Core §3.1.2.1, an extension parameter here,
+        RFC 8628 §3.1) is kept with the request: approving it asks for that level, as far as
+        the user can reach it, on top of the client's `min_acr` (docs/second-factors.md)."""
         client = await self._authenticator.authenticate(params, authorization, certificate)
         if GRANT_TYPE not in client.grant_types:
             raise UnauthorizedClient("the client may not use the device authorization grant")
+        acr_values = params.get("acr_values") or None
+        if acr_values is not None and len(acr_values) > MAX_ACR_VALUES:
+            raise InvalidRequest("acr_values is too long")
         scopes = granted_scopes(parse_scope(params.get("scope")), client.scopes)
         device_code = secrets.token_urlsafe(32)
         user_code = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
@@ -89,6 +95,7 @@ class DeviceAuthorization:
                 created_at=now,
                 expires_at=now + DEVICE_CODE_LIFETIME,
                 interval=POLL_INTERVAL,
+                acr_values=acr_values,
             )
         )
         shown = display_user_code(user_code)
@@ -138,6 +145,7 @@ class DeviceCodeGrant:
             audience=record.audience,
             session_id=record.session_id,
             auth_time=record.auth_time,
+            acr=record.acr,  # the approving sign-in's level, as the code flow carries it
             dpop_jkt=request.dpop_jkt,
             x5t_s256=request.x5t_s256,
         )

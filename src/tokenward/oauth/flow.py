@@ -19,15 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tokenward.core.assurance import (
-    PWD,
-    best_reachable,
-    floor_of,
-    rank,
-    requested,
-    satisfies,
-    strongest,
-)
+from tokenward.core.assurance import PWD, can_reach, satisfies, target
 from tokenward.core.ports import CodeStore, ConsentStore
 from tokenward.core.records import ClientRecord, CodeRecord
 from tokenward.oauth.authorize import AuthorizationRequest, RedirectError, redirect_to
@@ -134,19 +126,16 @@ class AuthorizationFlow:
         self, request: AuthorizationRequest, client: ClientRecord, session: ActiveSession
     ) -> ShowFactor | None:
         methods = await self._factors.methods(session.user.user_id)
-        best = best_reachable(methods)
-        if client.min_acr is not None and rank(best) < rank(client.min_acr):
+        if not can_reach(methods, client.min_acr):
             raise self._error(
                 AccessDenied("the application requires a second factor the user has not set up"),
                 request,
             )
-        must = strongest(client.min_acr, floor_of(methods))
-        wanted = strongest(must, requested(request.acr_values))
-        target = wanted if rank(best) >= rank(wanted) else must
+        level = target(methods, client.min_acr, request.acr_values)
         # A session from before levels were recorded was a password sign-in.
-        if target is None or satisfies(session.record.acr or PWD, target):
+        if level is None or satisfies(session.record.acr or PWD, level):
             return None
-        return ShowFactor(request, session, target, methods)
+        return ShowFactor(request, session, level, methods)
 
     def _needs_fresh_login(self, request: AuthorizationRequest, session: ActiveSession) -> bool:
         if "login" in request.prompt:

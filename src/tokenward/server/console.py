@@ -72,8 +72,22 @@ class ConsolePages:
             samesite="strict",
         )
 
-    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
-        csrf = self._csrf.issue(request.cookies.get(self.csrf_cookie), ADMIN_CSRF_PURPOSE)
+    def token(self, request: Request) -> str:
+        """The CSRF token the next page carries (the browser's own while it is young)."""
+        return self._csrf.issue(request.cookies.get(self.csrf_cookie), ADMIN_CSRF_PURPOSE)
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        status: int = 200,
+        *,
+        token: str | None = None,
+        **context: Any,
+    ) -> Response:
+        """`token`: the CSRF token from `token(request)` when the page also sealed state to
+        it (its passkey form); else one is issued here."""
+        csrf = token or self.token(request)
         response = self.browser.page(
             f"admin/{template}", status, csrf=None, csrf_token=csrf, **context
         )

@@ -131,12 +131,18 @@ def factor_page(
 
 
 def passkey_signin_fields(
-    origin: dict[str, Any], csrf: str, interactions: InteractionSealer, factors: SecondFactors
+    origin: dict[str, Any],
+    csrf: str,
+    interactions: InteractionSealer,
+    factors: SecondFactors,
+    kind: str = "passkey-signin",
 ) -> dict[str, Any]:
-    """The sign-in page's "Sign in with a passkey" form: its own sealed interaction."""
+    """A sign-in page's "Sign in with a passkey" form: its own sealed interaction (of `kind`:
+    the console's opens only at the console's route), with the usernameless ceremony's
+    options for /assets/passkeys.js. Shared by /authorize's, /device's and the console's."""
     ceremony = factors.passkeys.authentication()
     state = {**origin, "challenge": ceremony.challenge}
     return {
-        "passkey_interaction": interactions.seal("passkey-signin", state, csrf),
+        "passkey_interaction": interactions.seal(kind, state, csrf),
         "passkey_options": script_json(ceremony.options),
     }

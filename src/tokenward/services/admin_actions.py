@@ -135,12 +135,15 @@ class AdminActions:
 
     async def _reset_factors(self, p: Params, _actor: str) -> dict[str, Any]:
         """A user who lost their authenticator: every second factor removed, so their next
-        sign-in is by password and they set up new ones at /account."""
+        sign-in is by password and they set up new ones at /account. The lost device may be in
+        someone else's hands, signed in: every session ends and every token issued so far is
+        revoked, as a force logout does."""
         user_id = str(p["user_id"])
         if await self._users.get(user_id) is None:
             raise ActionError(f"no user {user_id!r}")
         removed = await self._factors.reset(user_id)
-        return {"user_id": user_id, "factors_removed": removed}
+        revoked = await self._users.force_logout(user_id)
+        return {"user_id": user_id, "factors_removed": removed, **revoked}
 
     async def _revoke_grant(self, p: Params, _actor: str) -> dict[str, Any]:
         user_id, client_id = str(p["user_id"]), str(p["client_id"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tokenward.core.assurance import PWD, can_reach, satisfies, target
 from tokenward.core.ports import ClientStore, DeviceStore
 from tokenward.core.records import DeviceRecord
 from tokenward.oauth.sessions import ActiveSession
@@ -15,6 +16,21 @@ from tokenward.oauth.sessions import ActiveSession
 class PendingDevice:
     record: DeviceRecord
     client_name: str
+    min_acr: str | None = None  # the client's, as it is now (docs/second-factors.md)
+
+    def reachable(self, methods: frozenset[str]) -> bool:
+        """Whether a user with these factors can meet the client's minimum at all."""
+        return can_reach(methods, self.min_acr)
+
+    def missing(self, methods: frozenset[str], session: ActiveSession) -> str | None:
+        """The level the approving session still lacks (the client's minimum, the user's
+        floor, the device's `acr_values` as far as reachable), as on /authorize; None if
+        it has what is needed."""
+        level = target(methods, self.min_acr, self.record.acr_values)
+        # A session from before levels were recorded was a password sign-in.
+        if level is None or satisfies(session.record.acr or PWD, level):
+            return None
+        return level
 
 
 class DeviceApproval:
@@ -31,11 +47,13 @@ class DeviceApproval:
         if record is None or record.status != "pending" or record.expires_at <= self._clock():
             return None
         client = await self._clients.get(record.client_id)
-        name = (client.name or client.client_id) if client else record.client_id
-        return PendingDevice(record, name)
+        if client is None:
+            return PendingDevice(record, record.client_id)
+        return PendingDevice(record, client.name or client.client_id, client.min_acr)
 
     async def decide(self, user_code: str, approved: bool, session: ActiveSession) -> bool:
-        """False if the request was no longer pending."""
+        """False if the request was no longer pending. The session's level goes with the
+        approval into the device's tokens (`acr`, and `amr` from it)."""
         return await self._devices.decide(
             user_code,
             approved,
@@ -43,4 +61,5 @@ class DeviceApproval:
             session.record.session_id,
             session.record.auth_time,
             self._clock(),
+            acr=session.record.acr,
         )

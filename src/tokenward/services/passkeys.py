@@ -16,14 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import structlog
 import webauthn
-from webauthn.helpers import bytes_to_base64url, options_to_json
-from webauthn.helpers.exceptions import (
-    InvalidAuthenticationResponse,
-    InvalidCBORData,
-    InvalidJSONStructure,
-    InvalidRegistrationResponse,
+from webauthn.helpers import (
+    bytes_to_base64url,
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
+    options_to_json,
 )
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -35,16 +36,15 @@ from tokenward.core.ports import Passkeys
 from tokenward.core.records import PasskeyCredential, UserRecord
 from tokenward.tokens.b64 import Base64Error, b64url_decode
 
+log = structlog.get_logger(__name__)
 MAX_CREDENTIAL_JSON = 8 * 1024
 MAX_PASSKEYS = 10  # per user
-_REFUSED = (
-    InvalidAuthenticationResponse,
-    InvalidRegistrationResponse,
-    InvalidJSONStructure,
-    InvalidCBORData,
-    ValueError,
-    KeyError,
-    TypeError,
+# What the library raises on input it cannot use; its CBOR and key decoders also raise plain
+# IndexError/KeyError (LookupError) on truncated data.
+_REFUSED = (WebAuthnException, ValueError, LookupError, TypeError)
+UNUSABLE = (
+    "this passkey can no longer be used here: use another passkey or your authenticator app, "
+    "or ask an administrator to reset your second factors"
 )
 
 
@@ -56,6 +56,29 @@ class Ceremony:
 
 class PasskeyError(Exception):
     """The browser's answer does not verify; the message is safe to show."""
+
+
+def _raw_id(credential: PasskeyCredential) -> bytes | None:
+    """The stored credential id's bytes; None (logged) for a corrupted row, left out of the
+    exclusion list rather than failing the page."""
+    try:
+        return b64url_decode(credential.credential_id)
+    except Base64Error:
+        pass
+    log.error("passkey_unusable", user_id=credential.user_id, reason="credential_id")
+    return None
+
+
+def _key_usable(credential: PasskeyCredential) -> bool:
+    """Whether the stored COSE public key decodes to a key; logged (no key material) if not."""
+    try:
+        decoded_public_key_to_cryptography(decode_credential_public_key(credential.public_key))
+    except _REFUSED as exc:
+        reason = type(exc).__name__
+    else:
+        return True
+    log.error("passkey_unusable", user_id=credential.user_id, reason=reason)
+    return False
 
 
 def _challenge_bytes(challenge: str) -> bytes:
@@ -86,7 +109,7 @@ class PasskeyService:
                 user_verification=UserVerificationRequirement.REQUIRED,
             ),
             exclude_credentials=[
-                PublicKeyCredentialDescriptor(id=b64url_decode(c.credential_id)) for c in existing
+                PublicKeyCredentialDescriptor(id=raw) for c in existing if (raw := _raw_id(c))
             ],
         )
         return Ceremony(options_to_json(options), bytes_to_base64url(options.challenge))
@@ -145,6 +168,8 @@ class PasskeyService:
         handle = parsed.response.user_handle
         if handle is not None and handle != stored.user_id.encode():
             raise PasskeyError("the passkey could not be verified")
+        if not _key_usable(stored):  # fail closed: a stored key that does not decode
+            raise PasskeyError(UNUSABLE)
         try:
             verified = webauthn.verify_authentication_response(
                 credential=parsed,

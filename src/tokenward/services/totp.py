@@ -12,15 +12,23 @@ from dataclasses import dataclass
 
 import pyotp
 import segno
+import structlog
 
 from tokenward.core.ports import TotpFactors
 from tokenward.core.records import TotpFactor
 from tokenward.core.throttle import SignInThrottle
+from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.sealing import KeySealer
+
+log = structlog.get_logger(__name__)
 
 _CONTEXT = "totp-secret:"  # + the user id: a sealed secret opens for its user only
 _WINDOW = 1  # one step either side: clocks drift and people type slowly
 _PERIOD = 30
+UNUSABLE = (
+    "Your authenticator app cannot be used to sign in right now. Use a recovery code instead "
+    "(in the same field), or ask an administrator to reset your second factors."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,13 @@ class Enrolment:
     secret: str  # base32, for typing in by hand
     uri: str  # otpauth:// (the QR code's content)
     qr: str  # the QR code as a data: URI (SVG), shown inline
+
+
+class _Unusable:
+    """The stored secret could not be opened."""
+
+
+_UNUSABLE = _Unusable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +113,27 @@ class TotpService:
         factor = await self._factors.get(user_id)
         if factor is None:
             return Check(False, "No authenticator is set up for this account.", 400)
-        secret = self._sealer.open(factor.sealed_secret, _CONTEXT + user_id).decode("ascii")
-        step = _matching_step(secret, code, self._clock())
+        step = self._step_of(factor, code)
+        if isinstance(step, _Unusable):  # fail closed: nothing is accepted, no 500
+            return Check(False, UNUSABLE, 409)
         if step is None:
             return Check(False, "That code is not right.", 401)
         if not await self._factors.advance(user_id, step):
             return Check(False, "That code was already used. Wait for the next one.", 401)
         await self._throttle.succeeded(attempt)
         return Check(True)
+
+    def _step_of(self, factor: TotpFactor, code: str) -> int | _Unusable | None:
+        """The code's step, or _UNUSABLE when the stored secret does not open (the row was
+        altered, or the master key changed): logged with the user and the error's type only,
+        no traceback (its frames hold the secret)."""
+        try:
+            secret = self._sealer.open(factor.sealed_secret, _CONTEXT + factor.user_id)
+            return _matching_step(secret.decode("ascii"), code, self._clock())
+        except (MasterKeyError, ValueError, TypeError) as exc:  # ValueError: not base32/ascii
+            reason = type(exc).__name__
+        log.error("totp_secret_unusable", user_id=factor.user_id, reason=reason)
+        return _UNUSABLE
 
     async def remove(self, user_id: str) -> bool:
         return await self._factors.delete(user_id)

@@ -183,6 +183,8 @@ class MemoryDeviceStore:
         session_id: str,
         auth_time: float,
         now: float,
+        *,
+        acr: str | None,
     ) -> bool:
         record = await self.by_user_code(user_code)
         if record is None or record.status != "pending" or record.expires_at <= now:
@@ -193,6 +195,7 @@ class MemoryDeviceStore:
             user_id=user_id,
             session_id=session_id,
             auth_time=auth_time,
+            acr=acr,
         )
         return True
 

@@ -17,8 +17,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from tokenward.core.assurance import LEVELS, MFA, TOTP
+from tokenward.core.assurance import LEVELS, MFA, PHR, TOTP
 from tokenward.monitor.pipeline import Monitor
+from tokenward.oauth.errors import OAuthError
+from tokenward.oauth.interaction import InteractionSealer
 from tokenward.oauth.mtls import SUBJECT_FIELDS
 from tokenward.oauth.sessions import ActiveSession, SessionManager
 from tokenward.oauth.token_endpoint import NO_STORE
@@ -28,6 +30,7 @@ from tokenward.server.dependencies import (
     Clock,
     Console,
     Factors,
+    Interactions,
     MonitorDep,
     Queries,
     Sessions,
@@ -35,8 +38,10 @@ from tokenward.server.dependencies import (
 )
 from tokenward.server.edge import JSONResponse, client_ip
 from tokenward.server.signin import attempt_sign_in, single
+from tokenward.server.steps import passkey_signin_fields
 from tokenward.services.admin_actions import ActionError
 from tokenward.services.console import ConsoleQueries
+from tokenward.services.passkeys import MAX_CREDENTIAL_JSON, PasskeyError
 from tokenward.services.recovery_codes import looks_like_recovery_code
 from tokenward.services.second_factors import SecondFactors
 from tokenward.services.views import is_admin
@@ -67,6 +72,8 @@ SECTION_OPS: dict[str, dict[str, str]] = {
 }
 LIST_FIELDS = ("grant_types", "redirect_uris", "post_logout_redirect_uris")
 router = APIRouter(prefix="/admin", include_in_schema=False)
+CONSOLE_PASSKEY = "console-passkey"  # the sealed interaction of the console's passkey form
+NOT_ADMIN = "This account may not use the admin console."
 
 
 @functools.cache
@@ -90,9 +97,30 @@ async def home(request: Request, console: Console) -> Response:
     return console.browser.redirect("/admin/dashboard" if signed_in else "/admin/login")
 
 
+def _login_page(
+    request: Request,
+    console: ConsolePages,
+    interactions: InteractionSealer,
+    factors: SecondFactors,
+    status: int = 200,
+    *,
+    username: str = "",
+    error: str | None = None,
+) -> Response:
+    """The sign-in form: a password (and a code), or a passkey alone (POST /admin/login/passkey),
+    with the sign-in pages' passkey form and script (server/steps.py)."""
+    token = console.token(request)
+    passkey = passkey_signin_fields({}, token, interactions, factors, kind=CONSOLE_PASSKEY)
+    return console.page(
+        request, "login.html", status, token=token, username=username, error=error, **passkey
+    )
+
+
 @router.get("/login")
-async def login_form(request: Request, console: Console) -> Response:
-    return console.page(request, "login.html", username="", error=None)
+async def login_form(
+    request: Request, console: Console, interactions: Interactions, factors: Factors
+) -> Response:
+    return _login_page(request, console, interactions, factors)
 
 
 @router.post("/login")
@@ -103,28 +131,27 @@ async def login(
     sessions: Sessions,
     monitor: MonitorDep,
     factors: Factors,
+    interactions: Interactions,
 ) -> Response:
+    page = functools.partial(_login_page, request, console, interactions, factors)
     pairs, problem = await console.checked_form(request)
     if pairs is None:
-        return console.page(request, "login.html", 403, username="", error=problem)
+        return page(403, error=problem)
     attempt = await attempt_sign_in(sign_in, request, pairs)
     username = next((v for k, v in pairs if k == "username"), "")[:256]
     if attempt.session is None or attempt.cookie_secret is None:
         _audit_login(monitor, username, "failed")
-        return console.page(
-            request, "login.html", attempt.status, username=username, error=attempt.error
-        )
+        return page(attempt.status, username=username, error=attempt.error)
     if not is_admin(attempt.session.user):
         await sessions.end(attempt.session.record.session_id)
         _audit_login(monitor, username, "no role")
-        error = "This account may not use the admin console."
-        return console.page(request, "login.html", 403, username=username, error=error)
+        return page(403, username=username, error=NOT_ADMIN)
     raised, refusal = await _second_factor(request, pairs, attempt.session, sessions, factors)
     if refusal is not None:
         sign_in.report_failure(client_ip(request) or "unknown", username, "wrong_second_factor")
         await sessions.end(attempt.session.record.session_id)
         _audit_login(monitor, username, "second factor")
-        return console.page(request, "login.html", 401, username=username, error=refusal)
+        return page(401, username=username, error=refusal)
     _audit_login(monitor, username)
     response = console.see_other("/admin/dashboard")
     cookie = raised or attempt.cookie_secret
@@ -146,8 +173,8 @@ async def _second_factor(
     methods = await factors.catalogue.methods(user.user_id)
     if not methods:
         return None, None
-    if TOTP not in methods:  # passkeys only: the console's form takes codes, not passkeys
-        return None, "Set up an authenticator app at /account to sign in to the console."
+    if TOTP not in methods:  # passkeys only: the passkey is the sign-in, not the password
+        return None, "This account signs in with a passkey: use Sign in with a passkey."
     code = (single(pairs, "code") or "")[:64]
     ip = client_ip(request) or "unknown"
     if looks_like_recovery_code(code):
@@ -160,6 +187,50 @@ async def _second_factor(
     if started is None:
         return None, "This account may not use the admin console."
     return started[0], None
+
+
+@router.post("/login/passkey")
+async def login_passkey(
+    request: Request,
+    console: Console,
+    sign_in: SignInDep,
+    sessions: Sessions,
+    monitor: MonitorDep,
+    factors: Factors,
+    interactions: Interactions,
+) -> Response:
+    """A passkey alone (usernameless, with user verification: phishing-resistant), as on the
+    sign-in pages (routes/factors.py); the credential names the user, who must be an admin."""
+    page = functools.partial(_login_page, request, console, interactions, factors)
+    pairs, problem = await console.checked_form(request)
+    if pairs is None:
+        return page(403, error=problem)
+    try:
+        state = await interactions.open(
+            CONSOLE_PASSKEY, single(pairs, "interaction"), request.cookies.get(console.csrf_cookie)
+        )
+    except OAuthError as exc:
+        return page(400, error=f"The passkey was not accepted: {exc.description}.")
+    credential = (single(pairs, "credential") or "")[:MAX_CREDENTIAL_JSON]
+    try:
+        user_id = await factors.passkeys.authenticate(credential, str(state.get("challenge", "")))
+    except PasskeyError as exc:
+        sign_in.report_failure(client_ip(request) or "unknown", "", "wrong_second_factor")
+        _audit_login(monitor, "", "passkey")  # no username: the passkey named nobody we know
+        return page(401, error=f"The passkey was not accepted: {exc}.")
+    started = await sessions.start_for(user_id, PHR)
+    if started is None:
+        return page(401, error="The passkey was not accepted: this account is disabled.")
+    secret, session = started
+    username = session.user.username
+    if not is_admin(session.user):
+        await sessions.end(session.record.session_id)
+        _audit_login(monitor, username, "no role")
+        return page(403, error=NOT_ADMIN)
+    _audit_login(monitor, username)
+    response = console.see_other("/admin/dashboard")
+    console.cookie(response, console.session_cookie, secret, None)
+    return response
 
 
 @router.post("/logout")
@@ -322,8 +393,8 @@ def _notice(action: str) -> str:
         "user.disable": "User disabled, signed out everywhere, tokens revoked.",
         "user.enable": "User enabled.",
         "user.logout": "User signed out everywhere; every token issued so far is revoked.",
-        "user.reset_factors": "Second factors removed: the user signs in by password and sets "
-        "up new ones at /account.",
+        "user.reset_factors": "Second factors removed and the user signed out everywhere, "
+        "every token revoked: they sign in by password and set up new ones at /account.",
         "session.revoke": "Session ended; its tokens are revoked.",
         "grant.revoke": "Consent withdrawn; the user's tokens are revoked.",
         "key.rotate": "Keys rotated.",

@@ -116,8 +116,12 @@ class Factors(BaseModel):
 
 
 class FactorsReset(BaseModel):
+    """The factors are gone and so are the user's sessions and tokens (as a force logout)."""
+
     user_id: str
     factors_removed: int
+    revoked: list[dict[str, Any]]
+    at: str
 
 
 class ClientKeys(BaseModel):

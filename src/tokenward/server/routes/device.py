@@ -27,13 +27,17 @@ from tokenward.server.dependencies import (
 from tokenward.server.edge import JSONResponse, read_form, single_header
 from tokenward.server.pages import Browser
 from tokenward.server.signin import attempt_sign_in, form_pairs, single
-from tokenward.server.steps import factor_page
+from tokenward.server.steps import factor_page, passkey_signin_fields
 from tokenward.services.second_factors import SecondFactors
 from tokenward.services.signin import PasswordSignIn
 from tokenward.serving.tls import peer_certificate
 
 BAD_CODE = "That code is not valid or has expired. Check your device and try again."
 ENDED = "The form expired or your session ended."
+NEEDS_FACTOR = (
+    "{} requires a second factor your account does not have. Set one up at /account, "
+    "then start again on your device."
+)
 router = APIRouter()
 
 
@@ -42,11 +46,15 @@ def _login_page(
     browser: Browser,
     request: Request,
     user_code: str,
+    factors: SecondFactors,
     **extra: Any,
 ) -> Response:
+    """The sign-in page of /authorize, for a device: a password, or a passkey alone (which
+    comes back to /device at its level, factors.py)."""
     csrf = browser.csrf(request)
-    sealed = interactions.seal("login", {"device": {"user_code": user_code}}, csrf)
-    return browser.page(
+    origin = {"device": {"user_code": user_code}}
+    sealed = interactions.seal("login", origin, csrf)
+    return browser.script_page(
         "login.html",
         extra.pop("status", 200),
         csrf,
@@ -54,6 +62,7 @@ def _login_page(
         interaction=sealed,
         client_name="your device",
         username="",
+        **passkey_signin_fields(origin, csrf, interactions, factors),
         **extra,
     )
 
@@ -95,7 +104,13 @@ async def device_after_login(
     attempt = await attempt_sign_in(sign_in, request, pairs)
     if attempt.session is None or attempt.cookie_secret is None:
         return _login_page(
-            interactions, browser, request, user_code, status=attempt.status, error=attempt.error
+            interactions,
+            browser,
+            request,
+            user_code,
+            factors,
+            status=attempt.status,
+            error=attempt.error,
         )
     gate = await _factor_gate(attempt.session, user_code, request, browser, interactions, factors)
     response = gate or _code_page(interactions, browser, request, attempt.session, user_code)
@@ -156,7 +171,7 @@ async def device_page(
     user_code = request.query_params.get("user_code", "")[:32]
     session = await sessions.current(browser.session_of(request))
     if session is None:
-        return _login_page(interactions, browser, request, user_code)
+        return _login_page(interactions, browser, request, user_code, factors)
     gate = await _factor_gate(session, user_code, request, browser, interactions, factors)
     if gate is not None:
         return gate
@@ -215,6 +230,24 @@ async def enter_code(
     if pending is None:
         return _code_page(interactions, browser, request, session, "", status=400, error=BAD_CODE)
     await throttle.forgive(attempt)  # a right code is no failure
+    methods = await factors.catalogue.methods(session.user.user_id)
+    if not pending.reachable(methods):  # as /authorize: access_denied, which the device hears
+        await approval.decide(code, False, session)
+        return browser.message("Request denied", NEEDS_FACTOR.format(pending.client_name), 403)
+    level = pending.missing(methods, session)
+    if level is not None:  # the client or the device asks for more than this session has
+        origin = {"device": {"user_code": code}}
+        return factor_page(
+            session,
+            level,
+            methods,
+            pending.client_name,
+            request,
+            browser,
+            interactions,
+            factors,
+            origin=origin,
+        )
     csrf = browser.csrf(request)
     sealed = interactions.seal(
         "device-confirm", {"user_id": session.user.user_id, "user_code": code}, csrf
@@ -247,6 +280,10 @@ async def decide(
     except (OAuthError, _SessionEnded):
         return browser.message("Please start again", ENDED)
     approved = single(pairs, "decision") == "approve"
+    pending = await approval.pending(str(state["user_code"]))
+    methods = await factors.catalogue.methods(session.user.user_id)
+    if approved and pending is not None and pending.missing(methods, session) is not None:
+        return browser.message("Please start again", ENDED)  # the code page asked for it
     if not await approval.decide(state["user_code"], approved, session):
         return browser.message("Code expired", BAD_CODE)
     if approved:

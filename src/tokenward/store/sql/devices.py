@@ -69,6 +69,8 @@ class SqlDeviceStore:
         session_id: str,
         auth_time: float,
         now: float,
+        *,
+        acr: str | None,
     ) -> bool:
         async with self._sessions.begin() as session:
             decided = await session.scalar(
@@ -83,6 +85,7 @@ class SqlDeviceStore:
                     user_id=user_id,
                     session_id=session_id,
                     auth_time=auth_time,
+                    acr=acr,
                 )
                 .returning(DeviceRow.device_digest)
                 .execution_options(synchronize_session=False)
@@ -131,6 +134,8 @@ def _values(record: DeviceRecord) -> dict[str, Any]:
         "user_id": record.user_id,
         "session_id": record.session_id,
         "auth_time": record.auth_time,
+        "acr": record.acr,
+        "acr_values": record.acr_values,
     }
 
 
@@ -149,4 +154,6 @@ def _record(row: DeviceRow) -> DeviceRecord:
         user_id=row.user_id,
         session_id=row.session_id,
         auth_time=row.auth_time,
+        acr=row.acr,
+        acr_values=row.acr_values,
     )

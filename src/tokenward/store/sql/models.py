@@ -391,6 +391,8 @@ class DeviceRow(Base):
     user_id: Mapped[str | None]
     session_id: Mapped[str | None]
     auth_time: Mapped[float | None]
+    acr: Mapped[str | None]  # 0017: the approving sign-in's level
+    acr_values: Mapped[str | None] = mapped_column(Text())  # 0017: the levels asked for
 
 
 class ConsentRow(Base):
