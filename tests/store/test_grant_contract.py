@@ -256,6 +256,53 @@ async def test_add_minted_forgets_tokens_expired_a_day_before_the_new_one(flows:
     ]
 
 
+async def test_a_delivered_rotation_records_its_access_token_in_the_same_step(
+    flows: Flows,
+) -> None:
+    await started(flows)
+    rotated = await flows.grants.rotate(
+        "r1", token("r2"), NOW + 1, 10, MintedToken("a1", NOW + 900)
+    )
+    again = await flows.grants.rotate("r1", token("r2"), NOW + 2, 10, MintedToken("a2", NOW + 901))
+
+    assert (rotated[0], again[0]) == (ROTATED, GRACE)
+    minted = await flows.grants.revoke_family("f1", NOW + 3)
+    assert sorted(minted, key=lambda m: m.jti) == [
+        MintedToken("a1", NOW + 900),
+        MintedToken("a2", NOW + 901),
+    ]
+
+
+async def test_an_undelivered_rotation_records_nothing(flows: Flows) -> None:
+    await started(flows)
+    await flows.grants.rotate("r1", token("r2"), NOW + 1, 0)
+    reused = await flows.grants.rotate("r1", token("r2"), NOW + 20, 0, MintedToken("x1", NOW + 900))
+    invalid = await flows.grants.rotate(
+        "r2", token("r3"), NOW + 21, 0, MintedToken("x2", NOW + 900)
+    )
+    unknown = await flows.grants.rotate(
+        "zz", token("r9"), NOW + 22, 0, MintedToken("x3", NOW + 900)
+    )
+
+    assert (reused[0], invalid[0], unknown[0]) == (REUSED, INVALID, INVALID)
+    assert list(await flows.grants.revoke_family("f1", NOW + 23)) == []
+
+
+async def test_concurrent_rotations_record_only_what_they_deliver(flows: Flows) -> None:
+    await started(flows)
+    results = await asyncio.gather(
+        *(
+            flows.grants.rotate("r1", token("r2"), NOW + 1, -1, MintedToken(f"c{i}", NOW + 900))
+            for i in range(10)
+        )
+    )
+
+    delivered = [f"c{i}" for i, (outcome, _, _) in enumerate(results) if outcome == ROTATED]
+    assert len(delivered) == 1
+    minted = await flows.grants.revoke_family("f1", NOW + 2)
+    assert [m.jti for m in minted] == delivered
+
+
 # --- concurrency ----------------------------------------------------------------------------
 
 

@@ -68,6 +68,37 @@ async def test_a_failing_write_is_rolled_back_alone_and_its_caller_gets_its_erro
             assert list(rows) == ["a", "c"]
 
 
+async def test_a_write_alone_in_its_batch_needs_no_savepoint_and_fails_alone(
+    tmp_path: Path,
+) -> None:
+    async with open_engine("sqlite", tmp_path, migrated=False) as engine:
+        await _table(engine)
+        statements: list[str] = []
+        event.listen(
+            engine.sync_engine,
+            "before_cursor_execute",
+            lambda _c, _cur, statement, *_rest: statements.append(statement),
+        )
+        group = GroupCommit(session_factory(engine))
+
+        async def work(session: AsyncSession) -> None:
+            await session.execute(text("INSERT INTO t VALUES ('lone', 1)"))
+            raise LookupError("lone")
+
+        with pytest.raises(LookupError, match="lone"):
+            await group.run(work)
+
+        async def good(session: AsyncSession) -> str:
+            await session.execute(text("INSERT INTO t VALUES ('kept', 1)"))
+            return "kept"
+
+        assert await group.run(good) == "kept"
+        assert not [s for s in statements if "SAVEPOINT" in s]
+        async with engine.connect() as connection:
+            rows = await connection.scalars(text("SELECT k FROM t ORDER BY k"))
+            assert list(rows) == ["kept"]  # the failed lone write left nothing
+
+
 async def test_callers_are_answered_only_after_the_commit(tmp_path: Path) -> None:
     async with open_engine("sqlite", tmp_path, migrated=False) as engine:
         await _table(engine)

@@ -260,10 +260,17 @@ class GrantStore(Protocol):
     async def create(self, family: FamilyRecord, first: RefreshRecord) -> None: ...
 
     async def rotate(
-        self, digest: str, successor: RefreshRecord, now: float, grace: float
+        self,
+        digest: str,
+        successor: RefreshRecord,
+        now: float,
+        grace: float,
+        minted: MintedToken | None = None,
     ) -> tuple[str, FamilyRecord | None, RefreshRecord | None]:
         """Atomic rotation: (RotationOutcome, family, the presented token's record).
-        Exactly one of concurrent rotations of one token gets ROTATED."""
+        Exactly one of concurrent rotations of one token gets ROTATED. `minted`: the access
+        token answered with, recorded on the family (as `add_minted`) in the same transaction
+        when the outcome is ROTATED or GRACE, and not at all otherwise."""
         ...
 
     async def lookup(self, digest: str) -> tuple[RefreshRecord, FamilyRecord] | None: ...

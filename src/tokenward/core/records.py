@@ -242,6 +242,8 @@ class RotationOutcome:
     GRACE = "grace"  # a repeat of the immediate predecessor within the grace: same successor
     REUSED = "reused"  # a rotated token came back: the family is revoked now
     INVALID = "invalid"  # unknown, expired, or its family is revoked
+    # The outcomes answered with tokens: what the rotation minted is recorded on the family.
+    DELIVERED = frozenset({ROTATED, GRACE})
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from tokenward.core.ports import GrantStore, RevocationStore
 from tokenward.core.records import (
     ClientRecord,
     FamilyRecord,
+    MintedToken,
     RefreshRecord,
     Revocation,
     RevocationKind,
@@ -96,11 +97,23 @@ class RefreshTokens:
         value = PREFIX + secrets.token_urlsafe(32)
         return NewFamily(value, family, self._record(value, family, client, now))
 
-    async def rotate(self, value: str, family: FamilyRecord, client: ClientRecord) -> Rotation:
+    async def rotate(
+        self,
+        value: str,
+        family: FamilyRecord,
+        client: ClientRecord,
+        minted: MintedToken | None = None,
+    ) -> Rotation:
+        """`minted`: the access token to answer with, recorded on the family in the rotation's
+        own transaction (one commit per refresh) when the rotation is delivered."""
         now = self._clock()
         successor = self.successor_of(value)
         outcome, current, _ = await self.grants.rotate(
-            refresh_digest(value), self._record(successor, family, client, now), now, self._grace
+            refresh_digest(value),
+            self._record(successor, family, client, now),
+            now,
+            self._grace,
+            minted,
         )
         return Rotation(outcome, current, successor)
 

@@ -110,6 +110,19 @@ class MemoryGrantStore:
             self._family_of[minted.jti] = family.family_id
 
     async def rotate(
+        self,
+        digest: str,
+        successor: RefreshRecord,
+        now: float,
+        grace: float,
+        minted: MintedToken | None = None,
+    ) -> tuple[str, FamilyRecord | None, RefreshRecord | None]:
+        outcome, family, token = self._rotate(digest, successor, now, grace)
+        if minted is not None and family is not None and outcome in RotationOutcome.DELIVERED:
+            await self.add_minted(family.family_id, minted)
+        return outcome, family, token
+
+    def _rotate(
         self, digest: str, successor: RefreshRecord, now: float, grace: float
     ) -> tuple[str, FamilyRecord | None, RefreshRecord | None]:
         token = self._tokens.get(digest)

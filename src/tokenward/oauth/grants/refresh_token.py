@@ -10,7 +10,7 @@ import structlog
 
 from tokenward.core.events import REFRESH_REUSE, AuthEvent, AuthEventSink
 from tokenward.core.ports import RevocationStore, UserStore
-from tokenward.core.records import ClientRecord, FamilyRecord, RotationOutcome
+from tokenward.core.records import ClientRecord, FamilyRecord, MintedToken, RotationOutcome
 from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope
 from tokenward.oauth.profiles import Profiles
@@ -82,13 +82,13 @@ class RefreshTokenGrant:
                 client, grant, refresh_value=value, access=access
             )
             return response
-        # Mint and record the access token before rotating: once the rotation commits, nothing
-        # may fail before the answer, or the client never sees the successor and its retry
-        # counts as reuse (the family revoked, the user signed out). A token minted here for a
-        # request that then fails is never delivered, and dies with the family if it is revoked.
+        # Mint the access token before rotating, and record it on the family in the rotation's
+        # own transaction: once the rotation commits, nothing may fail before the answer, or
+        # the client never sees the successor and its retry counts as reuse (the family
+        # revoked, the user signed out). A rotation that is not delivered records nothing.
         access = await self._minter.access(client, grant)
-        await self._minter.record(family, access)
-        rotation = await self._refresh.rotate(value, family, client)
+        minted = MintedToken(access.claims.jti, float(access.claims.exp))
+        rotation = await self._refresh.rotate(value, family, client, minted)
         if rotation.outcome == RotationOutcome.REUSED:
             await self._revoke_family(family)
             log.warning("refresh_token_reuse", family=family.family_id, client_id=client.client_id)

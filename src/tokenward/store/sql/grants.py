@@ -62,9 +62,15 @@ class SqlGrantStore:
                 await purge_families(session, self._clock())
 
     async def rotate(
-        self, digest: str, successor: RefreshRecord, now: float, grace: float
+        self,
+        digest: str,
+        successor: RefreshRecord,
+        now: float,
+        grace: float,
+        minted: MintedToken | None = None,
     ) -> tuple[str, FamilyRecord | None, RefreshRecord | None]:
-        # SQLite: the whole rotation is one writer's turn (BEGIN IMMEDIATE, by `write`).
+        # SQLite: the whole rotation is one writer's turn (BEGIN IMMEDIATE, by `write`), and
+        # the access token it answers with is recorded in it: one commit per refresh.
         async def work(
             session: AsyncSession,
         ) -> tuple[str, FamilyRecord | None, RefreshRecord | None]:
@@ -75,20 +81,15 @@ class SqlGrantStore:
             if family.revoked_at is not None or token.expires_at <= now or family.expires_at <= now:
                 return RotationOutcome.INVALID, family, token
             outcome, token = await _rotate_locked(session, token, successor, now, grace)
+            if minted is not None and outcome in RotationOutcome.DELIVERED:
+                await _add_minted_in(session, family.family_id, minted)
             return outcome, family, token
 
         return await write(self._sessions, self._group, work)
 
     async def lookup(self, digest: str) -> tuple[RefreshRecord, FamilyRecord] | None:
         async with self._sessions() as session:
-            found = (
-                await session.execute(
-                    select(RefreshTokenRow, FamilyRow)
-                    .join(FamilyRow, FamilyRow.family_id == RefreshTokenRow.family_id)
-                    .where(RefreshTokenRow.digest == digest)
-                )
-            ).first()
-            return None if found is None else (_token(found[0]), _family(found[1]))
+            return await _joined(session, digest)
 
     async def revoke_family(self, family_id: str, now: float) -> Sequence[MintedToken]:
         async with self._sessions.begin() as session:
@@ -108,14 +109,7 @@ class SqlGrantStore:
 
     async def add_minted(self, family_id: str, token: MintedToken) -> None:
         async def work(session: AsyncSession) -> None:
-            await session.execute(
-                delete(MintedTokenRow).where(
-                    MintedTokenRow.family_id == family_id,
-                    MintedTokenRow.expires_at <= token.expires_at - MINTED_HORIZON,
-                )
-            )
-            values = {"family_id": family_id, "jti": token.jti, "expires_at": token.expires_at}
-            await session.execute(_add_minted(session, values))
+            await _add_minted_in(session, family_id, token)
 
         await write(self._sessions, self._group, work)
 
@@ -167,8 +161,37 @@ async def purge_families(session: AsyncSession, now: float) -> None:
     await session.execute(delete(MintedTokenRow).where(MintedTokenRow.expires_at <= now))
 
 
+async def _add_minted_in(session: AsyncSession, family_id: str, token: MintedToken) -> None:
+    """Record `token` on the family, forgetting its tokens that expired long before it."""
+    await session.execute(
+        delete(MintedTokenRow).where(
+            MintedTokenRow.family_id == family_id,
+            MintedTokenRow.expires_at <= token.expires_at - MINTED_HORIZON,
+        )
+    )
+    values = {"family_id": family_id, "jti": token.jti, "expires_at": token.expires_at}
+    await session.execute(_add_minted(session, values))
+
+
+async def _joined(session: AsyncSession, digest: str) -> tuple[RefreshRecord, FamilyRecord] | None:
+    """The token and its family, in one SELECT."""
+    found = (
+        await session.execute(
+            select(RefreshTokenRow, FamilyRow)
+            .join(FamilyRow, FamilyRow.family_id == RefreshTokenRow.family_id)
+            .where(RefreshTokenRow.digest == digest)
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    return None if found is None else (_token(found[0]), _family(found[1]))
+
+
 async def _locked(session: AsyncSession, digest: str) -> tuple[RefreshRecord, FamilyRecord] | None:
     """The token and its family, with the family's row lock held (PostgreSQL)."""
+    if session.get_bind().dialect.name == "sqlite":
+        # BEGIN IMMEDIATE (by `write`) already holds the database's only write lock, so one
+        # read sees everything every earlier writer committed: no row lock to wait for first.
+        return await _joined(session, digest)
     family_id = await session.scalar(
         select(RefreshTokenRow.family_id).where(RefreshTokenRow.digest == digest)
     )
