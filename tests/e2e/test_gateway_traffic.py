@@ -388,6 +388,40 @@ def test_a_get_is_retried_on_another_upstream_and_a_post_is_not(
             assert retried >= 2
 
 
+# --- weighted upstreams ------------------------------------------------------------------
+
+WEIGHTED = """
+  - name: open
+    prefix: /open
+    auth: none
+    upstreams: [{{url: {a}, weight: 3}}, {b}]
+  - name: grouped
+    prefix: /grouped
+    auth: none
+    upstreams: [{a}]
+    traffic:
+      groups:
+        heavy_b: [{{url: {a}, weight: 1}}, {{url: {b}, weight: 3}}]
+      canary: [{{header: x-canary, to: heavy_b}}]
+"""
+
+
+def test_weighted_upstreams_get_exactly_their_share(tmp_path: Path, env: dict[str, str]) -> None:
+    with (
+        backends("a", "b") as (a, b),
+        gateway(tmp_path, env, WEIGHTED.format(a=a.url, b=b.url)) as gw,
+    ):
+        answers = [answered_by(gw.request("GET", "/open/x")) for _ in range(400)]
+        # Smooth weighted round robin: 3 and 1 in every 4, spread (a, a, b, a, ...).
+        assert Counter(answers) == {"a": 300, "b": 100}
+        assert all(Counter(answers[i : i + 4]) == {"a": 3, "b": 1} for i in range(0, 400, 4))
+        assert (a.count("GET"), b.count("GET")) == (300, 100)
+        canary = {"x-canary": "1"}
+        grouped = [answered_by(gw.request("GET", "/grouped/x", headers=canary)) for _ in range(400)]
+        assert Counter(grouped) == {"a": 100, "b": 300}
+        assert (a.count("GET"), b.count("GET")) == (400, 400)
+
+
 # --- circuit breaker ---------------------------------------------------------------------
 
 BREAKER = """

@@ -30,30 +30,42 @@ SETTINGS = BffSettings(
     secure_cookies=False,
 )
 ENDPOINTS = Endpoints("http://as/authorize", "http://as/token", None)
+REVOCABLE = Endpoints("http://as/authorize", "http://as/token", "http://as/revoke")
 
 
 class Issuer:
-    """A token endpoint that rotates refresh tokens and refuses a spent one (as tokenward)."""
+    """A token endpoint that rotates refresh tokens and refuses a spent or revoked one, and a
+    revocation endpoint (RFC 7009), as tokenward's. A held refresh (`release` cleared) has
+    been granted at the issuer; only its answer is on the way."""
 
     def __init__(self) -> None:
         self.refreshes = 0
         self.live = "r0"
+        self.revoked: set[str] = set()
         self.release = asyncio.Event()
         self.release.set()
+        self.granted = asyncio.Event()  # set once a refresh has been granted
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         form = parse_qs(request.content.decode())
+        if request.url.path == "/revoke":
+            self.revoked.add(form["token"][0])
+            return httpx.Response(200)
         if form["grant_type"] == ["refresh_token"]:
-            await self.release.wait()
-            if form["refresh_token"] != [self.live]:
+            token = form["refresh_token"][0]
+            if token != self.live or token in self.revoked:
                 return httpx.Response(400, json={"error": "invalid_grant"})
             self.refreshes += 1
+            self.granted.set()
         self.live = f"r{self.refreshes}"
-        return httpx.Response(
-            200,
-            json={"access_token": f"a{self.refreshes}", "refresh_token": self.live,
-                  "expires_in": 300},
-        )  # fmt: skip
+        answer = {"access_token": f"a{self.refreshes}", "refresh_token": self.live,
+                  "expires_in": 300}  # fmt: skip
+        await self.release.wait()
+        return httpx.Response(200, json=answer)
+
+    def active(self, token: str) -> bool:
+        """What the issuer's introspection would say of a token it issued."""
+        return token not in self.revoked
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -69,9 +81,15 @@ async def store(request: pytest.FixtureRequest, clock: FrozenClock) -> AsyncIter
     await redis.aclose()
 
 
-def _gateway(store: SessionStore, clock: FrozenClock, issuer: Issuer, wait: float = 5.0) -> Bff:
+def _gateway(
+    store: SessionStore,
+    clock: FrozenClock,
+    issuer: Issuer,
+    wait: float = 5.0,
+    endpoints: Endpoints = ENDPOINTS,
+) -> Bff:
     transport = httpx.MockTransport(issuer)
-    return Bff(SETTINGS, ENDPOINTS, "secret", clock, transport, store=store, refresh_wait=wait)
+    return Bff(SETTINGS, endpoints, "secret", clock, transport, store=store, refresh_wait=wait)
 
 
 def _scope(path: str, query: str = "") -> dict[str, object]:
@@ -79,14 +97,19 @@ def _scope(path: str, query: str = "") -> dict[str, object]:
 
 
 async def _sign_in(bff: Bff) -> str:
+    return (await _browser_cookies(bff))["tw_session"]
+
+
+async def _browser_cookies(bff: Bff) -> dict[str, str]:
+    """The cookies a browser holds after signing in: session and CSRF."""
     _, headers = await bff.endpoint(_scope("/bff/login"), {})
     location = dict(headers)[b"location"].decode()
     state = parse_qs(urlsplit(location).query)["state"][0]
     _, done = await bff.endpoint(
         _scope("/bff/callback", f"state={state}&code=c"), {"tw_login": state}
     )
-    cookie = next(v for n, v in done if n == b"set-cookie" and v.startswith(b"tw_session="))
-    return cookie.split(b";")[0].split(b"=", 1)[1].decode()
+    pairs = (v.split(b";")[0].decode().split("=", 1) for n, v in done if n == b"set-cookie")
+    return {name: value for name, value in pairs if value}
 
 
 async def test_one_refresh_across_gateways_and_both_use_its_tokens(
@@ -153,3 +176,38 @@ async def test_idle_sessions_end_before_their_lifetime(clock: FrozenClock) -> No
     with pytest.raises(Denied) as idle:
         await bff.authorization(_scope("/app"), jar)
     assert (idle.value.status, idle.value.reason) == (401, "no_session")
+
+
+async def test_a_refresh_finishing_after_a_logout_elsewhere_revokes_its_new_tokens(
+    store: SessionStore, clock: FrozenClock
+) -> None:
+    issuer = Issuer()
+    a = _gateway(store, clock, issuer, endpoints=REVOCABLE)
+    b = _gateway(store, clock, issuer, endpoints=REVOCABLE)
+    jar = await _browser_cookies(a)
+    clock.advance(300)
+    issuer.release.clear()  # the issuer granted the refresh; its answer is on the way
+    refreshing = asyncio.create_task(a.authorization(_scope("/app"), jar))
+    await asyncio.wait_for(issuer.granted.wait(), 5)  # the refresh has reached the issuer
+    logout = {
+        **_scope("/bff/logout"),
+        "method": "POST",
+        "headers": [(b"origin", b"http://gw"), (b"x-csrf-token", jar["tw_csrf"].encode())],
+    }
+    status, _ = await b.endpoint(logout, jar)
+    assert status == 204
+    assert issuer.revoked == {"r0"}  # the logout revoked the token the refresh just spent
+    issuer.release.set()
+    with pytest.raises(Denied) as late:
+        await refreshing
+    assert (late.value.status, late.value.reason) == (401, "no_session")
+    # The tokens that refresh obtained belong to no session: revoked, not left live.
+    assert not issuer.active("r1")
+    assert not issuer.active("a1")
+    spent = await httpx.AsyncClient(transport=httpx.MockTransport(issuer)).post(
+        "http://as/token", data={"grant_type": "refresh_token", "refresh_token": "r1"}
+    )
+    assert (spent.status_code, spent.json()["error"]) == (400, "invalid_grant")
+    with pytest.raises(Denied) as gone:
+        await b.authorization(_scope("/app"), jar)
+    assert gone.value.reason == "no_session"

@@ -103,6 +103,48 @@ def test_example_file_loads() -> None:
         ("    prefix: /orders", "    prefix: orders", 8, "routes[0].prefix", "must start with /"),
         ("  - name: health", "  - name: orders", 16, "routes[1]", "used twice"),
         ("  audience: https://api.example\n", "", 6, "routes[0]", "needs audience"),
+        (
+            "http://10.0.0.2:8000/v1]",
+            "\n      {url: http://10.0.0.2:8000/v1, weight: 0}]",
+            11,
+            "routes[0].upstreams[1].weight",
+            "from 1 to 1000 (to drain an upstream",
+        ),
+        (
+            "http://10.0.0.2:8000/v1]",
+            "\n      {url: http://10.0.0.2:8000/v1, weight: 1001}]",
+            11,
+            "routes[0].upstreams[1].weight",
+            "from 1 to 1000",
+        ),
+        (
+            "http://10.0.0.2:8000/v1]",
+            "\n      {url: http://10.0.0.2:8000/v1, weight: 2.5}]",
+            11,
+            "routes[0].upstreams[1].weight",
+            "must be an integer",
+        ),
+        (
+            "http://10.0.0.2:8000/v1]",
+            "\n      {weight: 2}]",
+            11,
+            "routes[0].upstreams[1]",
+            "url: is required",
+        ),
+        (
+            "http://10.0.0.2:8000/v1]",
+            "\n      {url: http://10.0.0.2:8000/v1, wieght: 2}]",
+            11,
+            "routes[0].upstreams[1].wieght",
+            "unknown field",
+        ),
+        (
+            "http://10.0.0.2:8000/v1]",
+            "\n      {url: 'ftp://10.0.0.2/v1', weight: 2}]",
+            11,
+            "routes[0].upstreams[1].url",
+            "must be an http:// or https:// URL",
+        ),
     ],
 )
 def test_bad_config_names_line_and_field(

@@ -268,8 +268,21 @@ class Bff:
             refresh_ahead=min(REFRESH_AHEAD, lifetime / 2),
         )
         if not await self.store.replace(sealed.key, sealed.seal(fresh), self._ttl(fresh)):
-            raise Denied(401, "no_session", "sign in first")  # signed out meanwhile
+            # Signed out meanwhile (maybe at another gateway, whose logout revoked the token
+            # this refresh spent): the new tokens belong to no session, so none may stay live.
+            await self._revoke_unclaimed(fresh)
+            raise Denied(401, "no_session", "sign in first")
         return fresh
+
+    async def _revoke_unclaimed(self, fresh: SessionRecord) -> None:
+        revocation = self.endpoints.revocation
+        if revocation is None:
+            log.warning("bff_unclaimed_tokens_unrevoked", reason="no revocation endpoint")
+            return
+        if fresh.refresh_token:
+            await self._revoke(revocation, fresh.refresh_token)
+        # Access tokens may be revocable too (RFC 7009 §2: optional); a refusal is harmless.
+        await self._revoke(revocation, fresh.access_token, "access_token")
 
     # --- talking to the issuer ----------------------------------------------------------------
     async def _token_request(self, form: dict[str, str]) -> dict[str, Any]:
@@ -292,8 +305,8 @@ class Bff:
             raise Denied(401, "bff_token", "the sign-in could not be completed")
         return dict(body)
 
-    async def _revoke(self, endpoint: str, token: str) -> None:
-        form = {"token": token, "token_type_hint": "refresh_token"}
+    async def _revoke(self, endpoint: str, token: str, hint: str = "refresh_token") -> None:
+        form = {"token": token, "token_type_hint": hint}
         try:
             async with httpx.AsyncClient(
                 transport=self._transport, timeout=TOKEN_TIMEOUT

@@ -15,7 +15,7 @@ from tokenward.core.proxies import client_address
 from tokenward.gateway.headers import IdentityHeaders, Incoming, RequestHeaderPolicy
 from tokenward.gateway.model import TOKEN_MODES, GatewayConfig
 from tokenward.gateway.policy import Denied, RouteTable
-from tokenward.gateway.proxy import Balancer
+from tokenward.gateway.proxy import balancer
 from tokenward.gateway.ratelimit import policy_header, state_prefix
 from tokenward.signedurl import KeySet, Verdict, Verifier
 
@@ -39,7 +39,7 @@ class Compiled:
     ) -> None:
         self.config = config
         self.routes = RouteTable(config.routes)
-        self.balancers = {route.name: Balancer(route.upstreams) for route in config.routes}
+        self.balancers = {route.name: balancer(route) for route in config.routes}
         self.identity = IdentityHeaders(config.identity_headers)
         # The front proxy's client-certificate header is ours alone: never passed upstream,
         # where a service trusting the gateway as its proxy would believe it.

@@ -32,6 +32,7 @@ from tokenward.gateway.model import (
 from tokenward.gateway.paths import prefix_is_resolved
 from tokenward.gateway.upstream_tls import TlsContexts
 from tokenward.gateway.websocket_config import websocket_settings
+from tokenward.gateway.weighted import MAX_WEIGHT, MIN_WEIGHT, weights_or_none
 from tokenward.gateway.yamlnodes import ConfigError, Node, parse_document
 
 __all__ = ["ConfigError", "GatewayConfig", "load_config", "parse_config"]
@@ -233,14 +234,14 @@ def _route(
     if scopes and auth not in TOKEN_MODES:
         raise fields["scopes"].error("scopes need a token: auth: bearer, dpop or bff")
     tls = fields.get("upstream_tls")
-    upstreams = _upstreams(fields["upstreams"], tls, contexts)
+    upstreams, weights = _upstreams(fields["upstreams"], tls, contexts)
 
-    def group_upstream(item: Node) -> Upstream:
-        """A `traffic.groups` URL, under the route's `upstream_tls` like its upstreams."""
-        upstream = _upstream(item)
+    def group_upstream(item: Node) -> tuple[Upstream, int]:
+        """A `traffic.groups` entry, under the route's `upstream_tls` like its upstreams."""
+        upstream, weight = _weighted_upstream(item)
         if upstream.scheme != "https":
-            return upstream
-        return replace(upstream, tls=contexts.settings(tls))
+            return upstream, weight
+        return replace(upstream, tls=contexts.settings(tls)), weight
 
     return Route(
         name=fields["name"].string() if "name" in fields else prefix,
@@ -265,23 +266,46 @@ def _route(
         traffic=config_traffic.traffic(fields.get("traffic"), group_upstream),
         websocket=websocket_settings(fields.get("websocket")),
         line=node.line,
+        weights=weights,
     )
 
 
-def _upstreams(node: Node, tls: Node | None, contexts: TlsContexts) -> tuple[Upstream, ...]:
+def _upstreams(
+    node: Node, tls: Node | None, contexts: TlsContexts
+) -> tuple[tuple[Upstream, ...], tuple[int, ...] | None]:
     items = node.listed()
     if not items:
         raise node.error("needs at least one upstream URL")
-    upstreams = tuple(_upstream(item) for item in items)
+    entries = [_weighted_upstream(item) for item in items]
+    upstreams = tuple(upstream for upstream, _ in entries)
+    weights = weights_or_none(tuple(weight for _, weight in entries))
     if not any(upstream.scheme == "https" for upstream in upstreams):
         if tls is not None:
             raise tls.error("applies to https:// upstreams; this route has none")
-        return upstreams
+        return upstreams, weights
     settings = contexts.settings(tls)  # built once per distinct setting, at load
     return tuple(
         replace(upstream, tls=settings) if upstream.scheme == "https" else upstream
         for upstream in upstreams
-    )
+    ), weights
+
+
+def _weighted_upstream(node: Node) -> tuple[Upstream, int]:
+    """A plain URL (weight 1), or `{url: ..., weight: N}` with N from 1 to 1000."""
+    if not node.is_mapping:
+        return _upstream(node), 1
+    fields = node.mapping(frozenset({"url", "weight"}))
+    if "url" not in fields:
+        raise node.error("url: is required (the upstream's http:// or https:// URL)")
+    weight = 1
+    if "weight" in fields:
+        weight = fields["weight"].integer()
+        if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+            raise fields["weight"].error(
+                f"must be an integer from {MIN_WEIGHT} to {MAX_WEIGHT} (to drain an upstream, "
+                "let health checks take it out or remove it)"
+            )
+    return _upstream(fields["url"]), weight
 
 
 def _methods(node: Node | None) -> frozenset[str] | None:

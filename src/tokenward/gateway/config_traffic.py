@@ -15,6 +15,7 @@ from tokenward.gateway.traffic_model import (
     Retries,
     TrafficPolicy,
 )
+from tokenward.gateway.weighted import weights_or_none
 from tokenward.gateway.yamlnodes import Node
 
 MAX_GROUPS = 32
@@ -24,20 +25,24 @@ MAX_RETRIES = 10
 MAX_SECONDS = 3600.0
 MAX_CONNECTIONS = 100_000
 DEFAULT_GROUP = "default"  # the route's own `upstreams:`
+# A URL, or a `{url:, weight:}` entry, read with the route's `upstream_tls` (gateway/config.py).
+ParseUpstream = Callable[[Node], tuple[Upstream, int]]
+Groups = tuple[tuple[str, tuple[Upstream, ...]], ...]
 
 TRAFFIC_FIELDS = frozenset({"groups", "canary", "health", "retries", "breaker", "limits"})
 
 
-def traffic(node: Node | None, parse_upstream: Callable[[Node], Upstream]) -> TrafficPolicy | None:
+def traffic(node: Node | None, parse_upstream: ParseUpstream) -> TrafficPolicy | None:
     if node is None or node.is_null():
         return None
     fields = node.mapping(TRAFFIC_FIELDS)
-    groups = _groups(fields.get("groups"), parse_upstream)
+    groups, weights = _groups(fields.get("groups"), parse_upstream)
     health = (
         fields["health"].mapping(frozenset({"active", "passive"})) if "health" in fields else {}
     )
     return TrafficPolicy(
         groups=groups,
+        group_weights=weights,
         canary=_canary(fields.get("canary"), {DEFAULT_GROUP, *(name for name, _ in groups)}),
         active=_active(health.get("active")),
         passive=_passive(health.get("passive")),
@@ -48,11 +53,12 @@ def traffic(node: Node | None, parse_upstream: Callable[[Node], Upstream]) -> Tr
 
 
 def _groups(
-    node: Node | None, parse_upstream: Callable[[Node], Upstream]
-) -> tuple[tuple[str, tuple[Upstream, ...]], ...]:
+    node: Node | None, parse_upstream: ParseUpstream
+) -> tuple[Groups, tuple[tuple[int, ...] | None, ...]]:
     if node is None:
-        return ()
+        return (), ()
     groups = []
+    weights = []
     for key, value in node.items():
         name = key.string()
         if name == DEFAULT_GROUP:
@@ -60,10 +66,12 @@ def _groups(
         items = value.listed()
         if not items or len(items) > MAX_GROUP_UPSTREAMS:
             raise value.error(f"needs 1 to {MAX_GROUP_UPSTREAMS} upstream URLs")
-        groups.append((name, tuple(parse_upstream(item) for item in items)))
+        entries = [parse_upstream(item) for item in items]
+        groups.append((name, tuple(upstream for upstream, _ in entries)))
+        weights.append(weights_or_none(tuple(weight for _, weight in entries)))
     if len(groups) > MAX_GROUPS:
         raise node.error(f"at most {MAX_GROUPS} groups")
-    return tuple(groups)
+    return tuple(groups), tuple(weights)
 
 
 def _canary(node: Node | None, known: set[str]) -> tuple[CanaryRule, ...]:

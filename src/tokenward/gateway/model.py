@@ -130,6 +130,8 @@ class Route:
     traffic: TrafficPolicy | None = None  # `traffic:` canary, health, retries (traffic.py)
     websocket: WebSocketSettings | None = None  # `websocket:` upgrades allowed (None: refused)
     line: int = 0
+    # One per upstream (`{url:, weight:}` entries); None when all weigh 1: plain round robin.
+    weights: tuple[int, ...] | None = None
 
     def matches(self, path: str) -> bool:
         prefix = self.prefix

@@ -31,6 +31,7 @@ from tokenward.gateway.upstream import (
     read_head,
 )
 from tokenward.gateway.upstream_tls import CLOSED_AFTER_HANDSHAKE
+from tokenward.gateway.weighted import SmoothWeighted
 
 Headers = list[tuple[bytes, bytes]]
 SMALL_BODY = 64 * 1024
@@ -54,6 +55,27 @@ class Balancer:
             return [ups[0]]
         start = self._next() % len(ups)
         return [*ups[start:], *ups[:start]]
+
+
+class WeightedBalancer(Balancer):
+    """Smooth weighted round robin (gateway/weighted.py) for routes with `{url:, weight:}`
+    entries; the picked upstream first, then the others in list order after it (failover)."""
+
+    def __init__(self, upstreams: tuple[Upstream, ...], weights: tuple[int, ...]) -> None:
+        super().__init__(upstreams)
+        self._picker = SmoothWeighted(weights)
+
+    def order(self) -> list[Upstream]:
+        ups = self._upstreams
+        start = self._picker.pick()
+        return [*ups[start:], *ups[:start]]
+
+
+def balancer(route: Route) -> Balancer:
+    """The route's balancer: plain round robin unless its upstreams carry weights."""
+    if route.weights is None:
+        return Balancer(route.upstreams)
+    return WeightedBalancer(route.upstreams, route.weights)
 
 
 def request_target(scope: Scope, route: Route, upstream: Upstream) -> bytes:

@@ -41,6 +41,7 @@ from tokenward.gateway.upstream import (
     ResponseHead,
     UpstreamError,
 )
+from tokenward.gateway.weighted import SmoothWeighted, weights_or_none
 
 PREFIX = "tokenward_gateway"
 
@@ -115,6 +116,25 @@ class Group:
         return [*members[start:], *members[:start]]
 
 
+class WeightedGroup(Group):
+    """Smooth weighted round robin over a group whose entries carry weights (weighted.py)."""
+
+    __slots__ = ("_picker",)
+
+    def __init__(self, members: tuple[Member, ...], weights: tuple[int, ...]) -> None:
+        super().__init__(members)
+        self._picker = SmoothWeighted(weights)
+
+    def order(self) -> list[Member]:
+        members = self.members
+        start = self._picker.pick()
+        return [*members[start:], *members[:start]]
+
+
+def group(members: tuple[Member, ...], weights: tuple[int, ...] | None) -> Group:
+    return Group(members) if weights is None else WeightedGroup(members, weights)
+
+
 class RouteTraffic:
     __slots__ = ("groups", "members", "policy", "route")
     members: dict[Upstream, Member]
@@ -130,9 +150,16 @@ class RouteTraffic:
                 reused = old.members.get(upstream) if keep and old is not None else None
                 members[upstream] = reused or Member(route.name, upstream, policy)
         self.members = members
-        self.groups = {"default": Group(tuple(members[u] for u in route.upstreams))}
-        for name, upstreams in policy.groups:
-            self.groups[name] = Group(tuple(members[u] for u in dict.fromkeys(upstreams)))
+        self.groups = {"default": group(tuple(members[u] for u in route.upstreams), route.weights)}
+        weights = policy.group_weights or (None,) * len(policy.groups)
+        for (name, upstreams), weighted in zip(policy.groups, weights, strict=True):
+            # A URL listed twice in a group counts once, with its first entry's weight.
+            first = {u: i for i, u in reversed(list(enumerate(upstreams)))}
+            picked = sorted(first.values())
+            self.groups[name] = group(
+                tuple(members[upstreams[i]] for i in picked),
+                None if weighted is None else weights_or_none(tuple(weighted[i] for i in picked)),
+            )
 
     def choose(self, incoming: Incoming, subject: str | None) -> Group:
         """The first canary rule that matches names the group; none: the route's upstreams."""

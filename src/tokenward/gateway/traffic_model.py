@@ -62,6 +62,8 @@ class ConnectionLimits:
 @dataclass(frozen=True)
 class TrafficPolicy:
     groups: tuple[tuple[str, tuple[Upstream, ...]], ...] = ()
+    # Per group (same order as `groups`): its upstreams' weights, None when all weigh 1.
+    group_weights: tuple[tuple[int, ...] | None, ...] = ()
     canary: tuple[CanaryRule, ...] = ()
     active: ActiveHealth | None = None
     passive: PassiveHealth | None = None
