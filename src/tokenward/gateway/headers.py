@@ -7,7 +7,7 @@ ASCII, or containing `%`, is percent-encoded (UTF-8), so no claim can inject a h
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from urllib.parse import quote
 
 from tokenward.core.claims import AccessToken
@@ -81,6 +81,7 @@ class Incoming:
 
     __slots__ = (
         "authorization",
+        "connection",
         "content_length",
         "dpop",
         "forwarded_for",
@@ -99,16 +100,17 @@ class Incoming:
         self.authorization: list[bytes] = []
         self.dpop: list[bytes] = []  # DPoP proofs (RFC 9449 §4.1): consumed on dpop routes
         self.forwarded_proto: bytes | None = None
+        self.connection = False  # a Connection header came: the names it lists are dropped
 
 
 def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """Field names the sender listed in Connection: hop-by-hop for this one hop too."""
-    names = [
-        token.strip().lower()
-        for name, value in headers
-        if name == b"connection"
-        for token in value.split(b",")
-    ]
+    return connection_names(b",".join(value for name, value in headers if name == b"connection"))
+
+
+def connection_names(values: bytes) -> frozenset[bytes]:
+    """The field names in Connection values (several values joined with `,`)."""
+    names = (token.strip().lower() for token in values.split(b","))
     return frozenset(name for name in names if name)
 
 
@@ -130,8 +132,13 @@ class RequestHeaderPolicy:
         self._folded_drop = frozenset(map(fold, self._drop))
 
     def upstream_headers(self, incoming: list[tuple[bytes, bytes]]) -> Incoming:
+        result = self._split(incoming, ())
+        if result.connection:  # rare: sorted again, now dropping the names it lists
+            result = self._split(incoming, connection_tokens(incoming))
+        return result
+
+    def _split(self, incoming: list[tuple[bytes, bytes]], listed: Collection[bytes]) -> Incoming:
         drop = self._drop
-        listed = connection_tokens(incoming) if any(n == b"connection" for n, _ in incoming) else ()
         result = Incoming()
         out = result.headers
         for name, value in incoming:
@@ -169,6 +176,8 @@ class RequestHeaderPolicy:
             result.has_body = value != b"0"
         elif name == b"transfer-encoding":
             result.has_body = True
+        elif name == b"connection":
+            result.connection = True
 
     def _strip_cookies(self, value: bytes) -> bytes:
         kept = [
@@ -219,13 +228,16 @@ def safe_header_value(value: str) -> bytes:
 
 
 def response_headers(
-    upstream: list[tuple[bytes, bytes]], dechunked: bool
+    upstream: list[tuple[bytes, bytes]], dechunked: bool, listed: Collection[bytes] = ()
 ) -> list[tuple[bytes, bytes]]:
-    listed = connection_tokens(upstream) if any(n == b"connection" for n, _ in upstream) else ()
-    return [
-        (name, value)
-        for name, value in upstream
-        if name not in RESPONSE_DROP
-        and name not in listed
-        and not (dechunked and name == b"content-length")
-    ]
+    """The upstream's fields that go back to the client; `listed`: the names its Connection
+    header lists (gateway/upstream.py gathers them while parsing the head)."""
+    if listed or dechunked:
+        return [
+            (name, value)
+            for name, value in upstream
+            if name not in RESPONSE_DROP
+            and name not in listed
+            and not (dechunked and name == b"content-length")
+        ]
+    return [(name, value) for name, value in upstream if name not in RESPONSE_DROP]

@@ -180,7 +180,7 @@ class Proxy:
         send: Send,
         extra: Headers,
     ) -> int:
-        headers = response_headers(response.headers, response.framing == "chunked")
+        headers = response_headers(response.headers, response.framing == "chunked", response.listed)
         headers.extend(extra)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         if response.body is not None:
@@ -223,9 +223,8 @@ async def _read_small(reader: asyncio.StreamReader, length: int) -> bytes:
 
 def _head(method: str, target: bytes, upstream: Upstream, incoming: Incoming) -> Headers:
     # The first pair carries the request line pieces; `_serialize` knows.
-    head: Headers = [(b"", method.encode("ascii")), (b"", target)]
-    head.append((b"host", upstream.host_header.encode("ascii")))
-    head.extend(incoming.headers)
+    head: Headers = [(b"", method.encode("ascii")), (b"", target), upstream.host_field]
+    head += incoming.headers
     return head
 
 
@@ -240,7 +239,7 @@ def _request_framing(incoming: Incoming) -> Headers:
 def _serialize(head: Headers) -> bytes:
     method, target = head[0][1], head[1][1]
     lines = [method + b" " + target + b" HTTP/1.1"]
-    lines.extend(name + b": " + value for name, value in head[2:])
+    lines += [name + b": " + value for name, value in head[2:]]  # a list: no generator
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from tokenward.gateway.headers import connection_names
 from tokenward.gateway.model import Upstream
 from tokenward.gateway.upstream_tls import UpstreamTls, open_stream, tls_failure
 
@@ -70,6 +71,8 @@ class ResponseHead:
     framing: str  # none | length | chunked | close
     length: int
     keep_alive: bool
+    # Field names the upstream's Connection header lists: hop-by-hop for this answer too.
+    listed: frozenset[bytes] | tuple[()] = ()
     body: bytes | None = None  # a small body read together with the head
 
 
@@ -143,13 +146,13 @@ class Pool:
 async def read_head(reader: asyncio.StreamReader, method: str) -> ResponseHead:
     while True:
         head = await _read_head_bytes(reader)
-        status, headers, version = _parse_head(head)
-        if status >= 200:
+        parsed = _parse_head(head)
+        if parsed.status >= 200:
             break
-        if status == 101:
+        if parsed.status == 101:
             raise BadUpstream("the upstream switched protocols, which the gateway cannot proxy")
         # 1xx interim responses (100 Continue, 103 Early Hints) are dropped: RFC 9110 §15.2.
-    return _framing(status, headers, version, method)
+    return _framing(parsed, method)
 
 
 async def _read_head_bytes(reader: asyncio.StreamReader) -> bytes:
@@ -167,7 +170,22 @@ async def _read_head_bytes(reader: asyncio.StreamReader) -> bytes:
         raise StaleConnection("the upstream connection failed") from None
 
 
-def _parse_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+class _Head:
+    """A parsed response head, with the framing fields gathered in the same pass (this runs
+    on every request: one loop over the fields, not one per question asked of them)."""
+
+    __slots__ = ("codings", "connection", "headers", "lengths", "status", "version")
+
+    def __init__(self, status: int, version: bytes) -> None:
+        self.status = status
+        self.version = version
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.lengths: list[bytes] = []  # every Content-Length value
+        self.codings: list[bytes] = []  # every Transfer-Encoding value
+        self.connection: list[bytes] = []  # every Connection value
+
+
+def _parse_head(head: bytes) -> _Head:
     lines = head[:-4].split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or not parts[1].isdigit():
@@ -175,35 +193,49 @@ def _parse_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     status = int(parts[1])
     if not 100 <= status <= 599:
         raise BadUpstream("the upstream sent an invalid status code")
-    headers = []
+    parsed = _Head(status, parts[0])
+    headers = parsed.headers
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        # RFC 9112 §5.1: no whitespace before the colon; §5.2: obs-fold is refused.
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+        # RFC 9112 §5.1: no whitespace before the colon; §5.2: obs-fold (a line starting
+        # with whitespace) is refused: both leave `name` unequal to its stripped self.
+        if not colon or not name or name != name.strip():
             raise BadUpstream("the upstream sent a malformed header")
-        headers.append((name.lower(), value.strip(b" \t")))
-    return status, headers, parts[0]
+        name = name.lower()
+        value = value.strip(b" \t")
+        headers.append((name, value))
+        if name in _FRAMING_FIELDS:
+            if name == b"content-length":
+                parsed.lengths.append(value)
+            elif name == b"transfer-encoding":
+                parsed.codings.append(value)
+            else:
+                parsed.connection.append(value)
+    return parsed
 
 
-def _framing(
-    status: int, headers: list[tuple[bytes, bytes]], version: bytes, method: str
-) -> ResponseHead:
-    lengths = {value for name, value in headers if name == b"content-length"}
-    codings = b",".join(value for name, value in headers if name == b"transfer-encoding")
-    tokens = b",".join(value for name, value in headers if name == b"connection").lower()
-    keep_alive = version == b"HTTP/1.1" and b"close" not in tokens
+_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+
+def _framing(parsed: _Head, method: str) -> ResponseHead:
+    status, headers = parsed.status, parsed.headers
+    tokens = b",".join(parsed.connection).lower()
+    listed = connection_names(tokens) if tokens else ()
+    keep_alive = parsed.version == b"HTTP/1.1" and b"close" not in tokens
     if method == "HEAD" or status in NO_BODY_STATUS:
-        return ResponseHead(status, headers, "none", 0, keep_alive)
-    if codings:
+        return ResponseHead(status, headers, "none", 0, keep_alive, listed)
+    lengths = set(parsed.lengths)
+    if parsed.codings:
         # RFC 9112 §6.3 (3): Transfer-Encoding wins over Content-Length; chunked must be last.
+        codings = b",".join(parsed.codings)
         if codings.rsplit(b",", 1)[-1].strip().lower() == b"chunked":
-            return ResponseHead(status, headers, "chunked", 0, keep_alive and not lengths)
-        return ResponseHead(status, headers, "close", 0, False)
+            return ResponseHead(status, headers, "chunked", 0, keep_alive and not lengths, listed)
+        return ResponseHead(status, headers, "close", 0, False, listed)
     if lengths:
         if len(lengths) != 1 or not (value := next(iter(lengths))).isdigit():
             raise BadUpstream("the upstream sent an invalid Content-Length")
-        return ResponseHead(status, headers, "length", int(value), keep_alive)
-    return ResponseHead(status, headers, "close", 0, False)
+        return ResponseHead(status, headers, "length", int(value), keep_alive, listed)
+    return ResponseHead(status, headers, "close", 0, False, listed)
 
 
 async def body_chunks(
