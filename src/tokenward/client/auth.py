@@ -5,7 +5,9 @@ carries `ath` and the origin's latest nonce (RFC 9449 §7.1). Before a request, 
 within `skew` seconds is renewed; after a `401 invalid_token` the token is renewed once and the
 request retried once; after a `401 use_dpop_nonce` (§9) the request is retried once with the
 new nonce; a `401 insufficient_user_authentication` (RFC 9470) raises `StepUpRequired` with
-the acr_values and max_age the API asked for. Renewal is single flight: one lock per mode (a
+the acr_values and max_age the API asked for, or, with `step_up=True` on an interactive source
+(`AuthorizationCodePKCE`), signs the user in again asking for them and retries the request
+once (a second challenge raises). Renewal is single flight: one lock per mode (a
 `threading.Lock` for `httpx.Client`, an `asyncio.Lock` for `httpx.AsyncClient`), and whoever
 gets it second finds the work done.
 Rotated refresh tokens go to the store at once and replace their predecessor everywhere.
@@ -33,6 +35,7 @@ from tokenward.client.errors import (
     StoreError,
     safe_text,
 )
+from tokenward.client.loopback import AuthorizationCodePKCE
 from tokenward.client.nonces import NonceCache
 from tokenward.client.storage import MemoryStore, TokenStore
 from tokenward.client.token_source import TokenSource
@@ -70,6 +73,13 @@ def step_up_of(response: httpx.Response) -> StepUpRequired | None:
     return None
 
 
+def _step_up_required(response: httpx.Response) -> StepUpRequired:
+    challenge = step_up_of(response)
+    if challenge is None:  # only called for a response `_retry_for` found a challenge in
+        raise StepUpRequired(None, None)
+    return challenge
+
+
 def _identity(tokens: TokenSet) -> tuple[str, str | None]:
     return tokens.access_token, tokens.refresh_token
 
@@ -77,6 +87,7 @@ def _identity(tokens: TokenSet) -> tuple[str, str | None]:
 class _Retry(Enum):
     NONCE = "nonce"
     REFRESH = "refresh"
+    STEP_UP = "step_up"
 
 
 class TokenAuth(httpx.Auth):
@@ -92,7 +103,16 @@ class TokenAuth(httpx.Auth):
         skew: float = DEFAULT_SKEW,
         clock: Callable[[], float] | None = None,
         allow_insecure_http: bool = False,
+        step_up: bool = False,
     ) -> None:
+        """`step_up`: on an RFC 9470 challenge, sign in again (the source's browser sign-in,
+        with the challenge's acr_values and max_age) and retry once. Only a source that can
+        ask the user, `AuthorizationCodePKCE`; others always raise `StepUpRequired`."""
+        if step_up and not isinstance(source, AuthorizationCodePKCE):
+            raise ValueError("step_up=True needs an interactive source (AuthorizationCodePKCE)")
+        self._interactive = (
+            source if step_up and isinstance(source, AuthorizationCodePKCE) else None
+        )
         self.source = source
         self.store: TokenStore = store if store is not None else MemoryStore()
         self.store_key = store_key or source.store_key
@@ -140,6 +160,14 @@ class TokenAuth(httpx.Auth):
             if retry is _Retry.REFRESH:
                 with self._sync_lock:
                     tokens = self._renew_sync(tokens, proactive=False)
+            elif retry is _Retry.STEP_UP and self._interactive is not None:
+                challenge = _step_up_required(response)
+                with self._sync_lock:  # one sign-in for concurrent requests, not one each
+                    tokens = self._stepped_up(tokens) or self._keep(
+                        self._interactive.login(
+                            acr_values=challenge.acr_values, max_age=challenge.max_age
+                        )
+                    )
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -155,6 +183,14 @@ class TokenAuth(httpx.Auth):
             if retry is _Retry.REFRESH:
                 async with self._async_lock():
                     tokens = await self._renew_async(tokens, proactive=False)
+            elif retry is _Retry.STEP_UP and self._interactive is not None:
+                challenge = _step_up_required(response)
+                async with self._async_lock():
+                    tokens = self._stepped_up(tokens) or self._keep(
+                        await self._interactive.alogin(
+                            acr_values=challenge.acr_values, max_age=challenge.max_age
+                        )
+                    )
 
     def _authorized(self, request: httpx.Request, tokens: TokenSet) -> httpx.Request:
         url = request.url
@@ -179,12 +215,21 @@ class TokenAuth(httpx.Auth):
             return None
         step_up = step_up_of(response)
         if step_up is not None:
+            if self._interactive is not None and _Retry.STEP_UP not in done:
+                return _Retry.STEP_UP  # a new sign-in, asking for what the API wants
             raise step_up  # a new token from the same sign-in would be refused the same way
         errors = challenge_errors(response)
         if "use_dpop_nonce" in errors and tokens.is_dpop and fresh_nonce:
             return None if _Retry.NONCE in done else _Retry.NONCE
         if "invalid_token" in errors and _Retry.REFRESH not in done:
             return _Retry.REFRESH
+        return None
+
+    def _stepped_up(self, refused: TokenSet) -> TokenSet | None:
+        """Tokens from a sign-in another request made while we waited for the lock."""
+        current = self._reload()
+        if current is not None and current.access_token != refused.access_token:
+            return current
         return None
 
     # --- renewal (callers hold the mode's lock) -------------------------------------------

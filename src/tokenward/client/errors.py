@@ -72,7 +72,7 @@ class StepUpRequired(ClientError):
     `insufficient_user_authentication`): sign the user in again asking for `acr_values` and
     `max_age`, e.g. `AuthorizationCodePKCE.login(acr_values=e.acr_values, max_age=e.max_age)`.
     Renewing the token would not help (a refresh keeps the sign-in it came from), so the SDK
-    does not retry."""
+    does not retry, unless `TokenAuth(step_up=True)` signs in again (once per request)."""
 
     def __init__(self, acr_values: str | None, max_age: int | None, description: str = "") -> None:
         self.acr_values = acr_values

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from tokenward.core.blocklist import IpBlocklist
 from tokenward.core.claims import AccessToken
-from tokenward.core.errors import BearerError
+from tokenward.core.errors import BearerError, InsufficientUserAuthentication
 from tokenward.core.events import ALLOW, DENY, IP_BLOCKED, UsageEvent, UsageSink
 from tokenward.core.lifecycle import Background
 from tokenward.core.ratelimits import RateDecision, RatePolicy
@@ -36,6 +36,7 @@ from tokenward.gateway.authz import (
     resolved,
 )
 from tokenward.gateway.bff import LOGIN_RATE, Bff, parse_cookies
+from tokenward.gateway.bff_stepup import StepUp, UpstreamChallenge, step_up_answer
 from tokenward.gateway.compiled import Compiled, check_reloadable
 from tokenward.gateway.contextual import Engines, judge, route_engines
 from tokenward.gateway.headers import Incoming
@@ -358,13 +359,25 @@ class Gateway:
     ) -> int:
         """Decide, then forward: the gateway as the proxy."""
         compiled = loaded[0]
+        original = scope
         scope, path, readings = resolved(scope)
         _note_request(record, scope, path)
         bff = self.bff
         if bff is not None and path in bff.paths:
             return await self._bff_endpoint(bff, compiled, scope, send, record)
-        decision = await self._decide(loaded, scope, path, readings, record)
+        try:
+            decision = await self._decide(loaded, scope, path, readings, record)
+        except InsufficientUserAuthentication as exc:
+            if bff is None or not _is_bff_route(compiled, record.route):
+                raise
+            step_up = StepUp(exc.acr_values, exc.max_age)
+            return await self._bff_step_up(bff, compiled, original, send, record, step_up)
         route, incoming, token = decision.route, decision.incoming, decision.token
+        upstream_challenge = None
+        if bff is not None and route.auth == "bff":
+            # An API behind the gateway may ask for step-up too (RFC 9470 resource server):
+            # the browser cannot answer that challenge, so the gateway does (bff_stepup.py).
+            upstream_challenge = send = UpstreamChallenge(send)
         if route.schema is not None:
             receive, send = await self._schema(route, route.schema, decision, path, receive, send)
         scope, added, extra = decision.scope, decision.added, decision.extra
@@ -384,10 +397,47 @@ class Gateway:
         if ttl is not None and token is not None and scope["method"] in UNSAFE:
             keys = [value for name, value in incoming.headers if name == b"idempotency-key"]
             if keys:
-                return await self._idempotent(
+                status = await self._idempotent(
                     scope, receive, send, route, ttl, token, keys, extra, forward, record
                 )
-        return await forward(receive, send)
+                return await self._after_upstream(
+                    compiled, original, record, upstream_challenge, status
+                )
+        status = await forward(receive, send)
+        return await self._after_upstream(compiled, original, record, upstream_challenge, status)
+
+    async def _after_upstream(
+        self,
+        compiled: Compiled,
+        scope: Scope,
+        record: AuditRecord,
+        upstream_challenge: UpstreamChallenge | None,
+        status: int,
+    ) -> int:
+        """The upstream's answer went to the client, unless it was a step-up challenge on a
+        bff route: then the browser is led to sign in again (held back by the wrapper)."""
+        if upstream_challenge is None or upstream_challenge.step_up is None or self.bff is None:
+            return status
+        step_up = upstream_challenge.step_up
+        return await self._bff_step_up(
+            self.bff, compiled, scope, upstream_challenge.inner, record, step_up
+        )
+
+    async def _bff_step_up(
+        self,
+        bff: Bff,
+        compiled: Compiled,
+        scope: Scope,
+        send: Send,
+        record: AuditRecord,
+        step_up: StepUp,
+    ) -> int:
+        cookies = parse_cookies(scope["headers"])
+        hsts = compiled.hsts(compiled.scheme(scope, Incoming(), None))
+        marker = cookies.get(bff.step_up_cookie)
+        answer, reason = step_up_answer(scope, step_up, bff.settings.login_path, marker, hsts)
+        record.reason = reason
+        return await send_answer(send, answer)
 
     async def _schema(
         self,
@@ -619,6 +669,10 @@ def _note_request(record: AuditRecord, scope: Scope, path: str) -> None:
     record.path = path[:MAX_AUDIT_PATH]
     agent = next((v for k, v in scope.get("headers", ()) if k == b"user-agent"), b"")
     record.agent = agent[:256].decode("latin-1") or None
+
+
+def _is_bff_route(compiled: Compiled, name: str | None) -> bool:
+    return any(route.name == name and route.auth == "bff" for route in compiled.config.routes)
 
 
 def _subject(token: AccessToken | None) -> str | None:

@@ -37,6 +37,7 @@ from starlette.types import Scope
 
 from tokenward.core.ratelimits import RatePolicy
 from tokenward.gateway.bff_seal import PendingLogin, Sealed, SessionRecord, new_secret
+from tokenward.gateway.bff_stepup import LOOP_WINDOW, step_up_from_query
 from tokenward.gateway.bff_store import MemorySessionStore, SessionStore
 from tokenward.gateway.model import BffSettings
 from tokenward.gateway.policy import Denied
@@ -87,6 +88,7 @@ class Bff:
         self.session_cookie = f"{prefix}tw_session"
         self.csrf_cookie = f"{prefix}tw_csrf"
         self.login_cookie = f"{prefix}tw_login"
+        self.step_up_cookie = f"{prefix}tw_stepup"  # loop protection (gateway/bff_stepup.py)
         self.paths = {
             settings.login_path: self._login,
             settings.callback_path: self._callback,
@@ -96,7 +98,7 @@ class Bff:
     @property
     def cookie_names(self) -> tuple[str, ...]:
         """Cookies the upstream never sees."""
-        return (self.session_cookie, self.csrf_cookie, self.login_cookie)
+        return (self.session_cookie, self.csrf_cookie, self.login_cookie, self.step_up_cookie)
 
     # --- the flow's own endpoints ----------------------------------------------------------
     async def endpoint(self, scope: Scope, cookies: dict[str, str]) -> tuple[int, Headers]:
@@ -109,9 +111,13 @@ class Bff:
         # Only a local path: an open redirect here would hand users to any site after login.
         if not return_to.startswith("/") or return_to.startswith("//") or "\\" in return_to:
             return_to = "/"
+        # RFC 9470 §4: a step-up asks the issuer for these; it honours both (max_age makes an
+        # older sign-in authenticate again, OIDC Core §3.1.2.1), so no prompt=login is added.
+        step_up = step_up_from_query(query)
         state, verifier = new_secret(), secrets.token_urlsafe(48)
         sealed = Sealed(state)
-        pending = PendingLogin(verifier, return_to, self._clock() + LOGIN_TTL)
+        marker = step_up.marker() if step_up is not None else ""
+        pending = PendingLogin(verifier, return_to, self._clock() + LOGIN_TTL, marker)
         await self.store.put_login(sealed.key, sealed.seal(pending), LOGIN_TTL)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
         params = {
@@ -122,6 +128,7 @@ class Bff:
             "state": state,
             "code_challenge": challenge.rstrip(b"=").decode(),
             "code_challenge_method": "S256",
+            **(step_up.params() if step_up is not None else {}),
         }
         location = f"{self.endpoints.authorization}?{urlencode(params)}"
         cookie = self._cookie(self.login_cookie, state, int(LOGIN_TTL), http_only=True)
@@ -150,6 +157,7 @@ class Bff:
                 "code_verifier": pending.verifier,
             }
         )
+        await self._retire(cookies)
         cookie, record = await self._new_session(tokens)
         max_age = int(self.settings.session_ttl)
         headers = [
@@ -158,7 +166,21 @@ class Bff:
             self._cookie(self.csrf_cookie, record.csrf, max_age, False),
             self._cookie(self.login_cookie, "", 0, http_only=True),
         ]
+        if pending.step_up:  # the same demand again soon means the sign-in fell short
+            headers.append(self._cookie(self.step_up_cookie, pending.step_up, LOOP_WINDOW, True))
         return 302, headers
+
+    async def _retire(self, cookies: dict[str, str]) -> None:
+        """A new sign-in replaces the browser's session (a step-up's stronger one): the old
+        record is forgotten and its refresh token revoked, not left to its TTL."""
+        sealed = Sealed.of(cookies.get(self.session_cookie))
+        if sealed is None:
+            return
+        record = sealed.session(await self.store.load(sealed.key, None))
+        await self.store.delete(sealed.key)
+        revocation = self.endpoints.revocation
+        if record is not None and record.refresh_token and revocation:
+            await self._revoke(revocation, record.refresh_token)
 
     async def _logout(self, scope: Scope, cookies: dict[str, str]) -> tuple[int, Headers]:
         if scope["method"] != "POST":

@@ -48,6 +48,7 @@ class PendingLogin:
     verifier: str
     return_to: str
     expires_at: float
+    step_up: str = ""  # a step-up sign-in: what it asks for (bff_stepup.StepUp.marker)
 
 
 def new_secret() -> str:
