@@ -45,6 +45,7 @@ from tokenward.store.sql import (
     SqlGrantStore,
     SqliteCodeStore,
     SqliteGrantStore,
+    SqliteUserStore,
     SqliteWriter,
     SqlKeyStore,
     SqlPushedRequestStore,
@@ -93,7 +94,10 @@ def memory_backend(clock: FrozenClock) -> Backend:
     )
 
 
-def sql_backend(name: str, engine: AsyncEngine, clock: FrozenClock) -> Backend:
+def sql_backend(
+    name: str, engine: AsyncEngine, clock: FrozenClock, writer: SqliteWriter | None = None
+) -> Backend:
+    """`writer` (a SQLite file) answers `UserStore.get`, as deploy/wiring.py does."""
     sessions = session_factory(engine)
     return Backend(
         name,
@@ -102,7 +106,7 @@ def sql_backend(name: str, engine: AsyncEngine, clock: FrozenClock) -> Backend:
         SqlRevocationStore(sessions, clock),
         SqlAccessTokenStore(sessions, clock),
         SqlClientStore(sessions),
-        SqlUserStore(sessions),
+        SqlUserStore(sessions) if writer is None else SqliteUserStore(sessions, writer),
         engine,
     )
 
@@ -186,8 +190,8 @@ async def backend(
     if request.param == "memory":
         yield memory_backend(clock)
         return
-    async with open_engine(request.param, tmp_path) as engine:
-        yield sql_backend(request.param, engine, clock)
+    async with open_engine(request.param, tmp_path) as engine, sqlite_writer(engine) as writer:
+        yield sql_backend(request.param, engine, clock, writer)
 
 
 @pytest.fixture(params=SQL)
@@ -195,8 +199,8 @@ async def sql(
     request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
 ) -> AsyncIterator[Backend]:
     """Only the durable backends: for what memory cannot fail at (transactions, schema)."""
-    async with open_engine(request.param, tmp_path) as engine:
-        yield sql_backend(request.param, engine, clock)
+    async with open_engine(request.param, tmp_path) as engine, sqlite_writer(engine) as writer:
+        yield sql_backend(request.param, engine, clock, writer)
 
 
 @dataclass

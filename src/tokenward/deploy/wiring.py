@@ -814,6 +814,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     closers: list[Callable[[], Awaitable[Any]]] = [engine.dispose]
     grants: sql.SqlGrantStore
     codes: sql.SqlCodeStore
+    users = sql.SqlUserStore(sessions)
     path = sql.sqlite_file(url)
     if path is not None:
         # SQLite file: the token endpoint's grant writes in one thread hop per group-committed
@@ -822,6 +823,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         closers.insert(0, writer.aclose)
         grants = sql.SqliteGrantStore(sessions, writer, clock)
         codes = sql.SqliteCodeStore(sessions, writer, clock)
+        users = sql.SqliteUserStore(sessions, writer)
     else:
         # In-memory SQLite shares commits through the engine; PostgreSQL writes as before.
         group = sql.GroupCommit(sessions) if url.startswith("sqlite") else None
@@ -834,7 +836,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         revocations=sql.SqlRevocationStore(sessions, clock),
         access_tokens=sql.SqlAccessTokenStore(sessions, clock),
         clients=CachedClientStore(sql.SqlClientStore(sessions)),
-        users=sql.SqlUserStore(sessions),
+        users=users,
         replay=(
             RedisReplayCache(redis, clock, prefix=Namespace.of(settings).replay)
             if redis

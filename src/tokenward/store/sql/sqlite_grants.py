@@ -1,4 +1,4 @@
-"""GrantStore and CodeStore on SQLite with the token endpoint's path in one thread hop.
+"""GrantStore, CodeStore and UserStore.get on SQLite, the token endpoint's path in one thread hop.
 
 The same statements as store/sql/grants.py and store/sql/codes.py -- rotation is a conditional
 UPDATE ... WHERE rotated_at IS NULL checked through RETURNING, a reuse revokes the family, a code
@@ -24,12 +24,14 @@ from tokenward.core.records import (
     MintedToken,
     RefreshRecord,
     RotationOutcome,
+    UserRecord,
 )
 from tokenward.store.sql import grants as sql_grants
 from tokenward.store.sql.codes import SqlCodeStore
 from tokenward.store.sql.grants import SqlGrantStore
 from tokenward.store.sql.models import load_strings
 from tokenward.store.sql.sqlite_writer import SqliteWriter
+from tokenward.store.sql.users import SqlUserStore
 
 Rotation = tuple[str, FamilyRecord | None, RefreshRecord | None]
 
@@ -77,6 +79,10 @@ _JOINED = (
     " JOIN grant_families AS f ON f.family_id = t.family_id WHERE t.digest = ?"
 )
 _CODE_COLUMNS = ", ".join(_CODE)
+_USER = (
+    "SELECT user_id, username, password_hash, created_at, password_changed_at, disabled, claims"
+    " FROM users WHERE user_id = ?"
+)
 
 
 class SqliteGrantStore(SqlGrantStore):
@@ -315,3 +321,29 @@ def _code(row: Any) -> CodeRecord:
     values["audience"] = load_strings(values["audience"])
     values["redirect_uri_given"] = bool(values["redirect_uri_given"])
     return CodeRecord(**values)
+
+
+class SqliteUserStore(SqlUserStore):
+    """`get` (read on every refresh and code exchange) in one hop to the writer's reader
+    thread; everything else inherited unchanged."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], writer: SqliteWriter) -> None:
+        super().__init__(sessions)
+        self._writer = writer
+
+    async def get(self, user_id: str) -> UserRecord | None:
+        row = await self._writer.read(
+            lambda connection: connection.execute(_USER, (user_id,)).fetchone()
+        )
+        if row is None:
+            return None
+        user_id, username, password_hash, created_at, changed_at, disabled, claims = row
+        return UserRecord(
+            user_id=user_id,
+            username=username,
+            password_hash=password_hash,
+            created_at=created_at,
+            password_changed_at=changed_at,
+            disabled=bool(disabled),
+            claims=claims,
+        )
