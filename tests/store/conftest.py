@@ -43,6 +43,10 @@ from tokenward.store.sql import (
     SqlConsentStore,
     SqlDeviceStore,
     SqlGrantStore,
+    SqliteCodeStore,
+    SqliteGrantStore,
+    SqliteUserStore,
+    SqliteWriter,
     SqlKeyStore,
     SqlPushedRequestStore,
     SqlReplayCache,
@@ -52,6 +56,7 @@ from tokenward.store.sql import (
     create_engine,
     migrate,
     session_factory,
+    sqlite_file,
 )
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -89,7 +94,10 @@ def memory_backend(clock: FrozenClock) -> Backend:
     )
 
 
-def sql_backend(name: str, engine: AsyncEngine, clock: FrozenClock) -> Backend:
+def sql_backend(
+    name: str, engine: AsyncEngine, clock: FrozenClock, writer: SqliteWriter | None = None
+) -> Backend:
+    """`writer` (a SQLite file) answers `UserStore.get`, as deploy/wiring.py does."""
     sessions = session_factory(engine)
     return Backend(
         name,
@@ -98,7 +106,7 @@ def sql_backend(name: str, engine: AsyncEngine, clock: FrozenClock) -> Backend:
         SqlRevocationStore(sessions, clock),
         SqlAccessTokenStore(sessions, clock),
         SqlClientStore(sessions),
-        SqlUserStore(sessions),
+        SqlUserStore(sessions) if writer is None else SqliteUserStore(sessions, writer),
         engine,
     )
 
@@ -161,6 +169,20 @@ async def open_engine(
 SQL = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+@asynccontextmanager
+async def sqlite_writer(engine: AsyncEngine) -> AsyncIterator[SqliteWriter | None]:
+    """The engine's SQLite file's writer (deploy/wiring.py makes one), or None, closed after."""
+    path = sqlite_file(engine.url.render_as_string(hide_password=False))
+    if path is None:
+        yield None
+        return
+    writer = SqliteWriter(path)
+    try:
+        yield writer
+    finally:
+        await writer.aclose()
+
+
 @pytest.fixture(params=["memory", *SQL])
 async def backend(
     request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
@@ -168,8 +190,8 @@ async def backend(
     if request.param == "memory":
         yield memory_backend(clock)
         return
-    async with open_engine(request.param, tmp_path) as engine:
-        yield sql_backend(request.param, engine, clock)
+    async with open_engine(request.param, tmp_path) as engine, sqlite_writer(engine) as writer:
+        yield sql_backend(request.param, engine, clock, writer)
 
 
 @pytest.fixture(params=SQL)
@@ -177,8 +199,8 @@ async def sql(
     request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
 ) -> AsyncIterator[Backend]:
     """Only the durable backends: for what memory cannot fail at (transactions, schema)."""
-    async with open_engine(request.param, tmp_path) as engine:
-        yield sql_backend(request.param, engine, clock)
+    async with open_engine(request.param, tmp_path) as engine, sqlite_writer(engine) as writer:
+        yield sql_backend(request.param, engine, clock, writer)
 
 
 @dataclass
@@ -212,15 +234,24 @@ def memory_flows_backend(clock: FrozenClock) -> Flows:
     )
 
 
-def sql_flows_backend(name: str, engine: AsyncEngine, clock: FrozenClock) -> Flows:
+def sql_flows_backend(
+    name: str, engine: AsyncEngine, clock: FrozenClock, writer: SqliteWriter | None = None
+) -> Flows:
+    """`writer` (a SQLite file) takes the grant and code writes, as deploy/wiring.py does;
+    without it SQLite shares commits through GroupCommit (in-memory SQLite in the wiring)."""
     sessions = session_factory(engine)
-    group = GroupCommit(sessions) if name == "sqlite" else None  # as deploy/wiring.py does
+    group = GroupCommit(sessions) if name == "sqlite" else None
+    codes: CodeStore = SqlCodeStore(sessions, clock, group=group)
+    grants: GrantStore = SqlGrantStore(sessions, clock, group=group)
+    if writer is not None:
+        codes = SqliteCodeStore(sessions, writer, clock)
+        grants = SqliteGrantStore(sessions, writer, clock)
     return Flows(
         name,
         clock,
         SqlSessionStore(sessions, clock),
-        SqlCodeStore(sessions, clock, group=group),
-        SqlGrantStore(sessions, clock, group=group),
+        codes,
+        grants,
         SqlDeviceStore(sessions, clock),
         SqlConsentStore(sessions),
         SqlReplayCache(sessions, clock),
@@ -236,8 +267,8 @@ async def flows(
     if request.param == "memory":
         yield memory_flows_backend(clock)
         return
-    async with open_engine(request.param, tmp_path) as engine:
-        yield sql_flows_backend(request.param, engine, clock)
+    async with open_engine(request.param, tmp_path) as engine, sqlite_writer(engine) as writer:
+        yield sql_flows_backend(request.param, engine, clock, writer)
 
 
 @pytest.fixture(params=SQL)
@@ -245,8 +276,8 @@ async def sql_flows(
     request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
 ) -> AsyncIterator[Flows]:
     """Only the durable flow backends: purging, constraints, shared state."""
-    async with open_engine(request.param, tmp_path) as engine:
-        yield sql_flows_backend(request.param, engine, clock)
+    async with open_engine(request.param, tmp_path) as engine, sqlite_writer(engine) as writer:
+        yield sql_flows_backend(request.param, engine, clock, writer)
 
 
 async def count_rows(flows: Flows, table: str) -> int:

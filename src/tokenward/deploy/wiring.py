@@ -811,10 +811,24 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     await sql.migrate(engine)
     sessions = sql.session_factory(engine)
     redis = connect(settings.redis_url) if settings.redis_url else None
-    # SQLite: the token endpoint's writes share commits (store/sql/group_commit.py).
-    group = sql.GroupCommit(sessions) if url.startswith("sqlite") else None
-    grants = sql.SqlGrantStore(sessions, clock, group=group)
     closers: list[Callable[[], Awaitable[Any]]] = [engine.dispose]
+    grants: sql.SqlGrantStore
+    codes: sql.SqlCodeStore
+    users = sql.SqlUserStore(sessions)
+    path = sql.sqlite_file(url)
+    if path is not None:
+        # SQLite file: the token endpoint's grant writes in one thread hop per group-committed
+        # batch (store/sql/sqlite_writer.py); closed before the engine.
+        writer = sql.SqliteWriter(path)
+        closers.insert(0, writer.aclose)
+        grants = sql.SqliteGrantStore(sessions, writer, clock)
+        codes = sql.SqliteCodeStore(sessions, writer, clock)
+        users = sql.SqliteUserStore(sessions, writer)
+    else:
+        # In-memory SQLite shares commits through the engine; PostgreSQL writes as before.
+        group = sql.GroupCommit(sessions) if url.startswith("sqlite") else None
+        grants = sql.SqlGrantStore(sessions, clock, group=group)
+        codes = sql.SqlCodeStore(sessions, clock, group=group)
     if redis is not None:
         closers.append(redis.aclose)
     return StoreSet(
@@ -822,14 +836,14 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         revocations=sql.SqlRevocationStore(sessions, clock),
         access_tokens=sql.SqlAccessTokenStore(sessions, clock),
         clients=CachedClientStore(sql.SqlClientStore(sessions)),
-        users=sql.SqlUserStore(sessions),
+        users=users,
         replay=(
             RedisReplayCache(redis, clock, prefix=Namespace.of(settings).replay)
             if redis
             else sql.SqlReplayCache(sessions, clock)
         ),
         sessions=sql.SqlSessionStore(sessions, clock),
-        codes=sql.SqlCodeStore(sessions, clock, group=group),
+        codes=codes,
         grants=grants,
         lineage=grants,
         devices=sql.SqlDeviceStore(sessions, clock),

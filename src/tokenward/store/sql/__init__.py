@@ -26,6 +26,8 @@ from tokenward.store.sql.registration import SqlInitialAccessTokens, SqlRegistra
 from tokenward.store.sql.replay import SqlReplayCache
 from tokenward.store.sql.revocations import SqlRevocationStore
 from tokenward.store.sql.sessions import SqlSessionStore
+from tokenward.store.sql.sqlite_grants import SqliteCodeStore, SqliteGrantStore, SqliteUserStore
+from tokenward.store.sql.sqlite_writer import SqliteWriter, sqlite_file
 from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
 from tokenward.store.sql.users import SqlUserStore
 
@@ -51,8 +53,13 @@ __all__ = [
     "SqlSsfStreams",
     "SqlTotpFactors",
     "SqlUserStore",
+    "SqliteCodeStore",
+    "SqliteGrantStore",
+    "SqliteUserStore",
+    "SqliteWriter",
     "alembic_config",
     "create_engine",
     "migrate",
     "session_factory",
+    "sqlite_file",
 ]

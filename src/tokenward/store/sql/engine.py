@@ -39,7 +39,7 @@ def create_engine(url: str, *, schema: str | None = None, echo: bool = False) ->
         if schema is not None:
             raise ValueError("SQLite has no schemas; leave `schema` unset")
         engine = _create_async_engine(url, echo=echo)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     if url.startswith("postgresql+asyncpg:"):
         # Bounded waits, as for Redis (store/redis_client.py): a database that stops answering
@@ -63,7 +63,9 @@ def create_engine(url: str, *, schema: str | None = None, echo: bool = False) ->
     )
 
 
-def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+def sqlite_pragmas(
+    dbapi_connection: DBAPIConnection | sqlite3.Connection, _record: ConnectionPoolEntry | None
+) -> None:
     cursor = dbapi_connection.cursor()
     # First, so that even switching to WAL waits for a lock instead of failing: writers queue
     # rather than fail at once (SQLite allows one writer at a time).

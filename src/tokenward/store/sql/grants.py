@@ -147,8 +147,8 @@ async def insert_family(
 ) -> None:
     """A new family, its first refresh token and its first access token, in the caller's
     transaction. Plain INSERTs: ids are random, and a clash must fail rather than reset one."""
-    await session.execute(insert(FamilyRow).values(_family_values(family)))
-    await session.execute(insert(RefreshTokenRow).values(_token_values(first)))
+    await session.execute(insert(FamilyRow).values(family_values(family)))
+    await session.execute(insert(RefreshTokenRow).values(token_values(first)))
     if minted is not None:
         values = {"family_id": family.family_id, "jti": minted.jti, "expires_at": minted.expires_at}
         await session.execute(insert(MintedTokenRow).values(values))
@@ -222,7 +222,7 @@ async def _rotate_locked(
         )
         if rotated is not None:
             # A plain INSERT: a clash fails the whole rotation rather than overwrite a token.
-            await session.execute(insert(RefreshTokenRow).values(_token_values(successor)))
+            await session.execute(insert(RefreshTokenRow).values(token_values(successor)))
             return RotationOutcome.ROTATED, token
         # Someone else rotated it first (impossible while the family lock is held): judge the
         # repeat against what they committed.
@@ -270,7 +270,7 @@ def _add_minted(session: AsyncSession, values: dict[str, Any]) -> Insert:
     )
 
 
-def _family_values(family: FamilyRecord) -> dict[str, Any]:
+def family_values(family: FamilyRecord) -> dict[str, Any]:
     return {
         "family_id": family.family_id,
         "client_id": family.client_id,
@@ -304,7 +304,7 @@ def _family(row: FamilyRow) -> FamilyRecord:
     )
 
 
-def _token_values(token: RefreshRecord) -> dict[str, Any]:
+def token_values(token: RefreshRecord) -> dict[str, Any]:
     return {
         "digest": token.digest,
         "family_id": token.family_id,

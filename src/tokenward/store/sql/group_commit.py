@@ -9,6 +9,9 @@ one COMMIT. Every caller is answered only after that COMMIT returned, so what it
 durable exactly as before: the durability promise does not change, only how many answers one
 fsync pays for.
 
+On a SQLite file the token endpoint's stores use store/sql/sqlite_writer.py instead, the same
+batching in one thread hop per batch; this one serves an in-memory SQLite (and its tests).
+
 PostgreSQL commits concurrent transactions in parallel and holds row locks per transaction, so
 its stores write as before (no GroupCommit).
 """

@@ -1,0 +1,168 @@
+"""SQLite's hot path in one thread hop: plain stdlib `sqlite3` on a dedicated thread.
+
+Through SQLAlchemy's aiosqlite adapter every statement is three or four hops to aiosqlite's
+thread and back plus the greenlet bridge; a refresh rotation spent ~9 ms of event-loop CPU on
+that (docs/performance.md). Here a whole group-commit batch -- BEGIN IMMEDIATE, each write (in
+its own SAVEPOINT when the batch holds more than one), COMMIT -- is ONE call into the writer
+thread, and a read is one call into the reader thread, each thread with its own connection to
+the same database file.
+
+What stays as it was (store/sql/group_commit.py): writes that arrive while a batch commits
+wait together for the next batch; every caller is answered only after COMMIT returned, with
+`synchronous=FULL`; BEGIN IMMEDIATE takes SQLite's one write lock, so other processes on the same
+file (the CLI, other servers) queue on it for at most the busy timeout, then fail with "locked".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import make_url
+
+from tokenward.store.sql.engine import SQLITE_BUSY_TIMEOUT_MS, sqlite_pragmas
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], Any]
+MAX_BATCH = 128  # bounds how long one transaction holds the write lock
+Outcome = tuple[BaseException | None, Any]
+
+
+def sqlite_file(url: str) -> str | None:
+    """The database file a `sqlite+aiosqlite:///path` URL names; None for any other URL and
+    for an in-memory database (a second connection would see another database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+class SqliteWriter:
+    """Runs synchronous work on a SQLite file: writes in group-committed batches, reads alone."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        # One thread each (made on first use): a read never waits behind a batch's fsync.
+        self._writes: ThreadPoolExecutor | None = None
+        self._reads: ThreadPoolExecutor | None = None
+        self._local = threading.local()  # each thread's own connection
+        self._queue: list[tuple[Work, asyncio.Future[Any]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` on the reader's connection, outside any transaction (each SELECT sees what
+        was committed when it started)."""
+        loop = asyncio.get_running_loop()
+        if self._reads is None:
+            self._reads = ThreadPoolExecutor(1, thread_name_prefix="tokenward-sqlite-read")
+        result: T = await loop.run_in_executor(self._reads, self._read, work)
+        return result
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in a write transaction (SQLite's write lock held); its result once that
+        transaction is committed. If it raises, its caller gets the error and nothing it
+        wrote is kept."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((work, future))
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain())
+        return await future
+
+    async def aclose(self) -> None:
+        """Finish what is queued, then close both connections on their own threads and end
+        the threads. Like `AsyncEngine.dispose`, a later call opens them again."""
+        while self._draining is not None:
+            await asyncio.shield(self._draining)
+        loop = asyncio.get_running_loop()
+        executors, self._writes, self._reads = (self._writes, self._reads), None, None
+        for executor in executors:
+            if executor is not None:
+                await loop.run_in_executor(executor, self._close)
+                executor.shutdown(wait=True)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._commit(batch)
+        finally:
+            self._draining = None
+
+    async def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+        loop = asyncio.get_running_loop()
+        works = [work for work, _ in batch]
+        if self._writes is None:
+            self._writes = ThreadPoolExecutor(1, thread_name_prefix="tokenward-sqlite-write")
+        try:
+            outcomes = await loop.run_in_executor(self._writes, self._batch, works)
+        except Exception as exc:  # noqa: BLE001 - BEGIN, COMMIT or a lone work failed: nothing kept
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), (error, value) in zip(batch, outcomes, strict=True):
+            if future.done():  # its caller was cancelled; the write stands, as it would alone
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            # isolation_level=None: no implicit BEGIN; transactions are the explicit ones below.
+            connection = sqlite3.connect(
+                self._path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+            sqlite_pragmas(connection, None)
+            # FULL is SQLite's default; said here as the durability promise depends on it.
+            connection.execute("PRAGMA synchronous=FULL")
+            self._local.connection = connection
+        return connection
+
+    def _close(self) -> None:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            self._local.connection = None
+            connection.close()
+
+    def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return work(self._connection())
+
+    def _batch(self, works: list[Work]) -> list[Outcome]:
+        """One transaction on the writer's thread: BEGIN IMMEDIATE, the works, COMMIT."""
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            outcomes = _run(connection, works)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return outcomes
+
+
+def _run(connection: sqlite3.Connection, works: list[Work]) -> list[Outcome]:
+    if len(works) == 1:
+        # Alone in its batch: no SAVEPOINT. If it raises, the whole transaction is rolled
+        # back and its caller gets that error.
+        return [(None, works[0](connection))]
+    outcomes: list[Outcome] = []
+    for work in works:
+        connection.execute("SAVEPOINT work")
+        try:
+            value = work(connection)
+        except Exception as exc:  # noqa: BLE001 - handed to its own caller
+            connection.execute("ROLLBACK TO work")
+            connection.execute("RELEASE work")
+            outcomes.append((exc, None))
+            continue
+        connection.execute("RELEASE work")
+        outcomes.append((None, value))
+    return outcomes

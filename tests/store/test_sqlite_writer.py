@@ -1,0 +1,116 @@
+"""The SQLite writer on a real file: concurrent writes share commits, a failing one is rolled
+back alone, every caller is answered only once its batch is committed, and a writer in another
+connection (another process) is waited for, not overrun."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from tokenward.store.sql import SqliteWriter, sqlite_file
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def writer(tmp_path: Path) -> AsyncIterator[SqliteWriter]:
+    path = tmp_path / "w.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+    connection.close()
+    writer = SqliteWriter(str(path))
+    try:
+        yield writer
+    finally:
+        await writer.aclose()
+
+
+def _count(path: str) -> int:
+    """Read through a connection of its own: what it sees is committed."""
+    connection = sqlite3.connect(path)
+    try:
+        return int(connection.execute("SELECT count(*) FROM t").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def _insert(key: str, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
+    def work(connection: sqlite3.Connection) -> str:
+        connection.execute("INSERT INTO t VALUES (?, 1)", (key,))
+        if fail:
+            raise LookupError(key)
+        return key
+
+    return work
+
+
+async def test_concurrent_writes_share_commits_and_each_answer_follows_its_commit(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "w.db")
+    statements: list[str] = []
+    await writer.write(lambda connection: connection.set_trace_callback(statements.append))
+
+    async def insert(n: int) -> int:
+        await writer.write(_insert(f"k{n}"))
+        return _count(path)  # answered: already visible to another connection
+
+    seen = await asyncio.gather(*(insert(n) for n in range(50)))
+    assert all(count >= 1 for count in seen)
+    assert _count(path) == 50
+    commits = statements.count("COMMIT")
+    assert 1 <= commits < 50 / 4  # the first alone, then the rest in a few batches
+    # The callback came in inside the first transaction: it saw that one's COMMIT only.
+    assert statements.count("BEGIN IMMEDIATE") == commits - 1
+
+
+async def test_a_failing_write_is_rolled_back_alone_and_its_caller_gets_its_error(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    results = await asyncio.gather(
+        *(writer.write(_insert(f"k{n}", fail=n == 3)) for n in range(6)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[3], LookupError)
+    assert [r for i, r in enumerate(results) if i != 3] == ["k0", "k1", "k2", "k4", "k5"]
+    assert _count(str(tmp_path / "w.db")) == 5
+
+
+async def test_a_lone_failing_write_keeps_nothing(writer: SqliteWriter, tmp_path: Path) -> None:
+    with pytest.raises(LookupError):
+        await writer.write(_insert("alone", fail=True))
+    assert _count(str(tmp_path / "w.db")) == 0
+    assert await writer.write(_insert("next")) == "next"
+
+
+async def test_another_connections_write_lock_is_waited_for(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "w.db")
+    other = sqlite3.connect(path, isolation_level=None)  # as another process would hold it
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES ('other', 1)")
+    pending = asyncio.ensure_future(writer.write(_insert("mine")))
+    await asyncio.sleep(0)  # let it reach BEGIN IMMEDIATE, which now waits on the lock
+    assert not pending.done()
+    other.execute("COMMIT")
+    other.close()
+    assert await pending == "mine"
+    assert _count(path) == 2
+
+
+async def test_reads_see_what_was_committed(writer: SqliteWriter) -> None:
+    await writer.write(_insert("k"))
+    row = await writer.read(lambda c: c.execute("SELECT v FROM t WHERE k = 'k'").fetchone())
+    assert row == (1,)
+
+
+def test_only_a_sqlite_file_gets_a_writer() -> None:
+    assert sqlite_file("sqlite+aiosqlite:////var/lib/tw/tokenward.db") == "/var/lib/tw/tokenward.db"
+    assert sqlite_file("sqlite+aiosqlite://") is None
+    assert sqlite_file("sqlite+aiosqlite:///:memory:") is None
+    assert sqlite_file("postgresql+asyncpg://postgres@127.0.0.1/test") is None
