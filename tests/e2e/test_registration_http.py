@@ -24,7 +24,7 @@ from tests.e2e.conftest import CALLBACK, PASSWORD
 from tests.e2e.live import free_port, serve_in_thread
 from tests.e2e.test_interop_openid_client import NODE_DIR, _node_ready
 from tests.oauth.jar_setup import new_key, request_object
-from tests.server.flows import hidden_interaction
+from tests.server.flows import Pkce, hidden_interaction, query_of
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, build_services, memory_stores, open_stores
@@ -282,6 +282,131 @@ def test_read_update_delete_with_the_registration_access_token(server: Server) -
     assert deleted.status_code == 204
     assert httpx.get(uri, headers=new_bearer).status_code == 401
     assert _token(server.base, created["client_id"], created["client_secret"]).status_code == 401
+
+
+OTHER_CALLBACK = "http://127.0.0.1:9/other"
+
+
+def _code_flow(server: Server, client: dict[str, Any], scope: str) -> dict[str, Any]:
+    """Alice signs in to `client` (consenting when asked); its token response."""
+    pkce = Pkce.new()
+    with httpx.Client() as browser:
+        page = browser.get(
+            f"{server.base}/authorize",
+            params={
+                "response_type": "code",
+                "client_id": client["client_id"],
+                "redirect_uri": CALLBACK,
+                "scope": scope,
+                "state": "s",
+                "code_challenge": pkce.challenge,
+                "code_challenge_method": "S256",
+            },
+        )
+        done = browser.post(
+            f"{server.base}/login",
+            data={
+                "interaction": hidden_interaction(page.text),
+                "username": "alice",
+                "password": PASSWORD,
+            },
+        )
+        if done.status_code == 200:
+            done = browser.post(
+                f"{server.base}/consent",
+                data={"interaction": hidden_interaction(done.text), "decision": "approve"},
+            )
+        assert done.status_code == 302, done.text[:300]
+    tokens = httpx.post(
+        f"{server.base}/token",
+        auth=(client["client_id"], client["client_secret"]),
+        data={
+            "grant_type": "authorization_code",
+            "code": query_of(done.headers["location"])["code"],
+            "redirect_uri": CALLBACK,
+            "code_verifier": pkce.verifier,
+        },
+    )
+    assert tokens.status_code == 200, tokens.text
+    body: dict[str, Any] = tokens.json()
+    return body
+
+
+def _refresh(server: Server, client: dict[str, Any], refresh_token: str) -> httpx.Response:
+    return httpx.post(
+        f"{server.base}/token",
+        auth=(client["client_id"], client["client_secret"]),
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+    )
+
+
+def _userinfo(server: Server, access_token: str) -> int:
+    answer = httpx.get(
+        f"{server.base}/userinfo", headers={"authorization": f"Bearer {access_token}"}
+    )
+    return answer.status_code
+
+
+def _next_second(server: Server) -> None:
+    """Watermarks revoke what was issued in earlier whole seconds (`iat` has no fraction):
+    poll until the server's clock has left the second the tokens so far were issued in."""
+    start = int(server.clock())
+    deadline = time.monotonic() + 5
+    while int(server.clock()) <= start:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+WIDE = {**WEB, "redirect_uris": [CALLBACK, OTHER_CALLBACK], "scope": "openid profile email"}
+
+
+@pytest.mark.parametrize(
+    "narrowing",
+    [
+        {"scope": "openid profile"},
+        {"grant_types": ["authorization_code"]},
+        {"redirect_uris": [CALLBACK]},
+    ],
+    ids=["scope", "grant_types", "redirect_uris"],
+)
+def test_an_update_that_narrows_the_client_revokes_its_grants(
+    server: Server, narrowing: dict[str, Any]
+) -> None:
+    client = server.register(WIDE).json()
+    uri = client["registration_client_uri"]
+    tokens = _code_flow(server, client, "openid profile email")
+    assert _userinfo(server, tokens["access_token"]) == 200
+    _next_second(server)
+
+    # An update that takes nothing away (a new name, the same permissions) revokes nothing.
+    same = httpx.put(
+        uri,
+        headers={"authorization": f"Bearer {client['registration_access_token']}"},
+        json={**WIDE, "client_id": client["client_id"], "client_name": "Renamed"},
+    )
+    assert same.status_code == 200, same.text
+    refreshed = _refresh(server, client, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert _userinfo(server, tokens["access_token"]) == 200
+    tokens = refreshed.json()
+    _next_second(server)
+
+    narrowed = httpx.put(
+        uri,
+        headers={"authorization": f"Bearer {same.json()['registration_access_token']}"},
+        json={**WIDE, "client_id": client["client_id"], **narrowing},
+    )
+
+    assert narrowed.status_code == 200, narrowed.text
+    assert _userinfo(server, tokens["access_token"]) == 401
+    refused = _refresh(server, client, tokens["refresh_token"])
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] in {"invalid_grant", "unauthorized_client"}
+    # What the new registration allows is granted as before.
+    scope = narrowing.get("scope", "openid profile email")
+    fresh = _code_flow(server, client, scope)
+    assert _userinfo(server, fresh["access_token"]) == 200
+    assert set(fresh["scope"].split()) == set(scope.split())
 
 
 def test_update_is_checked_as_strictly_as_registration(server: Server) -> None:

@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import structlog
+
 from tokenward.core.ports import ClientStore, InitialAccessTokens, RegistrationAccessTokens
 from tokenward.core.ratelimits import RateDecision, RatePolicy
 from tokenward.core.records import ClientRecord
@@ -41,6 +43,7 @@ from tokenward.oauth.errors import (
 )
 from tokenward.oauth.mtls import SUBJECT_FIELDS
 from tokenward.oauth.software_statements import SoftwareStatements
+from tokenward.services.client_changes import narrowed
 from tokenward.services.clients import SECRET_METHODS, ClientAdmin
 from tokenward.services.errors import AdminError, RedirectUriError
 from tokenward.services.revoking import Watermarks
@@ -59,6 +62,8 @@ MAX_NAME = 200
 MAX_SCOPE = 1024
 MAX_LIST = 20  # grant types, response types, URIs: the same bound as client_uris.MAX_URIS
 MAX_TOKEN = 512  # a bearer token longer than this is none of ours
+
+log = structlog.get_logger(__name__)
 
 
 class RateLimiter(Protocol):
@@ -148,7 +153,9 @@ class ClientRegistration:
     ) -> dict[str, Any]:
         """RFC 7592 §2.2: the registration replaced by `metadata` (omitted fields take their
         defaults), checked as at registration. The secret is kept while the client keeps a
-        secret method; a new registration access token replaces the old one."""
+        secret method; a new registration access token replaces the old one. An update that
+        takes a permission away revokes every grant the client holds
+        (services/client_changes.py)."""
         client = await self._authorized(client_id, authorization)
         if not isinstance(metadata, Mapping):
             raise InvalidClientMetadata("the body must be a JSON object")
@@ -168,6 +175,11 @@ class ClientRegistration:
         token = secrets.token_urlsafe(32)
         await self._clients.put(changed)
         await self._access.put(client_id, self._digests.digest(token))
+        taken = narrowed(client, changed)
+        if taken:
+            # After the put: a token issued from now on is under the new registration.
+            await self._watermarks.revoke(client=client_id)
+            log.info("client_narrowed_grants_revoked", client_id=client_id, narrowed=taken)
         return self._answer(changed, secret, token)
 
     async def delete(self, client_id: str, authorization: str | None) -> None:
