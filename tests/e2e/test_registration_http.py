@@ -11,7 +11,9 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +22,7 @@ from fastapi import FastAPI
 from jwcrypto import jwk
 from structlog.testing import capture_logs
 
+from tests.e2e.cluster import cluster
 from tests.e2e.conftest import CALLBACK, PASSWORD
 from tests.e2e.live import free_port, serve_in_thread
 from tests.e2e.test_interop_openid_client import NODE_DIR, _node_ready
@@ -402,7 +405,9 @@ def test_an_update_that_narrows_the_client_revokes_its_grants(
     refused = _refresh(server, client, tokens["refresh_token"])
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"] in {"invalid_grant", "unauthorized_client"}
-    # What the new registration allows is granted as before.
+    # What the new registration allows is granted as before (from the next second: the
+    # watermark has whole-second precision and fails closed within its second).
+    _next_second(server)
     scope = narrowing.get("scope", "openid profile email")
     fresh = _code_flow(server, client, scope)
     assert _userinfo(server, fresh["access_token"]) == 200
@@ -739,6 +744,68 @@ def test_open_registration_needs_no_token_and_is_rate_limited(open_server: str) 
     assert int(answers[3].headers["retry-after"]) > 0
     created = answers[0].json()
     assert _token(open_server, created["client_id"], created["client_secret"]).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Open registration capped at two clients, counted in SQLite."""
+    port = free_port()
+    settings = Settings(
+        issuer=f"http://127.0.0.1:{port}",
+        master_key=generate_master_key(),
+        data_dir=tmp_path_factory.mktemp("tw-capped"),
+        registration="open",
+        registration_scopes="read",
+        registration_rate="1000/h",
+        registration_max_open_clients=2,
+    )
+    services = asyncio.run(_prepare(settings, "sqlite", SkewClock()))
+    try:
+        with serve_in_thread(server_app(services), port) as base:
+            yield base
+    finally:
+        asyncio.run(services.stores.aclose())
+
+
+def test_open_registration_is_capped_in_total(capped_server: str) -> None:
+    first, second, third = (httpx.post(f"{capped_server}/register", json=SERVICE) for _ in range(3))
+
+    assert [first.status_code, second.status_code] == [201, 201]
+    assert third.status_code == 503, third.text
+    assert third.json()["error"] == "temporarily_unavailable"
+    assert "no more open registrations" in third.json()["error_description"]
+    # A deleted registration frees its place; the registered clients work throughout.
+    created = first.json()
+    assert _token(capped_server, created["client_id"], created["client_secret"]).status_code == 200
+    deleted = httpx.delete(
+        created["registration_client_uri"],
+        headers={"authorization": f"Bearer {created['registration_access_token']}"},
+    )
+    assert deleted.status_code == 204
+    again = httpx.post(f"{capped_server}/register", json=SERVICE)
+    assert again.status_code == 201, again.text
+    assert httpx.post(f"{capped_server}/register", json=SERVICE).status_code == 503
+
+
+def test_the_open_registration_cap_holds_across_nodes(tmp_path: Path) -> None:
+    """Two server processes on one PostgreSQL, registrations sent to both at once."""
+    with cluster(
+        tmp_path,
+        nodes=2,
+        registration="open",
+        registration_scopes="read",
+        registration_rate="1000/h",
+        registration_max_open_clients="5",
+    ) as group:
+
+        def register(index: int) -> int:
+            node = group.nodes[index % 2]
+            return httpx.post(f"{node}/register", json=SERVICE, timeout=30).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(register, range(16)))
+
+    assert sorted(statuses) == [201] * 5 + [503] * 11
 
 
 def test_no_token_or_secret_reaches_the_logs(server: Server) -> None:

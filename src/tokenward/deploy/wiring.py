@@ -675,6 +675,7 @@ def client_registration(
             scopes=frozenset(settings.registration_scopes.split()),
             rate=RatePolicy("registration", requests, per, "ip"),
             require_statement=settings.registration_require_statement,
+            max_open_clients=settings.registration_max_open_clients,
         ),
         admin=admin,
         clients=stores.clients,

@@ -4,7 +4,12 @@
 token with which the client (only it) reads, replaces and deletes its registration at
 `/register/{client_id}`. Whether anyone may register is the operator's choice
 (TOKENWARD_REGISTRATION): `off`, `initial_token` (an initial access token from the operator,
-bounded in time and uses) or `open`. Registrations are rate limited per client address.
+bounded in time and uses) or `open`. Registrations are rate limited per client address, and
+open ones capped in total (TOKENWARD_REGISTRATION_MAX_OPEN_CLIENTS, counted in the database):
+past the cap the answer is 503 `temporarily_unavailable`. RFC 7591 §3.2.2's codes all say the
+request is wrong, which it is not; `temporarily_unavailable` (RFC 6749 §4.1.2.1: the server
+cannot handle the request now) tells a client to come back later, and an operator's monitoring
+sees a 5xx.
 
 The metadata goes through `ClientAdmin.build_client`, the one validation path of the CLI, the
 admin API and the console, so a dynamically registered client is held to the same rules
@@ -38,6 +43,7 @@ from tokenward.oauth.errors import (
     InvalidRedirectUri,
     InvalidSoftwareStatement,
     InvalidToken,
+    TemporarilyUnavailable,
     TooManyRequests,
     UnapprovedSoftwareStatement,
 )
@@ -78,6 +84,7 @@ class RegistrationPolicy:
     scopes: frozenset[str]  # what a registered client may hold
     rate: RatePolicy  # registrations per client address
     require_statement: bool = False
+    max_open_clients: int = 10_000  # clients registered openly, in the whole deployment
 
 
 class ClientRegistration:
@@ -139,8 +146,23 @@ class ClientRegistration:
         if initial_digest is not None and await self._initial.spend(initial_digest, now) is None:
             raise InvalidToken("the initial access token is invalid, expired or used up")
         token = secrets.token_urlsafe(32)
-        await self._clients.put(client)
-        await self._access.put(client_id, self._digests.digest(token))
+        digest = self._digests.digest(token)
+        if self._policy.mode == OPEN:
+            # The place is taken before the client is stored: of concurrent registrations at
+            # the cap, only those the database let through create a client.
+            if not await self._access.add_open(client_id, digest, self._policy.max_open_clients):
+                log.warning("open_registration_cap_reached", cap=self._policy.max_open_clients)
+                raise TemporarilyUnavailable(
+                    "this server accepts no more open registrations; ask its operator"
+                )
+            try:
+                await self._clients.put(client)
+            except BaseException:
+                await self._access.delete(client_id)  # free the place it took
+                raise
+        else:
+            await self._clients.put(client)
+            await self._access.put(client_id, digest)
         return self._answer(client, secret, token)
 
     async def read(self, client_id: str, authorization: str | None) -> dict[str, Any]:
