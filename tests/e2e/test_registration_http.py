@@ -414,6 +414,41 @@ def test_an_update_that_narrows_the_client_revokes_its_grants(
     assert set(fresh["scope"].split()) == set(scope.split())
 
 
+def test_the_consent_page_names_the_registered_client_escaped(server: Server) -> None:
+    hostile = '<script>alert("x")</script> Photos & Co'
+    named = server.register({**WEB, "client_name": hostile}).json()
+    unnamed = server.register({key: v for key, v in WEB.items() if key != "client_name"}).json()
+    pages = []
+    for client in (named, unnamed):
+        with httpx.Client() as browser:
+            page = browser.get(
+                f"{server.base}/authorize",
+                params={
+                    "response_type": "code",
+                    "client_id": client["client_id"],
+                    "redirect_uri": CALLBACK,
+                    "scope": "openid",
+                    "code_challenge": Pkce.new().challenge,
+                    "code_challenge_method": "S256",
+                },
+            )
+            consent = browser.post(
+                f"{server.base}/login",
+                data={
+                    "interaction": hidden_interaction(page.text),
+                    "username": "alice",
+                    "password": PASSWORD,
+                },
+            )
+            assert consent.status_code == 200, consent.text[:300]  # a new client: consent
+            pages.append(consent.text)
+
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; Photos &amp; Co"
+    assert f"<h1>Allow {escaped}?</h1>" in pages[0]
+    assert "<script>alert" not in pages[0]
+    assert f"<h1>Allow {unnamed['client_id']}?</h1>" in pages[1]  # no name: its client_id
+
+
 def test_update_is_checked_as_strictly_as_registration(server: Server) -> None:
     created = server.register(WEB).json()
     bearer = {"authorization": f"Bearer {created['registration_access_token']}"}
