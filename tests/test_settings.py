@@ -130,6 +130,7 @@ SAMPLES = {
     "registration": "initial_token",
     "registration_scopes": "openid profile",
     "registration_rate": "5/m",
+    "registration_max_open_clients": "500",
     "registration_statement_issuers": (
         '[{"issuer": "https://sw.example", "jwks_uri": "https://sw.example/jwks",'
         ' "algorithm": "ES256"}]'
@@ -189,6 +190,7 @@ def test_signing_settings_refuse_what_cannot_sign(
         ("registration_rate", "20", "a rate must be"),
         ("registration_rate", "0/h", "a rate must be"),
         ("registration_rate", "20/week", "a rate must be"),
+        ("registration_max_open_clients", "0", "greater than or equal to 1"),
         ("registration_require_statement", "true", "needs registration_statement_issuers"),
     ],
 )

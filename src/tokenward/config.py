@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     registration_scopes: str = "openid profile email offline_access"
     # Registrations per client address: N/s, N/m, N/h or N/d.
     registration_rate: str = "20/h"
+    # At most this many clients registered openly (registration=open) at once, counted in the
+    # database for the whole deployment: the per-address rate alone does not bound the total.
+    registration_max_open_clients: int = Field(default=10_000, ge=1, le=10_000_000)
     # Software statement issuers (RFC 7591 §2.3), as a JSON list of {"issuer", "jwks_uri",
     # "algorithm"}; and whether every registration must carry a statement of one of them.
     registration_statement_issuers: list[TrustedIssuerSetting] = []

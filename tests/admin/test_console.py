@@ -4,10 +4,12 @@ audited, and a revoked session's token refused on the next API call."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
 from tests.admin.conftest import Console
+from tests.admin.test_api import admin_token
 from tests.conftest import FrozenClock
 from tests.monitor.serving import PASSWORD, Monitored
 from tests.monitor.test_server import sign_in as oauth_sign_in
@@ -210,6 +212,36 @@ async def test_grants_are_listed_and_revoked(
     assert "Consent withdrawn" in done.text
     assert await server.services.stores.consents.granted(alice.user_id, "web") == frozenset()
     assert (await server.hello(tokens["access_token"])).status_code == 401
+
+
+HOSTILE_NAME = '<img src=x onerror="alert(1)"> Web & Co'
+ESCAPED_NAME = "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; Web &amp; Co"
+
+
+async def test_client_names_identify_clients_escaped_else_their_ids(
+    server: Monitored, console: Console
+) -> None:
+    web = await server.services.stores.clients.get("web")
+    assert web is not None
+    await server.services.stores.clients.put(replace(web, name=HOSTILE_NAME))
+    await oauth_sign_in(server, "198.51.100.11")  # alice consents to web
+
+    clients = (await console.get("/admin/clients")).text
+    grants = (await console.get("/admin/sessions")).text
+
+    for page in (clients, grants):
+        assert ESCAPED_NAME in page
+        assert "<img src=x" not in page
+    web_row = clients.split('data-client="web"', 1)[1].split("</tr>", 1)[0]
+    assert f'{ESCAPED_NAME}<br><span class="mono note">web</span>' in web_row
+    assert f"Disable {ESCAPED_NAME} (web) and revoke its tokens?" in web_row
+    service_row = clients.split('data-client="service"', 1)[1].split("</tr>", 1)[0]
+    assert '<td class="client-name"><span class="mono">service</span></td>' in service_row
+    grant_row = grants.split('data-grant="web"', 1)[1].split("</tr>", 1)[0]
+    assert f'{ESCAPED_NAME}<br><span class="mono note">web</span>' in grant_row
+    listed = await console.http.get("/admin/api/grants", headers=await admin_token(server))
+    assert listed.status_code == 200, listed.text
+    assert {g["client_name"] for g in listed.json() if g["client_id"] == "web"} == {HOSTILE_NAME}
 
 
 async def test_keys_show_states_and_rotate(server: Monitored, console: Console) -> None:

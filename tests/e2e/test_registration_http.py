@@ -11,7 +11,9 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,11 +22,12 @@ from fastapi import FastAPI
 from jwcrypto import jwk
 from structlog.testing import capture_logs
 
+from tests.e2e.cluster import cluster
 from tests.e2e.conftest import CALLBACK, PASSWORD
 from tests.e2e.live import free_port, serve_in_thread
 from tests.e2e.test_interop_openid_client import NODE_DIR, _node_ready
 from tests.oauth.jar_setup import new_key, request_object
-from tests.server.flows import hidden_interaction
+from tests.server.flows import Pkce, hidden_interaction, query_of
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import Services, build_services, memory_stores, open_stores
@@ -282,6 +285,168 @@ def test_read_update_delete_with_the_registration_access_token(server: Server) -
     assert deleted.status_code == 204
     assert httpx.get(uri, headers=new_bearer).status_code == 401
     assert _token(server.base, created["client_id"], created["client_secret"]).status_code == 401
+
+
+OTHER_CALLBACK = "http://127.0.0.1:9/other"
+
+
+def _code_flow(server: Server, client: dict[str, Any], scope: str) -> dict[str, Any]:
+    """Alice signs in to `client` (consenting when asked); its token response."""
+    pkce = Pkce.new()
+    with httpx.Client() as browser:
+        page = browser.get(
+            f"{server.base}/authorize",
+            params={
+                "response_type": "code",
+                "client_id": client["client_id"],
+                "redirect_uri": CALLBACK,
+                "scope": scope,
+                "state": "s",
+                "code_challenge": pkce.challenge,
+                "code_challenge_method": "S256",
+            },
+        )
+        done = browser.post(
+            f"{server.base}/login",
+            data={
+                "interaction": hidden_interaction(page.text),
+                "username": "alice",
+                "password": PASSWORD,
+            },
+        )
+        if done.status_code == 200:
+            done = browser.post(
+                f"{server.base}/consent",
+                data={"interaction": hidden_interaction(done.text), "decision": "approve"},
+            )
+        assert done.status_code == 302, done.text[:300]
+    tokens = httpx.post(
+        f"{server.base}/token",
+        auth=(client["client_id"], client["client_secret"]),
+        data={
+            "grant_type": "authorization_code",
+            "code": query_of(done.headers["location"])["code"],
+            "redirect_uri": CALLBACK,
+            "code_verifier": pkce.verifier,
+        },
+    )
+    assert tokens.status_code == 200, tokens.text
+    body: dict[str, Any] = tokens.json()
+    return body
+
+
+def _refresh(server: Server, client: dict[str, Any], refresh_token: str) -> httpx.Response:
+    return httpx.post(
+        f"{server.base}/token",
+        auth=(client["client_id"], client["client_secret"]),
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+    )
+
+
+def _userinfo(server: Server, access_token: str) -> int:
+    answer = httpx.get(
+        f"{server.base}/userinfo", headers={"authorization": f"Bearer {access_token}"}
+    )
+    return answer.status_code
+
+
+def _next_second(server: Server) -> None:
+    """Watermarks revoke what was issued in earlier whole seconds (`iat` has no fraction):
+    poll until the server's clock has left the second the tokens so far were issued in."""
+    start = int(server.clock())
+    deadline = time.monotonic() + 5
+    while int(server.clock()) <= start:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+WIDE = {**WEB, "redirect_uris": [CALLBACK, OTHER_CALLBACK], "scope": "openid profile email"}
+
+
+@pytest.mark.parametrize(
+    "narrowing",
+    [
+        {"scope": "openid profile"},
+        {"grant_types": ["authorization_code"]},
+        {"redirect_uris": [CALLBACK]},
+    ],
+    ids=["scope", "grant_types", "redirect_uris"],
+)
+def test_an_update_that_narrows_the_client_revokes_its_grants(
+    server: Server, narrowing: dict[str, Any]
+) -> None:
+    client = server.register(WIDE).json()
+    uri = client["registration_client_uri"]
+    tokens = _code_flow(server, client, "openid profile email")
+    assert _userinfo(server, tokens["access_token"]) == 200
+    _next_second(server)
+
+    # An update that takes nothing away (a new name, the same permissions) revokes nothing.
+    same = httpx.put(
+        uri,
+        headers={"authorization": f"Bearer {client['registration_access_token']}"},
+        json={**WIDE, "client_id": client["client_id"], "client_name": "Renamed"},
+    )
+    assert same.status_code == 200, same.text
+    refreshed = _refresh(server, client, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert _userinfo(server, tokens["access_token"]) == 200
+    tokens = refreshed.json()
+    _next_second(server)
+
+    narrowed = httpx.put(
+        uri,
+        headers={"authorization": f"Bearer {same.json()['registration_access_token']}"},
+        json={**WIDE, "client_id": client["client_id"], **narrowing},
+    )
+
+    assert narrowed.status_code == 200, narrowed.text
+    assert _userinfo(server, tokens["access_token"]) == 401
+    refused = _refresh(server, client, tokens["refresh_token"])
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] in {"invalid_grant", "unauthorized_client"}
+    # What the new registration allows is granted as before (from the next second: the
+    # watermark has whole-second precision and fails closed within its second).
+    _next_second(server)
+    scope = narrowing.get("scope", "openid profile email")
+    fresh = _code_flow(server, client, scope)
+    assert _userinfo(server, fresh["access_token"]) == 200
+    assert set(fresh["scope"].split()) == set(scope.split())
+
+
+def test_the_consent_page_names_the_registered_client_escaped(server: Server) -> None:
+    hostile = '<script>alert("x")</script> Photos & Co'
+    named = server.register({**WEB, "client_name": hostile}).json()
+    unnamed = server.register({key: v for key, v in WEB.items() if key != "client_name"}).json()
+    pages = []
+    for client in (named, unnamed):
+        with httpx.Client() as browser:
+            page = browser.get(
+                f"{server.base}/authorize",
+                params={
+                    "response_type": "code",
+                    "client_id": client["client_id"],
+                    "redirect_uri": CALLBACK,
+                    "scope": "openid",
+                    "code_challenge": Pkce.new().challenge,
+                    "code_challenge_method": "S256",
+                },
+            )
+            consent = browser.post(
+                f"{server.base}/login",
+                data={
+                    "interaction": hidden_interaction(page.text),
+                    "username": "alice",
+                    "password": PASSWORD,
+                },
+            )
+            assert consent.status_code == 200, consent.text[:300]  # a new client: consent
+            pages.append(consent.text)
+
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; Photos &amp; Co"
+    assert f"<h1>Allow {escaped}?</h1>" in pages[0]
+    assert "<script>alert" not in pages[0]
+    assert f"<h1>Allow {unnamed['client_id']}?</h1>" in pages[1]  # no name: its client_id
 
 
 def test_update_is_checked_as_strictly_as_registration(server: Server) -> None:
@@ -614,6 +779,68 @@ def test_open_registration_needs_no_token_and_is_rate_limited(open_server: str) 
     assert int(answers[3].headers["retry-after"]) > 0
     created = answers[0].json()
     assert _token(open_server, created["client_id"], created["client_secret"]).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Open registration capped at two clients, counted in SQLite."""
+    port = free_port()
+    settings = Settings(
+        issuer=f"http://127.0.0.1:{port}",
+        master_key=generate_master_key(),
+        data_dir=tmp_path_factory.mktemp("tw-capped"),
+        registration="open",
+        registration_scopes="read",
+        registration_rate="1000/h",
+        registration_max_open_clients=2,
+    )
+    services = asyncio.run(_prepare(settings, "sqlite", SkewClock()))
+    try:
+        with serve_in_thread(server_app(services), port) as base:
+            yield base
+    finally:
+        asyncio.run(services.stores.aclose())
+
+
+def test_open_registration_is_capped_in_total(capped_server: str) -> None:
+    first, second, third = (httpx.post(f"{capped_server}/register", json=SERVICE) for _ in range(3))
+
+    assert [first.status_code, second.status_code] == [201, 201]
+    assert third.status_code == 503, third.text
+    assert third.json()["error"] == "temporarily_unavailable"
+    assert "no more open registrations" in third.json()["error_description"]
+    # A deleted registration frees its place; the registered clients work throughout.
+    created = first.json()
+    assert _token(capped_server, created["client_id"], created["client_secret"]).status_code == 200
+    deleted = httpx.delete(
+        created["registration_client_uri"],
+        headers={"authorization": f"Bearer {created['registration_access_token']}"},
+    )
+    assert deleted.status_code == 204
+    again = httpx.post(f"{capped_server}/register", json=SERVICE)
+    assert again.status_code == 201, again.text
+    assert httpx.post(f"{capped_server}/register", json=SERVICE).status_code == 503
+
+
+def test_the_open_registration_cap_holds_across_nodes(tmp_path: Path) -> None:
+    """Two server processes on one PostgreSQL, registrations sent to both at once."""
+    with cluster(
+        tmp_path,
+        nodes=2,
+        registration="open",
+        registration_scopes="read",
+        registration_rate="1000/h",
+        registration_max_open_clients="5",
+    ) as group:
+
+        def register(index: int) -> int:
+            node = group.nodes[index % 2]
+            return httpx.post(f"{node}/register", json=SERVICE, timeout=30).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(register, range(16)))
+
+    assert sorted(statuses) == [201] * 5 + [503] * 11
 
 
 def test_no_token_or_secret_reaches_the_logs(server: Server) -> None:

@@ -41,7 +41,13 @@ async def test_sessions_grants_and_users(clock: FrozenClock) -> None:
 
     assert [row["session_id"] for row in await queries.sessions()] == [second.session_id]
     assert await queries.grants() == [
-        {"user_id": "u1", "username": "alice", "client_id": "web", "scope": "openid read"}
+        {
+            "user_id": "u1",
+            "username": "alice",
+            "client_id": "web",
+            "client_name": "",
+            "scope": "openid read",
+        }
     ]
     [user] = await queries.users()
     assert (user["username"], user["active_sessions"], user["admin"]) == ("alice", 1, False)

@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0018_mfagaps"
+HEAD = "0019_srvfixes"
 TABLES = {
     "signing_keys",
     "revocations",

@@ -112,3 +112,29 @@ async def test_registration_digest_per_client_and_rotated(stores: Stores) -> Non
     assert await stores.registration.delete("a") is True
     assert await stores.registration.delete("a") is False
     assert await stores.registration.get("a") is None
+
+
+async def test_open_registrations_are_capped_and_a_deletion_frees_a_place(stores: Stores) -> None:
+    await stores.registration.put("by-token", "digest-t")  # not open: not counted
+
+    assert await stores.registration.add_open("o1", "digest-1", 2) is True
+    assert await stores.registration.add_open("o2", "digest-2", 2) is True
+    assert await stores.registration.add_open("o3", "digest-3", 2) is False
+    assert await stores.registration.get("o3") is None  # nothing stored at the cap
+    await stores.registration.put("o1", "digest-1b")  # a rotation keeps it counted
+    assert await stores.registration.add_open("o3", "digest-3", 2) is False
+    assert await stores.registration.get("o1") == "digest-1b"
+
+    assert await stores.registration.delete("o2") is True
+    assert await stores.registration.add_open("o3", "digest-3", 2) is True
+    assert await stores.registration.get("o3") == "digest-3"
+
+
+async def test_concurrent_open_registrations_never_exceed_the_cap(stores: Stores) -> None:
+    results = await asyncio.gather(
+        *(stores.registration.add_open(f"c{i}", f"d{i}", 3) for i in range(10))
+    )
+
+    assert sum(results) == 3
+    stored = [await stores.registration.get(f"c{i}") for i in range(10)]
+    assert sum(digest is not None for digest in stored) == 3

@@ -379,6 +379,13 @@ class RegistrationAccessTokens(Protocol):
         """Set (or replace: a rotation) the client's token digest."""
         ...
 
+    async def add_open(self, client_id: str, digest: str, limit: int) -> bool:
+        """The first token of a client registered openly (no initial access token), stored
+        only while fewer than `limit` such clients exist; False (nothing stored) at the cap.
+        Atomic across the deployment's nodes: of concurrent callers, the database lets at
+        most the free places through. `delete` frees a place."""
+        ...
+
     async def get(self, client_id: str) -> str | None: ...
 
     async def delete(self, client_id: str) -> bool: ...

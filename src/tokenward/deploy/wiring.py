@@ -675,6 +675,7 @@ def client_registration(
             scopes=frozenset(settings.registration_scopes.split()),
             rate=RatePolicy("registration", requests, per, "ip"),
             require_statement=settings.registration_require_statement,
+            max_open_clients=settings.registration_max_open_clients,
         ),
         admin=admin,
         clients=stores.clients,
@@ -691,9 +692,10 @@ def client_registration(
 def ssf_transmitter(
     settings: Settings, stores: StoreSet, keys: KeyManager, clock: Clock
 ) -> Transmitter:
-    """SETs are signed with the server's signing keyring; logout tokens like the client's ID
-    tokens. One delivery queue serves both."""
-    signer = TokenSigner(keys.keyrings, settings.signing_alg)
+    """SETs are signed with the deployment's signing algorithm as the key choices stand at
+    each signing (`keys migrate` moves it, as for access tokens); logout tokens like the
+    client's ID tokens. One delivery queue serves both."""
+    signer = TokenSigner(keys.keyrings, keys.signing.default_alg)
     deliveries = Deliveries(allow_loopback=settings.outbound_allow_loopback)
     backchannel = BackChannelLogout(
         settings.issuer, stores.clients, stores.participants, signer, deliveries, clock

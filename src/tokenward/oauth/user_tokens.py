@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import structlog
 
 from tokenward.core.records import ClientRecord, FamilyRecord, MintedToken
-from tokenward.oauth.errors import InvalidClient
+from tokenward.oauth.errors import InvalidClient, InvalidGrant
 from tokenward.oauth.issuance import AccessTokenIssuer
 from tokenward.oauth.mtls import confirmation
 from tokenward.oauth.refresh import NewFamily, RefreshTokens
@@ -74,6 +74,10 @@ class UserTokenMinter:
         )
 
     async def access(self, client: ClientRecord, grant: UserGrant) -> IssuedAccessToken:
+        """Every user grant mints here: one whose scopes the client is no longer registered
+        for (a code or refresh family from before its registration narrowed) gets nothing."""
+        if not grant.scopes <= client.scopes:
+            raise InvalidGrant("the grant holds scopes the client is no longer registered for")
         return await self._issuer.issue(
             client,
             TokenGrant(

@@ -89,6 +89,7 @@ class ConsoleQueries:
                             "user_id": user.user_id,
                             "username": user.username,
                             "client_id": client.client_id,
+                            "client_name": client.name,  # what the user saw on consent
                             "scope": " ".join(sorted(scopes)),
                         }
                     )

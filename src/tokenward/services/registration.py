@@ -4,7 +4,12 @@
 token with which the client (only it) reads, replaces and deletes its registration at
 `/register/{client_id}`. Whether anyone may register is the operator's choice
 (TOKENWARD_REGISTRATION): `off`, `initial_token` (an initial access token from the operator,
-bounded in time and uses) or `open`. Registrations are rate limited per client address.
+bounded in time and uses) or `open`. Registrations are rate limited per client address, and
+open ones capped in total (TOKENWARD_REGISTRATION_MAX_OPEN_CLIENTS, counted in the database):
+past the cap the answer is 503 `temporarily_unavailable`. RFC 7591 §3.2.2's codes all say the
+request is wrong, which it is not; `temporarily_unavailable` (RFC 6749 §4.1.2.1: the server
+cannot handle the request now) tells a client to come back later, and an operator's monitoring
+sees a 5xx.
 
 The metadata goes through `ClientAdmin.build_client`, the one validation path of the CLI, the
 admin API and the console, so a dynamically registered client is held to the same rules
@@ -27,6 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import structlog
+
 from tokenward.core.ports import ClientStore, InitialAccessTokens, RegistrationAccessTokens
 from tokenward.core.ratelimits import RateDecision, RatePolicy
 from tokenward.core.records import ClientRecord
@@ -36,11 +43,13 @@ from tokenward.oauth.errors import (
     InvalidRedirectUri,
     InvalidSoftwareStatement,
     InvalidToken,
+    TemporarilyUnavailable,
     TooManyRequests,
     UnapprovedSoftwareStatement,
 )
 from tokenward.oauth.mtls import SUBJECT_FIELDS
 from tokenward.oauth.software_statements import SoftwareStatements
+from tokenward.services.client_changes import narrowed
 from tokenward.services.clients import SECRET_METHODS, ClientAdmin
 from tokenward.services.errors import AdminError, RedirectUriError
 from tokenward.services.revoking import Watermarks
@@ -60,6 +69,8 @@ MAX_SCOPE = 1024
 MAX_LIST = 20  # grant types, response types, URIs: the same bound as client_uris.MAX_URIS
 MAX_TOKEN = 512  # a bearer token longer than this is none of ours
 
+log = structlog.get_logger(__name__)
+
 
 class RateLimiter(Protocol):
     """`gateway.ratelimit.MemoryRateLimiter` or `store.redis_ratelimit.RedisRateLimiter`."""
@@ -73,6 +84,7 @@ class RegistrationPolicy:
     scopes: frozenset[str]  # what a registered client may hold
     rate: RatePolicy  # registrations per client address
     require_statement: bool = False
+    max_open_clients: int = 10_000  # clients registered openly, in the whole deployment
 
 
 class ClientRegistration:
@@ -134,8 +146,23 @@ class ClientRegistration:
         if initial_digest is not None and await self._initial.spend(initial_digest, now) is None:
             raise InvalidToken("the initial access token is invalid, expired or used up")
         token = secrets.token_urlsafe(32)
-        await self._clients.put(client)
-        await self._access.put(client_id, self._digests.digest(token))
+        digest = self._digests.digest(token)
+        if self._policy.mode == OPEN:
+            # The place is taken before the client is stored: of concurrent registrations at
+            # the cap, only those the database let through create a client.
+            if not await self._access.add_open(client_id, digest, self._policy.max_open_clients):
+                log.warning("open_registration_cap_reached", cap=self._policy.max_open_clients)
+                raise TemporarilyUnavailable(
+                    "this server accepts no more open registrations; ask its operator"
+                )
+            try:
+                await self._clients.put(client)
+            except BaseException:
+                await self._access.delete(client_id)  # free the place it took
+                raise
+        else:
+            await self._clients.put(client)
+            await self._access.put(client_id, digest)
         return self._answer(client, secret, token)
 
     async def read(self, client_id: str, authorization: str | None) -> dict[str, Any]:
@@ -148,7 +175,9 @@ class ClientRegistration:
     ) -> dict[str, Any]:
         """RFC 7592 §2.2: the registration replaced by `metadata` (omitted fields take their
         defaults), checked as at registration. The secret is kept while the client keeps a
-        secret method; a new registration access token replaces the old one."""
+        secret method; a new registration access token replaces the old one. An update that
+        takes a permission away revokes every grant the client holds
+        (services/client_changes.py)."""
         client = await self._authorized(client_id, authorization)
         if not isinstance(metadata, Mapping):
             raise InvalidClientMetadata("the body must be a JSON object")
@@ -168,6 +197,11 @@ class ClientRegistration:
         token = secrets.token_urlsafe(32)
         await self._clients.put(changed)
         await self._access.put(client_id, self._digests.digest(token))
+        taken = narrowed(client, changed)
+        if taken:
+            # After the put: a token issued from now on is under the new registration.
+            await self._watermarks.revoke(client=client_id)
+            log.info("client_narrowed_grants_revoked", client_id=client_id, narrowed=taken)
         return self._answer(changed, secret, token)
 
     async def delete(self, client_id: str, authorization: str | None) -> None:

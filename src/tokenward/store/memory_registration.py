@@ -45,14 +45,24 @@ class MemoryInitialAccessTokens:
 class MemoryRegistrationAccessTokens:
     def __init__(self) -> None:
         self._digests: dict[str, str] = {}
+        self._open: set[str] = set()  # clients registered openly
 
     async def put(self, client_id: str, digest: str) -> None:
         self._digests[client_id] = digest
+
+    async def add_open(self, client_id: str, digest: str, limit: int) -> bool:
+        # No await between the count and the write: atomic on the event loop.
+        if len(self._open) >= limit:
+            return False
+        self._open.add(client_id)
+        self._digests[client_id] = digest
+        return True
 
     async def get(self, client_id: str) -> str | None:
         return self._digests.get(client_id)
 
     async def delete(self, client_id: str) -> bool:
+        self._open.discard(client_id)
         return self._digests.pop(client_id, None) is not None
 
 

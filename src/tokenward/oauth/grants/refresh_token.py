@@ -116,12 +116,21 @@ class RefreshTokenGrant:
             )
 
     async def _check_family(self, family: FamilyRecord, client: ClientRecord) -> None:
-        """Watermarks (password change, logout, admin, client disabled) apply to families too."""
+        """Watermarks (password change, logout, admin, client disabled or narrowed) apply to
+        families too; so does the client's registration as it stands: a family holding a scope
+        the client is no longer registered for is revoked, even one the watermark missed
+        (issued in the same second)."""
         reason = self._mirror.reason(
             "", family.user_id, family.session_id, client.client_id, int(family.created_at)
         )
         user = await self._users.get(family.user_id)
-        if reason is not None or family.revoked_at is not None or user is None or user.disabled:
+        if (
+            reason is not None
+            or family.revoked_at is not None
+            or user is None
+            or user.disabled
+            or not family.scopes <= client.scopes
+        ):
             await self._revoke_family(family)
             raise InvalidGrant("the refresh token is invalid")
 

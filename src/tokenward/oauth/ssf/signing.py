@@ -5,7 +5,7 @@ an ID token or an access token."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -16,9 +16,12 @@ from tokenward.tokens.keyring import Keyring
 
 
 class TokenSigner:
-    """`keyrings` by algorithm; `default`: the algorithm used when a client names none we have."""
+    """`keyrings` by algorithm; `default`: the algorithm the deployment signs its own tokens
+    (SETs) with now. A callable, asked at each signing, not a setting read once: `tokenward
+    keys migrate` moves that algorithm at run time and the old keyring then retires, so a
+    fixed name would first sign with a key on its way out, then with none at all."""
 
-    def __init__(self, keyrings: Mapping[str, Keyring], default: str) -> None:
+    def __init__(self, keyrings: Mapping[str, Keyring], default: Callable[[], str]) -> None:
         self._keyrings = keyrings
         self._default = default
 
@@ -26,7 +29,7 @@ class TokenSigner:
         """`alg`: the client's (its ID tokens'); without an active key for it, `NoSigningKey`:
         the receiver checks the algorithm it registered, so another one would only be refused
         there (and would hide the misconfiguration)."""
-        name = alg or self._default
+        name = alg or self._default()
         ring = self._keyrings.get(name)
         if ring is None or not ring.has_active():
             raise NoSigningKey(name)

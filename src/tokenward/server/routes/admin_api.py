@@ -179,6 +179,7 @@ class Grant(BaseModel):
     user_id: str
     username: str
     client_id: str
+    client_name: str = ""  # as registered (client_name); empty: none
     scope: str
 
 

@@ -299,6 +299,8 @@ class RegistrationAccessTokenRow(Base):
 
     client_id: Mapped[str] = mapped_column(primary_key=True)
     digest: Mapped[str]  # of the token, never the token
+    # Registered openly (no initial access token): counted against the open registration cap.
+    open_registration: Mapped[bool] = mapped_column(server_default=false())
 
 
 class CodeRow(Base):

@@ -2,24 +2,29 @@
 
 `spend` is one UPDATE ... WHERE (live, not used up) RETURNING: of concurrent uses the database
 lets at most `max_uses - uses` through (PostgreSQL re-checks the WHERE on the row it waited for;
-SQLite has one writer at a time).
+SQLite has one writer at a time). `add_open` counts the open registrations and adds one under a
+lock, so the cap holds across nodes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenward.core.records import InitialAccessToken
 from tokenward.store.sql.models import (
     InitialAccessTokenRow,
     RegistrationAccessTokenRow,
-    upsert,
+    lock_for_writing,
 )
 
 _Row = InitialAccessTokenRow
+_Token = RegistrationAccessTokenRow
+# A fixed bigint names the PostgreSQL advisory lock of open registrations: ASCII "twopen".
+_OPEN_LOCK = 0x74776F70656E
 
 
 class SqlInitialAccessTokens:
@@ -110,22 +115,43 @@ class SqlRegistrationAccessTokens:
         self._sessions = sessions
 
     async def put(self, client_id: str, digest: str) -> None:
-        values = {"client_id": client_id, "digest": digest}
+        """Insert, or replace only the digest: a rotation keeps how the client registered."""
         async with self._sessions.begin() as session:
+            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            insert = dialect.insert(_Token).values(client_id=client_id, digest=digest)
             await session.execute(
-                upsert(session, RegistrationAccessTokenRow, [values], "client_id")
+                insert.on_conflict_do_update(
+                    index_elements=["client_id"], set_={"digest": insert.excluded.digest}
+                )
             )
+
+    async def add_open(self, client_id: str, digest: str, limit: int) -> bool:
+        async with self._sessions.begin() as session:
+            # Count and insert under one lock: SQLite's write lock, or on PostgreSQL a
+            # transaction-scoped advisory lock (the rows being counted cannot be locked before
+            # they exist). Only open registrations wait on it, never a token lookup.
+            if session.get_bind().dialect.name == "postgresql":
+                await session.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _OPEN_LOCK}
+                )
+            else:
+                await lock_for_writing(session)
+            taken = await session.scalar(
+                select(func.count()).select_from(_Token).where(_Token.open_registration)
+            )
+            if (taken or 0) >= limit:
+                return False
+            session.add(_Token(client_id=client_id, digest=digest, open_registration=True))
+        return True
 
     async def get(self, client_id: str) -> str | None:
         async with self._sessions() as session:
-            row = await session.get(RegistrationAccessTokenRow, client_id)
+            row = await session.get(_Token, client_id)
             return None if row is None else row.digest
 
     async def delete(self, client_id: str) -> bool:
         async with self._sessions.begin() as session:
             gone = await session.scalar(
-                delete(RegistrationAccessTokenRow)
-                .where(RegistrationAccessTokenRow.client_id == client_id)
-                .returning(RegistrationAccessTokenRow.client_id)
+                delete(_Token).where(_Token.client_id == client_id).returning(_Token.client_id)
             )
             return gone is not None
