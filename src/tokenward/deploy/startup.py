@@ -24,6 +24,7 @@ from tokenward.config import ENV_FILE, Settings, load_settings
 from tokenward.datadir import DataDirError, secure_dir, secure_sqlite
 from tokenward.deploy.wiring import Services, StoreSet, build_services, open_stores
 from tokenward.monitor.config import MonitorSettings
+from tokenward.serving import workers
 from tokenward.store.sql import create_engine
 from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.sealing import KeySealer
@@ -191,12 +192,15 @@ async def _check_redis(stores: StoreSet, settings: Settings) -> None:
         ) from None
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The server's listening socket, bound here so that a busy port is one clear line."""
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The server's listening socket, bound here so that a busy port is one clear line.
+    `reuse_port`: one of `--workers N` sockets on the port (the kernel spreads connections)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
@@ -204,6 +208,15 @@ def listen(host: str, port: int) -> socket.socket:
         raise StartupError(f"cannot listen on {host}:{port}: {_reason(exc)} ({hint})") from None
     sock.set_inheritable(True)
     return sock
+
+
+def reserve(host: str, port: int) -> socket.socket:
+    """The port held by the supervisor of `--workers N` (serving/workers.py), or one line."""
+    try:
+        return workers.reserve(host.strip("[]"), port)
+    except OSError as exc:
+        hint = "choose another with --port" if port else "check --host"
+        raise StartupError(f"cannot listen on {host}:{port}: {_reason(exc)} ({hint})") from None
 
 
 def _unreachable(settings: Settings, exc: BaseException) -> str:

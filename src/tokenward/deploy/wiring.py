@@ -369,7 +369,9 @@ async def build_services(
         monitor.companions.append(EventConsumer(stores.redis, names.usage, monitor.emit))
     if shared_blocklist is not None:
         monitor.companions.append(shared_blocklist)
-    key_source = KeyringKeySource(keys)  # every keyring: tokens of each algorithm verify
+    # Every keyring: tokens of each algorithm verify. An unknown kid re-reads the keys (at most
+    # every 5 s): one another worker or node rotated in is trusted before the schedule's reload.
+    key_source = KeyringKeySource(keys, keys.reload)
     opaque = StoreOpaqueResolver(stores.access_tokens)
     common: dict[str, Any] = {
         "issuer": settings.issuer,
