@@ -170,6 +170,8 @@ class StoreSet:
     totp_factors: TotpFactors = field(default_factory=MemoryTotpFactors)
     recovery_codes: RecoveryCodes = field(default_factory=MemoryRecoveryCodes)
     passkeys: Passkeys = field(default_factory=MemoryPasskeys)
+    # The sign-in throttle in the database: what `serve --workers N` counts in without Redis.
+    signin: SignInThrottle | None = None
 
     async def aclose(self) -> None:
         for close in self.closers:
@@ -755,9 +757,12 @@ def token_exchange(
 
 
 def sign_in_throttle(settings: Settings, stores: StoreSet, clock: Clock) -> SignInThrottle:
-    """Scale-out: one allowance for every node, kept across restarts (in Redis)."""
+    """Scale-out: one allowance for every node, kept across restarts (in Redis). Workers of one
+    server without Redis count in the database; a single process, in its memory."""
     memory = MemorySignInThrottle(clock)
     if stores.redis is None:
+        if settings.workers > 1 and stores.signin is not None:
+            return stores.signin
         return memory
     return RedisSignInThrottle(
         stores.redis, Namespace.of(settings).sign_in, fallback=memory, clock=clock
@@ -805,6 +810,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         pushed=sql.SqlPushedRequestStore(sessions, clock),
         initial_tokens=sql.SqlInitialAccessTokens(sessions),
         registration_tokens=sql.SqlRegistrationAccessTokens(sessions),
+        signin=sql.SqlSignInThrottle(sessions, clock),
         redis=redis,
         engine=engine,
         closers=closers,

@@ -26,6 +26,7 @@ from tokenward.store.sql.registration import SqlInitialAccessTokens, SqlRegistra
 from tokenward.store.sql.replay import SqlReplayCache
 from tokenward.store.sql.revocations import SqlRevocationStore
 from tokenward.store.sql.sessions import SqlSessionStore
+from tokenward.store.sql.signin_throttle import SqlSignInThrottle
 from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
 from tokenward.store.sql.users import SqlUserStore
 
@@ -48,6 +49,7 @@ __all__ = [
     "SqlSessionParticipants",
     "SqlSessionStore",
     "SqlSetQueue",
+    "SqlSignInThrottle",
     "SqlSsfStreams",
     "SqlTotpFactors",
     "SqlUserStore",
