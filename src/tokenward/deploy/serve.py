@@ -10,7 +10,9 @@ is in docs/deployment.md "Workers".
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 import typer
@@ -28,6 +30,7 @@ from tokenward.serving import workers
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
 from tokenward.serving.tls import with_client_certificates
+from tokenward.store.local_fanout import LocalFanout
 
 Failed = Callable[[StartupError], None]
 
@@ -46,13 +49,15 @@ def serve(settings: Settings, host: str, port: int, failed: Failed) -> None:
     except (TracingUnavailable, LimitError) as exc:
         failed(_startup_error(exc))
         return
-    workers.supervise(
-        held,
-        settings.workers,
-        lambda worker: _worker(settings, host, worker, failed),
-        name="tokenward serve",
-        announce=lambda chosen: _listening(settings, host, chosen),
-    )
+    # Without Redis the workers tell each other of revocations through Unix sockets here.
+    with tempfile.TemporaryDirectory(prefix="tokenward-workers-") as fanout:
+        workers.supervise(
+            held,
+            settings.workers,
+            lambda worker: _worker(settings, host, worker, failed, Path(fanout)),
+            name="tokenward serve",
+            announce=lambda chosen: _listening(settings, host, chosen),
+        )
 
 
 def _listening(settings: Settings, host: str, port: int) -> None:
@@ -62,11 +67,14 @@ def _listening(settings: Settings, host: str, port: int) -> None:
     typer.echo(f"listening on {host}:{port}, issuer {settings.issuer} ({settings.workers} workers)")
 
 
-def _worker(settings: Settings, host: str, worker: workers.Worker, failed: Failed) -> None:
+def _worker(
+    settings: Settings, host: str, worker: workers.Worker, failed: Failed, fanout: Path
+) -> None:
     """One forked worker: wired like a node, its log lines marked `[worker N]`."""
     structlog.contextvars.bind_contextvars(worker=worker.index)
+    siblings = None if settings.redis_url else LocalFanout(fanout, worker.index, settings.workers)
     try:
-        serving_loop.run(_main(settings, host, worker.port, worker))
+        serving_loop.run(_main(settings, host, worker.port, worker, siblings))
     except StartupError as exc:
         failed(exc)
     except (TracingUnavailable, LimitError) as exc:
@@ -79,10 +87,16 @@ async def _check(settings: Settings) -> None:
     await services.stores.aclose()
 
 
-async def _main(settings: Settings, host: str, port: int, worker: workers.Worker | None) -> None:
+async def _main(
+    settings: Settings,
+    host: str,
+    port: int,
+    worker: workers.Worker | None,
+    siblings: LocalFanout | None = None,
+) -> None:
     sock = startup.listen(host, port, reuse_port=worker is not None)
     try:
-        services = await startup.open_services(settings)
+        services = await startup.open_services(settings, siblings=siblings)
     except BaseException:
         sock.close()
         raise

@@ -25,6 +25,7 @@ from tokenward.datadir import DataDirError, secure_dir, secure_sqlite
 from tokenward.deploy.wiring import Services, StoreSet, build_services, open_stores
 from tokenward.monitor.config import MonitorSettings
 from tokenward.serving import workers
+from tokenward.store.revocation_feed import Siblings
 from tokenward.store.sql import create_engine
 from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.sealing import KeySealer
@@ -69,9 +70,12 @@ def validation_line(error: ValidationError, prefix: str = "TOKENWARD_") -> str:
     return "; ".join(problems) + f" ({SETTINGS_DOC} lists every setting)"
 
 
-async def open_services(settings: Settings, *, create_schema: bool = False) -> Services:
+async def open_services(
+    settings: Settings, *, create_schema: bool = False, siblings: Siblings | None = None
+) -> Services:
     """Stores (migrated) and services, or StartupError. `create_schema`: create a missing
-    PostgreSQL schema (`tokenward init`) instead of refusing."""
+    PostgreSQL schema (`tokenward init`) instead of refusing. `siblings`: the other workers
+    of `serve --workers N`, told of each revocation (without Redis)."""
     if settings.resolved_database_url.startswith("sqlite"):
         check_data_dir(settings.data_dir)  # first: the master key file is usually in it too
     _check_master_key(settings)
@@ -89,7 +93,9 @@ async def open_services(settings: Settings, *, create_schema: bool = False) -> S
     try:
         await _check_redis(stores, settings)
         try:
-            return await build_services(settings, stores, monitor_settings=monitor)
+            return await build_services(
+                settings, stores, monitor_settings=monitor, siblings=siblings
+            )
         except MasterKeyError as exc:
             raise StartupError(f"{_master_key_source(settings)}: {exc}") from None
         except DataDirError as exc:  # the security audit file cannot be opened 0600

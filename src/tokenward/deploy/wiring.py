@@ -124,7 +124,7 @@ from tokenward.store.redis_ratelimit import RedisRateLimiter
 from tokenward.store.redis_replay import RedisReplayCache
 from tokenward.store.redis_signin_throttle import RedisSignInThrottle
 from tokenward.store.redis_windows import RedisWindows
-from tokenward.store.revocation_feed import RevocationFeed
+from tokenward.store.revocation_feed import RevocationFeed, Siblings
 from tokenward.tokens.dpop import DpopNonces, DpopVerifier
 from tokenward.tokens.id_token import IdTokenSigner
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
@@ -298,6 +298,7 @@ async def build_services(
     stores: StoreSet,
     clock: Clock = time.time,
     monitor_settings: MonitorSettings | None = None,
+    siblings: Siblings | None = None,  # the other workers of `serve --workers N`, no Redis
 ) -> Services:
     master_key = settings.resolved_master_key()
     sealer = KeySealer(master_key)
@@ -344,6 +345,7 @@ async def build_services(
         channel=names.revocations,  # the gateways listen here too
         on_revoke=server_metrics.revoked,
         followers=[transmitter.revoked],  # session and subject watermarks become signals
+        siblings=siblings,
     )
     # One blocklist for the deployment: a block decided on any node is refused on every node.
     shared_blocklist = (
