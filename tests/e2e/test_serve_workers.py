@@ -190,11 +190,13 @@ def served(
 
 
 @pytest.fixture(autouse=True)
-def _close_connections(served: Served) -> Iterator[None]:
+def _close_connections(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    for connection in served.opened:
-        connection.close()
-    served.opened.clear()
+    if "served" in request.fixturenames:
+        served: Served = request.getfixturevalue("served")
+        for connection in served.opened:
+            connection.close()
+        served.opened.clear()
 
 
 def _clients(group: Served) -> None:
@@ -445,3 +447,21 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_a_busy_port_is_one_line_and_exit_2_before_any_worker_starts(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy, ExitStack() as stack:
+        env = _environment("sqlite", tmp_path / "var", busy.getsockname()[1], stack)
+        subprocess.run([TOKENWARD, "init"], env=env, check=True, capture_output=True, timeout=120)
+        result = subprocess.run(
+            [TOKENWARD, "serve", "--port", str(busy.getsockname()[1]), "--workers", "2"],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot listen on 127.0.0.1:")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Started server process" not in result.stdout + result.stderr
