@@ -409,6 +409,20 @@ def test_a_key_rotated_by_the_cli_signs_and_verifies_at_every_worker(served: Ser
     assert before in jwks  # retiring: it still verifies what it signed
 
 
+def test_a_worker_that_dies_is_started_again(served: Served) -> None:
+    started = re.findall(r"\[worker 1\] Started server process \[(\d+)\]", served.log.read_text())
+    os.kill(int(started[-1]), signal.SIGKILL)
+
+    deadline = time.monotonic() + 60
+    pattern = r"\[worker 1\] Application startup complete"
+    while len(re.findall(pattern, served.log.read_text())) < len(started) + 1:
+        assert time.monotonic() < deadline, "worker 1 was not started again"
+        time.sleep(0.05)
+    assert "worker 1 exited (signal 9); starting it again" in served.log.read_text()
+    token = service_token(served.on(0), served)
+    assert introspect(served.on(1), served, token)["active"] is True
+
+
 def test_sigterm_stops_every_worker_after_its_requests_in_flight(served: Served) -> None:
     # Last in this module: it stops the fixture's server.
     text = served.log.read_text()
