@@ -9,7 +9,9 @@ Node is absent, tokenward's rates are printed and the ratios are skipped, saying
 - P4: client_credentials issuance; P4-pg the same on PostgreSQL;
 - P5: introspection of an opaque access token (oidc-provider introspects only opaque ones);
 - P4-refresh: refresh-token rotation; P4-code: authorization-code exchange (PKCE, ID token and
-  refresh token in the answer): each request spends one credential minted before the round.
+  refresh token in the answer): each request spends one credential minted before the round;
+- P4-w2: client_credentials issuance by `tokenward serve --workers 2` (SQLite) beside
+  oidc-provider in a node:cluster of 2 workers: both cores for each.
 """
 
 from __future__ import annotations
@@ -127,7 +129,17 @@ def run() -> list[Figure]:
         figures.append(_figure("P4-refresh", "refresh rotations", refresh, ours.name, p))
         code = _measure([ours, *peers], _pooled("code"), tmp)
         figures.append(_figure("P4-code", "code exchanges", code, ours.name, p))
+        figures.append(_workers(stack, tmp, 2))
     return figures
+
+
+def _workers(stack: ExitStack, tmp: Path, count: int) -> Figure:
+    """P4 with `count` worker processes on each side (started last: the others are idle)."""
+    ours = stack.enter_context(contenders.tokenward(workers=count))
+    peers = [stack.enter_context(contenders.oidc_provider(count))] if not _skipped else []
+    p = peers[0].name if peers else None
+    issue = _measure([ours, *peers], _issue, tmp)
+    return _figure(f"P4-w{count}", f"client_credentials, {count} workers", issue, ours.name, p)
 
 
 def _pick(

@@ -82,6 +82,7 @@ SAMPLES = {
     "signing_algs": "ML-DSA-65,ES256",
     "audience_signing_algs": '{"https://pqc.example/api": "EdDSA"}',  # fapi2 (below) allows it
     "key_schedule_seconds": "5",
+    "workers": "2",
     "key_rotation_days": "7",
     "jwks_max_age": "60",
     "key_publish_ahead": "900",

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     revocation_fail_open: bool = False  # True: keep serving on a stale mirror (and log it)
     revocation_feed: bool = True  # publish GET /revocations (digests) to remote resource servers
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # `tokenward serve` processes sharing the port (SO_REUSEPORT), under one supervisor
+    # (docs/deployment.md "Workers"); `--workers` overrides it.
+    workers: int = Field(default=1, ge=1, le=64)
     # Prometheus /metrics: off; "on" (main listener, loopback peers without proxy headers); or
     # HOST:PORT for a listener of its own (docs/operations.md). Off unless asked: never public.
     metrics: str = "off"

@@ -28,7 +28,7 @@ from tokenward.store.sql.models import Base
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0019_srvfixes"
+HEAD = "0020_srvworkers"
 TABLES = {
     "signing_keys",
     "revocations",
@@ -59,6 +59,8 @@ TABLES = {
     "totp_factors",
     "recovery_codes",
     "passkeys",
+    # 0017: the sign-in throttle's failures, shared by `serve --workers N`
+    "signin_failures",
 }
 
 

@@ -1,33 +1,44 @@
-"""The sign-in throttle, in memory and on Redis alike: per (username, IP) tight, per IP looser,
-per username a high ceiling; counted before the password check, so parallel guesses cannot all
-pass; on Redis one allowance for every node and across restarts, and memory while it is down."""
+"""The sign-in throttle, in memory, on Redis and on SQL alike: per (username, IP) tight, per IP
+looser, per username a high ceiling; counted before the password check, so parallel guesses
+cannot all pass; on Redis one allowance for every node and across restarts, and memory while it
+is down; on SQLite and PostgreSQL one allowance for every process on the database."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import FrozenClock
+from tests.store.conftest import SQL, open_engine
 from tests.store.redis_server import need_shared_redis
 from tokenward.core.throttle import SignInLimits, SignInThrottle
 from tokenward.store.memory_signin_throttle import MemorySignInThrottle
 from tokenward.store.redis_client import connect
 from tokenward.store.redis_signin_throttle import RedisSignInThrottle
+from tokenward.store.sql import SqlSignInThrottle, session_factory
 
 pytestmark = pytest.mark.anyio
 LIMITS = SignInLimits()
 Factory = Callable[[], SignInThrottle]  # another node (a new client, the same shared state)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def nodes(request: pytest.FixtureRequest, clock: FrozenClock) -> AsyncIterator[Factory]:
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis), *SQL])
+async def nodes(
+    request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
+) -> AsyncIterator[Factory]:
     if request.param == "memory":
         throttle = MemorySignInThrottle(clock)
         yield lambda: throttle  # one process: every "node" is this one
+        return
+    if request.param in ("sqlite", "postgres"):
+        async with open_engine(request.param, tmp_path) as engine:
+            # Each "node" draws its own connections from the pool: concurrent transactions.
+            yield lambda: SqlSignInThrottle(session_factory(engine), clock)
         return
     url, prefix = need_shared_redis(), f"tw-test:{secrets.token_hex(6)}:signin:"
     clients: list[Redis] = []

@@ -11,25 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-import uvicorn
 
 from tokenward import __version__, client_cli
 from tokenward.config import Settings, loopback_issuer
+from tokenward.deploy import serve as serve_process
 from tokenward.deploy import startup
-from tokenward.deploy.deployment import server_app
 from tokenward.deploy.startup import StartupError
 from tokenward.deploy.wiring import Services
 from tokenward.oauth.profiles import profile_named
-from tokenward.ops.tracing import TracingUnavailable
-from tokenward.server.outer import uvicorn_log_config
-from tokenward.server.serving import Server
 from tokenward.services import demo as demo_accounts
 from tokenward.services.errors import AdminError
 from tokenward.services.views import client_view, iso_time, user_view
-from tokenward.serving import loop as serving_loop
-from tokenward.serving.limits import LimitError
-from tokenward.serving.protocol import server_options
-from tokenward.serving.tls import with_client_certificates
 from tokenward.tokens.jws import parse_compact, payload_object
 from tokenward.tokens.keyring import KeyRotationError
 from tokenward.tokens.sealing import generate_master_key
@@ -187,6 +179,13 @@ def serve(
         str | None,
         typer.Option("--ssl-cert-reqs", help="Client certificates: none, optional or required"),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Processes sharing the port (TOKENWARD_WORKERS, default 1; docs/deployment.md)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the authorization server. The issuer is --issuer, else TOKENWARD_ISSUER, else
     http(s)://HOST:PORT on a loopback address. --ssl-* (or TOKENWARD_SSL_*): terminate TLS here,
@@ -197,11 +196,13 @@ def serve(
         "ssl_ca_certs": ssl_ca_certs,
         "ssl_cert_reqs": ssl_cert_reqs,
     }
-    overrides = {name: value for name, value in tls.items() if value is not None}
+    overrides: dict[str, Any] = {name: value for name, value in tls.items() if value is not None}
+    if workers is not None:
+        overrides["workers"] = workers
     _serve(_server_settings(host, port, issuer, **overrides), host, port)
 
 
-def _server_settings(host: str, port: int, issuer: str | None, **tls: str) -> Settings:
+def _server_settings(host: str, port: int, issuer: str | None, **tls: Any) -> Settings:
     secure = bool(tls.get("ssl_certfile") or os.environ.get("TOKENWARD_SSL_CERTFILE"))
     settings = _settings(
         issuer=issuer or State.issuer,
@@ -237,51 +238,7 @@ def demo(
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
-
-    async def main() -> None:
-        sock = startup.listen(host, port)
-        try:
-            services = await startup.open_services(settings)
-        except BaseException:
-            sock.close()
-            raise
-        try:
-            if settings.redis_url:
-                # What gateways put in `revocations.namespace` / `monitor.namespace` when they
-                # cannot derive it (docs/gateway.md).
-                typer.echo(f"redis_namespace={settings.redis_namespace}")
-            typer.echo(f"listening on {host}:{port}, issuer {settings.issuer}")
-            tls = settings.tls_settings()
-            config = uvicorn.Config(
-                server_app(services),
-                host=host,
-                port=port,
-                log_level="info",
-                access_log=False,  # ours (server/outer.py) never prints a query
-                log_config=uvicorn_log_config(),
-                proxy_headers=False,
-                server_header=False,
-                # Bounded request heads, a head deadline, a connection cap (TOKENWARD_MAX_*).
-                **server_options(
-                    settings.head_limits(),
-                    fds_per_connection=1,
-                    # Client certificates reach the app as the ASGI TLS extension.
-                    wrap=with_client_certificates if tls and tls.cert_reqs != "none" else None,
-                ),
-                **(tls.uvicorn_options() if tls else {}),
-            )
-            await Server(config, services.revocation_publisher.close).serve(sockets=[sock])
-        finally:
-            await services.stores.aclose()
-
-    try:
-        serving_loop.run(main())
-    except StartupError as exc:
-        _startup_failed(exc)
-    except TracingUnavailable as exc:  # TOKENWARD_OTEL_ENABLED without the otel extra
-        _startup_failed(StartupError(f"TOKENWARD_OTEL_ENABLED: {exc}"))
-    except LimitError as exc:  # TOKENWARD_MAX_CONNECTIONS does not fit the fd limit
-        _startup_failed(StartupError(str(exc)))
+    serve_process.serve(settings, host, port, _startup_failed)
 
 
 # --- clients -------------------------------------------------------------------------------

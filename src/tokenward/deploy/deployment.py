@@ -18,23 +18,33 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 
-def server_background(services: Services) -> list[Background]:
+def server_background(services: Services, worker: int | None = None) -> list[Background]:
     """The revocation feed first (it bootstraps the mirror every validator reads), then the
-    key schedule, the monitor (with its companions), and the metrics listener if configured."""
+    key schedule, the monitor (with its companions), and the metrics listener if configured.
+    `worker`: this process is that worker of `serve --workers N`: only worker 0 changes the
+    keys (the others reload them), and its metrics listen on the configured port + `worker`."""
     background: list[Background] = [
         services.revocations,
-        KeySchedule(services.keys, services.settings.key_schedule_seconds),
+        KeySchedule(services.keys, services.settings.key_schedule_seconds, changes=not worker),
         services.monitor,
         services.shared_signals,  # SET and logout-token deliveries
     ]
     listener = services.settings.metrics_listener
     if listener:
-        background.append(MetricsListener(*listener, services.metrics.registry))
+        host, port = listener
+        background.append(MetricsListener(host, port + (worker or 0), services.metrics.registry))
     return background
 
 
-def server_app(services: Services, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+def server_app(
+    services: Services,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    worker: int | None = None,
+) -> FastAPI:
     """The authorization server's ASGI app with its deployment's lifespan."""
     return create_app(
-        services, background=server_background(services), tracer_provider=tracer_provider
+        services,
+        background=server_background(services, worker),
+        tracer_provider=tracer_provider,
     )

@@ -24,6 +24,8 @@ from tokenward.config import ENV_FILE, Settings, load_settings
 from tokenward.datadir import DataDirError, secure_dir, secure_sqlite
 from tokenward.deploy.wiring import Services, StoreSet, build_services, open_stores
 from tokenward.monitor.config import MonitorSettings
+from tokenward.serving import workers
+from tokenward.store.revocation_feed import Siblings
 from tokenward.store.sql import create_engine
 from tokenward.tokens.errors import MasterKeyError
 from tokenward.tokens.sealing import KeySealer
@@ -68,9 +70,12 @@ def validation_line(error: ValidationError, prefix: str = "TOKENWARD_") -> str:
     return "; ".join(problems) + f" ({SETTINGS_DOC} lists every setting)"
 
 
-async def open_services(settings: Settings, *, create_schema: bool = False) -> Services:
+async def open_services(
+    settings: Settings, *, create_schema: bool = False, siblings: Siblings | None = None
+) -> Services:
     """Stores (migrated) and services, or StartupError. `create_schema`: create a missing
-    PostgreSQL schema (`tokenward init`) instead of refusing."""
+    PostgreSQL schema (`tokenward init`) instead of refusing. `siblings`: the other workers
+    of `serve --workers N`, told of each revocation (without Redis)."""
     if settings.resolved_database_url.startswith("sqlite"):
         check_data_dir(settings.data_dir)  # first: the master key file is usually in it too
     _check_master_key(settings)
@@ -88,7 +93,9 @@ async def open_services(settings: Settings, *, create_schema: bool = False) -> S
     try:
         await _check_redis(stores, settings)
         try:
-            return await build_services(settings, stores, monitor_settings=monitor)
+            return await build_services(
+                settings, stores, monitor_settings=monitor, siblings=siblings
+            )
         except MasterKeyError as exc:
             raise StartupError(f"{_master_key_source(settings)}: {exc}") from None
         except DataDirError as exc:  # the security audit file cannot be opened 0600
@@ -191,12 +198,15 @@ async def _check_redis(stores: StoreSet, settings: Settings) -> None:
         ) from None
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The server's listening socket, bound here so that a busy port is one clear line."""
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The server's listening socket, bound here so that a busy port is one clear line.
+    `reuse_port`: one of `--workers N` sockets on the port (the kernel spreads connections)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
@@ -204,6 +214,15 @@ def listen(host: str, port: int) -> socket.socket:
         raise StartupError(f"cannot listen on {host}:{port}: {_reason(exc)} ({hint})") from None
     sock.set_inheritable(True)
     return sock
+
+
+def reserve(host: str, port: int) -> socket.socket:
+    """The port held by the supervisor of `--workers N` (serving/workers.py), or one line."""
+    try:
+        return workers.reserve(host.strip("[]"), port)
+    except OSError as exc:
+        hint = "choose another with --port" if port else "check --host"
+        raise StartupError(f"cannot listen on {host}:{port}: {_reason(exc)} ({hint})") from None
 
 
 def _unreachable(settings: Settings, exc: BaseException) -> str:

@@ -126,7 +126,7 @@ from tokenward.store.redis_ratelimit import RedisRateLimiter
 from tokenward.store.redis_replay import RedisReplayCache
 from tokenward.store.redis_signin_throttle import RedisSignInThrottle
 from tokenward.store.redis_windows import RedisWindows
-from tokenward.store.revocation_feed import RevocationFeed
+from tokenward.store.revocation_feed import RevocationFeed, Siblings
 from tokenward.tokens.dpop import DpopNonces, DpopVerifier
 from tokenward.tokens.id_token import IdTokenSigner
 from tokenward.tokens.jwt_access import JwtAccessTokenStrategy
@@ -172,6 +172,8 @@ class StoreSet:
     totp_factors: TotpFactors = field(default_factory=MemoryTotpFactors)
     recovery_codes: RecoveryCodes = field(default_factory=MemoryRecoveryCodes)
     passkeys: Passkeys = field(default_factory=MemoryPasskeys)
+    # The sign-in throttle in the database: what `serve --workers N` counts in without Redis.
+    signin: SignInThrottle | None = None
 
     async def aclose(self) -> None:
         for close in self.closers:
@@ -299,6 +301,7 @@ async def build_services(
     stores: StoreSet,
     clock: Clock = time.time,
     monitor_settings: MonitorSettings | None = None,
+    siblings: Siblings | None = None,  # the other workers of `serve --workers N`, no Redis
 ) -> Services:
     master_key = settings.resolved_master_key()
     sealer = KeySealer(master_key)
@@ -345,6 +348,7 @@ async def build_services(
         channel=names.revocations,  # the gateways listen here too
         on_revoke=server_metrics.revoked,
         followers=[transmitter.revoked],  # session and subject watermarks become signals
+        siblings=siblings,
     )
     # One blocklist for the deployment: a block decided on any node is refused on every node.
     shared_blocklist = (
@@ -372,7 +376,9 @@ async def build_services(
         monitor.companions.append(EventConsumer(stores.redis, names.usage, monitor.emit))
     if shared_blocklist is not None:
         monitor.companions.append(shared_blocklist)
-    key_source = KeyringKeySource(keys)  # every keyring: tokens of each algorithm verify
+    # Every keyring: tokens of each algorithm verify. An unknown kid re-reads the keys (at most
+    # every 5 s): one another worker or node rotated in is trusted before the schedule's reload.
+    key_source = KeyringKeySource(keys, keys.reload)
     opaque = StoreOpaqueResolver(stores.access_tokens)
     common: dict[str, Any] = {
         "issuer": settings.issuer,
@@ -795,9 +801,12 @@ def token_exchange(
 
 
 def sign_in_throttle(settings: Settings, stores: StoreSet, clock: Clock) -> SignInThrottle:
-    """Scale-out: one allowance for every node, kept across restarts (in Redis)."""
+    """Scale-out: one allowance for every node, kept across restarts (in Redis). Workers of one
+    server without Redis count in the database; a single process, in its memory."""
     memory = MemorySignInThrottle(clock)
     if stores.redis is None:
+        if settings.workers > 1 and stores.signin is not None:
+            return stores.signin
         return memory
     return RedisSignInThrottle(
         stores.redis, Namespace.of(settings).sign_in, fallback=memory, clock=clock
@@ -859,6 +868,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         pushed=sql.SqlPushedRequestStore(sessions, clock),
         initial_tokens=sql.SqlInitialAccessTokens(sessions),
         registration_tokens=sql.SqlRegistrationAccessTokens(sessions),
+        signin=sql.SqlSignInThrottle(sessions, clock),
         redis=redis,
         engine=engine,
         closers=closers,

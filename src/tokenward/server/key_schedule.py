@@ -1,5 +1,6 @@
 """The signing keys' schedule (publish, activate, retire), ticked by each server in the
-background; a `Background` for the deployment's lifespan."""
+background; a `Background` for the deployment's lifespan. Of `serve --workers N`, one worker
+ticks; the others only reload what it (or `tokenward keys rotate`, or another node) stored."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ KEY_SCHEDULE_SECONDS = 60.0
 
 
 class KeySchedule:
-    def __init__(self, keys: KeyManager, interval: float = KEY_SCHEDULE_SECONDS) -> None:
+    def __init__(
+        self, keys: KeyManager, interval: float = KEY_SCHEDULE_SECONDS, *, changes: bool = True
+    ) -> None:
         self._keys = keys
         self._interval = interval
+        self._changes = changes  # False: reload only (a worker beside the one that ticks)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -31,6 +35,9 @@ class KeySchedule:
         while True:
             await asyncio.sleep(self._interval)
             try:
+                if not self._changes:
+                    await self._keys.reload()
+                    continue
                 changed = await self._keys.tick()
             except Exception as exc:  # noqa: BLE001 - the schedule must outlive one failed tick
                 log.error("key_schedule_failed", error=type(exc).__name__)  # noqa: TRY400 - no trace: it may hold secrets

@@ -85,13 +85,20 @@ def _client(scope: Scope) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
-def uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's logging configuration, plus our access logger (stdout, uvicorn's style)."""
+def uvicorn_log_config(worker: int | None = None) -> dict[str, Any]:
+    """uvicorn's logging configuration, plus our access logger (stdout, uvicorn's style).
+    `worker`: this process is that worker of `serve --workers N`; each line says which."""
     from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415 - only `tokenward serve` needs it
 
+    formatters = {name: {**value} for name, value in LOGGING_CONFIG["formatters"].items()}
+    if worker is not None:
+        for formatter in formatters.values():
+            formatter["fmt"] = formatter["fmt"].replace(
+                "%(levelprefix)s ", f"%(levelprefix)s [worker {worker}] ", 1
+            )
     config: dict[str, Any] = {
         **LOGGING_CONFIG,
-        "formatters": {**LOGGING_CONFIG["formatters"]},
+        "formatters": formatters,
         "handlers": {**LOGGING_CONFIG["handlers"]},
         "loggers": {**LOGGING_CONFIG["loggers"]},
     }

@@ -12,9 +12,10 @@ chose `fail_open`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -31,6 +32,17 @@ CHANNEL = "tokenward:revocations"
 # How long /revoke waits for the push before it answers anyway: the revocation is already in
 # the log and in this node's mirrors, and the loops publish it when Redis answers again.
 PUBLISH_WAIT = 0.5
+
+
+class Siblings(Protocol):
+    """The other processes of this server on this machine (store/local_fanout.py), told when
+    this one wrote a revocation, and telling it when they did."""
+
+    def tell(self) -> None: ...
+
+    async def start(self, on_told: Callable[[], None]) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 def encode(seq: int, revocation: Revocation) -> bytes:
@@ -68,6 +80,7 @@ class RevocationFeed:
         channel: str = CHANNEL,
         on_revoke: Callable[[str], None] | None = None,
         followers: Sequence[Callable[[int, Revocation], None]] = (),
+        siblings: Siblings | None = None,
     ) -> None:
         self._channel = channel  # one per deployment sharing a Redis (and per test)
         self._durable = durable
@@ -92,6 +105,9 @@ class RevocationFeed:
         self.synced_at: float | None = None
         self.applied_seq = 0
         self._changed = asyncio.Event()
+        # `serve --workers N` without Redis: the other workers re-read the log when told.
+        self._siblings = siblings
+        self._wake = asyncio.Event()
 
     # --- RevocationStore -----------------------------------------------------------------
     async def revoke(self, revocation: Revocation) -> int:
@@ -103,6 +119,8 @@ class RevocationFeed:
         for mirror in self._mirrors:
             mirror.apply(revocation)  # at once here; the feed advances applied_seq in order
         self._notify()
+        if self._siblings is not None:
+            self._siblings.tell()
         self._unpublished.append((seq, revocation))
         try:
             async with asyncio.timeout(PUBLISH_WAIT):
@@ -135,6 +153,8 @@ class RevocationFeed:
         for seq, revocation in entries:
             self._apply(seq, revocation, advance=False)
         await self.resync()
+        if self._siblings is not None:
+            await self._siblings.start(self._wake.set)
         self._tasks.append(asyncio.create_task(self._resync_loop()))
         if self._redis is not None:
             self._tasks.append(asyncio.create_task(self._listen_loop(self._redis)))
@@ -145,6 +165,8 @@ class RevocationFeed:
         for task in self._tasks:
             await cancel_and_wait(task)
         self._tasks.clear()
+        if self._siblings is not None:
+            await self._siblings.stop()
 
     def staleness(self) -> float:
         """Seconds since the mirror was last known to be complete (the metric)."""
@@ -214,7 +236,10 @@ class RevocationFeed:
 
     async def _resync_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._resync_interval)
+            # The interval, or sooner when another worker says the log grew.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._resync_interval)
+            self._wake.clear()
             try:
                 await self.resync()
                 await self._publish_pending()

@@ -26,6 +26,7 @@ from tokenward.store.sql.registration import SqlInitialAccessTokens, SqlRegistra
 from tokenward.store.sql.replay import SqlReplayCache
 from tokenward.store.sql.revocations import SqlRevocationStore
 from tokenward.store.sql.sessions import SqlSessionStore
+from tokenward.store.sql.signin_throttle import SqlSignInThrottle
 from tokenward.store.sql.sqlite_grants import SqliteCodeStore, SqliteGrantStore, SqliteUserStore
 from tokenward.store.sql.sqlite_writer import SqliteWriter, sqlite_file
 from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
@@ -50,6 +51,7 @@ __all__ = [
     "SqlSessionParticipants",
     "SqlSessionStore",
     "SqlSetQueue",
+    "SqlSignInThrottle",
     "SqlSsfStreams",
     "SqlTotpFactors",
     "SqlUserStore",

@@ -417,6 +417,22 @@ class ReplayMarkerRow(Base):
     expires_at: Mapped[float]
 
 
+class SignInFailureRow(Base):
+    """One attempt counted by the sign-in throttle under one of its keys (core/throttle.py):
+    a row per key, with the attempt's ticket, deleted when the attempt is taken back."""
+
+    __tablename__ = "signin_failures"
+    __table_args__ = (
+        Index("ix_signin_failures_key_at", "key", "at"),
+        Index("ix_signin_failures_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(SEQUENCE, primary_key=True, autoincrement=True)
+    key: Mapped[str]  # a throttle key: a digest, or "i:" and an address
+    ticket: Mapped[str]
+    at: Mapped[float]
+
+
 def dump_strings(values: Iterable[str], *, sort: bool = False) -> str:
     """A tuple (order kept) or a frozenset (sorted, so equal sets store equal text) as JSON."""
     items = sorted(values) if sort else list(values)
