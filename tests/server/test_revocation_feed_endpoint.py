@@ -88,7 +88,8 @@ async def test_a_cursor_past_the_head_gets_the_head_at_once(server: Server) -> N
     head = await revoke(server, RevocationKind.JTI, "j")
     started = time.monotonic()
     body = (await server.http.get("/revocations", params={"after": 99, "wait": 5})).json()
-    assert time.monotonic() - started < 1
+    # Well under the 5 s the long poll would hold it (slack for a loaded machine).
+    assert time.monotonic() - started < 3
     assert body["head"] == body["next"] == head
     assert body["entries"] == []
 
