@@ -32,7 +32,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
 def documented() -> tuple[list[str], list[list[str]]]:
     """The variables the block exports, and its tokenward commands."""
     blocks = re.findall(r"```sh\n(.*?)```", DOC.read_text(), flags=re.S)
-    [block] = [b for b in blocks if "tokenward serve" in b]
+    [block] = [b for b in blocks if "tokenward serve" in b and "export " in b]
     names, commands = [], []
     for line in block.splitlines():
         words = shlex.split(line, comments=True)
