@@ -181,7 +181,7 @@ def _enrol_totp(server: Server, http: httpx.Client, user: str) -> tuple[str, lis
         f"{server.base}/account/totp",
         data={"interaction": hidden_interaction(page.text), "code": "000000"},
     )
-    assert wrong.status_code == 400
+    assert wrong.status_code == 400, wrong.text[:2000]
     match = re.search(r'id="totp-secret">([A-Z2-7]+)<', wrong.text)  # a new secret each time
     assert match is not None
     secret = match.group(1)
