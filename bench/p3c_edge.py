@@ -36,9 +36,11 @@ SECONDS = 3
 
 
 def _edge_server(port: int, upstream: int, gateway: int, cache: Path) -> str:
-    """docs/edge.md's nginx block with this run's addresses."""
+    """docs/edge.md's full nginx configuration with this run's addresses."""
     text = (ROOT / "docs" / "edge.md").read_text()
-    block = text.split("```nginx\n", 1)[1].split("```", 1)[0]
+    blocks = [part.split("```", 1)[0] for part in text.split("```nginx\n")[1:]]
+    # The full server configuration, not the certificate-header snippet documented before it.
+    block = next(b for b in blocks if "upstream tokenward" in b and "server {" in b)
     for documented, actual in {
         "127.0.0.1:8080": f"127.0.0.1:{gateway}",
         "127.0.0.1:9000": f"127.0.0.1:{upstream}",
