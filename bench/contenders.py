@@ -139,6 +139,8 @@ def tokenward(*, postgres: bool = False, workers: int = 1) -> Iterator[Contender
                 *("--grant-type", "client_credentials", "--grant-type", "refresh_token"),
                 *("--grant-type", "authorization_code", "--redirect-uri", REDIRECT_URI),
                 *("--scope", "openid offline_access read write", "--skip-consent"),
+                # As the peer is configured: ES256 ID tokens (the server's default is RS256).
+                *("--id-token-alg", "ES256"),
             )
             _tokenward(
                 env,

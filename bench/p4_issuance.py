@@ -16,6 +16,7 @@ Node is absent, tokenward's rates are printed and the ratios are skipped, saying
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
@@ -105,7 +106,7 @@ def run() -> list[Figure]:
     global _skipped
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is needed for P4/P5: apt-get install -y wrk")
-    print("  (2 shared cores, other work running: figures are taken under load)")
+    print(f"  (2 cores; load average {os.getloadavg()[0]:.2f} when the run starts)")
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         ours = stack.enter_context(contenders.tokenward())

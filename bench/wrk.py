@@ -1,7 +1,8 @@
 """Drive a server with wrk (one thread, POST bodies from a Lua script) and charge its CPU.
 
 A request is either one fixed body, or a body built around values from a pool file, one per
-request (single-use credentials: refresh tokens, codes), the run stopping when the pool ends.
+request (single-use credentials: refresh tokens, codes), the run stopping when the pool ends and
+its rate taken over the time the pool lasted (wrk itself divides by the whole duration).
 CPU per request is the server processes' user+system time (/proc) over the requests wrk
 completed, so a faster figure bought with more cores shows up.
 """
@@ -27,6 +28,17 @@ wrk.headers["Authorization"] = {auth}
 """
 
 _POOL = """
+-- wrk divides by its whole -d even when the pool ran out early: time the pool itself.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct {{ long tv_sec; long tv_nsec; }} tw_timespec;
+int clock_gettime(int clock, tw_timespec *now);
+]]
+local clock = ffi.new("tw_timespec")
+local function now()
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) + tonumber(clock.tv_nsec) * 1e-9
+end
 local values = {{}}
 for line in io.lines({pool}) do values[#values + 1] = line end
 local prefix, suffix, path = {prefix}, {suffix}, {path}
@@ -34,14 +46,19 @@ local headers = {{
   ["Content-Type"] = "application/x-www-form-urlencoded",
   ["Authorization"] = {auth},
 }}
-local i = 0
+local i, answered, started = 0, 0, nil
 request = function()
+  started = started or now()
   i = i + 1
   local value = values[math.min(i, #values)]
   return wrk.format("POST", path, headers, prefix .. value .. suffix)
 end
 response = function(status, headers, body)
-  if i >= #values then wrk.thread:stop() end
+  answered = answered + 1
+  if answered == #values then
+    io.write(string.format("pool spent in %.6f s\\n", now() - started))
+    wrk.thread:stop()
+  end
 end
 """
 
@@ -126,6 +143,9 @@ def run(load: Load, pids: list[int], duration: int, connections: int = CONNECTIO
     if failed and int(failed.group(1)) > allowed:
         raise RuntimeError(f"wrk saw {failed.group(1)} failed responses:\n{out}")
     good = count - (int(failed.group(1)) if failed else 0)
+    spent = re.search(r"pool spent in ([\d.]+) s", out)
+    if spent is not None:  # the pool ran out before the duration: its own time is the rate's
+        return Result(good / float(spent.group(1)), used / max(good, 1), good)
     return Result(float(rate.group(1)) * good / count, used / max(good, 1), good)
 
 
