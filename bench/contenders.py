@@ -4,7 +4,9 @@
   (the default SQLite database in it), or with TOKENWARD_DATABASE_URL on a fresh PostgreSQL
   database (and Redis when it runs several workers);
 - oidc-provider: the pinned version under bench/oidc-provider (`npm ci` there), one process or
-  a node:cluster of workers, configured for the same tokens (bench/oidc-provider/provider.mjs).
+  a node:cluster of workers, configured for the same tokens (bench/oidc-provider/provider.mjs);
+- floor: bench/floor_app.py, a bare ASGI callable on uvicorn that only signs the token: the
+  least any CPython server on tokenward's stack spends on a client_credentials request.
 """
 
 from __future__ import annotations
@@ -197,6 +199,28 @@ def _psql(sql: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+@contextmanager
+def floor() -> Iterator[Contender]:
+    """bench/floor_app.py under uvicorn (httptools, uvloop), as `tokenward serve` runs it."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "bench.floor_app:app"),
+            *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
+            *("--log-level", "warning", "--host", "127.0.0.1", "--port", str(port)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(base + "/", process)
+        yield Contender("floor", base, "/token", "/introspect", [process.pid])
+    finally:
+        _stop(process)
 
 
 def peer_ready() -> None:

@@ -119,10 +119,14 @@ def run() -> list[Figure]:
             _skipped, peer = str(exc), None
         peers = [peer] if peer is not None else []
         p = peer.name if peer is not None else None
-        issue = _measure([ours, ours_pg, *peers], _issue, tmp)
+        bare = stack.enter_context(contenders.floor())
+        issue = _measure([ours, ours_pg, bare, *peers], _issue, tmp)
         figures = [
             _figure("P4", "client_credentials ES256 JWTs", _pick(issue, ours, p), ours.name, p),
             _figure("P4-pg", "the same on PostgreSQL", _pick(issue, ours_pg, p), ours_pg.name, p),
+            # How far the stack itself could go: no framework, store or log, only the signature.
+            _figure("P4-floor", "bare ASGI + ES256 on uvicorn", _pick(issue, bare, p), "floor", p),
+            _figure("P4-own", "our request path", _pick(issue, ours, "floor"), ours.name, "floor"),
         ]
         intro = _measure([ours, *peers], _introspect, tmp)
         figures.append(_figure("P5", "opaque-token introspections", intro, ours.name, p))
