@@ -52,19 +52,40 @@ def free_port() -> int:
         return port
 
 
+# The event loop of each server serve_in_thread runs, by its base URL.
+_LOOPS: dict[str, asyncio.AbstractEventLoop] = {}
+
+
 @contextmanager
 def serve_in_thread(app: Any, port: int) -> Iterator[str]:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def serve() -> None:
+        loops.append(asyncio.get_running_loop())
+        await server.serve()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
+    base = f"http://127.0.0.1:{port}"
+    _LOOPS[base] = loops[0]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield base
     finally:
+        _LOOPS.pop(base, None)
         server.should_exit = True
         thread.join(10)
+
+
+def run_on_server(base: str, coroutine: Any, timeout: float = 30) -> Any:
+    """Run `coroutine` on the loop of the server serve_in_thread runs at `base`. A service call
+    from a test must not use the server's pooled SQL connections from another loop, nor dispose
+    its pool under a request or background task that holds a connection: that connection would
+    go back to a discarded pool and be garbage-collected unclosed in some later test."""
+    return asyncio.run_coroutine_threadsafe(coroutine, _LOOPS[base]).result(timeout)

@@ -22,7 +22,7 @@ import requests_oauth2client as roc
 from jwcrypto import jwk
 
 from tests.e2e.conftest import CALLBACK, PASSWORD
-from tests.e2e.live import free_port, serve_in_thread
+from tests.e2e.live import free_port, run_on_server, serve_in_thread
 from tests.e2e.test_interop_openid_client import NODE_DIR, _node_ready
 from tests.oauth.jar_setup import claims_for, new_key, public_jwks, request_object
 from tests.server.flows import hidden_interaction, query_of
@@ -186,7 +186,7 @@ def test_openid_client_par_jar_dpop(server: Server) -> None:
         process.stdin.close()
         process.wait(timeout=30)
     assert "result" in outcome, outcome
-    user = asyncio.run(server.services.stores.users.by_username("alice"))
+    user = run_on_server(server.base, server.services.stores.users.by_username("alice"))
     assert user is not None
     assert outcome["result"] == {
         "par_endpoint": f"{server.base}/par",

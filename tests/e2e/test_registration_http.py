@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 
 from tests.e2e.cluster import cluster
 from tests.e2e.conftest import CALLBACK, PASSWORD
-from tests.e2e.live import free_port, serve_in_thread
+from tests.e2e.live import free_port, run_on_server, serve_in_thread
 from tests.e2e.test_interop_openid_client import NODE_DIR, _node_ready
 from tests.oauth.jar_setup import new_key, request_object
 from tests.server.flows import Pkce, hidden_interaction, query_of
@@ -58,17 +58,8 @@ class Server:
         return self.call(self.services.initial_tokens.create(ttl, max_uses))
 
     def call(self, coroutine: Any) -> Any:
-        """A service call from the test thread, on a loop of its own: pooled SQL connections
-        opened here are closed here (the server thread's loop opens its own)."""
-
-        async def run() -> Any:
-            try:
-                return await coroutine
-            finally:
-                if self.services.stores.engine is not None:
-                    await self.services.stores.engine.dispose()
-
-        return asyncio.run(run())
+        """A service call from the test thread, run on the server's own loop."""
+        return run_on_server(self.base, coroutine)
 
     def register(self, metadata: Any, token: str | None = None, **kwargs: Any) -> httpx.Response:
         if token is None:
