@@ -39,7 +39,6 @@ from tokenward.gateway.health import AdminListener, Health, admin_app
 from tokenward.gateway.metrics import GatewayMetrics
 from tokenward.gateway.model import TOKEN_MODES
 from tokenward.gateway.reload import Reloader
-from tokenward.gateway.serving import coalescing
 from tokenward.gateway.startup import (
     GatewayServer,
     Lifespan,
@@ -56,6 +55,7 @@ from tokenward.monitor.config import MonitorSettings
 from tokenward.monitor.risk import RiskBoard, RiskDetector, RiskScorer
 from tokenward.monitor.risk_feed import RiskFeed, Tee
 from tokenward.ops.tracing import TracingUnavailable
+from tokenward.serving.coalescing import coalescing
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
 from tokenward.serving.tls import CERT_REQS, ProxyCertificateMiddleware, with_client_certificates

@@ -14,6 +14,7 @@ import gc
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 import typer
@@ -28,6 +29,7 @@ from tokenward.server.outer import uvicorn_log_config
 from tokenward.server.serving import Server
 from tokenward.serving import loop as serving_loop
 from tokenward.serving import workers
+from tokenward.serving.coalescing import coalescing
 from tokenward.serving.limits import LimitError
 from tokenward.serving.protocol import server_options
 from tokenward.serving.tls import with_client_certificates
@@ -123,8 +125,9 @@ async def _main(
             **server_options(
                 settings.head_limits(),
                 fds_per_connection=1,
-                # Client certificates reach the app as the ASGI TLS extension.
-                wrap=with_client_certificates if tls and tls.cert_reqs != "none" else None,
+                # Head and body of an answer in one write; client certificates reach the app
+                # as the ASGI TLS extension.
+                wrap=_protocol_wrap(certificates=bool(tls and tls.cert_reqs != "none")),
             ),
             **(tls.uvicorn_options() if tls else {}),
         )
@@ -140,6 +143,12 @@ async def _main(
         await server.serve(sockets=[sock])
     finally:
         await services.stores.aclose()
+
+
+def _protocol_wrap(*, certificates: bool) -> Callable[[type[Any]], type[Any]]:
+    if certificates:
+        return lambda base: with_client_certificates(coalescing(base))
+    return coalescing
 
 
 def _startup_error(exc: Exception) -> StartupError:
