@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -105,3 +106,21 @@ def test_otel_sdk_disabled_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     settings = Settings(issuer=ISSUER, master_key=generate_master_key(), otel_enabled=True)
     assert configured_provider(settings) is None
+
+
+async def test_a_global_provider_set_by_someone_else_records_no_query(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`opentelemetry-instrument`, FASTAPI_OTEL_AUTO_CONFIGURE or an embedding program may set
+    OpenTelemetry's global provider. FastAPI's own telemetry would then record every request's
+    `url.query` (`?access_token=`, `code=`) in clear: the server turns it off and traces only
+    through its own spans, which name the endpoint and nothing the client sent."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(otel_trace, "get_tracer_provider", lambda: provider)
+    app = server_app(server.services)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http:
+        await http.get("/userinfo", params={"access_token": "at-secret-Qw3"})
+        await http.get("/authorize", params={"code": "code-secret-Er4", "state": "s-Ty5"})
+    assert exporter.get_finished_spans() == ()

@@ -67,6 +67,11 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served by routes.docs from local assets, not FastAPI's CDN page
         redoc_url=None,  # ReDoc would load from a CDN too
+        # FastAPI's own telemetry turns on whenever OpenTelemetry's global provider is set (by
+        # auto-instrumentation, FASTAPI_OTEL_AUTO_CONFIGURE, an embedding program) and records
+        # each request's path and query, tokens and codes included. The server traces through
+        # its own spans (server/tracing.py), which name the endpoint and nothing sent.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.hsts = services.settings.hsts_header
     _fill_state(app, services)
