@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -46,3 +47,8 @@ def median_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> 
 
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:.1f} µs"
+
+
+def load_note() -> str:
+    """What the machine was doing, for a figure's line: its load average, not an assumption."""
+    return f"load average {os.getloadavg()[0]:.2f} at the end of the run, 2 cores"

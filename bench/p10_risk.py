@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from bench.harness import Figure
+from bench.harness import Figure, load_note
 from bench.traffic_sim import SCENARIOS, Incident, Trace, simulate
 from tokenward.deploy.monitor_replay import replay_monitor
 from tokenward.monitor.alerts import Alert
@@ -130,7 +130,7 @@ def run() -> list[Figure]:
             f"{results['learned (hst)'].recall(trace.incidents):.2f}; monitor task "
             f"{per_event * 1e6:.1f} µs CPU per event (whole pipeline, off the request path); "
             f"context.risk lookup {lookup * 1e6:.2f} µs per request on the request path; "
-            "taken under load",
+            f"{load_note()}",
         )
     ]
 

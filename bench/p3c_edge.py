@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from bench import fixtures
-from bench.harness import Figure
+from bench.harness import Figure, load_note
 from bench.p3_gateway import (
     ROOT,
     Sample,
@@ -121,6 +121,6 @@ def _figure(samples: dict[str, list[Sample]]) -> Figure:
             f"vs {med(nginx, 'cpu') * 1e6:.0f} µs",
             f"p50 {med(edge, 'p50') * 1e3:.2f} vs {med(nginx, 'p50') * 1e3:.2f} ms",
             "goal ≥ 0.5",
-            "taken under load (2 cores shared)",
+            load_note(),
         ],
     )

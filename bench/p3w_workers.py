@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from bench import fixtures
-from bench.harness import Figure
+from bench.harness import Figure, load_note
 from bench.p3_gateway import (
     Sample,
     _free_port,
@@ -115,6 +115,6 @@ def _figure(samples: dict[str, list[Sample]]) -> Figure:
             f"CPU per request {med('workers2', 'cpu') * 1e6:.0f} µs "
             f"vs {med('nginx2', 'cpu') * 1e6:.0f} µs",
             "goal ≥ 0.4",
-            "taken under load (2 cores shared)",
+            load_note(),
         ],
     )

@@ -21,7 +21,7 @@ import structlog
 from jwcrypto import jwk, jwt
 
 from bench import fixtures
-from bench.harness import Figure, interleaved, median_ratio, us
+from bench.harness import Figure, interleaved, load_note, median_ratio, us
 from tokenward.core.signals import SESSION_REVOKED, SecuritySignal
 from tokenward.oauth.ssf.events import SET_TYPE, set_claims
 from tokenward.oauth.ssf.signing import TokenSigner
@@ -58,7 +58,7 @@ class _Nobody:
 
 def run() -> list[Figure]:
     ring = fixtures.keyring("ES256")
-    signer = TokenSigner({"ES256": ring}, "ES256")
+    signer = TokenSigner({"ES256": ring}, lambda: "ES256")
     signal = SecuritySignal(SESSION_REVOKED, time.time(), "user-1", "sid-1")
 
     def claims() -> dict[str, object]:
@@ -82,7 +82,7 @@ def run() -> list[Figure]:
                 f"receive {us(mine)}, jwcrypto {us(theirs)}",
                 f"make {us(statistics.median(made['ours']))} "
                 f"({median_ratio(made['ours'], made['jwcrypto']):.2f}× jwcrypto sign)",
-                "in process, ES256; taken under load",
+                f"in process, ES256; {load_note()}",
             ],
         )
     ]

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from bench.contenders import _free_port, _stop, _wait_http
 from bench.harness import Figure
-from bench.p4_issuance import server
 
 ROUNDS = 7
 FLOWS = 80  # per round and contender (CPU is read in 10 ms ticks)
@@ -39,6 +44,29 @@ def _cpu_seconds(pid: int) -> float:
 
 def _code(location: str) -> str:
     return parse_qs(urlsplit(location).query)["code"][0]
+
+
+@contextmanager
+def server(mode: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """bench/serve_as.py in `mode` on a free port: its base URL and the JSON line it printed."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.serve_as", "--port", str(port), "--mode", mode],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        if process.stdout is None:
+            raise RuntimeError("no pipe to bench.serve_as")
+        info = json.loads(process.stdout.readline())
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(base + "/healthz", process)  # type: ignore[arg-type]
+        yield base, info
+    finally:
+        _stop(process)  # type: ignore[arg-type]
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 class Flows:

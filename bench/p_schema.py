@@ -6,7 +6,7 @@ parameters, JSON parse, depth limit, compiled JSON Schema 2020-12 validation wit
 `components`. Timed in interleaved rounds against, in the same run: the parse alone
 (`orjson.loads`, the floor) and the peer a route would otherwise hand-write per request,
 `jsonschema.validate(body, schema)` (schema checked and validator built on every call).
-The figure is µs per request on one core; taken under load on a shared 2-core machine.
+The figure is µs per request on one core; the line says the machine's load average.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import orjson
 
-from bench.harness import Figure, interleaved, median_ratio
+from bench.harness import Figure, interleaved, load_note, median_ratio
 from tokenward.gateway.schema import RouteSchema, SchemaLimits
 
 ROUNDS = 7
@@ -136,7 +136,7 @@ def run() -> list[Figure]:
                 f"jsonschema.validate {statistics.median(times['peer']) * 1e6:.0f} µs, "
                 f"×{median_ratio(times['peer'], times['gateway']):.0f} slower",
                 f"parse alone {statistics.median(times['parse']) * 1e6:.1f} µs",
-                "taken under load (2 cores shared)",
+                load_note(),
             ],
         )
     ]
