@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from tokenward.core.lifecycle import Background
 from tokenward.deploy.wiring import Services
 from tokenward.ops.metrics_listener import MetricsListener
+from tokenward.server.access_log import AccessLog
 from tokenward.server.app import create_app
 from tokenward.server.key_schedule import KeySchedule
 
@@ -41,10 +42,12 @@ def server_app(
     *,
     tracer_provider: TracerProvider | None = None,
     worker: int | None = None,
+    access_log: AccessLog | None = None,
 ) -> FastAPI:
     """The authorization server's ASGI app with its deployment's lifespan."""
     return create_app(
         services,
         background=server_background(services, worker),
         tracer_provider=tracer_provider,
+        access_log=access_log,
     )

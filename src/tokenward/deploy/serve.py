@@ -11,6 +11,7 @@ is in docs/deployment.md "Workers".
 from __future__ import annotations
 
 import gc
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from tokenward.deploy import startup
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.startup import StartupError
 from tokenward.ops.tracing import TracingUnavailable
+from tokenward.server.access_log import AccessLog
 from tokenward.server.outer import uvicorn_log_config
 from tokenward.server.serving import Server
 from tokenward.serving import loop as serving_loop
@@ -112,8 +114,9 @@ async def _main(
             typer.echo(f"listening on {host}:{port}, issuer {settings.issuer}")
         tls = settings.tls_settings()
         index = worker.index if worker is not None else None
+        access = AccessLog(sys.stdout, worker=index)
         config = uvicorn.Config(
-            server_app(services, worker=index),
+            server_app(services, worker=index, access_log=access),
             host=host,
             port=port,
             log_level="info",
@@ -140,7 +143,10 @@ async def _main(
         # (the gateway does the same; a full pass over the startup heap is a latency spike).
         gc.collect()
         gc.freeze()
-        await server.serve(sockets=[sock])
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            access.flush()  # the lines of the last half second
     finally:
         await services.stores.aclose()
 

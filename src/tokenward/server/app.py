@@ -14,6 +14,7 @@ from tokenward.core.lifecycle import Background, running
 from tokenward.ops.request_metrics import RequestMetrics
 from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server import dependencies, tracing
+from tokenward.server.access_log import AccessLog
 from tokenward.server.client_address import ClientAddressMiddleware
 from tokenward.server.console import ConsolePages
 from tokenward.server.edge import install_error_handlers
@@ -49,11 +50,14 @@ def create_app(
     *,
     background: Sequence[Background],
     tracer_provider: TracerProvider | None = None,
+    access_log: AccessLog | None = None,
 ) -> FastAPI:
     """`services`: what the composition root built (wiring.Services satisfies ServerParts).
     `background`: what the deployment runs beside the app (the composition root decides),
     started in order at startup and stopped in reverse at shutdown. `tracer_provider`: trace
-    with it (tests); else as TOKENWARD_OTEL_ENABLED says."""
+    with it (tests); else as TOKENWARD_OTEL_ENABLED says. `access_log`: where the access log
+    goes (`tokenward serve`: a buffered writer on stdout); None: the `tokenward.access`
+    logger."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +78,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.hsts = services.settings.hsts_header
+    app.access = access_log
     _fill_state(app, services)
     install_error_handlers(app)
     install_bearer_error_handler(app)  # RFC 6750 bodies for the demo API
@@ -151,6 +156,7 @@ class _ServerApp(FastAPI):
     """FastAPI with `Outer` around the whole stack, Starlette's error middleware included."""
 
     hsts: str | None = None
+    access: AccessLog | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
-        return Outer(super().build_middleware_stack(), hsts=self.hsts)
+        return Outer(super().build_middleware_stack(), hsts=self.hsts, access=self.access)

@@ -16,6 +16,8 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tokenward.server.access_log import AccessLog
+
 ACCESS_LOGGER = "tokenward.access"
 MAX_LOGGED_PATH = 256
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -34,11 +36,14 @@ def logged_path(scope: Scope) -> str:
 
 
 class Outer:
-    """`hsts`: the Strict-Transport-Security value for every response, or None (http issuer)."""
+    """`hsts`: the Strict-Transport-Security value for every response, or None (http issuer).
+    `access`: the buffered access log `tokenward serve` writes; None: the `tokenward.access`
+    logger, with the same text."""
 
-    def __init__(self, app: ASGIApp, *, hsts: str | None) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: str | None, access: AccessLog | None = None) -> None:
         self.app = app
         self.hsts = hsts.encode("latin-1") if hsts else None
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,7 +71,15 @@ class Outer:
             # whose message may quote request data. The error handler logged the type already.
             log.debug("error_after_response", error=type(exc).__name__)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
+            if self.access is not None:
+                self.access.write(
+                    _client(scope),
+                    scope.get("method", "-"),
+                    logged_path(scope),
+                    status or "-",
+                    (time.perf_counter() - started) * 1000,
+                )
+            elif access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     '%s - "%s %s" %s %.1fms',
                     _client(scope),
