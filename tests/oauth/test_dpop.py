@@ -10,6 +10,7 @@ from tokenward.client.dpop import DpopKey
 from tokenward.core.errors import JoseError
 from tokenward.store.memory import MemoryReplayCache
 from tokenward.tokens.dpop import (
+    NONCE_WINDOW,
     DpopError,
     DpopNonces,
     DpopVerifier,
@@ -186,3 +187,25 @@ def test_thumbprint_is_rfc7638() -> None:
 def test_normalised_htu_ipv6_and_ports() -> None:
     assert normalised_htu("http://[::1]:8080/a?b") == "http://[::1]:8080/a"
     assert normalised_htu("https://Example.COM:443/") == "https://example.com/"
+
+
+def test_nonces_kept_per_window_are_those_the_key_derives(clock: FrozenClock) -> None:
+    """The nonce of each window is remembered (every token answer carries one); what is
+    remembered must be what the key derives for that window, and a new window a new nonce."""
+    key = b"k" * 32
+    kept = DpopNonces(key, clock)
+    seen = []
+    for _ in range(12):  # past the few windows kept at once
+        nonce = kept.current()
+        assert nonce == kept.current()
+        fresh = DpopNonces(key, clock)  # derives, remembers nothing yet
+        assert nonce == fresh.current()
+        assert kept.valid(nonce)
+        seen.append(nonce)
+        clock.advance(NONCE_WINDOW)
+        assert kept.valid(nonce)  # one window later: still accepted
+        clock.advance(NONCE_WINDOW)
+        assert not kept.valid(nonce)  # two: stale
+        clock.advance(-NONCE_WINDOW)
+    assert len(set(seen)) == len(seen)
+    assert DpopNonces(b"other" * 8, clock).current() != kept.current()

@@ -100,7 +100,9 @@ class TokenEndpoint:
             raise UnauthorizedClient("the client may not use this grant_type")
         request = await self._bind_dpop(request, client)
         if request.dpop_jkt is None:  # one binding per token: a DPoP proof was this request's
-            request = replace(request, x5t_s256=certificate_binding(client, request.certificate))
+            x5t_s256 = certificate_binding(client, request.certificate)
+            if x5t_s256 != request.x5t_s256:
+                request = replace(request, x5t_s256=x5t_s256)
         profile = self._profiles.for_client(client)
         if profile.sender_constrained and request.dpop_jkt is None and request.x5t_s256 is None:
             # Refused before the grant runs: a code or refresh token is not spent on it.

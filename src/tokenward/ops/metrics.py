@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.exceptions import RedisError
@@ -93,6 +94,24 @@ class TokenRequestLabels:
         self.grant_type: str | None = None
 
 
+class _Children:
+    """A metric's labelled children, kept: prometheus-client validates the values and takes a
+    lock on every `labels()` call, four times per token request. Every label value here comes
+    from a bounded set, so the dict is bounded too."""
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 class ServerMetrics:
     def __init__(self, grant_types: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry()
@@ -149,6 +168,12 @@ class ServerMetrics:
             registry=registry,
         )
 
+        self._issued = _Children(self.tokens_issued)
+        self._token_seconds = _Children(self.token_seconds)
+        self._http_seconds = _Children(self.http_seconds)
+        self._http_requests = _Children(self.http_requests)
+        self._introspections = _Children(self.introspections)
+
     def grant_label(self, grant_type: str | None) -> str:
         if grant_type is None:
             return "missing"
@@ -168,8 +193,8 @@ class ServerMetrics:
             raise
         finally:
             grant = self.grant_label(labels.grant_type)
-            self.tokens_issued.labels(grant, outcome).inc()
-            self.token_seconds.labels(grant).observe(time.perf_counter() - started)
+            self._issued(grant, outcome).inc()
+            self._token_seconds(grant).observe(time.perf_counter() - started)
 
     @contextlib.contextmanager
     def introspection(self) -> Iterator[dict[str, bool]]:
@@ -178,16 +203,14 @@ class ServerMetrics:
         try:
             yield result
         except BaseException as exc:
-            self.introspections.labels(error_label(exc)).inc()
+            self._introspections(error_label(exc)).inc()
             raise
-        self.introspections.labels("active" if result["active"] else "inactive").inc()
+        self._introspections("active" if result["active"] else "inactive").inc()
 
     def request(self, path: str, method: str, status: int, seconds: float) -> None:
         endpoint = endpoint_label(path)
-        self.http_requests.labels(
-            endpoint, method if method in METHODS else OTHER, str(status)
-        ).inc()
-        self.http_seconds.labels(endpoint).observe(seconds)
+        self._http_requests(endpoint, method if method in METHODS else OTHER, str(status)).inc()
+        self._http_seconds(endpoint).observe(seconds)
 
     def revoked(self, kind: str) -> None:
         self.revocations.labels(kind if kind in RevocationKind.ALL else OTHER).inc()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -17,6 +17,7 @@ from tokenward.server import dependencies, tracing
 from tokenward.server.access_log import AccessLog
 from tokenward.server.client_address import ClientAddressMiddleware
 from tokenward.server.console import ConsolePages
+from tokenward.server.direct import DirectEndpoints, Endpoint
 from tokenward.server.edge import install_error_handlers
 from tokenward.server.monitor_middleware import MonitorMiddleware
 from tokenward.server.outer import Outer
@@ -82,7 +83,7 @@ def create_app(
     _fill_state(app, services)
     install_error_handlers(app)
     install_bearer_error_handler(app)  # RFC 6750 bodies for the demo API
-    app.router.routes.extend(oauth.DIRECT_ROUTES)  # first: they shadow their FastAPI twins
+    app.direct = oauth.DIRECT_ENDPOINTS  # they shadow their FastAPI twins (kept for OpenAPI)
     for module in (
         oauth,
         browser,
@@ -153,10 +154,26 @@ def _fill_state(app: FastAPI, services: ServerParts) -> None:
 
 
 class _ServerApp(FastAPI):
-    """FastAPI with `Outer` around the whole stack, Starlette's error middleware included."""
+    """FastAPI, with the deployment's middleware outside the framework's own layers and the
+    direct endpoints (server/direct.py) between the two, all inside `Outer`:
+
+        Outer > the deployment's middleware > DirectEndpoints > FastAPI's stack (error,
+        exception, body-limit and exit-stack middleware, the router)
+
+    FastAPI puts the deployment's middleware inside its error middleware; `Outer` answers a
+    failure there with the same 500 body instead."""
 
     hsts: str | None = None
     access: AccessLog | None = None
+    direct: Mapping[tuple[str, str], Endpoint] = {}
 
     def build_middleware_stack(self) -> ASGIApp:
-        return Outer(super().build_middleware_stack(), hsts=self.hsts, access=self.access)
+        deployment, self.user_middleware = self.user_middleware, []
+        try:
+            framework = super().build_middleware_stack()
+        finally:
+            self.user_middleware = deployment
+        app: ASGIApp = DirectEndpoints(framework, self.direct, self.exception_handlers)
+        for middleware in reversed(deployment):
+            app = middleware.cls(app, *middleware.args, **middleware.kwargs)
+        return Outer(app, hsts=self.hsts, access=self.access)

@@ -10,6 +10,7 @@ query, never a header value.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from tokenward.server.access_log import AccessLog
 
 ACCESS_LOGGER = "tokenward.access"
 MAX_LOGGED_PATH = 256
+_PRINTABLE = re.compile(rb"[\x21\x23-\x5b\x5d-\x7e]*")  # what is printed unescaped below
 access_log = logging.getLogger(ACCESS_LOGGER)
 log = structlog.get_logger(__name__)
 
@@ -28,6 +30,8 @@ def logged_path(scope: Scope) -> str:
     """The path as sent (ASGI `raw_path` never holds the query), printable and bounded."""
     raw: bytes = scope.get("raw_path") or str(scope.get("path", "")).encode("utf-8", "replace")
     raw = raw.split(b"?", 1)[0]  # in case a server put the query there anyway
+    if len(raw) <= MAX_LOGGED_PATH and _PRINTABLE.fullmatch(raw):  # the usual path: as it is
+        return raw.decode("ascii")
     text = "".join(
         chr(byte) if 0x21 <= byte <= 0x7E and byte not in (0x22, 0x5C) else f"%{byte:02X}"
         for byte in raw[: MAX_LOGGED_PATH + 1]
@@ -64,12 +68,19 @@ class Outer:
 
         try:
             await self.app(scope, receive, sending)
-        except Exception as exc:
-            if not status:
-                raise
-            # Starlette re-raises after its 500 went out; the server would log the traceback,
-            # whose message may quote request data. The error handler logged the type already.
-            log.debug("error_after_response", error=type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - the last layer: a failure gets the 500 body
+            if status:
+                # Starlette re-raises after its 500 went out; the server would log the
+                # traceback, whose message may quote request data. The error handler logged
+                # the type already.
+                log.debug("error_after_response", error=type(exc).__name__)
+            else:
+                # A deployment middleware failed outside the framework's error handling: the
+                # same 500 body, never a traceback to the client or the log.
+                # No traceback: its messages may quote request data.
+                log.error("unhandled_error", path=logged_path(scope), error=type(exc).__name__)  # noqa: TRY400
+                await sending(_SERVER_ERROR_START)
+                await sending({"type": "http.response.body", "body": SERVER_ERROR_BODY})
         finally:
             if self.access is not None:
                 self.access.write(
@@ -88,6 +99,21 @@ class Outer:
                     status or "-",
                     (time.perf_counter() - started) * 1000,
                 )
+
+
+SERVER_ERROR_BODY = (
+    b'{"error":"server_error","error_description":"the server hit an unexpected condition"}'
+)
+_SERVER_ERROR_START: Message = {
+    "type": "http.response.start",
+    "status": 500,
+    "headers": [
+        (b"content-type", b"application/json"),
+        (b"cache-control", b"no-store"),
+        (b"pragma", b"no-cache"),
+        (b"content-length", str(len(SERVER_ERROR_BODY)).encode()),
+    ],
+}
 
 
 def _client(scope: Scope) -> str:

@@ -96,6 +96,7 @@ class DpopNonces:
     def __init__(self, key: bytes, clock: Callable[[], float] = time.time) -> None:
         self._key = key
         self._clock = clock
+        self._recent: dict[int, str] = {}  # window -> nonce: every token answer carries one
 
     def current(self) -> str:
         return self._for(int(self._clock() // NONCE_WINDOW))
@@ -105,8 +106,14 @@ class DpopNonces:
         return any(hmac.compare_digest(nonce, self._for(w)) for w in (window, window - 1))
 
     def _for(self, window: int) -> str:
-        mac = hmac.new(self._key, f"dpop-nonce:{window}".encode(), hashlib.sha256).digest()
-        return b64url_encode(mac[:18])
+        nonce = self._recent.get(window)
+        if nonce is None:
+            mac = hmac.new(self._key, f"dpop-nonce:{window}".encode(), hashlib.sha256).digest()
+            nonce = b64url_encode(mac[:18])
+            if len(self._recent) >= 4:  # the current and previous windows are all that is read
+                self._recent.clear()
+            self._recent[window] = nonce
+        return nonce
 
 
 class DpopVerifier:

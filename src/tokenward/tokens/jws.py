@@ -172,6 +172,6 @@ def payload_bytes(jws: CompactJws) -> bytes:
 
 
 def sign_compact(header: Mapping[str, Any], payload: bytes, sign: Callable[[bytes], bytes]) -> str:
-    header_segment = b64url_encode(json.dumps(header, separators=(",", ":")).encode("utf-8"))
+    header_segment = b64url_encode(orjson.dumps(header))  # compact, key order kept
     signing_input = f"{header_segment}.{b64url_encode(payload)}"
     return f"{signing_input}.{b64url_encode(sign(signing_input.encode('ascii')))}"

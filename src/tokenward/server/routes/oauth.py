@@ -6,7 +6,6 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from tokenward.config import Settings
 from tokenward.oauth.form import parse_form
@@ -109,14 +108,14 @@ async def _direct_introspect(request: Request) -> Response:
     return await _introspect(request, p.introspector, p.metrics, p.settings)
 
 
-# The two busiest endpoints as plain Starlette routes, placed before the FastAPI ones by
-# create_app: FastAPI's per-request dependency solving and request wrapping were a quarter of
-# the token endpoint's time under load (docs/performance.md). The FastAPI routes above stay for
-# the OpenAPI description and run the same code; errors are rendered by the same handlers.
-DIRECT_ROUTES = [
-    Route("/token", _direct_token, methods=["POST"]),
-    Route("/introspect", _direct_introspect, methods=["POST"]),
-]
+# The two busiest endpoints, served past the framework's routing and per-request layers
+# (server/direct.py): they were a quarter of the token endpoint's time (docs/performance.md).
+# The FastAPI routes above stay for the OpenAPI description and run the same code; errors are
+# rendered by the same handlers.
+DIRECT_ENDPOINTS = {
+    ("POST", "/token"): _direct_token,
+    ("POST", "/introspect"): _direct_introspect,
+}
 
 
 @router.post("/revoke", summary="Token revocation (RFC 7009)", tags=["oauth"])
