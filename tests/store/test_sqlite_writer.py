@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -107,6 +108,53 @@ async def test_reads_see_what_was_committed(writer: SqliteWriter) -> None:
     await writer.write(_insert("k"))
     row = await writer.read(lambda c: c.execute("SELECT v FROM t WHERE k = 'k'").fetchone())
     assert row == (1,)
+
+
+def _keys() -> Callable[[sqlite3.Connection], list[str]]:
+    """A read that notes the thread of each run."""
+    threads: list[str] = []
+
+    def work(connection: sqlite3.Connection) -> list[str]:
+        threads.append(threading.current_thread().name)
+        return [row[0] for row in connection.execute("SELECT k FROM t ORDER BY k")]
+
+    work.threads = threads  # type: ignore[attr-defined]
+    return work
+
+
+async def test_a_read_runs_on_the_event_loops_thread(writer: SqliteWriter) -> None:
+    await writer.write(_insert("a"))
+    read = _keys()
+    assert await writer.read(read) == ["a"]
+    assert read.threads == [threading.current_thread().name]  # type: ignore[attr-defined]
+
+
+async def test_a_read_that_must_wait_for_a_lock_waits_off_the_event_loop(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    """A read that meets another process's lock is handed to the reader thread, which waits
+    there, and the loop goes on meanwhile."""
+    path = str(tmp_path / "w.db")
+    # Another process holds the whole file. A WAL database shuts readers out only this way,
+    # taken before the readers opened it.
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("PRAGMA locking_mode=EXCLUSIVE")
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("INSERT INTO t VALUES ('b', 1)")
+    blocked = _keys()
+    pending = asyncio.ensure_future(writer.read(blocked))
+    threads = blocked.threads  # type: ignore[attr-defined]
+    turns = 0
+    while not threads or turns < 20:  # the loop keeps running while the read waits
+        await asyncio.sleep(0)
+        turns += 1
+        assert not pending.done()
+    other.execute("COMMIT")
+    other.close()
+    assert await pending == ["b"]
+    assert threads[0] == threading.current_thread().name  # tried here, met the lock
+    assert threads[-1].startswith("tokenward-sqlite-read")  # then waited on the reader thread
 
 
 def test_only_a_sqlite_file_gets_a_writer() -> None:

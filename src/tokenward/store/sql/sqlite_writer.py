@@ -7,6 +7,12 @@ its own SAVEPOINT when the batch holds more than one), COMMIT -- is ONE call int
 thread, and a read is one call into the reader thread, each thread with its own connection to
 the same database file.
 
+Reads run on the event loop's own thread first, on a connection of its own that never waits
+for a lock: in WAL mode a reader takes none that a writer holds, and a primary-key SELECT on a
+warm page cache is a few microseconds, less than the hop to a thread and back (measured in
+docs/performance.md). The rare read that would have to wait (another process resetting the
+WAL, a recovery) is handed to the reader thread, which waits there for the busy timeout.
+
 What stays as it was (store/sql/group_commit.py): writes that arrive while a batch commits
 wait together for the next batch; every caller is answered only after COMMIT returned, with
 `synchronous=FULL`; BEGIN IMMEDIATE takes SQLite's one write lock, so other processes on the same
@@ -30,6 +36,7 @@ T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
 MAX_BATCH = 128  # bounds how long one transaction holds the write lock
 Outcome = tuple[BaseException | None, Any]
+_WAIT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # a read that would have to wait
 
 
 def sqlite_file(url: str) -> str | None:
@@ -50,12 +57,20 @@ class SqliteWriter:
         self._writes: ThreadPoolExecutor | None = None
         self._reads: ThreadPoolExecutor | None = None
         self._local = threading.local()  # each thread's own connection
+        # Connections of the event loops' threads, closed by aclose from whichever thread.
+        self._inline: list[sqlite3.Connection] = []
         self._queue: list[tuple[Work, asyncio.Future[Any]]] = []
         self._draining: asyncio.Task[None] | None = None
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work` on the reader's connection, outside any transaction (each SELECT sees what
-        was committed when it started)."""
+        """`work` outside any transaction (each SELECT sees what was committed when it
+        started): on this thread's own connection if no lock is in the way, else on the
+        reader thread's. `work` may run twice, so it must only read."""
+        try:
+            return work(self._inline_connection())
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in _WAIT:
+                raise
         loop = asyncio.get_running_loop()
         if self._reads is None:
             self._reads = ThreadPoolExecutor(1, thread_name_prefix="tokenward-sqlite-read")
@@ -73,8 +88,9 @@ class SqliteWriter:
         return await future
 
     async def aclose(self) -> None:
-        """Finish what is queued, then close both connections on their own threads and end
-        the threads. Like `AsyncEngine.dispose`, a later call opens them again."""
+        """Finish what is queued, then close the threads' connections on their own threads,
+        end the threads, and close the event loops' connections. Like `AsyncEngine.dispose`,
+        a later call opens them again."""
         while self._draining is not None:
             await asyncio.shield(self._draining)
         loop = asyncio.get_running_loop()
@@ -83,6 +99,10 @@ class SqliteWriter:
             if executor is not None:
                 await loop.run_in_executor(executor, self._close)
                 executor.shutdown(wait=True)
+        inline, self._inline = self._inline, []
+        self._local = threading.local()  # the closed connections are forgotten by every thread
+        for connection in inline:
+            connection.close()
 
     async def _drain(self) -> None:
         try:
@@ -123,6 +143,18 @@ class SqliteWriter:
             # FULL is SQLite's default; said here as the durability promise depends on it.
             connection.execute("PRAGMA synchronous=FULL")
             self._local.connection = connection
+        return connection
+
+    def _inline_connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "inline", None)
+        if connection is None:
+            # timeout=0: never wait on the event loop. Nothing else to set for reads: WAL is
+            # the file's own mode, set by the writer's connections.
+            connection = sqlite3.connect(
+                self._path, timeout=0, isolation_level=None, check_same_thread=False
+            )
+            self._local.inline = connection
+            self._inline.append(connection)
         return connection
 
     def _close(self) -> None:
