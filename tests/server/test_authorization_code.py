@@ -109,6 +109,27 @@ async def test_exchange_bound_to_pkce_and_redirect(
     assert (await exchange(server, code, pkce, **override))["error"] == error
 
 
+@pytest.mark.parametrize(
+    "override",
+    [{"code_verifier": "x" * 43}, {"code_verifier": ""}, {"redirect_uri": "https://a.example/x"}],
+)
+async def test_a_refused_exchange_uses_the_code_up(
+    server: Server, override: dict[str, str]
+) -> None:
+    # Checked before anything is written, yet a failed attempt still spends the code: a
+    # guesser of the verifier gets one try, and the real client's exchange then fails too.
+    pkce = Pkce.new()
+    code = (await sign_in_and_consent(server.http, pkce))["code"]
+    assert (await exchange(server, code, pkce, **override))["error"] == "invalid_grant"
+    assert (await exchange(server, code, pkce))["error"] == "invalid_grant"
+    record = await server.services.stores.codes.peek(
+        next(iter(server.services.stores.codes._codes))  # type: ignore[attr-defined]
+    )
+    assert record is not None
+    assert record.consumed_at is not None
+    assert record.access_jti is None  # nothing was minted for it
+
+
 async def test_code_of_another_client_refused(server: Server) -> None:
     pkce = Pkce.new()
     code = (await sign_in_and_consent(server.http, pkce))["code"]

@@ -71,27 +71,27 @@ async def test_no_token_of_a_replayed_code_stays_active(sql_server: Server, para
     assert delivered <= ROUNDS
 
 
-async def test_a_replay_between_consume_and_redeem_fails_the_first_exchange_too(
+async def test_a_replay_between_the_read_and_the_exchange_fails_the_first_exchange_too(
     server: Server,
 ) -> None:
-    # The interleaving the race produces, made deterministic: a replay marks the code after the
-    # first exchange consumed it and before it recorded what it minted.
+    # The interleaving the race produces, made deterministic: a replay uses the code after the
+    # first exchange read it and minted its token, before its one write.
     codes = server.services.stores.codes
-    redeem = codes.redeem
+    exchange_code = codes.exchange
     replays: list[object] = []
 
-    async def replay_first(digest: str, *args: Any) -> bool:
+    async def replay_first(digest: str, *args: Any) -> tuple[bool, object]:
         replays.append(await codes.consume(digest, server.services.clock()))
-        return await redeem(digest, *args)
+        return await exchange_code(digest, *args)
 
     await sign_in_and_consent(server.http, Pkce.new())
     pkce = Pkce.new()
     code = await new_code(server, pkce)
-    codes.redeem = replay_first  # type: ignore[method-assign]
+    codes.exchange = replay_first  # type: ignore[method-assign]
 
     answer = await exchange(server, code, pkce)
 
-    assert answer["error"] == "invalid_grant"  # it would have handed out revoked tokens
+    assert answer["error"] == "invalid_grant"  # the replay came first: this one lost the code
     assert len(replays) == 1
     denied = await server.services.stores.revocations.active(server.services.clock())
     assert [revocation.kind for _, revocation in denied] == ["jti"]  # its access token

@@ -233,6 +233,93 @@ async def test_a_redeem_racing_replays_records_for_all_of_them_or_for_none(flows
         assert (await flows.grants.lookup(f"r{round_}") is not None) == redeemed
 
 
+async def test_peek_reads_the_code_as_stored_and_changes_nothing(flows: Flows) -> None:
+    assert await flows.codes.peek("c-full") is None
+    await flows.codes.save(EVERY_FIELD)
+
+    assert await flows.codes.peek("c-full") == EVERY_FIELD
+    assert await flows.codes.peek("c-full") == EVERY_FIELD
+    assert await flows.codes.consume("c-full", NOW) == (EVERY_FIELD, True)  # still unused
+    assert await flows.codes.peek("c-full") == dataclasses.replace(EVERY_FIELD, consumed_at=NOW)
+
+
+async def test_exchange_uses_the_code_and_records_the_family_in_one_step(flows: Flows) -> None:
+    await flows.codes.save(code())
+
+    assert await flows.codes.exchange("c1", NOW, MINTED, (family(), first())) == (True, None)
+
+    assert await flows.grants.lookup("r1") == (first(), family())
+    stored = code(consumed_at=NOW, family_id="f1", access_jti="jti-1", access_exp=NOW + 900.5)
+    assert await flows.codes.peek("c1") == stored
+    record, first_use = await flows.codes.consume("c1", NOW + 1)  # a replay finds it all
+    assert (record, first_use) == (dataclasses.replace(stored, replayed_at=NOW + 1), False)
+    assert await flows.grants.revoke_family("f1", NOW + 2) == [MINTED]
+
+
+async def test_exchange_without_a_family(flows: Flows) -> None:
+    await flows.codes.save(code())
+
+    assert await flows.codes.exchange("c1", NOW, MINTED, None) == (True, None)
+
+    assert await flows.codes.peek("c1") == code(
+        consumed_at=NOW, access_jti="jti-1", access_exp=NOW + 900.5
+    )
+
+
+async def test_an_exchange_of_a_used_code_is_a_replay_and_writes_nothing(flows: Flows) -> None:
+    assert await flows.codes.exchange("nothing", NOW, MINTED, (family(), first())) == (
+        False,
+        None,
+    )
+    await flows.codes.save(code())
+    await flows.codes.exchange("c1", NOW, MINTED, (family(), first()))
+
+    again = await flows.codes.exchange(
+        "c1", NOW + 1, MintedToken("jti-2", NOW + 900), (family("f2"), first("r2", "f2"))
+    )
+
+    marked = code(
+        consumed_at=NOW,
+        family_id="f1",
+        access_jti="jti-1",
+        access_exp=NOW + 900.5,
+        replayed_at=NOW + 1,
+    )
+    assert again == (False, marked)  # as consume tells a replay
+    assert await flows.grants.lookup("r2") is None
+    assert await flows.codes.peek("c1") == marked
+
+
+async def test_concurrent_exchanges_of_one_code_have_one_winner_and_all_see_it(
+    flows: Flows,
+) -> None:
+    # The one-step exchange racing itself and plain replays: exactly one uses the code; every
+    # other call is a replay that reads the winner's family and token, all or nothing.
+    for round_ in range(ROUNDS):
+        digest = f"c{round_}"
+        await flows.codes.save(code(digest))
+
+        async def one(i: int, digest: str = digest) -> tuple[bool, CodeRecord | None]:
+            if i % 2:
+                record, first_use = await flows.codes.consume(digest, NOW + i)
+                return (first_use, None) if first_use else (False, record)
+            grant = (family(f"f{digest}-{i}"), first(f"r{digest}-{i}", f"f{digest}-{i}"))
+            return await flows.codes.exchange(digest, NOW + i, MintedToken(f"j{i}", NOW), grant)
+
+        results = await asyncio.gather(*(one(i) for i in range(6)))
+
+        winners = [i for i, (used, _) in enumerate(results) if used]
+        assert len(winners) == 1
+        [winner] = winners
+        seen = {(r.family_id, r.access_jti) for used, r in results if not used and r}
+        if winner % 2:  # a plain consume won: it recorded nothing
+            assert seen == {(None, None)}
+        else:
+            assert seen == {(f"f{digest}-{winner}", f"j{winner}")}
+        made = [i for i in range(0, 6, 2) if await flows.grants.lookup(f"r{digest}-{i}")]
+        assert made == ([winner] if winner % 2 == 0 else [])
+
+
 async def test_concurrent_exchanges_of_different_codes_all_win(flows: Flows) -> None:
     for i in range(10):
         await flows.codes.save(code(f"c{i}"))

@@ -243,6 +243,25 @@ class CodeStore(Protocol):
         nothing, if the code is unknown, was redeemed already, or a replay has marked it."""
         ...
 
+    async def peek(self, digest: str) -> CodeRecord | None:
+        """The code as stored now, changing nothing; None if unknown. It decides nothing: only
+        `consume` and `exchange` decide the single use."""
+        ...
+
+    async def exchange(
+        self,
+        digest: str,
+        now: float,
+        minted: MintedToken,
+        grant: tuple[FamilyRecord, RefreshRecord] | None,
+    ) -> tuple[bool, CodeRecord | None]:
+        """`consume` then `redeem`, in ONE transaction (one commit instead of two), for an
+        exchange that checked the code it peeked before minting. (True, None) if this call is
+        the first use: `minted` and the family are recorded. Otherwise exactly as `consume`
+        for a replay, and nothing of `minted` or `grant` is written: (False, the record as
+        marked replayed), or (False, None) if the code is unknown."""
+        ...
+
 
 class PushedRequestStore(Protocol):
     """Pushed authorization requests (RFC 9126): each taken at most once, by its client."""

@@ -56,7 +56,7 @@ class MemoryCodeStore:
     async def save(self, code: CodeRecord) -> None:
         self._codes[code.digest] = code
 
-    async def consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
+    def _consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
         code = self._codes.get(digest)
         if code is None:
             return None, False
@@ -67,7 +67,31 @@ class MemoryCodeStore:
         self._codes[digest] = replace(code, consumed_at=now)
         return code, True
 
+    async def peek(self, digest: str) -> CodeRecord | None:
+        return self._codes.get(digest)
+
+    async def exchange(
+        self,
+        digest: str,
+        now: float,
+        minted: MintedToken,
+        grant: tuple[FamilyRecord, RefreshRecord] | None,
+    ) -> tuple[bool, CodeRecord | None]:
+        record, first_use = self._consume(digest, now)  # no await in between: one step
+        if not first_use:
+            return False, record
+        self._redeem(digest, minted, grant)
+        return True, None
+
+    async def consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
+        return self._consume(digest, now)
+
     async def redeem(
+        self, digest: str, minted: MintedToken, grant: tuple[FamilyRecord, RefreshRecord] | None
+    ) -> bool:
+        return self._redeem(digest, minted, grant)
+
+    def _redeem(
         self, digest: str, minted: MintedToken, grant: tuple[FamilyRecord, RefreshRecord] | None
     ) -> bool:
         code = self._codes.get(digest)

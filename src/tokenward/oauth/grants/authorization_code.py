@@ -1,10 +1,11 @@
 """Authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.6, OAuth 2.1 §4.1.3).
 
-The code is consumed atomically before anything else; a second use revokes whatever the first
-one minted (the family and its access tokens) and is refused (RFC 9700 §4.5). A replay marks the
-code; the first exchange records what it minted only on an unmarked code, in the transaction
-that creates its family. So a replay that comes before the record makes the first exchange
-revoke its own tokens and fail too, and one that comes after finds everything to revoke.
+The code is used atomically, once; a second use revokes whatever the first one minted (the
+family and its access tokens) and is refused (RFC 9700 §4.5). A replay marks the code; the first
+exchange uses the code and records what it minted in ONE transaction, on an unused code, with
+the family it creates. So a replay that comes first makes the exchange write nothing and revoke
+its own (never answered) token, and one that comes after finds everything to revoke. An
+exchange whose checks fail (client, redirect_uri, PKCE, expiry) uses the code up all the same.
 """
 
 from __future__ import annotations
@@ -63,14 +64,20 @@ class AuthorizationCodeGrant:
             raise InvalidRequest("code is required")
         now = self._clock()
         digest = code_digest(code)
-        record, first_use = await self._codes.consume(digest, now)
+        # Read first, decide later: the checks and the minting need the record, and the one
+        # write below then both uses the code and records what was minted (one commit, not
+        # two). Only that write, or `consume` on the other paths, decides the single use.
+        record = await self._codes.peek(digest)
         if record is None:
             raise InvalidGrant("the code is invalid")
-        if not first_use:
-            await self._revoke_what_it_minted(record, now)
-            log.warning("authorization_code_reuse", client_id=client.client_id, race=False)
-            raise InvalidGrant("the code was already used")
-        self._check_binding(record, client, request, now)
+        if record.consumed_at is not None:
+            await self._consume_refused(digest, now)  # a replay: mark it, revoke, refuse
+        try:
+            self._check_binding(record, client, request, now)
+        except Exception:
+            # A failed attempt burns the code, as when it was consumed before the checks.
+            await self._consume_refused(digest, now, refusing=True)
+            raise
         grant = UserGrant(
             user_id=record.user_id,
             scopes=record.scopes,
@@ -85,12 +92,16 @@ class AuthorizationCodeGrant:
         access = await self._minter.access(client, grant)
         minted = MintedToken(access.claims.jti, float(access.claims.exp))
         new = self._minter.new_family(client, grant)
-        # One transaction records what this exchange minted on the code and creates the family:
-        # a replay either finds both (and revokes them) or has marked the code first.
-        if not await self._codes.redeem(
-            digest, minted, (new.family, new.first) if new is not None else None
-        ):
+        # One transaction uses the code, records what this exchange minted on it and creates
+        # the family: a replay either finds all of it (and revokes it) or has marked the code
+        # first, and then this exchange writes nothing and answers nothing.
+        used, marked = await self._codes.exchange(
+            digest, now, minted, (new.family, new.first) if new is not None else None
+        )
+        if not used:
             await deny_minted(self._revocations, [minted], self._leeway)  # never handed out
+            if marked is not None:
+                await self._revoke_what_it_minted(marked, now)
             log.warning("authorization_code_reuse", client_id=client.client_id, race=True)
             raise InvalidGrant("the code was already used")
         response, _access, _family = await self._minter.respond(
@@ -102,6 +113,18 @@ class AuthorizationCodeGrant:
         )
         await self._record_participant(client, record, now)
         return response
+
+    async def _consume_refused(self, digest: str, now: float, *, refusing: bool = False) -> None:
+        """Use the code up for an exchange that is refused. If it was used already, this is a
+        replay: whatever its first exchange minted is revoked, and the replay refused."""
+        record, first_use = await self._codes.consume(digest, now)
+        if first_use and refusing:
+            return  # burnt; the caller raises its own refusal
+        if record is not None and not first_use:
+            await self._revoke_what_it_minted(record, now)
+            log.warning("authorization_code_reuse", client_id=record.client_id, race=False)
+            raise InvalidGrant("the code was already used")
+        raise InvalidGrant("the code is invalid")
 
     async def _record_participant(
         self, client: ClientRecord, record: CodeRecord, now: float

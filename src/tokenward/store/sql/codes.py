@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenward.core.records import CodeRecord, FamilyRecord, MintedToken, RefreshRecord
@@ -51,63 +51,100 @@ class SqlCodeStore:
                 cutoff = self._clock() - PURGE_AFTER
                 await session.execute(delete(CodeRow).where(CodeRow.expires_at <= cutoff))
 
-    async def consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
-        async def work(session: AsyncSession) -> tuple[CodeRecord | None, bool]:
-            first = await session.scalar(
-                update(CodeRow)
-                .where(CodeRow.digest == digest, CodeRow.consumed_at.is_(None))
-                .values(consumed_at=now)
-                .returning(CodeRow)
-                .execution_options(synchronize_session=False)
-            )
-            if first is not None:
-                # The record as it was before this use, as the memory backend returns it.
-                return replace(_record(first), consumed_at=None), True
-            # A replay: mark the code (under its row lock) and read what the first exchange
-            # recorded. A redeem that has not committed yet waits for this mark and refuses.
-            replayed = await session.scalar(
-                update(CodeRow)
-                .where(CodeRow.digest == digest)
-                .values(replayed_at=func.coalesce(CodeRow.replayed_at, now))
-                .returning(CodeRow)
-                .execution_options(synchronize_session=False)
-            )
-            return (None if replayed is None else _record(replayed)), False
+    async def peek(self, digest: str) -> CodeRecord | None:
+        async with self._sessions() as session:
+            row = await session.scalar(select(CodeRow).where(CodeRow.digest == digest))
+            return None if row is None else _record(row)
 
-        return await write(self._sessions, self._group, work)
+    async def consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
+        return await write(
+            self._sessions, self._group, lambda session: _consume(session, digest, now)
+        )
 
     async def redeem(
         self, digest: str, minted: MintedToken, grant: tuple[FamilyRecord, RefreshRecord] | None
     ) -> bool:
-        async def work(session: AsyncSession) -> bool:
-            # The row lock this UPDATE takes (PostgreSQL; SQLite has one writer) is held until the
-            # family below is committed too, so a replay reads both or neither.
-            recorded = await session.scalar(
-                update(CodeRow)
-                .where(
-                    CodeRow.digest == digest,
-                    CodeRow.consumed_at.is_not(None),
-                    CodeRow.replayed_at.is_(None),
-                    CodeRow.access_jti.is_(None),
-                )
-                .values(
-                    family_id=grant[0].family_id if grant else None,
-                    access_jti=minted.jti,
-                    access_exp=minted.expires_at,
-                )
-                .returning(CodeRow.digest)
-                .execution_options(synchronize_session=False)
-            )
-            if recorded is None:
-                return False
-            if grant is not None:
-                await insert_family(session, grant[0], grant[1], minted)
-                self._redeems += 1  # most families start here: they purge as creates do
-                if self._redeems % sql_grants.PURGE_EVERY == 0:
-                    await sql_grants.purge_families(session, self._clock())
-            return True
+        return await write(
+            self._sessions,
+            self._group,
+            lambda session: self._redeem(session, digest, minted, grant),
+        )
+
+    async def exchange(
+        self,
+        digest: str,
+        now: float,
+        minted: MintedToken,
+        grant: tuple[FamilyRecord, RefreshRecord] | None,
+    ) -> tuple[bool, CodeRecord | None]:
+        async def work(session: AsyncSession) -> tuple[bool, CodeRecord | None]:
+            record, first_use = await _consume(session, digest, now)
+            if not first_use:
+                return False, record
+            # Consumed by this transaction, which holds the row: the redeem below matches.
+            await self._redeem(session, digest, minted, grant)
+            return True, None
 
         return await write(self._sessions, self._group, work)
+
+    async def _redeem(
+        self,
+        session: AsyncSession,
+        digest: str,
+        minted: MintedToken,
+        grant: tuple[FamilyRecord, RefreshRecord] | None,
+    ) -> bool:
+        # The row lock this UPDATE takes (PostgreSQL; SQLite has one writer) is held until the
+        # family below is committed too, so a replay reads both or neither.
+        recorded = await session.scalar(
+            update(CodeRow)
+            .where(
+                CodeRow.digest == digest,
+                CodeRow.consumed_at.is_not(None),
+                CodeRow.replayed_at.is_(None),
+                CodeRow.access_jti.is_(None),
+            )
+            .values(
+                family_id=grant[0].family_id if grant else None,
+                access_jti=minted.jti,
+                access_exp=minted.expires_at,
+            )
+            .returning(CodeRow.digest)
+            .execution_options(synchronize_session=False)
+        )
+        if recorded is None:
+            return False
+        if grant is not None:
+            await insert_family(session, grant[0], grant[1], minted)
+            self._redeems += 1  # most families start here: they purge as creates do
+            if self._redeems % sql_grants.PURGE_EVERY == 0:
+                await sql_grants.purge_families(session, self._clock())
+        return True
+
+
+async def _consume(
+    session: AsyncSession, digest: str, now: float
+) -> tuple[CodeRecord | None, bool]:
+    first = await session.scalar(
+        update(CodeRow)
+        .where(CodeRow.digest == digest, CodeRow.consumed_at.is_(None))
+        .values(consumed_at=now)
+        .returning(CodeRow)
+        .execution_options(synchronize_session=False)
+    )
+    if first is not None:
+        # The record as it was before this use, as the memory backend returns it.
+        return replace(_record(first), consumed_at=None), True
+    # A replay: mark the code (under its row lock) and read what the first exchange recorded.
+    # A redeem that has not committed yet waits for this mark and refuses.
+    replayed = await session.scalar(
+        update(CodeRow)
+        .where(CodeRow.digest == digest)
+        .values(replayed_at=func.coalesce(CodeRow.replayed_at, now))
+        .returning(CodeRow)
+        .execution_options(synchronize_session=False)
+    )
+    return (None if replayed is None else _record(replayed)), False
 
 
 def _values(code: CodeRecord) -> dict[str, Any]:

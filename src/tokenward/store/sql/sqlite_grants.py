@@ -128,18 +128,45 @@ class SqliteCodeStore(SqlCodeStore):
     async def consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
         return await self._writer.write(lambda connection: consume(connection, digest, now))
 
+    async def peek(self, digest: str) -> CodeRecord | None:
+        return await self._writer.read(lambda connection: peek(connection, digest))
+
     async def redeem(
         self, digest: str, minted: MintedToken, grant: tuple[FamilyRecord, RefreshRecord] | None
     ) -> bool:
-        def work(connection: sqlite3.Connection) -> bool:
-            redeemed = redeem(connection, digest, minted, grant)
-            if redeemed and grant is not None:
-                self._redeems += 1  # most families start here: they purge as creates do
-                if self._redeems % sql_grants.PURGE_EVERY == 0:
-                    purge_families(connection, self._clock())
-            return redeemed
+        return await self._writer.write(
+            lambda connection: self._redeem_here(connection, digest, minted, grant)
+        )
+
+    async def exchange(
+        self,
+        digest: str,
+        now: float,
+        minted: MintedToken,
+        grant: tuple[FamilyRecord, RefreshRecord] | None,
+    ) -> tuple[bool, CodeRecord | None]:
+        def work(connection: sqlite3.Connection) -> tuple[bool, CodeRecord | None]:
+            record, first_use = consume(connection, digest, now)
+            if not first_use:
+                return False, record
+            self._redeem_here(connection, digest, minted, grant)  # consumed just now: it matches
+            return True, None
 
         return await self._writer.write(work)
+
+    def _redeem_here(
+        self,
+        connection: sqlite3.Connection,
+        digest: str,
+        minted: MintedToken,
+        grant: tuple[FamilyRecord, RefreshRecord] | None,
+    ) -> bool:
+        redeemed = redeem(connection, digest, minted, grant)
+        if redeemed and grant is not None:
+            self._redeems += 1  # most families start here: they purge as creates do
+            if self._redeems % sql_grants.PURGE_EVERY == 0:
+                purge_families(connection, self._clock())
+        return redeemed
 
 
 def joined(
@@ -229,6 +256,14 @@ def _upsert_minted(connection: sqlite3.Connection, family_id: str, token: Minted
         " ON CONFLICT (family_id, jti) DO UPDATE SET expires_at = excluded.expires_at",
         (family_id, token.jti, token.expires_at),
     )
+
+
+def peek(connection: sqlite3.Connection, digest: str) -> CodeRecord | None:
+    row = connection.execute(
+        f"SELECT {_CODE_COLUMNS} FROM authorization_codes WHERE digest = ?",  # noqa: S608
+        (digest,),
+    ).fetchone()
+    return None if row is None else _code(row)
 
 
 def consume(
