@@ -172,6 +172,10 @@ def payload_bytes(jws: CompactJws) -> bytes:
 
 
 def sign_compact(header: Mapping[str, Any], payload: bytes, sign: Callable[[bytes], bytes]) -> str:
-    header_segment = b64url_encode(orjson.dumps(header))  # compact, key order kept
+    try:
+        encoded = orjson.dumps(header)  # compact, key order kept
+    except orjson.JSONEncodeError:  # what orjson cannot write (integers past 64 bits)
+        encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    header_segment = b64url_encode(encoded)
     signing_input = f"{header_segment}.{b64url_encode(payload)}"
     return f"{signing_input}.{b64url_encode(sign(signing_input.encode('ascii')))}"
