@@ -41,7 +41,7 @@ def main() -> None:
         f"tokenward bench on {platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} cores"
     )
-    lines = []
+    lines: list[str] = []
     for name in wanted:
         print(f"{name}:")
         module = importlib.import_module(FIGURES[name])

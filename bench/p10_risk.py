@@ -16,6 +16,7 @@ import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bench.harness import Figure, load_note
 from bench.traffic_sim import SCENARIOS, Incident, Trace, simulate
@@ -26,6 +27,7 @@ from tokenward.monitor.replay import EventClock, replay, target_of
 from tokenward.monitor.risk import Flag, RiskBoard
 
 SLACK = 600.0
+RiskModel = Literal["novelty", "hst"]  # RiskSettings.model
 RULES = ("ip_spread", "rate", "refresh_reuse", "failures", "session_ended")
 
 
@@ -48,7 +50,7 @@ class Score:
         return sum(1 for i in wanted if i in hit) / len(wanted) if wanted else 0.0
 
 
-def settings_for(kind: str, model: str = "novelty") -> MonitorSettings:
+def settings_for(kind: str, model: RiskModel = "novelty") -> MonitorSettings:
     base = MonitorSettings(max_alerts=100_000)
     if kind == "learned":
         off = {name: getattr(base, name).model_copy(update={"enabled": False}) for name in RULES}
@@ -70,7 +72,7 @@ def match(alert: Alert, incidents: list[Incident]) -> list[int]:
     return found
 
 
-async def evaluate(trace: Trace, kind: str, model: str = "novelty") -> Score:
+async def evaluate(trace: Trace, kind: str, model: RiskModel = "novelty") -> Score:
     clock = EventClock()
     monitor = replay_monitor(settings_for(kind, model), clock, trace)
     score = Score(events=len(trace.events))
@@ -104,14 +106,12 @@ def run() -> list[Figure]:
         f"  trace: {len(trace.events)} events, {users} users, {days} days, "
         f"{len(trace.incidents)} incidents"
     )
-    results = {
-        name: asyncio.run(evaluate(trace, kind, model))
-        for name, kind, model in (
-            ("learned (novelty)", "learned", "novelty"),
-            ("learned (hst)", "learned", "hst"),
-            ("rules", "rules", "novelty"),
-        )
-    }
+    runs: tuple[tuple[str, str, RiskModel], ...] = (
+        ("learned (novelty)", "learned", "novelty"),
+        ("learned (hst)", "learned", "hst"),
+        ("rules", "rules", "novelty"),
+    )
+    results = {name: asyncio.run(evaluate(trace, kind, model)) for name, kind, model in runs}
     for name, score in results.items():
         print(_line(name, score, trace.incidents))
         for alert in score.false[:5]:

@@ -14,6 +14,7 @@ import time
 import tracemalloc
 
 import jwt as pyjwt
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench import fixtures
 from bench.harness import Figure, us
@@ -60,7 +61,10 @@ def _hit_rate(churn: bool) -> float:
 def _pyjwt_rate() -> float:
     ring = fixtures.keyring("ES256")
     tokens = fixtures.mint_many(ring, 500)
-    key = ring.active().private.public_key()
+    private = ring.active().private
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"an ES256 keyring holds EC keys, not {type(private).__name__}")
+    key = private.public_key()
     start = time.perf_counter()
     for token in tokens:
         pyjwt.decode(

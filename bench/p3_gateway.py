@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,7 +235,7 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def _wrk(
-    url: str, token: str | None, seconds: int, pid: int | None = None, extra: list[int] = ()
+    url: str, token: str | None, seconds: int, pid: int | None = None, extra: Sequence[int] = ()
 ) -> Sample:
     """Throughput and latency from wrk; with `pid`, the CPU that server used per request
     (robust to other load on the machine, unlike throughput), with `extra` servers' too."""

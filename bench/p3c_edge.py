@@ -109,7 +109,8 @@ def _figure(samples: dict[str, list[Sample]]) -> Figure:
     ratio = statistics.median(e.rps / n.rps for e, n in zip(edge, nginx, strict=True))
 
     def med(runs: list[Sample], field: str) -> float:
-        return statistics.median(getattr(sample, field) for sample in runs)
+        values: list[float] = [getattr(sample, field) for sample in runs]
+        return statistics.median(values)
 
     return Figure(
         "P3C",

@@ -102,7 +102,8 @@ def _figure(samples: dict[str, list[Sample]]) -> Figure:
         return statistics.median(x.rps / y.rps for x, y in pairs)
 
     def med(name: str, field: str) -> float:
-        return statistics.median(getattr(sample, field) for sample in samples[name])
+        values: list[float] = [getattr(sample, field) for sample in samples[name]]
+        return statistics.median(values)
 
     return Figure(
         "P3W",

@@ -150,13 +150,17 @@ def _server() -> list[Figure]:
 
 # --- the server process --------------------------------------------------------------------------
 async def prepare(port: int, monitor: bool) -> tuple[Any, str]:
+    from pydantic import SecretStr
+
     from tokenward.config import Settings
     from tokenward.deploy.deployment import server_app
     from tokenward.deploy.wiring import build_services, memory_stores
     from tokenward.monitor.config import MonitorSettings
     from tokenward.tokens.sealing import generate_master_key
 
-    settings = Settings(issuer=f"http://127.0.0.1:{port}", master_key=generate_master_key())
+    settings = Settings(
+        issuer=f"http://127.0.0.1:{port}", master_key=SecretStr(generate_master_key())
+    )
     monitor_settings = MonitorSettings(enabled=monitor, audit_log="off")
     services = await build_services(settings, memory_stores(), monitor_settings=monitor_settings)
     created = await services.client_admin.create_client(

@@ -27,7 +27,7 @@ from tokenward.oauth.ssf.events import SET_TYPE, set_claims
 from tokenward.oauth.ssf.signing import TokenSigner
 from tokenward.services.ssf_receiver import SetReceiver, Transmitter
 from tokenward.store.memory import MemoryReplayCache, MemoryUserStore
-from tokenward.tokens.jwk import key_set_from_jwks
+from tokenward.tokens.jwk import VerificationKey, key_set_from_jwks
 from tokenward.tokens.key_sources import StaticKeySource
 from tokenward.tokens.keyring import Keyring
 
@@ -41,7 +41,7 @@ class _Keys:
     def __init__(self, jwks: dict[str, list[dict[str, str]]]) -> None:
         self._source = StaticKeySource(key_set_from_jwks(jwks))
 
-    def get(self, kid: str | None) -> object:
+    def get(self, kid: str | None) -> VerificationKey | None:
         return self._source.get(kid)
 
     async def refresh(self, *, unknown_kid: bool) -> bool:

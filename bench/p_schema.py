@@ -14,7 +14,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-import jsonschema
+# No stubs: types-jsonschema is not among the test dependencies in pyproject.toml.
+import jsonschema  # type: ignore[import-untyped]
 import orjson
 
 from bench.harness import Figure, interleaved, load_note, median_ratio
@@ -22,7 +23,7 @@ from tokenward.gateway.schema import RouteSchema, SchemaLimits
 
 ROUNDS = 7
 BATCH = 2000
-ITEM = {
+ITEM: dict[str, Any] = {
     "type": "object",
     "required": ["sku", "qty", "price"],
     "additionalProperties": False,
@@ -33,7 +34,7 @@ ITEM = {
         "gift": {"type": "boolean"},
     },
 }
-ORDER = {
+ORDER: dict[str, Any] = {
     "type": "object",
     "required": ["customer", "items", "ship_to"],
     "properties": {

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import uvicorn
+from pydantic import SecretStr
 
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
@@ -49,7 +50,7 @@ async def prepare_flows(port: int) -> tuple[Any, dict[str, str]]:
     and a user to sign in once."""
     issuer = f"http://127.0.0.1:{port}"
     services = await build_services(
-        Settings(issuer=issuer, master_key=generate_master_key()), memory_stores()
+        Settings(issuer=issuer, master_key=SecretStr(generate_master_key())), memory_stores()
     )
     await services.client_admin.create_client(
         "web",
@@ -67,7 +68,7 @@ async def prepare_flows(port: int) -> tuple[Any, dict[str, str]]:
 async def prepare(port: int, token_format: str) -> tuple[Any, dict[str, str]]:
     issuer = f"http://127.0.0.1:{port}"
     services = await build_services(
-        Settings(issuer=issuer, master_key=generate_master_key()), memory_stores()
+        Settings(issuer=issuer, master_key=SecretStr(generate_master_key())), memory_stores()
     )
     await services.client_admin.create_client(
         "bench",
