@@ -58,6 +58,20 @@ async def test_only_the_exact_method_and_path_is_served_directly() -> None:
             assert response.status_code == 299, response.request.url
 
 
+@pytest.mark.parametrize(
+    ("root_path", "path", "direct"),
+    [("/auth", "/auth/token", True), ("/auth", "/token", True), ("/auth", "/auth/other", False)],
+)
+async def test_the_path_matched_is_the_routers_without_the_root_path(
+    root_path: str, path: str, direct: bool
+) -> None:
+    app = DirectEndpoints(_framework, {("POST", "/token"): _endpoint}, {})
+    transport = httpx.ASGITransport(app=app, root_path=root_path)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        response = await http.post(path)
+    assert (response.text == "direct") is direct
+
+
 async def test_errors_are_rendered_by_the_handler_of_their_class() -> None:
     async with _client({("POST", "/token"): _refusing}) as http:
         response = await http.post("/token")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -28,8 +29,8 @@ Handler = Callable[[Request, Exception], Any]
 
 
 class DirectEndpoints:
-    """`endpoints`: (method, path) to endpoint, matched on the exact ASGI path (as the
-    router matched these routes). `handlers`: the application's exception handlers."""
+    """`endpoints`: (method, path) to endpoint, matched on the exact path the router
+    matches (the ASGI path without the root path). `handlers`: the application's exception handlers."""
 
     def __init__(
         self,
@@ -45,7 +46,8 @@ class DirectEndpoints:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = None
         if scope["type"] == "http":
-            endpoint = self.endpoints.get((scope["method"], scope["path"]))
+            # The path the router would match (without a root path), so both decide alike.
+            endpoint = self.endpoints.get((scope["method"], get_route_path(scope)))
         if endpoint is None:
             await self.app(scope, receive, send)
             return

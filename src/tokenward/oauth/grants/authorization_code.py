@@ -71,12 +71,14 @@ class AuthorizationCodeGrant:
         if record is None:
             raise InvalidGrant("the code is invalid")
         if record.consumed_at is not None:
-            await self._consume_refused(digest, now)  # a replay: mark it, revoke, refuse
+            await self._use_up(digest, now)  # a replay: marked, what it minted revoked
+            raise InvalidGrant("the code was already used")
         try:
             self._check_binding(record, client, request, now)
         except Exception:
-            # A failed attempt burns the code, as when it was consumed before the checks.
-            await self._consume_refused(digest, now, refusing=True)
+            # A failed attempt uses the code up, as when it was consumed before the checks.
+            if not await self._use_up(digest, now):
+                raise InvalidGrant("the code was already used") from None
             raise
         grant = UserGrant(
             user_id=record.user_id,
@@ -114,17 +116,14 @@ class AuthorizationCodeGrant:
         await self._record_participant(client, record, now)
         return response
 
-    async def _consume_refused(self, digest: str, now: float, *, refusing: bool = False) -> None:
-        """Use the code up for an exchange that is refused. If it was used already, this is a
-        replay: whatever its first exchange minted is revoked, and the replay refused."""
+    async def _use_up(self, digest: str, now: float) -> bool:
+        """Use the code for an exchange that is refused; True if this was its first use. If
+        it was used before, this is a replay: whatever its first exchange minted is revoked."""
         record, first_use = await self._codes.consume(digest, now)
-        if first_use and refusing:
-            return  # burnt; the caller raises its own refusal
         if record is not None and not first_use:
             await self._revoke_what_it_minted(record, now)
             log.warning("authorization_code_reuse", client_id=record.client_id, race=False)
-            raise InvalidGrant("the code was already used")
-        raise InvalidGrant("the code is invalid")
+        return first_use
 
     async def _record_participant(
         self, client: ClientRecord, record: CodeRecord, now: float
