@@ -30,7 +30,8 @@ Handler = Callable[[Request, Exception], Any]
 
 class DirectEndpoints:
     """`endpoints`: (method, path) to endpoint, matched on the exact path the router
-    matches (the ASGI path without the root path). `handlers`: the application's exception handlers."""
+    matches (the ASGI path without the root path). `handlers`: the application's exception
+    handlers."""
 
     def __init__(
         self,

@@ -76,8 +76,8 @@ class Outer:
                 log.debug("error_after_response", error=type(exc).__name__)
             else:
                 # A deployment middleware failed outside the framework's error handling: the
-                # same 500 body, never a traceback to the client or the log.
-                # No traceback: its messages may quote request data.
+                # same 500 body. No traceback, to the client or the log: its messages may
+                # quote request data.
                 log.error("unhandled_error", path=logged_path(scope), error=type(exc).__name__)  # noqa: TRY400
                 await sending(_SERVER_ERROR_START)
                 await sending({"type": "http.response.body", "body": SERVER_ERROR_BODY})

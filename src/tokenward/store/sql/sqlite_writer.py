@@ -4,8 +4,7 @@ Through SQLAlchemy's aiosqlite adapter every statement is three or four hops to 
 thread and back plus the greenlet bridge; a refresh rotation spent ~9 ms of event-loop CPU on
 that (docs/performance.md). Here a whole group-commit batch -- BEGIN IMMEDIATE, each write (in
 its own SAVEPOINT when the batch holds more than one), COMMIT -- is ONE call into the writer
-thread, and a read is one call into the reader thread, each thread with its own connection to
-the same database file.
+thread, with a connection of its own to the database file; reads are below.
 
 Reads run on the event loop's own thread first, on a connection of its own that never waits
 for a lock: in WAL mode a reader takes none that a writer holds, and a primary-key SELECT on a
@@ -69,7 +68,9 @@ class SqliteWriter:
         try:
             return work(self._inline_connection())
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) not in _WAIT:
+            # The primary code of an extended one (SQLITE_BUSY_RECOVERY is BUSY, 5, in its
+            # low byte).
+            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in _WAIT:
                 raise
         loop = asyncio.get_running_loop()
         if self._reads is None:
