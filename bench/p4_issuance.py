@@ -29,6 +29,9 @@ from bench.contenders import CODE_VERIFIER, REDIRECT_URI, Contender, PeerMissing
 from bench.harness import Figure
 
 ROUNDS = 3
+# A pool round lasts about a second on a fast machine and its ratio moved ±0.15 between runs
+# of the same code with 3 rounds (docs/performance.md): more rounds for a steadier median.
+POOL_ROUNDS = 5
 SECONDS = 3
 POOL = 3000  # single-use credentials per round and server: the run stops when they are spent
 
@@ -76,9 +79,11 @@ def _pooled(kind: str) -> Load:
     return load
 
 
-def _measure(servers: list[Contender], load: Load, tmp: Path) -> dict[str, list[wrk.Result]]:
+def _measure(
+    servers: list[Contender], load: Load, tmp: Path, rounds: int = ROUNDS
+) -> dict[str, list[wrk.Result]]:
     results: dict[str, list[wrk.Result]] = {server.name: [] for server in servers}
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for server in servers:
             results[server.name].append(wrk.run(load(server, tmp), server.pids, SECONDS))
     return results
@@ -96,7 +101,8 @@ def _figure(
     ratio = statistics.median(
         a.rate / b.rate for a, b in zip(results[ours], results[peer], strict=True)
     )
-    return Figure(name, ratio, f"{what}, {ours} ÷ {peer}, median of {ROUNDS} rounds", details)
+    rounds = len(results[ours])
+    return Figure(name, ratio, f"{what}, {ours} ÷ {peer}, median of {rounds} rounds", details)
 
 
 _skipped = ""
@@ -130,9 +136,9 @@ def run() -> list[Figure]:
         ]
         intro = _measure([ours, *peers], _introspect, tmp)
         figures.append(_figure("P5", "opaque-token introspections", intro, ours.name, p))
-        refresh = _measure([ours, *peers], _pooled("refresh"), tmp)
+        refresh = _measure([ours, *peers], _pooled("refresh"), tmp, POOL_ROUNDS)
         figures.append(_figure("P4-refresh", "refresh rotations", refresh, ours.name, p))
-        code = _measure([ours, *peers], _pooled("code"), tmp)
+        code = _measure([ours, *peers], _pooled("code"), tmp, POOL_ROUNDS)
         figures.append(_figure("P4-code", "code exchanges", code, ours.name, p))
         figures.append(_workers(stack, tmp, 2))
     return figures
