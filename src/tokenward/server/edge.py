@@ -12,11 +12,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from tokenward.oauth.errors import InvalidRequest, OAuthError, TemporarilyUnavailable
+from tokenward.oauth.errors import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from tokenward.oauth.form import Form, parse_form
 from tokenward.ops.metrics import ServerMetrics
 from tokenward.ops.refusals import asserted_client_id, log_refusal
-from tokenward.server.outer import logged_path
+from tokenward.server.outer import UNEXPECTED, logged_path
 from tokenward.store.errors import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -131,7 +131,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Never a stack trace to the client; the log names the type, never request secrets.
         log.error("unhandled_error", path=logged_path(request.scope), error=type(exc).__name__)
-        return oauth_error_response(_ServerError())
+        return oauth_error_response(ServerError(UNEXPECTED))
 
     async def on_client_gone(_request: Request, _exc: Exception) -> Response:
         # The client left mid-body, or was cut off for stalling it (TOKENWARD_BODY_TIMEOUT):
@@ -145,11 +145,3 @@ def install_error_handlers(app: FastAPI) -> None:
     for storage_error in STORAGE_ERRORS:
         app.add_exception_handler(storage_error, on_storage_down)
     app.add_exception_handler(Exception, on_unexpected)
-
-
-class _ServerError(OAuthError):
-    error = "server_error"
-    status = 500
-
-    def __init__(self) -> None:
-        super().__init__("the server hit an unexpected condition")

@@ -14,9 +14,11 @@ import re
 import time
 from typing import Any
 
+import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tokenward.oauth.errors import ServerError
 from tokenward.server.access_log import AccessLog
 
 ACCESS_LOGGER = "tokenward.access"
@@ -82,28 +84,23 @@ class Outer:
                 await sending(_SERVER_ERROR_START)
                 await sending({"type": "http.response.body", "body": SERVER_ERROR_BODY})
         finally:
-            if self.access is not None:
-                self.access.write(
+            access = self.access
+            if access is not None or access_log.isEnabledFor(logging.INFO):
+                line = (
                     _client(scope),
                     scope.get("method", "-"),
                     logged_path(scope),
                     status or "-",
                     (time.perf_counter() - started) * 1000,
                 )
-            elif access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    '%s - "%s %s" %s %.1fms',
-                    _client(scope),
-                    scope.get("method", "-"),
-                    logged_path(scope),
-                    status or "-",
-                    (time.perf_counter() - started) * 1000,
-                )
+                if access is not None:
+                    access.write(*line)
+                else:
+                    access_log.info('%s - "%s %s" %s %.1fms', *line)
 
 
-SERVER_ERROR_BODY = (
-    b'{"error":"server_error","error_description":"the server hit an unexpected condition"}'
-)
+UNEXPECTED = "the server hit an unexpected condition"  # every 500's description
+SERVER_ERROR_BODY = orjson.dumps(ServerError(UNEXPECTED).body())
 _SERVER_ERROR_START: Message = {
     "type": "http.response.start",
     "status": 500,
