@@ -7,11 +7,18 @@ cache off: the gateway says no-store), asking one gateway process (`tokenward ga
 policy: bearer token, scope, rate limit, audit line per request) on every request. wrk, one
 thread and 32 connections, interleaved rounds; the figure is the median of per-round ratios
 (goal ≥ 0.5). CPU per request covers nginx, and for `edge` the gateway too.
+
+Beside them runs a floor: a second nginx with the same documented configuration, asking
+bench/authz_floor.py instead of the gateway (a bare ASGI callable on the same uvicorn,
+httptools and uvloop, that compares the credential and answers). `P3C-floor` (floor ÷ nginx)
+says how far any decision service on this stack could take P3C; `P3C-own` (edge ÷ floor)
+what the gateway's decision costs on top.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -60,34 +67,46 @@ def run() -> list[Figure]:
         tmp.chmod(0o755)  # nginx's workers (nobody, under root) reach the cache directory
         (tmp / "jwks.json").write_text(json.dumps(ring.jwks()))
         samples = _measure(tmp, token)
-    return [_figure(samples)]
+    return _figures(samples)
 
 
 def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
-    up, px, edge, gw = (_free_port() for _ in range(4))
+    up, px, edge, gw, low, bare = (_free_port() for _ in range(6))
     up_conf = _nginx_conf(tmp, "up", _upstream_server(up))
     px_conf = _nginx_conf(tmp, "px", _proxy_server(px, up))
     edge_conf = _nginx_conf(tmp, "edge", _edge_server(edge, up, gw, tmp / "edge" / "cache"))
+    low_conf = _nginx_conf(tmp, "low", _edge_server(low, up, bare, tmp / "low" / "cache"))
     config = _gateway_config(tmp, "gw", gw, up, True)
     with config.open("a") as extra:
         extra.write("trusted_proxies: [127.0.0.1/32]\nauthz: {mode: nginx}\n")
     nginx = ["nginx", "-g", "daemon off;", "-c"]
     code = "import sys; from tokenward.deploy.gateway import run_gateway; run_gateway(sys.argv[1])"
+    floor = [
+        *(sys.executable, "-m", "uvicorn", "bench.authz_floor:app", "--loop", "uvloop"),
+        *("--http", "httptools", "--no-access-log", "--log-level", "warning"),
+        *("--host", "127.0.0.1", "--port", str(bare)),
+    ]
+    os.environ["P3C_FLOOR_TOKEN"] = token  # what the floor expects; its process inherits it
     with (
         _process([*nginx, str(up_conf), "-p", str(tmp / "up")], up),
         _process([*nginx, str(px_conf), "-p", str(tmp / "px")], px) as proxy,
         _process([sys.executable, "-c", code, str(config)], gw) as gateway,
         _process([*nginx, str(edge_conf), "-p", str(tmp / "edge")], edge) as front,
+        _process(floor, bare) as floor_app,
+        _process([*nginx, str(low_conf), "-p", str(tmp / "low")], low) as floor_front,
     ):
         targets = {
             "nginx": (f"http://127.0.0.1:{px}/", [proxy.pid]),
             "edge": (f"http://127.0.0.1:{edge}/", [front.pid, gateway.pid]),
+            "floor": (f"http://127.0.0.1:{low}/", [floor_front.pid, floor_app.pid]),
         }
         for url, _pids in targets.values():
             _wrk(url, token, 1)  # warm-up: connections, caches, the token's validation
         samples: dict[str, list[Sample]] = {name: [] for name in targets}
         for round_ in range(ROUNDS):
-            for name, (url, pids) in targets.items():
+            # Odd rounds in reverse: drift within a round favours no contender (as in P3).
+            order = list(targets.items())
+            for name, (url, pids) in order if round_ % 2 == 0 else order[::-1]:
                 sample = _wrk_all(url, token, pids)
                 samples[name].append(sample)
                 print(
@@ -104,13 +123,44 @@ def _wrk_all(url: str, token: str, pids: list[int]) -> Sample:
     return _wrk(url, token, SECONDS, first, extra=others)
 
 
+def _ratio(top: list[Sample], bottom: list[Sample]) -> float:
+    return statistics.median(t.rps / b.rps for t, b in zip(top, bottom, strict=True))
+
+
+def _med(runs: list[Sample], field: str) -> float:
+    values: list[float] = [getattr(sample, field) for sample in runs]
+    return statistics.median(values)
+
+
+def _figures(samples: dict[str, list[Sample]]) -> list[Figure]:
+    edge, nginx, floor = samples["edge"], samples["nginx"], samples["floor"]
+    med = _med
+    return [
+        _figure(samples),
+        Figure(
+            "P3C-floor",
+            _ratio(floor, nginx),
+            "nginx auth_request to a bare ASGI check on the same uvicorn stack ÷ nginx "
+            "proxy_pass alone (what the stack allows P3C)",
+            [
+                f"{med(floor, 'rps'):.0f} vs {med(nginx, 'rps'):.0f} req/s",
+                f"CPU per request {med(floor, 'cpu') * 1e6:.0f} µs (nginx + floor)",
+                "printed",
+            ],
+        ),
+        Figure(
+            "P3C-own",
+            _ratio(edge, floor),
+            "the same with the gateway ÷ with the floor (what the gateway's decision costs)",
+            [f"{med(edge, 'rps'):.0f} vs {med(floor, 'rps'):.0f} req/s", "printed"],
+        ),
+    ]
+
+
 def _figure(samples: dict[str, list[Sample]]) -> Figure:
     edge, nginx = samples["edge"], samples["nginx"]
-    ratio = statistics.median(e.rps / n.rps for e, n in zip(edge, nginx, strict=True))
-
-    def med(runs: list[Sample], field: str) -> float:
-        values: list[float] = [getattr(sample, field) for sample in runs]
-        return statistics.median(values)
+    ratio = _ratio(edge, nginx)
+    med = _med
 
     return Figure(
         "P3C",
