@@ -218,7 +218,9 @@ def floor() -> Iterator[Contender]:
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_http(base + "/", process)
-        yield Contender("floor", base, "/token", "/introspect", [process.pid])
+        yield Contender(
+            "floor", base, "/token", "/introspect", [process.pid], opaque_client="bench-opaque"
+        )
     finally:
         _stop(process)
 

@@ -7,7 +7,10 @@ rounds, and each figure is the median of the per-round ratios tokenward ÷ oidc-
 Node is absent, tokenward's rates are printed and the ratios are skipped, saying why.
 
 - P4: client_credentials issuance; P4-pg the same on PostgreSQL;
+- P4-floor, P4-own: bench/floor_app.py (a bare ASGI token endpoint on the same stack) ÷
+  oidc-provider, and tokenward ÷ it;
 - P5: introspection of an opaque access token (oidc-provider introspects only opaque ones);
+  P5-floor and P5-own the same with the floor's bare introspection (no lookup at all);
 - P4-refresh: refresh-token rotation; P4-code: authorization-code exchange (PKCE, ID token and
   refresh token in the answer): each request spends one credential minted before the round;
 - P4-w2: client_credentials issuance by `tokenward serve --workers 2` (SQLite) beside
@@ -134,8 +137,12 @@ def run() -> list[Figure]:
             _figure("P4-floor", "bare ASGI + ES256 on uvicorn", _pick(issue, bare, p), "floor", p),
             _figure("P4-own", "our request path", _pick(issue, ours, "floor"), ours.name, "floor"),
         ]
-        intro = _measure([ours, *peers], _introspect, tmp)
-        figures.append(_figure("P5", "opaque-token introspections", intro, ours.name, p))
+        intro = _measure([ours, bare, *peers], _introspect, tmp)
+        figures += [
+            _figure("P5", "opaque-token introspections", _pick(intro, ours, p), ours.name, p),
+            _figure("P5-floor", "bare ASGI introspection", _pick(intro, bare, p), "floor", p),
+            _figure("P5-own", "our introspection", _pick(intro, ours, "floor"), ours.name, "floor"),
+        ]
         refresh = _measure([ours, *peers], _pooled("refresh"), tmp, POOL_ROUNDS)
         figures.append(_figure("P4-refresh", "refresh rotations", refresh, ours.name, p))
         code = _measure([ours, *peers], _pooled("code"), tmp, POOL_ROUNDS)
