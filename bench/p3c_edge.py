@@ -127,16 +127,16 @@ def _ratio(top: list[Sample], bottom: list[Sample]) -> float:
     return statistics.median(t.rps / b.rps for t, b in zip(top, bottom, strict=True))
 
 
-def _med(runs: list[Sample], field: str) -> float:
+def _median(runs: list[Sample], field: str) -> float:
     values: list[float] = [getattr(sample, field) for sample in runs]
     return statistics.median(values)
 
 
 def _figures(samples: dict[str, list[Sample]]) -> list[Figure]:
     edge, nginx, floor = samples["edge"], samples["nginx"], samples["floor"]
-    med = _med
+    med = _median
     return [
-        _figure(samples),
+        _p3c(edge, nginx),
         Figure(
             "P3C-floor",
             _ratio(floor, nginx),
@@ -157,14 +157,11 @@ def _figures(samples: dict[str, list[Sample]]) -> list[Figure]:
     ]
 
 
-def _figure(samples: dict[str, list[Sample]]) -> Figure:
-    edge, nginx = samples["edge"], samples["nginx"]
-    ratio = _ratio(edge, nginx)
-    med = _med
-
+def _p3c(edge: list[Sample], nginx: list[Sample]) -> Figure:
+    med = _median
     return Figure(
         "P3C",
-        ratio,
+        _ratio(edge, nginx),
         "nginx auth_request to the gateway, decision cache off, ÷ nginx proxy_pass alone",
         [
             f"{med(edge, 'rps'):.0f} vs {med(nginx, 'rps'):.0f} req/s",
