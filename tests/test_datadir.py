@@ -119,6 +119,26 @@ def test_cannot_tighten_is_refused(tmp_path: Path) -> None:
         secure_file(tmp_path / "missing" / "file", create=True)
 
 
+def test_a_side_file_removed_under_us_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sibling worker closing its last connection makes SQLite delete -wal and -shm at any
+    moment, also between our stat and our chmod: that file needs no tightening, and serve starts."""
+    wal = tmp_path / "tokenward.db-wal"
+    wal.write_bytes(b"")
+    wal.chmod(0o644)
+    real_chmod = os.chmod
+
+    def removed_first(path: Path, mode: int) -> None:
+        Path(path).unlink()  # what the other process does just then
+        real_chmod(path, mode)
+
+    monkeypatch.setattr(os, "chmod", removed_first)
+    secure_file(wal)  # no DataDirError
+    assert not wal.exists()
+    secure_file(tmp_path / "absent-wal")  # and one that was never there is fine too
+
+
 def test_sqlite_urls() -> None:
     assert sqlite_file("sqlite+aiosqlite:///var/tokenward.db") == Path("var/tokenward.db")
     assert sqlite_file("sqlite+aiosqlite:////srv/tw.db") == Path("/srv/tw.db")

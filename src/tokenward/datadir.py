@@ -56,10 +56,13 @@ def secure_file(path: Path, *, create: bool = False) -> None:
     """Tighten `path` to 0600 if it exists; with `create`, create it empty (0600) if absent."""
     try:
         if create:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
-            os.close(fd)
-        if path.exists():
-            _tighten(path, FILE_MODE)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+        _tighten(path, FILE_MODE)
+    except FileNotFoundError:
+        # Absent, or removed between our look and our stat: SQLite deletes -wal/-shm when
+        # another process (a sibling worker) closes its last connection. Gone needs no tightening.
+        if create:  # the database itself is never removed by SQLite: its directory is absent
+            raise DataDirError(f"cannot make {path} private (0600): no such directory") from None
     except OSError as exc:
         raise DataDirError(f"cannot make {path} private (0600): {exc.strerror}") from None
 
