@@ -3,6 +3,8 @@ real port (RFC 8252 §7.3): bad input is a clear invalid_request, never a 500 or
 
 from __future__ import annotations
 
+import base64
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -12,6 +14,7 @@ from tests.server.flows import REDIRECT_URI, Pkce, authorize_params, query_of
 from tokenward.oauth.authorize import DEFAULT_MAX, LIMITS, MAX_PARAMS
 
 pytestmark = pytest.mark.anyio
+FORM_TYPE = ("content-type", "application/x-www-form-urlencoded")
 
 
 async def _loopback_client(server: Server) -> None:
@@ -160,3 +163,67 @@ async def test_form_endpoints_bound_known_parameters(
     assert response.json()["error"] == "invalid_request"
     assert "too long" in response.json()["error_description"]
     assert "a" * length not in response.text
+
+
+@pytest.mark.parametrize("header", ["authorization", "dpop"])
+@pytest.mark.parametrize("path", ["/token", "/introspect"])
+async def test_a_repeated_credential_header_is_invalid_request(
+    server: Server, path: str, header: str
+) -> None:
+    """RFC 6749 §3.1 and RFC 9449 §4.3: one Authorization, one DPoP header, never two."""
+    basic = "Basic " + base64.b64encode(f"service:{server.secret}".encode()).decode()
+    repeated = (
+        [(header, basic), (header, basic)]
+        if header == "authorization"
+        else [("authorization", basic), (header, "x"), (header, "y")]
+    )
+    response = await server.http.post(
+        path, content=b"grant_type=client_credentials&token=x", headers=[*repeated, FORM_TYPE]
+    )
+    if path == "/introspect" and header == "dpop":
+        assert response.status_code == 200  # introspection reads no DPoP header
+        return
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert f"the {header} header is repeated" in response.json()["error_description"]
+
+
+@pytest.mark.parametrize("path", ["/token", "/introspect"])
+async def test_a_body_in_many_chunks_is_read_whole(server: Server, path: str) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b"grant_type=client", b"_credentials&tok", b"en=abc"):
+            yield part
+
+    response = await server.http.post(
+        path,
+        content=chunks(),
+        headers=[FORM_TYPE],
+        auth=("service", server.secret),
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("declared", [True, False])
+@pytest.mark.parametrize("path", ["/token", "/introspect"])
+async def test_a_body_over_the_limit_is_refused_unread(
+    server: Server, path: str, declared: bool
+) -> None:
+    """Declared too long, or streamed (no Content-Length) past the limit: a 400 either way."""
+    limit = server.services.settings.max_body_bytes
+    body = b"token=" + b"a" * limit
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    response = await server.http.post(
+        path,
+        content=body if declared else chunks(),
+        headers=[FORM_TYPE],
+        auth=("service", server.secret),
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": "the request body is too large",
+    }

@@ -47,7 +47,7 @@ async def test_stale_revocation_mirror_is_not_ready(server: Server, clock: Froze
 
 async def test_missing_signing_key_is_not_ready(server: Server) -> None:
     keyring = server.services.keys.keyring
-    keyring._keys.clear()  # what a keyring left without an active key looks like
+    keyring.retire()  # `keys migrate` away from it: no active key any more
     response = await server.http.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["signing_key"] == "no_active_key"

@@ -15,6 +15,7 @@ from tokenward.tokens.keyring import (
     Keyring,
     KeyRotationError,
     KeyState,
+    ManagedKey,
     open_key,
     seal_key,
 )
@@ -86,6 +87,27 @@ def test_rotation_moves_every_state_forward(clock: FrozenClock) -> None:
     assert first.retiring_at == clock()
     assert {jwk["kid"] for jwk in keyring.jwks()["keys"]} >= {first.kid, upcoming.kid}
     assert len([key for key in keyring.managed_keys() if key.state == KeyState.NEXT]) == 1
+
+
+def test_the_active_key_follows_retire_and_another_nodes_rotation(clock: FrozenClock) -> None:
+    """`active()` is kept as the keys change (every request reads it): after `keys migrate`
+    retires the ring, and after a merge of the states another node wrote when it rotated."""
+    sealer = KeySealer(generate_master_key())
+
+    def copied(keyring: Keyring) -> list[ManagedKey]:  # as stored and loaded on another node
+        return [open_key(seal_key(key, sealer), sealer) for key in keyring.managed_keys()]
+
+    here = ring(clock)
+    there = Keyring(KeyPolicy(algorithm="ES256"), clock, copied(here))
+    clock.advance(3600)
+    there.rotate()
+    assert here.active().kid != there.active().kid
+    here.merge(copied(there))
+    assert here.active().kid == there.active().kid
+    here.retire()
+    assert not here.has_active()
+    with pytest.raises(KeyRotationError, match="no active key"):
+        here.active()
 
 
 def test_retiring_key_verifies_until_its_longest_token_expired(clock: FrozenClock) -> None:

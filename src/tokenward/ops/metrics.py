@@ -196,16 +196,13 @@ class ServerMetrics:
             self._issued(grant, outcome).inc()
             self._token_seconds(grant).observe(time.perf_counter() - started)
 
-    @contextlib.contextmanager
-    def introspection(self) -> Iterator[dict[str, bool]]:
-        """Yields a dict the caller sets `active` in; an exception counts as its error code."""
-        result = {"active": False}
-        try:
-            yield result
-        except BaseException as exc:
-            self._introspections(error_label(exc)).inc()
-            raise
-        self._introspections("active" if result["active"] else "inactive").inc()
+    def introspected(self, active: bool) -> None:
+        """One introspection answered: active or inactive."""
+        self._introspections("active" if active else "inactive").inc()
+
+    def introspection_failed(self, error: BaseException) -> None:
+        """One introspection refused: counted by the error code it raised."""
+        self._introspections(error_label(error)).inc()
 
     def request(self, path: str, method: str, status: int, seconds: float) -> None:
         endpoint = endpoint_label(path)

@@ -11,7 +11,6 @@ from starlette.types import ASGIApp
 
 from tokenward import __version__
 from tokenward.core.lifecycle import Background, running
-from tokenward.ops.request_metrics import RequestMetrics
 from tokenward.resource.fastapi import install_bearer_error_handler
 from tokenward.server import dependencies, tracing
 from tokenward.server.access_log import AccessLog
@@ -20,7 +19,7 @@ from tokenward.server.console import ConsolePages
 from tokenward.server.direct import DirectEndpoints, Endpoint
 from tokenward.server.edge import install_error_handlers
 from tokenward.server.monitor_middleware import MonitorMiddleware
-from tokenward.server.outer import Outer
+from tokenward.server.outer import Observe, Outer
 from tokenward.server.pages import Browser
 from tokenward.server.parts import ServerParts
 from tokenward.server.routes import (
@@ -79,6 +78,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.hsts = services.settings.hsts_header
+    app.observe = services.metrics.request  # Outer times every request, as the access log
     app.access = access_log
     _fill_state(app, services)
     install_error_handlers(app)
@@ -108,7 +108,6 @@ def create_app(
             prefixes=services.monitor.settings.api_prefixes,
         )
 
-    app.add_middleware(RequestMetrics, metrics=services.metrics)  # times all that is below
     provider = tracer_provider or tracing.configured_provider(services.settings)
     if provider is not None:
         tracing.install(app, provider)  # the request span covers everything below
@@ -165,6 +164,7 @@ class _ServerApp(FastAPI):
 
     hsts: str | None = None
     access: AccessLog | None = None
+    observe: Observe | None = None
     direct: Mapping[tuple[str, str], Endpoint] = {}
 
     def build_middleware_stack(self) -> ASGIApp:
@@ -176,4 +176,4 @@ class _ServerApp(FastAPI):
         app: ASGIApp = DirectEndpoints(framework, self.direct, self.exception_handlers)
         for middleware in reversed(deployment):
             app = middleware.cls(app, *middleware.args, **middleware.kwargs)
-        return Outer(app, hsts=self.hsts, access=self.access)
+        return Outer(app, hsts=self.hsts, access=self.access, observe=self.observe)

@@ -1,5 +1,7 @@
 """The server's outermost ASGI layer, around Starlette's own error middleware so that every
-response passes through it, 500s included: the access log and `Strict-Transport-Security`.
+response passes through it, 500s included: the access log, the request metrics and
+`Strict-Transport-Security`. One layer for the three: each request's timing and status are
+taken once (a separate metrics layer wrapped `send` and timed the request again).
 
 The access log replaces uvicorn's, which prints the request target with its query, and
 queries carry tokens (`?access_token=`, `id_token_hint=`, ...). Ours prints the method, the
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -41,15 +44,27 @@ def logged_path(scope: Scope) -> str:
     return text if len(raw) <= MAX_LOGGED_PATH else text[:MAX_LOGGED_PATH] + "..."
 
 
+Observe = Callable[[str, str, int, float], None]  # (path, method, status, seconds)
+
+
 class Outer:
     """`hsts`: the Strict-Transport-Security value for every response, or None (http issuer).
     `access`: the buffered access log `tokenward serve` writes; None: the `tokenward.access`
-    logger, with the same text."""
+    logger, with the same text. `observe`: told of every HTTP request once it is answered (the
+    server's metrics); a request that failed before answering counts as a 500."""
 
-    def __init__(self, app: ASGIApp, *, hsts: str | None, access: AccessLog | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        hsts: str | None,
+        access: AccessLog | None = None,
+        observe: Observe | None = None,
+    ) -> None:
         self.app = app
         self.hsts = hsts.encode("latin-1") if hsts else None
         self.access = access
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,6 +99,9 @@ class Outer:
                 await sending(_SERVER_ERROR_START)
                 await sending({"type": "http.response.body", "body": SERVER_ERROR_BODY})
         finally:
+            seconds = time.perf_counter() - started
+            if self.observe is not None:
+                self.observe(scope["path"], scope["method"], status or 500, seconds)
             access = self.access
             if access is not None or access_log.isEnabledFor(logging.INFO):
                 line = (
@@ -91,7 +109,7 @@ class Outer:
                     scope.get("method", "-"),
                     logged_path(scope),
                     status or "-",
-                    (time.perf_counter() - started) * 1000,
+                    seconds * 1000,
                 )
                 if access is not None:
                     access.write(*line)

@@ -100,6 +100,7 @@ class Keyring:
         self._clock = clock
         self._keys: dict[str, ManagedKey] = {key.kid: key for key in keys}
         self._verifiers: dict[str | None, VerificationKey] = {}
+        self._active: ManagedKey | None = None  # kept by _reindex: every request signs or asks
         self._reindex()
 
     # --- reading -------------------------------------------------------------------------
@@ -111,10 +112,9 @@ class Keyring:
         return sorted(self._keys.values(), key=lambda key: key.created_at)
 
     def active(self) -> ManagedKey:
-        for key in self._keys.values():
-            if key.state == KeyState.ACTIVE:
-                return key
-        raise KeyRotationError("the keyring has no active key; run `tokenward keys rotate`")
+        if self._active is None:
+            raise KeyRotationError("the keyring has no active key; run `tokenward keys rotate`")
+        return self._active
 
     def verification_key(self, kid: str | None) -> VerificationKey | None:
         """Keys that may have signed a live token (active, retiring) and `next`, by kid."""
@@ -194,7 +194,7 @@ class Keyring:
         return changed
 
     def has_active(self) -> bool:
-        return any(key.state == KeyState.ACTIVE for key in self._keys.values())
+        return self._active is not None
 
     def rotation_due(self) -> bool:
         if not self.has_active():
@@ -239,6 +239,7 @@ class Keyring:
     def _reindex(self) -> None:
         live = [key for key in self._keys.values() if key.state != KeyState.RETIRED]
         self._verifiers = {key.kid: key.verification for key in live}
+        self._active = next((key for key in live if key.state == KeyState.ACTIVE), None)
 
 
 # --- persistence --------------------------------------------------------------------------

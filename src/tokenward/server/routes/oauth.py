@@ -25,7 +25,14 @@ from tokenward.server.dependencies import (
     Tokens,
     parts_of,
 )
-from tokenward.server.edge import FORM_STATE, JSONResponse, read_body, read_form, single_header
+from tokenward.server.edge import (
+    FORM_STATE,
+    FormHeaders,
+    JSONResponse,
+    read_body,
+    read_form,
+    single_header,
+)
 from tokenward.serving.tls import peer_certificate
 
 JWT_INTROSPECTION = "application/token-introspection+jwt"
@@ -41,13 +48,14 @@ async def _token(
     request: Request, endpoint: TokenEndpoint, metrics: ServerMetrics, settings: Settings
 ) -> Response:
     with metrics.token_request() as labels:
-        form = await read_form(request, settings.max_body_bytes)
+        headers = FormHeaders(request.scope)
+        form = await read_form(request, settings.max_body_bytes, headers)
         labels.grant_type = form.params.get("grant_type")
         token_request = TokenRequest(
             params=form.params,
             resources=form.resources,
-            authorization=single_header(request, "authorization"),
-            dpop=single_header(request, "dpop"),
+            authorization=headers.single(b"authorization"),
+            dpop=headers.single(b"dpop"),
             client_ip=request.client.host if request.client else None,
             certificate=peer_certificate(request.scope),
         )
@@ -86,13 +94,17 @@ async def introspect(
 async def _introspect(
     request: Request, introspector: Introspector, metrics: ServerMetrics, settings: Settings
 ) -> Response:
-    with metrics.introspection() as result:
-        form = await read_form(request, settings.max_body_bytes)
+    headers = FormHeaders(request.scope)
+    try:
+        form = await read_form(request, settings.max_body_bytes, headers)
         caller, body = await introspector.introspect(
-            form.params, single_header(request, "authorization"), peer_certificate(request.scope)
+            form.params, headers.single(b"authorization"), peer_certificate(request.scope)
         )
-        result["active"] = body.get("active") is True
-    if JWT_INTROSPECTION in request.headers.get("accept", ""):
+    except BaseException as exc:
+        metrics.introspection_failed(exc)
+        raise
+    metrics.introspected(body.get("active") is True)
+    if JWT_INTROSPECTION in (headers.first(b"accept") or ""):
         jwt = introspector.as_jwt(caller, body)
         return Response(jwt, media_type=JWT_INTROSPECTION, headers=NO_STORE)
     return JSONResponse(body, headers=NO_STORE)
