@@ -4,7 +4,8 @@ Two authorization servers and two gateways run as separate processes sharing Pos
 truth) and a private redis-server (the fast path) that the test stops and restarts; the shared
 Redis at 6379 is never touched. A revocation accepted while Redis is down reaches every node by
 the periodic re-read of the log, no node fails closed while the database answers, a rate limit
-kept in Redis fails closed meanwhile, and once Redis is back every node re-subscribes and the
+kept in Redis fails closed meanwhile (once the leases granted before the outage have
+expired), and once Redis is back every node re-subscribes and the
 next revocation reaches them all by push, in milliseconds (PUSH_BOUND). Once refused at a
 node, a token never passes again.
 
@@ -33,6 +34,7 @@ from tests.e2e.cluster import Cluster, cluster, gateway_processes
 from tests.store.conftest import PG_HOST, PG_PORT, PG_URL, require_postgres
 from tests.store.redis_server import private_redis
 from tokenward.deploy.gateway_feed import deployment_namespace
+from tokenward.store.rate_leases import TTL as LEASE_TTL
 
 RESYNC = 1.0  # every server and gateway re-reads the revocation log this often
 STALENESS = 3.0  # past this without a sync, a validator answers 503
@@ -290,7 +292,9 @@ def _check_limited(load: Load, down: tuple[float, float], up: tuple[float, float
     assert not [s for s in unavailable if s.end < stopping], "503 before the outage"
     late = [s for s in unavailable if s.start > restarted + 0.5]
     assert not late, late  # see PUSH_BOUND
-    during = [s for s in samples if stopped < s.start and s.end < restarting]
+    # A lease granted just before the outage may still be spent from memory for its TTL
+    # (store/rate_leases.py: the bound is documented there); after that, nothing is admitted.
+    during = [s for s in samples if stopped + LEASE_TTL < s.start and s.end < restarting]
     assert during, "no request to the rate-limited route during the outage"
     assert all(s.status == 503 for s in during), [s for s in during if s.status != 503][:3]
     assert any(s.status == 200 for s in samples if s.start > restarted), "never recovered"
