@@ -11,6 +11,8 @@ Node is absent, tokenward's rates are printed and the ratios are skipped, saying
   oidc-provider, and tokenward ÷ it;
 - P5: introspection of an opaque access token (oidc-provider introspects only opaque ones);
   P5-floor and P5-own the same with the floor's bare introspection (no lookup at all);
+- P5-unknown: introspection of tokens never issued, a different one per request (what an
+  attacker holding client credentials can send): each is a store lookup on both sides;
 - P4-refresh: refresh-token rotation; P4-code: authorization-code exchange (PKCE, ID token and
   refresh token in the answer): each request spends one credential minted before the round;
 - P4-w2: client_credentials issuance by `tokenward serve --workers 2` (SQLite) beside
@@ -20,6 +22,7 @@ Node is absent, tokenward's rates are printed and the ratios are skipped, saying
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import statistics
 import tempfile
@@ -59,6 +62,19 @@ def _introspect(server: Contender, _tmp: Path) -> wrk.Load:
         server.base + server.introspect_path,
         server.authorization(server.opaque_client),
         body=f"token={answer['access_token']}",
+    )
+
+
+def _unknown(server: Contender, tmp: Path) -> wrk.Load:
+    pool = tmp / f"{server.name}-unknown.txt"
+    # tokenward's opaque tokens start with twa_; oidc-provider's have no prefix, and a twa_
+    # string is as unknown to it as any other.
+    pool.write_text("".join(f"twa_{secrets.token_urlsafe(32)}\n" for _ in range(POOL)))
+    return wrk.Load(
+        server.base + server.introspect_path,
+        server.authorization(server.opaque_client),
+        pool=pool,
+        prefix="token=",
     )
 
 
@@ -143,6 +159,8 @@ def run() -> list[Figure]:
             _figure("P5-floor", "bare ASGI introspection", _pick(intro, bare, p), "floor", p),
             _figure("P5-own", "our introspection", _pick(intro, ours, "floor"), ours.name, "floor"),
         ]
+        unknown = _measure([ours, *peers], _unknown, tmp, POOL_ROUNDS)
+        figures.append(_figure("P5-unknown", "unknown-token introspections", unknown, ours.name, p))
         refresh = _measure([ours, *peers], _pooled("refresh"), tmp, POOL_ROUNDS)
         figures.append(_figure("P4-refresh", "refresh rotations", refresh, ours.name, p))
         code = _measure([ours, *peers], _pooled("code"), tmp, POOL_ROUNDS)

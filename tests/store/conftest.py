@@ -43,6 +43,7 @@ from tokenward.store.sql import (
     SqlConsentStore,
     SqlDeviceStore,
     SqlGrantStore,
+    SqliteAccessTokenStore,
     SqliteCodeStore,
     SqliteGrantStore,
     SqliteUserStore,
@@ -97,14 +98,19 @@ def memory_backend(clock: FrozenClock) -> Backend:
 def sql_backend(
     name: str, engine: AsyncEngine, clock: FrozenClock, writer: SqliteWriter | None = None
 ) -> Backend:
-    """`writer` (a SQLite file) answers `UserStore.get`, as deploy/wiring.py does."""
+    """`writer` (a SQLite file) answers `UserStore.get` and the access tokens, as
+    deploy/wiring.py does."""
     sessions = session_factory(engine)
     return Backend(
         name,
         clock,
         SqlKeyStore(sessions),
         SqlRevocationStore(sessions, clock),
-        SqlAccessTokenStore(sessions, clock),
+        (
+            SqlAccessTokenStore(sessions, clock)
+            if writer is None
+            else SqliteAccessTokenStore(sessions, writer, clock)
+        ),
         SqlClientStore(sessions),
         SqlUserStore(sessions) if writer is None else SqliteUserStore(sessions, writer),
         engine,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 from sqlalchemy import text
 
-from tests.store.conftest import Backend
+from tests.conftest import FrozenClock
+from tests.store.conftest import Backend, open_engine, sqlite_writer
 from tokenward.core.claims import AccessToken
-from tokenward.store.sql import access_tokens
+from tokenward.store.sql import SqlAccessTokenStore, SqliteAccessTokenStore, access_tokens
+from tokenward.store.sql.engine import session_factory
 
 pytestmark = pytest.mark.anyio
 
@@ -137,3 +140,23 @@ async def row_count(backend: Backend) -> int:
     assert backend.engine is not None
     async with backend.engine.connect() as connection:
         return int(await connection.scalar(text("SELECT count(*) FROM access_tokens")) or 0)
+
+
+async def test_sqlite_rows_are_the_same_whichever_store_wrote_them(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    # The server reads and writes through the SqliteWriter; the CLI and an in-memory database
+    # through the ORM. Each must read what the other wrote, and delete it.
+    async with open_engine("sqlite", tmp_path) as engine, sqlite_writer(engine) as writer:
+        assert writer is not None
+        orm = SqlAccessTokenStore(session_factory(engine), clock)
+        direct = SqliteAccessTokenStore(session_factory(engine), writer, clock)
+        await orm.save("by-orm", full_token())
+        await direct.save("by-writer", full_token(exp=NOW + 60))
+
+        assert await direct.get("by-orm") == full_token()
+        assert await orm.get("by-writer") == full_token(exp=NOW + 60)
+        assert await direct.delete("by-orm") is True
+        assert await orm.delete("by-writer") is True
+        assert await orm.get("by-orm") is None
+        assert await direct.get("by-writer") is None

@@ -43,6 +43,11 @@ class InvalidToken(BearerError):
     status = 401
 
 
+class InvalidTokenForNow(InvalidToken):
+    """A refusal the same token may outlive: it is not valid yet, or was signed by a key we do
+    not hold yet. Every other `InvalidToken` is final for the token it was raised for."""
+
+
 class InsufficientScope(BearerError):
     error = "insufficient_scope"
     status = 403

@@ -826,6 +826,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     grants: sql.SqlGrantStore
     codes: sql.SqlCodeStore
     users = sql.SqlUserStore(sessions)
+    access_tokens = sql.SqlAccessTokenStore(sessions, clock)
     path = sql.sqlite_file(url)
     if path is not None:
         # SQLite file: the token endpoint's grant writes in one thread hop per group-committed
@@ -835,6 +836,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         grants = sql.SqliteGrantStore(sessions, writer, clock)
         codes = sql.SqliteCodeStore(sessions, writer, clock)
         users = sql.SqliteUserStore(sessions, writer)
+        access_tokens = sql.SqliteAccessTokenStore(sessions, writer, clock)
     else:
         # In-memory SQLite shares commits through the engine; PostgreSQL writes as before.
         group = sql.GroupCommit(sessions) if url.startswith("sqlite") else None
@@ -845,7 +847,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     return StoreSet(
         keys=sql.SqlKeyStore(sessions),
         revocations=sql.SqlRevocationStore(sessions, clock),
-        access_tokens=sql.SqlAccessTokenStore(sessions, clock),
+        access_tokens=access_tokens,
         clients=CachedClientStore(sql.SqlClientStore(sessions)),
         users=users,
         replay=(

@@ -19,11 +19,12 @@ from tokenward.core.errors import (
     InvalidDpopProof,
     InvalidRequest,
     InvalidToken,
+    InvalidTokenForNow,
     JoseError,
     TemporarilyUnavailable,
 )
 from tokenward.core.revocation_mirror import RevocationMirror
-from tokenward.guard.cache import CacheEntry, TokenCache
+from tokenward.guard.cache import CacheEntry, RefusalCache, TokenCache
 from tokenward.guard.extract import bearer_token, check_b64token, credentials
 from tokenward.tokens.dpop import DpopVerifier
 from tokenward.tokens.jws import UnknownKeyError, payload_object, verify_compact
@@ -83,6 +84,9 @@ class Validator:
         self.dpop = dpop
         self._dpop_cache = TokenCache(cache_size)
         self._inspect_cache = TokenCache(cache_size)  # introspection/revocation, by raw token
+        # ... and what they refused for good, by digest: a resource server asks again and again
+        # about a token that was revoked or expired, and each miss would read the database.
+        self._inspect_refusals = RefusalCache(cache_size)
         # Certificate-bound tokens (RFC 8705 §3) likewise: `cached()` never returns one, since
         # each hit needs the request's certificate thumbprint compared.
         self._mtls_cache = TokenCache(cache_size)
@@ -147,11 +151,22 @@ class Validator:
     async def inspect(self, raw: str) -> AccessToken:
         """Every check but the scheme binding, and nothing cached: for our own introspection
         and revocation endpoints, which answer for Bearer and DPoP-bound tokens alike."""
-        token = self._cached_in(self._inspect_cache, raw)
-        if token is None:
-            generation = self.revocations.generation
-            token = await self._miss("Bearer " + raw, binding=ANY, cache=False)
-            self._inspect_cache.put(raw, CacheEntry(token, generation))
+        refusals = self._inspect_refusals
+        digest = refusals.key(raw)
+        refused = refusals.get(digest)
+        if refused is not None:
+            raise InvalidToken(refused)
+        try:
+            token = self._cached_in(self._inspect_cache, raw)
+            if token is None:
+                generation = self.revocations.generation
+                token = await self._miss("Bearer " + raw, binding=ANY, cache=False)
+                self._inspect_cache.put(raw, CacheEntry(token, generation))
+        except InvalidTokenForNow:
+            raise
+        except InvalidToken as exc:
+            refusals.put(digest, exc.description)
+            raise
         return token
 
     async def _miss(
@@ -171,7 +186,7 @@ class Validator:
                 token = self._verify_jwt(raw)
             except UnknownKeyError:
                 if not await self.keys.refresh(unknown_kid=True):
-                    raise InvalidToken("no key matches the token's kid") from None
+                    raise InvalidTokenForNow("no key matches the token's kid") from None
                 token = self._verify_jwt_known_keys(raw)
         # A remote mirror starts following on the first token worth checking (not on garbage).
         following = self.revocations.ensure_following()
@@ -191,7 +206,7 @@ class Validator:
                 token = self._verify_jwt(raw)
             except UnknownKeyError:
                 if not self.keys.refresh_sync(unknown_kid=True):
-                    raise InvalidToken("no key matches the token's kid") from None
+                    raise InvalidTokenForNow("no key matches the token's kid") from None
                 token = self._verify_jwt_known_keys(raw)
         self.revocations.ensure_following_sync()
         return self._admit(authorization, token, certificate=certificate)
@@ -227,7 +242,7 @@ class Validator:
         try:
             return self._verify_jwt(raw)
         except UnknownKeyError:
-            raise InvalidToken("no key matches the token's kid") from None
+            raise InvalidTokenForNow("no key matches the token's kid") from None
 
     def _verify_jwt(self, raw: str) -> AccessToken:
         try:
@@ -249,9 +264,9 @@ class Validator:
         if now >= token.exp + leeway:
             raise InvalidToken("the access token expired")
         if token.nbf is not None and token.nbf > now + leeway:
-            raise InvalidToken("the access token is not valid yet")
+            raise InvalidTokenForNow("the access token is not valid yet")
         if token.iat > now + leeway:
-            raise InvalidToken("the access token was issued in the future")
+            raise InvalidTokenForNow("the access token was issued in the future")
         if token.exp - token.iat > self._max_lifetime:
             raise InvalidToken("the access token's lifetime is longer than allowed")
         if token.iss != self.issuer:

@@ -35,6 +35,15 @@ def refresh_digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
 
 
+async def lookup(grants: GrantStore, value: str) -> tuple[RefreshRecord, FamilyRecord] | None:
+    """The refresh token `value` and its family, as stored; None if there is none."""
+    # Every refresh token we issue starts with PREFIX: anything else (an access token, a
+    # stranger's string) is not one, and costs no database read to say so.
+    if not value.startswith(PREFIX):
+        return None
+    return await grants.lookup(refresh_digest(value))
+
+
 @dataclass(frozen=True, slots=True)
 class Rotation:
     outcome: str  # RotationOutcome
@@ -142,7 +151,7 @@ class RefreshAdmin:
         self._clock = clock
 
     async def introspect(self, value: str) -> dict[str, Any] | None:
-        found = await self._grants.lookup(refresh_digest(value))
+        found = await lookup(self._grants, value)
         if found is None:
             return None
         token, family = found
@@ -168,7 +177,7 @@ class RefreshAdmin:
         }
 
     async def revoke(self, value: str, client: ClientRecord) -> bool:
-        found = await self._grants.lookup(refresh_digest(value))
+        found = await lookup(self._grants, value)
         if found is None or found[1].client_id != client.client_id:
             return False
         minted = await self._grants.revoke_family(found[1].family_id, self._clock())

@@ -14,7 +14,7 @@ from tokenward.core.records import ClientRecord, FamilyRecord, MintedToken, Rota
 from tokenward.core.revocation_mirror import RevocationMirror
 from tokenward.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope
 from tokenward.oauth.profiles import Profiles
-from tokenward.oauth.refresh import refresh_digest
+from tokenward.oauth.refresh import lookup
 from tokenward.oauth.revocation import deny_minted
 from tokenward.oauth.scopes import parse_scope
 from tokenward.oauth.token_endpoint import TokenRequest, TokenResponse
@@ -51,7 +51,7 @@ class RefreshTokenGrant:
         value = request.params.get("refresh_token")
         if value is None:
             raise InvalidRequest("refresh_token is required")
-        found = await self._refresh.grants.lookup(refresh_digest(value))
+        found = await lookup(self._refresh.grants, value)
         if found is None or found[1].client_id != client.client_id:
             raise InvalidGrant("the refresh token is invalid")
         token, family = found

@@ -27,6 +27,7 @@ from tokenward.store.sql.replay import SqlReplayCache
 from tokenward.store.sql.revocations import SqlRevocationStore
 from tokenward.store.sql.sessions import SqlSessionStore
 from tokenward.store.sql.signin_throttle import SqlSignInThrottle
+from tokenward.store.sql.sqlite_access_tokens import SqliteAccessTokenStore
 from tokenward.store.sql.sqlite_grants import SqliteCodeStore, SqliteGrantStore, SqliteUserStore
 from tokenward.store.sql.sqlite_writer import SqliteWriter, sqlite_file
 from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
@@ -55,6 +56,7 @@ __all__ = [
     "SqlSsfStreams",
     "SqlTotpFactors",
     "SqlUserStore",
+    "SqliteAccessTokenStore",
     "SqliteCodeStore",
     "SqliteGrantStore",
     "SqliteUserStore",

@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenward.core.claims import AccessToken
+from tokenward.store.sql.engine import reading
 from tokenward.store.sql.models import AccessTokenRow, upsert
 
 # Every this many saves (per process) also deletes expired rows, through the expires_at index,
@@ -34,7 +35,7 @@ class SqlAccessTokenStore:
         self._saves = 0
 
     async def save(self, digest: str, token: AccessToken) -> None:
-        values = {"digest": digest, "token": _document(token), "expires_at": float(token.exp)}
+        values = {"digest": digest, "token": document_of(token), "expires_at": float(token.exp)}
         self._saves += 1
         async with self._sessions.begin() as session:
             await session.execute(upsert(session, AccessTokenRow, [values], "digest"))
@@ -45,13 +46,14 @@ class SqlAccessTokenStore:
 
     async def get(self, digest: str) -> AccessToken | None:
         async with self._sessions() as session:
+            await reading(session)
             document = await session.scalar(
                 select(AccessTokenRow.token).where(
                     AccessTokenRow.digest == digest,
                     AccessTokenRow.expires_at > self._clock(),  # expired at exp, as in memory
                 )
             )
-        return None if document is None else _token(document)
+        return None if document is None else token_of(document)
 
     def get_sync(self, digest: str) -> AccessToken | None:
         """Always None: answering would need database I/O (see the module docstring)."""
@@ -68,7 +70,7 @@ class SqlAccessTokenStore:
             return gone is not None
 
 
-def _document(token: AccessToken) -> dict[str, Any]:
+def document_of(token: AccessToken) -> dict[str, Any]:
     return {
         "iss": token.iss,
         "sub": token.sub,
@@ -87,10 +89,10 @@ def _document(token: AccessToken) -> dict[str, Any]:
     }
 
 
-def _token(document: Mapping[str, Any]) -> AccessToken:
+def token_of(document: Mapping[str, Any]) -> AccessToken:
     # Built field by field rather than through access_token_from_claims: that parser validates
     # wire claims (a "scope" string, non-empty strings) and would not round-trip every value
-    # the strategies can store; this is our own document, written by _document above.
+    # the strategies can store; this is our own document, written by document_of above.
     cnf = document["cnf"]
     return AccessToken(
         iss=document["iss"],

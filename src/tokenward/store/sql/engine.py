@@ -95,6 +95,16 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+async def reading(session: AsyncSession) -> None:
+    """Make `session` read outside a transaction; call it before its first statement.
+
+    A lone SELECT is atomic by itself; in a transaction it costs PostgreSQL two more round trips
+    (BEGIN, and ROLLBACK when the session closes), which doubled the CPU of an introspection
+    that missed the cache (docs/performance.md). Not for a read whose result a later write of
+    the same session depends on: that needs the transaction."""
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     """The Alembic configuration, built in code; `connection` is what env.py migrates."""
     config = Config()

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 from tokenward.core.records import FamilyRecord, MintedToken, RefreshRecord, RotationOutcome
+from tokenward.store.sql.engine import reading
 from tokenward.store.sql.group_commit import GroupCommit, write
 from tokenward.store.sql.models import (
     FamilyRow,
@@ -89,6 +90,7 @@ class SqlGrantStore:
 
     async def lookup(self, digest: str) -> tuple[RefreshRecord, FamilyRecord] | None:
         async with self._sessions() as session:
+            await reading(session)
             return await _joined(session, digest)
 
     async def revoke_family(self, family_id: str, now: float) -> Sequence[MintedToken]:
