@@ -149,24 +149,33 @@ class Validator:
 
     # --- misses --------------------------------------------------------------------------
     async def inspect(self, raw: str) -> AccessToken:
-        """Every check but the scheme binding, and nothing cached: for our own introspection
-        and revocation endpoints, which answer for Bearer and DPoP-bound tokens alike."""
+        """Every check but the scheme binding: for our own introspection and revocation
+        endpoints, which answer for Bearer and DPoP-bound tokens alike. What it accepts and
+        what it refuses for good are remembered apart from the protected requests' caches."""
+        # An active token is in the cache, a dead one among the refusals, never both: a
+        # refusal kept is final, and the cache drops what it refuses. So the cache is asked
+        # first, and an active token's introspection costs no digest.
         refusals = self._inspect_refusals
+        try:
+            token = self._cached_in(self._inspect_cache, raw)
+        except InvalidToken as exc:  # expired or revoked since it was cached: final
+            refusals.put(refusals.key(raw), exc.description)
+            raise
+        if token is not None:
+            return token
         digest = refusals.key(raw)
         refused = refusals.get(digest)
         if refused is not None:
             raise InvalidToken(refused)
+        generation = self.revocations.generation
         try:
-            token = self._cached_in(self._inspect_cache, raw)
-            if token is None:
-                generation = self.revocations.generation
-                token = await self._miss("Bearer " + raw, binding=ANY, cache=False)
-                self._inspect_cache.put(raw, CacheEntry(token, generation))
+            token = await self._miss("Bearer " + raw, binding=ANY, cache=False)
         except InvalidTokenForNow:
             raise
         except InvalidToken as exc:
             refusals.put(digest, exc.description)
             raise
+        self._inspect_cache.put(raw, CacheEntry(token, generation))
         return token
 
     async def _miss(
