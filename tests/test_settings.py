@@ -75,6 +75,7 @@ SAMPLES = {
     "issuer": "https://auth.example.com",
     "database_url": "postgresql+asyncpg://tw@db.example:5432/tw",
     "database_schema": "tenant_a",
+    "database_pool_size": "24",
     "redis_url": "redis://cache.example:6379/1",
     "master_key": "B" * 43,
     "master_key_file": "/run/secrets/master.key",

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     issuer: str = "http://127.0.0.1:8000"
     database_url: str | None = None  # default: sqlite file under data_dir
     database_schema: str | None = None  # PostgreSQL search_path (several deployments, one db)
+    # PostgreSQL connections each process keeps open (store/sql/engine.py).
+    database_pool_size: int = Field(default=10, ge=1, le=200)
     redis_url: str | None = None
     master_key: SecretStr | None = None
     master_key_file: Path | None = None  # default: <data_dir>/master.key when it exists

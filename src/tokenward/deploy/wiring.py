@@ -818,7 +818,9 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     url = settings.resolved_database_url
     secure_sqlite(url)  # a 0600 database (so -wal/-shm/-journal too), in a new 0700 directory
     secure_file(settings.data_dir / "master.key")  # 0600 if it is there
-    engine = sql.create_engine(url, schema=settings.database_schema)
+    engine = sql.create_engine(
+        url, schema=settings.database_schema, pool_size=settings.database_pool_size
+    )
     await sql.migrate(engine)
     sessions = sql.session_factory(engine)
     redis = connect(settings.redis_url) if settings.redis_url else None
@@ -827,6 +829,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     codes: sql.SqlCodeStore
     users = sql.SqlUserStore(sessions)
     access_tokens = sql.SqlAccessTokenStore(sessions, clock)
+    clients = sql.SqlClientStore(sessions)
     path = sql.sqlite_file(url)
     if path is not None:
         # SQLite file: the token endpoint's grant writes in one thread hop per group-committed
@@ -837,6 +840,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         codes = sql.SqliteCodeStore(sessions, writer, clock)
         users = sql.SqliteUserStore(sessions, writer)
         access_tokens = sql.SqliteAccessTokenStore(sessions, writer, clock)
+        clients = sql.SqliteClientStore(sessions, writer)
     else:
         # In-memory SQLite shares commits through the engine; PostgreSQL writes as before.
         group = sql.GroupCommit(sessions) if url.startswith("sqlite") else None
@@ -848,7 +852,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         keys=sql.SqlKeyStore(sessions),
         revocations=sql.SqlRevocationStore(sessions, clock),
         access_tokens=access_tokens,
-        clients=CachedClientStore(sql.SqlClientStore(sessions)),
+        clients=CachedClientStore(clients),
         users=users,
         replay=(
             RedisReplayCache(redis, clock, prefix=Namespace.of(settings).replay)

@@ -28,6 +28,7 @@ from tokenward.store.sql.revocations import SqlRevocationStore
 from tokenward.store.sql.sessions import SqlSessionStore
 from tokenward.store.sql.signin_throttle import SqlSignInThrottle
 from tokenward.store.sql.sqlite_access_tokens import SqliteAccessTokenStore
+from tokenward.store.sql.sqlite_clients import SqliteClientStore
 from tokenward.store.sql.sqlite_grants import SqliteCodeStore, SqliteGrantStore, SqliteUserStore
 from tokenward.store.sql.sqlite_writer import SqliteWriter, sqlite_file
 from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
@@ -57,6 +58,7 @@ __all__ = [
     "SqlTotpFactors",
     "SqlUserStore",
     "SqliteAccessTokenStore",
+    "SqliteClientStore",
     "SqliteCodeStore",
     "SqliteGrantStore",
     "SqliteUserStore",

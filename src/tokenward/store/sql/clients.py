@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenward.core.records import ClientRecord
+from tokenward.store.sql.engine import reading
 from tokenward.store.sql.models import ClientRow, dump_strings, load_strings, upsert
 
 
@@ -18,8 +20,9 @@ class SqlClientStore:
 
     async def get(self, client_id: str) -> ClientRecord | None:
         async with self._sessions() as session:
+            await reading(session)
             row = await session.get(ClientRow, client_id)
-            return None if row is None else _record(row)
+            return None if row is None else record_of(row)
 
     async def put(self, client: ClientRecord) -> None:
         async with self._sessions.begin() as session:
@@ -29,7 +32,7 @@ class SqlClientStore:
         async with self._sessions() as session:
             rows = await session.scalars(select(ClientRow))
             # Code point order, as in memory: ORDER BY would follow the database's collation.
-            return sorted((_record(row) for row in rows), key=lambda client: client.client_id)
+            return sorted((record_of(row) for row in rows), key=lambda client: client.client_id)
 
     async def delete(self, client_id: str) -> bool:
         async with self._sessions.begin() as session:
@@ -85,7 +88,7 @@ def _values(client: ClientRecord) -> dict[str, Any]:
     }
 
 
-def _record(row: ClientRow) -> ClientRecord:
+def record_of(row: ClientRow | SimpleNamespace) -> ClientRecord:
     return ClientRecord(
         client_id=row.client_id,
         auth_method=row.auth_method,

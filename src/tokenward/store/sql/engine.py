@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from tokenward.store.sql.pg_liveness import watch_liveness
+
 MIGRATIONS = "tokenward.store.sql:migrations"  # a package resource: no alembic.ini on disk
 # How long a SQLite writer waits for another writer's lock before failing with "locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -27,13 +29,20 @@ _MIGRATION_LOCK = 0x746F6B656E77
 PG_CONNECT_TIMEOUT = 2.0  # seconds to open a connection
 PG_COMMAND_TIMEOUT = 4.0  # seconds one statement may take (point lookups take ms)
 PG_POOL_TIMEOUT = 3.0  # seconds to wait for a free pooled connection
+PG_POOL_SIZE = 10  # TOKENWARD_DATABASE_POOL_SIZE
 
 
-def create_engine(url: str, *, schema: str | None = None, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, schema: str | None = None, echo: bool = False, pool_size: int = PG_POOL_SIZE
+) -> AsyncEngine:
     """An async engine for a SQLite file or a PostgreSQL database.
 
     `schema` (PostgreSQL only) becomes the connection's search_path, so one database can hold
-    several independent tokenward schemas (tests run each in its own).
+    several independent tokenward schemas (tests run each in its own). `pool_size` (PostgreSQL
+    only): the connections kept open; as many again may open under a burst, and are closed
+    when handed back. Requests that need the database at once beyond the pool each open and
+    close a connection: with SQLAlchemy's default of 5, eight concurrent requests opened 75
+    connections a second (docs/performance.md).
     """
     if url.startswith("sqlite+aiosqlite:"):
         if schema is not None:
@@ -50,14 +59,17 @@ def create_engine(url: str, *, schema: str | None = None, echo: bool = False) ->
         }
         if schema is not None:
             connect_args["server_settings"] = {"search_path": schema}
-        # pre_ping: a server restart or failover must not surface as one failed request.
-        return _create_async_engine(
+        engine = _create_async_engine(
             url,
             echo=echo,
-            pool_pre_ping=True,
+            pool_size=pool_size,
             pool_timeout=PG_POOL_TIMEOUT,
             connect_args=connect_args,
         )
+        # A server restart or failover must not surface as one failed request; checked at a
+        # fraction of pool_pre_ping's cost (store/sql/pg_liveness.py).
+        watch_liveness(engine)
+        return engine
     raise ValueError(
         "unsupported database URL: use sqlite+aiosqlite:///path or postgresql+asyncpg://..."
     )
