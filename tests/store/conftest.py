@@ -44,6 +44,7 @@ from tokenward.store.sql import (
     SqlDeviceStore,
     SqlGrantStore,
     SqliteAccessTokenStore,
+    SqliteClientStore,
     SqliteCodeStore,
     SqliteGrantStore,
     SqliteUserStore,
@@ -98,8 +99,8 @@ def memory_backend(clock: FrozenClock) -> Backend:
 def sql_backend(
     name: str, engine: AsyncEngine, clock: FrozenClock, writer: SqliteWriter | None = None
 ) -> Backend:
-    """`writer` (a SQLite file) answers `UserStore.get` and the access tokens, as
-    deploy/wiring.py does."""
+    """`writer` (a SQLite file) answers `UserStore.get`, `ClientStore.get` and the access
+    tokens, as deploy/wiring.py does."""
     sessions = session_factory(engine)
     return Backend(
         name,
@@ -111,7 +112,7 @@ def sql_backend(
             if writer is None
             else SqliteAccessTokenStore(sessions, writer, clock)
         ),
-        SqlClientStore(sessions),
+        SqlClientStore(sessions) if writer is None else SqliteClientStore(sessions, writer),
         SqlUserStore(sessions) if writer is None else SqliteUserStore(sessions, writer),
         engine,
     )

@@ -76,6 +76,10 @@ async def test_every_field_round_trips(backend: Backend, record: ClientRecord) -
     assert loaded is not None
     assert type(loaded.grant_types) is tuple
     assert type(loaded.scopes) is frozenset
+    # 1 == True: equality alone would not catch a flag coming back as SQLite's integer.
+    for field in dataclasses.fields(ClientRecord):
+        value = getattr(record, field.name)
+        assert type(getattr(loaded, field.name)) is type(value), field.name
 
 
 async def test_put_replaces_the_whole_record(backend: Backend) -> None:
