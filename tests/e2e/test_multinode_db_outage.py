@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import secrets
 import socket
 import threading
 import time
@@ -620,12 +621,12 @@ def test_database_that_stops_answering_is_refused_quickly(outage: Deployment) ->
     with httpx.Client(timeout=STALL_BOUND + 1) as http, _setting_up():
         relay.stall()
         # An opaque token is looked up in the database (the client's record is cached: a
-        # client_credentials grant would not reach it).
+        # client_credentials grant would not reach it). It has our prefix and was never seen
+        # before: a value without the prefix, or one refused before, needs no lookup.
+        unseen = "twa_" + secrets.token_urlsafe(32)
         stalled = _call(
             "introspect",
-            lambda: http.post(
-                f"{a}/introspect", auth=outage.svc, data={"token": "opaque-" + "x" * 40}
-            ),
+            lambda: http.post(f"{a}/introspect", auth=outage.svc, data={"token": unseen}),
         )
         relay.cut()  # what waits on the stalled relay fails now
         relay.restore()
