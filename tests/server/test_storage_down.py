@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
@@ -26,8 +28,12 @@ class Unreachable:
         OperationalError("SELECT 1", {}, OSError("connection refused")),
         RedisConnectionError("down"),
         TimeoutError(),
+        # What the SQLite stores outside SQLAlchemy raise when another process keeps the write
+        # lock past the busy timeout (tests/store/test_sqlite_writer.py makes one for real).
+        sqlite3.OperationalError("database is locked"),
+        sqlite3.OperationalError("disk I/O error"),
     ],
-    ids=["database", "redis", "timeout"],
+    ids=["database", "redis", "timeout", "sqlite-locked", "sqlite-io"],
 )
 async def test_unreachable_storage_is_503_with_retry_after(
     server: Server, error: Exception

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tokenward.store.errors import STORAGE_ERRORS
 from tokenward.store.sql import SqliteWriter, sqlite_file
 
 pytestmark = pytest.mark.anyio
@@ -102,6 +103,29 @@ async def test_another_connections_write_lock_is_waited_for(
     other.close()
     assert await pending == "mine"
     assert _count(path) == 2
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_a_storage_error(tmp_path: Path) -> None:
+    """Another process that keeps the write lock longer than the busy timeout: the write fails
+    with what the edge answers 503 temporarily_unavailable (server/edge.py), nothing is kept, and
+    the next write after the lock is gone goes through."""
+    path = str(tmp_path / "w.db")
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+    connection.close()
+    writer = SqliteWriter(path, busy_timeout_ms=50)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(STORAGE_ERRORS) as refused:
+            await writer.write(_insert("mine"))
+        assert "locked" in str(refused.value)
+        other.execute("ROLLBACK")
+        assert _count(path) == 0
+        assert await writer.write(_insert("after")) == "after"
+    finally:
+        other.close()
+        await writer.aclose()
 
 
 async def test_reads_see_what_was_committed(writer: SqliteWriter) -> None:

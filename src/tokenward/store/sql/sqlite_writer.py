@@ -50,8 +50,9 @@ def sqlite_file(url: str) -> str | None:
 class SqliteWriter:
     """Runs synchronous work on a SQLite file: writes in group-committed batches, reads alone."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
         self._path = path
+        self._busy_timeout_ms = busy_timeout_ms  # how long a write waits for another's lock
         # One thread each (made on first use): a read never waits behind a batch's fsync.
         self._writes: ThreadPoolExecutor | None = None
         self._reads: ThreadPoolExecutor | None = None
@@ -138,9 +139,10 @@ class SqliteWriter:
         if connection is None:
             # isolation_level=None: no implicit BEGIN; transactions are the explicit ones below.
             connection = sqlite3.connect(
-                self._path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+                self._path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
             )
             sqlite_pragmas(connection, None)
+            connection.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
             # FULL is SQLite's default; said here as the durability promise depends on it.
             connection.execute("PRAGMA synchronous=FULL")
             self._local.connection = connection
