@@ -11,6 +11,7 @@ import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 from structlog.testing import capture_logs
 
@@ -70,6 +71,28 @@ async def test_the_path_matched_is_the_routers_without_the_root_path(
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         response = await http.post(path)
     assert (response.text == "direct") is direct
+
+
+_PATHS = ("/token", "/auth/token", "/authtoken", "/auth", "/auth/", "/tokens", "/auth/auth/token")
+
+
+@pytest.mark.parametrize("root_path", ["", "/auth", "/auth/", "/au"])
+@pytest.mark.parametrize("path", _PATHS)
+async def test_the_direct_decision_is_the_routers_own(root_path: str, path: str) -> None:
+    """Beside a real Starlette router with the same route: whatever root path a proxy sets, a
+    request is served directly exactly when the framework would route it to that endpoint."""
+
+    async def routed(_request: Request) -> Response:
+        return Response("routed")
+
+    router = Router([Route("/token", routed, methods=["POST"])])
+    direct = DirectEndpoints(router, {("POST", "/token"): _endpoint}, {})
+    answers = []
+    for app in (router, direct):
+        transport = httpx.ASGITransport(app=app, root_path=root_path)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            answers.append((await http.post(path)).text)
+    assert (answers[0] == "routed") is (answers[1] == "direct"), answers
 
 
 async def test_errors_are_rendered_by_the_handler_of_their_class() -> None:

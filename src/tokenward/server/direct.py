@@ -19,13 +19,24 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Any]
+
+
+def route_path(scope: Scope) -> str:
+    """The path Starlette's router matches: the ASGI path without the root path, when the path
+    starts with it at a segment boundary. Starlette's own helper for this is private API, so the
+    rule is written out here; tests/server/test_direct.py checks both decide alike."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    rest = path[len(root) :]
+    return rest if rest == "" or rest.startswith("/") else path
 
 
 class DirectEndpoints:
@@ -48,7 +59,7 @@ class DirectEndpoints:
         endpoint = None
         if scope["type"] == "http":
             # The path the router would match (without a root path), so both decide alike.
-            endpoint = self.endpoints.get((scope["method"], get_route_path(scope)))
+            endpoint = self.endpoints.get((scope["method"], route_path(scope)))
         if endpoint is None:
             await self.app(scope, receive, send)
             return
