@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -183,13 +185,9 @@ def test_sealed_key_cannot_move_to_another_kid(clock: FrozenClock) -> None:
     sealer = KeySealer(generate_master_key())
     keyring = ring(clock)
     active, upcoming = (seal_key(key, sealer) for key in keyring.managed_keys())
-    moved = type(active)(**{**_fields(upcoming), "sealed_private": active.sealed_private})
+    moved = replace(upcoming, sealed_private=active.sealed_private)
     with pytest.raises(MasterKeyError):
         open_key(moved, sealer)
-
-
-def _fields(stored: object) -> dict[str, object]:
-    return {name: getattr(stored, name) for name in stored.__slots__}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
