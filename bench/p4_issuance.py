@@ -15,6 +15,8 @@ Node is absent, tokenward's rates are printed and the ratios are skipped, saying
   attacker holding client credentials can send): each is a store lookup on both sides;
 - P4-refresh: refresh-token rotation; P4-code: authorization-code exchange (PKCE, ID token and
   refresh token in the answer): each request spends one credential minted before the round;
+- P5-unknown-pg, P4-refresh-pg, P4-code-pg: the same three on PostgreSQL (each request reads or
+  writes the database there), beside the same peer;
 - P4-w2: client_credentials issuance by `tokenward serve --workers 2` (SQLite) beside
   oidc-provider in a node:cluster of 2 workers: both cores for each.
 """
@@ -159,12 +161,16 @@ def run() -> list[Figure]:
             _figure("P5-floor", "bare ASGI introspection", _pick(intro, bare, p), "floor", p),
             _figure("P5-own", "our introspection", _pick(intro, ours, "floor"), ours.name, "floor"),
         ]
-        unknown = _measure([ours, *peers], _unknown, tmp, POOL_ROUNDS)
-        figures.append(_figure("P5-unknown", "unknown-token introspections", unknown, ours.name, p))
-        refresh = _measure([ours, *peers], _pooled("refresh"), tmp, POOL_ROUNDS)
-        figures.append(_figure("P4-refresh", "refresh rotations", refresh, ours.name, p))
-        code = _measure([ours, *peers], _pooled("code"), tmp, POOL_ROUNDS)
-        figures.append(_figure("P4-code", "code exchanges", code, ours.name, p))
+        # The figures that read or write the database on every request, on both databases.
+        for name, what, load in (
+            ("P5-unknown", "unknown-token introspections", _unknown),
+            ("P4-refresh", "refresh rotations", _pooled("refresh")),
+            ("P4-code", "code exchanges", _pooled("code")),
+        ):
+            runs = _measure([ours, ours_pg, *peers], load, tmp, POOL_ROUNDS)
+            figures.append(_figure(name, what, _pick(runs, ours, p), ours.name, p))
+            on_pg = f"{what} on PostgreSQL"
+            figures.append(_figure(f"{name}-pg", on_pg, _pick(runs, ours_pg, p), ours_pg.name, p))
         figures.append(_workers(stack, tmp, 2))
     return figures
 

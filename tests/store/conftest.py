@@ -37,6 +37,10 @@ from tokenward.oauth.client_auth import ReplayCache
 from tokenward.store import memory, memory_flows
 from tokenward.store.sql import (
     GroupCommit,
+    PgAccessTokenStore,
+    PgCodeStore,
+    PgGrantStore,
+    PgUserStore,
     SqlAccessTokenStore,
     SqlClientStore,
     SqlCodeStore,
@@ -102,18 +106,22 @@ def sql_backend(
     """`writer` (a SQLite file) answers `UserStore.get`, `ClientStore.get` and the access
     tokens, as deploy/wiring.py does."""
     sessions = session_factory(engine)
+    access_tokens: AccessTokenStore = SqlAccessTokenStore(sessions, clock)
+    users: UserStore = SqlUserStore(sessions)
+    if writer is not None:
+        access_tokens = SqliteAccessTokenStore(sessions, writer, clock)
+        users = SqliteUserStore(sessions, writer)
+    elif name == "postgres":  # the driver's point reads, as deploy/wiring.py wires them
+        access_tokens = PgAccessTokenStore(sessions, engine, clock)
+        users = PgUserStore(sessions, engine)
     return Backend(
         name,
         clock,
         SqlKeyStore(sessions),
         SqlRevocationStore(sessions, clock),
-        (
-            SqlAccessTokenStore(sessions, clock)
-            if writer is None
-            else SqliteAccessTokenStore(sessions, writer, clock)
-        ),
+        access_tokens,
         SqlClientStore(sessions) if writer is None else SqliteClientStore(sessions, writer),
-        SqlUserStore(sessions) if writer is None else SqliteUserStore(sessions, writer),
+        users,
         engine,
     )
 
@@ -245,11 +253,15 @@ def sql_flows_backend(
     name: str, engine: AsyncEngine, clock: FrozenClock, writer: SqliteWriter | None = None
 ) -> Flows:
     """`writer` (a SQLite file) takes the grant and code writes, as deploy/wiring.py does;
-    without it SQLite shares commits through GroupCommit (in-memory SQLite in the wiring)."""
+    without it SQLite shares commits through GroupCommit (in-memory SQLite in the wiring).
+    PostgreSQL's grants use the driver directly, as in the wiring."""
     sessions = session_factory(engine)
     group = GroupCommit(sessions) if name == "sqlite" else None
     codes: CodeStore = SqlCodeStore(sessions, clock, group=group)
     grants: GrantStore = SqlGrantStore(sessions, clock, group=group)
+    if name == "postgres":
+        codes = PgCodeStore(sessions, engine, clock)
+        grants = PgGrantStore(sessions, engine, clock)
     if writer is not None:
         codes = SqliteCodeStore(sessions, writer, clock)
         grants = SqliteGrantStore(sessions, writer, clock)

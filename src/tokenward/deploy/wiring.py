@@ -841,11 +841,18 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         users = sql.SqliteUserStore(sessions, writer)
         access_tokens = sql.SqliteAccessTokenStore(sessions, writer, clock)
         clients = sql.SqliteClientStore(sessions, writer)
-    else:
-        # In-memory SQLite shares commits through the engine; PostgreSQL writes as before.
-        group = sql.GroupCommit(sessions) if url.startswith("sqlite") else None
+    elif url.startswith("sqlite"):
+        # In-memory SQLite shares commits through the engine.
+        group = sql.GroupCommit(sessions)
         grants = sql.SqlGrantStore(sessions, clock, group=group)
         codes = sql.SqlCodeStore(sessions, clock, group=group)
+    else:
+        # PostgreSQL: the token endpoint's reads, rotations and code exchanges on the pooled
+        # driver connection (store/sql/pg_grants.py); everything else through the ORM.
+        grants = sql.PgGrantStore(sessions, engine, clock)
+        codes = sql.PgCodeStore(sessions, engine, clock)
+        users = sql.PgUserStore(sessions, engine)
+        access_tokens = sql.PgAccessTokenStore(sessions, engine, clock)
     if redis is not None:
         closers.append(redis.aclose)
     return StoreSet(

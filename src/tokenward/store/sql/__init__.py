@@ -21,6 +21,12 @@ from tokenward.store.sql.grants import SqlGrantStore
 from tokenward.store.sql.group_commit import GroupCommit
 from tokenward.store.sql.keys import SqlKeyStore
 from tokenward.store.sql.participants import SqlSessionParticipants
+from tokenward.store.sql.pg_grants import (
+    PgAccessTokenStore,
+    PgCodeStore,
+    PgGrantStore,
+    PgUserStore,
+)
 from tokenward.store.sql.pushed_requests import SqlPushedRequestStore
 from tokenward.store.sql.registration import SqlInitialAccessTokens, SqlRegistrationAccessTokens
 from tokenward.store.sql.replay import SqlReplayCache
@@ -36,6 +42,10 @@ from tokenward.store.sql.users import SqlUserStore
 
 __all__ = [
     "GroupCommit",
+    "PgAccessTokenStore",
+    "PgCodeStore",
+    "PgGrantStore",
+    "PgUserStore",
     "SqlAccessTokenStore",
     "SqlClientStore",
     "SqlCodeStore",

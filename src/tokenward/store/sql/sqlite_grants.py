@@ -28,61 +28,26 @@ from tokenward.core.records import (
 )
 from tokenward.store.sql import grants as sql_grants
 from tokenward.store.sql.codes import SqlCodeStore
+from tokenward.store.sql.grant_rows import (
+    CODE,
+    TOKEN,
+    code_of,
+    family_of,
+    joined_query,
+    token_of,
+    user_of,
+    user_query,
+)
 from tokenward.store.sql.grants import SqlGrantStore
-from tokenward.store.sql.models import load_strings
 from tokenward.store.sql.sqlite_writer import SqliteWriter
 from tokenward.store.sql.users import SqlUserStore
 
 Rotation = tuple[str, FamilyRecord | None, RefreshRecord | None]
 
-_TOKEN = ("digest", "family_id", "created_at", "expires_at", "rotated_at", "successor_digest")
-_FAMILY = (
-    "family_id",
-    "client_id",
-    "user_id",
-    "scopes",
-    "audience",
-    "created_at",
-    "expires_at",
-    "session_id",
-    "auth_time",
-    "acr",
-    "dpop_jkt",
-    "revoked_at",
-)
-_CODE = (
-    "digest",
-    "client_id",
-    "redirect_uri",
-    "code_challenge",
-    "scopes",
-    "audience",
-    "user_id",
-    "session_id",
-    "auth_time",
-    "expires_at",
-    "nonce",
-    "acr",
-    "dpop_jkt",
-    "redirect_uri_given",
-    "consumed_at",
-    "family_id",
-    "access_jti",
-    "access_exp",
-    "replayed_at",
-)
-# Column names from the constants above; every value is bound.
-_TOKEN_COLUMNS = ", ".join(f"t.{c}" for c in _TOKEN)
-_FAMILY_COLUMNS = ", ".join(f"f.{c}" for c in _FAMILY)
-_JOINED = (
-    f"SELECT {_TOKEN_COLUMNS}, {_FAMILY_COLUMNS} FROM refresh_tokens AS t"  # noqa: S608
-    " JOIN grant_families AS f ON f.family_id = t.family_id WHERE t.digest = ?"
-)
-_CODE_COLUMNS = ", ".join(_CODE)
-_USER = (
-    "SELECT user_id, username, password_hash, created_at, password_changed_at, disabled, claims"
-    " FROM users WHERE user_id = ?"
-)
+# Column names from grant_rows; every value is bound.
+_JOINED = joined_query("?")
+_CODE_COLUMNS = ", ".join(CODE)
+_USER = user_query("?")
 
 
 class SqliteGrantStore(SqlGrantStore):
@@ -176,7 +141,7 @@ def joined(
     row = connection.execute(_JOINED, (digest,)).fetchone()
     if row is None:
         return None
-    return _token(row[: len(_TOKEN)]), _family(row[len(_TOKEN) :])
+    return token_of(row[: len(TOKEN)]), family_of(row[len(TOKEN) :])
 
 
 def rotate(
@@ -219,10 +184,10 @@ def _rotate_locked(
             return RotationOutcome.ROTATED, token
         # Someone else rotated it first (impossible while the write lock is held).
         again = connection.execute(
-            f"SELECT {', '.join(_TOKEN)} FROM refresh_tokens WHERE digest = ?",  # noqa: S608
+            f"SELECT {', '.join(TOKEN)} FROM refresh_tokens WHERE digest = ?",  # noqa: S608
             (token.digest,),
         ).fetchone()
-        token = token if again is None else _token(again)
+        token = token if again is None else token_of(again)
     following = connection.execute(
         "SELECT rotated_at FROM refresh_tokens WHERE digest = ?", (token.successor_digest or "",)
     ).fetchone()
@@ -263,7 +228,7 @@ def peek(connection: sqlite3.Connection, digest: str) -> CodeRecord | None:
         f"SELECT {_CODE_COLUMNS} FROM authorization_codes WHERE digest = ?",  # noqa: S608
         (digest,),
     ).fetchone()
-    return None if row is None else _code(row)
+    return None if row is None else code_of(row)
 
 
 def consume(
@@ -277,13 +242,13 @@ def consume(
     ).fetchone()
     if first is not None:
         # The record as it was before this use, as the memory backend returns it.
-        return replace(_code(first), consumed_at=None), True
+        return replace(code_of(first), consumed_at=None), True
     replayed = connection.execute(
         f"UPDATE authorization_codes SET replayed_at = coalesce(replayed_at, ?)"  # noqa: S608
         f" WHERE digest = ? RETURNING {_CODE_COLUMNS}",
         (now, digest),
     ).fetchone()
-    return (None if replayed is None else _code(replayed)), False
+    return (None if replayed is None else code_of(replayed)), False
 
 
 def redeem(
@@ -327,37 +292,6 @@ def _insert(connection: sqlite3.Connection, table: str, values: Mapping[str, Any
     connection.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", values)  # noqa: S608
 
 
-def _token(row: Any) -> RefreshRecord:
-    return RefreshRecord(*row)
-
-
-def _family(row: Any) -> FamilyRecord:
-    (family_id, client_id, user_id, scopes, audience, created_at, expires_at) = row[:7]
-    (session_id, auth_time, acr, dpop_jkt, revoked_at) = row[7:]
-    return FamilyRecord(
-        family_id=family_id,
-        client_id=client_id,
-        user_id=user_id,
-        scopes=frozenset(load_strings(scopes)),
-        audience=load_strings(audience),
-        created_at=created_at,
-        expires_at=expires_at,
-        session_id=session_id,
-        auth_time=auth_time,
-        acr=acr,
-        dpop_jkt=dpop_jkt,
-        revoked_at=revoked_at,
-    )
-
-
-def _code(row: Any) -> CodeRecord:
-    values = dict(zip(_CODE, row, strict=True))
-    values["scopes"] = frozenset(load_strings(values["scopes"]))
-    values["audience"] = load_strings(values["audience"])
-    values["redirect_uri_given"] = bool(values["redirect_uri_given"])
-    return CodeRecord(**values)
-
-
 class SqliteUserStore(SqlUserStore):
     """`get` (read on every refresh and code exchange) in one hop to the writer's reader
     thread; everything else inherited unchanged."""
@@ -370,15 +304,4 @@ class SqliteUserStore(SqlUserStore):
         row = await self._writer.read(
             lambda connection: connection.execute(_USER, (user_id,)).fetchone()
         )
-        if row is None:
-            return None
-        user_id, username, password_hash, created_at, changed_at, disabled, claims = row
-        return UserRecord(
-            user_id=user_id,
-            username=username,
-            password_hash=password_hash,
-            created_at=created_at,
-            password_changed_at=changed_at,
-            disabled=bool(disabled),
-            claims=claims,
-        )
+        return None if row is None else user_of(row)
