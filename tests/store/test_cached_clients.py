@@ -102,3 +102,78 @@ def test_forget_drops_one_entry_or_all() -> None:
         assert inner.reads == 3
 
     asyncio.run(scenario())
+
+
+class SlowStore(CountingStore):
+    """Each read takes its snapshot at once, then waits until the test lets it answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def get(self, client_id: str) -> ClientRecord | None:
+        self.reads += 1
+        snapshot = await MemoryClientStore.get(self, client_id)
+        await self.release.wait()
+        return snapshot
+
+
+async def _waiting(store: SlowStore, reads: int) -> None:
+    """Until `reads` reads have started (polled, not slept for)."""
+    for _ in range(1000):
+        if store.reads >= reads:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{store.reads} reads started, not {reads}")
+
+
+def test_concurrent_misses_share_one_read() -> None:
+    async def scenario() -> None:
+        inner, clock = SlowStore(), Clock()
+        cached = CachedClientStore(inner, ttl=2.0, clock=clock)
+        await inner.put(CLIENT)
+        gets = [asyncio.ensure_future(cached.get("c1")) for _ in range(50)]
+        await _waiting(inner, 1)
+        inner.release.set()
+        assert await asyncio.gather(*gets) == [CLIENT] * 50
+        assert inner.reads == 1
+        assert await cached.get("c1") == CLIENT  # and the result was kept
+        assert inner.reads == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_caller_that_gives_up_does_not_fail_the_others() -> None:
+    async def scenario() -> None:
+        inner, clock = SlowStore(), Clock()
+        cached = CachedClientStore(inner, ttl=2.0, clock=clock)
+        await inner.put(CLIENT)
+        first = asyncio.ensure_future(cached.get("c1"))
+        await _waiting(inner, 1)
+        second = asyncio.ensure_future(cached.get("c1"))
+        await asyncio.sleep(0)
+        first.cancel()
+        inner.release.set()
+        assert await second == CLIENT
+        assert first.cancelled()
+        assert inner.reads == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_write_during_a_read_keeps_the_older_result_out_of_the_cache() -> None:
+    async def scenario() -> None:
+        inner, clock = SlowStore(), Clock()
+        cached = CachedClientStore(inner, ttl=2.0, clock=clock)
+        await inner.put(CLIENT)
+        before = asyncio.ensure_future(cached.get("c1"))
+        await _waiting(inner, 1)
+        await cached.put(replace(CLIENT, disabled=True))  # through the cache, mid-read
+        inner.release.set()
+        assert await before == CLIENT  # its read began before the write
+        after = await cached.get("c1")
+        assert after is not None
+        assert after.disabled  # not the read that began before the write
+        assert inner.reads == 2
+
+    asyncio.run(scenario())

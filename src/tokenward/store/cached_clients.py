@@ -8,10 +8,15 @@ once; a change written by another process (the `tokenward client` CLI, another n
 within `ttl`. Disabling a client also revokes what it holds through the revocation feed, which
 every node applies as before. Unknown ids are not cached, so a flood of made-up ids cannot
 grow the cache past the registered clients.
+
+Concurrent misses for one id share one read: when an entry expires under load, every request
+in flight for that client would otherwise read it at once (on PostgreSQL, hundreds of the same
+SELECT every `ttl`). A write or `forget` during that read keeps its result out of the cache.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 
@@ -33,39 +38,60 @@ class CachedClientStore:
         self._ttl = ttl
         self._clock = clock
         self._entries: dict[str, tuple[float, ClientRecord]] = {}
+        self._reading: dict[str, asyncio.Task[ClientRecord | None]] = {}  # misses in flight
 
     async def get(self, client_id: str) -> ClientRecord | None:
-        now = self._clock()
         entry = self._entries.get(client_id)
-        if entry is not None and entry[0] > now:
+        if entry is not None and entry[0] > self._clock():
             return entry[1]
-        record = await self._inner.get(client_id)
-        if record is None:
-            self._entries.pop(client_id, None)
-        else:
-            self._entries[client_id] = (now + self._ttl, record)
+        reading = self._reading.get(client_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(client_id))
+            self._reading[client_id] = reading
+        # Shielded: a caller that gives up (its client left) does not cancel the others' read.
+        return await asyncio.shield(reading)
+
+    async def _read(self, client_id: str) -> ClientRecord | None:
+        this = asyncio.current_task()
+        started = self._clock()
+        try:
+            record = await self._inner.get(client_id)
+        finally:
+            current = self._reading.get(client_id) is this
+            if current:
+                del self._reading[client_id]
+        if current:  # no write or forget through this store since the read began
+            if record is None:
+                self._entries.pop(client_id, None)
+            else:
+                self._entries[client_id] = (started + self._ttl, record)
         return record
 
+    def _drop(self, client_id: str) -> None:
+        self._entries.pop(client_id, None)
+        self._reading.pop(client_id, None)  # its result, read before this, is not cached
+
     async def put(self, client: ClientRecord) -> None:
-        self._entries.pop(client.client_id, None)
+        self._drop(client.client_id)
         try:
             await self._inner.put(client)
         finally:
-            self._entries.pop(client.client_id, None)  # a get racing the write may have refilled it
+            self._drop(client.client_id)  # a get racing the write may have refilled it
 
     async def list_all(self) -> Sequence[ClientRecord]:
         return await self._inner.list_all()
 
     async def delete(self, client_id: str) -> bool:
-        self._entries.pop(client_id, None)
+        self._drop(client_id)
         try:
             return await self._inner.delete(client_id)
         finally:
-            self._entries.pop(client_id, None)
+            self._drop(client_id)
 
     def forget(self, client_id: str | None = None) -> None:
         """Drop one entry (None: all), when another process is known to have changed it."""
         if client_id is None:
             self._entries.clear()
+            self._reading.clear()
         else:
-            self._entries.pop(client_id, None)
+            self._drop(client_id)
