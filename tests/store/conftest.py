@@ -39,6 +39,7 @@ from tokenward.store.sql import (
     GroupCommit,
     PgAccessTokenStore,
     PgCodeStore,
+    PgDeviceStore,
     PgGrantStore,
     PgUserStore,
     SqlAccessTokenStore,
@@ -50,6 +51,7 @@ from tokenward.store.sql import (
     SqliteAccessTokenStore,
     SqliteClientStore,
     SqliteCodeStore,
+    SqliteDeviceStore,
     SqliteGrantStore,
     SqliteUserStore,
     SqliteWriter,
@@ -259,19 +261,22 @@ def sql_flows_backend(
     group = GroupCommit(sessions) if name == "sqlite" else None
     codes: CodeStore = SqlCodeStore(sessions, clock, group=group)
     grants: GrantStore = SqlGrantStore(sessions, clock, group=group)
+    devices: DeviceStore = SqlDeviceStore(sessions, clock)
     if name == "postgres":
         codes = PgCodeStore(sessions, engine, clock)
         grants = PgGrantStore(sessions, engine, clock)
+        devices = PgDeviceStore(sessions, engine, clock)
     if writer is not None:
         codes = SqliteCodeStore(sessions, writer, clock)
         grants = SqliteGrantStore(sessions, writer, clock)
+        devices = SqliteDeviceStore(sessions, writer, clock)
     return Flows(
         name,
         clock,
         SqlSessionStore(sessions, clock),
         codes,
         grants,
-        SqlDeviceStore(sessions, clock),
+        devices,
         SqlConsentStore(sessions),
         SqlReplayCache(sessions, clock),
         SqlPushedRequestStore(sessions, clock),

@@ -830,6 +830,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     users = sql.SqlUserStore(sessions)
     access_tokens = sql.SqlAccessTokenStore(sessions, clock)
     clients = sql.SqlClientStore(sessions)
+    devices = sql.SqlDeviceStore(sessions, clock)
     path = sql.sqlite_file(url)
     if path is not None:
         # SQLite file: the token endpoint's grant writes in one thread hop per group-committed
@@ -841,6 +842,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         users = sql.SqliteUserStore(sessions, writer)
         access_tokens = sql.SqliteAccessTokenStore(sessions, writer, clock)
         clients = sql.SqliteClientStore(sessions, writer)
+        devices = sql.SqliteDeviceStore(sessions, writer, clock)
     elif url.startswith("sqlite"):
         # In-memory SQLite shares commits through the engine.
         group = sql.GroupCommit(sessions)
@@ -853,6 +855,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         codes = sql.PgCodeStore(sessions, engine, clock)
         users = sql.PgUserStore(sessions, engine)
         access_tokens = sql.PgAccessTokenStore(sessions, engine, clock)
+        devices = sql.PgDeviceStore(sessions, engine, clock)
     if redis is not None:
         closers.append(redis.aclose)
     return StoreSet(
@@ -870,7 +873,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         codes=codes,
         grants=grants,
         lineage=grants,
-        devices=sql.SqlDeviceStore(sessions, clock),
+        devices=devices,
         consents=sql.SqlConsentStore(sessions),
         participants=sql.SqlSessionParticipants(sessions),
         ssf_streams=sql.SqlSsfStreams(sessions),

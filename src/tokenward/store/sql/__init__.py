@@ -24,6 +24,7 @@ from tokenward.store.sql.participants import SqlSessionParticipants
 from tokenward.store.sql.pg_grants import (
     PgAccessTokenStore,
     PgCodeStore,
+    PgDeviceStore,
     PgGrantStore,
     PgUserStore,
 )
@@ -35,6 +36,7 @@ from tokenward.store.sql.sessions import SqlSessionStore
 from tokenward.store.sql.signin_throttle import SqlSignInThrottle
 from tokenward.store.sql.sqlite_access_tokens import SqliteAccessTokenStore
 from tokenward.store.sql.sqlite_clients import SqliteClientStore
+from tokenward.store.sql.sqlite_devices import SqliteDeviceStore
 from tokenward.store.sql.sqlite_grants import SqliteCodeStore, SqliteGrantStore, SqliteUserStore
 from tokenward.store.sql.sqlite_writer import SqliteWriter, sqlite_file
 from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
@@ -44,6 +46,7 @@ __all__ = [
     "GroupCommit",
     "PgAccessTokenStore",
     "PgCodeStore",
+    "PgDeviceStore",
     "PgGrantStore",
     "PgUserStore",
     "SqlAccessTokenStore",
@@ -70,6 +73,7 @@ __all__ = [
     "SqliteAccessTokenStore",
     "SqliteClientStore",
     "SqliteCodeStore",
+    "SqliteDeviceStore",
     "SqliteGrantStore",
     "SqliteUserStore",
     "SqliteWriter",

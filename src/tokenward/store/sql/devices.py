@@ -103,13 +103,7 @@ class SqlDeviceStore:
             if row is None:
                 return None, False
             record = _record(row)  # as it was: what this poll answers from
-            values: dict[str, Any] = {"last_poll_at": now}
-            too_fast = False
-            if record.status == "approved":
-                values["status"] = "consumed"
-            elif record.last_poll_at is not None and now - record.last_poll_at < record.interval:
-                too_fast = True
-                values["poll_interval"] = record.interval + 5  # RFC 8628 §3.5
+            values, too_fast = polled(record, now)
             await session.execute(
                 update(DeviceRow)
                 .where(DeviceRow.device_digest == device_digest)
@@ -117,6 +111,18 @@ class SqlDeviceStore:
                 .execution_options(synchronize_session=False)
             )
             return record, too_fast
+
+
+def polled(record: DeviceRecord, now: float) -> tuple[dict[str, Any], bool]:
+    """What a poll at `now` changes on the row (column: value), and whether it came too fast."""
+    values: dict[str, Any] = {"last_poll_at": now}
+    too_fast = False
+    if record.status == "approved":
+        values["status"] = "consumed"
+    elif record.last_poll_at is not None and now - record.last_poll_at < record.interval:
+        too_fast = True
+        values["poll_interval"] = record.interval + 5  # RFC 8628 §3.5
+    return values, too_fast
 
 
 def _values(record: DeviceRecord) -> dict[str, Any]:

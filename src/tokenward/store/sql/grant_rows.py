@@ -1,6 +1,6 @@
 """The rows of store/sql/models.py that the token endpoint reads on every refresh and code
 exchange, as plain SQL and plain tuples: a grant family, its refresh tokens, an authorization
-code and the user.
+code, a device authorization and the user.
 
 Shared by the stores that skip the ORM on that path, SQLite's (store/sql/sqlite_grants.py) and
 PostgreSQL's (store/sql/pg_grants.py), so both read the columns in one order and build the
@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenward.core.records import CodeRecord, FamilyRecord, RefreshRecord, UserRecord
+from tokenward.core.records import (
+    CodeRecord,
+    DeviceRecord,
+    FamilyRecord,
+    RefreshRecord,
+    UserRecord,
+)
 from tokenward.store.sql.models import load_strings
 
 TOKEN = ("digest", "family_id", "created_at", "expires_at", "rotated_at", "successor_digest")
@@ -50,6 +56,23 @@ CODE = (
     "access_exp",
     "replayed_at",
 )
+DEVICE = (  # in DeviceRecord's order; `poll_interval` is its `interval`
+    "device_digest",
+    "user_code",
+    "client_id",
+    "scopes",
+    "audience",
+    "created_at",
+    "expires_at",
+    "poll_interval",
+    "status",
+    "last_poll_at",
+    "user_id",
+    "session_id",
+    "auth_time",
+    "acr",
+    "acr_values",
+)
 USER = (
     "user_id",
     "username",
@@ -69,6 +92,11 @@ def joined_query(mark: str) -> str:
         f"SELECT {tokens}, {families} FROM refresh_tokens AS t"  # noqa: S608 - names above
         f" JOIN grant_families AS f ON f.family_id = t.family_id WHERE t.digest = {mark}"
     )
+
+
+def device_query(mark: str) -> str:
+    """The device authorization whose device-code digest is `mark`."""
+    return f"SELECT {', '.join(DEVICE)} FROM device_codes WHERE device_digest = {mark}"  # noqa: S608
 
 
 def user_query(mark: str) -> str:
@@ -104,6 +132,13 @@ def code_of(row: Any) -> CodeRecord:
     values["audience"] = load_strings(values["audience"])
     values["redirect_uri_given"] = bool(values["redirect_uri_given"])
     return CodeRecord(**values)
+
+
+def device_of(row: Any) -> DeviceRecord:
+    values = list(row)
+    values[3] = frozenset(load_strings(values[3]))  # scopes
+    values[4] = load_strings(values[4])  # audience
+    return DeviceRecord(*values)
 
 
 def user_of(row: Any) -> UserRecord:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tokenward.core.claims import AccessToken
 from tokenward.core.records import (
     CodeRecord,
+    DeviceRecord,
     FamilyRecord,
     MintedToken,
     RefreshRecord,
@@ -32,11 +33,14 @@ from tokenward.core.records import (
 from tokenward.store.sql import grants as sql_grants
 from tokenward.store.sql.access_tokens import SqlAccessTokenStore, token_of
 from tokenward.store.sql.codes import SqlCodeStore
+from tokenward.store.sql.devices import SqlDeviceStore, polled
 from tokenward.store.sql.grant_rows import (
     CODE,
     FAMILY,
     TOKEN,
     code_of,
+    device_of,
+    device_query,
     family_of,
     joined_query,
     user_of,
@@ -76,6 +80,8 @@ _ADD_MINTED = (
     " ON CONFLICT (family_id, jti) DO UPDATE SET expires_at = excluded.expires_at"
 )
 _ACCESS_TOKEN = "SELECT token FROM access_tokens WHERE digest = $1 AND expires_at > $2"
+_DEVICE_EXISTS = "SELECT 1 FROM device_codes WHERE device_digest = $1"
+_DEVICE_LOCKED = device_query("$1") + " FOR NO KEY UPDATE"
 _CODE_COLUMNS = ", ".join(CODE)
 _PEEK = f"SELECT {_CODE_COLUMNS} FROM authorization_codes WHERE digest = $1"  # noqa: S608
 _CONSUME = (
@@ -289,6 +295,41 @@ async def _purge_families(connection: Any, now: float) -> None:
         "DELETE FROM grant_families WHERE expires_at <= $1", now - sql_grants.PURGE_AFTER
     )
     await connection.execute("DELETE FROM minted_tokens WHERE expires_at <= $1", now)
+
+
+class PgDeviceStore(SqlDeviceStore):
+    """`poll` on the driver: a device code nobody issued costs one autocommit read and takes no
+    row lock; a real one is read under its row lock and updated in one transaction, as
+    SqlDeviceStore does. Everything else inherited."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(sessions, clock)
+        self._engine = engine
+
+    async def poll(self, device_digest: str, now: float) -> tuple[DeviceRecord | None, bool]:
+        async with driver(self._engine) as connection:
+            if await connection.fetchval(_DEVICE_EXISTS, device_digest) is None:
+                return None, False
+            async with connection.transaction():
+                row = await connection.fetchrow(_DEVICE_LOCKED, device_digest)
+                if row is None:  # purged since the read above
+                    return None, False
+                record = device_of(row)  # as it was: what this poll answers from
+                values, too_fast = polled(record, now)
+                assignments = ", ".join(
+                    f"{column} = ${n}" for n, column in enumerate(values, start=2)
+                )
+                await connection.execute(
+                    f"UPDATE device_codes SET {assignments} WHERE device_digest = $1",  # noqa: S608
+                    device_digest,
+                    *values.values(),
+                )
+                return record, too_fast
 
 
 class PgUserStore(SqlUserStore):
