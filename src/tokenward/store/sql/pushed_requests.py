@@ -3,6 +3,8 @@
 `take` is one DELETE ... WHERE digest AND client_id RETURNING: of concurrent redemptions the
 database lets exactly one delete the row (PostgreSQL: the second waits for the first's row lock,
 then finds nothing; SQLite: one writer at a time). A request of another client is not touched.
+A handle that matches no row is answered by a read alone: the DELETE is a write transaction,
+which on SQLite takes the database's one write lock, and `/authorize` is open to anyone.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenward.core.records import PushedRequest
+from tokenward.store.sql.engine import reading
 from tokenward.store.sql.models import PushedRequestRow
 
 # Every this many saves (per process) also deletes requests that expired: nobody can use them.
@@ -46,6 +49,15 @@ class SqlPushedRequestStore:
                 )
 
     async def take(self, digest: str, client_id: str, now: float) -> PushedRequest | None:
+        async with self._sessions() as session:
+            await reading(session)
+            found = await session.scalar(
+                select(PushedRequestRow.digest).where(
+                    PushedRequestRow.digest == digest, PushedRequestRow.client_id == client_id
+                )
+            )
+        if found is None:
+            return None
         async with self._sessions.begin() as session:
             row = (
                 await session.execute(

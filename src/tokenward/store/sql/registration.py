@@ -2,8 +2,10 @@
 
 `spend` is one UPDATE ... WHERE (live, not used up) RETURNING: of concurrent uses the database
 lets at most `max_uses - uses` through (PostgreSQL re-checks the WHERE on the row it waited for;
-SQLite has one writer at a time). `add_open` counts the open registrations and adds one under a
-lock, so the cap holds across nodes.
+SQLite has one writer at a time). A token that is not there or not usable is refused by a read
+alone: the UPDATE is a write transaction, which on SQLite takes the database's one write lock,
+and the registration endpoint is open to anyone. `add_open` counts the open registrations and
+adds one under a lock, so the cap holds across nodes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tokenward.core.records import InitialAccessToken
+from tokenward.store.sql.engine import reading
 from tokenward.store.sql.models import (
     InitialAccessTokenRow,
     RegistrationAccessTokenRow,
@@ -47,10 +50,13 @@ class SqlInitialAccessTokens:
 
     async def find(self, digest: str, now: float) -> InitialAccessToken | None:
         async with self._sessions() as session:
+            await reading(session)
             row = await session.scalar(select(_Row).where(_Row.digest == digest, *_usable(now)))
             return None if row is None else _record(row)
 
     async def spend(self, digest: str, now: float) -> InitialAccessToken | None:
+        if await self.find(digest, now) is None:
+            return None
         async with self._sessions.begin() as session:
             row = (
                 await session.execute(
