@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import httpx
@@ -10,7 +11,8 @@ import pytest
 from tests.conftest import FrozenClock
 from tests.server.conftest import ISSUER, Server
 from tests.server.flows import Pkce, hidden_interaction, query_of
-from tokenward.client.dpop import DpopKey
+from tokenward.client.dpop import DpopKey, normalised_htu
+from tokenward.tokens.jws import sign_compact
 
 pytestmark = pytest.mark.anyio
 TOKEN_URL = ISSUER + "/token"
@@ -215,3 +217,33 @@ async def test_code_bound_with_dpop_jkt_needs_that_key(server: Server, clock: Fr
 async def test_metadata_advertises_dpop_algs(server: Server) -> None:
     document = (await server.http.get("/.well-known/oauth-authorization-server")).json()
     assert "ES256" in document["dpop_signing_alg_values_supported"]
+
+
+async def test_a_proof_whose_jti_is_a_lone_surrogate_is_kept_once(
+    sql_server: Server, clock: FrozenClock
+) -> None:
+    """`"\\ud800"` is valid JSON (RFC 8259 §7) and parses to a string UTF-8 cannot encode. It
+    is an ordinary jti: accepted once, refused as a replay after, never a 500 (the durable
+    replay cache used to fail encoding it)."""
+    key = DpopKey(clock=clock)
+    auth = ("service", sql_server.secret)
+    data = {"grant_type": "client_credentials"}
+    first = await sql_server.http.post(
+        "/token", data=data, auth=auth, headers={"dpop": key.proof("POST", TOKEN_URL)}
+    )
+    nonce = first.headers["dpop-nonce"]
+    claims = {
+        "jti": "\ud800-lone-surrogate",  # 8 to 256 characters, as every jti
+        "htm": "POST",
+        "htu": normalised_htu(TOKEN_URL),
+        "iat": int(clock()),
+        "nonce": nonce,
+    }
+    header = {"typ": "dpop+jwt", "alg": key.alg, "jwk": key.jwk}
+    # The stdlib writes the escape; orjson refuses to encode a lone surrogate at all.
+    proof = sign_compact(header, json.dumps(claims).encode(), key._sign)
+    accepted = await sql_server.http.post("/token", data=data, auth=auth, headers={"dpop": proof})
+    assert accepted.status_code == 200, accepted.text
+    replayed = await sql_server.http.post("/token", data=data, auth=auth, headers={"dpop": proof})
+    assert replayed.status_code == 400
+    assert replayed.json()["error"] == "invalid_dpop_proof"

@@ -53,6 +53,7 @@ from tokenward.store.sql import (
     SqliteCodeStore,
     SqliteDeviceStore,
     SqliteGrantStore,
+    SqliteReplayCache,
     SqliteUserStore,
     SqliteWriter,
     SqlKeyStore,
@@ -262,6 +263,7 @@ def sql_flows_backend(
     codes: CodeStore = SqlCodeStore(sessions, clock, group=group)
     grants: GrantStore = SqlGrantStore(sessions, clock, group=group)
     devices: DeviceStore = SqlDeviceStore(sessions, clock)
+    replay: ReplayCache = SqlReplayCache(sessions, clock)
     if name == "postgres":
         codes = PgCodeStore(sessions, engine, clock)
         grants = PgGrantStore(sessions, engine, clock)
@@ -270,6 +272,7 @@ def sql_flows_backend(
         codes = SqliteCodeStore(sessions, writer, clock)
         grants = SqliteGrantStore(sessions, writer, clock)
         devices = SqliteDeviceStore(sessions, writer, clock)
+        replay = SqliteReplayCache(sessions, writer, clock)
     return Flows(
         name,
         clock,
@@ -278,7 +281,7 @@ def sql_flows_backend(
         grants,
         devices,
         SqlConsentStore(sessions),
-        SqlReplayCache(sessions, clock),
+        replay,
         SqlPushedRequestStore(sessions, clock),
         engine,
     )

@@ -52,6 +52,9 @@ async def test_long_and_unusual_keys(flows: Flows) -> None:
     assert await flows.replay.first_use(long_key[:-1], NOW + 60)
     assert await flows.replay.first_use("dpop:jti-ü-\u2603-'\";--", NOW + 60)
     assert not await flows.replay.first_use("dpop:jti-ü-\u2603-'\";--", NOW + 60)
+    # A jti is any JSON string: "\ud800" parses to a lone surrogate, which UTF-8 cannot encode.
+    assert await flows.replay.first_use("dpop:\ud800", NOW + 60)
+    assert not await flows.replay.first_use("dpop:\ud800", NOW + 60)
 
 
 async def test_twenty_concurrent_uses_of_one_key_accept_one(flows: Flows) -> None:

@@ -831,6 +831,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     access_tokens = sql.SqlAccessTokenStore(sessions, clock)
     clients = sql.SqlClientStore(sessions)
     devices = sql.SqlDeviceStore(sessions, clock)
+    replay: ReplayCache = sql.SqlReplayCache(sessions, clock)
     path = sql.sqlite_file(url)
     if path is not None:
         # SQLite file: the token endpoint's grant writes in one thread hop per group-committed
@@ -843,6 +844,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         access_tokens = sql.SqliteAccessTokenStore(sessions, writer, clock)
         clients = sql.SqliteClientStore(sessions, writer)
         devices = sql.SqliteDeviceStore(sessions, writer, clock)
+        replay = sql.SqliteReplayCache(sessions, writer, clock)
     elif url.startswith("sqlite"):
         # In-memory SQLite shares commits through the engine.
         group = sql.GroupCommit(sessions)
@@ -867,7 +869,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         replay=(
             RedisReplayCache(redis, clock, prefix=Namespace.of(settings).replay)
             if redis
-            else sql.SqlReplayCache(sessions, clock)
+            else replay
         ),
         sessions=sql.SqlSessionStore(sessions, clock),
         codes=codes,

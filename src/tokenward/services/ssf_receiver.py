@@ -124,7 +124,12 @@ class SetReceiver:
         if not isinstance(events, dict) or not 0 < len(events) <= MAX_EVENTS:
             raise SetRefused("invalid_request", f"events must hold 1 to {MAX_EVENTS} events")
         # Per transmitter, digested: one transmitter's jti cannot shadow another's.
-        key = "set:" + hashlib.sha256(f"{transmitter.issuer}\0{jti}".encode()).hexdigest()
+        key = (
+            "set:"
+            + hashlib.sha256(
+                f"{transmitter.issuer}\0{jti}".encode("utf-8", "surrogatepass")
+            ).hexdigest()
+        )
         # Claimed as pending for a short lease, so of two concurrent deliveries one acts; kept
         # until the SET is too old only once the action succeeded. A failed action releases
         # the claim (and the error reaches the transmitter as a 5xx), so its retry is acted on;

@@ -39,7 +39,7 @@ class SqlReplayCache:
         now = self._clock()
         self._calls += 1
         # Keys embed client-chosen jti values: a digest bounds the primary key's size.
-        values = {"key_digest": hashlib.sha256(key.encode()).hexdigest(), "expires_at": expires_at}
+        values = {"key_digest": replay_digest(key), "expires_at": expires_at}
         async with self._sessions.begin() as session:
             if self._calls % PURGE_EVERY == 0:
                 await session.execute(
@@ -51,7 +51,7 @@ class SqlReplayCache:
             return written is not None
 
     async def hold(self, key: str, expires_at: float) -> None:
-        digest = hashlib.sha256(key.encode()).hexdigest()
+        digest = replay_digest(key)
         async with self._sessions.begin() as session:
             if expires_at <= self._clock():
                 await session.execute(
@@ -60,6 +60,11 @@ class SqlReplayCache:
                 return
             values = {"key_digest": digest, "expires_at": expires_at}
             await session.execute(_upsert(session, values))
+
+
+def replay_digest(key: str) -> str:
+    # surrogatepass: a jti is any JSON string, a lone surrogate included; never a 500.
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _upsert(session: AsyncSession, values: dict[str, Any]) -> Insert:
