@@ -53,6 +53,7 @@ from tokenward.store.sql import (
     SqliteCodeStore,
     SqliteDeviceStore,
     SqliteGrantStore,
+    SqlitePushedRequestStore,
     SqliteReplayCache,
     SqliteUserStore,
     SqliteWriter,
@@ -264,6 +265,7 @@ def sql_flows_backend(
     grants: GrantStore = SqlGrantStore(sessions, clock, group=group)
     devices: DeviceStore = SqlDeviceStore(sessions, clock)
     replay: ReplayCache = SqlReplayCache(sessions, clock)
+    pushed: PushedRequestStore = SqlPushedRequestStore(sessions, clock)
     if name == "postgres":
         codes = PgCodeStore(sessions, engine, clock)
         grants = PgGrantStore(sessions, engine, clock)
@@ -273,6 +275,7 @@ def sql_flows_backend(
         grants = SqliteGrantStore(sessions, writer, clock)
         devices = SqliteDeviceStore(sessions, writer, clock)
         replay = SqliteReplayCache(sessions, writer, clock)
+        pushed = SqlitePushedRequestStore(sessions, writer, clock)
     return Flows(
         name,
         clock,
@@ -282,7 +285,7 @@ def sql_flows_backend(
         devices,
         SqlConsentStore(sessions),
         replay,
-        SqlPushedRequestStore(sessions, clock),
+        pushed,
         engine,
     )
 

@@ -22,6 +22,7 @@ from tokenward.core.records import DeviceRecord
 from tokenward.store.sql import (
     SqlInitialAccessTokens,
     SqliteDeviceStore,
+    SqlitePushedRequestStore,
     SqlPushedRequestStore,
     session_factory,
     sqlite_file,
@@ -63,11 +64,15 @@ async def answered_at_once() -> AsyncIterator[None]:
 
 
 async def test_an_unknown_pushed_request_handle(tmp_path: Path) -> None:
-    async with open_engine("sqlite", tmp_path) as engine:
-        pushed = SqlPushedRequestStore(session_factory(engine), lambda: NOW)
-        with write_lock(engine):
-            async with answered_at_once():
-                assert await pushed.take("never-issued", "web", NOW) is None
+    async with open_engine("sqlite", tmp_path) as engine, sqlite_writer(engine) as writer:
+        assert writer is not None
+        for pushed in (
+            SqlPushedRequestStore(session_factory(engine), lambda: NOW),  # in-memory SQLite's
+            SqlitePushedRequestStore(session_factory(engine), writer, lambda: NOW),  # a file's
+        ):
+            with write_lock(engine):
+                async with answered_at_once():
+                    assert await pushed.take("never-issued", "web", NOW) is None
 
 
 async def test_an_unknown_initial_access_token(tmp_path: Path) -> None:

@@ -832,6 +832,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     clients = sql.SqlClientStore(sessions)
     devices = sql.SqlDeviceStore(sessions, clock)
     replay: ReplayCache = sql.SqlReplayCache(sessions, clock)
+    pushed = sql.SqlPushedRequestStore(sessions, clock)
     path = sql.sqlite_file(url)
     if path is not None:
         # SQLite file: the token endpoint's grant writes in one thread hop per group-committed
@@ -845,6 +846,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         clients = sql.SqliteClientStore(sessions, writer)
         devices = sql.SqliteDeviceStore(sessions, writer, clock)
         replay = sql.SqliteReplayCache(sessions, writer, clock)
+        pushed = sql.SqlitePushedRequestStore(sessions, writer, clock)
     elif url.startswith("sqlite"):
         # In-memory SQLite shares commits through the engine.
         group = sql.GroupCommit(sessions)
@@ -883,7 +885,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         totp_factors=sql.SqlTotpFactors(sessions),
         recovery_codes=sql.SqlRecoveryCodes(sessions),
         passkeys=sql.SqlPasskeys(sessions),
-        pushed=sql.SqlPushedRequestStore(sessions, clock),
+        pushed=pushed,
         initial_tokens=sql.SqlInitialAccessTokens(sessions),
         registration_tokens=sql.SqlRegistrationAccessTokens(sessions),
         signin=sql.SqlSignInThrottle(sessions, clock),

@@ -38,6 +38,7 @@ from tokenward.store.sql.sqlite_access_tokens import SqliteAccessTokenStore
 from tokenward.store.sql.sqlite_clients import SqliteClientStore
 from tokenward.store.sql.sqlite_devices import SqliteDeviceStore
 from tokenward.store.sql.sqlite_grants import SqliteCodeStore, SqliteGrantStore, SqliteUserStore
+from tokenward.store.sql.sqlite_pushed import SqlitePushedRequestStore
 from tokenward.store.sql.sqlite_replay import SqliteReplayCache
 from tokenward.store.sql.sqlite_writer import SqliteWriter, sqlite_file
 from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
@@ -76,6 +77,7 @@ __all__ = [
     "SqliteCodeStore",
     "SqliteDeviceStore",
     "SqliteGrantStore",
+    "SqlitePushedRequestStore",
     "SqliteReplayCache",
     "SqliteUserStore",
     "SqliteWriter",

@@ -46,7 +46,7 @@ class SqlCodeStore:
     async def save(self, code: CodeRecord) -> None:
         self._saves += 1
         async with self._sessions.begin() as session:
-            await session.execute(upsert(session, CodeRow, [_values(code)], "digest"))
+            await session.execute(upsert(session, CodeRow, [code_values(code)], "digest"))
             if self._saves % PURGE_EVERY == 0:
                 cutoff = self._clock() - PURGE_AFTER
                 await session.execute(delete(CodeRow).where(CodeRow.expires_at <= cutoff))
@@ -147,7 +147,7 @@ async def _consume(
     return (None if replayed is None else _record(replayed)), False
 
 
-def _values(code: CodeRecord) -> dict[str, Any]:
+def code_values(code: CodeRecord) -> dict[str, Any]:
     return {
         "digest": code.digest,
         "client_id": code.client_id,

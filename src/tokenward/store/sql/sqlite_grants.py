@@ -26,6 +26,7 @@ from tokenward.core.records import (
     RotationOutcome,
     UserRecord,
 )
+from tokenward.store.sql import codes as sql_codes
 from tokenward.store.sql import grants as sql_grants
 from tokenward.store.sql.codes import SqlCodeStore
 from tokenward.store.sql.grant_rows import (
@@ -47,6 +48,12 @@ Rotation = tuple[str, FamilyRecord | None, RefreshRecord | None]
 # Column names from grant_rows; every value is bound.
 _JOINED = joined_query("?")
 _CODE_COLUMNS = ", ".join(CODE)
+_SAVE_CODE = (
+    f"INSERT INTO authorization_codes ({_CODE_COLUMNS})"  # noqa: S608
+    f" VALUES ({', '.join(f':{column}' for column in CODE)})"
+    " ON CONFLICT (digest) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in CODE if column != "digest")
+)
 _USER = user_query("?")
 
 
@@ -89,6 +96,22 @@ class SqliteCodeStore(SqlCodeStore):
     ) -> None:
         super().__init__(sessions, clock)
         self._writer = writer
+
+    async def save(self, code: CodeRecord) -> None:
+        """As SqlCodeStore.save (insert or replace by digest), in the writer's batch."""
+        self._saves += 1
+        purge = self._saves % sql_codes.PURGE_EVERY == 0
+        cutoff = self._clock() - sql_codes.PURGE_AFTER
+        values = sql_codes.code_values(code)
+
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(_SAVE_CODE, values)
+            if purge:
+                connection.execute(
+                    "DELETE FROM authorization_codes WHERE expires_at <= ?", (cutoff,)
+                )
+
+        await self._writer.write(work)
 
     async def consume(self, digest: str, now: float) -> tuple[CodeRecord | None, bool]:
         return await self._writer.write(lambda connection: consume(connection, digest, now))
