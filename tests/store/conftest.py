@@ -55,6 +55,7 @@ from tokenward.store.sql import (
     SqliteGrantStore,
     SqlitePushedRequestStore,
     SqliteReplayCache,
+    SqliteRevocationStore,
     SqliteUserStore,
     SqliteWriter,
     SqlKeyStore,
@@ -112,9 +113,11 @@ def sql_backend(
     sessions = session_factory(engine)
     access_tokens: AccessTokenStore = SqlAccessTokenStore(sessions, clock)
     users: UserStore = SqlUserStore(sessions)
+    revocations: RevocationStore = SqlRevocationStore(sessions, clock)
     if writer is not None:
         access_tokens = SqliteAccessTokenStore(sessions, writer, clock)
         users = SqliteUserStore(sessions, writer)
+        revocations = SqliteRevocationStore(sessions, writer, clock)
     elif name == "postgres":  # the driver's point reads, as deploy/wiring.py wires them
         access_tokens = PgAccessTokenStore(sessions, engine, clock)
         users = PgUserStore(sessions, engine)
@@ -122,7 +125,7 @@ def sql_backend(
         name,
         clock,
         SqlKeyStore(sessions),
-        SqlRevocationStore(sessions, clock),
+        revocations,
         access_tokens,
         SqlClientStore(sessions) if writer is None else SqliteClientStore(sessions, writer),
         users,

@@ -833,6 +833,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
     devices = sql.SqlDeviceStore(sessions, clock)
     replay: ReplayCache = sql.SqlReplayCache(sessions, clock)
     pushed = sql.SqlPushedRequestStore(sessions, clock)
+    revocations: RevocationStore = sql.SqlRevocationStore(sessions, clock)
     path = sql.sqlite_file(url)
     if path is not None:
         # SQLite file: the token endpoint's grant writes in one thread hop per group-committed
@@ -847,6 +848,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         devices = sql.SqliteDeviceStore(sessions, writer, clock)
         replay = sql.SqliteReplayCache(sessions, writer, clock)
         pushed = sql.SqlitePushedRequestStore(sessions, writer, clock)
+        revocations = sql.SqliteRevocationStore(sessions, writer, clock)
     elif url.startswith("sqlite"):
         # In-memory SQLite shares commits through the engine.
         group = sql.GroupCommit(sessions)
@@ -864,7 +866,7 @@ async def open_stores(settings: Settings, clock: Clock = time.time) -> StoreSet:
         closers.append(redis.aclose)
     return StoreSet(
         keys=sql.SqlKeyStore(sessions),
-        revocations=sql.SqlRevocationStore(sessions, clock),
+        revocations=revocations,
         access_tokens=access_tokens,
         clients=CachedClientStore(clients),
         users=users,

@@ -40,6 +40,7 @@ from tokenward.store.sql.sqlite_devices import SqliteDeviceStore
 from tokenward.store.sql.sqlite_grants import SqliteCodeStore, SqliteGrantStore, SqliteUserStore
 from tokenward.store.sql.sqlite_pushed import SqlitePushedRequestStore
 from tokenward.store.sql.sqlite_replay import SqliteReplayCache
+from tokenward.store.sql.sqlite_revocations import SqliteRevocationStore
 from tokenward.store.sql.sqlite_writer import SqliteWriter, sqlite_file
 from tokenward.store.sql.ssf import SqlSetQueue, SqlSsfStreams
 from tokenward.store.sql.users import SqlUserStore
@@ -79,6 +80,7 @@ __all__ = [
     "SqliteGrantStore",
     "SqlitePushedRequestStore",
     "SqliteReplayCache",
+    "SqliteRevocationStore",
     "SqliteUserStore",
     "SqliteWriter",
     "alembic_config",
