@@ -79,7 +79,7 @@ class SqlGrantStore:
             if found is None:
                 return RotationOutcome.INVALID, None, None
             token, family = found
-            if family.revoked_at is not None or token.expires_at <= now or family.expires_at <= now:
+            if ended(family, token, now):
                 return RotationOutcome.INVALID, family, token
             outcome, token = await _rotate_locked(session, token, successor, now, grace)
             if minted is not None and outcome in RotationOutcome.DELIVERED:
@@ -241,13 +241,8 @@ async def _rotate_locked(
             )
         )
     ).first()
-    if (
-        following is not None
-        and following.rotated_at is None  # the successor is still the family's current token
-        and token.rotated_at is not None
-        and grace > 0  # no grace configured: every repeat is reuse, even a simultaneous one
-        and now - token.rotated_at <= grace
-    ):
+    current = following is not None and following.rotated_at is None
+    if within_grace(token, current, now, grace):
         return RotationOutcome.GRACE, token
     await session.execute(
         update(FamilyRow)
@@ -256,6 +251,24 @@ async def _rotate_locked(
         .execution_options(synchronize_session=False)
     )
     return RotationOutcome.REUSED, token
+
+
+def ended(family: FamilyRecord, token: RefreshRecord, now: float) -> bool:
+    """The rule every backend's rotation applies first: a revoked family, or an expired token
+    or family, rotates nothing."""
+    return family.revoked_at is not None or token.expires_at <= now or family.expires_at <= now
+
+
+def within_grace(token: RefreshRecord, successor_current: bool, now: float, grace: float) -> bool:
+    """Whether a repeat of the already rotated `token` is forgiven (its successor, still the
+    family's current token, is handed out again) rather than judged reuse (the family revoked):
+    only the immediate predecessor, only within `grace` seconds of its rotation."""
+    return (
+        successor_current  # the successor is still the family's current token
+        and token.rotated_at is not None
+        and grace > 0  # no grace configured: every repeat is reuse, even a simultaneous one
+        and now - token.rotated_at <= grace
+    )
 
 
 def _add_minted(session: AsyncSession, values: dict[str, Any]) -> Insert:

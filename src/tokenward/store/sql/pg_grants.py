@@ -153,7 +153,7 @@ async def _rotate(
     if row is None:  # purged between the two statements
         return RotationOutcome.INVALID, None, None
     family, token = family_of(locked), refresh_of(row)
-    if family.revoked_at is not None or token.expires_at <= now or family.expires_at <= now:
+    if sql_grants.ended(family, token, now):
         return RotationOutcome.INVALID, family, token
     outcome, token = await _rotate_locked(connection, token, successor, now, grace)
     if minted is not None and outcome in RotationOutcome.DELIVERED:
@@ -174,13 +174,8 @@ async def _rotate_locked(
         again = await connection.fetchrow(_TOKEN_BY_DIGEST, token.digest)
         token = token if again is None else refresh_of(again)
     following = await connection.fetchrow(_SUCCESSOR_ROTATED_AT, token.successor_digest or "")
-    if (
-        following is not None
-        and following[0] is None  # the successor is still the family's current token
-        and token.rotated_at is not None
-        and grace > 0  # no grace configured: every repeat is reuse, even a simultaneous one
-        and now - token.rotated_at <= grace
-    ):
+    current = following is not None and following[0] is None
+    if sql_grants.within_grace(token, current, now, grace):
         return RotationOutcome.GRACE, token
     await connection.execute(_REVOKE_FAMILY, now, token.family_id)
     return RotationOutcome.REUSED, token

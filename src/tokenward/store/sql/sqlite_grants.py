@@ -180,7 +180,7 @@ def rotate(
     if found is None:
         return RotationOutcome.INVALID, None, None
     token, family = found
-    if family.revoked_at is not None or token.expires_at <= now or family.expires_at <= now:
+    if sql_grants.ended(family, token, now):
         return RotationOutcome.INVALID, family, token
     outcome, token = _rotate_locked(connection, token, successor, now, grace)
     if minted is not None and outcome in RotationOutcome.DELIVERED:
@@ -214,13 +214,8 @@ def _rotate_locked(
     following = connection.execute(
         "SELECT rotated_at FROM refresh_tokens WHERE digest = ?", (token.successor_digest or "",)
     ).fetchone()
-    if (
-        following is not None
-        and following[0] is None  # the successor is still the family's current token
-        and token.rotated_at is not None
-        and grace > 0  # no grace configured: every repeat is reuse, even a simultaneous one
-        and now - token.rotated_at <= grace
-    ):
+    current = following is not None and following[0] is None
+    if sql_grants.within_grace(token, current, now, grace):
         return RotationOutcome.GRACE, token
     connection.execute(
         "UPDATE grant_families SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
