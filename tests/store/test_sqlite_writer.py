@@ -186,3 +186,48 @@ def test_only_a_sqlite_file_gets_a_writer() -> None:
     assert sqlite_file("sqlite+aiosqlite://") is None
     assert sqlite_file("sqlite+aiosqlite:///:memory:") is None
     assert sqlite_file("postgresql+asyncpg://postgres@127.0.0.1/test") is None
+
+
+async def test_a_batch_runs_on_the_loop_and_only_its_commit_on_the_writer_thread(
+    writer: SqliteWriter,
+) -> None:
+    """The statements on the loop's thread (no interpreter-lock handover per statement); the
+    COMMIT, the fsync, on the writer thread (the loop goes on while the disk syncs)."""
+    seen: list[tuple[str, str]] = []
+
+    def trace(statement: str) -> None:
+        seen.append((statement.split(maxsplit=1)[0], threading.current_thread().name))
+
+    await writer.write(lambda connection: connection.set_trace_callback(trace))
+    await asyncio.gather(*(writer.write(_insert(f"k{n}")) for n in range(3)))
+    here = threading.current_thread().name
+    assert {thread for verb, thread in seen if verb in ("BEGIN", "INSERT", "SAVEPOINT")} == {here}
+    committed_on = {thread for verb, thread in seen if verb == "COMMIT"}
+    assert len(committed_on) == 1
+    assert committed_on.pop().startswith("tokenward-sqlite-write")
+
+
+async def test_a_read_during_a_commit_neither_waits_nor_sees_the_batch(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    """While the writing connection is COMMITting on the writer thread, a read on the loop uses
+    another connection: it answers at once, with what was committed before."""
+    await writer.write(_insert("before"))
+    armed, syncing, release = threading.Event(), threading.Event(), threading.Event()
+
+    def trace(statement: str) -> None:
+        if statement == "COMMIT" and armed.is_set() and not release.is_set():
+            syncing.set()
+            release.wait(10)  # the COMMIT held here, on the writer thread
+
+    await writer.write(lambda connection: connection.set_trace_callback(trace))
+    armed.set()
+    pending = asyncio.ensure_future(writer.write(_insert("during")))
+    assert await asyncio.to_thread(syncing.wait, 10)  # the COMMIT has begun, and waits
+    keys = await writer.read(_keys())
+    assert keys == ["before"]
+    assert not pending.done()
+    release.set()
+    assert await pending == "during"
+    assert await writer.read(_keys()) == ["before", "during"]
+    assert _count(str(tmp_path / "w.db")) == 2

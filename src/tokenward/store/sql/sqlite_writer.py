@@ -1,26 +1,40 @@
-"""SQLite's hot path in one thread hop: plain stdlib `sqlite3` on a dedicated thread.
+"""SQLite's hot path: plain stdlib `sqlite3`, the statements on the event loop, the fsync off it.
 
 Through SQLAlchemy's aiosqlite adapter every statement is three or four hops to aiosqlite's
 thread and back plus the greenlet bridge; a refresh rotation spent ~9 ms of event-loop CPU on
 that (docs/performance.md). Here a whole group-commit batch -- BEGIN IMMEDIATE, each write (in
-its own SAVEPOINT when the batch holds more than one), COMMIT -- is ONE call into the writer
-thread, with a connection of its own to the database file; reads are below.
+its own SAVEPOINT when the batch holds more than one) -- runs on the event loop's thread, on the
+connection its reads use, and only the COMMIT (the fsync) is handed to the writer thread:
 
-Reads run on the event loop's own thread first, on a connection of its own that never waits
-for a lock: in WAL mode a reader takes none that a writer holds, and a primary-key SELECT on a
-warm page cache is a few microseconds, less than the hop to a thread and back (measured in
-docs/performance.md). The rare read that would have to wait (another process resetting the
-WAL, a recovery) is handed to the reader thread, which waits there for the busy timeout.
+- one thread hop per batch, not one interpreter-lock handover per statement: with the whole
+  batch on a thread, each statement released and re-took the interpreter lock against a busy
+  event loop, and that cost a third of a rotation's CPU (docs/performance.md, "Writes on the
+  event loop");
+- the connection that writes also reads, so its page cache stays warm: SQLite drops a
+  connection's cache when ANOTHER connection commits, and a cold primary-key SELECT costs about
+  twice a warm one;
+- the loop goes on serving while the disk syncs, so a slow disk slows writes, not the rest.
+
+BEGIN IMMEDIATE on the loop never waits: its connection has no busy timeout. When another
+process (the CLI, another worker) holds the write lock, the whole batch goes to the writer
+thread instead, on a connection of its own that waits for the lock up to the busy timeout.
+
+Reads run on the loop's thread on the same connection, outside any transaction (nothing awaits
+between BEGIN and the hand-over of COMMIT). While a COMMIT is on the writer thread that
+connection is busy, so a read then uses a second connection of the loop's. A read that would
+have to wait for a lock (another process resetting the WAL, a recovery) is handed to the reader
+thread, which waits there for the busy timeout.
 
 What stays as it was (store/sql/group_commit.py): writes that arrive while a batch commits
 wait together for the next batch; every caller is answered only after COMMIT returned, with
 `synchronous=FULL`; BEGIN IMMEDIATE takes SQLite's one write lock, so other processes on the same
-file (the CLI, other servers) queue on it for at most the busy timeout, then fail with "locked".
+file queue on it for at most the busy timeout, then fail with "locked".
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -56,9 +70,11 @@ class SqliteWriter:
         # One thread each (made on first use): a read never waits behind a batch's fsync.
         self._writes: ThreadPoolExecutor | None = None
         self._reads: ThreadPoolExecutor | None = None
-        self._local = threading.local()  # each thread's own connection
+        self._local = threading.local()  # each thread's own connections
         # Connections of the event loops' threads, closed by aclose from whichever thread.
         self._inline: list[sqlite3.Connection] = []
+        # The loop's writing connection is COMMITting on the writer thread: reads go around it.
+        self._committing = False
         self._queue: list[tuple[Work, asyncio.Future[Any]]] = []
         self._draining: asyncio.Task[None] | None = None
 
@@ -67,7 +83,8 @@ class SqliteWriter:
         started): on this thread's own connection if no lock is in the way, else on the
         reader thread's. `work` may run twice, so it must only read."""
         try:
-            return work(self._inline_connection())
+            connection = self._aside_connection() if self._committing else self._own_connection()
+            return work(connection)
         except sqlite3.OperationalError as exc:
             # The primary code of an extended one (SQLITE_BUSY_RECOVERY is BUSY, 5, in its
             # low byte).
@@ -115,12 +132,11 @@ class SqliteWriter:
             self._draining = None
 
     async def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
-        loop = asyncio.get_running_loop()
         works = [work for work, _ in batch]
-        if self._writes is None:
-            self._writes = ThreadPoolExecutor(1, thread_name_prefix="tokenward-sqlite-write")
         try:
-            outcomes = await loop.run_in_executor(self._writes, self._batch, works)
+            outcomes = await self._commit_here(works)
+            if outcomes is None:  # another process holds the write lock: wait for it there
+                outcomes = await self._on_writer_thread(self._batch, works)
         except Exception as exc:  # noqa: BLE001 - BEGIN, COMMIT or a lone work failed: nothing kept
             for _, future in batch:
                 if not future.done():
@@ -133,6 +149,51 @@ class SqliteWriter:
                 future.set_exception(error)
             else:
                 future.set_result(value)
+
+    async def _commit_here(self, works: list[Work]) -> list[Outcome] | None:
+        """BEGIN IMMEDIATE and the works on the loop's own connection, COMMIT on the writer
+        thread; None, with nothing done, when the write lock is held elsewhere."""
+        connection = self._own_connection()
+        try:
+            if not getattr(self._local, "writes", False):
+                # As the writer thread's connection, but for the busy timeout: none (above).
+                # Set on the first write, not when the connection opens: setting `synchronous`
+                # reads the file, which may be locked, and reads must not fail on that.
+                connection.execute("PRAGMA foreign_keys=ON")
+                connection.execute("PRAGMA synchronous=FULL")
+                self._local.writes = True
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _WAIT:
+                return None
+            raise
+        try:
+            outcomes = _run(connection, works)
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        self._committing = True
+        try:
+            await self._on_writer_thread(_commit, connection)
+        finally:
+            self._committing = False
+        return outcomes
+
+    async def _on_writer_thread(self, call: Callable[[T], Any], argument: T) -> Any:
+        """`call(argument)` on the writer thread. If the caller is cancelled meanwhile, this
+        still waits for the call to end before raising: the connection it uses must not be
+        touched (nor closed) while it runs."""
+        if self._writes is None:
+            self._writes = ThreadPoolExecutor(1, thread_name_prefix="tokenward-sqlite-write")
+        running = asyncio.get_running_loop().run_in_executor(self._writes, call, argument)
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            while not running.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([running])
+            raise
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
@@ -148,16 +209,28 @@ class SqliteWriter:
             self._local.connection = connection
         return connection
 
-    def _inline_connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "inline", None)
+    def _own_connection(self) -> sqlite3.Connection:
+        """The loop thread's connection: it reads, and writes each batch but its COMMIT."""
+        connection: sqlite3.Connection | None = getattr(self._local, "own", None)
         if connection is None:
-            # timeout=0: never wait on the event loop. Nothing else to set for reads: WAL is
-            # the file's own mode, set by the writer's connections.
-            connection = sqlite3.connect(
-                self._path, timeout=0, isolation_level=None, check_same_thread=False
-            )
-            self._local.inline = connection
-            self._inline.append(connection)
+            connection = self._local.own = self._loop_connection()
+        return connection
+
+    def _aside_connection(self) -> sqlite3.Connection:
+        """The loop thread's connection for reads while its own is COMMITting."""
+        connection: sqlite3.Connection | None = getattr(self._local, "aside", None)
+        if connection is None:
+            connection = self._local.aside = self._loop_connection()
+        return connection
+
+    def _loop_connection(self) -> sqlite3.Connection:
+        # timeout=0: never wait on the event loop. check_same_thread=False: its COMMIT runs on
+        # the writer thread, while nothing else uses it. WAL is the file's own mode, set when
+        # the database was opened for migration.
+        connection = sqlite3.connect(
+            self._path, timeout=0, isolation_level=None, check_same_thread=False
+        )
+        self._inline.append(connection)
         return connection
 
     def _close(self) -> None:
@@ -181,6 +254,16 @@ class SqliteWriter:
                 connection.execute("ROLLBACK")
             raise
         return outcomes
+
+
+def _commit(connection: sqlite3.Connection) -> None:
+    """COMMIT (the fsync), or ROLLBACK if it fails: either way no transaction is left open."""
+    try:
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
 
 def _run(connection: sqlite3.Connection, works: list[Work]) -> list[Outcome]:
