@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -91,17 +92,42 @@ class Served:
         raise AssertionError(f"no access log line for port {local_port}")
 
     def on(self, worker: int) -> http.client.HTTPConnection:
-        """A kept-alive connection that the kernel gave to `worker`."""
+        """A kept-alive connection that the kernel gave to `worker`, and gives it again if the
+        server closed it while it sat idle (uvicorn does after 5 s: finding the other worker's
+        connection can take that long on a loaded machine)."""
+        connection = Pinned(self, worker)
+        connection.pin()
+        self.opened.append(connection)  # closed after the test
+        return connection
+
+
+class Pinned(http.client.HTTPConnection):
+    """An HTTP/1.1 connection to one worker of `served`."""
+
+    def __init__(self, served: Served, worker: int) -> None:
+        super().__init__("127.0.0.1", served.port, timeout=30)
+        self._served, self._worker = served, worker
+
+    def pin(self) -> None:
         for _ in range(200):
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            connection.request("GET", "/healthz")
-            connection.getresponse().read()
-            assert connection.sock is not None
-            if self.worker_of(connection.sock.getsockname()[1]) == worker:
-                self.opened.append(connection)  # closed after the test
-                return connection
-            connection.close()
-        raise AssertionError(f"200 connections and none reached worker {worker}")
+            self.close()
+            super().request("GET", "/healthz")
+            self.getresponse().read()
+            assert self.sock is not None
+            if self._served.worker_of(self.sock.getsockname()[1]) == self._worker:
+                return
+        raise AssertionError(f"200 connections and none reached worker {self._worker}")
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is not None and _closed_by_server(self.sock):
+            self.pin()  # nothing was sent on it since it was last answered
+        super().request(*args, **kwargs)
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """An idle HTTP connection that reads as at its end: the server has closed it."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
 
 
 def call(
@@ -479,3 +505,4 @@ def test_a_busy_port_is_one_line_and_exit_2_before_any_worker_starts(tmp_path: P
     assert result.stderr.startswith("error: cannot listen on 127.0.0.1:")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Started server process" not in result.stdout + result.stderr
+
