@@ -111,6 +111,7 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_storage_error(tmp_path: Pa
     the next write after the lock is gone goes through."""
     path = str(tmp_path / "w.db")
     with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")  # as the migration leaves the file
         connection.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
     connection.close()
     writer = SqliteWriter(path, busy_timeout_ms=50)

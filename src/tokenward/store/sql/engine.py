@@ -76,12 +76,15 @@ def create_engine(
 
 
 def sqlite_pragmas(
-    dbapi_connection: DBAPIConnection | sqlite3.Connection, _record: ConnectionPoolEntry | None
+    dbapi_connection: DBAPIConnection | sqlite3.Connection,
+    _record: ConnectionPoolEntry | None,
+    *,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
 ) -> None:
     cursor = dbapi_connection.cursor()
     # First, so that even switching to WAL waits for a lock instead of failing: writers queue
     # rather than fail at once (SQLite allows one writer at a time).
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     # WAL: readers never block the writer and the writer never blocks readers. Switching needs
     # the database to itself and does not always wait on busy_timeout (two servers starting at
     # once), so it is retried for a bounded while; a database already in WAL skips it.

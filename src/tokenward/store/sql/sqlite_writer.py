@@ -202,8 +202,7 @@ class SqliteWriter:
             connection = sqlite3.connect(
                 self._path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
             )
-            sqlite_pragmas(connection, None)
-            connection.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+            sqlite_pragmas(connection, None, busy_timeout_ms=self._busy_timeout_ms)
             # FULL is SQLite's default; said here as the durability promise depends on it.
             connection.execute("PRAGMA synchronous=FULL")
             self._local.connection = connection
