@@ -505,4 +505,3 @@ def test_a_busy_port_is_one_line_and_exit_2_before_any_worker_starts(tmp_path: P
     assert result.stderr.startswith("error: cannot listen on 127.0.0.1:")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Started server process" not in result.stdout + result.stderr
-
