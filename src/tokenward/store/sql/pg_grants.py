@@ -56,16 +56,32 @@ Rotation = tuple[str, FamilyRecord | None, RefreshRecord | None]
 _JOINED = joined_query("$1")
 _USER = user_query("$1")
 _TOKEN_BY_DIGEST = f"SELECT {', '.join(TOKEN)} FROM refresh_tokens WHERE digest = $1"  # noqa: S608
-# The family of the token `$1`, its row locked for this transaction.
-_LOCKED_FAMILY = (
-    f"SELECT {', '.join(FAMILY)} FROM grant_families"  # noqa: S608 - names from grant_rows
-    " WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE digest = $1)"
-    " FOR NO KEY UPDATE"
-)
+# The token `$1` and its family, the family's row locked for this transaction. Under READ
+# COMMITTED a wait for that lock ends with the family's row as its holder committed it, but the
+# token's columns as the statement first read them: the rotation's own conditional UPDATE
+# (rotated_at IS NULL) decides, and a token found rotated after all is read again.
+_LOCKED_JOINED = joined_query("$1") + " FOR NO KEY UPDATE OF f"
 _ROTATE = (
     "UPDATE refresh_tokens SET rotated_at = $1, successor_digest = $2"
     " WHERE digest = $3 AND rotated_at IS NULL RETURNING digest"
 )
+# The common rotation in one round trip: the conditional UPDATE, and only if it matched, the
+# successor's INSERT (a plain one: a clash fails the whole rotation rather than overwrite a
+# token) and the access token recorded on the family, its long-expired ones forgotten (never
+# the one being recorded: one statement must not both delete and update a row).
+_ROTATE_AND_RECORD = (
+    "WITH rotated AS (" + _ROTATE + "),"  # noqa: S608 - names from grant_rows, values bound
+    f" successor AS (INSERT INTO refresh_tokens ({', '.join(TOKEN)})"
+    # Parameters in a SELECT list take no type from the target column: cast where not text.
+    " SELECT $2, $4, $5::float8, $6::float8, $7::float8, $8 FROM rotated),"
+    " forgotten AS (DELETE FROM minted_tokens WHERE family_id = $9 AND expires_at <= $10"
+    " AND jti <> $11 AND EXISTS (SELECT 1 FROM rotated)),"
+    " recorded AS (INSERT INTO minted_tokens (family_id, jti, expires_at)"
+    " SELECT $9, $11, $12::float8 FROM rotated"
+    " ON CONFLICT (family_id, jti) DO UPDATE SET expires_at = excluded.expires_at)"
+    " SELECT count(*) FROM rotated"
+)
+
 _INSERT_TOKEN = (
     f"INSERT INTO refresh_tokens ({', '.join(TOKEN)})"  # noqa: S608
     " VALUES ($1, $2, $3, $4, $5, $6)"
@@ -145,16 +161,27 @@ async def _rotate(
     grace: float,
     minted: MintedToken | None,
 ) -> Rotation:
-    """As SqlGrantStore.rotate on PostgreSQL, in the caller's transaction."""
-    locked = await connection.fetchrow(_LOCKED_FAMILY, digest)
+    """As SqlGrantStore.rotate on PostgreSQL, in the caller's transaction: in the common case
+    (the token current, the family live) three round trips and the COMMIT."""
+    locked = await connection.fetchrow(_LOCKED_JOINED, digest)
     if locked is None:
         return RotationOutcome.INVALID, None, None
-    row = await connection.fetchrow(_TOKEN_BY_DIGEST, digest)
-    if row is None:  # purged between the two statements
-        return RotationOutcome.INVALID, None, None
-    family, token = family_of(locked), refresh_of(row)
+    token, family = refresh_of(locked[: len(TOKEN)]), family_of(locked[len(TOKEN) :])
     if sql_grants.ended(family, token, now):
         return RotationOutcome.INVALID, family, token
+    if token.rotated_at is None and minted is not None:
+        rotated = await connection.fetchval(
+            _ROTATE_AND_RECORD,
+            *(now, successor.digest, token.digest, successor.family_id),
+            *(successor.created_at, successor.expires_at),
+            *(successor.rotated_at, successor.successor_digest, family.family_id),
+            *(minted.expires_at - sql_grants.MINTED_HORIZON, minted.jti, minted.expires_at),
+        )
+        if rotated:
+            return RotationOutcome.ROTATED, family, token
+        # Rotated by the lock's previous holder: the token's columns above predate that.
+        again = await connection.fetchrow(_TOKEN_BY_DIGEST, digest)
+        token = token if again is None else refresh_of(again)
     outcome, token = await _rotate_locked(connection, token, successor, now, grace)
     if minted is not None and outcome in RotationOutcome.DELIVERED:
         await _add_minted(connection, family.family_id, minted)
