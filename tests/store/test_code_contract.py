@@ -361,3 +361,22 @@ async def test_sql_redeem_purges_families_long_over(
 
     assert await sql_flows.grants.lookup("o1") is None
     assert await sql_flows.grants.lookup("r1") is not None
+
+
+async def test_sql_exchange_purges_families_long_over(
+    sql_flows: Flows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, through `exchange`, the token endpoint's one step (on PostgreSQL a single
+    statement, with the purge after it)."""
+    monkeypatch.setattr(sql_grants, "PURGE_EVERY", 2)
+    old = dataclasses.replace(family("old"), expires_at=NOW + 5)
+    await sql_flows.grants.create(old, first("o1", "old"))
+    sql_flows.clock.advance(5 + sql_grants.PURGE_AFTER)
+    for i in range(2):
+        await sql_flows.codes.save(code(f"c{i}"))
+        grant = (family(f"f{i}"), first(f"r{i}", f"f{i}"))
+        minted = MintedToken(f"j{i}", NOW + 900)
+        assert await sql_flows.codes.exchange(f"c{i}", NOW, minted, grant) == (True, None)
+
+    assert await sql_flows.grants.lookup("o1") is None
+    assert await sql_flows.grants.lookup("r1") is not None

@@ -118,6 +118,39 @@ _INSERT_FAMILY = (
     f" VALUES ({', '.join(f'${n}' for n in range(1, len(FAMILY) + 1))})"
 )
 _INSERT_MINTED = "INSERT INTO minted_tokens (family_id, jti, expires_at) VALUES ($1, $2, $3)"
+# Columns stored as double precision. A parameter in a SELECT list takes no type from the
+# column it goes to, so these are cast.
+_FLOATS = frozenset(
+    ("created_at", "expires_at", "auth_time", "revoked_at", "rotated_at", "access_exp")
+)
+
+
+def _bound(columns: tuple[str, ...], first: int) -> str:
+    """The SELECT list binding `columns` to $first, $first + 1, ..."""
+    return ", ".join(
+        f"${first + n}::float8" if column in _FLOATS else f"${first + n}"
+        for n, column in enumerate(columns)
+    )
+
+
+# An exchange's single use and what it minted, in one conditional UPDATE: the code is used and
+# the access token recorded on it together (as `consume` then `redeem` in one transaction did).
+_USE = (
+    "UPDATE authorization_codes SET consumed_at = $1, family_id = $2, access_jti = $3,"
+    " access_exp = $4 WHERE digest = $5 AND consumed_at IS NULL RETURNING digest"
+)
+# ... and, only if it matched, the new family, its first refresh token and the access token
+# recorded on the family: the whole exchange in one statement, so one round trip.
+_USE_AND_START = (
+    f"WITH used AS ({_USE}),"  # noqa: S608 - names from grant_rows, values bound
+    f" family AS (INSERT INTO grant_families ({', '.join(FAMILY)})"
+    f" SELECT {_bound(FAMILY, 6)} FROM used),"
+    f" first AS (INSERT INTO refresh_tokens ({', '.join(TOKEN)})"
+    f" SELECT {_bound(TOKEN, 6 + len(FAMILY))} FROM used),"
+    " minted AS (INSERT INTO minted_tokens (family_id, jti, expires_at)"
+    " SELECT $2, $3, $4 FROM used)"
+    " SELECT count(*) FROM used"
+)
 
 
 class PgGrantStore(SqlGrantStore):
@@ -233,7 +266,8 @@ class PgCodeStore(SqlCodeStore):
     """An authorization code's single use and what its exchange minted, as SqlCodeStore does on
     PostgreSQL: `consume` is one conditional UPDATE (of concurrent exchanges exactly one
     matches; the others wait for its row lock, then match nothing), and the winner records its
-    tokens and new family under that same lock, so a replay reads both or neither."""
+    tokens and new family under that same lock, so a replay reads both or neither. `exchange`,
+    the token endpoint's path, is all of that in one statement."""
 
     def __init__(
         self,
@@ -266,13 +300,33 @@ class PgCodeStore(SqlCodeStore):
         minted: MintedToken,
         grant: tuple[FamilyRecord, RefreshRecord] | None,
     ) -> tuple[bool, CodeRecord | None]:
-        async with driver(self._engine) as connection, connection.transaction():
-            record, first_use = await _consume(connection, digest, now)
-            if not first_use:
-                return False, record
-            # Consumed by this transaction, which holds the row: the redeem below matches.
-            await self._redeem_in(connection, digest, minted, grant)
-            return True, None
+        """One statement uses the code, records what was minted and starts the family (no
+        transaction around it: a single statement is atomic); if the code was used before,
+        a second marks the replay and reads what the first exchange recorded."""
+        async with driver(self._engine) as connection:
+            if grant is None:
+                used = await connection.fetchval(
+                    _USE, now, None, minted.jti, minted.expires_at, digest
+                )
+            else:
+                family, first = grant
+                family_values = sql_grants.family_values(family)
+                token_values = sql_grants.token_values(first)
+                used = await connection.fetchval(
+                    _USE_AND_START,
+                    *(now, family.family_id, minted.jti, minted.expires_at, digest),
+                    *(family_values[column] for column in FAMILY),
+                    *(token_values[column] for column in TOKEN),
+                )
+            if used:
+                if grant is not None:
+                    self._redeems += 1  # most families start here: they purge as creates do
+                    if self._redeems % sql_grants.PURGE_EVERY == 0:
+                        async with connection.transaction():
+                            await _purge_families(connection, self._clock())
+                return True, None
+            replayed = await connection.fetchrow(_MARK_REPLAY, now, digest)
+            return False, None if replayed is None else code_of(replayed)
 
     async def _redeem_in(
         self,
