@@ -42,3 +42,20 @@ async def test_a_claim_is_extended_or_released(client: Redis) -> None:
     finally:
         async for name in client.scan_iter(match=prefix + "*"):
             await client.delete(name)
+
+
+async def test_keys_differing_only_in_lone_surrogates_are_distinct(client: Redis) -> None:
+    """A jti is any JSON string; two made of different lone surrogates are two jtis. Digested
+    with `errors="replace"` both were "?", and the second was refused as a replay."""
+    clock = FrozenClock()
+    prefix = f"tw-test:{secrets.token_hex(6)}:"
+    cache = RedisReplayCache(client, clock, prefix)
+    now = clock()
+    try:
+        assert await cache.first_use("dpop:\ud800", now + 60)
+        assert await cache.first_use("dpop:\ud801", now + 60)
+        assert await cache.first_use("dpop:?", now + 60)
+        assert not await cache.first_use("dpop:\ud800", now + 60)
+    finally:
+        async for name in client.scan_iter(match=prefix + "*"):
+            await client.delete(name)

@@ -55,6 +55,8 @@ async def test_long_and_unusual_keys(flows: Flows) -> None:
     # A jti is any JSON string: "\ud800" parses to a lone surrogate, which UTF-8 cannot encode.
     assert await flows.replay.first_use("dpop:\ud800", NOW + 60)
     assert not await flows.replay.first_use("dpop:\ud800", NOW + 60)
+    assert await flows.replay.first_use("dpop:\ud801", NOW + 60)  # another lone surrogate
+    assert await flows.replay.first_use("dpop:?", NOW + 60)  # not what "replace" makes of it
 
 
 async def test_twenty_concurrent_uses_of_one_key_accept_one(flows: Flows) -> None:

@@ -31,5 +31,7 @@ class RedisReplayCache:
             await self._redis.set(self._name(key), b"1", px=ttl_ms)
 
     def _name(self, key: str) -> str:
-        # Keys hold client-chosen jti values of any length: store a digest.
-        return self._prefix + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+        # Keys hold client-chosen jti values of any length: store a digest. surrogatepass, as
+        # the SQL cache: a jti is any JSON string, and "replace" made distinct lone surrogates
+        # one key (the second refused as a replay). Other strings encode as before.
+        return self._prefix + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
