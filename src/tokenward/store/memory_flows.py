@@ -19,6 +19,7 @@ from tokenward.core.records import (
     RotationOutcome,
     SessionRecord,
 )
+from tokenward.core.rotation import ended, within_grace
 
 
 class MemorySessionStore:
@@ -153,19 +154,15 @@ class MemoryGrantStore:
         family = self._families.get(token.family_id) if token else None
         if token is None or family is None:
             return RotationOutcome.INVALID, None, None
-        if family.revoked_at is not None or token.expires_at <= now or family.expires_at <= now:
+        if ended(family, token, now):
             return RotationOutcome.INVALID, family, token
         if token.rotated_at is None:
             self._tokens[digest] = replace(token, rotated_at=now, successor_digest=successor.digest)
             self._tokens[successor.digest] = successor
             return RotationOutcome.ROTATED, family, token
         following = self._tokens.get(token.successor_digest or "")
-        if (
-            following is not None
-            and following.rotated_at is None
-            and grace > 0  # no grace configured: every repeat is reuse, even a simultaneous one
-            and now - token.rotated_at <= grace
-        ):
+        current = following is not None and following.rotated_at is None
+        if within_grace(token, current, now, grace):
             return RotationOutcome.GRACE, family, token
         self._families[family.family_id] = replace(family, revoked_at=now)
         return RotationOutcome.REUSED, family, token

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 from tokenward.core.records import FamilyRecord, MintedToken, RefreshRecord, RotationOutcome
+from tokenward.core.rotation import ended, within_grace
 from tokenward.store.sql.engine import reading
 from tokenward.store.sql.group_commit import GroupCommit, write
 from tokenward.store.sql.models import (
@@ -251,24 +252,6 @@ async def _rotate_locked(
         .execution_options(synchronize_session=False)
     )
     return RotationOutcome.REUSED, token
-
-
-def ended(family: FamilyRecord, token: RefreshRecord, now: float) -> bool:
-    """The rule every backend's rotation applies first: a revoked family, or an expired token
-    or family, rotates nothing."""
-    return family.revoked_at is not None or token.expires_at <= now or family.expires_at <= now
-
-
-def within_grace(token: RefreshRecord, successor_current: bool, now: float, grace: float) -> bool:
-    """Whether a repeat of the already rotated `token` is forgiven (its successor, still the
-    family's current token, is handed out again) rather than judged reuse (the family revoked):
-    only the immediate predecessor, only within `grace` seconds of its rotation."""
-    return (
-        successor_current  # the successor is still the family's current token
-        and token.rotated_at is not None
-        and grace > 0  # no grace configured: every repeat is reuse, even a simultaneous one
-        and now - token.rotated_at <= grace
-    )
 
 
 def _add_minted(session: AsyncSession, values: dict[str, Any]) -> Insert:

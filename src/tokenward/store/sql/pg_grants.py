@@ -30,6 +30,7 @@ from tokenward.core.records import (
     RotationOutcome,
     UserRecord,
 )
+from tokenward.core.rotation import ended, within_grace
 from tokenward.store.sql import grants as sql_grants
 from tokenward.store.sql.access_tokens import SqlAccessTokenStore, token_of
 from tokenward.store.sql.codes import SqlCodeStore
@@ -200,7 +201,7 @@ async def _rotate(
     if locked is None:
         return RotationOutcome.INVALID, None, None
     token, family = refresh_of(locked[: len(TOKEN)]), family_of(locked[len(TOKEN) :])
-    if sql_grants.ended(family, token, now):
+    if ended(family, token, now):
         return RotationOutcome.INVALID, family, token
     if token.rotated_at is None and minted is not None:
         rotated = await connection.fetchval(
@@ -235,7 +236,7 @@ async def _rotate_locked(
         token = token if again is None else refresh_of(again)
     following = await connection.fetchrow(_SUCCESSOR_ROTATED_AT, token.successor_digest or "")
     current = following is not None and following[0] is None
-    if sql_grants.within_grace(token, current, now, grace):
+    if within_grace(token, current, now, grace):
         return RotationOutcome.GRACE, token
     await connection.execute(_REVOKE_FAMILY, now, token.family_id)
     return RotationOutcome.REUSED, token

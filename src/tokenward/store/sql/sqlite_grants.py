@@ -26,6 +26,7 @@ from tokenward.core.records import (
     RotationOutcome,
     UserRecord,
 )
+from tokenward.core.rotation import ended, within_grace
 from tokenward.store.sql import codes as sql_codes
 from tokenward.store.sql import grants as sql_grants
 from tokenward.store.sql.codes import SqlCodeStore
@@ -180,7 +181,7 @@ def rotate(
     if found is None:
         return RotationOutcome.INVALID, None, None
     token, family = found
-    if sql_grants.ended(family, token, now):
+    if ended(family, token, now):
         return RotationOutcome.INVALID, family, token
     outcome, token = _rotate_locked(connection, token, successor, now, grace)
     if minted is not None and outcome in RotationOutcome.DELIVERED:
@@ -215,7 +216,7 @@ def _rotate_locked(
         "SELECT rotated_at FROM refresh_tokens WHERE digest = ?", (token.successor_digest or "",)
     ).fetchone()
     current = following is not None and following[0] is None
-    if sql_grants.within_grace(token, current, now, grace):
+    if within_grace(token, current, now, grace):
         return RotationOutcome.GRACE, token
     connection.execute(
         "UPDATE grant_families SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
