@@ -86,9 +86,7 @@ class SqliteWriter:
             connection = self._aside_connection() if self._committing else self._own_connection()
             return work(connection)
         except sqlite3.OperationalError as exc:
-            # The primary code of an extended one (SQLITE_BUSY_RECOVERY is BUSY, 5, in its
-            # low byte).
-            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in _WAIT:
+            if not _must_wait(exc):
                 raise
         loop = asyncio.get_running_loop()
         if self._reads is None:
@@ -164,7 +162,7 @@ class SqliteWriter:
                 self._local.writes = True
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _WAIT:
+            if _must_wait(exc):
                 return None
             raise
         try:
@@ -253,6 +251,12 @@ class SqliteWriter:
                 connection.execute("ROLLBACK")
             raise
         return outcomes
+
+
+def _must_wait(error: sqlite3.OperationalError) -> bool:
+    """Whether `error` says a lock held elsewhere is in the way (by the primary code of an
+    extended one: SQLITE_BUSY_RECOVERY is BUSY, 5, in its low byte)."""
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _WAIT
 
 
 def _commit(connection: sqlite3.Connection) -> None:
