@@ -56,6 +56,17 @@ _SAVE_CODE = (
     + ", ".join(f"{column} = excluded.{column}" for column in CODE if column != "digest")
 )
 _USER = user_query("?")
+# An exchange uses the code and records what it minted in one UPDATE (as pg_grants does): an
+# unconsumed code has no replay mark and nothing recorded on it, so `consumed_at IS NULL` is
+# the whole condition of redeem's three.
+_USE = (
+    "UPDATE authorization_codes SET consumed_at = ?, family_id = ?, access_jti = ?,"
+    " access_exp = ? WHERE digest = ? AND consumed_at IS NULL RETURNING digest"
+)
+_MARK_REPLAY = (
+    "UPDATE authorization_codes SET replayed_at = coalesce(replayed_at, ?)"  # noqa: S608
+    f" WHERE digest = ? RETURNING {_CODE_COLUMNS}"
+)
 
 
 class SqliteGrantStore(SqlGrantStore):
@@ -135,10 +146,15 @@ class SqliteCodeStore(SqlCodeStore):
         grant: tuple[FamilyRecord, RefreshRecord] | None,
     ) -> tuple[bool, CodeRecord | None]:
         def work(connection: sqlite3.Connection) -> tuple[bool, CodeRecord | None]:
-            record, first_use = consume(connection, digest, now)
-            if not first_use:
-                return False, record
-            self._redeem_here(connection, digest, minted, grant)  # consumed just now: it matches
+            family_id = grant[0].family_id if grant else None
+            used = connection.execute(
+                _USE, (now, family_id, minted.jti, minted.expires_at, digest)
+            ).fetchone()
+            if used is None:  # used before (or never issued): a replay, marked
+                return False, mark_replay(connection, digest, now)
+            if grant is not None:
+                start_family(connection, grant, minted)
+                self._purge_now_and_then(connection)
             return True, None
 
         return await self._writer.write(work)
@@ -152,10 +168,13 @@ class SqliteCodeStore(SqlCodeStore):
     ) -> bool:
         redeemed = redeem(connection, digest, minted, grant)
         if redeemed and grant is not None:
-            self._redeems += 1  # most families start here: they purge as creates do
-            if self._redeems % sql_grants.PURGE_EVERY == 0:
-                purge_families(connection, self._clock())
+            self._purge_now_and_then(connection)
         return redeemed
+
+    def _purge_now_and_then(self, connection: sqlite3.Connection) -> None:
+        self._redeems += 1  # most families start here: they purge as creates do
+        if self._redeems % sql_grants.PURGE_EVERY == 0:
+            purge_families(connection, self._clock())
 
 
 def joined(
@@ -262,12 +281,13 @@ def consume(
     if first is not None:
         # The record as it was before this use, as the memory backend returns it.
         return replace(code_of(first), consumed_at=None), True
-    replayed = connection.execute(
-        f"UPDATE authorization_codes SET replayed_at = coalesce(replayed_at, ?)"  # noqa: S608
-        f" WHERE digest = ? RETURNING {_CODE_COLUMNS}",
-        (now, digest),
-    ).fetchone()
-    return (None if replayed is None else code_of(replayed)), False
+    return mark_replay(connection, digest, now), False
+
+
+def mark_replay(connection: sqlite3.Connection, digest: str, now: float) -> CodeRecord | None:
+    """Mark a used code as replayed (the first mark stays); the code as it stands."""
+    replayed = connection.execute(_MARK_REPLAY, (now, digest)).fetchone()
+    return None if replayed is None else code_of(replayed)
 
 
 def redeem(
@@ -287,14 +307,23 @@ def redeem(
     if recorded is None:
         return False
     if grant is not None:
-        family, first = grant
-        _insert(connection, "grant_families", sql_grants.family_values(family))
-        _insert(connection, "refresh_tokens", sql_grants.token_values(first))
-        connection.execute(
-            "INSERT INTO minted_tokens (family_id, jti, expires_at) VALUES (?, ?, ?)",
-            (family.family_id, minted.jti, minted.expires_at),
-        )
+        start_family(connection, grant, minted)
     return True
+
+
+def start_family(
+    connection: sqlite3.Connection,
+    grant: tuple[FamilyRecord, RefreshRecord],
+    minted: MintedToken,
+) -> None:
+    """The family a code starts, its first refresh token and the access token minted with it."""
+    family, first = grant
+    _insert(connection, "grant_families", sql_grants.family_values(family))
+    _insert(connection, "refresh_tokens", sql_grants.token_values(first))
+    connection.execute(
+        "INSERT INTO minted_tokens (family_id, jti, expires_at) VALUES (?, ?, ?)",
+        (family.family_id, minted.jti, minted.expires_at),
+    )
 
 
 def purge_families(connection: sqlite3.Connection, now: float) -> None:
