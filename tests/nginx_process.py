@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -52,7 +53,15 @@ def binary() -> str:
     return found
 
 
-def _drop_privileges(base: Path) -> dict[str, object]:
+class Privileges(TypedDict, total=False):
+    """Popen's keywords that switch the child to another user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def _drop_privileges(base: Path) -> Privileges:
     """As root, run nginx as nobody: no privileged master, no worker user switching."""
     if os.geteuid() != 0:
         return {}
@@ -97,7 +106,7 @@ def running_nginx(base: Path, http: str, port: int) -> Iterator[int]:
             command,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            **_drop_privileges(base),  # type: ignore[arg-type]
+            **_drop_privileges(base),
         )
     try:
         _wait_until_listening(process, port, base)

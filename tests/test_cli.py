@@ -7,6 +7,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import jwt
 import jwt.algorithms
@@ -25,7 +26,7 @@ from tokenward.tokens.jwk import public_jwk
 runner = CliRunner()
 
 
-def run(data_dir: Path, *args: str, stdin: str | None = None) -> tuple[int, object]:
+def run(data_dir: Path, *args: str, stdin: str | None = None) -> tuple[int, Any]:
     result = runner.invoke(app, ["--data-dir", str(data_dir), *args], input=stdin)
     try:
         return result.exit_code, json.loads(result.stdout)
@@ -66,8 +67,8 @@ def test_client_user_and_revocation_commands(data_dir: Path) -> None:
     assert isinstance(client, dict)
     assert len(client["client_secret"]) >= 43
     code, clients = run(data_dir, "client", "list")
-    assert [c["client_id"] for c in clients] == ["app"]  # type: ignore[union-attr]
-    assert "client_secret" not in clients[0]  # type: ignore[index]
+    assert [c["client_id"] for c in clients] == ["app"]
+    assert "client_secret" not in clients[0]
     code, user = run(
         data_dir,
         "user",
@@ -80,7 +81,7 @@ def test_client_user_and_revocation_commands(data_dir: Path) -> None:
     assert code == 0
     code, revoked = run(data_dir, "revoke", "--user", "carol")
     assert code == 0
-    assert revoked["revoked"][0]["value"] == user["user_id"]  # type: ignore[index]
+    assert revoked["revoked"][0]["value"] == user["user_id"]
     code, changed = run(
         data_dir,
         "user",
@@ -91,7 +92,7 @@ def test_client_user_and_revocation_commands(data_dir: Path) -> None:
         stdin="another long pw\n",
     )
     assert code == 0
-    assert "tokens_revoked_before" in changed  # type: ignore[operator]
+    assert "tokens_revoked_before" in changed
     code, promoted = run(data_dir, "user", "admin", "--username", "carol")
     assert code == 0, promoted
 
@@ -107,7 +108,7 @@ def test_duplicate_client_is_a_clear_error(data_dir: Path) -> None:
 def test_the_readme_rotation_works_on_a_fresh_install(data_dir: Path) -> None:
     code, rotated = run(data_dir, "keys", "rotate")
     assert code == 0, rotated
-    assert {k["state"] for k in rotated} == {"retiring", "active", "next"}  # type: ignore[union-attr]
+    assert {k["state"] for k in rotated} == {"retiring", "active", "next"}
 
 
 def test_a_second_rotation_needs_force_until_the_new_next_key_is_published(
@@ -119,10 +120,10 @@ def test_a_second_rotation_needs_force_until_the_new_next_key_is_published(
     assert "--force" in str(out)
     code, rotated = run(data_dir, "keys", "rotate", "--force")
     assert code == 0
-    assert {k["state"] for k in rotated} == {"retiring", "active", "next"}  # type: ignore[union-attr]
+    assert {k["state"] for k in rotated} == {"retiring", "active", "next"}
     _, keys = run(data_dir, "keys", "list")
     # The keys that signed live tokens still verify (retiring), so --force breaks none of them.
-    assert sorted(k["state"] for k in keys if k["alg"] == "ES256") == [  # type: ignore[union-attr,index]
+    assert sorted(k["state"] for k in keys if k["alg"] == "ES256") == [
         "active",
         "next",
         "retiring",
@@ -149,8 +150,8 @@ def test_missing_master_key_is_a_clear_error(tmp_path: Path) -> None:
 def test_keys_list_prints_iso_8601_utc_times(data_dir: Path) -> None:
     code, keys = run(data_dir, "keys", "list")
     assert code == 0
-    for key in keys:  # type: ignore[union-attr]
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", key["created_at"]), key  # type: ignore[index]
+    for key in keys:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", key["created_at"]), key
 
 
 def test_user_list_shows_users_without_password_hashes(data_dir: Path) -> None:
@@ -158,7 +159,7 @@ def test_user_list_shows_users_without_password_hashes(data_dir: Path) -> None:
     run(data_dir, "user", "admin", "--username", "erin")
     code, users = run(data_dir, "user", "list")
     assert code == 0, users
-    [erin] = users  # type: ignore[misc]
+    [erin] = users
     assert erin["username"] == "erin"
     assert erin["admin"] is True
     assert set(erin) == {
@@ -197,9 +198,9 @@ def test_a_private_key_jwt_client_registered_from_a_jwks_file_authenticates(
         str(path),
     )
     assert code == 0, created
-    assert created["auth_method"] == "private_key_jwt"  # type: ignore[index]
-    assert created["jwks_kids"] == ["k1"]  # type: ignore[index]
-    assert "client_secret" not in created  # type: ignore[operator]
+    assert created["auth_method"] == "private_key_jwt"
+    assert created["jwks_kids"] == ["k1"]
+    assert "client_secret" not in created
     assertion = jwt.encode(
         {
             "iss": "robot",
@@ -284,8 +285,8 @@ def test_a_private_key_jwt_client_can_name_its_jwks_uri(data_dir: Path) -> None:
         data_dir, *base, "--client-id", "robot", "--jwks-uri", "https://robot.example/jwks.json"
     )
     assert code == 0, created
-    assert created["auth_method"] == "private_key_jwt"  # type: ignore[index]
-    assert created["jwks_uri"] == "https://robot.example/jwks.json"  # type: ignore[index]
+    assert created["auth_method"] == "private_key_jwt"
+    assert created["jwks_uri"] == "https://robot.example/jwks.json"
     code, out = run(data_dir, *base, "--client-id", "r2", "--jwks-uri", "http://robot.example/k")
     assert code == 1
     assert "https" in str(out)
@@ -336,10 +337,10 @@ def test_redirect_uris_are_checked_when_a_client_is_registered(data_dir: Path) -
         "https://app.example/bye",
     )
     assert code == 0, created
-    assert created["redirect_uris"] == ["http://127.0.0.1/cb", "com.example.app:/cb"]  # type: ignore[index]
-    assert created["post_logout_redirect_uris"] == ["https://app.example/bye"]  # type: ignore[index]
+    assert created["redirect_uris"] == ["http://127.0.0.1/cb", "com.example.app:/cb"]
+    assert created["post_logout_redirect_uris"] == ["https://app.example/bye"]
     code, clients = run(data_dir, "client", "list")
-    assert [client["client_id"] for client in clients] == ["spa"]  # type: ignore[attr-defined]
+    assert [client["client_id"] for client in clients] == ["spa"]
 
 
 def test_version() -> None:
@@ -577,7 +578,7 @@ def test_registration_tokens_are_created_listed_and_revoked(data_dir: Path) -> N
     assert code == 0
     assert revoked == {"token_id": made["token_id"], "revoked": True}
     code, listed = run(data_dir, "client", "registration-token", "list")
-    assert [token["revoked"] for token in listed] == [True]  # type: ignore[union-attr,index]
+    assert [token["revoked"] for token in listed] == [True]
 
 
 @pytest.mark.parametrize(

@@ -273,7 +273,7 @@ def _healthcheck(url: str) -> int:
 def _until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while _healthcheck(url) != 0:
-        assert process.poll() is None, f"{process.args} exited {process.returncode}"
+        assert process.poll() is None, f"{process.args!r} exited {process.returncode}"
         assert time.monotonic() < deadline, f"{url} never became healthy"
         time.sleep(0.1)  # bounded wait, as the engine's health check interval
 

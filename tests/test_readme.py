@@ -23,7 +23,7 @@ README_ISSUER = "https://auth.example.com"
 
 
 def protect_an_api_example() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     return next(block for block in blocks if "require_scopes" in block)
 
 

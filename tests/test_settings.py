@@ -219,4 +219,4 @@ def test_profile_fapi2_needs_a_fapi2_signing_algorithm() -> None:
         Settings(profile="fapi2", audience_signing_algs={"https://pqc.example/api": "ML-DSA-65"})
     assert Settings(profile="fapi2", audience_signing_algs={"https://a.example": "PS256"})
     with pytest.raises(ValueError, match="profile"):
-        Settings(profile="fapi3")  # type: ignore[arg-type]
+        Settings(profile="fapi3")

@@ -370,10 +370,10 @@ def load_settings(*, default_issuer: str | None = None, **flags: Any) -> Setting
     given = {name: value for name, value in flags.items() if value is not None}
     data_dir = Path(given.pop("data_dir", None) or _DataDir().data_dir)
     # data_dir is passed on, so a TOKENWARD_DATA_DIR inside tokenward.env cannot move the file.
-    settings = Settings(_env_file=data_dir / ENV_FILE, data_dir=data_dir, **given)  # type: ignore[call-arg]
+    settings = Settings(_env_file=data_dir / ENV_FILE, data_dir=data_dir, **given)
     if default_issuer is not None and "issuer" not in settings.model_fields_set:
         given["issuer"] = default_issuer
-        settings = Settings(_env_file=data_dir / ENV_FILE, data_dir=data_dir, **given)  # type: ignore[call-arg]
+        settings = Settings(_env_file=data_dir / ENV_FILE, data_dir=data_dir, **given)
     return settings
 
 

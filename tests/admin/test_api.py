@@ -240,11 +240,12 @@ async def test_a_fapi2_client_over_the_api(server: Monitored) -> None:
     assert stored is not None
     assert stored.profile == "fapi2"
 
-    for name, change in {
+    changes: dict[str, dict[str, object]] = {
         "secret": {"auth_method": "client_secret_basic"},
         "http": {"redirect_uris": ["http://bank.example/cb"]},
         "rs256-id-token": {"id_token_signed_response_alg": "RS256"},
-    }.items():
+    }
+    for name, change in changes.items():
         refused = await http.post(
             "/admin/api/clients", json={**body, "client_id": name, **change}, headers=auth
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +45,13 @@ HOW = "install with `apt-get install -y chromium` and `.venv/bin/pip install pla
 
 
 def sync_playwright() -> Any:
+    start: Callable[[], Any] | None
     try:
-        from playwright.sync_api import sync_playwright as start
+        from playwright.sync_api import sync_playwright as playwright_start
     except ImportError:
         start = None
+    else:
+        start = playwright_start
     problem = None
     if start is None:
         problem = "the playwright package is missing"

@@ -74,7 +74,7 @@ async def test_every_admin_api_answer_is_no_store(server: Monitored) -> None:
             continue
         url = re.sub(r"\{[^}]+\}", "nothing", path)
         for method in operations:
-            body = {} if method in ("post", "put", "patch") else None
+            body: dict[str, object] | None = {} if method in ("post", "put", "patch") else None
             response = await http.request(method, url, json=body, headers=auth)
             assert response.status_code < 500, (method, path, response.text)
             assert no_store(response.headers), (method, path, response.status_code)

@@ -4,6 +4,7 @@ more; renewal ahead of expiry with the configured skew; rotation kept straight t
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import httpx
 import pytest
@@ -75,12 +76,10 @@ def test_resource_nonce_challenge_gets_one_retry(clock: FrozenClock) -> None:
 
 
 def test_a_nonce_is_asked_for_once_only(clock: FrozenClock) -> None:
-    servers = FakeServers(
-        resource_script=[
-            lambda _r, i=i: challenge("use_dpop_nonce", "DPoP", **{"dpop-nonce": f"n-{i}"})
-            for i in range(5)
-        ]
-    )
+    def nonce_challenge(_r: httpx.Request, i: int) -> httpx.Response:
+        return challenge("use_dpop_nonce", "DPoP", **{"dpop-nonce": f"n-{i}"})
+
+    servers = FakeServers(resource_script=[partial(nonce_challenge, i=i) for i in range(5)])
     token_source, client = source(servers, clock, dpop=DpopKey(clock=clock))
     with client, api_client(servers, TokenAuth(token_source)) as api:
         assert api.get(API).status_code == 401

@@ -83,7 +83,10 @@ def desktop(
 
 def header(token: str) -> dict[str, object]:
     segment = token.split(".", maxsplit=1)[0]
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    decoded: dict[str, object] = json.loads(
+        base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    )
+    return decoded
 
 
 @pytest.mark.parametrize(("client_id", "alg"), sorted(CLIENTS.items()))

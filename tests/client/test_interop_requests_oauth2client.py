@@ -7,6 +7,7 @@ a failure in CI, which must have it (test extras).
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -15,11 +16,14 @@ from tests.client.conftest import AuthServer
 from tests.conftest import IN_CI
 from tokenward.tokens.jws import parse_compact, payload_object
 
+roc: ModuleType | None
 try:
     import requests
-    import requests_oauth2client as roc
+    import requests_oauth2client
 except ImportError:  # pragma: no cover - depends on the environment
     roc = None
+else:
+    roc = requests_oauth2client
 
 
 @pytest.fixture

@@ -249,8 +249,8 @@ def test_canary_by_header_subject_and_percentage(
             share = Counter(chosen.values())["canary"] / len(chosen)
             assert 0.18 <= share <= 0.42, share  # 30 % of 200, beyond 3.5 standard deviations
             # Percentage: per request, about a quarter.
-            sides = Counter(answered_by(gw.request("GET", "/open/x")) for _ in range(400))
-            assert 60 <= sides["canary"] <= 140, sides  # 100 expected, sd 8.7
+            answers = Counter(answered_by(gw.request("GET", "/open/x")) for _ in range(400))
+            assert 60 <= answers["canary"] <= 140, answers  # 100 expected, sd 8.7
 
 
 # --- health ------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 import pytest
@@ -118,14 +119,14 @@ def _sign_in(deployment: Deployment, browser: httpx.Client) -> httpx.Response:
 
 
 async def _values(redis: Redis, name: bytes) -> list[bytes]:
-    kind = (await redis.type(name)).decode()
-    readers = {
+    kind = cast(bytes, await redis.type(name)).decode()
+    readers: dict[str, Callable[[], Awaitable[Iterable[bytes]]]] = {
         "none": _nothing,  # expired since the scan listed it
         "string": lambda: _one(redis, name),
-        "hash": lambda: _flat(redis.hgetall(name)),
-        "list": lambda: redis.lrange(name, 0, -1),
-        "set": lambda: redis.smembers(name),
-        "zset": lambda: redis.zrange(name, 0, -1),
+        "hash": lambda: _flat(cast(Awaitable[dict[bytes, bytes]], redis.hgetall(name))),
+        "list": lambda: cast(Awaitable[list[bytes]], redis.lrange(name, 0, -1)),
+        "set": lambda: cast(Awaitable[set[bytes]], redis.smembers(name)),
+        "zset": lambda: cast(Awaitable[list[bytes]], redis.zrange(name, 0, -1)),
         "stream": lambda: _stream(redis, name),
     }
     if kind not in readers:
@@ -138,7 +139,7 @@ async def _nothing() -> list[bytes]:
 
 
 async def _one(redis: Redis, name: bytes) -> list[bytes]:
-    return [await redis.get(name) or b""]
+    return [cast(bytes | None, await redis.get(name)) or b""]
 
 
 async def _flat(pairs: Awaitable[dict[bytes, bytes]]) -> list[bytes]:
@@ -146,7 +147,7 @@ async def _flat(pairs: Awaitable[dict[bytes, bytes]]) -> list[bytes]:
 
 
 async def _stream(redis: Redis, name: bytes) -> list[bytes]:
-    entries = await redis.xrange(name)
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(name))
     return [part for _, entry in entries for pair in entry.items() for part in pair]
 
 
@@ -166,7 +167,9 @@ def _record(deployment: Deployment, cookie: str) -> SessionRecord | None:
     async def read() -> bytes | None:
         redis = Redis.from_url(deployment.nodes.redis_url)
         try:
-            blob: bytes | None = await redis.get(deployment.prefix + "s:" + Sealed(cookie).key)
+            blob = cast(
+                bytes | None, await redis.get(deployment.prefix + "s:" + Sealed(cookie).key)
+            )
             return blob
         finally:
             await redis.aclose()

@@ -400,11 +400,11 @@ def outage(deployment: Deployment) -> Iterator[Deployment]:
         _until(lambda: _serving(http, deployment), RECOVERY, "serving before the test")
         probe = _client_credentials(http, deployment.group.nodes[0], deployment.svc)
         for node in deployment.group.nodes:  # and each mirror fresh (a previous test's outage)
-            _until(
-                lambda node=node: _hello(http, node, probe.json()["access_token"]) == 200,
-                RECOVERY,
-                "the mirror fresh before the test",
-            )
+
+            def fresh(node: str = node) -> bool:
+                return _hello(http, node, probe.json()["access_token"]) == 200
+
+            _until(fresh, RECOVERY, "the mirror fresh before the test")
     deployment.logs_from_here()
     try:
         yield deployment
@@ -521,11 +521,11 @@ def test_database_unreachable_then_back_fails_closed_and_keeps_the_grant_whole(
         chain = [first["refresh_token"], held, renewed["refresh_token"], newest["refresh_token"]]
         _check_chain(_family_rows(schema, held), chain)
         for node in (a, b):
-            _until(
-                lambda node=node: _hello(http, node, newest["access_token"]) == 200,
-                RESYNC + MARGIN,
-                "the mirror fresh again",
-            )
+
+            def fresh(node: str = node) -> bool:
+                return _hello(http, node, newest["access_token"]) == 200
+
+            _until(fresh, RESYNC + MARGIN, "the mirror fresh again")
             assert _hello(http, node, tokens.service) == 200  # the 503 /revoke revoked nothing
 
         # The token used during the outage, presented again, is reuse: refused, and the family

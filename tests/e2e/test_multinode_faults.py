@@ -250,7 +250,7 @@ def _until(condition: Callable[[], bool], within: float) -> float:
 
 def _subscribers(url: str, channel: str) -> int:
     with Redis.from_url(url) as client:
-        answer: list[tuple[bytes, int]] = client.pubsub_numsub(channel)  # type: ignore[assignment]
+        answer: list[tuple[bytes, int]] = client.pubsub_numsub(channel)
         return int(answer[0][1])
 
 

@@ -69,11 +69,12 @@ async def _prepare(issuer: str, backend: str, data_dir: Path, clock: SkewClock) 
         "scope": "openid profile read",
         "redirect_uris": [CALLBACK],
     }
-    for client_id, extra in {
+    extras: dict[str, dict[str, Any]] = {
         "par-web": {"require_par": True},
         "jar-web": {"require_signed_request_object": True},
         "other": {},
-    }.items():
+    }
+    for client_id, extra in extras.items():
         key_set = public_jwks(keys[client_id]) if client_id in keys else None
         created = await admin.create_client(
             client_id, auth_method="client_secret_basic", jwks=key_set, **common, **extra

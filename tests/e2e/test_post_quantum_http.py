@@ -44,10 +44,11 @@ async def _prepare(
     services = await build_services(settings, stores)
     admin = services.client_admin
     secrets_of: dict[str, str] = {}
-    for client_id, extra in (
+    extras: tuple[tuple[str, dict[str, Any]], ...] = (
         ("service", {}),
         ("pinned", {"access_token_alg": "ML-DSA-87"}),
-    ):
+    )
+    for client_id, extra in extras:
         created = await admin.create_client(
             client_id,
             grant_types=["client_credentials"],

@@ -55,7 +55,8 @@ class Server:
     statement_issuer: str
 
     def initial_token(self, ttl: float = 3600, max_uses: int | None = None) -> dict[str, Any]:
-        return self.call(self.services.initial_tokens.create(ttl, max_uses))
+        token: dict[str, Any] = self.call(self.services.initial_tokens.create(ttl, max_uses))
+        return token
 
     def call(self, coroutine: Any) -> Any:
         """A service call from the test thread, run on the server's own loop."""

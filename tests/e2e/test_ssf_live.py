@@ -506,11 +506,12 @@ def test_our_receiver_accepts_a_jwcrypto_set_and_acts(env: Env) -> None:
 )
 def test_our_receiver_refuses_bad_sets(env: Env, change: str, err: str) -> None:
     forger = jwk.JWK.generate(kty="EC", crv="P-256", kid="idp-1", alg="ES256")
-    claims: dict[str, Any] = {
+    changed_claims: dict[str, dict[str, Any]] = {
         "audience": {"aud": "https://someone-else.example"},
         "issuer": {"iss": "https://unknown.example"},
         "old": {"iat": int(time.time()) - 7200},
-    }.get(change, {})
+    }
+    claims = changed_claims.get(change, {})
     token = other_set(env, claims, forger if change == "forged" else None)
     if change == "tampered":
         header, payload, signature = token.split(".")

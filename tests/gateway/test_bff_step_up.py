@@ -115,7 +115,7 @@ def setup(
     monkeypatch.setenv("TW_BFF_TEST_SECRET", secret)
     policy = tmp_path / "secure.cedar"
     policy.write_text(POLICY)
-    with serve(challenger) as challenger_url, serve(server_app(services), as_port):  # type: ignore[arg-type]
+    with serve(challenger) as challenger_url, serve(server_app(services), as_port):
         text = (
             CONFIG.replace("AS", issuer)
             .replace("GW", base)

@@ -7,6 +7,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
+from typing import cast
 
 import orjson
 import pytest
@@ -16,7 +17,7 @@ from redis.asyncio import Redis
 from tests.conftest import FrozenClock
 from tests.gateway.conftest import BASE_CONFIG, GatewayFactory
 from tests.store.redis_server import need_shared_redis
-from tokenward.core.events import DENY, IP_BLOCKED
+from tokenward.core.events import DENY, IP_BLOCKED, UsageEvent
 from tokenward.deploy.namespace import Namespace
 from tokenward.gateway.config import ConfigError, parse_config
 from tokenward.store.memory_blocklist import MemoryBlocklist
@@ -126,9 +127,9 @@ def test_events_reach_the_stream_and_a_shared_block_is_enforced(
                 == 200
             )
         deadline = time.monotonic() + 5
-        events = []
+        events: list[UsageEvent] = []
         while len(events) < 3 and time.monotonic() < deadline:
-            entries = reader.xrange(stream)
+            entries = cast(list[tuple[bytes, dict[bytes, bytes]]], reader.xrange(stream))
             events = [event for _id, fields in entries for event in decode_batch(fields[b"e"])]
             time.sleep(0.02)
         assert [(event.sub, event.source, event.status) for event in events] == [

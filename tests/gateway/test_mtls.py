@@ -25,8 +25,8 @@ from websockets.sync.client import connect as ws_connect
 from tests.docs.blocks import documented
 from tests.e2e.live import free_port
 from tests.e2e.mtls_setup import Served, serve
-from tests.gateway.conftest import Upstream
 from tests.gateway.processes import RunningGateway, gateway_process
+from tests.gateway.upstream_app import Upstream
 from tests.gateway.ws_echo import Echo, echo_server
 from tests.nginx_process import running_nginx
 from tests.pki import Issued, Pki

@@ -249,8 +249,8 @@ def test_routing_agrees_with_every_upstream_reading(target: str) -> None:
     if isinstance(decision, Denied):
         assert (decision.status, decision.reason) == (400, "invalid_path")
         return
-    target, route = decision
-    forwarded = request_target({"raw_path": target}, route, route.upstreams[0])
+    raw_target, route = decision
+    forwarded = request_target({"raw_path": raw_target}, route, route.upstreams[0])
     text = forwarded.decode("ascii")
     assert {route_for(routes, reading) for reading in upstream_readings(text)} == {route.name}
     assert resolve_scope({"raw_path": forwarded})[1] == forwarded

@@ -210,7 +210,7 @@ def test_requests_waiting_for_one_lease_survive_the_asker_going_away(tmp_path: P
             admin = Redis.from_url(server.url)
             limiter = RedisRateLimiter(Redis.from_url(server.url), "tw-test:", owns_client=True)
             await limiter.acquire("warm", BUSY, 0.0)  # the script is loaded, the client is up
-            await admin.execute_command("CLIENT", "PAUSE", "300", "ALL")
+            await admin.execute_command("CLIENT", "PAUSE", "300", "ALL")  # type: ignore[no-untyped-call]
             first = asyncio.ensure_future(limiter.acquire("k", BUSY, 0.0))
             second = asyncio.ensure_future(limiter.acquire("k", BUSY, 0.0))
             await asyncio.sleep(0)  # one pass of the loop: both have started, one lease asked

@@ -100,7 +100,11 @@ def live_monitor(clock: FrozenClock) -> Monitor:
 
 
 def send(
-    running: Running, clock: FrozenClock, mint: Callable[..., str], step: Step, tokens: dict
+    running: Running,
+    clock: FrozenClock,
+    mint: Callable[..., str],
+    step: Step,
+    tokens: dict[tuple[str, int], str],
 ) -> httpx.Response:
     clock.now = float(step.at)
     headers = {"x-forwarded-for": step.ip, "user-agent": step.agent}

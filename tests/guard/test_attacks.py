@@ -22,11 +22,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
+from tokenward.core.errors import JoseError
 from tokenward.guard import BearerError, InvalidRequest, InvalidToken, Validator, challenge
 from tokenward.tokens import algorithms as algs
 from tokenward.tokens.b64 import b64url_encode
 from tokenward.tokens.jwk import public_jwk, thumbprint
-from tokenward.tokens.jws import MAX_COMPACT_LENGTH, JoseError, loads_object
+from tokenward.tokens.jws import MAX_COMPACT_LENGTH, loads_object
 from tokenward.tokens.keyring import KeyPolicy, Keyring, KeyState
 
 Sign = Callable[[bytes], bytes]

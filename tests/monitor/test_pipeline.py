@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_a_full_buffer_drops_and_counts_without_blocking() -> None:
     assert len(buffer) == 100
     assert buffer.dropped == 9_900
     assert buffer.received == 100
-    assert [e.jti for e in buffer.take(3)] == ["j0", "j1", "j2"]  # oldest first
+    assert [cast(UsageEvent, e).jti for e in buffer.take(3)] == ["j0", "j1", "j2"]  # oldest first
 
 
 async def test_the_monitor_reports_drops_and_keeps_working(clock: FrozenClock) -> None:

@@ -44,7 +44,7 @@ def request_object(
 
 
 def claims_for(
-    client_id: str, audience: str, now: float | None = None, **params: Any
+    client_id: str, audience: str, now: float | None = None, /, **params: Any
 ) -> dict[str, Any]:
     """A request object's claims: the JWT's own and the authorization request's."""
     now = time.time() if now is None else now

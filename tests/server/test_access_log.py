@@ -24,7 +24,7 @@ def _through_logging(worker: int | None) -> str:
     config = uvicorn_log_config(worker)
     formatter_config = config["formatters"]["default"]
     formatter = logging.config.DictConfigurator(config).configure_formatter(formatter_config)
-    formatter.use_colors = False  # type: ignore[attr-defined]
+    formatter.use_colors = False  # type: ignore[union-attr]  # uvicorn's formatter has it
     record = logging.LogRecord(
         ACCESS_LOGGER, logging.INFO, __file__, 1, '%s - "%s %s" %s %.1fms', ARGS, None
     )

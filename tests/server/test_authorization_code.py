@@ -173,7 +173,10 @@ async def test_errors_after_validation_redirect_with_state_and_iss(
 
 
 async def test_duplicate_parameter_is_invalid_request(server: Server) -> None:
-    params = [*authorize_params(Pkce.new()).items(), ("scope", "read")]
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        *authorize_params(Pkce.new()).items(),
+        ("scope", "read"),
+    ]
     response = await server.http.get("/authorize", params=params)
     assert query_of(response.headers["location"])["error"] == "invalid_request"
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.server.conftest import Server
 from tests.server.flows import REDIRECT_URI, Pkce, authorize_params, query_of, sign_in_and_consent
+from tokenward.core.records import CodeRecord
 from tokenward.guard import InvalidToken
 
 pytestmark = pytest.mark.anyio
@@ -80,14 +81,14 @@ async def test_a_replay_between_the_read_and_the_exchange_fails_the_first_exchan
     exchange_code = codes.exchange
     replays: list[object] = []
 
-    async def replay_first(digest: str, *args: Any) -> tuple[bool, object]:
+    async def replay_first(digest: str, *args: Any) -> tuple[bool, CodeRecord | None]:
         replays.append(await codes.consume(digest, server.services.clock()))
         return await exchange_code(digest, *args)
 
     await sign_in_and_consent(server.http, Pkce.new())
     pkce = Pkce.new()
     code = await new_code(server, pkce)
-    codes.exchange = replay_first  # type: ignore[method-assign]
+    codes.exchange = replay_first  # type: ignore[assignment]
 
     answer = await exchange(server, code, pkce)
 

@@ -116,7 +116,7 @@ async def test_a_bug_in_the_token_endpoint_is_a_500_without_a_traceback(
     async def broken(*_args: object) -> None:
         raise RuntimeError("a bug quoting client_secret=hunter2")
 
-    server.services.token_endpoint._authenticator.authenticate = broken  # type: ignore[method-assign]
+    server.services.token_endpoint._authenticator.authenticate = broken  # type: ignore[assignment]
     with caplog.at_level(logging.DEBUG), capture_logs() as logs:
         response = await server.token()
     assert response.status_code == 500

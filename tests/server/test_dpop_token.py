@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import FrozenClock
 from tests.server.conftest import ISSUER, Server
 from tests.server.flows import Pkce, hidden_interaction, query_of
-from tokenward.client.dpop import DpopKey, normalised_htu
+from tokenward.client.dpop import DpopKey
+from tokenward.tokens.dpop import normalised_htu
 from tokenward.tokens.jws import sign_compact
 
 pytestmark = pytest.mark.anyio
@@ -23,14 +24,17 @@ async def dpop_post(
 ) -> httpx.Response:
     """POST /token with a proof; on use_dpop_nonce, retry once with the nonce (RFC 9449 §8)."""
     response = await server.http.post(
-        "/token", data=data, auth=auth, headers={"dpop": key.proof("POST", TOKEN_URL)}
+        "/token",
+        data=data,
+        auth=auth,  # type: ignore[arg-type]  # httpx takes None (no auth), its stubs do not
+        headers={"dpop": key.proof("POST", TOKEN_URL)},
     )
     if response.status_code == 400 and response.json()["error"] == "use_dpop_nonce":
         nonce = response.headers["dpop-nonce"]
         response = await server.http.post(
             "/token",
             data=data,
-            auth=auth,
+            auth=auth,  # type: ignore[arg-type]  # httpx takes None (no auth), its stubs do not
             headers={"dpop": key.proof("POST", TOKEN_URL, nonce=nonce)},
         )
     return response

@@ -4,6 +4,8 @@ access log with the path only: no query, no header, control characters escaped."
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from typing import Any
 
 import httpx
 import pytest
@@ -45,7 +47,7 @@ async def test_hsts_on_a_500_too(server: Server) -> None:
     async def broken(_client_id: str) -> None:
         raise RuntimeError("a bug")
 
-    server.services.stores.clients.get = broken  # type: ignore[method-assign]
+    server.services.stores.clients.get = broken  # type: ignore[assignment]  # a failing stub
     transport = httpx.ASGITransport(app=server_app(server.services), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="https://as.example") as http:
         response = await http.get("/authorize", params={"client_id": "web"})
@@ -63,7 +65,7 @@ async def test_hsts_on_a_500_too(server: Server) -> None:
     ],
 )
 async def test_hsts_follows_the_issuer_and_settings(
-    clock: FrozenClock, issuer: str, options: dict[str, object], expected: str | None
+    clock: FrozenClock, issuer: str, options: dict[str, Any], expected: str | None
 ) -> None:
     settings = Settings(issuer=issuer, master_key=generate_master_key(), **options)
     services = await build_services(settings, memory_stores(clock), clock)
@@ -109,16 +111,16 @@ async def test_a_client_gone_mid_body_is_499_not_an_error(
         "http_version": "1.1",
         "root_path": "",
     }
-    messages = [
+    messages: list[dict[str, object]] = [
         {"type": "http.request", "body": b"grant_type=", "more_body": True},
         {"type": "http.disconnect"},
     ]
-    sent: list[dict[str, object]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, object]:
         return messages.pop(0)
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     with caplog.at_level(logging.INFO):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ ACCESS = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.access-sig-Pp5rr"
 DEVICE_SECRET = "device-secret-Vv6"
 
 
-def refusals(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def refusals(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [entry for entry in logs if entry["event"] == "oauth_refused"]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -14,6 +14,7 @@ from tokenward.services.factors import FactorCatalogue
 from tokenward.store.memory import MemoryClientStore, MemoryUserStore
 from tokenward.store.memory_factors import MemoryPasskeys, MemoryRecoveryCodes, MemoryTotpFactors
 from tokenward.store.memory_flows import MemoryConsentStore, MemorySessionStore
+from tokenward.tokens.key_manager import KeyManager
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +38,9 @@ async def test_sessions_grants_and_users(clock: FrozenClock) -> None:
     _secret, second = await manager.start(alice)
     await manager.end(first.session_id)
     factors = FactorCatalogue(MemoryTotpFactors(), MemoryRecoveryCodes(), MemoryPasskeys())
-    queries = ConsoleQueries(clients, users, sessions, consents, NoKeys(), clock, factors=factors)
+    queries = ConsoleQueries(
+        clients, users, sessions, consents, cast(KeyManager, NoKeys()), clock, factors=factors
+    )
 
     assert [row["session_id"] for row in await queries.sessions()] == [second.session_id]
     assert await queries.grants() == [

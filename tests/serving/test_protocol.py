@@ -406,7 +406,7 @@ def test_the_body_timeout_stops_at_a_websocket_upgrade(
     async def main() -> None:
         connection = connect(QUICK_BODY)
         upgraded: list[asyncio.BaseProtocol] = []
-        connection.transport.set_protocol = upgraded.append  # type: ignore[method-assign]
+        connection.transport.set_protocol = upgraded.append  # type: ignore[assignment]  # records the upgrade
         connection.send(
             b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -416,7 +416,7 @@ def test_the_body_timeout_stops_at_a_websocket_upgrade(
         await asyncio.sleep(0.6)  # twice the body timeout: nothing more is written, nor closed
         assert connection.written.endswith(b"\r\n\r\n")
         assert not connection.transport.closed
-        upgraded[0].connection_lost(None)  # type: ignore[attr-defined]
+        upgraded[0].connection_lost(None)
 
     run(main)
 

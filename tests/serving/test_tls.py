@@ -3,6 +3,7 @@ parsed, how often)."""
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,9 +45,9 @@ def test_settings_refuse_half_configurations() -> None:
 
 class Seen:
     def __init__(self) -> None:
-        self.scopes: list[dict[str, Any]] = []
+        self.scopes: list[MutableMapping[str, Any]] = []
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         self.scopes.append(scope)
 
 

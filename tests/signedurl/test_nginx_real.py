@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import httpx
 import pytest
@@ -104,7 +105,15 @@ def _wait_until_listening(process: subprocess.Popen[bytes], port: int, base: Pat
     pytest.fail("nginx did not start listening within 15 s")
 
 
-def _drop_privileges(base: Path) -> dict[str, int]:
+class Privileges(TypedDict, total=False):
+    """Popen's keywords that switch the child to another user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def _drop_privileges(base: Path) -> Privileges:
     """As root, run nginx as nobody: no privileged master, no worker user switching."""
     if os.geteuid() != 0:
         return {}

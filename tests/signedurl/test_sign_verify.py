@@ -205,7 +205,7 @@ def test_refusals_are_typed_never_raised(verifier: Verifier, query: str, reason:
     verdict = verifier.verify_request("/videos/a.ts", query, None)
     assert verdict.reason is reason
     assert verdict.status == reason.status
-    assert verdict.subject is verdict.kid is verdict.expires is None
+    assert (verdict.subject, verdict.kid, verdict.expires) == (None, None, None)
 
 
 def test_check_raises_the_reason(signer: UrlSigner, verifier: Verifier) -> None:

@@ -179,7 +179,7 @@ async def test_twenty_concurrent_exchanges_of_one_code_have_one_winner(flows: Fl
     assert sum(1 for record, _ in results if record is None) == 0
 
 
-async def exchange(flows: Flows, digest: str, now: float) -> tuple[bool, CodeRecord | None]:
+async def exchange(flows: Flows, digest: str, now: float) -> tuple[bool, bool | CodeRecord | None]:
     """What the grant does with the store: consume; the winner redeems, a loser reads the
     record to revoke. (True, redeemed?) for the winner, (False, the record read) for a loser."""
     record, first_use = await flows.codes.consume(digest, now)

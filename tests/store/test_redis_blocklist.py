@@ -10,6 +10,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
@@ -49,7 +50,7 @@ class Nodes:
         await self.b.start()
 
     async def stored(self) -> dict[str, dict[str, object]]:
-        raw = await self.client.hgetall(self.key)
+        raw = cast(dict[bytes, bytes], await self.client.hgetall(self.key))
         return {field.decode(): orjson.loads(value) for field, value in raw.items()}
 
 

@@ -138,7 +138,7 @@ def urls(draw: st.DrawFn) -> tuple[str, str]:
         if draw(st.booleans()):
             pieces.extend(["junk", draw(dots) + draw(dots)])
         pieces.append(segment)
-    path = "/" + "/".join(pieces) if pieces or draw(st.booleans()) else ""
+    path = "/" + "/".join(pieces) if bool(pieces) or draw(st.booleans()) else ""
     default = {"http": 80, "https": 443}[scheme]
     shown_port = (
         draw(st.sampled_from(["", ":", f":{default}"]))

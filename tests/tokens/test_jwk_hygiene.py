@@ -328,7 +328,7 @@ def test_a_key_of_another_type_is_refused_for_signing_and_verifying(
     alg: str, p256: ec.EllipticCurvePrivateKey, rsa_2048: rsa.RSAPrivateKey
 ) -> None:
     """A KeyRejected, not an assert that `python -O` would strip."""
-    wrong: algs.PrivateKey = rsa_2048 if alg != "RS256" else p256
+    wrong: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = rsa_2048 if alg != "RS256" else p256
     with pytest.raises(KeyRejected):
         algs.signer(algs.algorithm(alg), wrong)
     with pytest.raises(KeyRejected):

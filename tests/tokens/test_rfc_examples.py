@@ -93,9 +93,9 @@ def test_rfc7515_a2_rs256_verifies_and_signs_identically() -> None:
     assert payload_bytes(jws) == RFC7515["payload_json"].encode()
     jwk = example["jwk"]
     public_numbers = rsa.RSAPublicNumbers(b64_to_int(jwk["e"]), b64_to_int(jwk["n"]))
+    p, q, d, dp, dq, qi = (b64_to_int(jwk[name]) for name in ("p", "q", "d", "dp", "dq", "qi"))
     private = rsa.RSAPrivateNumbers(
-        *(b64_to_int(jwk[name]) for name in ("p", "q", "d", "dp", "dq", "qi")),
-        public_numbers=public_numbers,
+        p, q, d, dp, dq, qi, public_numbers=public_numbers
     ).private_key()
     assert private.key_size == 2048
     signing_input, signature = _signing_input_and_signature(example["compact"])

@@ -54,7 +54,7 @@ def settings(**flags: Any) -> Settings:
 def monitor_settings(settings: Settings) -> MonitorSettings:
     """TOKENWARD_MONITOR_* from the environment, else the same tokenward.env as `settings`."""
     try:
-        return MonitorSettings(_env_file=settings.data_dir / ENV_FILE)  # type: ignore[call-arg]
+        return MonitorSettings(_env_file=settings.data_dir / ENV_FILE)
     except ValidationError as exc:
         raise StartupError(validation_line(exc, prefix="TOKENWARD_MONITOR_")) from None
 

@@ -96,7 +96,7 @@ class RevocationPublisher:
         self._closed.set()
 
     async def answer(
-        self, query: FeedQuery, disconnected: Callable[[], Awaitable[None]] | None = None
+        self, query: FeedQuery, disconnected: Callable[[], Awaitable[object]] | None = None
     ) -> dict[str, Any]:
         """The JSON body. `disconnected` returns when the caller has gone (ends a long-poll)."""
         change = self._log.changed()  # before the read: a change after it wakes us
@@ -137,7 +137,7 @@ class RevocationPublisher:
         self,
         query: FeedQuery,
         change: asyncio.Event,
-        disconnected: Callable[[], Awaitable[None]] | None,
+        disconnected: Callable[[], Awaitable[object]] | None,
     ) -> Page:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + query.wait
@@ -154,7 +154,7 @@ class RevocationPublisher:
         self,
         change: asyncio.Event,
         within: float,
-        disconnected: Callable[[], Awaitable[None]] | None,
+        disconnected: Callable[[], Awaitable[object]] | None,
     ) -> bool:
         """True when the log changed; False on timeout, shutdown or a caller gone."""
         changed = asyncio.ensure_future(change.wait())
