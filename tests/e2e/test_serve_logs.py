@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
@@ -172,8 +173,48 @@ def _code_flow(served: Served, http: httpx.Client, web_secret: str) -> dict[str,
     return body
 
 
+def _in_one_write(served: Served, requests: list[tuple[str, str, str]]) -> list[bytes]:
+    """Each (path, Basic credentials, form body) sent as one write on one keep-alive
+    connection, as wrk and most clients send a small POST: the express lane's case
+    (serving/express.py). The answers, head and body."""
+    port = int(served.base.rsplit(":", 1)[1])
+    answers = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        for path, credentials, body in requests:
+            basic = base64.b64encode(credentials.encode()).decode()
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {basic}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+            head = answer.split(b"\r\n\r\n", 1)[0]
+            length = int(re.search(rb"content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            while len(answer) < len(head) + 4 + length:
+                answer += sock.recv(65536)
+            answers.append(answer)
+    return answers
+
+
 def _whole_flow(served: Served) -> None:
     service_secret, web_secret, ops_secret = _setup(served)
+    # Token and introspection requests that arrive whole, in the express lane.
+    credentials = f"service:{service_secret}"
+    issued_raw, _ = _in_one_write(
+        served,
+        [("/token", credentials, "grant_type=client_credentials"), ("/token", credentials, "")],
+    )
+    assert issued_raw.startswith(b"HTTP/1.1 200 OK\r\n"), issued_raw
+    assert b"\r\ndate: " in issued_raw
+    assert b"\r\ncache-control: no-store\r\n" in issued_raw
+    lane_token = json.loads(issued_raw.split(b"\r\n\r\n", 1)[1])["access_token"]
+    served.keep("express access_token", lane_token)
+    (introspected_raw,) = _in_one_write(
+        served, [("/introspect", credentials, f"token={lane_token}")]
+    )
+    assert json.loads(introspected_raw.split(b"\r\n\r\n", 1)[1])["active"] is True
     with httpx.Client(base_url=served.base, timeout=30) as http:
         # Client credentials; the token then sent where access logs see it: the query.
         issued = http.post(
@@ -256,6 +297,7 @@ def test_nothing_secret_reaches_the_logs(served: Served) -> None:
     # The log is really there: one access line per request, path only.
     assert re.search(r'127\.0\.0\.1:\d+ - "GET /api/hello" 40\d \d+\.\dms', printed), printed
     assert '"POST /token" 200' in printed
+    assert '"POST /token" 400' in printed  # the empty form, in the express lane
     assert '"GET /logout"' in printed
     assert "security_alert" in printed  # the refresh replay, as an audit line
     assert "?" not in "".join(re.findall(r'"(?:GET|POST|DELETE) [^"]*"', printed))

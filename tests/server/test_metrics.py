@@ -6,7 +6,7 @@ import socket
 
 import httpx
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -18,7 +18,7 @@ from tests.server.test_storage_down import Unreachable
 from tokenward.config import Settings
 from tokenward.deploy.deployment import server_app
 from tokenward.deploy.wiring import build_services, memory_stores
-from tokenward.ops.metrics import ServerMetrics
+from tokenward.ops.metrics import LATENCY_BUCKETS, ServerMetrics
 from tokenward.tokens.sealing import generate_master_key
 
 pytestmark = pytest.mark.anyio
@@ -203,3 +203,43 @@ def test_metrics_setting_is_checked(bad: str) -> None:
 
 def test_ipv6_listener_setting() -> None:
     assert Settings(metrics="[::1]:9464").metrics_listener == ("::1", 9464)
+
+
+def test_the_lock_free_request_metrics_expose_what_prometheus_client_would() -> None:
+    """The per-request counters and histograms are kept in plain dicts (ops/metrics.py); the
+    same observations in prometheus-client's own Counter and Histogram give the same samples
+    (bucket bounds included: a value equal to a bound counts in that bucket)."""
+    ours = ServerMetrics(grant_types=["client_credentials"])
+    registry = CollectorRegistry()
+    requests = Counter(
+        "tokenward_http_requests", "", ["endpoint", "method", "status"], registry=registry
+    )
+    seconds = Histogram(
+        "tokenward_http_request_duration_seconds",
+        "",
+        ["endpoint"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    observed = [0.0, 0.005, 0.0050001, 0.1, 0.3, 10.0, 11.0, 2.5, 0.004]
+    for number, value_seconds in enumerate(observed):
+        status = 200 if number % 3 else 404
+        ours.request("/token", "POST", status, value_seconds)
+        ours.request("/admin/x", "BREW", status, value_seconds)
+        requests.labels("/token", "POST", str(status)).inc()
+        requests.labels("/admin", "other", str(status)).inc()
+        seconds.labels("/token").observe(value_seconds)
+        seconds.labels("/admin").observe(value_seconds)
+
+    def wanted(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+            and family.name.startswith(("tokenward_http_requests", "tokenward_http_request_d"))
+        }
+
+    expected = wanted(generate_latest(registry).decode())
+    assert len(expected) == 2 * (len(LATENCY_BUCKETS) + 3) + 4  # buckets, +Inf, count, sum
+    assert wanted(generate_latest(ours.registry).decode()) == expected

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 import typer
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tokenward.config import Settings
 from tokenward.deploy import startup
@@ -27,13 +28,15 @@ from tokenward.deploy.deployment import server_app
 from tokenward.deploy.startup import StartupError
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.server.access_log import AccessLog
+from tokenward.server.app import direct_routes
 from tokenward.server.outer import uvicorn_log_config
 from tokenward.server.serving import Server
 from tokenward.serving import loop as serving_loop
 from tokenward.serving import workers
 from tokenward.serving.coalescing import coalescing
+from tokenward.serving.express import Express, express_protocol
 from tokenward.serving.limits import LimitError
-from tokenward.serving.protocol import server_options
+from tokenward.serving.protocol import parser_protocol, server_options
 from tokenward.serving.tls import with_client_certificates
 from tokenward.store.local_fanout import LocalFanout
 
@@ -115,8 +118,24 @@ async def _main(
         tls = settings.tls_settings()
         index = worker.index if worker is not None else None
         access = AccessLog(sys.stdout, worker=index)
+        app = server_app(services, worker=index, access_log=access)
+        options = server_options(
+            settings.head_limits(),
+            fds_per_connection=1,
+            # Head and body of an answer in one write; client certificates reach the app
+            # as the ASGI TLS extension.
+            wrap=_protocol_wrap(certificates=bool(tls and tls.cert_reqs != "none")),
+        )
+        if tls is None and parser_protocol() is HttpToolsProtocol:
+            # Plain requests to /token and /introspect past uvicorn's per-request cycle, to
+            # the same app; everything else to uvicorn's guarded protocol (serving/express.py).
+            options["http"] = express_protocol(
+                options["http"],
+                Express(direct_routes(app), settings.max_body_bytes),
+                settings.head_limits(),
+            )
         config = uvicorn.Config(
-            server_app(services, worker=index, access_log=access),
+            app,
             host=host,
             port=port,
             log_level="info",
@@ -125,13 +144,7 @@ async def _main(
             proxy_headers=False,
             server_header=False,
             # Bounded request heads, a head deadline, a connection cap (TOKENWARD_MAX_*).
-            **server_options(
-                settings.head_limits(),
-                fds_per_connection=1,
-                # Head and body of an answer in one write; client certificates reach the app
-                # as the ASGI TLS extension.
-                wrap=_protocol_wrap(certificates=bool(tls and tls.cert_reqs != "none")),
-            ),
+            **options,
             **(tls.uvicorn_options() if tls else {}),
         )
         server = Server(

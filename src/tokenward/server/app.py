@@ -111,8 +111,9 @@ def create_app(
     provider = tracer_provider or tracing.configured_provider(services.settings)
     if provider is not None:
         tracing.install(app, provider)  # the request span covers everything below
-    # Added last, so outermost: every layer inside sees the client behind trusted proxies.
-    app.add_middleware(ClientAddressMiddleware, trusted=services.settings.trusted_networks)
+    if services.settings.trusted_networks:  # without trusted proxies it would change nothing
+        # Added last, so outermost: every layer inside sees the client behind trusted proxies.
+        app.add_middleware(ClientAddressMiddleware, trusted=services.settings.trusted_networks)
     if services.settings.mtls_certificate_header:
         # Outside ClientAddressMiddleware: the header is believed from the connection's peer,
         # before X-Forwarded-For replaces it with the client's address.
@@ -150,6 +151,12 @@ def _fill_state(app: FastAPI, services: ServerParts) -> None:
     console = ConsolePages(services.settings.issuer, services.csrf, services.sessions)
     setattr(state, dependencies.CONSOLE, console)
     state.tokenward_validator = services.validator  # require_scopes: the demo and admin APIs
+
+
+def direct_routes(app: FastAPI) -> frozenset[tuple[str, str]]:
+    """The (method, path) pairs `app` answers past the framework (server/direct.py): what
+    `tokenward serve` also serves past uvicorn's per-request cycle (serving/express.py)."""
+    return frozenset(app.direct) if isinstance(app, _ServerApp) else frozenset()
 
 
 class _ServerApp(FastAPI):
