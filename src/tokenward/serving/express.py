@@ -45,6 +45,7 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr
 
+from tokenward.serving.coalescing import CoalescingTransport
 from tokenward.serving.limits import HeadLimits
 
 log = logging.getLogger("uvicorn.error")
@@ -303,6 +304,7 @@ class ExpressProtocol(asyncio.Protocol):
         self.keep_alive_timeout: float = config.timeout_keep_alive
         self.limit = config.limit_concurrency
         self.transport: asyncio.Transport | None = None
+        self.writer: asyncio.Transport | None = None
         self.flow: FlowControl | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.request = _Request()
@@ -327,6 +329,11 @@ class ExpressProtocol(asyncio.Protocol):
         no_delay(transport)
         self.server_state.connections.add(self)
         self.flow = FlowControl(transport)
+        # Answers leave at the end of the loop step, as uvicorn's do here (serving/coalescing.py):
+        # written at once from each request's task, every answer woke the client sooner and the
+        # loop took fewer requests per wake-up, which cost more than the lane saved (measured
+        # under wrk: 172 against 156 µs of CPU per token; 143 with this).
+        self.writer = cast(asyncio.Transport, CoalescingTransport(transport, self.loop))
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
         # A connection that sends nothing is closed after the head timeout, as by the guard.
@@ -449,7 +456,7 @@ class ExpressProtocol(asyncio.Protocol):
 
     def _start(self, request: _Request) -> None:
         transport = self.transport
-        if transport is None or self.flow is None:
+        if transport is None or self.flow is None or self.writer is None:
             return
         url = request.url
         scope: dict[str, Any] = {
@@ -469,7 +476,7 @@ class ExpressProtocol(asyncio.Protocol):
         }
         cycle = self.cycle = ExpressCycle(
             scope,
-            transport,
+            self.writer,
             self.flow,
             self.server_state.default_headers,
             keep_alive=request.keep_alive,
