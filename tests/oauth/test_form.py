@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import random
+from urllib.parse import parse_qsl
+
 import pytest
 
+from tokenward.oauth import form
 from tokenward.oauth.errors import InvalidRequest
 from tokenward.oauth.form import parse_form
 
@@ -60,3 +64,33 @@ def test_too_many_fields_refused() -> None:
 def test_overlong_value_refused() -> None:
     with pytest.raises(InvalidRequest, match="too long"):
         parse_form(b"a=" + b"x" * 20000, FORM)
+
+
+FORM_ALPHABET = "ab=&%+0 é;"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_direct_split_agrees_with_parse_qsl(seed: int) -> None:
+    """The split of an unescaped form (form._pairs) against parse_qsl itself, on random forms
+    built from the characters that matter (separators, escapes, blanks, non-ASCII) and on the
+    edge cases; escaped forms go to parse_qsl, so every form is checked the same way."""
+    chooser = random.Random(seed)
+    forms = ["", "&", "&&a=1&", "a", "a=", "=b", "a==b", "a=1&a=2", "&".join(["x=1"] * 64)]
+    unescaped = FORM_ALPHABET.replace("%", "").replace("+", "")  # the forms split directly
+    for alphabet, count in ((unescaped, 300), (FORM_ALPHABET, 50)):
+        forms += [
+            "".join(chooser.choices(alphabet, k=chooser.randint(0, 30))) for _ in range(count)
+        ]
+    for text in forms:
+        expected: list[tuple[str, str]] | str
+        try:
+            expected = parse_qsl(text, keep_blank_values=True, max_num_fields=form.MAX_FIELDS)
+        except ValueError as exc:
+            expected = str(exc)
+        try:
+            got: list[tuple[str, str]] | str = form._pairs(text)
+        except ValueError as exc:
+            got = str(exc)
+        assert got == expected, text
+    with pytest.raises(ValueError, match="Max number of fields exceeded"):
+        form._pairs("&".join(["x=1"] * 65))

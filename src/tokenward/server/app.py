@@ -83,7 +83,7 @@ def create_app(
     _fill_state(app, services)
     install_error_handlers(app)
     install_bearer_error_handler(app)  # RFC 6750 bodies for the demo API
-    app.direct = oauth.DIRECT_ENDPOINTS  # they shadow their FastAPI twins (kept for OpenAPI)
+    app.direct = oauth.direct_endpoints(services)  # shadow their FastAPI twins (kept for OpenAPI)
     for module in (
         oauth,
         browser,

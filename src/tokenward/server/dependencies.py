@@ -51,14 +51,9 @@ READINESS = "readiness"
 CONSOLE = "console"
 
 
-def parts_of(request: Request) -> ServerParts:
-    """The parts, for a route that is not a FastAPI one (server/routes/oauth.py)."""
+async def parts(request: Request) -> ServerParts:
     found: ServerParts = getattr(request.app.state, PARTS)
     return found
-
-
-async def parts(request: Request) -> ServerParts:
-    return parts_of(request)
 
 
 async def _browser(request: Request) -> Browser:

@@ -23,8 +23,8 @@ from tokenward.server.dependencies import (
     Pushed,
     Revocation,
     Tokens,
-    parts_of,
 )
+from tokenward.server.direct import Endpoint
 from tokenward.server.edge import (
     FORM_STATE,
     FormHeaders,
@@ -33,6 +33,7 @@ from tokenward.server.edge import (
     read_form,
     single_header,
 )
+from tokenward.server.parts import ServerParts
 from tokenward.serving.tls import peer_certificate
 
 JWT_INTROSPECTION = "application/token-introspection+jwt"
@@ -110,24 +111,22 @@ async def _introspect(
     return JSONResponse(body, headers=NO_STORE)
 
 
-async def _direct_token(request: Request) -> Response:
-    p = parts_of(request)
-    return await _token(request, p.token_endpoint, p.metrics, p.settings)
+def direct_endpoints(parts: ServerParts) -> dict[tuple[str, str], Endpoint]:
+    """The two busiest endpoints, served past the framework's routing and per-request layers
+    (server/direct.py): they were a quarter of the token endpoint's time (docs/performance.md).
+    Bound to the server's parts here, once, rather than looked up in the app's state on each
+    request. The FastAPI routes above stay for the OpenAPI description and run the same code;
+    errors are rendered by the same handlers."""
+    endpoint, introspector = parts.token_endpoint, parts.introspector
+    metrics, settings = parts.metrics, parts.settings
 
+    async def direct_token(request: Request) -> Response:
+        return await _token(request, endpoint, metrics, settings)
 
-async def _direct_introspect(request: Request) -> Response:
-    p = parts_of(request)
-    return await _introspect(request, p.introspector, p.metrics, p.settings)
+    async def direct_introspect(request: Request) -> Response:
+        return await _introspect(request, introspector, metrics, settings)
 
-
-# The two busiest endpoints, served past the framework's routing and per-request layers
-# (server/direct.py): they were a quarter of the token endpoint's time (docs/performance.md).
-# The FastAPI routes above stay for the OpenAPI description and run the same code; errors are
-# rendered by the same handlers.
-DIRECT_ENDPOINTS = {
-    ("POST", "/token"): _direct_token,
-    ("POST", "/introspect"): _direct_introspect,
-}
+    return {("POST", "/token"): direct_token, ("POST", "/introspect"): direct_introspect}
 
 
 @router.post("/revoke", summary="Token revocation (RFC 7009)", tags=["oauth"])
