@@ -101,7 +101,8 @@ async def read_form(request: Request, limit: int, headers: FormHeaders | None = 
         headers = FormHeaders(request.scope)
     body = await _read_body(request.receive, headers.first(b"content-length"), limit)
     form = parse_form(body, headers.first(b"content-type"))
-    setattr(request.state, FORM_STATE, form)
+    # Into the scope's state dict, which `request.state` wraps, without building the wrapper.
+    request.scope.setdefault("state", {})[FORM_STATE] = form
     return form
 
 
