@@ -345,3 +345,33 @@ def test_past_the_connection_cap_a_new_connection_is_closed_at_once() -> None:
         assert len(state.connections) == 2
 
     run(main)
+
+
+def test_a_request_for_uvicorn_pipelined_behind_a_lane_answer_is_answered_after_it() -> None:
+    async def main() -> None:
+        client = Client(express_class(), ServerState())
+        client.send(post(b"/slow", b"first"))
+        await asyncio.sleep(0.05)
+        client.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")  # not a lane route
+        first, second = await client.answers(2)
+        assert first.endswith(b"/slow first")
+        assert second.startswith(b"HTTP/1.1 200 ")
+        assert not client.in_lane()
+
+    run(main)
+
+
+def test_shutdown_in_the_step_of_an_answer_still_sends_it() -> None:
+    async def main() -> None:
+        state = ServerState()
+        client = Client(express_class(), state)
+        client.send(post(b"/x"))
+        lane = client.protocol
+        await asyncio.sleep(0)  # the request's task runs to its end before this resumes
+        assert lane.cycle is None  # answered...
+        assert not client.written  # ...but still in the buffer until the loop step ends
+        lane.shutdown()
+        assert client.written.endswith(b"/x a=1")
+        assert client.transport.closed
+
+    run(main)

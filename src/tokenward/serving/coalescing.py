@@ -43,6 +43,10 @@ class CoalescingTransport:
         if not self._transport.is_closing():
             self._transport.write(data)
 
+    def flush(self) -> None:
+        """Send what waits now (before the connection changes hands)."""
+        self._flush()
+
     def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)

@@ -381,8 +381,8 @@ class ExpressProtocol(asyncio.Protocol):
     def shutdown(self) -> None:
         cycle = self.cycle
         if cycle is None or cycle.response_complete:
-            if self.transport is not None:
-                self.transport.close()
+            if self.writer is not None:
+                self.writer.close()  # after the last answer, if it is still in the buffer
         else:
             cycle.keep_alive = False
 
@@ -513,7 +513,7 @@ class ExpressProtocol(asyncio.Protocol):
             return
         now = self.loop.time()
         if self.cycle is None and now >= self.idle_since + self.idle_limit:
-            transport.close()
+            (self.writer or transport).close()
             return
         due = self.idle_since + self.idle_limit if self.cycle is None else now + self.idle_limit
         self._arm(max(due, now + 0.05))
@@ -532,6 +532,8 @@ class ExpressProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
+        if self.writer is not None:
+            cast(CoalescingTransport, self.writer).flush()  # our last answer before its next
         protocol = self.fallback(  # type: ignore[call-arg]
             config=self.config,
             server_state=self.server_state,
