@@ -435,3 +435,24 @@ def test_the_lane_answers_byte_for_byte_as_uvicorns_protocol_does(
         assert outcomes[0] == outcomes[1]
 
     run(main)
+
+
+def test_under_a_root_path_the_scope_is_uvicorns_too() -> None:
+    async def main() -> None:
+        made = config()
+        made.root_path = "/base"
+        state = ServerState()
+        lane = Client(express_class(), state, made)
+        lane.send(post(b"/x"))
+        await lane.answers(1)
+        assert lane.in_lane()
+        plain = Client(limited(coalescing(HttpToolsProtocol), LIMITS, 8), state, made)
+        plain.send(post(b"/x"))
+        await plain.answers(1)
+        ours, uvicorns = SCOPES
+        assert ours["path"] == "/base/x"
+        assert {key: value for key, value in ours.items() if key != "client"} == {
+            key: value for key, value in uvicorns.items() if key != "client"
+        }
+
+    run(main)

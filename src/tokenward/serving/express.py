@@ -303,6 +303,7 @@ class ExpressProtocol(asyncio.Protocol):
         self.app_state = app_state
         self.keep_alive_timeout: float = config.timeout_keep_alive
         self.limit = config.limit_concurrency
+        self.root_path: str = config.root_path
         self.transport: asyncio.Transport | None = None
         self.writer: asyncio.Transport | None = None
         self.flow: FlowControl | None = None
@@ -466,12 +467,13 @@ class ExpressProtocol(asyncio.Protocol):
             "server": self.server,
             "client": self.client,
             "scheme": "http",
-            "root_path": "",
+            "root_path": self.root_path,
             "headers": request.headers,
             "state": self.app_state.copy(),
             "method": request.method.decode("ascii"),
-            "path": url.decode("ascii"),
-            "raw_path": url,
+            # As uvicorn: the root path in front of the request's (the route matched without it).
+            "path": self.root_path + url.decode("ascii"),
+            "raw_path": self.root_path.encode("ascii") + url,
             "query_string": b"",
         }
         cycle = self.cycle = ExpressCycle(
