@@ -14,6 +14,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from tests.serving.test_protocol import Recorder, until
+from tokenward.serving import express
 from tokenward.serving.coalescing import coalescing
 from tokenward.serving.express import Express, ExpressProtocol, express_protocol
 from tokenward.serving.limits import HeadLimits
@@ -26,11 +27,15 @@ SCOPES: list[dict[str, Any]] = []
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Echoes `<path> <body>`. /slow answers after 0.3 s, /fail raises before answering,
     /silent returns without answering, /inject answers with a header value holding CRLF,
-    /wait reads past the body (until the client goes) and answers nothing."""
+    /wait reads past the body (until the client goes) and answers nothing, /whole reads the
+    body to its end."""
     SCOPES.append(scope)
     path = scope["path"]
     message = await receive()
     body = message.get("body", b"")
+    while path == "/whole" and message.get("more_body", False):  # the whole body, as uvicorn
+        message = await receive()  # gives it in parts
+        body += message.get("body", b"")
     if path == "/slow":
         await asyncio.sleep(0.3)
     elif path == "/fail":
@@ -54,7 +59,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 LANE = frozenset(
-    ("POST", path) for path in ("/x", "/slow", "/fail", "/silent", "/inject", "/unsized", "/wait")
+    ("POST", path)
+    for path in ("/x", "/slow", "/fail", "/silent", "/inject", "/unsized", "/wait", "/whole")
 )
 
 
@@ -412,24 +418,39 @@ CORPUS = [
 ]
 
 
+def pieces(request_bytes: bytes, split: str) -> list[bytes]:
+    if split == "whole":
+        return [request_bytes]
+    if split == "head, body":  # as httpx (h11) writes a POST
+        head, sep, body = request_bytes.partition(b"\r\n\r\n")
+        return [head + sep, body] if sep and body else [request_bytes]
+    return [request_bytes[start : start + 7] for start in range(0, len(request_bytes), 7)]
+
+
 @pytest.mark.parametrize("request_bytes", CORPUS)
-@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize("split", ["whole", "head, body", "7 bytes"])
 def test_the_lane_answers_byte_for_byte_as_uvicorns_protocol_does(
-    request_bytes: bytes, chunk: int | None
+    request_bytes: bytes, split: str
 ) -> None:
-    """Differential: every request of the corpus, whole or in pieces, gets the same bytes back
-    (and the same closed or open connection) through the lane as through uvicorn's guarded
-    protocol alone, whichever of the two ends up serving it."""
+    """Differential: every request of the corpus, whole, as head then body, or in 7-byte
+    pieces, gets the same bytes back (and the same closed or open connection) through the lane
+    as through uvicorn's guarded protocol alone, whichever of the two ends up serving it."""
 
     async def main() -> None:
         outcomes = []
         plain_class = limited(coalescing(HttpToolsProtocol), LIMITS, 8)
         for protocol in (express_class(), plain_class):
             client = Client(protocol, ServerState())
-            step = chunk or len(request_bytes)
-            for start in range(0, len(request_bytes), step):
+            for piece in pieces(request_bytes, split):
                 if not client.transport.closed:
-                    client.send(request_bytes[start : start + step])
+                    client.send(piece)
+                    await asyncio.sleep(0.005)  # apart, as two packets come
+
+            # A lane waiting for the rest of a body gives it to uvicorn after BODY_WAIT.
+            def settled(watched: Client = client) -> bool:
+                return getattr(watched.protocol, "waiting", None) is None
+
+            await until(settled)
             await asyncio.sleep(0.05)  # whatever the app answers, it has answered by now
             outcomes.append((client.written, client.transport.closed))
         assert outcomes[0] == outcomes[1]
@@ -454,5 +475,60 @@ def test_under_a_root_path_the_scope_is_uvicorns_too() -> None:
         assert {key: value for key, value in ours.items() if key != "client"} == {
             key: value for key, value in uvicorns.items() if key != "client"
         }
+
+    run(main)
+
+
+def test_a_head_then_its_body_is_served_in_the_lane() -> None:
+    async def main() -> None:
+        client = Client(express_class(), ServerState())
+        head, _, body = post(b"/x", b"a=12345").partition(b"\r\n\r\n")
+        client.send(head + b"\r\n\r\n")
+        await asyncio.sleep(0.05)
+        assert client.in_lane()
+        assert not client.written
+        client.send(body[:3])
+        await asyncio.sleep(0.05)
+        client.send(body[3:])
+        assert (await client.answers(1))[0].endswith(b"/x a=12345")
+        assert client.in_lane()
+        client.send(post(b"/x", b"b=2"))  # and the connection serves on in the lane
+        assert (await client.answers(2))[1].endswith(b"/x b=2")
+        assert client.in_lane()
+
+    run(main)
+
+
+def test_a_body_that_does_not_follow_its_head_goes_to_uvicorn_and_its_deadline() -> None:
+    async def main() -> None:
+        quick = HeadLimits(body_timeout=0.3)
+        client = Client(express_class(quick), ServerState())
+        client.send(post(b"/whole", b"a=12345")[:-2])  # the head, and part of the body
+        started = time.monotonic()
+        await until(lambda: not client.in_lane())
+        assert time.monotonic() - started >= express.BODY_WAIT * 0.9
+        (answer,) = await client.answers(1)
+        assert answer.startswith(b"HTTP/1.1 408 ")  # the guard's, for the stalled body
+        assert time.monotonic() - started >= express.BODY_WAIT + 0.3
+
+    run(main)
+
+
+def test_shutdown_while_a_body_is_awaited_lets_uvicorn_finish_the_request() -> None:
+    async def main() -> None:
+        state = ServerState()
+        client = Client(express_class(), state)
+        whole = post(b"/x", b"a=12345")
+        client.send(whole[:-2])
+        await asyncio.sleep(0.01)
+        for connection in list(state.connections):
+            connection.shutdown()
+        assert not client.in_lane()
+        assert not client.transport.closed
+        client.send(whole[-2:])
+        (answer,) = await client.answers(1)
+        assert answer.endswith(b"/x a=12345")
+        assert b"connection: close" in answer
+        await until(lambda: client.transport.closed)
 
     run(main)

@@ -9,16 +9,17 @@ bench/floor_app.py's introspection under wrk (8 connections), uvicorn spent abou
 per request where a bare httptools protocol calling the same ASGI callable spent 23 µs
 (docs/performance.md, "The express lane").
 
-The lane takes only what needs none of that machinery: a connection's data that holds exactly
-one whole request, `POST` to one of `Express.routes` (the exact raw path: no query, nothing
-escaped), HTTP/1.x without an upgrade, `Expect` or `Transfer-Encoding`, a `Content-Length`
-within `Express.max_body`, a head within the guard's size and field limits, and uvicorn's
-concurrency limit not reached. Anything else -- a partial head or body, two pipelined
-requests in one read, another route, a parser error -- is handed, with every byte of it, to
-uvicorn's guarded protocol, which keeps the connection from then on (as uvicorn hands a
-WebSocket upgrade to its WebSocket protocol). So a slow or odd client meets exactly the
-protections it met before (head and body deadlines, 400/408/414/431, 503), and the lane never
-waits for bytes.
+The lane takes only what needs none of that machinery: one whole request, `POST` to one of
+`Express.routes` (the exact raw path: no query, nothing escaped), HTTP/1.x without an upgrade,
+`Expect` or `Transfer-Encoding`, one `Content-Length` within `Express.max_body`, a head within
+the guard's size and field limits, and uvicorn's concurrency limit not reached. Its head must
+come whole in one read; its body may follow in later reads (httpx, through h11, writes a POST's
+head and body separately) for at most `BODY_WAIT`. Anything else -- a head in pieces, a body
+later than that, two pipelined requests in one read, another route, a parser error -- is
+handed, with every byte of it, to uvicorn's guarded protocol, which keeps the connection from
+then on (as uvicorn hands a WebSocket upgrade to its WebSocket protocol). So a slow or odd
+client meets the protections it met before (head and body deadlines, 400/408/414/431, 503),
+a late body `BODY_WAIT` later.
 
 What the lane keeps of uvicorn's: the ASGI scope (the same keys and values), header names
 lowered and trailing whitespace cut, the answer's header names and values checked against
@@ -53,6 +54,8 @@ log = logging.getLogger("uvicorn.error")
 Message = dict[str, Any]
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 ProtocolClass = type[asyncio.Protocol]
+# How long the lane waits for the rest of a body whose head came whole (then uvicorn waits).
+BODY_WAIT = 0.25
 
 SERVER_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -253,6 +256,7 @@ class _Request:
         "body",
         "done",
         "fields",
+        "headed",
         "headers",
         "keep_alive",
         "length",
@@ -274,6 +278,7 @@ class _Request:
         self.keep_alive = False
         self.length = 0
         self.plain = True  # no Expect, Transfer-Encoding or upgrade
+        self.headed = False  # the head is complete
 
 
 class ExpressProtocol(asyncio.Protocol):
@@ -311,6 +316,10 @@ class ExpressProtocol(asyncio.Protocol):
         self.request = _Request()
         self.cycle: ExpressCycle | None = None
         self.pending = b""  # what came while an answer was under way (pipelined)
+        # A lane request whose head came whole and whose body is still coming: its bytes so
+        # far, and when to stop waiting and hand them to uvicorn.
+        self.waiting: bytes | None = None
+        self.wait_until = 0.0
         self.idle_since = 0.0
         self.idle_limit = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -376,10 +385,21 @@ class ExpressProtocol(asyncio.Protocol):
                 if transport is not None:
                     transport.pause_reading()
             return
+        waiting = self.waiting
+        if waiting is not None:
+            self._feed(data, waiting + data)
+            return
         self._serve(data)
 
     # uvicorn's server calls this on each connection at shutdown.
     def shutdown(self) -> None:
+        waiting = self.waiting
+        if waiting is not None:  # a request under way: uvicorn finishes it, then closes
+            self.waiting = None
+            protocol = self._hand_off(waiting)
+            if protocol is not None:
+                cast(Any, protocol).shutdown()
+            return
         cycle = self.cycle
         if cycle is None or cycle.response_complete:
             if self.writer is not None:
@@ -400,6 +420,8 @@ class ExpressProtocol(asyncio.Protocol):
         name = name.lower()
         value = value.rstrip(b" \t")  # RFC 9110 §5.5, as uvicorn
         if name == b"content-length":
+            if request.length:  # sent twice: uvicorn's (and the guard's) case, not ours
+                request.plain = False
             request.length = int(value) if value.isdigit() and len(value) < 19 else -1
         elif name in (b"expect", b"transfer-encoding"):
             request.plain = False
@@ -412,6 +434,7 @@ class ExpressProtocol(asyncio.Protocol):
         request.method = parser.get_method()
         request.version = parser.get_http_version()
         request.keep_alive = request.version != "1.0" and parser.should_keep_alive()
+        request.headed = True
         if parser.should_upgrade():
             request.plain = False
 
@@ -424,31 +447,50 @@ class ExpressProtocol(asyncio.Protocol):
     # The lane.
 
     def _serve(self, data: bytes) -> None:
-        request = self.request = _Request()
-        if len(data) > self.max_head + self.max_body:
-            self._hand_off(data)
+        self.request = _Request()
+        self._feed(data, data)
+
+    def _feed(self, data: bytes, whole: bytes) -> None:
+        """Parse `data`, the newest bytes of the request whose bytes so far are `whole`."""
+        request = self.request
+        self.waiting = None
+        if len(whole) > self.max_head + self.max_body:
+            self._hand_off(whole)
             return
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            self._hand_off(data)  # uvicorn answers it as it would have
+            self._hand_off(whole)  # uvicorn answers it as it would have
             return
-        if not self._takes(request, data):
-            self._hand_off(data)
+        if request.begun == 1 and request.done == 0 and self._head_fits(request, whole):
+            # Head and body often come in two writes (httpx, h11): the body is waited for a
+            # moment, then the request goes to uvicorn, whose body deadline starts then.
+            self.waiting = whole
+            if not self.wait_until:
+                self.wait_until = self.loop.time() + BODY_WAIT
+                self._arm(self.wait_until)
+            return
+        self.wait_until = 0.0
+        if not self._takes(request, whole):
+            self._hand_off(whole)
             return
         self._start(request)
 
-    def _takes(self, request: _Request, data: bytes) -> bool:
-        """Whether this read is one whole request the lane serves as uvicorn would."""
-        if request.begun != 1 or request.done != 1 or not request.plain:
-            return False  # part of a request, or more than one, or one that needs uvicorn
+    def _head_fits(self, request: _Request, whole: bytes) -> bool:
+        """A whole head the lane serves: route, plainness and the guard's limits."""
+        if not request.headed or not request.plain:
+            return False
         if (request.method, request.url) not in self.routes:
             return False
         body = sum(map(len, request.body))
-        if request.fields > self.max_fields or len(data) - body > self.max_head:
+        if request.fields > self.max_fields or len(whole) - body > self.max_head:
             return False  # the guard answers 431
-        if not 0 <= request.length <= self.max_body or request.version not in ("1.1", "1.0"):
-            return False
+        return 0 <= request.length <= self.max_body and request.version in ("1.1", "1.0")
+
+    def _takes(self, request: _Request, whole: bytes) -> bool:
+        """Whether these bytes are one whole request the lane serves as uvicorn would."""
+        if request.begun != 1 or request.done != 1 or not self._head_fits(request, whole):
+            return False  # part of a request, or more than one, or one that needs uvicorn
         limit = self.limit
         tasks = self.server_state.tasks
         return limit is None or (
@@ -514,10 +556,20 @@ class ExpressProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         now = self.loop.time()
-        if self.cycle is None and now >= self.idle_since + self.idle_limit:
+        waiting = self.waiting
+        if waiting is not None and now >= self.wait_until:
+            self.waiting = None
+            self._hand_off(waiting)  # the rest of the body is late: uvicorn's to wait for
+            return
+        if self.cycle is None and waiting is None and now >= self.idle_since + self.idle_limit:
             (self.writer or transport).close()
             return
-        due = self.idle_since + self.idle_limit if self.cycle is None else now + self.idle_limit
+        if waiting is not None:
+            due = self.wait_until
+        elif self.cycle is None:
+            due = self.idle_since + self.idle_limit
+        else:
+            due = now + self.idle_limit
         self._arm(max(due, now + 0.05))
 
     def _arm(self, when: float) -> None:
@@ -525,15 +577,16 @@ class ExpressProtocol(asyncio.Protocol):
             self.timer.cancel()
         self.timer = self.loop.call_at(when, self._idle_check)
 
-    def _hand_off(self, data: bytes) -> None:
+    def _hand_off(self, data: bytes) -> asyncio.Protocol | None:
         """uvicorn's guarded protocol takes the connection, from these bytes on."""
         self.server_state.connections.discard(self)  # before the guard counts connections
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self.waiting = None
         transport = self.transport
         if transport is None:
-            return
+            return None
         if self.writer is not None:
             cast(CoalescingTransport, self.writer).flush()  # our last answer before its next
         protocol = self.fallback(  # type: ignore[call-arg]
@@ -546,6 +599,7 @@ class ExpressProtocol(asyncio.Protocol):
         protocol.connection_made(transport)
         if data and not transport.is_closing():
             protocol.data_received(data)
+        return protocol
 
 
 def express_protocol(
