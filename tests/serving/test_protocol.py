@@ -138,11 +138,16 @@ class Connection:
         return bytes(self.transport.written)
 
     async def answers(self, count: int) -> list[bytes]:
-        await until(lambda: self.written.count(b"HTTP/1.1 ") >= count)
-        return [b"HTTP/1.1 " + part for part in self.written.split(b"HTTP/1.1 ")[1:]]
+        return await answers_on(self.transport, count)
 
     async def status(self) -> int:
         return int((await self.answers(1))[0].split(b" ")[1])
+
+
+async def answers_on(transport: Recorder, count: int) -> list[bytes]:
+    """The answers written on `transport`, once there are `count` of them."""
+    await until(lambda: transport.written.count(b"HTTP/1.1 ") >= count)
+    return [b"HTTP/1.1 " + part for part in bytes(transport.written).split(b"HTTP/1.1 ")[1:]]
 
 
 async def until(condition: Callable[[], bool], within: float = 5.0) -> None:

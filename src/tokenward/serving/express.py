@@ -291,6 +291,7 @@ class ExpressProtocol(asyncio.Protocol):
     max_head: int
     max_fields: int
     head_timeout: float
+    max_connections: int  # the guard's connection cap
 
     def __init__(
         self,
@@ -350,8 +351,6 @@ class ExpressProtocol(asyncio.Protocol):
         self.idle_since = self.loop.time()
         self.idle_limit = self.head_timeout
         self._arm(self.idle_since + self.idle_limit)
-
-    max_connections: int
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
