@@ -12,7 +12,9 @@ Beside them runs a floor: a second nginx with the same documented configuration,
 bench/authz_floor.py instead of the gateway (a bare ASGI callable on the same uvicorn,
 httptools and uvloop, that compares the credential and answers). `P3C-floor` (floor ÷ nginx)
 says how far any decision service on this stack could take P3C; `P3C-own` (edge ÷ floor)
-what the gateway's decision costs on top.
+what the gateway's decision costs on top. A third nginx asks bench/bare_floors.py's `check`:
+the credential compared and a canned answer written on httptools and uvloop, with no ASGI at
+all. `P3C-bare` (bare ÷ nginx) is what the least possible Python check allows.
 """
 
 from __future__ import annotations
@@ -71,11 +73,12 @@ def run() -> list[Figure]:
 
 
 def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
-    up, px, edge, gw, low, bare = (_free_port() for _ in range(6))
+    up, px, edge, gw, low, floor_port, top, bare = (_free_port() for _ in range(8))
     up_conf = _nginx_conf(tmp, "up", _upstream_server(up))
     px_conf = _nginx_conf(tmp, "px", _proxy_server(px, up))
     edge_conf = _nginx_conf(tmp, "edge", _edge_server(edge, up, gw, tmp / "edge" / "cache"))
-    low_conf = _nginx_conf(tmp, "low", _edge_server(low, up, bare, tmp / "low" / "cache"))
+    low_conf = _nginx_conf(tmp, "low", _edge_server(low, up, floor_port, tmp / "low" / "cache"))
+    top_conf = _nginx_conf(tmp, "top", _edge_server(top, up, bare, tmp / "top" / "cache"))
     config = _gateway_config(tmp, "gw", gw, up, True)
     with config.open("a") as extra:
         extra.write("trusted_proxies: [127.0.0.1/32]\nauthz: {mode: nginx}\n")
@@ -84,21 +87,25 @@ def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
     floor = [
         *(sys.executable, "-m", "uvicorn", "bench.authz_floor:app", "--loop", "uvloop"),
         *("--http", "httptools", "--no-access-log", "--log-level", "warning"),
-        *("--host", "127.0.0.1", "--port", str(bare)),
+        *("--host", "127.0.0.1", "--port", str(floor_port)),
     ]
+    check = [sys.executable, "-m", "bench.bare_floors", "check", str(bare)]
     os.environ["P3C_FLOOR_TOKEN"] = token  # what the floor expects; its process inherits it
     with (
         _process([*nginx, str(up_conf), "-p", str(tmp / "up")], up),
         _process([*nginx, str(px_conf), "-p", str(tmp / "px")], px) as proxy,
         _process([sys.executable, "-c", code, str(config)], gw) as gateway,
         _process([*nginx, str(edge_conf), "-p", str(tmp / "edge")], edge) as front,
-        _process(floor, bare) as floor_app,
+        _process(floor, floor_port) as floor_app,
         _process([*nginx, str(low_conf), "-p", str(tmp / "low")], low) as floor_front,
+        _process(check, bare) as bare_check,
+        _process([*nginx, str(top_conf), "-p", str(tmp / "top")], top) as bare_front,
     ):
         targets = {
             "nginx": (f"http://127.0.0.1:{px}/", [proxy.pid]),
             "edge": (f"http://127.0.0.1:{edge}/", [front.pid, gateway.pid]),
             "floor": (f"http://127.0.0.1:{low}/", [floor_front.pid, floor_app.pid]),
+            "bare": (f"http://127.0.0.1:{top}/", [bare_front.pid, bare_check.pid]),
         }
         for url, _pids in targets.values():
             _wrk(url, token, 1)  # warm-up: connections, caches, the token's validation
@@ -133,7 +140,7 @@ def _median(runs: list[Sample], field: str) -> float:
 
 
 def _figures(samples: dict[str, list[Sample]]) -> list[Figure]:
-    edge, nginx, floor = samples["edge"], samples["nginx"], samples["floor"]
+    edge, nginx, floor, bare = (samples[n] for n in ("edge", "nginx", "floor", "bare"))
     med = _median
     return [
         _p3c(edge, nginx),
@@ -145,6 +152,17 @@ def _figures(samples: dict[str, list[Sample]]) -> list[Figure]:
             [
                 f"{med(floor, 'rps'):.0f} vs {med(nginx, 'rps'):.0f} req/s",
                 f"CPU per request {med(floor, 'cpu') * 1e6:.0f} µs (nginx + floor)",
+                "printed",
+            ],
+        ),
+        Figure(
+            "P3C-bare",
+            _ratio(bare, nginx),
+            "nginx auth_request to the least Python check (httptools and uvloop, no ASGI, a "
+            "canned answer) ÷ nginx proxy_pass alone (what any Python service allows P3C)",
+            [
+                f"{med(bare, 'rps'):.0f} vs {med(nginx, 'rps'):.0f} req/s",
+                f"CPU per request {med(bare, 'cpu') * 1e6:.0f} µs (nginx + bare check)",
                 "printed",
             ],
         ),

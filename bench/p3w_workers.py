@@ -6,7 +6,9 @@ and `tokenward gateway` with the full policy (bearer token, scope, rate limit, a
 request) and `workers: 2`, whose rate limits are then in Redis (127.0.0.1:6379, as more than
 one worker requires; each worker leases part of the quota, store/rate_leases.py, so the busy
 bench token costs a round trip per ~50 ms per worker, not per request). One worker of the
-same gateway (limits in memory, as P3b) is measured beside them. wrk, one thread, 32
+same gateway (limits in memory, as P3b) is measured beside them, and two processes of
+bench/bare_floors.py's `proxy` on the port (SO_REUSEPORT): the least a Python reverse proxy
+does (httptools and uvloop, each request forwarded as received; `P3W-bare`). wrk, one thread, 32
 connections, interleaved rounds; medians of per-round ratios (goal ≥ 0.4). Taken under load
 from other jobs on the shared machine.
 """
@@ -51,11 +53,11 @@ def run() -> list[Figure]:
         tmp = Path(name)
         (tmp / "jwks.json").write_text(json.dumps(ring.jwks()))
         samples = _measure(tmp, token)
-    return [_figure(samples)]
+    return _figures(samples)
 
 
 def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
-    up, px, two, one = (_free_port() for _ in range(4))
+    up, px, two, one, bare = (_free_port() for _ in range(5))
     up_conf = _nginx_conf(tmp, "up", _upstream_server(up))
     px_conf = _nginx_conf(tmp, "px", _proxy_server(px, up))
     px_conf.write_text(px_conf.read_text().replace("worker_processes 1;", "worker_processes 2;"))
@@ -70,23 +72,27 @@ def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
     one_conf = _gateway_config(tmp, "one", one, up, True)
     nginx = ["nginx", "-g", "daemon off;", "-c"]
     code = "import sys; from tokenward.deploy.gateway import run_gateway; run_gateway(sys.argv[1])"
+    proxy_bare = [sys.executable, "-m", "bench.bare_floors", "proxy", str(bare), str(up)]
     with (
         _process([*nginx, str(up_conf), "-p", str(tmp / "up")], up),
         _process([*nginx, str(px_conf), "-p", str(tmp / "px")], px) as proxy,
         _process([sys.executable, "-c", code, str(two_conf)], two) as gw_two,
         _process([sys.executable, "-c", code, str(one_conf)], one) as gw_one,
+        _process(proxy_bare, bare) as bare_one,
+        _process(proxy_bare, bare) as bare_two,
     ):
         targets = {
-            "nginx2": (f"http://127.0.0.1:{px}/", proxy.pid),
-            "workers2": (f"http://127.0.0.1:{two}/", gw_two.pid),
-            "workers1": (f"http://127.0.0.1:{one}/", gw_one.pid),
+            "nginx2": (f"http://127.0.0.1:{px}/", [proxy.pid]),
+            "workers2": (f"http://127.0.0.1:{two}/", [gw_two.pid]),
+            "workers1": (f"http://127.0.0.1:{one}/", [gw_one.pid]),
+            "bare2": (f"http://127.0.0.1:{bare}/", [bare_one.pid, bare_two.pid]),
         }
         for url, _pid in targets.values():
             _wrk(url, token, 1)  # warm-up: connections, caches, the token's validation
         samples: dict[str, list[Sample]] = {name: [] for name in targets}
         for round_ in range(ROUNDS):
-            for name, (url, pid) in targets.items():
-                sample = _wrk(url, token, SECONDS, pid)
+            for name, (url, (pid, *others)) in targets.items():
+                sample = _wrk(url, token, SECONDS, pid, extra=others)
                 samples[name].append(sample)
                 print(
                     f"  round {round_ + 1} {name:>8}: {sample.rps:8.0f} req/s, "
@@ -96,7 +102,7 @@ def _measure(tmp: Path, token: str) -> dict[str, list[Sample]]:
     return samples
 
 
-def _figure(samples: dict[str, list[Sample]]) -> Figure:
+def _figures(samples: dict[str, list[Sample]]) -> list[Figure]:
     def ratio(a: str, b: str) -> float:
         pairs = zip(samples[a], samples[b], strict=True)
         return statistics.median(x.rps / y.rps for x, y in pairs)
@@ -105,7 +111,7 @@ def _figure(samples: dict[str, list[Sample]]) -> Figure:
         values: list[float] = [getattr(sample, field) for sample in samples[name]]
         return statistics.median(values)
 
-    return Figure(
+    p3w = Figure(
         "P3W",
         ratio("workers2", "nginx2"),
         "gateway full policy, workers: 2 (limits in Redis) ÷ nginx proxy_pass, 2 workers",
@@ -119,3 +125,15 @@ def _figure(samples: dict[str, list[Sample]]) -> Figure:
             load_note(),
         ],
     )
+    bare = Figure(
+        "P3W-bare",
+        ratio("bare2", "nginx2"),
+        "the least Python reverse proxy (httptools and uvloop, no ASGI, no policy), 2 processes "
+        "÷ nginx proxy_pass, 2 workers (what a Python proxy allows P3W)",
+        [
+            f"{med('bare2', 'rps'):.0f} vs {med('nginx2', 'rps'):.0f} req/s",
+            f"CPU per request {med('bare2', 'cpu') * 1e6:.0f} µs",
+            "printed",
+        ],
+    )
+    return [p3w, bare]

@@ -24,6 +24,7 @@ import uvicorn
 from tests.conftest import AUDIENCE, ISSUER, FrozenClock
 from tests.e2e.live import free_port
 from tests.gateway.upstream_app import Upstream
+from tokenward.deploy.gateway import with_check_lane
 from tokenward.gateway.app import Gateway
 from tokenward.gateway.audit import AuditLog
 from tokenward.gateway.config import parse_config
@@ -141,8 +142,9 @@ def gateway(
             audit=AuditLog(sink),
             **options,
         )
-        # The gateway's own server protocol (coalesced writes), as `tokenward gateway` runs it.
-        context = serve(app, http=http_protocol(), **(server or {}))
+        # The gateway's own server protocol (coalesced writes, a proxy's checks in the express
+        # lane), as `tokenward gateway` runs it.
+        context = serve(app, http=with_check_lane(http_protocol(), config), **(server or {}))
         base = context.__enter__()
         stack.append(context)
         running = Running(base, app, sink)

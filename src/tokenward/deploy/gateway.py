@@ -21,6 +21,7 @@ import uvicorn
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tokenward.config import Settings
 from tokenward.core.events import UsageSink
@@ -56,8 +57,9 @@ from tokenward.monitor.risk import RiskBoard, RiskDetector, RiskScorer
 from tokenward.monitor.risk_feed import RiskFeed, Tee
 from tokenward.ops.tracing import TracingUnavailable
 from tokenward.serving.coalescing import coalescing
+from tokenward.serving.express import Express, express_protocol
 from tokenward.serving.limits import LimitError
-from tokenward.serving.protocol import server_options
+from tokenward.serving.protocol import parser_protocol, server_options
 from tokenward.serving.tls import CERT_REQS, ProxyCertificateMiddleware, with_client_certificates
 from tokenward.store.redis_bff_sessions import RedisSessionStore
 from tokenward.store.redis_blocklist import RedisBlocklist
@@ -437,7 +439,28 @@ def uvicorn_config(app: ASGIApp, config: GatewayConfig, *, coalesce: bool = True
         ),
         # `limits:`: bounded request heads, a head deadline, a connection cap. Two descriptors
         # per connection: the client's and one to the upstream.
-        **server_options(
-            config.limits, fds_per_connection=2, wrap=_wrap(config, coalesce=coalesce)
-        ),
+        **_protocol_options(config, coalesce=coalesce),
     )
+
+
+def _protocol_options(config: GatewayConfig, *, coalesce: bool) -> dict[str, Any]:
+    options = server_options(
+        config.limits, fds_per_connection=2, wrap=_wrap(config, coalesce=coalesce)
+    )
+    if coalesce:
+        options["http"] = with_check_lane(options["http"], config)
+    return options
+
+
+def with_check_lane(protocol: type[Any], config: GatewayConfig) -> type[Any]:
+    """`protocol`, with a proxy's checks (nginx auth_request, Traefik forwardAuth: a bodyless
+    GET on `authz.path` exactly) served past uvicorn's per-request cycle, to the same app
+    (serving/express.py); everything else, proxied requests included, stays `protocol`'s.
+    Envoy's checks (the original method, below the path) and every request on a TLS listener
+    (whose client certificate the lane does not pass on) stay there too."""
+    if config.authz is None or config.tls.cert is not None:
+        return protocol
+    if parser_protocol() is not HttpToolsProtocol:
+        return protocol
+    lane = Express(frozenset({("GET", config.authz.path)}), max_body=0)
+    return express_protocol(protocol, lane, config.limits)
