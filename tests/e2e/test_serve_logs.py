@@ -316,3 +316,31 @@ def test_the_data_directory_is_owner_only(served: Served) -> None:
     assert {f.name for f in files} >= {"master.key", "tokenward.db"}
     modes = {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files}
     assert set(modes.values()) == {"0o600"}, modes
+
+
+def test_a_sigterm_right_after_a_request_still_writes_its_access_line(tmp_path: Path) -> None:
+    """The access log is written every half second; uvicorn ends the process by re-raising
+    the signal once its shutdown is done, so the last lines are written inside the shutdown."""
+    data_dir, port = tmp_path / "data", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    stdout = tmp_path / "stdout.log"
+    with stdout.open("wb") as out:
+        subprocess.run(
+            [TOKENWARD, "--data-dir", str(data_dir), "init"], env=env, check=True, stdout=out
+        )
+        process = subprocess.Popen(
+            [TOKENWARD, "--data-dir", str(data_dir), "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, process)
+        answers = [
+            httpx.get(f"{base}/.well-known/openid-configuration", timeout=10) for _ in range(3)
+        ]
+        assert [answer.status_code for answer in answers] == [200, 200, 200]
+    finally:
+        stop_process(process)  # SIGTERM within the half second the lines wait
+    assert stdout.read_text().count('"GET /.well-known/openid-configuration" 200') == 3

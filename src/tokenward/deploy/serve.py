@@ -151,6 +151,9 @@ async def _main(
             config,
             services.revocation_publisher.close,
             on_started=worker.ready if worker is not None else None,
+            # The lines of the last half second, and of the requests the shutdown let finish:
+            # after a signal the process ends inside `serve()` (server/serving.py).
+            after_shutdown=access.flush,
         )
         # Everything built so far lives as long as the process: keep it out of every GC pass
         # (the gateway does the same; a full pass over the startup heap is a latency spike).
@@ -159,7 +162,7 @@ async def _main(
         try:
             await server.serve(sockets=[sock])
         finally:
-            access.flush()  # the lines of the last half second
+            access.flush()  # when serving ended without a signal
     finally:
         await services.stores.aclose()
 

@@ -1,7 +1,10 @@
-"""uvicorn's Server, told when it has started and when its shutdown begins.
+"""uvicorn's Server, told when it has started, when its shutdown begins and when it ends.
 
 uvicorn lets every in-flight request finish before it stops, and a long-poll on
 GET /revocations may be held 25 s: released at once, its follower moves to another node.
+After a SIGTERM or SIGINT uvicorn re-raises the signal once its shutdown is done, which ends
+the process before `serve()` returns to its caller: what must happen last (the access log's
+buffered lines written out) happens in `after_shutdown`, inside the shutdown.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ class Server(uvicorn.Server):
         config: uvicorn.Config,
         on_shutdown: Callable[[], None],
         on_started: Callable[[], None] | None = None,
+        after_shutdown: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(config)
         self._on_shutdown = on_shutdown
         self._on_started = on_started
+        self._after_shutdown = after_shutdown
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -32,4 +37,8 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._on_shutdown()
-        await super().shutdown(sockets)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            if self._after_shutdown is not None:
+                self._after_shutdown()
