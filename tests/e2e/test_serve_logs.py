@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -68,6 +69,21 @@ class Served:
         return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
 
 
+def init_and_serve(
+    data_dir: Path, port: int, env: dict[str, str], out: IO[bytes], err: IO[bytes] | int
+) -> subprocess.Popen[bytes]:
+    """`tokenward init`, then `tokenward serve` on that data dir, printing to `out`/`err`."""
+    subprocess.run(
+        [TOKENWARD, "--data-dir", str(data_dir), "init"], env=env, check=True, stdout=out
+    )
+    return subprocess.Popen(
+        [TOKENWARD, "--data-dir", str(data_dir), "serve", "--port", str(port)],
+        env=env,
+        stdout=out,
+        stderr=err,
+    )
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("serve-logs")
@@ -77,15 +93,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env["TOKENWARD_REFRESH_REUSE_GRACE"] = "0"  # a replayed refresh token is an alert at once
     stdout, stderr = tmp / "stdout.log", tmp / "stderr.log"
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        subprocess.run(
-            [TOKENWARD, "--data-dir", str(data_dir), "init"], env=env, check=True, stdout=out
-        )
-        process = subprocess.Popen(
-            [TOKENWARD, "--data-dir", str(data_dir), "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=err,
-        )
+        process = init_and_serve(data_dir, port, env, out, err)
     served = Served(f"http://127.0.0.1:{port}", data_dir, env, process, stdout, stderr)
     try:
         wait_healthy(served.base, process)
@@ -325,15 +333,7 @@ def test_a_sigterm_right_after_a_request_still_writes_its_access_line(tmp_path: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
     stdout = tmp_path / "stdout.log"
     with stdout.open("wb") as out:
-        subprocess.run(
-            [TOKENWARD, "--data-dir", str(data_dir), "init"], env=env, check=True, stdout=out
-        )
-        process = subprocess.Popen(
-            [TOKENWARD, "--data-dir", str(data_dir), "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.DEVNULL,
-        )
+        process = init_and_serve(data_dir, port, env, out, subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, process)

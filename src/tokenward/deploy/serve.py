@@ -159,10 +159,7 @@ async def _main(
         # (the gateway does the same; a full pass over the startup heap is a latency spike).
         gc.collect()
         gc.freeze()
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            access.flush()  # when serving ended without a signal
+        await server.serve(sockets=[sock])
     finally:
         await services.stores.aclose()
 
